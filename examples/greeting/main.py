@@ -1,0 +1,4 @@
+from usvc_core import Application
+
+app = Application()
+app.run()

@@ -1,0 +1,98 @@
+"""usvc core: the job lifecycle, ``@action`` routing, services, health, resilience, the worker
+engine, settings, ``Application`` and the ports that adapters implement."""
+
+from usvc_core.actions import ActionDefinition, ActionRegistry, JobContext, RetryJob, action
+from usvc_core.app import Application
+from usvc_core.clock import SystemClock
+from usvc_core.errors import (
+    ActionDefinitionError,
+    ActionDiscoveryError,
+    CircuitOpenError,
+    ConfigurationError,
+    DuplicateJobError,
+    JobNotFoundError,
+    LeaseLostError,
+    MissingPackageError,
+    QueueError,
+    QueueUnavailableError,
+    ServiceNotFoundError,
+    ServiceStartError,
+    UsvcError,
+)
+from usvc_core.execution import Outcome, execute_job
+from usvc_core.health import HealthCheck, HealthRegistry, HealthSnapshot, Status
+from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.logging import configure_logging, logger
+from usvc_core.metrics import NullMetrics
+from usvc_core.ports import (
+    ActionSchema,
+    Clock,
+    EnqueueRequest,
+    InstanceInfo,
+    JobQueue,
+    Metrics,
+    QueueStats,
+    ReclaimResult,
+    ServiceDescription,
+    ServiceRegistry,
+    Surface,
+)
+from usvc_core.resilience import RetryPolicy
+from usvc_core.services import ServiceContainer, ServiceProvider
+from usvc_core.settings import WorkerSettings, load_settings
+from usvc_core.worker import Worker, WorkerConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionDefinition",
+    "ActionDefinitionError",
+    "ActionDiscoveryError",
+    "ActionRegistry",
+    "ActionSchema",
+    "Application",
+    "CircuitOpenError",
+    "Clock",
+    "ConfigurationError",
+    "DuplicateJobError",
+    "EnqueueRequest",
+    "ErrorCode",
+    "HealthCheck",
+    "HealthRegistry",
+    "HealthSnapshot",
+    "InstanceInfo",
+    "Job",
+    "JobContext",
+    "JobNotFoundError",
+    "JobQueue",
+    "JobStatus",
+    "LeaseLostError",
+    "Metrics",
+    "MissingPackageError",
+    "NullMetrics",
+    "Outcome",
+    "QueueError",
+    "QueueStats",
+    "QueueUnavailableError",
+    "ReclaimResult",
+    "RetryJob",
+    "RetryPolicy",
+    "ServiceContainer",
+    "ServiceDescription",
+    "ServiceNotFoundError",
+    "ServiceProvider",
+    "ServiceRegistry",
+    "ServiceStartError",
+    "Status",
+    "Surface",
+    "SystemClock",
+    "UsvcError",
+    "Worker",
+    "WorkerConfig",
+    "WorkerSettings",
+    "action",
+    "configure_logging",
+    "execute_job",
+    "load_settings",
+    "logger",
+]

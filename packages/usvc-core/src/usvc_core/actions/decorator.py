@@ -1,0 +1,79 @@
+"""``@action``: marks an async function as the handler of one action."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from usvc_core.errors import ActionDefinitionError
+from usvc_core.resilience.retry import RetryPolicy
+
+__all__ = ["ACTION_ATTR", "ActionOptions", "action", "source_of"]
+
+ACTION_ATTR = "__usvc_action__"
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOptions:
+    """What ``@action(...)`` was given; type hints are resolved later, at registration."""
+
+    name: str
+    timeout_seconds: float | None = None
+    max_attempts: int | None = None
+    retry_on: tuple[type[BaseException], ...] = ()
+    retry_policy: RetryPolicy | None = None
+
+
+def source_of(fn: Callable[..., Any]) -> str:
+    """``file:line`` of a function, for error messages."""
+    try:
+        file = inspect.getsourcefile(fn) or "<unknown>"
+        line = inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        return getattr(fn, "__module__", "<unknown>")
+    return f"{file}:{line}"
+
+
+def action(
+    name: str,
+    *,
+    timeout_seconds: float | None = None,
+    max_attempts: int | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
+    retry_policy: RetryPolicy | None = None,
+) -> Callable[[F], F]:
+    """Register the decorated ``async def`` as the handler of jobs whose ``"action"`` is ``name``.
+
+    Parameters are read from type hints: one ``pydantic.BaseModel`` subclass receives the
+    validated payload, ``ServiceProvider`` subclasses are injected, and a ``JobContext``
+    receives the job's id, token and attempt.
+
+    Args:
+        name: the payload's ``"action"`` value.
+        timeout_seconds: per-job timeout (default ``JOB_TIMEOUT_SECONDS``).
+        max_attempts: attempts of a job of this action (default ``JOB_MAX_ATTEMPTS``).
+        retry_on: exception types after which the job is retried while attempts are left
+            (by default a raising handler fails the job at once; ``RetryJob`` always retries).
+        retry_policy: backoff between attempts (default from ``JOB_RETRY_BACKOFF_*``).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ActionDefinitionError(f"@action needs a non-empty name, got {name!r}")
+    if timeout_seconds is not None and timeout_seconds <= 0:
+        raise ActionDefinitionError(f"@action({name!r}): timeout_seconds must be positive")
+    if max_attempts is not None and max_attempts < 1:
+        raise ActionDefinitionError(f"@action({name!r}): max_attempts must be at least 1")
+    options = ActionOptions(name, timeout_seconds, max_attempts, tuple(retry_on), retry_policy)
+
+    def decorate(fn: F) -> F:
+        candidate: Any = fn  # checked at runtime: type hints cannot stop a sync def
+        if not inspect.iscoroutinefunction(candidate):
+            raise ActionDefinitionError(
+                f"@action({name!r}) handler {fn.__qualname__} ({source_of(fn)}) must be 'async def'"
+            )
+        setattr(fn, ACTION_ATTR, options)
+        return fn
+
+    return decorate

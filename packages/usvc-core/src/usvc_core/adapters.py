@@ -1,0 +1,50 @@
+"""Finding adapters by entry point, so ``Application()`` can wire itself from settings alone.
+
+Groups (any installed distribution may add to them):
+
+- ``usvc.queues``: name = the QUEUE_URL scheme (``memory``, ``sqlite``, ``oracle``);
+  value: ``factory(url: str, settings: WorkerSettings) -> JobQueue``.
+- ``usvc.surfaces``: value: ``factory(app: Application) -> Surface | None`` (None = disabled
+  by the settings).
+- ``usvc.metrics``: value: ``factory() -> Metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from usvc_core.errors import MissingPackageError
+
+__all__ = [
+    "METRICS_GROUP",
+    "QUEUE_GROUP",
+    "QUEUE_PACKAGES",
+    "SURFACE_GROUP",
+    "load_entry_point",
+    "named_entry_points",
+]
+
+QUEUE_GROUP = "usvc.queues"
+SURFACE_GROUP = "usvc.surfaces"
+METRICS_GROUP = "usvc.metrics"
+
+#: The distribution to install for each queue scheme, for error messages.
+QUEUE_PACKAGES = {"memory": "usvc-testing", "sqlite": "usvc-testing", "oracle": "usvc-oracle"}
+
+
+def named_entry_points(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def load_entry_point(group: str, name: str, package_hint: str) -> Callable[..., Any]:
+    """Load one adapter factory, or fail naming the package to add."""
+    ep = named_entry_points(group).get(name)
+    if ep is None:
+        raise MissingPackageError(
+            f"{name!r} needs the package {package_hint}, which is not installed: "
+            f"uv add {package_hint}"
+        )
+    loaded: Callable[..., Any] = ep.load()
+    return loaded

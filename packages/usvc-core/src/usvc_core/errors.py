@@ -1,0 +1,94 @@
+"""The one error tree of the kit.
+
+::
+
+    UsvcError
+     ├─ ConfigurationError          settings or wiring are wrong (raised at startup)
+     │   ├─ ActionDefinitionError   an @action cannot be registered (duplicate, not async...)
+     │   ├─ ActionDiscoveryError    a handler module failed to import
+     │   ├─ ServiceNotFoundError    a handler or service asks for a service nobody registered
+     │   └─ MissingPackageError     a setting needs a package that is not installed
+     ├─ QueueError                  the job store failed (usually transient)
+     │   ├─ QueueUnavailableError   the store cannot be reached right now
+     │   ├─ LeaseLostError          this worker no longer owns the job (lease expired or reclaimed)
+     │   ├─ JobNotFoundError
+     │   └─ DuplicateJobError       an unfinished job already holds this idempotency key
+     ├─ CircuitOpenError            a circuit breaker refuses the call
+     └─ ServiceStartError           a ServiceProvider.initialize() failed
+
+Adapters subclass these families and always ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActionDefinitionError",
+    "ActionDiscoveryError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "DuplicateJobError",
+    "JobNotFoundError",
+    "LeaseLostError",
+    "MissingPackageError",
+    "QueueError",
+    "QueueUnavailableError",
+    "ServiceNotFoundError",
+    "ServiceStartError",
+    "UsvcError",
+]
+
+
+class UsvcError(Exception):
+    """Root of every error raised by the usvc kit."""
+
+
+class ConfigurationError(UsvcError):
+    """The application is configured wrongly; the message says what to fix."""
+
+
+class ActionDefinitionError(ConfigurationError):
+    """An @action handler cannot be registered."""
+
+
+class ActionDiscoveryError(ConfigurationError):
+    """A handler module could not be imported."""
+
+
+class ServiceNotFoundError(ConfigurationError):
+    """A service was requested that nobody registered."""
+
+
+class MissingPackageError(ConfigurationError):
+    """A setting needs a package that is not installed."""
+
+
+class ServiceStartError(UsvcError):
+    """A service failed to initialize."""
+
+
+class QueueError(UsvcError):
+    """The job store failed."""
+
+
+class QueueUnavailableError(QueueError):
+    """The job store cannot be reached right now; retry later."""
+
+
+class LeaseLostError(QueueError):
+    """This worker no longer owns the job: its lease expired or was reclaimed."""
+
+
+class JobNotFoundError(QueueError):
+    """No job has this id."""
+
+
+class DuplicateJobError(QueueError):
+    """An unfinished job of this service already holds this idempotency key."""
+
+    def __init__(self, message: str, existing_job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.existing_job_id = existing_job_id
+
+
+class CircuitOpenError(UsvcError):
+    """The circuit breaker is open: the call was not attempted."""

@@ -1,0 +1,188 @@
+"""Running one job's handler: payload checks, input validation, injection, timeout and
+result serialization. Pure of any queue, so the worker and ``run_action`` share it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from usvc_core.actions.context import JobContext, RetryJob
+from usvc_core.actions.registry import ActionDefinition, ActionRegistry
+from usvc_core.jobs import RESERVED_PAYLOAD_KEYS, ErrorCode, Job
+
+__all__ = ["Outcome", "execute_job", "json_ready", "route"]
+
+_MAX_MESSAGE = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What running a job produced. ``retry`` means: run it again after ``retry_delay``
+    (if attempts are left); otherwise ``error_code`` set means Failed."""
+
+    results: Any = None
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    retry: bool = False
+    retry_delay: float | None = None
+    runtime_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+def _truncate(message: str) -> str:
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return message[: _MAX_MESSAGE - 20] + f"... ({len(message)} chars)"
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def route(job: Job, actions: ActionRegistry) -> ActionDefinition | Outcome:
+    """The handler for ``job``, or a failure saying why there is none."""
+    if job.payload_error is not None:
+        return Outcome(
+            error_code=ErrorCode.INVALID_PAYLOAD,
+            error_message=_truncate(f"payload is not valid JSON: {job.payload_error}"),
+        )
+    payload = job.payload
+    if not isinstance(payload, dict):
+        return Outcome(
+            error_code=ErrorCode.INVALID_PAYLOAD,
+            error_message=f'payload must be a JSON object with an "action" string, got '
+            f"{type(payload).__name__}: {_describe(payload)}",
+        )
+    name = payload.get("action")
+    if not isinstance(name, str):
+        got = 'no "action" field' if "action" not in payload else f"action={_describe(name)}"
+        return Outcome(
+            error_code=ErrorCode.INVALID_PAYLOAD,
+            error_message=f'payload must have an "action" string naming the handler; {got}',
+        )
+    definition = actions.get(name)
+    if definition is None:
+        known = ", ".join(actions.names) or "none"
+        return Outcome(
+            error_code=ErrorCode.UNKNOWN_ACTION,
+            error_message=_truncate(f"no action handler matched: {name} (known actions: {known})"),
+        )
+    return definition
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{loc}: {err['msg']}")
+    return _truncate("invalid input: " + "; ".join(parts))
+
+
+def json_ready(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is made only of dict (str keys), list, str, int, finite float,
+    bool and None, so any JSON encoder writes it as it is."""
+    if depth > 200:
+        return False
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and json_ready(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(json_ready(v, depth + 1) for v in value)
+    return False
+
+
+def _serialize(result: Any) -> tuple[Any, str | None]:
+    """The JSON-ready form of a handler's result, or an error message."""
+    if isinstance(result, BaseModel):
+        try:
+            return result.model_dump(mode="json"), None
+        except Exception as exc:  # a field pydantic cannot serialize
+            return None, f"result model could not be serialized: {exc}"
+    if result is None or (isinstance(result, (dict, list)) and json_ready(result)):
+        return result, None
+    return None, (
+        f"handler returned {type(result).__name__}: {_describe(result)}; return a pydantic "
+        "BaseModel, or a dict/list of JSON values (str, int, finite float, bool, None)"
+    )
+
+
+async def execute_job(
+    job: Job,
+    definition: ActionDefinition,
+    default_timeout: float,
+) -> Outcome:
+    """Validate the input, call the handler under its timeout, serialize the result."""
+    started = time.perf_counter()
+    payload: dict[str, Any] = job.payload
+    kwargs: dict[str, Any] = dict(definition.bound_services)
+    if definition.input_model is not None:
+        data = {k: v for k, v in payload.items() if k not in RESERVED_PAYLOAD_KEYS}
+        try:
+            kwargs[definition.input_param] = definition.input_model.model_validate(data)  # type: ignore[index]
+        except ValidationError as exc:
+            return Outcome(
+                error_code=ErrorCode.VALIDATION_ERROR,
+                error_message=_validation_message(exc),
+                runtime_ms=(time.perf_counter() - started) * 1000,
+            )
+    if definition.context_param is not None:
+        kwargs[definition.context_param] = JobContext(
+            job.id, job.token, definition.name, job.attempts, job.max_attempts
+        )
+    timeout = definition.options.timeout_seconds or default_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            result = await definition.handler(**kwargs)
+    except TimeoutError:
+        return Outcome(
+            error_code=ErrorCode.TIMEOUT,
+            error_message=f"handler did not finish within {timeout:g} s",
+            retry=issubclass(TimeoutError, definition.options.retry_on),
+            runtime_ms=(time.perf_counter() - started) * 1000,
+        )
+    except RetryJob as signal:
+        return Outcome(
+            error_code=ErrorCode.HANDLER_ERROR,
+            error_message=_truncate(f"retry requested: {signal.reason}"),
+            retry=True,
+            retry_delay=signal.delay_seconds,
+            runtime_ms=(time.perf_counter() - started) * 1000,
+        )
+    except asyncio.CancelledError:
+        raise
+    except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+        return Outcome(
+            error_code=ErrorCode.HANDLER_ERROR,
+            error_message=_truncate(f"{type(exc).__name__}: {exc}"),
+            retry=isinstance(exc, definition.options.retry_on),
+            runtime_ms=(time.perf_counter() - started) * 1000,
+        )
+    runtime_s = time.perf_counter() - started
+    if runtime_s > timeout:
+        # The handler blocked the event loop: the timer could not interrupt it.
+        return Outcome(
+            error_code=ErrorCode.TIMEOUT,
+            error_message=f"handler ran {runtime_s:.1f} s, past its {timeout:g} s timeout, "
+            "without yielding to the event loop; run blocking work with asyncio.to_thread",
+            runtime_ms=runtime_s * 1000,
+        )
+    value, error = _serialize(result)
+    if error is not None:
+        return Outcome(
+            error_code=ErrorCode.RESULT_NOT_SERIALIZABLE,
+            error_message=_truncate(error),
+            runtime_ms=runtime_s * 1000,
+        )
+    return Outcome(results=value, runtime_ms=runtime_s * 1000)

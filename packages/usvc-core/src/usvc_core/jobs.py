@@ -1,0 +1,137 @@
+"""The job: its statuses, its error codes and the transitions between statuses, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "NON_RETRYABLE_CODES",
+    "RESERVED_PAYLOAD_KEYS",
+    "TRACE_KEY",
+    "TRANSITIONS",
+    "ErrorCode",
+    "Job",
+    "JobStatus",
+    "can_transition",
+]
+
+
+#: Payload key holding the producer's W3C trace context (a dict of strings).
+TRACE_KEY = "_trace"
+#: Keys the kit reads from a payload; they are not passed to the input model.
+RESERVED_PAYLOAD_KEYS = frozenset({"action", TRACE_KEY})
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life. The strings are stored in the queue table as they are."""
+
+    READY = "Ready"  #: waiting to be claimed (possibly not before ``run_at``)
+    ASSIGNED = "Assigned"  #: claimed by a worker under a lease, not yet started
+    PROCESSING = "Processing"  #: its handler is running; this attempt has been counted
+    COMPLETED = "Completed"  #: finished with results
+    FAILED = "Failed"  #: finished with an error code and message
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class ErrorCode(StrEnum):
+    """The closed set of reasons a job can fail. Each message says what to fix."""
+
+    UNKNOWN_ACTION = "UNKNOWN_ACTION"  #: no handler is registered for the payload's action
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"  #: not a JSON object with an "action" string
+    VALIDATION_ERROR = "VALIDATION_ERROR"  #: the payload does not match the input model
+    HANDLER_ERROR = "HANDLER_ERROR"  #: the handler raised
+    TIMEOUT = "TIMEOUT"  #: the handler ran past its timeout
+    RESULT_NOT_SERIALIZABLE = "RESULT_NOT_SERIALIZABLE"  #: the handler returned something not JSON
+    LEASE_EXPIRED = "LEASE_EXPIRED"  #: the worker died or stalled too often; no attempts left
+
+
+#: Failures that will fail the same way on every attempt: never retried.
+NON_RETRYABLE_CODES = frozenset(
+    {
+        ErrorCode.UNKNOWN_ACTION,
+        ErrorCode.INVALID_PAYLOAD,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.RESULT_NOT_SERIALIZABLE,
+    }
+)
+
+_R, _A, _P, _C, _F = (
+    JobStatus.READY,
+    JobStatus.ASSIGNED,
+    JobStatus.PROCESSING,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+)
+
+#: Every allowed move. Ready->Failed covers jobs whose payload cannot even be read;
+#: Assigned->Failed covers a lease that expired with no attempts left.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    _R: frozenset({_A, _F}),
+    _A: frozenset({_P, _R, _F}),  # start, release/lease expiry, bad payload at start
+    _P: frozenset({_C, _F, _R}),  # ok, error, retry/release/lease expiry
+    _C: frozenset(),
+    _F: frozenset(),
+}
+
+
+def can_transition(old: JobStatus, new: JobStatus) -> bool:
+    """Whether the lifecycle allows moving a job from ``old`` to ``new``."""
+    return new in TRANSITIONS[old]
+
+
+@dataclass(slots=True)
+class Job:
+    """One job as the queue stores it.
+
+    ``payload`` is the decoded JSON payload (normally an object with an ``"action"``).
+    When the stored payload could not be decoded, ``payload`` is ``None`` and
+    ``payload_error`` says why; the worker then fails the job with ``INVALID_PAYLOAD``.
+    ``lease_token`` is the fencing token of the current claim: every transition after a
+    claim names it, so a worker whose lease was reclaimed cannot overwrite the outcome.
+    """
+
+    id: str
+    microservice: str
+    action: str
+    payload: Any
+    status: JobStatus = JobStatus.READY
+    priority: int = 0
+    run_at: datetime | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    token: str = ""
+    idempotency_key: str | None = None
+    lease_owner: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+    results: Any = None
+    error_code: str | None = None
+    error_message: str | None = None
+    runtime_ms: float | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    payload_error: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            self.token = self.id
+
+    @property
+    def trace_context(self) -> dict[str, str]:
+        """W3C trace context (``traceparent``/``tracestate``) the producer put in the payload."""
+        carrier = self.payload.get(TRACE_KEY) if isinstance(self.payload, dict) else None
+        if not isinstance(carrier, dict):
+            return {}
+        return {k: v for k, v in carrier.items() if isinstance(k, str) and isinstance(v, str)}
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_attempts - self.attempts)

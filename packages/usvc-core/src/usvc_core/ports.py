@@ -1,0 +1,239 @@
+"""The ports: what the core needs from the outside world, as ``typing.Protocol``s.
+
+Adapters implement them (``usvc-testing``: in-memory and SQLite queues; ``usvc-oracle``:
+the Oracle queue; ``usvc-http``: Prometheus metrics and the HTTP surface; ``usvc-mongo``:
+the service registry) and are passed to :class:`usvc_core.Application` through its
+constructor, or found by entry point from the settings alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from usvc_core.health import Status
+from usvc_core.jobs import Job, JobStatus
+
+__all__ = [
+    "ActionSchema",
+    "Clock",
+    "EnqueueRequest",
+    "InstanceInfo",
+    "JobQueue",
+    "Metrics",
+    "QueueStats",
+    "ReclaimResult",
+    "ServiceDescription",
+    "ServiceRegistry",
+    "Surface",
+]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Time, injectable so that leases, backoff and breakers are testable without sleeping."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for durations)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current UTC time, timezone-aware (for timestamps, never for ownership)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRequest:
+    """One job to add to the queue. ``payload`` is a JSON object including ``"action"``."""
+
+    payload: Mapping[str, Any]
+    microservice: str
+    priority: int = 0  #: higher runs first
+    delay_seconds: float = 0.0  #: do not run before now + delay (on the store's clock)
+    max_attempts: int = 3
+    token: str | None = None  #: correlation id; defaults to the job id
+    idempotency_key: str | None = None  #: unique among unfinished jobs of one service
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Queue depth by status for one service, and the age of its oldest Ready job."""
+
+    counts: Mapping[JobStatus, int]
+    oldest_ready_age_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimResult:
+    """Ids of jobs whose lease had expired: put back to Ready, or failed (no attempts left)."""
+
+    requeued: Sequence[str] = ()
+    failed: Sequence[str] = ()
+
+    def __len__(self) -> int:
+        return len(self.requeued) + len(self.failed)
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    """Everything the worker and producers need from a job store.
+
+    Ownership rules every adapter follows (the contract suite in ``usvc_testing`` checks them):
+
+    - ``claim`` moves up to ``limit`` due Ready jobs of one service to Assigned, highest
+      priority first, then oldest ``run_at``, under a lease of ``lease_seconds`` measured on
+      the store's clock, with a fresh fencing token in ``Job.lease_token``.
+    - Every later transition names the job's id and fencing token and the status it expects;
+      when they no longer match, it raises :class:`~usvc_core.errors.LeaseLostError` and
+      changes nothing.
+    - ``mark_processing`` counts the attempt. ``release`` puts a job back to Ready without
+      spending an attempt (it gives back the one ``mark_processing`` counted).
+    - ``reclaim_expired`` puts Assigned jobs with an expired lease back to Ready, and Processing
+      ones back to Ready while attempts are left, else Failed with ``LEASE_EXPIRED``.
+    - A stored payload that is not valid JSON is delivered with ``payload=None`` and
+      ``payload_error`` set; it never breaks a claim.
+    - Store failures raise :class:`~usvc_core.errors.QueueError` (usually
+      :class:`~usvc_core.errors.QueueUnavailableError`).
+    """
+
+    async def open(self) -> None:
+        """Connect and make sure the schema exists; fail with a message that says what to fix."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise QueueUnavailableError when the store cannot be reached."""
+        ...
+
+    def on_enqueue(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every enqueue made through this object (in-process wake-up)."""
+        ...
+
+    async def enqueue(self, request: EnqueueRequest) -> Job: ...
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]: ...
+
+    async def claim(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]: ...
+
+    async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
+        """Assigned -> Processing; returns the job with ``attempts`` counted."""
+        ...
+
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+        """Extend the leases of ``jobs``; return the ids whose lease was lost."""
+        ...
+
+    async def complete(self, job: Job, results: Any, runtime_ms: float) -> None: ...
+
+    async def fail(
+        self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
+    ) -> None: ...
+
+    async def retry(
+        self,
+        job: Job,
+        error_code: str,
+        error_message: str,
+        delay_seconds: float,
+        runtime_ms: float | None,
+    ) -> JobStatus:
+        """Processing -> Ready after ``delay_seconds`` (or Failed when no attempts are left)."""
+        ...
+
+    async def release(self, jobs: Sequence[Job]) -> int:
+        """Assigned/Processing -> Ready, no attempt spent; returns how many were released."""
+        ...
+
+    async def reclaim_expired(self, microservice: str) -> ReclaimResult: ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def stats(self, microservice: str) -> QueueStats: ...
+
+    async def purge(self, microservice: str, older_than_seconds: float) -> int:
+        """Delete finished jobs that finished more than ``older_than_seconds`` ago."""
+        ...
+
+
+class Metrics(Protocol):
+    """What the worker reports; ``usvc-http`` implements it with prometheus_client."""
+
+    def job_started(self, action: str) -> None: ...
+
+    def job_finished(self, action: str, outcome: str, duration_seconds: float) -> None:
+        """``outcome`` is one of completed, failed, retried, released, lost."""
+        ...
+
+    def jobs_claimed(self, count: int) -> None: ...
+
+    def jobs_reclaimed(self, count: int) -> None: ...
+
+    def jobs_released(self, count: int) -> None: ...
+
+    def queue_error(self, operation: str) -> None: ...
+
+    def queue_stats(self, stats: QueueStats) -> None: ...
+
+    def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSchema:
+    """One action's name and the JSON Schemas of its input and output."""
+
+    name: str
+    input_schema: Mapping[str, Any]
+    output_schema: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDescription:
+    """What a service can do, published once per service name and version."""
+
+    service: str
+    version: str
+    actions: Sequence[ActionSchema]
+
+
+@dataclass(slots=True)
+class InstanceInfo:
+    """One running process of a service, as the registry advertises it."""
+
+    instance_id: str
+    service: str
+    version: str
+    host: str
+    port: int
+    pid: int
+    started_at: datetime
+    health: Status = Status.GREEN
+    checks: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ServiceRegistry(Protocol):
+    """Publishes a service's schemas once, heartbeats an instance, deregisters it."""
+
+    async def publish_schemas(self, description: ServiceDescription) -> None: ...
+
+    async def heartbeat(self, instance: InstanceInfo) -> None: ...
+
+    async def deregister(self, instance_id: str) -> None: ...
+
+
+class Surface(Protocol):
+    """Something started and stopped with the application (HTTP server, registry heartbeat)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

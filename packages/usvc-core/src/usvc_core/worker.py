@@ -1,0 +1,493 @@
+"""The worker engine: claims jobs in batches up to its free slots, runs them concurrently
+under a timeout and a lease, records their outcome, survives store outages, and drains on
+shutdown without losing a job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from opentelemetry import propagate, trace
+
+from usvc_core.actions.registry import ActionDefinition, ActionRegistry
+from usvc_core.clock import SystemClock
+from usvc_core.errors import LeaseLostError
+from usvc_core.execution import Outcome, execute_job, route
+from usvc_core.health import HealthRegistry, Status
+from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
+from usvc_core.metrics import NullMetrics
+from usvc_core.ports import Clock, JobQueue, Metrics
+from usvc_core.resilience.retry import RetryPolicy
+
+__all__ = ["QUEUE_CHECK", "Worker", "WorkerConfig"]
+
+QUEUE_CHECK = "job_queue"
+_log = structlog.get_logger("usvc.worker")
+_RED_AFTER_FAILURES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    microservice: str
+    max_concurrent: int = 10
+    polling_interval: float = 5.0
+    job_timeout: float = 300.0
+    lease_seconds: float = 30.0
+    shutdown_timeout: float = 60.0
+    default_max_attempts: int = 3
+    job_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(cap_seconds=300.0))
+    retention_seconds: float = 0.0
+    stats_interval: float = 15.0
+    worker_id: str = ""
+
+    def with_worker_id(self) -> WorkerConfig:
+        if self.worker_id:
+            return self
+        wid = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return dataclasses.replace(self, worker_id=wid)
+
+
+@dataclass(slots=True, eq=False)
+class _Running:
+    job: Job
+    phase: str = "start"  # start -> run -> record
+    lost: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """Polls one service's jobs from a :class:`~usvc_core.ports.JobQueue` and runs them."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        actions: ActionRegistry,
+        config: WorkerConfig,
+        *,
+        health: HealthRegistry | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        self.queue = queue
+        self.actions = actions
+        self.config = config.with_worker_id()
+        self.health = health if health is not None else HealthRegistry()
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._tracer = tracer
+        self._running: dict[str, _Running] = {}
+        self._to_release: list[Job] = []
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._queue_failures = 0
+        self._outage_policy = RetryPolicy(
+            max_attempts=1_000_000, base_seconds=0.2, cap_seconds=min(5.0, config.lease_seconds / 4)
+        )
+        self._background: list[asyncio.Task[None]] = []
+        self.health.register(QUEUE_CHECK, Status.GREEN, {"last_poll": "not yet"})
+        queue.on_enqueue(self.notify)
+
+    # --- control -----------------------------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        return self.config.worker_id
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._running)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def notify(self) -> None:
+        """A job was enqueued in this process: poll now instead of after the interval."""
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """First call: stop claiming and drain. Second call: shorten the drain."""
+        if self._stopping.is_set():
+            self._hurry.set()
+        self._stopping.set()
+        self._wake.set()
+        self._slot_freed.set()
+
+    def watch(self, job_id: str) -> asyncio.Future[None]:
+        """A future resolved when this worker records a final outcome for ``job_id``.
+
+        Jobs finished by other processes are not seen here; callers poll the queue as well.
+        Call :meth:`unwatch` when done with it.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(fut)
+        return fut
+
+    def unwatch(self, job_id: str, fut: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(job_id)
+        if waiters is not None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(fut)
+            if not waiters:
+                del self._waiters[job_id]
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop`; then drain, release and return."""
+        self._background = [
+            asyncio.create_task(self._every(self.config.lease_seconds / 3, self._extend_leases)),
+            asyncio.create_task(self._every(self.config.lease_seconds / 4, self._reclaim)),
+            asyncio.create_task(self._every(self.config.stats_interval, self._sample_stats)),
+        ]
+        _log.info(
+            "worker started",
+            worker_id=self.worker_id,
+            microservice=self.config.microservice,
+            max_concurrent=self.config.max_concurrent,
+            actions=self.actions.names,
+        )
+        try:
+            await self._poll_loop()
+        finally:
+            await self._drain()
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            _log.info("worker stopped", worker_id=self.worker_id)
+
+    async def _poll_loop(self) -> None:
+        cfg = self.config
+        while not self._stopping.is_set():
+            free = cfg.max_concurrent - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                jobs = await self.queue.claim(
+                    cfg.microservice, cfg.worker_id, free, cfg.lease_seconds
+                )
+            except Exception as exc:
+                await self._queue_failed("claim", exc)
+                continue
+            self._queue_ok()
+            if jobs:
+                self.metrics.jobs_claimed(len(jobs))
+                for job in jobs:
+                    self._start(job)
+            if len(jobs) >= free:
+                # The queue may hold more: claim again as soon as a slot frees up.
+                continue
+            await self._idle(cfg.polling_interval)
+
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    def _start(self, job: Job) -> None:
+        running = _Running(job)
+        self._running[job.id] = running
+        running.task = asyncio.create_task(self._job_task(running), name=f"job-{job.id}")
+
+    def _finished(self, running: _Running) -> None:
+        self._running.pop(running.job.id, None)
+        self._slot_freed.set()
+
+    # --- one job ---------------------------------------------------------------------------
+
+    async def _job_task(self, running: _Running) -> None:
+        job = running.job
+        structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
+        started = time.perf_counter()
+        try:
+            try:
+                job = running.job = await self.queue.mark_processing(job, self.config.lease_seconds)
+            except LeaseLostError:
+                _log.warning("lease lost before start; skipping job")
+                return
+            except Exception as exc:
+                # The job stays Assigned; its lease expires and it is claimed again, no
+                # attempt spent.
+                await self._queue_failed("mark_processing", exc, sleep=False)
+                return
+            running.phase = "run"
+            self.metrics.job_started(job.action)
+            started = time.perf_counter()
+            outcome = await self._run_traced(job)
+            running.phase = "record"
+            kind = await self._record(running, outcome)
+            self.metrics.job_finished(job.action, kind, time.perf_counter() - started)
+        except asyncio.CancelledError:
+            if running.phase == "run":
+                kind = "lost" if running.lost else "released"
+                self.metrics.job_finished(job.action, kind, time.perf_counter() - started)
+            if running.phase in ("start", "run") and not running.lost:
+                self._to_release.append(job)
+        finally:
+            self._finished(running)
+
+    async def _run_traced(self, job: Job) -> Outcome:
+        routed = route(job, self.actions)
+        if self._tracer is None:
+            return routed if isinstance(routed, Outcome) else await self._execute(job, routed)
+        parent = propagate.extract(job.trace_context) if job.trace_context else None
+        with self._tracer.start_as_current_span(
+            f"job {job.action}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "token": job.token,
+                "job.id": job.id,
+                "job.action": job.action,
+                "job.attempt": job.attempts,
+            },
+        ) as span:
+            outcome = routed if isinstance(routed, Outcome) else await self._execute(job, routed)
+            if outcome.ok:
+                span.set_attribute("job.status", JobStatus.COMPLETED.value)
+            else:
+                span.set_attribute("job.status", JobStatus.FAILED.value)
+                span.set_attribute("job.error_code", str(outcome.error_code))
+                span.set_status(trace.StatusCode.ERROR, outcome.error_message or "")
+            return outcome
+
+    async def _execute(self, job: Job, definition: ActionDefinition) -> Outcome:
+        return await execute_job(job, definition, self.config.job_timeout)
+
+    async def _record(self, running: _Running, outcome: Outcome) -> str:
+        """Write the outcome, retrying through store outages; returns the metrics outcome."""
+        job = running.job
+        retry = (
+            outcome.retry
+            and outcome.error_code not in NON_RETRYABLE_CODES
+            and job.attempts < job.max_attempts
+        )
+        if outcome.ok:
+            write: Callable[[], Coroutine[Any, Any, Any]] = lambda: self.queue.complete(  # noqa: E731
+                job, outcome.results, outcome.runtime_ms
+            )
+            kind = "completed"
+        elif retry:
+            definition = self.actions.get(job.action)
+            policy = (
+                definition.options.retry_policy if definition else None
+            ) or self.config.job_retry
+            delay = (
+                outcome.retry_delay
+                if outcome.retry_delay is not None
+                else policy.delay(job.attempts)
+            )
+            write = lambda: self.queue.retry(  # noqa: E731
+                job, str(outcome.error_code), outcome.error_message or "", delay, outcome.runtime_ms
+            )
+            kind = "retried"
+        else:
+            write = lambda: self.queue.fail(  # noqa: E731
+                job, str(outcome.error_code), outcome.error_message or "", outcome.runtime_ms
+            )
+            kind = "failed"
+        attempt = 0
+        while True:
+            try:
+                await write()
+                break
+            except LeaseLostError:
+                _log.warning("lease lost; outcome discarded (another worker owns the job now)")
+                return "lost"
+            except Exception as exc:
+                attempt += 1
+                if self._hurry.is_set() and attempt > 3:
+                    _log.error("could not record outcome before shutdown; the lease will expire")
+                    return "lost"
+                await self._queue_failed(f"record_{kind}", exc)
+        self._queue_ok()
+        if kind == "completed":
+            _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
+        elif kind == "retried":
+            _log.warning(
+                "job will be retried",
+                error_code=str(outcome.error_code),
+                error_message=outcome.error_message,
+                attempt=job.attempts,
+            )
+        else:
+            _log.warning(
+                "job failed",
+                error_code=str(outcome.error_code),
+                error_message=outcome.error_message,
+                attempt=job.attempts,
+            )
+        if kind != "retried":
+            self._resolve_waiters(job.id)
+        return kind
+
+    def _resolve_waiters(self, job_id: str) -> None:
+        for fut in self._waiters.pop(job_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    # --- health of the store -----------------------------------------------------------------
+
+    def _queue_ok(self) -> None:
+        if self._queue_failures:
+            _log.info("job queue reachable again", after_failures=self._queue_failures)
+            self._queue_failures = 0
+        check = self.health.get(QUEUE_CHECK)
+        if (
+            check is None
+            or check.status is not Status.GREEN
+            or check.details.get("last_poll") != "ok"
+        ):
+            self.health.update(QUEUE_CHECK, Status.GREEN, {"last_poll": "ok"})
+
+    async def _queue_failed(
+        self, operation: str, exc: BaseException, *, sleep: bool = True
+    ) -> None:
+        self._queue_failures += 1
+        self.metrics.queue_error(operation)
+        status = Status.RED if self._queue_failures >= _RED_AFTER_FAILURES else Status.YELLOW
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        self.health.update(
+            QUEUE_CHECK,
+            status,
+            {
+                "last_poll": "error",
+                "operation": operation,
+                "error": reason,
+                "consecutive_failures": self._queue_failures,
+            },
+        )
+        _log.warning(
+            "job queue operation failed",
+            operation=operation,
+            error=reason,
+            consecutive_failures=self._queue_failures,
+        )
+        if sleep:
+            delay = self._outage_policy.delay(min(self._queue_failures, 10))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(delay, 0.05)):
+                    await self._hurry.wait()
+
+    # --- background duties -----------------------------------------------------------------
+
+    async def _every(self, seconds: float, duty: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds * random.uniform(0.8, 1.0))
+            try:
+                await duty()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("background duty failed", duty=duty.__name__, error=repr(exc))
+
+    async def _extend_leases(self) -> None:
+        owned = [r.job for r in self._running.values() if not r.lost]
+        if not owned:
+            return
+        try:
+            lost = await self.queue.extend_leases(owned, self.config.lease_seconds)
+        except Exception as exc:
+            await self._queue_failed("extend_leases", exc, sleep=False)
+            return
+        for job_id in lost:
+            running = self._running.get(job_id)
+            if running is None or running.lost:
+                continue
+            running.lost = True
+            _log.warning("lease lost while running; cancelling the handler", job_id=job_id)
+            if running.phase in ("start", "run") and running.task is not None:
+                running.task.cancel()
+
+    async def _reclaim(self) -> None:
+        try:
+            result = await self.queue.reclaim_expired(self.config.microservice)
+        except Exception as exc:
+            await self._queue_failed("reclaim_expired", exc, sleep=False)
+            return
+        if len(result):
+            self.metrics.jobs_reclaimed(len(result))
+            _log.warning(
+                "reclaimed jobs with expired leases",
+                requeued=len(result.requeued),
+                failed=len(result.failed),
+            )
+            self.notify()
+        if self.config.retention_seconds > 0:
+            purged = await self.queue.purge(self.config.microservice, self.config.retention_seconds)
+            if purged:
+                _log.info("purged finished jobs", count=purged)
+
+    async def _sample_stats(self) -> None:
+        try:
+            stats = await self.queue.stats(self.config.microservice)
+        except Exception as exc:
+            await self._queue_failed("stats", exc, sleep=False)
+            return
+        self.metrics.queue_stats(stats)
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        running = [r.task for r in self._running.values() if r.task is not None]
+        if running:
+            _log.info(
+                "draining running jobs",
+                count=len(running),
+                timeout_seconds=self.config.shutdown_timeout,
+            )
+            hurry: asyncio.Future[Any] = asyncio.ensure_future(self._hurry.wait())
+            done_all: asyncio.Future[Any] = asyncio.gather(*running, return_exceptions=True)
+            await asyncio.wait(
+                [hurry, done_all],
+                timeout=self.config.shutdown_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            hurry.cancel()
+        # Whatever still runs its handler is cancelled and goes back to Ready.
+        for r in list(self._running.values()):
+            if r.task is not None and r.phase in ("start", "run"):
+                r.task.cancel()
+        leftovers = [r.task for r in self._running.values() if r.task is not None]
+        if leftovers:
+            # Tasks still recording an outcome get a short grace, then they are abandoned
+            # (their lease expires and the job runs again elsewhere).
+            self._hurry.set()
+            _, pending = await asyncio.wait(leftovers, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+        await self._release_leftovers()
+
+    async def _release_leftovers(self) -> None:
+        if not self._to_release:
+            return
+        jobs, self._to_release = self._to_release, []
+        for attempt in range(5):
+            try:
+                count = await self.queue.release(jobs)
+            except Exception as exc:
+                _log.warning("release failed", error=repr(exc), attempt=attempt + 1)
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            self.metrics.jobs_released(count)
+            _log.info("released unfinished jobs back to Ready", count=count)
+            return
+        _log.error("could not release jobs; their leases will expire", count=len(jobs))

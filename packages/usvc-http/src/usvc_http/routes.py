@@ -1,0 +1,110 @@
+"""The FastAPI app: ``GET /health``, ``GET /metrics`` and, in dev mode only, ``POST /dev/job``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from usvc_core.errors import DuplicateJobError, QueueError
+from usvc_core.health import Status
+from usvc_core.jobs import Job, JobStatus
+
+from usvc_http.metrics import PrometheusMetrics
+
+if TYPE_CHECKING:
+    from usvc_core.app import Application
+
+__all__ = ["build_api"]
+
+
+def _job_body(job: Job) -> dict[str, Any]:
+    error = (
+        {"error_code": job.error_code, "error_message": job.error_message}
+        if job.status is JobStatus.FAILED
+        else None
+    )
+    return {
+        "job_id": job.id,
+        "status": job.status.value,
+        "results": job.results if job.status is JobStatus.COMPLETED else None,
+        "error": error,
+        "runtime_ms": job.runtime_ms,
+    }
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def build_api(app: Application) -> FastAPI:
+    """The HTTP API of one application."""
+    settings = app.settings
+    api = FastAPI(
+        title=settings.MICROSERVICE_NAME,
+        version=settings.SERVICE_VERSION,
+        docs_url="/docs" if settings.DEV_MODE else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.DEV_MODE else None,
+    )
+    metrics = app.metrics
+    own_registry = metrics if isinstance(metrics, PrometheusMetrics) else PrometheusMetrics()
+
+    @api.get("/health")
+    async def health() -> JSONResponse:
+        snapshot = app.health.snapshot()
+        code = 503 if snapshot.status is Status.RED else 200
+        return JSONResponse(snapshot.to_dict(), status_code=code)
+
+    @api.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(own_registry.render(), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.DEV_MODE:
+        max_body = settings.HTTP_MAX_BODY_BYTES
+        wait_seconds = settings.DEV_JOB_WAIT_SECONDS
+
+        @api.post("/dev/job", response_model=None)
+        async def dev_job(request: Request) -> JSONResponse:
+            """Submit a job and wait for its result (dev mode only)."""
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > max_body:
+                return _problem(413, f"body is larger than {max_body} bytes")
+            raw = bytearray()
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > max_body:
+                    return _problem(413, f"body is larger than {max_body} bytes")
+            try:
+                payload = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                return _problem(400, f"body is not valid JSON: {exc}")
+            if not isinstance(payload, dict):
+                return _problem(
+                    422,
+                    f'body must be a JSON object with an "action" string, got '
+                    f"{type(payload).__name__}",
+                )
+            if not isinstance(payload.get("action"), str) or not payload["action"]:
+                return _problem(422, 'body must have an "action" string naming the handler')
+            try:
+                job = await app.enqueue(payload)
+            except DuplicateJobError as exc:
+                return _problem(409, str(exc))
+            except QueueError as exc:
+                return _problem(503, f"job queue unavailable: {exc}")
+            except ValueError as exc:  # e.g. NaN in the payload
+                return _problem(422, f"payload cannot be stored as JSON: {exc}")
+            final = await app.wait_for_job(job.id, wait_seconds)
+            if final is None:
+                return _problem(500, f"job {job.id} disappeared from the queue")
+            if not final.status.is_finished:
+                body = _job_body(final)
+                body["detail"] = f"job not finished after {wait_seconds:g} s; it keeps running"
+                return JSONResponse(body, status_code=504)
+            code = 200 if final.status is JobStatus.COMPLETED else 422
+            return JSONResponse(_job_body(final), status_code=code)
+
+    return api

@@ -1,0 +1,84 @@
+"""The HTTP surface: uvicorn serving the API inside the application's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import TYPE_CHECKING
+
+import structlog
+import uvicorn
+from usvc_core.errors import ConfigurationError
+
+from usvc_http.routes import build_api
+
+if TYPE_CHECKING:
+    from usvc_core.app import Application
+
+__all__ = ["HttpSurface", "http_surface"]
+
+_log = structlog.get_logger("usvc.http")
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        """The application owns SIGTERM/SIGINT; uvicorn must not take them."""
+
+
+class HttpSurface:
+    """Serves ``/health``, ``/metrics`` and ``/dev/job`` on ``HTTP_HOST:HTTP_PORT``."""
+
+    name = "http"
+
+    def __init__(self, app: Application, host: str, port: int) -> None:
+        self._app = app
+        self.host = host
+        self.port = port
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
+            )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {self.host}:{self.port} (HTTP_HOST/HTTP_PORT): {exc}"
+            ) from exc
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            build_api(self._app),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="usvc-http")
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise ConfigurationError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.005)
+        self._app.http_port = self.port
+        _log.info("http listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._server = None
+
+
+def http_surface(app: Application) -> HttpSurface | None:
+    """Entry point ``usvc.surfaces: http``."""
+    settings = app.settings
+    if not settings.HTTP_ENABLED:
+        return None
+    return HttpSurface(app, settings.HTTP_HOST, settings.HTTP_PORT)

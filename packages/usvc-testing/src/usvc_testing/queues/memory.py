@@ -1,0 +1,335 @@
+"""The in-memory queue: the whole queue port in one process (dev mode, unit tests)."""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from usvc_core.clock import SystemClock
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
+from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.ports import Clock, EnqueueRequest, QueueStats, ReclaimResult
+
+__all__ = ["InMemoryQueue"]
+
+_READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.PROCESSING
+_COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
+
+
+class InMemoryQueue:
+    """Implements :class:`usvc_core.ports.JobQueue` in memory; lost when the process ends.
+
+    Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
+    ``dev-2``, ... (``id_prefix``). Returned jobs are snapshots: changing them changes nothing.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, id_prefix: str = "dev-") -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._prefix = id_prefix
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
+        self._jobs: dict[str, Job] = {}
+        # per service: due heap (-priority, run_at, seq, id) and delayed heap (run_at, seq, id)
+        self._due: dict[str, list[tuple[int, datetime, int, str]]] = {}
+        self._delayed: dict[str, list[tuple[datetime, int, str]]] = {}
+        self._heap_seq: dict[str, int] = {}
+        self._leased: dict[str, set[str]] = {}
+        self._idempotency: dict[tuple[str, str], str] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self.closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def ping(self) -> None:
+        return None
+
+    def on_enqueue(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    # --- producing ---------------------------------------------------------------------------
+
+    async def enqueue(self, request: EnqueueRequest) -> Job:
+        job = self._add(request)
+        for listener in self._listeners:
+            listener()
+        return copy.copy(job)
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        # All or nothing, like a transaction: check keys first.
+        seen: set[tuple[str, str]] = set()
+        for r in requests:
+            if r.idempotency_key is not None:
+                key = (r.microservice, r.idempotency_key)
+                if key in seen or self._holder(key) is not None:
+                    raise DuplicateJobError(
+                        f"idempotency key {r.idempotency_key!r} is held by an unfinished job",
+                        self._holder(key),
+                    )
+                seen.add(key)
+        jobs = [self._add(r) for r in requests]
+        for listener in self._listeners:
+            listener()
+        return [copy.copy(j) for j in jobs]
+
+    def _holder(self, key: tuple[str, str]) -> str | None:
+        job_id = self._idempotency.get(key)
+        if job_id is None:
+            return None
+        job = self._jobs.get(job_id)
+        if job is None or job.status.is_finished:
+            del self._idempotency[key]
+            return None
+        return job_id
+
+    def _add(self, r: EnqueueRequest) -> Job:
+        if r.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if r.idempotency_key is not None:
+            holder = self._holder((r.microservice, r.idempotency_key))
+            if holder is not None:
+                raise DuplicateJobError(
+                    f"idempotency key {r.idempotency_key!r} is held by unfinished job {holder}",
+                    holder,
+                )
+        # A JSON round trip: the stored payload is exactly what a real store would keep.
+        payload = json.loads(json.dumps(dict(r.payload), allow_nan=False))
+        action = payload.get("action")
+        now = self._clock.now()
+        job_id = f"{self._prefix}{next(self._ids)}"
+        job = Job(
+            id=job_id,
+            microservice=r.microservice,
+            action=action if isinstance(action, str) else "",
+            payload=payload,
+            priority=r.priority,
+            run_at=now + timedelta(seconds=max(r.delay_seconds, 0.0)),
+            max_attempts=r.max_attempts,
+            token=r.token or job_id,
+            idempotency_key=r.idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        self._jobs[job_id] = job
+        if r.idempotency_key is not None:
+            self._idempotency[(r.microservice, r.idempotency_key)] = job_id
+        self._push_ready(job)
+        return job
+
+    def _push_ready(self, job: Job) -> None:
+        seq = next(self._seq)
+        self._heap_seq[job.id] = seq
+        assert job.run_at is not None
+        if job.run_at <= self._clock.now():
+            heapq.heappush(
+                self._due.setdefault(job.microservice, []), (-job.priority, job.run_at, seq, job.id)
+            )
+        else:
+            heapq.heappush(
+                self._delayed.setdefault(job.microservice, []), (job.run_at, seq, job.id)
+            )
+
+    # --- claiming ----------------------------------------------------------------------------
+
+    async def claim(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        now = self._clock.now()
+        due = self._due.setdefault(microservice, [])
+        delayed = self._delayed.get(microservice)
+        while delayed and delayed[0][0] <= now:
+            run_at, seq, job_id = heapq.heappop(delayed)
+            job = self._jobs.get(job_id)
+            if job is not None:
+                heapq.heappush(due, (-job.priority, run_at, seq, job_id))
+        claimed: list[Job] = []
+        leased = self._leased.setdefault(microservice, set())
+        expires = now + timedelta(seconds=lease_seconds)
+        while due and len(claimed) < limit:
+            _, _, seq, job_id = heapq.heappop(due)
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
+                continue  # stale entry
+            job.status = _ASSIGNED
+            job.lease_owner = worker_id
+            job.lease_token = uuid.uuid4().hex
+            job.lease_expires_at = expires
+            job.updated_at = now
+            leased.add(job_id)
+            claimed.append(copy.copy(job))
+        return claimed
+
+    def _owned(self, job: Job, *expected: JobStatus) -> Job:
+        stored = self._jobs.get(job.id)
+        if stored is None:
+            raise JobNotFoundError(f"no job {job.id}")
+        if stored.lease_token != job.lease_token or stored.status not in expected:
+            raise LeaseLostError(
+                f"job {job.id} is no longer owned by this claim (status {stored.status})"
+            )
+        return stored
+
+    async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
+        stored = self._owned(job, _ASSIGNED)
+        now = self._clock.now()
+        stored.status = _PROCESSING
+        stored.attempts += 1
+        stored.started_at = now
+        stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        stored.updated_at = now
+        return copy.copy(stored)
+
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+        now = self._clock.now()
+        lost: set[str] = set()
+        for job in jobs:
+            stored = self._jobs.get(job.id)
+            if (
+                stored is None
+                or stored.lease_token != job.lease_token
+                or stored.status not in (_ASSIGNED, _PROCESSING)
+            ):
+                lost.add(job.id)
+                continue
+            stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            stored.updated_at = now
+        return lost
+
+    def _finish(self, stored: Job, status: JobStatus, runtime_ms: float | None) -> None:
+        now = self._clock.now()
+        stored.status = status
+        stored.finished_at = now
+        stored.updated_at = now
+        stored.lease_expires_at = None
+        stored.runtime_ms = runtime_ms
+        self._leased.get(stored.microservice, set()).discard(stored.id)
+
+    async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
+        stored = self._owned(job, _PROCESSING)
+        stored.results = results
+        self._finish(stored, _COMPLETED, runtime_ms)
+
+    async def fail(
+        self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
+    ) -> None:
+        stored = self._owned(job, _PROCESSING)
+        stored.error_code, stored.error_message = error_code, error_message
+        self._finish(stored, _FAILED, runtime_ms)
+
+    async def retry(
+        self,
+        job: Job,
+        error_code: str,
+        error_message: str,
+        delay_seconds: float,
+        runtime_ms: float | None,
+    ) -> JobStatus:
+        stored = self._owned(job, _PROCESSING)
+        stored.error_code, stored.error_message = error_code, error_message
+        if stored.attempts >= stored.max_attempts:
+            self._finish(stored, _FAILED, runtime_ms)
+            return _FAILED
+        self._requeue(stored, delay_seconds)
+        stored.runtime_ms = runtime_ms
+        return _READY
+
+    def _requeue(self, stored: Job, delay_seconds: float) -> None:
+        now = self._clock.now()
+        stored.status = _READY
+        stored.lease_owner = stored.lease_token = stored.lease_expires_at = None
+        stored.run_at = now + timedelta(seconds=max(delay_seconds, 0.0))
+        stored.updated_at = now
+        self._leased.get(stored.microservice, set()).discard(stored.id)
+        self._push_ready(stored)
+
+    async def release(self, jobs: Sequence[Job]) -> int:
+        released = 0
+        for job in jobs:
+            stored = self._jobs.get(job.id)
+            if (
+                stored is None
+                or stored.lease_token != job.lease_token
+                or stored.status not in (_ASSIGNED, _PROCESSING)
+            ):
+                continue
+            if stored.status is _PROCESSING:
+                stored.attempts = max(0, stored.attempts - 1)  # the attempt was not spent
+                stored.started_at = None
+            run_at = stored.run_at
+            self._requeue(stored, 0.0)
+            stored.run_at = run_at  # keeps its place in line
+            self._heap_seq.pop(stored.id, None)
+            self._push_ready(stored)
+            released += 1
+        if released:
+            for listener in self._listeners:
+                listener()
+        return released
+
+    async def reclaim_expired(self, microservice: str) -> ReclaimResult:
+        now = self._clock.now()
+        requeued: list[str] = []
+        failed: list[str] = []
+        for job_id in list(self._leased.get(microservice, ())):
+            stored = self._jobs[job_id]
+            if stored.lease_expires_at is None or stored.lease_expires_at >= now:
+                continue
+            if stored.status is _PROCESSING and stored.attempts >= stored.max_attempts:
+                stored.error_code = ErrorCode.LEASE_EXPIRED.value
+                stored.error_message = (
+                    f"the worker running attempt {stored.attempts} of {stored.max_attempts} "
+                    "stopped renewing its lease (crashed or stalled); no attempts left"
+                )
+                self._finish(stored, _FAILED, None)
+                failed.append(job_id)
+            else:
+                if stored.status is _PROCESSING:
+                    stored.error_code = ErrorCode.LEASE_EXPIRED.value
+                    stored.error_message = "lease expired; the job will run again"
+                self._requeue(stored, 0.0)
+                requeued.append(job_id)
+        return ReclaimResult(requeued=requeued, failed=failed)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return copy.copy(job) if job is not None else None
+
+    async def stats(self, microservice: str) -> QueueStats:
+        counts = dict.fromkeys(JobStatus, 0)
+        oldest: datetime | None = None
+        for job in self._jobs.values():
+            if job.microservice != microservice:
+                continue
+            counts[job.status] += 1
+            if job.status is _READY and job.created_at is not None:
+                oldest = job.created_at if oldest is None else min(oldest, job.created_at)
+        age = (self._clock.now() - oldest).total_seconds() if oldest is not None else None
+        return QueueStats(counts=counts, oldest_ready_age_seconds=age)
+
+    async def purge(self, microservice: str, older_than_seconds: float) -> int:
+        cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
+        doomed = [
+            j.id
+            for j in self._jobs.values()
+            if j.microservice == microservice
+            and j.status.is_finished
+            and j.finished_at is not None
+            and j.finished_at < cutoff
+        ]
+        for job_id in doomed:
+            del self._jobs[job_id]
+            self._heap_seq.pop(job_id, None)
+        return len(doomed)

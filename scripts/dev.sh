@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: finds Python 3.12+, installs uv if missing, syncs the
+# workspace, then runs what was asked.
+#   bash scripts/dev.sh example   # the greeting example in dev mode on http://127.0.0.1:8000
+#   bash scripts/dev.sh test      # the whole test suite (what CI runs)
+#   bash scripts/dev.sh lint      # ruff + mypy
+#   bash scripts/dev.sh uv ARGS   # any uv command with the same interpreter settings
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+export UV_PYTHON_DOWNLOADS=never
+if [ -z "${UV_PYTHON:-}" ]; then
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 \
+                   "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3; do
+    if [ -x "$candidate" ]; then UV_PYTHON="$candidate"; break; fi
+  done
+fi
+if [ -z "${UV_PYTHON:-}" ]; then
+  for name in python3.12 python3.13 python3; do
+    if command -v "$name" >/dev/null && "$name" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      UV_PYTHON="$(command -v "$name")"; break
+    fi
+  done
+fi
+[ -n "${UV_PYTHON:-}" ] || { echo "dev.sh: no Python 3.12+ found (set UV_PYTHON)" >&2; exit 1; }
+export UV_PYTHON
+
+if ! command -v uv >/dev/null 2>&1 || ! uv --version >/dev/null 2>&1; then
+  "$UV_PYTHON" -m pip install --quiet uv 2>/dev/null || python3 -m pip install --quiet uv
+  export PATH="$("$UV_PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+fi
+UV=(uv)
+uv --version >/dev/null 2>&1 || UV=("$UV_PYTHON" -m uv)
+
+sync() { "${UV[@]}" sync --frozen --quiet; }
+
+cmd="${1:-help}"; shift || true
+case "$cmd" in
+  example)
+    sync
+    cd examples/greeting
+    [ -f .env ] || cp .env.example .env
+    exec "${UV[@]}" run --frozen python main.py "$@"
+    ;;
+  test)
+    sync
+    exec "${UV[@]}" run --frozen pytest "$@"
+    ;;
+  lint)
+    sync
+    "${UV[@]}" run --frozen ruff check .
+    "${UV[@]}" run --frozen ruff format --check .
+    "${UV[@]}" run --frozen mypy
+    ;;
+  uv)
+    exec "${UV[@]}" "$@"
+    ;;
+  *)
+    sed -n '2,8p' "$0"
+    ;;
+esac
