@@ -289,13 +289,17 @@ class Worker:
             policy = (
                 definition.options.retry_policy if definition else None
             ) or self.config.job_retry
-            delay = (
+            retry_delay = (
                 outcome.retry_delay
                 if outcome.retry_delay is not None
                 else policy.delay(job.attempts)
             )
             write = lambda: self.queue.retry(  # noqa: E731
-                job, str(outcome.error_code), outcome.error_message or "", delay, outcome.runtime_ms
+                job,
+                str(outcome.error_code),
+                outcome.error_message or "",
+                retry_delay,
+                outcome.runtime_ms,
             )
             kind = "retried"
         else:
@@ -303,6 +307,9 @@ class Worker:
                 job, str(outcome.error_code), outcome.error_message or "", outcome.runtime_ms
             )
             kind = "failed"
+        delay = 0.0
+        if kind == "retried":
+            delay = retry_delay
         attempt = 0
         while True:
             try:
@@ -334,7 +341,10 @@ class Worker:
                 error_message=outcome.error_message,
                 attempt=job.attempts,
             )
-        if kind != "retried":
+        if kind == "retried":
+            # Poll again when the retry is due instead of waiting for the next interval.
+            asyncio.get_running_loop().call_later(delay, self.notify)
+        else:
             self._resolve_waiters(job.id)
         return kind
 
