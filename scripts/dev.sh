@@ -4,6 +4,7 @@
 #   bash scripts/dev.sh example   # the greeting example in dev mode on http://127.0.0.1:8000
 #   bash scripts/dev.sh test      # the whole test suite (what CI runs)
 #   bash scripts/dev.sh lint      # ruff + mypy
+#   bash scripts/dev.sh wheels    # build each package alone, co-install the wheels in a fresh venv
 #   bash scripts/dev.sh uv ARGS   # any uv command with the same interpreter settings
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,7 +46,15 @@ case "$cmd" in
     ;;
   test)
     sync
+    if [ "$#" -eq 0 ]; then
+      # The whole suite, with the core's coverage gate.
+      exec "${UV[@]}" run --frozen pytest --cov=usvc_core --cov-report=term --cov-fail-under=90
+    fi
     exec "${UV[@]}" run --frozen pytest "$@"
+    ;;
+  wheels)
+    sync
+    exec bash scripts/check-wheels.sh
     ;;
   lint)
     sync

@@ -37,7 +37,7 @@ from usvc_core.ports import (
     ServiceRegistry,
     Surface,
 )
-from usvc_core.resilience import RetryPolicy
+from usvc_core.resilience import CircuitBreaker, RateLimiter, RetryPolicy
 from usvc_core.services import ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.worker import Worker, WorkerConfig
@@ -51,6 +51,7 @@ __all__ = [
     "ActionRegistry",
     "ActionSchema",
     "Application",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigurationError",
@@ -74,6 +75,7 @@ __all__ = [
     "QueueError",
     "QueueStats",
     "QueueUnavailableError",
+    "RateLimiter",
     "ReclaimResult",
     "RetryJob",
     "RetryPolicy",
