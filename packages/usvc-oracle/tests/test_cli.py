@@ -105,6 +105,7 @@ def test_apply_without_credentials_says_what_is_missing(capsys: Any) -> None:
     assert "ORACLE_USER and ORACLE_PASSWORD required" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs() -> None:
     """`python -m usvc_oracle ddl` works as a real process, reading ORACLE_TABLE."""
     env = {**os.environ, "ORACLE_TABLE": "jobs"}

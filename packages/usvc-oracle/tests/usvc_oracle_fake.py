@@ -324,12 +324,13 @@ class FakeCursor:
 
     async def fetchall(self) -> list[tuple[Any, ...]]:
         self.db.log.append(("fetchall", self.conn.id))
-        out = list(self._buffer)
-        while self._pending_rows:
-            self._server_fetch(self.arraysize)
+        out: list[tuple[Any, ...]] = []
+        while True:
             out.extend(self._buffer)
-        self._buffer.clear()
-        return out
+            self._buffer.clear()
+            if not self._pending_rows:
+                return out
+            self._server_fetch(self.arraysize)
 
     # --- the server side of a query ---------------------------------------------------------------
 

@@ -80,11 +80,12 @@ _HINTS: dict[str, str] = {
         "table {table} lacks a column this version needs: compare it with "
         "`python -m usvc_oracle ddl` and add the missing columns"
     ),
-    "DPY-4000": "ORACLE_DSN={dsn!r} is not a known TNS alias: use host:port/service_name",
-    "DPY-4026": "ORACLE_DSN={dsn!r} needs a tnsnames.ora that was not found: "
-    "use host:port/service_name",
-    "DPY-4027": "ORACLE_DSN={dsn!r} looks like a TNS alias but no tnsnames.ora directory is "
-    "configured: use host:port/service_name",
+    "DPY-4000": "ORACLE_DSN={dsn!r} is not an alias in tnsnames.ora: "
+    "use host:port/service_name, or add the alias",
+    "DPY-4026": "ORACLE_DSN={dsn!r} is a TNS alias but tnsnames.ora was not found: "
+    "use host:port/service_name, or set TNS_ADMIN to the directory holding tnsnames.ora",
+    "DPY-4027": "ORACLE_DSN={dsn!r} is a TNS alias but no tnsnames.ora directory is "
+    "configured: use host:port/service_name, or set TNS_ADMIN",
     "DPY-4017": "ORACLE_DSN={dsn!r} is not a valid connect descriptor",
     "DPY-4018": "ORACLE_DSN={dsn!r} cannot be parsed: use host:port/service_name",
     "DPY-4001": "no credentials: set ORACLE_USER and ORACLE_PASSWORD",
@@ -97,7 +98,7 @@ class Failure:
 
     kind: FailureKind
     code: str  #: "DPY-4011", "ORA-00942", or the exception type's name
-    message: str  #: the driver's first line
+    message: str  #: the driver's first line, without the code
 
     def hint(self, **names: Any) -> str | None:
         """What to fix, when the code is a known misconfiguration."""
@@ -114,8 +115,9 @@ def classify(exc: BaseException) -> Failure:
     err = exc.args[0] if exc.args else None
     full_code = str(getattr(err, "full_code", "") or "")
     ora = int(getattr(err, "code", 0) or 0)
-    message = str(getattr(err, "message", None) or exc).splitlines()[0]
     code = full_code or (f"ORA-{ora:05d}" if ora else type(exc).__name__)
+    lines = str(getattr(err, "message", None) or exc).splitlines() or [""]
+    message = lines[0].removeprefix(f"{code}: ")
     if full_code in _DEAD_CODES or getattr(err, "is_session_dead", False):
         kind = FailureKind.DEAD
     elif (

@@ -262,11 +262,17 @@ class OracleQueue:
         """Create the pool and check that the table exists with every column."""
         if self._pool is not None:
             return
-        self._pool = self._pool_factory(self.settings)
         where = (
             f"ORACLE_DSN={self.settings.ORACLE_DSN!r}, ORACLE_USER={self.settings.ORACLE_USER!r}"
             f", ORACLE_TABLE={str(self.table)!r}"
         )
+        try:
+            # Parses the DSN (and reads tnsnames.ora for an alias) before any connection.
+            self._pool = self._pool_factory(self.settings)
+        except oracledb.Error as exc:
+            raise ConfigurationError(
+                f"cannot use the Oracle queue ({where}): {self._permanent('open', classify(exc))}"
+            ) from exc
         try:
             await self._run("open", self._probe)
         except OracleQueueError as exc:
@@ -284,11 +290,17 @@ class OracleQueue:
             await cur.execute(self.sql.probe)
             await cur.fetchall()
 
+    @property
+    def _acquire_limit(self) -> float:
+        s = self.settings
+        return s.ORACLE_POOL_WAIT_SECONDS + s.ORACLE_CONNECT_TIMEOUT_SECONDS
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             with contextlib.suppress(Exception):
-                await pool.close(force=True)
+                async with asyncio.timeout(self._acquire_limit):
+                    await pool.close(force=True)
 
     async def ping(self) -> None:
         """One round trip; any failure is reported as QueueUnavailableError."""
@@ -337,7 +349,20 @@ class OracleQueue:
             if attempt:
                 await self._sleep(self._backoff(attempt))
             try:
-                conn = await pool.acquire()
+                # The driver bounds the wait for a free session, but not a server that
+                # accepts TCP and then never answers the handshake: bound it here too.
+                async with asyncio.timeout(self._acquire_limit):
+                    conn = await pool.acquire()
+            except TimeoutError as exc:
+                last = (
+                    Failure(
+                        FailureKind.TRANSIENT,
+                        "TIMEOUT",
+                        f"no session within {self._acquire_limit:g}s (pool wait + connect)",
+                    ),
+                    exc,
+                )
+                continue
             except Exception as exc:
                 failure = classify(exc)
                 if failure.kind is FailureKind.PERMANENT:
