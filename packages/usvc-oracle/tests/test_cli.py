@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -91,18 +92,29 @@ def test_hostile_table_is_refused_by_the_command(capsys: Any) -> None:
     assert "not a plain Oracle name" in capsys.readouterr().err
 
 
-def test_apply_without_credentials_says_what_is_missing(capsys: Any) -> None:
+def test_apply_without_credentials_says_what_is_missing(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`apply` without ORACLE_USER/ORACLE_PASSWORD fails before connecting, naming both."""
-    env_user = os.environ.pop("ORACLE_USER", None)
-    env_password = os.environ.pop("ORACLE_PASSWORD", None)
-    try:
-        assert main(["apply"], out=io.StringIO()) == 2
-    finally:
-        if env_user is not None:
-            os.environ["ORACLE_USER"] = env_user
-        if env_password is not None:
-            os.environ["ORACLE_PASSWORD"] = env_password
+    monkeypatch.delenv("ORACLE_USER", raising=False)
+    monkeypatch.delenv("ORACLE_PASSWORD", raising=False)
+    assert main(["apply"], out=io.StringIO()) == 2
     assert "ORACLE_USER and ORACLE_PASSWORD required" in capsys.readouterr().err
+
+
+def test_check_reports_an_unreachable_database(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` connects like a worker; with nothing listening it fails naming the DSN."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ORACLE_DSN", f"127.0.0.1:{port}/FREEPDB1")
+    monkeypatch.setenv("ORACLE_USER", "app")
+    monkeypatch.setenv("ORACLE_PASSWORD", "secret")
+    monkeypatch.setenv("ORACLE_RETRY_BACKOFF_SECONDS", "0")
+    assert main(["check"], out=io.StringIO()) == 2
+    assert f"cannot reach Oracle (ORACLE_DSN='127.0.0.1:{port}/FREEPDB1'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -712,17 +712,20 @@ class OracleQueue:
         return JobStatus(values["STATUS"])
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
-        owned = [(j, _db_id(j.id)) for j in jobs]
-        lost = {j.id for j, db_id in owned if db_id is None or j.lease_token is None}
-        rows = [
-            {"id": db_id, "lease_token": j.lease_token, "lease_seconds": _seconds(lease_seconds)}
-            for j, db_id in owned
-            if j.id not in lost
-        ]
-        if not rows:
-            return lost
-        counts = await self._run("extend_leases", self._each(self.sql.extend_lease, rows))
-        lost.update(str(row["id"]) for row, n in zip(rows, counts, strict=True) if n == 0)
+        lease = _seconds(lease_seconds)
+        lost: set[str] = set()
+        asked: list[Job] = []
+        rows: list[dict[str, Any]] = []
+        for job in jobs:
+            db_id = _db_id(job.id)
+            if db_id is None or job.lease_token is None:
+                lost.add(job.id)
+                continue
+            asked.append(job)
+            rows.append({"id": db_id, "lease_token": job.lease_token, "lease_seconds": lease})
+        if rows:
+            counts = await self._run("extend_leases", self._each(self.sql.extend_lease, rows))
+            lost.update(j.id for j, n in zip(asked, counts, strict=True) if n == 0)
         return lost
 
     def _each(self, sql: str, rows: list[dict[str, Any]]) -> Callable[[_Tx], Awaitable[list[int]]]:
