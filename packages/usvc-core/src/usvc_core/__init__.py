@@ -37,7 +37,7 @@ from usvc_core.ports import (
     ServiceRegistry,
     Surface,
 )
-from usvc_core.resilience import CircuitBreaker, RateLimiter, RetryPolicy
+from usvc_core.resilience import CircuitBreaker, CircuitState, RateLimiter, RetryPolicy
 from usvc_core.services import ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.worker import Worker, WorkerConfig
@@ -53,6 +53,7 @@ __all__ = [
     "Application",
     "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
     "Clock",
     "ConfigurationError",
     "DuplicateJobError",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import dataclasses
+import logging
 import os
 import random
 import socket
@@ -345,7 +345,10 @@ class Worker:
                     )
                 else:
                     await self.queue.fail(
-                        job, str(outcome.error_code), outcome.error_message or "", outcome.runtime_ms
+                        job,
+                        str(outcome.error_code),
+                        outcome.error_message or "",
+                        outcome.runtime_ms,
                     )
                 break
             except LeaseLostError:
