@@ -2,24 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import os
 import socket
-from collections.abc import Callable, Iterator
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from usvc_core import EnqueueRequest
+from usvc_testing.queues import SqliteQueue
+from usvc_testing.queues.sqlite.schema import TABLE
 
-from tests.conftest import ServiceProcess
+from tests.conftest import ServiceProcess, free_port
 
 SERVICE_MAIN = Path(__file__).resolve().parent / "service" / "main.py"
 MICROSERVICE = "reliability"
 
 
-def start_service(workdir: Path, env: dict[str, str]) -> ServiceProcess:
+class ReliabilityService(ServiceProcess):
+    """The test service, run as ``python main.py`` from ``workdir``; its log stays there too
+    (the kill suite starts dozens of processes: their logs are the evidence of a failure)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = int(env.get("HTTP_PORT") or free_port())
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MICROSERVICE", "QUEUE_", "DEV_", "HTTP_", "ORACLE_", "MONGODB_"))
+            and not k.startswith(("OTEL_", "LEASE_", "RELIABILITY_", "LOG_", "JOB_", "MAX_"))
+        }
+        full_env.update(
+            {
+                "MICROSERVICE_NAME": MICROSERVICE,
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(self.port),
+                **env,
+            }
+        )
+        self.log_path = workdir / f"service-{self.port}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVICE_MAIN)],
+            cwd=workdir,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://{full_env['HTTP_HOST']}:{self.port}"
+
+
+def start_service(workdir: Path, env: dict[str, str]) -> ReliabilityService:
     """Start the test service with ``workdir`` as working directory (its log goes there)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    return ServiceProcess(workdir, {"MICROSERVICE_NAME": MICROSERVICE, **env}, str(SERVICE_MAIN))
+    return ReliabilityService(workdir, env)
 
 
 @pytest.fixture
@@ -100,3 +143,109 @@ def can_connect(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+class JobsDb:
+    """The SQLite queue file seen from outside, as an operator would inspect it.
+
+    Producers go through :class:`~usvc_testing.queues.SqliteQueue`; this reads rows directly
+    (``lease_owner`` is the worker id ``host:pid:suffix``), and writes the rows a badly
+    behaved producer might write.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"  # an absolute path: four slashes in all
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
+    def create(self) -> None:
+        """Create the schema as the queue does (so raw rows can be written first)."""
+
+        async def run() -> None:
+            queue = SqliteQueue(self.path)
+            await queue.open()
+            await queue.close()
+
+        asyncio.run(run())
+
+    def enqueue(self, payloads: Sequence[dict[str, Any]], *, max_attempts: int = 3) -> list[str]:
+        """Enqueue through the real queue, as a producer process would."""
+
+        async def run() -> list[str]:
+            queue = SqliteQueue(self.path)
+            await queue.open()
+            try:
+                ids: list[str] = []
+                for start in range(0, len(payloads), 500):
+                    jobs = await queue.enqueue_many(
+                        [
+                            EnqueueRequest(p, MICROSERVICE, max_attempts=max_attempts)
+                            for p in payloads[start : start + 500]
+                        ]
+                    )
+                    ids.extend(j.id for j in jobs)
+                return ids
+            finally:
+                await queue.close()
+
+        return asyncio.run(run())
+
+    def insert_raw(self, payload: str | bytes | int | float | None, action: str = "") -> str:
+        """A row written by a producer that does not use the kit (any payload value)."""
+        with contextlib.closing(self._connect()) as conn:
+            cur = conn.execute(
+                f"INSERT INTO {TABLE} (microservice, action, payload) VALUES (?, ?, ?)",
+                (MICROSERVICE, action, payload),
+            )
+            return str(cur.lastrowid)
+
+    def rows(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """``id -> {status, attempts, error_code, error_message, lease_owner}``."""
+        with contextlib.closing(self._connect()) as conn:
+            cur = conn.execute(
+                f"SELECT id, status, attempts, error_code, error_message, lease_owner, results "
+                f"FROM {TABLE} WHERE microservice = ?",
+                (MICROSERVICE,),
+            )
+            out = {
+                str(r[0]): {
+                    "status": r[1],
+                    "attempts": r[2],
+                    "error_code": r[3],
+                    "error_message": r[4],
+                    "lease_owner": r[5],
+                    "results": r[6],
+                }
+                for r in cur.fetchall()
+            }
+        if ids is None:
+            return out
+        return {i: out[i] for i in ids}
+
+    def counts(self) -> Counter[str]:
+        with contextlib.closing(self._connect()) as conn:
+            return Counter(
+                dict(
+                    conn.execute(
+                        f"SELECT status, count(*) FROM {TABLE} WHERE microservice = ? "
+                        "GROUP BY status",
+                        (MICROSERVICE,),
+                    ).fetchall()
+                )
+            )
+
+    def owned_by(self, pid: int) -> dict[str, str]:
+        """Unfinished jobs whose lease belongs to the worker process ``pid``: id -> status."""
+        with contextlib.closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT id, status FROM {TABLE} WHERE status IN ('Assigned', 'Processing') "
+                "AND lease_owner LIKE ?",
+                (f"%:{pid}:%",),
+            ).fetchall()
+        return {str(r[0]): r[1] for r in rows}
+
+    def unfinished(self) -> int:
+        c = self.counts()
+        return c["Ready"] + c["Assigned"] + c["Processing"]

@@ -113,7 +113,7 @@ class InMemoryQueue:
         self._push_ready(job)
         for listener in self._listeners:
             listener()
-        return copy.copy(job)
+        return job.snapshot()
 
     def _holder(self, key: tuple[str, str]) -> str | None:
         job_id = self._idempotency.get(key)
@@ -336,7 +336,11 @@ class InMemoryQueue:
                 if stored.status is _PROCESSING:
                     stored.error_code = ErrorCode.LEASE_EXPIRED.value
                     stored.error_message = "lease expired; the job will run again"
+                run_at = stored.run_at
                 self._requeue(stored, 0.0)
+                stored.run_at = run_at  # keeps its place in line: recovery skips the backlog
+                self._heap_seq.pop(stored.id, None)
+                self._push_ready(stored)
                 requeued.append(job_id)
         return ReclaimResult(requeued=requeued, failed=failed)
 
