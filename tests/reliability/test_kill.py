@@ -3,7 +3,7 @@ gets SIGKILL and is restarted. Nothing accepted may be lost, nothing may stay st
 repeated execution must be explained by a kill, and each orphaned job must run again
 within two leases of its worker's death.
 
-Size: ``USVC_RELIABILITY_JOBS`` jobs (default 300; the full run uses 5,000).
+Size: ``USVC_RELIABILITY_JOBS`` jobs (default 1,000; the full run uses 5,000).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from tests.reliability.figures import env_int, record_figures
 
 pytestmark = pytest.mark.slow
 
-JOBS = env_int("USVC_RELIABILITY_JOBS", 300)
+JOBS = env_int("USVC_RELIABILITY_JOBS", 1000)
+ARRIVAL_SECONDS = 10  # the second half of the jobs arrives over this many seconds
 WORKERS = 3
 LEASE_SECONDS = 3.0
 KILL_EVERY_SECONDS = 1.0
@@ -90,17 +91,22 @@ def test_sigkill_every_second_loses_nothing(
         w.wait_healthy(60)
     up = [True] * WORKERS
     started = time.monotonic()
-    ids = db.enqueue(
-        [{"action": "work", "n": i, "ms": rng.randint(0, 50)} for i in range(JOBS)],
-        max_attempts=MAX_ATTEMPTS,
-    )
+    payloads = [{"action": "work", "n": i, "ms": rng.randint(0, 50)} for i in range(JOBS)]
+    # Half the jobs wait as a backlog; the rest arrive in batches, one per second, so the
+    # workers die under a backlog and while jobs keep arriving, whatever the machine's speed.
+    backlog, arriving = payloads[: JOBS // 2], payloads[JOBS // 2 :]
+    batch = -(-len(arriving) // ARRIVAL_SECONDS)
+    batches = [arriving[i : i + batch] for i in range(0, len(arriving), batch)]
+    ids = db.enqueue(backlog, max_attempts=MAX_ATTEMPTS)
     kills: list[Kill] = []
     skipped = 0  # seconds without a kill: fewer than two workers were up
     # Bounded: a run that cannot finish fails instead of hanging.
     deadline = started + 120 + JOBS * 0.2
-    while db.unfinished():
+    while batches or db.unfinished():
         assert time.monotonic() < deadline, f"not finished: {db.counts()} (seed {seed})"
         time.sleep(KILL_EVERY_SECONDS)
+        if batches:
+            ids += db.enqueue(batches.pop(0), max_attempts=MAX_ATTEMPTS)
         # Only processes that finished starting count as workers, and one is killed only
         # while another is up to take over its jobs: on a slow machine a restart takes
         # longer than the kill interval, and killing every process would test nothing.
@@ -133,6 +139,8 @@ def test_sigkill_every_second_loses_nothing(
     unexplained = {j: n for j, n in repeats.items() if n > held_running[j]}
     assert not unexplained, f"repeats not caused by kills: {unexplained} (seed {seed})"
     in_flight = sum(len(k.held) for k in kills)
+    # A run in which no kill caught a job in flight would prove nothing.
+    assert len(kills) >= 3 and held_running.total() > 0, (len(kills), in_flight)
     assert sum(repeats.values()) <= sum(held_running.values()) <= in_flight
 
     # Each job held by a killed worker ran again, elsewhere, within two leases.
