@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import pytest
 
 from usvc_testing.clock import FakeClock
 from usvc_testing.queues.memory import InMemoryQueue
+
+if TYPE_CHECKING:
+    from usvc_testing.otlp import OtlpReceiver
 
 pytest.register_assert_rewrite("usvc_testing.contract")
 
@@ -20,3 +26,12 @@ def usvc_fake_clock() -> FakeClock:
 def usvc_memory_queue(usvc_fake_clock: FakeClock) -> InMemoryQueue:
     """An empty in-memory queue on the fake clock."""
     return InMemoryQueue(usvc_fake_clock)
+
+
+@pytest.fixture
+def usvc_otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A started in-process OTLP/gRPC receiver (needs ``usvc-testing[otlp]``)."""
+    from usvc_testing.otlp import OtlpReceiver  # lazy: grpcio is an optional extra
+
+    with OtlpReceiver() as receiver:
+        yield receiver
