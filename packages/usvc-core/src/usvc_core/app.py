@@ -348,12 +348,14 @@ class Application:
         token: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        """Add a job for this service; the current trace context travels with it."""
+        """Add a job for this service; the current trace context travels with it (unless the
+        payload already carries one under ``TRACE_KEY``: an explicit producer context wins)."""
         body = dict(payload)
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        if carrier:
-            body[TRACE_KEY] = carrier
+        if not isinstance(body.get(TRACE_KEY), dict):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            if carrier:
+                body[TRACE_KEY] = carrier
         if max_attempts is None:
             definition = self.actions.get(str(body.get("action")))
             opt = definition.options.max_attempts if definition else None
