@@ -84,8 +84,9 @@ def example_url(tmp_path: Path) -> Iterator[str]:
     lines: list[str] = []
 
     def read() -> None:
+        # One append per line as it arrives (extend() would be atomic only at the end).
         for line in proc.stdout or ():
-            lines.append(line.rstrip("\n"))
+            lines.append(line.rstrip("\n"))  # noqa: PERF401
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
