@@ -215,7 +215,9 @@ class Worker:
     def _start(self, job: Job) -> None:
         running = _Running(job)
         self._running[job.id] = running
-        running.task = asyncio.create_task(self._job_task(running), name=f"job-{job.id}")
+        # Without a tracer the task runs the steps directly: no span, no extra frame per job.
+        coro = self._job_task(running) if self._tracer is None else self._traced_job_task(running)
+        running.task = asyncio.create_task(coro, name=f"job-{job.id}")
 
     def _finished(self, running: _Running) -> None:
         self._running.pop(running.job.id, None)
@@ -223,14 +225,9 @@ class Worker:
 
     # --- one job ---------------------------------------------------------------------------
 
-    async def _job_task(self, running: _Running) -> None:
+    async def _traced_job_task(self, running: _Running) -> None:
+        assert self._tracer is not None
         job = running.job
-        # Bound in this task's own context: the handler, services it calls and to_thread
-        # threads see it; the next job's task starts from a fresh copy.
-        structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
-        if self._tracer is None:  # the hot path: no tracing work at all
-            await self._job_steps(running, None)
-            return
         carrier = job.trace_context
         with self._tracer.start_as_current_span(
             f"job {self._known_action(job.action)}",
@@ -241,15 +238,18 @@ class Worker:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            await self._job_steps(running, span)
+            await self._job_task(running, span)
 
     def _known_action(self, action: str) -> str:
         """The action for metric labels and span names: a registered name, else a fixed
         placeholder (payloads are user input; labels must stay a small fixed set)."""
         return action if action in self.actions else UNKNOWN_ACTION_LABEL
 
-    async def _job_steps(self, running: _Running, span: trace.Span | None) -> None:
+    async def _job_task(self, running: _Running, span: trace.Span | None = None) -> None:
         job = running.job
+        # Bound in this task's own context: the handler, services it calls and to_thread
+        # threads see it; the next job's task starts from a fresh copy.
+        structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
         action = self._known_action(job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None
