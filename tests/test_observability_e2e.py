@@ -273,3 +273,23 @@ async def test_shutdown_is_bounded_when_the_collector_hangs(
         assert service.stop(seconds=120) == 0
     events = [line["event"] for line in service.json_lines()]
     assert "telemetry not delivered before the flush timeout; dropping the rest" in events
+
+
+def test_bad_endpoint_stops_the_example_at_startup(tmp_path: Path) -> None:
+    """A malformed endpoint: exit status 2 and one message naming the setting."""
+    workdir = tmp_path / "greeting"
+    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".env", "__pycache__"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {**base, **example_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="otel-collector:4317")}
+    result = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='otel-collector:4317'" in result.stderr
+    assert "http://" in result.stderr
