@@ -113,7 +113,7 @@ class InMemoryQueue:
         self._push_ready(job)
         for listener in self._listeners:
             listener()
-        return copy.copy(job)
+        return job.snapshot()
 
     def _holder(self, key: tuple[str, str]) -> str | None:
         job_id = self._idempotency.get(key)
