@@ -11,9 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,84 +21,18 @@ from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
 from usvc_testing.otlp import OtlpReceiver, ReceivedSpan, basic_auth_header
 
+from tests.conftest import ROOT, ServiceProcess
+
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "greeting"
+EXAMPLE = ROOT / "examples" / "greeting"
 USER, PASSWORD = "greeter", "pa:ss word"
-
-
-class ExampleProcess:
-    """``python main.py`` of a copy of the example, with its stdout collected line by line."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".env", "__pycache__"))
-        base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "main.py"],
-            cwd=workdir,
-            env={**base, "PYTHONUNBUFFERED": "1", **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        listening = self.wait_for(lambda line: line.get("event") == "http listening")
-        self.port = int(listening["port"])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line.rstrip("\n"))
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.output[:]]  # a snapshot
-
-    def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], seconds: float = 60
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for line in self.json_lines():
-                if predicate(line):
-                    return line
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the example exited: {self.output[-20:]}")
-            time.sleep(0.05)
-        raise AssertionError(f"no such log line within {seconds} s: {self.output[-20:]}")
-
-    def stop(self, seconds: float = 60) -> int:
-        """SIGTERM, then wait; the return code (the process is killed if it hangs)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        self._close_output()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._close_output()
-
-    def _close_output(self) -> None:
-        self._reader.join(10)
-        if self.proc.stdout is not None and not self._reader.is_alive():
-            self.proc.stdout.close()
 
 
 def example_env(**values: str) -> dict[str, str]:
     return {
         "MICROSERVICE_NAME": "greeting-service",
         "DEV_MODE": "True",
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": "0",
         "LOG_CONSOLE_JSON": "True",
         "MAX_CONCURRENT_JOBS": "10",
         "POLLING_INTERVAL_SECONDS": "1",
@@ -109,19 +41,32 @@ def example_env(**values: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Iterator[Callable[..., ExampleProcess]]:
-    """Starts the example with extra settings; every started process is stopped at the end."""
-    started: list[ExampleProcess] = []
+def copy_example(workdir: Path) -> Path:
+    """A copy of the example without a developer's .env (settings come from the test only)."""
+    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".env", "__pycache__"))
+    return workdir
 
-    def start(**values: str) -> ExampleProcess:
-        process = ExampleProcess(tmp_path / f"greeting-{len(started)}", example_env(**values))
-        started.append(process)
+
+@pytest.fixture
+def example(
+    service: Callable[..., ServiceProcess], tmp_path: Path
+) -> Callable[..., ServiceProcess]:
+    """Starts a copy of the example with extra settings and waits until it is healthy."""
+    count = iter(range(100))
+
+    def start(**values: str) -> ServiceProcess:
+        workdir = copy_example(tmp_path / f"greeting-{next(count)}")
+        process = service(workdir, example_env(**values))
+        process.wait_healthy(60)
         return process
 
-    yield start
-    for process in started:
-        process.kill()
+    return start
+
+
+def stop(process: ServiceProcess, seconds: float = 60) -> int:
+    """SIGTERM, as an orchestrator stops it; the exit status."""
+    process.signal(signal.SIGTERM)
+    return process.wait(seconds)
 
 
 async def post_jobs(
@@ -155,7 +100,7 @@ def ancestors(span: ReceivedSpan, spans: list[ReceivedSpan]) -> list[str]:
 
 
 async def test_example_exports_spans_and_logs_with_token_parent_and_auth(
-    example: Callable[..., ExampleProcess],
+    example: Callable[..., ServiceProcess],
 ) -> None:
     """One span per job (token, parent), log records with the token, basic auth on every call;
     and the JSON lines of this run of concurrent jobs each carry their own job's token."""
@@ -173,7 +118,7 @@ async def test_example_exports_spans_and_logs_with_token_parent_and_auth(
             post_jobs(service.url, [{"action": "greet", "name": "h"}] * 2, headers=carrier),
             post_jobs(service.url, [{"action": "greet", "name": "n"}] * 2),
         )
-        assert service.stop() == 0  # stop() flushes spans and logs before exiting
+        assert stop(service) == 0  # stop() flushes spans and logs before exiting
         all_spans = rx.spans
         logs = rx.logs
         calls = rx.calls
@@ -213,9 +158,9 @@ async def test_example_exports_spans_and_logs_with_token_parent_and_auth(
     check_json_log_lines(service, answers)
 
 
-def check_json_log_lines(service: ExampleProcess, answers: list[dict[str, Any]]) -> None:
+def check_json_log_lines(service: ServiceProcess, answers: list[dict[str, Any]]) -> None:
     """The concurrent run's stdout: JSON only; each job's lines carry its token and no other."""
-    lines = service.json_lines()  # json.loads fails on any line that is not JSON
+    lines = [json.loads(line) for line in service.output().splitlines()]  # all JSON
     job_ids = {a["job_id"] for a in answers}
     # A line is a job's when it names the job (job_id) or carries a token; both must agree.
     job_lines = [line for line in lines if "job_id" in line or "token" in line]
@@ -230,7 +175,7 @@ def check_json_log_lines(service: ExampleProcess, answers: list[dict[str, Any]])
 
 
 async def test_wrong_password_is_refused_and_the_example_stays_healthy(
-    example: Callable[..., ExampleProcess],
+    example: Callable[..., ServiceProcess],
 ) -> None:
     """Every export is refused (UNAUTHENTICATED); jobs still complete, /health stays GREEN."""
     with OtlpReceiver(basic_auth=(USER, PASSWORD)) as rx:
@@ -245,7 +190,7 @@ async def test_wrong_password_is_refused_and_the_example_stays_healthy(
         second = await post_jobs(service.url, [{"action": "greet", "name": "b"}] * 3)
         async with httpx.AsyncClient(base_url=service.url) as client:
             health = await client.get("/health")
-        assert service.stop() == 0
+        assert stop(service) == 0
         calls = rx.calls
     assert [a["status"] for a in first + second] == ["Completed"] * 4
     assert health.status_code == 200
@@ -256,7 +201,7 @@ async def test_wrong_password_is_refused_and_the_example_stays_healthy(
 
 
 async def test_shutdown_is_bounded_when_the_collector_hangs(
-    example: Callable[..., ExampleProcess],
+    example: Callable[..., ServiceProcess],
 ) -> None:
     """A collector that never answers (exporter timeout 10 min) cannot hold up the exit."""
     with socket.socket() as silent:
@@ -270,15 +215,14 @@ async def test_shutdown_is_bounded_when_the_collector_hangs(
             OTEL_FLUSH_TIMEOUT_SECONDS="1",
         )
         await post_jobs(service.url, [{"action": "greet", "name": "x"}])
-        assert service.stop(seconds=120) == 0
+        assert stop(service, seconds=120) == 0
     events = [line["event"] for line in service.json_lines()]
     assert "telemetry not delivered before the flush timeout; dropping the rest" in events
 
 
 def test_bad_endpoint_stops_the_example_at_startup(tmp_path: Path) -> None:
     """A malformed endpoint: exit status 2 and one message naming the setting."""
-    workdir = tmp_path / "greeting"
-    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".env", "__pycache__"))
+    workdir = copy_example(tmp_path / "greeting")
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env = {**base, **example_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="otel-collector:4317")}
     result = subprocess.run(

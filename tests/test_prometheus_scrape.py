@@ -11,11 +11,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,9 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import ROOT, ServiceProcess, free_port, wait_until
+
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "greeting"
+EXAMPLE = ROOT / "examples" / "greeting"
 SCRAPE_JOB = "greeting"
 
 
@@ -42,78 +40,22 @@ def require_binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(probe: Callable[[], Any], seconds: float, what: str) -> Any:
-    """Call ``probe`` every 0.2 s until it returns something truthy; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {seconds} s")
+@pytest.fixture
+def prometheus_bin() -> str:
+    """Path of the prometheus binary (checked before the example is started)."""
+    return require_binary("prometheus")
 
 
 @pytest.fixture
-def example_url(tmp_path: Path) -> Iterator[str]:
-    """The greeting example (a copy, dev mode, JSON logs) on 127.0.0.1, a free port."""
+def example_url(service: Callable[..., ServiceProcess], tmp_path: Path) -> Iterator[str]:
+    """A copy of the greeting example (dev mode) on 127.0.0.1; stopped with SIGTERM after."""
     workdir = tmp_path / "greeting"
     shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".env", "__pycache__"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        MICROSERVICE_NAME="greeting-service",
-        DEV_MODE="True",
-        HTTP_HOST="127.0.0.1",
-        HTTP_PORT="0",
-        LOG_CONSOLE_JSON="True",
-        PYTHONUNBUFFERED="1",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "main.py"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        # One append per line as it arrives (extend() would be atomic only at the end).
-        for line in proc.stdout or ():
-            lines.append(line.rstrip("\n"))  # noqa: PERF401
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-
-    def listening_port() -> int | None:
-        if proc.poll() is not None:
-            raise AssertionError(f"the example exited: {lines[-20:]}")
-        for line in lines[:]:  # a snapshot: the reader thread appends
-            record = json.loads(line)
-            if record["event"] == "http listening":
-                return int(record["port"])
-        return None
-
-    try:
-        port = wait_until(listening_port, 60, "the example listening")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            reader.join(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    example = service(workdir, {"MICROSERVICE_NAME": "greeting-service", "DEV_MODE": "True"})
+    example.wait_healthy(60)
+    yield example.url
+    example.signal(signal.SIGTERM)
+    assert example.wait(60) == 0
 
 
 def query(prom: str, expr: str) -> list[dict[str, Any]]:
@@ -129,9 +71,10 @@ def query(prom: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_prometheus_scrapes_jobs_processed_total(example_url: str, tmp_path: Path) -> None:
+def test_prometheus_scrapes_jobs_processed_total(
+    prometheus_bin: str, example_url: str, tmp_path: Path
+) -> None:
     """Three jobs through /dev/job; Prometheus scrapes /metrics; the query answers 3."""
-    prometheus = require_binary("prometheus")
     with httpx.Client(base_url=example_url, timeout=30) as client:
         for name in ("a", "b", "c"):
             answer = client.post("/dev/job", json={"action": "greet", "name": name})
@@ -158,7 +101,7 @@ def test_prometheus_scrapes_jobs_processed_total(example_url: str, tmp_path: Pat
     prom = f"http://127.0.0.1:{free_port()}"
     server = subprocess.Popen(
         [
-            prometheus,
+            prometheus_bin,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address={urllib.parse.urlsplit(prom).netloc}",
@@ -171,7 +114,7 @@ def test_prometheus_scrapes_jobs_processed_total(example_url: str, tmp_path: Pat
     try:
         # The first scrape comes ~5-6 s after start (Prometheus throttles target discovery).
         expr = f'jobs_processed_total{{job="{SCRAPE_JOB}"}}'
-        result = wait_until(lambda: query(prom, expr), 60, "jobs_processed_total in Prometheus")
+        result = wait_until(lambda: query(prom, expr), timeout=60, interval=0.2)
         assert len(result) == 1
         assert result[0]["metric"]["instance"] == target
         assert float(result[0]["value"][1]) == 3
