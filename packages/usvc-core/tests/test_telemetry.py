@@ -402,3 +402,32 @@ def test_trace_context_round_trips_without_an_sdk_span() -> None:
     ctx = propagate.extract(carrier)
     span_ctx = trace.get_current_span(ctx).get_span_context()
     assert format(span_ctx.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_exported_records_keep_level_exception_and_context(log_lines: io.StringIO) -> None:
+    """Severity, exception fields, bound context and stdlib lines reach the receiver."""
+    with OtlpReceiver() as rx:
+        telemetry = setup_telemetry(settings(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=rx.endpoint))
+        with structlog.contextvars.bound_contextvars(token="tok-7", job_id="job-7"):
+            try:
+                int("not a number")
+            except ValueError:
+                logger.exception("parsing failed", payload={"a": 1}, missing=None)
+            logging.getLogger("httpx").warning("HTTP Request: GET http://x 503")
+        logger.debug("filtered out")  # below INFO: neither printed nor exported
+        assert telemetry.shutdown(timeout=10) is True
+        records = {r.body: r for r in rx.logs}
+    assert set(records) == {"parsing failed", "HTTP Request: GET http://x 503"}
+    failed = records["parsing failed"]
+    assert (failed.severity_text, failed.severity_number) == ("ERROR", 17)
+    assert failed.attributes["token"] == "tok-7"
+    assert failed.attributes["job_id"] == "job-7"
+    assert failed.attributes["exception.type"] == "ValueError"
+    assert "not a number" in failed.attributes["exception.message"]
+    assert failed.attributes["payload"] == "{'a': 1}"  # non-primitive values as repr
+    assert "missing" not in failed.attributes
+    assert failed.resource["service.name"] == "telemetry-test"
+    library = records["HTTP Request: GET http://x 503"]
+    assert library.severity_text == "WARN"
+    assert library.attributes["token"] == "tok-7"
+    assert library.attributes["logger"] == "httpx"
