@@ -19,7 +19,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from pymongo import AsyncMongoClient
+from usvc_core import Application, WorkerSettings, action
 from usvc_mongo import MongoServiceRegistry
 
 EXTERNAL_URI_VAR = "USVC_TEST_MONGODB_URI"
@@ -33,7 +35,8 @@ def _load_helper() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         name, Path(__file__).with_name("secantus_server.py")
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -61,7 +64,7 @@ def start_secantus(workdir: Path) -> Any:
     server = secantus.SecantusProcess(workdir)
     try:
         server.start()
-    except secantus.SecantusUnavailable as exc:
+    except secantus.SecantusUnavailableError as exc:
         unavailable(str(exc))
     return server
 
@@ -137,3 +140,41 @@ async def make_registry(
     yield make
     for registry in made:
         await registry.close()
+
+
+class EchoIn(BaseModel):
+    text: str
+
+
+class EchoOut(BaseModel):
+    text: str
+
+
+@action("echo")
+async def echo(input: EchoIn) -> EchoOut:
+    return EchoOut(text=input.text)
+
+
+@pytest.fixture
+def make_app() -> Callable[..., Application]:
+    """Build an (unstarted) dev-mode Application with one ``echo`` action, no HTTP."""
+
+    def make(surfaces: Any = (), **overrides: Any) -> Application:
+        settings = WorkerSettings(
+            **{
+                "MICROSERVICE_NAME": "echo-service",
+                "DEV_MODE": True,
+                "SERVICE_VERSION": "2.1.0",
+                "HTTP_ENABLED": False,
+                **overrides,
+            }
+        )
+        app = Application(
+            settings=settings,
+            surfaces=None if surfaces is None else list(surfaces),
+            configure_logging=False,
+        )
+        app.actions.add(echo)  # registered now, so unstarted apps describe it too
+        return app
+
+    return make

@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["SecantusProcess", "SecantusUnavailable", "secantus_missing_reason"]
+__all__ = ["SecantusProcess", "SecantusUnavailableError", "secantus_missing_reason"]
 
 _STARTUP_SECONDS = 60.0  # generous: the machine is shared and the first import is slow
 _STOP_SECONDS = 10.0
 
 
-class SecantusUnavailable(RuntimeError):
+class SecantusUnavailableError(RuntimeError):
     """The SecantusDB server could not be started."""
 
 
@@ -56,7 +56,7 @@ class SecantusProcess:
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
-        """Start the server and wait until it listens; raise SecantusUnavailable otherwise."""
+        """Start the server and wait until it listens; raise SecantusUnavailableError otherwise."""
         self._starts += 1
         out = self.workdir / f"secantus-{self._starts}.out"
         err = self.workdir / f"secantus-{self._starts}.err"
@@ -83,7 +83,7 @@ class SecantusProcess:
                 break
             time.sleep(0.05)
         self.stop()
-        raise SecantusUnavailable(
+        raise SecantusUnavailableError(
             f"SecantusDB did not start (exit code {self._proc.returncode}); stderr:\n"
             + err.read_text(errors="replace")[-2000:]
         )

@@ -241,7 +241,9 @@ async def test_ttl_expiry_removes_a_stale_instance_and_keeps_a_live_one(
     deadline = ttl + (90 if external() else 30)
     try:
         async with asyncio.timeout(deadline):
-            while await registry.instances_collection.find_one({"_id": stale.instance_id}):
+            while True:
+                if not await registry.instances_collection.find_one({"_id": stale.instance_id}):
+                    break
                 await asyncio.sleep(0.25)
         assert await registry.instances_collection.find_one({"_id": live.instance_id})
     finally:
@@ -250,7 +252,9 @@ async def test_ttl_expiry_removes_a_stale_instance_and_keeps_a_live_one(
     assert [i.instance_id for i in await registry.live_instances(service)] == [live.instance_id]
 
 
-async def test_errors_never_carry_the_password(mongo_target: Any, make_registry: MakeRegistry) -> None:
+async def test_errors_never_carry_the_password(
+    mongo_target: Any, make_registry: MakeRegistry
+) -> None:
     """An authentication failure is reported without the URI's credentials."""
     if mongo_target.external:
         pytest.skip("builds a URI with made-up credentials for the test-owned SecantusDB")

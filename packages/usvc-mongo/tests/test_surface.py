@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from pydantic import BaseModel
 from pydantic import SecretStr
-from usvc_core import Application, WorkerSettings, action
+from usvc_core import Application
 from usvc_core.errors import ConfigurationError
 from usvc_core.health import Status
 from usvc_core.ports import InstanceInfo, ServiceDescription
 from usvc_mongo import REGISTRY_CHECK, MongoServiceRegistry, RegistrySurface, registry_surface
 
-
-class EchoIn(BaseModel):
-    text: str
-
-
-class EchoOut(BaseModel):
-    text: str
-
-
-@action("echo")
-async def echo(input: EchoIn) -> EchoOut:
-    return EchoOut(text=input.text)
+MakeApp = Callable[..., Application]
 
 
 class ScriptedRegistry:
@@ -62,23 +50,17 @@ class ScriptedRegistry:
         self.closed = True
 
 
-def make_app(**overrides: Any) -> Application:
-    settings = WorkerSettings(
-        MICROSERVICE_NAME="echo-service",
-        DEV_MODE=True,
-        SERVICE_VERSION="2.1.0",
-        **overrides,
-    )
-    app = Application(settings=settings, surfaces=[], configure_logging=False)
-    app.actions.add(echo)
-    return app
-
-
-def make_surface(
-    app: Application, registry: ScriptedRegistry, **options: float
-) -> RegistrySurface:
+def make_surface(app: Application, registry: ScriptedRegistry, **options: float) -> RegistrySurface:
     options.setdefault("heartbeat_seconds", 3600.0)
     return RegistrySurface(app, registry, **options)
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
 
 
 def status(app: Application) -> Status | None:
@@ -86,7 +68,7 @@ def status(app: Application) -> Status | None:
     return check.status if check is not None else None
 
 
-async def test_first_beat_publishes_then_only_heartbeats() -> None:
+async def test_first_beat_publishes_then_only_heartbeats(make_app: MakeApp) -> None:
     """The schemas go out once, before the first heartbeat; later beats only heartbeat."""
     app, registry = make_app(), ScriptedRegistry()
     surface = make_surface(app, registry)
@@ -101,7 +83,9 @@ async def test_first_beat_publishes_then_only_heartbeats() -> None:
     assert status(app) is Status.GREEN
 
 
-async def test_red_after_three_consecutive_failures_and_green_after_a_success() -> None:
+async def test_red_after_three_consecutive_failures_and_green_after_a_success(
+    make_app: MakeApp,
+) -> None:
     """1-2 failures: YELLOW; the third: RED; the next success: GREEN with the count reset."""
     app, registry = make_app(), ScriptedRegistry()
     surface = make_surface(app, registry)
@@ -124,7 +108,7 @@ async def test_red_after_three_consecutive_failures_and_green_after_a_success() 
     assert "last_error" not in check.details
 
 
-async def test_a_failed_publish_is_retried_before_any_heartbeat() -> None:
+async def test_a_failed_publish_is_retried_before_any_heartbeat(make_app: MakeApp) -> None:
     """No heartbeat is sent until the schemas are published."""
     app, registry = make_app(), ScriptedRegistry()
     registry.fail_next = 1
@@ -134,7 +118,7 @@ async def test_a_failed_publish_is_retried_before_any_heartbeat() -> None:
     assert registry.calls == ["publish", "publish", "heartbeat"]
 
 
-async def test_the_loop_goes_red_and_back_to_green_by_itself() -> None:
+async def test_the_loop_goes_red_and_back_to_green_by_itself(make_app: MakeApp) -> None:
     """Started, the loop survives failures and the check returns to GREEN on its own."""
     app, registry = make_app(), ScriptedRegistry()
     registry.fail_next = 3
@@ -144,9 +128,7 @@ async def test_the_loop_goes_red_and_back_to_green_by_itself() -> None:
     await surface.start()
     assert status(app) is Status.YELLOW  # nothing published yet
     try:
-        async with asyncio.timeout(30):
-            while status(app) is not Status.GREEN:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: status(app) is Status.GREEN)
     finally:
         await surface.stop()
     collapsed = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] is not s]
@@ -154,34 +136,31 @@ async def test_the_loop_goes_red_and_back_to_green_by_itself() -> None:
     assert surface.failures_total == 3
 
 
-async def test_stop_deregisters_and_closes_the_registry() -> None:
+async def test_stop_deregisters_and_closes_the_registry(make_app: MakeApp) -> None:
     """A graceful stop deletes this instance and closes the client."""
     app, registry = make_app(), ScriptedRegistry()
     surface = make_surface(app, registry)
     await surface.start()
-    async with asyncio.timeout(30):
-        while surface.successes == 0:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: surface.successes > 0)
     await surface.stop()
     assert registry.calls[-1] == f"deregister:{app.instance_id}"
     assert registry.closed
 
 
-async def test_stop_is_bounded_when_the_registry_hangs() -> None:
+async def test_stop_is_bounded_when_the_registry_hangs(make_app: MakeApp) -> None:
     """A registry that never answers cannot hold up the application's shutdown."""
     app, registry = make_app(), ScriptedRegistry()
     registry.hang = True
     surface = make_surface(app, registry, beat_timeout_seconds=60, stop_timeout_seconds=0.2)
     await surface.start()
+    await wait_until(lambda: bool(registry.calls))
     async with asyncio.timeout(30):
-        while not registry.calls:
-            await asyncio.sleep(0.01)
         await surface.stop()  # would wait 60 s for the beat if stop were not bounded
     assert registry.calls == ["publish", f"deregister:{app.instance_id}"]
     assert registry.closed
 
 
-async def test_a_hanging_beat_times_out_and_counts_as_a_failure() -> None:
+async def test_a_hanging_beat_times_out_and_counts_as_a_failure(make_app: MakeApp) -> None:
     """The beat timeout turns a hung MongoDB into a failed publish, not a stuck loop."""
     app, registry = make_app(), ScriptedRegistry()
     registry.hang = True
@@ -193,7 +172,7 @@ async def test_a_hanging_beat_times_out_and_counts_as_a_failure() -> None:
     assert check.details["last_error"] == "timed out"
 
 
-async def test_the_instance_carries_identity_port_and_current_health() -> None:
+async def test_the_instance_carries_identity_port_and_current_health(make_app: MakeApp) -> None:
     """Heartbeats carry the process identity, the HTTP port and every health check."""
     app, registry = make_app(), ScriptedRegistry()
     surface = make_surface(app, registry)
@@ -209,12 +188,12 @@ async def test_the_instance_carries_identity_port_and_current_health() -> None:
     assert second.checks["database"] == {"status": "YELLOW", "details": {"latency_ms": 12}}
 
 
-def test_the_entry_point_is_off_without_a_uri() -> None:
+def test_the_entry_point_is_off_without_a_uri(make_app: MakeApp) -> None:
     """An empty MONGODB_URI disables the registry."""
     assert registry_surface(make_app()) is None
 
 
-def test_a_ttl_not_above_the_heartbeat_fails_startup() -> None:
+def test_a_ttl_not_above_the_heartbeat_fails_startup(make_app: MakeApp) -> None:
     """Instances would expire between heartbeats: a configuration mistake."""
     app = make_app(
         MONGODB_URI=SecretStr("mongodb://127.0.0.1:1/"),
@@ -225,7 +204,7 @@ def test_a_ttl_not_above_the_heartbeat_fails_startup() -> None:
         registry_surface(app)
 
 
-def test_an_unusable_uri_fails_startup_without_showing_the_password() -> None:
+def test_an_unusable_uri_fails_startup_without_showing_the_password(make_app: MakeApp) -> None:
     """The message says what is wrong and hides the credentials."""
     app = make_app(MONGODB_URI=SecretStr("mongodb://bob:hunter2hunter2@db:99999/"))
     with pytest.raises(ConfigurationError, match="MONGODB_URI") as info:
@@ -233,7 +212,7 @@ def test_an_unusable_uri_fails_startup_without_showing_the_password() -> None:
     assert "hunter2" not in str(info.value)
 
 
-async def test_settings_reach_the_client() -> None:
+async def test_settings_reach_the_client(make_app: MakeApp) -> None:
     """Pool sizes, database and TTL come from the MONGODB_* settings."""
     app = make_app(
         MONGODB_URI=SecretStr("mongodb://bob:hunter2hunter2@127.0.0.1:1/"),
@@ -256,3 +235,23 @@ async def test_settings_reach_the_client() -> None:
         assert registry.redacted_uri == "mongodb://***@127.0.0.1:1/"
     finally:
         await registry.close()
+
+
+async def test_the_loop_survives_a_health_listener_that_raises(make_app: MakeApp) -> None:
+    """Nothing a heartbeat touches can end the loop: it beats on after an exception."""
+    app, registry = make_app(), ScriptedRegistry()
+    calls = {"n": 0}
+
+    def flaky_listener(_: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first GREEN update after start
+            raise RuntimeError("metrics backend exploded")
+
+    app.health.subscribe(flaky_listener)
+    surface = make_surface(app, registry, heartbeat_seconds=0.01)
+    await surface.start()
+    try:
+        await wait_until(lambda: registry.calls.count("heartbeat") >= 3)
+    finally:
+        await surface.stop()
+    assert status(app) is Status.GREEN

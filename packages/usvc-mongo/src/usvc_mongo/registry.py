@@ -73,7 +73,9 @@ class MongoServiceRegistry:
         self.timeout_seconds = timeout_seconds
         #: the URI without its credentials (the only form that may be logged)
         self.redacted_uri = redact_uri(uri)
-        connect_ms = int(min(timeout_seconds, 5.0) * 1000)
+        #: how long finding a reachable server may take (also bounds ``close()``)
+        self.server_selection_seconds = min(timeout_seconds, 5.0)
+        connect_ms = int(self.server_selection_seconds * 1000)
         try:
             client: AsyncMongoClient[Document] = AsyncMongoClient(
                 uri,
@@ -202,6 +204,8 @@ class MongoServiceRegistry:
         return description_from_document(doc) if doc is not None else None
 
     async def close(self) -> None:
+        """Close the client (it ends its server sessions first, which takes up to
+        ``server_selection_seconds`` when the server is down)."""
         await self._client.close()
 
     # --- internals -----------------------------------------------------------------------------

@@ -51,12 +51,14 @@ class RegistrySurface:
         heartbeat_seconds: float,
         beat_timeout_seconds: float = 30.0,
         stop_timeout_seconds: float = 5.0,
+        close_timeout_seconds: float = 10.0,
     ) -> None:
         self._app = app
         self._registry = registry
         self._interval = heartbeat_seconds
         self._beat_timeout = beat_timeout_seconds
         self._stop_timeout = stop_timeout_seconds
+        self._close_timeout = close_timeout_seconds
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._published = False
@@ -81,8 +83,10 @@ class RegistrySurface:
         self._task = asyncio.create_task(self._run(), name="usvc-mongo-registry")
 
     async def stop(self) -> None:
-        """Finish the heartbeat in flight (bounded), deregister (bounded), close the client."""
+        """Let the heartbeat in flight finish and deregister, both within
+        ``stop_timeout_seconds``; then close the client within ``close_timeout_seconds``."""
         self._stopping.set()
+        deadline = asyncio.get_running_loop().time() + self._stop_timeout
         task, self._task = self._task, None
         if task is not None:
             _, pending = await asyncio.wait([task], timeout=self._stop_timeout)
@@ -91,14 +95,14 @@ class RegistrySurface:
             await asyncio.gather(task, return_exceptions=True)
         if self._beats_attempted:
             try:
-                async with asyncio.timeout(self._stop_timeout):
+                async with asyncio.timeout_at(deadline):
                     await self._registry.deregister(self._app.instance_id)
                 _log.info("deregistered from the service registry")
             except Exception as exc:  # the TTL index removes the document anyway
                 _log.warning("could not deregister; the TTL will expire it", error=_short(exc))
         if isinstance(self._registry, _Closable):
             try:
-                async with asyncio.timeout(self._stop_timeout):
+                async with asyncio.timeout(self._close_timeout):
                     await self._registry.close()
             except Exception as exc:
                 _log.warning("could not close the registry client", error=_short(exc))
@@ -107,7 +111,10 @@ class RegistrySurface:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            await self.beat()
+            try:
+                await self.beat()
+            except Exception:  # e.g. a health listener that raised: keep beating regardless
+                _log.exception("service registry heartbeat loop error")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._stopping.wait()
@@ -197,8 +204,12 @@ def _short(exc: BaseException) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
-def registry_surface(app: Application) -> RegistrySurface | None:
-    """Entry point ``usvc.surfaces: mongo_registry``; disabled while MONGODB_URI is empty."""
+def registry_surface(app: Application, *, timeout_seconds: float = 10.0) -> RegistrySurface | None:
+    """Entry point ``usvc.surfaces: mongo_registry``; disabled while MONGODB_URI is empty.
+
+    ``timeout_seconds`` bounds one MongoDB operation, retries included (pass a smaller one
+    with ``functools.partial`` in tests); a heartbeat is bounded by three of them.
+    """
     settings = app.settings
     if not settings.MONGODB_URI.get_secret_value():
         return None
@@ -208,7 +219,7 @@ def registry_surface(app: Application) -> RegistrySurface | None:
             f"MONGODB_HEARTBEAT_SECONDS ({settings.MONGODB_HEARTBEAT_SECONDS}), or instances "
             "expire between two heartbeats (the defaults are 90 and 30)"
         )
-    registry = MongoServiceRegistry.from_settings(settings)
+    registry = MongoServiceRegistry.from_settings(settings, timeout_seconds=timeout_seconds)
     _log.info(
         "service registry enabled",
         uri=registry.redacted_uri,
@@ -219,5 +230,7 @@ def registry_surface(app: Application) -> RegistrySurface | None:
         app,
         registry,
         heartbeat_seconds=settings.MONGODB_HEARTBEAT_SECONDS,
-        beat_timeout_seconds=3 * registry.timeout_seconds,
+        beat_timeout_seconds=3 * timeout_seconds,
+        stop_timeout_seconds=min(5.0, max(1.0, timeout_seconds)),
+        close_timeout_seconds=registry.server_selection_seconds + 2.0,
     )
