@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import heapq
 import itertools
 import json
@@ -42,6 +41,9 @@ class InMemoryQueue:
         self._leased: dict[str, set[str]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
         self._listeners: list[Callable[[], None]] = []
+        # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
+        self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._tokens = itertools.count(1)
         self.closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -64,7 +66,7 @@ class InMemoryQueue:
         job = self._add(request)
         for listener in self._listeners:
             listener()
-        return copy.copy(job)
+        return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         # All or nothing, like a transaction: check keys first.
@@ -81,7 +83,7 @@ class InMemoryQueue:
         jobs = [self._add(r) for r in requests]
         for listener in self._listeners:
             listener()
-        return [copy.copy(j) for j in jobs]
+        return [j.snapshot() for j in jobs]
 
     def _holder(self, key: tuple[str, str]) -> str | None:
         job_id = self._idempotency.get(key)
@@ -163,11 +165,11 @@ class InMemoryQueue:
                 continue  # stale entry
             job.status = _ASSIGNED
             job.lease_owner = worker_id
-            job.lease_token = uuid.uuid4().hex
+            job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
             job.lease_expires_at = expires
             job.updated_at = now
             leased.add(job_id)
-            claimed.append(copy.copy(job))
+            claimed.append(job.snapshot())
         return claimed
 
     def _owned(self, job: Job, *expected: JobStatus) -> Job:
@@ -188,7 +190,7 @@ class InMemoryQueue:
         stored.started_at = now
         stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
         stored.updated_at = now
-        return copy.copy(stored)
+        return stored.snapshot()
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
         now = self._clock.now()
@@ -305,7 +307,7 @@ class InMemoryQueue:
 
     async def get(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
-        return copy.copy(job) if job is not None else None
+        return job.snapshot() if job is not None else None
 
     async def stats(self, microservice: str) -> QueueStats:
         counts = dict.fromkeys(JobStatus, 0)
