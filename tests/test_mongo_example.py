@@ -20,7 +20,8 @@ from pymongo import AsyncMongoClient
 from usvc_core import Application, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIONS_DIR = ROOT / "examples" / "greeting" / "src" / "actions"
+EXAMPLE = ROOT / "examples" / "greeting"
+ACTIONS_DIR = EXAMPLE / "src" / "actions"
 HELPER = ROOT / "packages" / "usvc-mongo" / "tests" / "secantus_server.py"
 
 
@@ -76,11 +77,16 @@ async def mongo(mongo_uri: str) -> AsyncIterator[tuple[AsyncMongoClient[dict[str
 
 
 async def test_the_greeting_example_registers_and_reports_it_on_health(
-    mongo_uri: str, mongo: tuple[AsyncMongoClient[dict[str, Any]], str]
+    mongo_uri: str,
+    mongo: tuple[AsyncMongoClient[dict[str, Any]], str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Schemas and instance land in MongoDB; /health over HTTP shows mongodb_registry GREEN."""
     client, db_name = mongo
-    settings = WorkerSettings(
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # as when main.py runs from examples/greeting
+    payment_api = importlib.import_module("src.services.payment").PaymentAPI
+    settings = WorkerSettings(  # type: ignore[call-arg]
+        _env_file=None,
         MICROSERVICE_NAME="greeting-service",
         DEV_MODE=True,
         HTTP_HOST="127.0.0.1",
@@ -90,6 +96,7 @@ async def test_the_greeting_example_registers_and_reports_it_on_health(
         MONGODB_DATABASE=db_name,
     )
     app = Application(ACTIONS_DIR, settings=settings, configure_logging=False)
+    app.register_service(payment_api)  # what the example's main.py does
     db = client[db_name]
     async with asyncio.timeout(120):
         async with app:
@@ -116,8 +123,9 @@ async def test_the_greeting_example_registers_and_reports_it_on_health(
                 {"service": "greeting-service", "version": "1.0.0"}
             )
             assert schema is not None
-            [greet] = schema["actions"]
-            assert greet["name"] == "greet"
+            actions = {a["name"]: a for a in schema["actions"]}
+            assert set(actions) == {"greet", "pay"}
+            greet = actions["greet"]
             assert '"name"' in greet["input_schema"]
             assert '"message"' in greet["output_schema"]
     assert await db.service_instances.count_documents({}) == 0  # deregistered at shutdown

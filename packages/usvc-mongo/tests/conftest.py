@@ -162,6 +162,7 @@ def make_app() -> Callable[..., Application]:
     def make(surfaces: Any = (), **overrides: Any) -> Application:
         settings = WorkerSettings(
             **{
+                "_env_file": None,  # a developer's .env must not leak into the tests
                 "MICROSERVICE_NAME": "echo-service",
                 "DEV_MODE": True,
                 "SERVICE_VERSION": "2.1.0",

@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr
 from usvc_core import Application
 from usvc_core.health import HealthRegistry, Status
-from usvc_mongo import REGISTRY_CHECK, MongoServiceRegistry, registry_surface
+from usvc_mongo import MongoServiceRegistry, registry_surface
+from usvc_mongo.surface import REGISTRY_CHECK
 
 MakeApp = Callable[..., Application]
 

@@ -16,7 +16,8 @@ from pymongo.errors import OperationFailure
 from usvc_core import Application
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import JobStatus
-from usvc_mongo import REGISTRY_CHECK, MongoServiceRegistry, RegistrySurface, registry_surface
+from usvc_mongo import MongoServiceRegistry, RegistrySurface, registry_surface
+from usvc_mongo.surface import REGISTRY_CHECK
 
 MakeApp = Callable[..., Application]
 

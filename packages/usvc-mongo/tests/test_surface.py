@@ -11,7 +11,8 @@ from usvc_core import Application
 from usvc_core.errors import ConfigurationError
 from usvc_core.health import Status
 from usvc_core.ports import InstanceInfo, ServiceDescription
-from usvc_mongo import REGISTRY_CHECK, MongoServiceRegistry, RegistrySurface, registry_surface
+from usvc_mongo import MongoServiceRegistry, RegistrySurface, registry_surface
+from usvc_mongo.surface import REGISTRY_CHECK
 
 MakeApp = Callable[..., Application]
 
