@@ -36,7 +36,7 @@ async def gated(input: In) -> dict[str, int]:
 
 async def until(pred: Callable[[], Any], limit: float = 20.0) -> None:
     async with asyncio.timeout(limit):
-        while not pred():
+        while not pred():  # noqa: ASYNC110 - polling state another task changes
             await asyncio.sleep(0.01)
 
 
