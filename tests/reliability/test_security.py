@@ -62,8 +62,8 @@ def secret_env(dead_port: int) -> dict[str, str]:
         "ORACLE_USER": "scott",
         "ORACLE_PASSWORD": ORACLE_PASSWORD,
         "ORACLE_DSN": f"127.0.0.1:{dead_port}/FREEPDB1",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{dead_port}/v1/traces",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://127.0.0.1:{dead_port}/v1/logs",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{dead_port}",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://127.0.0.1:{dead_port}",
         "OTEL_EXPORTER_OTLP_USER": OTLP_USER,
         "OTEL_EXPORTER_OTLP_PASSWORD": OTLP_PASSWORD,
         "DEBUG": "True",
@@ -223,3 +223,11 @@ def test_can_connect_detects_a_listener() -> None:
         assert can_connect("127.0.0.1", port)
         assert listening_ipv4(port) == {"127.0.0.1"}
     assert not can_connect("127.0.0.1", port)
+
+
+def test_the_password_grep_finds_every_form() -> None:
+    """The grep above would catch a password written raw, URL-encoded or as basic auth."""
+    for form in secret_forms().values():
+        with pytest.raises(AssertionError):
+            assert_no_secret("sample", f"log line ... {form} ...")
+    assert_no_secret("sample", "SecretStr('**********')")
