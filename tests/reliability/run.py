@@ -40,7 +40,10 @@ def summarize(figures: list[dict[str, Any]]) -> list[str]:
     if k:
         lines += [
             _row("kill: jobs / worker processes", f"{k['jobs']} / {k['workers']}"),
-            _row("kill: SIGKILLs (one per second while another worker was up)", k["kills"]),
+            _row(
+                "kill: SIGKILLs / seconds skipped (fewer than two workers up)",
+                f"{k['kills']} / {k['seconds_without_kill']}",
+            ),
             _row(
                 "kill: jobs held by killed workers (running + claimed)",
                 f"{k['jobs_held_at_kills']} ({k['jobs_running_at_kills']} running)",

@@ -58,7 +58,9 @@ def test_a_locked_store_turns_health_red_and_back_without_losing_results(
     busy = db.enqueue([{"action": "work", "n": i, "ms": HANDLER_MS} for i in range(4)])
     svc = reliability_service(
         {
-            "QUEUE_URL": db.url,
+            # A write waits busy_timeout for the lock before it fails; RED needs three
+            # failures in a row, so with the default 5 s a 10 s lock may only show YELLOW.
+            "QUEUE_URL": f"{db.url}?busy_timeout=1",
             "DEV_MODE": "False",
             "MAX_CONCURRENT_JOBS": "4",
             "POLLING_INTERVAL_SECONDS": "0.5",
