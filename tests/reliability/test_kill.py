@@ -3,7 +3,8 @@ gets SIGKILL and is restarted. Nothing accepted may be lost, nothing may stay st
 repeated execution must be explained by a kill, and each orphaned job must run again
 within two leases of its worker's death.
 
-Size: ``USVC_RELIABILITY_JOBS`` jobs (default 1,000; the full run uses 5,000).
+Size: ``USVC_RELIABILITY_JOBS`` jobs (default 1,000; the full run uses 5,000), half of them
+arriving over ``USVC_RELIABILITY_ARRIVAL_SECONDS`` (default 10; the full run uses 60).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from tests.reliability.figures import env_int, record_figures
 pytestmark = pytest.mark.slow
 
 JOBS = env_int("USVC_RELIABILITY_JOBS", 1000)
-ARRIVAL_SECONDS = 10  # the second half of the jobs arrives over this many seconds
+#: The second half of the jobs arrives over this many seconds (the full run uses 60).
+ARRIVAL_SECONDS = env_int("USVC_RELIABILITY_ARRIVAL_SECONDS", 10)
 WORKERS = 3
 LEASE_SECONDS = 3.0
 KILL_EVERY_SECONDS = 1.0
@@ -165,6 +167,7 @@ def test_sigkill_every_second_loses_nothing(
         lease_seconds=LEASE_SECONDS,
         worst_recovery_seconds=round(max(recoveries, default=0.0), 3),
         median_recovery_seconds=round(statistics.median(recoveries), 3) if recoveries else None,
+        arrival_seconds=ARRIVAL_SECONDS,
         run_seconds=round(elapsed, 1),
         seed=seed,
     )
