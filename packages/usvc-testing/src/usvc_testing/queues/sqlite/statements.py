@@ -25,6 +25,7 @@ from usvc_testing.queues.sqlite.schema import NOW, TABLE
 __all__ = [
     "CLAIM",
     "COMPLETE",
+    "START",
     "EncodedRequest",
     "claim",
     "complete",
@@ -79,7 +80,8 @@ WHERE id IN (
 RETURNING {_COLUMNS}
 """
 
-_START = f"""
+#: Assigned -> Processing, counting the attempt. Parameters: lease seconds, id, lease token.
+START = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
@@ -331,7 +333,7 @@ def claim(
 def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
     """Assigned -> Processing, counting the attempt."""
     rid = row_id(job.id)
-    row = conn.execute(_START, (lease, rid, job.lease_token)).fetchone()
+    row = conn.execute(START, (lease, rid, job.lease_token)).fetchone()
     if row is None:
         raise _lost(conn, job, rid)
     started = copy.copy(job)
