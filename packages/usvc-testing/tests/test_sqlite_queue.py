@@ -15,9 +15,9 @@ from usvc_core.errors import ConfigurationError, LeaseLostError, QueueUnavailabl
 from usvc_core.jobs import JobStatus
 from usvc_core.ports import EnqueueRequest
 from usvc_core.settings import WorkerSettings
-
 from usvc_testing.queues import SqliteQueue, sqlite_queue_from_url
-from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteSchemaError, queue as queue_module
+from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteSchemaError
+from usvc_testing.queues.sqlite import queue as queue_module
 from usvc_testing.queues.sqlite.schema import prepare
 
 SERVICE = "sqlite-tests"
@@ -183,7 +183,7 @@ class TestDurability:
         return int(await q._conn().call(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]))
 
     async def test_full_syncs_enqueues_and_outcomes_not_claims(self, tmp_path: Path) -> None:
-        """Enqueue and complete commit with synchronous=FULL (2), claim and start with NORMAL (1)."""
+        """Enqueue and complete commit with synchronous=FULL (2); claim and start, NORMAL (1)."""
         q = SqliteQueue(tmp_path / "full.db")
         await q.open()
         try:
