@@ -197,20 +197,31 @@ class ConnectionThread:
                     running = False
                 else:
                     items.append(more)
-            self._release(self._round(items))
+            self._round(items)
 
-    def _round(self, items: list[_Item]) -> list[tuple[asyncio.Future[Any], _Outcome]]:
-        """Writes first, in one transaction; then the plain calls, in order."""
-        writes = [i for i in items if i.write]
-        settled: list[tuple[asyncio.Future[Any], _Outcome]] = []
+    def _round(self, items: list[_Item]) -> None:
+        """Run what gathered: writes that need no fsync first, in one transaction, and
+        release their callers at once (they need not wait for the fsync of the others);
+        then the writes that must be on disk, in a second one; then the plain calls."""
+        light = [i for i in items if i.write and not self._needs_sync(i)]
+        heavy = [i for i in items if i.write and self._needs_sync(i)]
+        for group in (light, heavy):
+            if group:
+                self._release(
+                    list(zip((i.future for i in group), self._run_group(group), strict=True))
+                )
+        calls = [i for i in items if not i.write]
+        if calls:
+            self._release([(i.future, self._run_call(i)) for i in calls])
+
+    def _needs_sync(self, item: _Item) -> bool:
+        return item.durable and self._durability is Durability.FULL
+
+    def _run_group(self, group: list[_Item]) -> list[_Outcome]:
         try:
-            if writes:
-                outcomes = self._run_writes(writes)
-                settled.extend(zip((i.future for i in writes), outcomes, strict=True))
+            return self._run_writes(group)
         except BaseException as exc:  # a bug must not leave callers waiting forever
-            settled = [(i.future, (False, exc)) for i in writes]
-        settled.extend((i.future, self._run_call(i)) for i in items if not i.write)
-        return settled
+            return [(False, exc)] * len(group)
 
     def _run_call(self, item: _Item) -> _Outcome:
         try:
