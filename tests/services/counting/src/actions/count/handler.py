@@ -4,6 +4,7 @@ The test that starts several of these processes counts the lines per job id to p
 job ran exactly once.
 """
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ _RUNS = (Path(os.environ["COUNT_DIR"]) / f"runs-{os.getpid()}.txt").open("a", bu
 
 class CountInput(BaseModel):
     n: int
+    sleep: float = 0.0  #: seconds to take, so that jobs are in flight when a test kills us
 
 
 class CountOutput(BaseModel):
@@ -26,4 +28,6 @@ class CountOutput(BaseModel):
 @action("count")
 async def handle(input: CountInput, job: JobContext) -> CountOutput:
     _RUNS.write(f"{job.job_id}\n")
+    if input.sleep:
+        await asyncio.sleep(input.sleep)
     return CountOutput(n=input.n, pid=os.getpid())
