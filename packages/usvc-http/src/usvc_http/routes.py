@@ -47,7 +47,7 @@ def build_api(app: Application) -> FastAPI:
         version=settings.SERVICE_VERSION,
         docs_url="/docs" if settings.DEV_MODE else None,
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.DEV_MODE else None,
+        openapi_url="/openapi.json",
     )
     metrics = app.metrics
     own_registry = metrics if isinstance(metrics, PrometheusMetrics) else PrometheusMetrics()

@@ -39,13 +39,14 @@ class HttpSurface:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
+        )
         try:
-            sock = socket.socket(
-                socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
-            )
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
         except OSError as exc:
+            sock.close()
             raise ConfigurationError(
                 f"cannot listen on {self.host}:{self.port} (HTTP_HOST/HTTP_PORT): {exc}"
             ) from exc

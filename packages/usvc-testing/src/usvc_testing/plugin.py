@@ -1,11 +1,18 @@
-"""pytest plugin (entry point ``pytest11: usvc``): prefixed fixtures for usvc users."""
+"""pytest plugin (entry point ``pytest11: usvc``): prefixed fixtures for usvc users.
+
+Imports of the kit happen inside the fixtures, so loading the plugin does not import
+``usvc_core`` before coverage measurement starts.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from usvc_testing.clock import FakeClock
-from usvc_testing.queues.memory import InMemoryQueue
+if TYPE_CHECKING:
+    from usvc_testing.clock import FakeClock
+    from usvc_testing.queues.memory import InMemoryQueue
 
 pytest.register_assert_rewrite("usvc_testing.contract")
 
@@ -13,10 +20,14 @@ pytest.register_assert_rewrite("usvc_testing.contract")
 @pytest.fixture
 def usvc_fake_clock() -> FakeClock:
     """A clock that moves only when the test calls ``advance``."""
+    from usvc_testing.clock import FakeClock
+
     return FakeClock()
 
 
 @pytest.fixture
 def usvc_memory_queue(usvc_fake_clock: FakeClock) -> InMemoryQueue:
     """An empty in-memory queue on the fake clock."""
+    from usvc_testing.queues.memory import InMemoryQueue
+
     return InMemoryQueue(usvc_fake_clock)

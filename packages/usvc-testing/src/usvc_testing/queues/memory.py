@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import heapq
 import itertools
 import json
@@ -48,6 +47,9 @@ class InMemoryQueue:
         self._leased: dict[str, set[str]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
         self._listeners: list[Callable[[], None]] = []
+        # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
+        self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._tokens = itertools.count(1)
         self.closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -70,7 +72,7 @@ class InMemoryQueue:
         job = self._add(request)
         for listener in self._listeners:
             listener()
-        return copy.copy(job)
+        return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         # All or nothing, like a transaction: check keys first.
@@ -87,7 +89,7 @@ class InMemoryQueue:
         jobs = [self._add(r) for r in requests]
         for listener in self._listeners:
             listener()
-        return [copy.copy(j) for j in jobs]
+        return [j.snapshot() for j in jobs]
 
     async def enqueue_raw(self, microservice: str, raw: str | bytes, *, action: str = "") -> Job:
         """Store a payload exactly as another producer might have written it, valid JSON or
@@ -111,7 +113,7 @@ class InMemoryQueue:
         self._push_ready(job)
         for listener in self._listeners:
             listener()
-        return copy.copy(job)
+        return job.snapshot()
 
     def _holder(self, key: tuple[str, str]) -> str | None:
         job_id = self._idempotency.get(key)
@@ -195,11 +197,11 @@ class InMemoryQueue:
                 continue  # stale entry
             job.status = _ASSIGNED
             job.lease_owner = worker_id
-            job.lease_token = uuid.uuid4().hex
+            job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
             job.lease_expires_at = expires
             job.updated_at = now
             leased.add(job_id)
-            claimed.append(copy.copy(job))
+            claimed.append(job.snapshot())
         return claimed
 
     def _owned(self, job: Job, *expected: JobStatus) -> Job:
@@ -224,7 +226,7 @@ class InMemoryQueue:
         stored.started_at = now
         stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
         stored.updated_at = now
-        return copy.copy(stored)
+        return stored.snapshot()
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
         now = self._clock.now()
@@ -342,7 +344,7 @@ class InMemoryQueue:
 
     async def get(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
-        return copy.copy(job) if job is not None else None
+        return job.snapshot() if job is not None else None
 
     async def stats(self, microservice: str) -> QueueStats:
         counts = dict.fromkeys(JobStatus, 0)

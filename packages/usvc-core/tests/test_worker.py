@@ -1,0 +1,381 @@
+"""The worker engine against the in-memory queue: batching, wake-ups, leases, outages, drain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from usvc_core import (
+    ActionRegistry,
+    EnqueueRequest,
+    HealthRegistry,
+    Job,
+    JobStatus,
+    QueueUnavailableError,
+    RetryPolicy,
+    Status,
+    Worker,
+    WorkerConfig,
+    action,
+)
+from usvc_core.worker import QUEUE_CHECK
+from usvc_testing import InMemoryQueue
+
+MS = "svc"
+gate = asyncio.Event()
+runs: dict[str, int] = {}
+
+
+class In(BaseModel):
+    n: int = 0
+
+
+@action("noop")
+async def noop(input: In) -> dict[str, int]:
+    runs[str(input.n)] = runs.get(str(input.n), 0) + 1
+    return {"n": input.n}
+
+
+@action("wait")
+async def wait(input: In) -> dict[str, int]:
+    await gate.wait()
+    return {"n": input.n}
+
+
+@action("sleep")
+async def sleep(input: In) -> dict[str, int]:
+    await asyncio.sleep(input.n / 1000)
+    return {"n": input.n}
+
+
+@action(
+    "flaky",
+    retry_on=(ConnectionError,),
+    retry_policy=RetryPolicy(base_seconds=0.01, cap_seconds=0.01),
+)
+async def flaky(input: In) -> dict[str, int]:
+    runs["flaky"] = runs.get("flaky", 0) + 1
+    if runs["flaky"] < 3:
+        raise ConnectionError("try again")
+    return {"n": runs["flaky"]}
+
+
+class SpyQueue(InMemoryQueue):
+    """The in-memory queue, recording calls and failing on demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[int] = []
+        self.extended: list[int] = []
+        self.failing: set[str] = set()
+
+    def _maybe_fail(self, op: str) -> None:
+        if op in self.failing:
+            raise QueueUnavailableError(f"{op}: database is down")
+
+    async def claim(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        self._maybe_fail("claim")
+        self.claims.append(limit)
+        return await super().claim(microservice, worker_id, limit, lease_seconds)
+
+    async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
+        self._maybe_fail("complete")
+        await super().complete(job, results, runtime_ms)
+
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+        self._maybe_fail("extend")
+        self.extended.append(len(jobs))
+        return await super().extend_leases(jobs, lease_seconds)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    global gate
+    runs.clear()
+    gate = asyncio.Event()  # bound to this test's loop
+
+
+def registry() -> ActionRegistry:
+    reg = ActionRegistry()
+    for h in (noop, wait, sleep, flaky):
+        reg.add(h)
+    return reg
+
+
+def config(**kw: Any) -> WorkerConfig:
+    base: dict[str, Any] = {
+        "microservice": MS,
+        "max_concurrent": 10,
+        "polling_interval": 3600.0,  # a test needing the interval would hang: wake-ups must work
+        "lease_seconds": 30.0,
+        "shutdown_timeout": 5.0,
+    }
+    base.update(kw)
+    return WorkerConfig(**base)
+
+
+async def enqueue(q: InMemoryQueue, action_name: str, n: int = 0, **kw: Any) -> Job:
+    return await q.enqueue(EnqueueRequest({"action": action_name, "n": n}, MS, **kw))
+
+
+async def until(pred: Callable[[], Any], limit: float = 10.0) -> None:
+    """Poll a condition; a test that never sees it fails instead of hanging."""
+    async with asyncio.timeout(limit):
+        while not (await pred() if asyncio.iscoroutinefunction(pred) else pred()):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def statuses(q: InMemoryQueue, jobs: Sequence[Job]) -> list[JobStatus]:
+    out = []
+    for j in jobs:
+        got = await q.get(j.id)
+        assert got is not None
+        out.append(got.status)
+    return out
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., tuple[Worker, SpyQueue, HealthRegistry]]]:
+    tasks: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    def start(**kw: Any) -> tuple[Worker, SpyQueue, HealthRegistry]:
+        q = SpyQueue()
+        health = HealthRegistry()
+        w = Worker(q, registry(), config(**kw), health=health)
+        tasks.append((w, asyncio.create_task(w.run())))
+        return w, q, health
+
+    yield start
+    for w, t in tasks:
+        w.request_stop()
+        w.request_stop()
+        await asyncio.wait_for(t, 10)
+
+
+async def test_claims_in_batches_of_free_slots_and_repolls_at_once(running: Any) -> None:
+    """25 jobs, 10 slots: batches never exceed the free slots and no interval wait is needed."""
+    w, q, _ = running(max_concurrent=10)
+    jobs = [await enqueue(q, "noop", i) for i in range(25)]
+    await until(lambda: len(runs) == 25)
+    await until(lambda: w.active_jobs == 0)
+    assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
+    assert max(q.claims) <= 10
+    assert q.claims[0] == 10 or q.claims[0] <= 10
+    done = await q.get(jobs[0].id)
+    assert done is not None and done.results == {"n": 0} and done.attempts == 1
+
+
+async def test_in_process_enqueue_wakes_an_idle_worker(running: Any) -> None:
+    """With a one-hour polling interval, an enqueue is still picked up at once."""
+    _, q, _ = running()
+    await until(lambda: len(q.claims) >= 1)  # the worker polled once and is now idle
+    job = await enqueue(q, "noop", 1)
+    await until(lambda: runs.get("1") == 1)
+    got = await q.get(job.id)
+    assert got is not None and got.status is JobStatus.COMPLETED
+
+
+async def test_slot_freeing_after_a_full_poll_triggers_a_claim(running: Any) -> None:
+    """One slot, three jobs: each finished job makes room for the next without the interval."""
+    _, q, _ = running(max_concurrent=1)
+    jobs = [await enqueue(q, "noop", i) for i in range(3)]
+    await until(lambda: len(runs) == 3)
+    assert q.claims[:3] == [1, 1, 1]
+    assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
+
+
+async def test_bad_jobs_fail_and_the_worker_goes_on(running: Any) -> None:
+    """Unknown actions and invalid payloads end Failed; the next good job completes."""
+    _, q, _ = running()
+    bad = await q.enqueue(EnqueueRequest({"action": "nope"}, MS))
+    wrong = await q.enqueue(EnqueueRequest({"action": "noop", "n": "x"}, MS))
+    good = await enqueue(q, "noop", 5)
+    await until(lambda: runs.get("5") == 1)
+    b, v = await q.get(bad.id), await q.get(wrong.id)
+    assert b is not None and (b.status, b.error_code) == (JobStatus.FAILED, "UNKNOWN_ACTION")
+    assert v is not None and (v.status, v.error_code) == (JobStatus.FAILED, "VALIDATION_ERROR")
+    g = await q.get(good.id)
+    assert g is not None and g.status is JobStatus.COMPLETED
+
+
+async def test_retryable_errors_are_retried_with_backoff(running: Any) -> None:
+    """A retry_on error puts the job back to Ready; the third attempt completes."""
+    _, q, _ = running()
+    job = await enqueue(q, "flaky", max_attempts=5)
+    await until(lambda: runs.get("flaky") == 3)
+    got = await q.get(job.id)
+
+    async def done() -> bool:
+        j = await q.get(job.id)
+        return j is not None and j.status is JobStatus.COMPLETED
+
+    await until(done)
+    got = await q.get(job.id)
+    assert got is not None and got.attempts == 3 and got.results == {"n": 3}
+
+
+async def test_retries_stop_at_max_attempts(running: Any) -> None:
+    """With two attempts allowed the flaky job ends Failed after the second."""
+    _, q, _ = running()
+    job = await enqueue(q, "flaky", max_attempts=2)
+
+    async def failed() -> bool:
+        j = await q.get(job.id)
+        return j is not None and j.status is JobStatus.FAILED
+
+    await until(failed)
+    got = await q.get(job.id)
+    assert got is not None and got.attempts == 2 and got.error_code == "HANDLER_ERROR"
+
+
+async def test_leases_are_extended_while_a_job_runs(running: Any) -> None:
+    """A job running past its lease keeps it: the lease is renewed, nobody reclaims it."""
+    _, q, _ = running(lease_seconds=0.3)
+    job = await enqueue(q, "sleep", 1000)  # 1 s, more than three leases
+    await until(lambda: len(q.extended) >= 3)
+
+    async def done() -> bool:
+        j = await q.get(job.id)
+        return j is not None and j.status is JobStatus.COMPLETED
+
+    await until(done)
+    got = await q.get(job.id)
+    assert got is not None and got.attempts == 1
+
+
+async def test_a_dead_workers_job_is_reclaimed_and_run(running: Any) -> None:
+    """A job claimed by a worker that vanished is reclaimed after its lease and completed."""
+    q0 = SpyQueue()
+    job = await enqueue(q0, "noop", 9)
+    [claimed] = await q0.claim(MS, "dead-worker", 1, 0.2)
+    await q0.mark_processing(claimed, 0.2)
+    w = Worker(q0, registry(), config(lease_seconds=0.4))
+    task = asyncio.create_task(w.run())
+    try:
+        await until(lambda: runs.get("9") == 1)
+
+        async def done() -> bool:
+            j = await q0.get(job.id)
+            return j is not None and j.status is JobStatus.COMPLETED
+
+        await until(done)
+        got = await q0.get(job.id)
+        assert got is not None and got.attempts == 2  # the dead worker's attempt counted
+    finally:
+        w.request_stop()
+        await task
+
+
+async def test_outage_goes_yellow_then_red_and_recovers(running: Any) -> None:
+    """Failed claims: YELLOW, then RED with the reason; GREEN again by itself afterwards."""
+    w, q, health = running(polling_interval=0.05)
+    q.failing.add("claim")
+    seen: list[Status] = []
+    health.subscribe(lambda h: seen.append(h.get(QUEUE_CHECK).status))  # type: ignore[union-attr]
+    await until(lambda: health.get(QUEUE_CHECK).status is Status.RED)  # type: ignore[union-attr]
+    check = health.get(QUEUE_CHECK)
+    assert check is not None and "database is down" in check.details["error"]
+    assert Status.YELLOW in seen
+    q.failing.clear()
+    await until(lambda: health.get(QUEUE_CHECK).status is Status.GREEN)  # type: ignore[union-attr]
+    job = await enqueue(q, "noop", 3)
+    await until(lambda: runs.get("3") == 1)
+    assert job.id
+
+
+async def test_results_computed_during_an_outage_are_written_later(running: Any) -> None:
+    """When complete() fails, the result is kept and written once the store is back."""
+    _, q, health = running()
+    q.failing.add("complete")
+    job = await enqueue(q, "noop", 4)
+    await until(lambda: runs.get("4") == 1)
+    await until(lambda: health.get(QUEUE_CHECK).status is not Status.GREEN)  # type: ignore[union-attr]
+    stuck = await q.get(job.id)
+    assert stuck is not None and stuck.status is JobStatus.PROCESSING
+    q.failing.clear()
+
+    async def done() -> bool:
+        j = await q.get(job.id)
+        return j is not None and j.status is JobStatus.COMPLETED
+
+    await until(done)
+    got = await q.get(job.id)
+    assert got is not None and got.results == {"n": 4} and runs["4"] == 1
+
+
+async def test_shutdown_releases_running_jobs_without_spending_attempts() -> None:
+    """Jobs still running at the drain deadline go back to Ready with no attempt spent."""
+    q = SpyQueue()
+    w = Worker(q, registry(), config(shutdown_timeout=0.1))
+    task = asyncio.create_task(w.run())
+    jobs = [await enqueue(q, "wait", i) for i in range(3)]
+    await until(lambda: w.active_jobs == 3)
+    w.request_stop()
+    await asyncio.wait_for(task, 10)
+    for j in jobs:
+        got = await q.get(j.id)
+        assert got is not None
+        assert (got.status, got.attempts, got.lease_token) == (JobStatus.READY, 0, None)
+
+
+async def test_shutdown_lets_short_jobs_finish() -> None:
+    """Jobs that finish within the drain are completed, not released."""
+    q = SpyQueue()
+    w = Worker(q, registry(), config(shutdown_timeout=10))
+    task = asyncio.create_task(w.run())
+    job = await enqueue(q, "wait", 1)
+    await until(lambda: w.active_jobs == 1)
+    w.request_stop()
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.wait_for(task, 10)
+    got = await q.get(job.id)
+    assert got is not None and got.status is JobStatus.COMPLETED
+
+
+async def test_second_stop_shortens_the_drain() -> None:
+    """A second stop request cancels and releases at once instead of waiting the timeout."""
+    q = SpyQueue()
+    w = Worker(q, registry(), config(shutdown_timeout=3600))
+    task = asyncio.create_task(w.run())
+    job = await enqueue(q, "wait", 1)
+    await until(lambda: w.active_jobs == 1)
+    w.request_stop()
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    w.request_stop()
+    await asyncio.wait_for(task, 10)
+    got = await q.get(job.id)
+    assert got is not None and got.status is JobStatus.READY and got.attempts == 0
+
+
+async def test_lost_lease_cancels_the_handler_and_keeps_the_new_owner(running: Any) -> None:
+    """When another claim took the job, this worker stops it and does not overwrite anything."""
+    w, q, _ = running(lease_seconds=0.3)
+    job = await enqueue(q, "wait", 1)
+    await until(lambda: w.active_jobs == 1)
+    stored = q._jobs[job.id]
+    stored.lease_token = "someone-else"  # as if reclaimed and claimed by another worker
+    await until(lambda: w.active_jobs == 0)
+    got = await q.get(job.id)
+    assert (
+        got is not None and got.status is JobStatus.PROCESSING and got.lease_token == "someone-else"
+    )
+
+
+async def test_watch_resolves_when_this_worker_finishes(running: Any) -> None:
+    """watch() futures resolve on Completed/Failed and are dropped on unwatch."""
+    w, q, _ = running()
+    await until(lambda: len(q.claims) >= 1)
+    job = await enqueue(q, "wait", 1)
+    fut = w.watch(job.id)
+    assert not fut.done()
+    gate.set()
+    await asyncio.wait_for(fut, 10)
+    w.unwatch(job.id, fut)
+    assert w._waiters == {}

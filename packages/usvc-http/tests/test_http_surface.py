@@ -1,0 +1,197 @@
+"""The HTTP surface over a real socket: /health, /metrics, /dev/job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from usvc_core import Application, Status, WorkerSettings
+
+HANDLER = """
+import asyncio
+from pydantic import BaseModel
+from usvc_core import action
+
+class GreetInput(BaseModel):
+    name: str
+
+class GreetOutput(BaseModel):
+    message: str
+
+@action("greet")
+async def handle(input: GreetInput) -> GreetOutput:
+    return GreetOutput(message=f"Hello, {input.name}!")
+
+@action("slow")
+async def slow() -> dict:
+    await asyncio.sleep(5)
+    return {}
+"""
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def actions_dir(tmp_path: Path) -> Path:
+    (tmp_path / "greet").mkdir()
+    (tmp_path / "greet" / "handler.py").write_text(HANDLER)
+    return tmp_path
+
+
+@pytest.fixture
+async def serve(actions_dir: Path) -> AsyncIterator[AppFactory]:
+    apps: list[Application] = []
+
+    async def start(**kw: Any) -> tuple[Application, httpx.AsyncClient]:
+        base: dict[str, Any] = {
+            "MICROSERVICE_NAME": "greeting-service",
+            "DEV_MODE": True,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": 0,
+            "POLLING_INTERVAL_SECONDS": 3600,
+            "SHUTDOWN_TIMEOUT_SECONDS": 0.5,
+        }
+        base.update(kw)
+        app = Application(actions_dir, settings=WorkerSettings(**base), configure_logging=False)
+        await app.start()
+        apps.append(app)
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}", timeout=10)
+        return app, client
+
+    yield start
+    for app in apps:
+        await app.stop()
+
+
+def samples(text: str) -> dict[str, float]:
+    return {
+        s.name: s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if not s.labels
+    }
+
+
+async def test_dev_job_round_trip_and_metrics(serve: AppFactory) -> None:
+    """POST /dev/job answers 200 with the result; /metrics counts it."""
+    app, client = await serve()
+    async with client:
+        r = await client.post("/dev/job", json={"action": "greet", "name": "World"})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["status"] == "Completed"
+        assert body["results"] == {"message": "Hello, World!"}
+        assert body["error"] is None and body["job_id"].startswith("dev-")
+        assert isinstance(body["runtime_ms"], float)
+        m = await client.get("/metrics")
+        assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+        values = samples(m.text)
+        assert values["jobs_processed_total"] == 1
+        assert values["jobs_errors_total"] == 0
+        assert values["active_jobs"] == 0
+        assert values["health_status"] == 2
+
+
+async def test_unknown_action_is_422_with_the_specs_shape(serve: AppFactory) -> None:
+    """A failed job answers 422 with error_code and error_message."""
+    _, client = await serve()
+    async with client:
+        r = await client.post("/dev/job", json={"action": "invalid"})
+        assert r.status_code == 422
+        body = r.json()
+        assert body["status"] == "Failed" and body["results"] is None
+        assert body["error"]["error_code"] == "UNKNOWN_ACTION"
+        assert body["error"]["error_message"].startswith("no action handler matched: invalid")
+        v = await client.post("/dev/job", json={"action": "greet"})
+        assert v.status_code == 422 and v.json()["error"]["error_code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 422, "must be a JSON object"),
+        (b'{"name": "x"}', 422, '"action" string'),
+        (b'{"action": ""}', 422, '"action" string'),
+    ],
+)
+async def test_broken_bodies_get_a_clear_detail(
+    serve: AppFactory, body: bytes, status: int, fragment: str
+) -> None:
+    """Bodies that are not a JSON object with an action are refused with a detail."""
+    _, client = await serve()
+    async with client:
+        r = await client.post(
+            "/dev/job", content=body, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == status
+        assert fragment in r.json()["detail"]
+
+
+async def test_oversized_body_is_refused(serve: AppFactory) -> None:
+    """Bodies over HTTP_MAX_BODY_BYTES get 413."""
+    _, client = await serve(HTTP_MAX_BODY_BYTES=100)
+    async with client:
+        r = await client.post("/dev/job", json={"action": "greet", "name": "x" * 200})
+        assert r.status_code == 413
+
+
+async def test_bounded_wait_answers_504(serve: AppFactory) -> None:
+    """A job that outlives DEV_JOB_WAIT_SECONDS answers 504 with its id and status."""
+    _, client = await serve(DEV_JOB_WAIT_SECONDS=0.1)
+    async with client:
+        r = await client.post("/dev/job", json={"action": "slow"})
+        assert r.status_code == 504
+        assert r.json()["status"] in ("Ready", "Assigned", "Processing")
+
+
+async def test_dev_job_absent_outside_dev_mode(serve: AppFactory) -> None:
+    """Without DEV_MODE the endpoint does not exist, not even in OpenAPI."""
+    _, client = await serve(DEV_MODE=False, QUEUE_URL="memory://")
+    async with client:
+        assert (
+            await client.post("/dev/job", json={"action": "greet", "name": "x"})
+        ).status_code == 404
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert "/dev/job" not in paths and "/health" in paths
+
+
+async def test_health_is_503_when_red(serve: AppFactory) -> None:
+    """GREEN/YELLOW answer 200, RED answers 503; checks carry their details."""
+    app, client = await serve()
+    async with client:
+        r = await client.get("/health")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["status"] == "GREEN" and "job_queue" in body["checks"]
+        app.health.update("payment_api", Status.YELLOW, {"last_status": 500, "attempt": 2})
+        r = await client.get("/health")
+        assert r.status_code == 200 and r.json()["status"] == "YELLOW"
+        assert r.json()["checks"]["payment_api"]["details"] == {"last_status": 500, "attempt": 2}
+        app.health.update("payment_api", Status.RED, {"error": "circuit open"})
+        r = await client.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "RED"
+        m = samples((await client.get("/metrics")).text)
+        assert m["health_status"] == 0
+
+
+async def test_port_in_use_is_a_clear_startup_error(serve: AppFactory, actions_dir: Path) -> None:
+    """A second app on the same port fails to start, naming HTTP_HOST/HTTP_PORT."""
+    app, client = await serve()
+    await client.aclose()
+    other = Application(
+        actions_dir,
+        settings=WorkerSettings(
+            MICROSERVICE_NAME="x",
+            DEV_MODE=True,
+            HTTP_HOST="127.0.0.1",
+            HTTP_PORT=app.http_port or 0,
+        ),
+        configure_logging=False,
+    )
+    with pytest.raises(Exception, match="HTTP_HOST/HTTP_PORT"):
+        await other.start()
