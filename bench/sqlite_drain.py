@@ -63,6 +63,8 @@ class DrainResult:
     ratio: float
     transactions: int  #: commits the worker's queue made (group commit shares them)
     machine: str
+    fsync_ms: float  #: one synchronous=FULL commit on this disk, measured in the same run
+    load_average: float  #: 1-minute load average when the run ended (other work on the box)
 
     @property
     def meets_target(self) -> bool:
@@ -179,6 +181,26 @@ def floor(path: Path, jobs: int, durability: str) -> float:
     return jobs / elapsed
 
 
+def fsync_ms(directory: Path, commits: int = 50) -> float:
+    """Median time of a one-row ``synchronous=FULL`` commit in WAL mode, in ms: what one
+    durable commit costs on this disk right now."""
+    conn = sqlite3.connect(directory / "probe.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE probe (x)")
+        times = []
+        for n in range(commits):
+            began = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO probe VALUES (?)", (n,))
+            conn.execute("COMMIT")
+            times.append(time.perf_counter() - began)
+    finally:
+        conn.close()
+    return sorted(times)[len(times) // 2] * 1000
+
+
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -205,6 +227,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="usvc-bench-", dir=workdir) as tmp:
         e2e, transactions = end_to_end(Path(tmp) / "drain.db", jobs, durability, concurrency)
         bare = floor(Path(tmp) / "floor.db", jobs, durability)
+        commit_ms = fsync_ms(Path(tmp))
     return DrainResult(
         jobs=jobs,
         durability=durability,
@@ -214,6 +237,8 @@ def run(
         ratio=e2e / bare,
         transactions=transactions,
         machine=_machine(),
+        fsync_ms=commit_ms,
+        load_average=os.getloadavg()[0],
     )
 
 
@@ -258,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({**asdict(result), "meets_target": result.meets_target}))
         return 0
     print(f"machine:     {result.machine}")
+    print(
+        f"conditions:  load average {result.load_average:.1f}, one durable commit "
+        f"{result.fsync_ms:.2f} ms"
+    )
     print(
         f"drain:       {result.jobs} no-op jobs, MAX_CONCURRENT_JOBS={result.concurrency}, "
         f"durability={result.durability}"
