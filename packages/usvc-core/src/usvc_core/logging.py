@@ -1,8 +1,15 @@
-"""One structlog pipeline for the kit's logs and the standard library's (uvicorn, httpx, ...).
+"""One structlog pipeline for the kit's logs and the standard library's (uvicorn, httpx,
+oracledb, pymongo, asyncio, ...): one format (JSON lines or console) for every line.
 
 Every line logged while a job runs carries ``token``, ``job_id`` and ``action``: the worker
-binds them in the job's own task context (``structlog.contextvars``), so concurrent jobs
+binds them in the job's own task context (``structlog.contextvars``), which code the handler
+calls, services and ``asyncio.to_thread`` threads share (``loop.run_in_executor`` does not
+copy the context: wrap the call with ``contextvars.copy_context().run``). Concurrent jobs
 never see each other's token and nothing leaks into the next job.
+
+Processors added with :func:`add_processor` (the OTLP log export) run on every line after
+the context, level, logger name and timestamp are in the event; they are looked up per
+line, so adding one after :func:`configure_logging` (or after a logger was cached) works.
 """
 
 from __future__ import annotations
@@ -14,13 +21,27 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["add_processor", "configure_logging", "logger"]
+__all__ = ["add_processor", "configure_logging", "logger", "remove_processor"]
 
 #: The kit's logger; ``logger.info("event", key=value)``.
 logger: structlog.stdlib.BoundLogger = structlog.get_logger("usvc")
 
-_STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
-_extra_processors: list[structlog.typing.Processor] = []
+#: Libraries whose own handlers are removed so their lines go through our renderer.
+_STDLIB_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "httpx",
+    "httpcore",
+    "oracledb",
+    "pymongo",
+    "asyncio",
+)
+#: Too chatty below these levels even with DEBUG=True (wire-level detail).
+_LEVEL_FLOORS = {"httpcore": logging.WARNING, "pymongo": logging.INFO}
+# A tuple, replaced whole on change, so a line being logged in another thread never sees
+# a list mid-update.
+_extra_processors: tuple[structlog.typing.Processor, ...] = ()
 
 
 def _drop_color_message(
@@ -30,16 +51,33 @@ def _drop_color_message(
     return event_dict
 
 
+def _run_extra_processors(
+    logger: Any, name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for processor in _extra_processors:
+        event_dict = processor(logger, name, event_dict)  # type: ignore[assignment]
+    return event_dict
+
+
 def add_processor(processor: structlog.typing.Processor) -> None:
-    """Add a processor to the shared chain (e.g. the OTLP log bridge); call before
-    ``configure_logging``."""
-    _extra_processors.append(processor)
+    """Run ``processor`` on every line from now on (e.g. the OTLP log export)."""
+    global _extra_processors  # noqa: PLW0603 - the registry is process-wide like logging's
+    _extra_processors = (*_extra_processors, processor)
+
+
+def remove_processor(processor: structlog.typing.Processor) -> None:
+    """Undo :func:`add_processor` (no error when it is not there)."""
+    global _extra_processors  # noqa: PLW0603
+    _extra_processors = tuple(p for p in _extra_processors if p is not processor)
 
 
 def configure_logging(
     *, json: bool = False, debug: bool = False, stream: TextIO | None = None
 ) -> None:
-    """Route structlog and stdlib logging through one renderer: JSON lines or console."""
+    """Route structlog and stdlib logging through one renderer: JSON lines or console.
+
+    Process-wide (like :mod:`logging`): the last call wins. ``stream`` defaults to stdout.
+    """
     level = logging.DEBUG if debug else logging.INFO
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -48,7 +86,7 @@ def configure_logging(
         structlog.stdlib.ExtraAdder(),
         _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        *_extra_processors,
+        _run_extra_processors,
     ]
     structlog.configure(
         processors=[
@@ -80,4 +118,4 @@ def configure_logging(
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+        lg.setLevel(max(level, _LEVEL_FLOORS.get(name, logging.NOTSET)))
