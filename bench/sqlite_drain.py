@@ -43,9 +43,11 @@ from usvc_testing.queues.sqlite import Durability
 from usvc_testing.queues.sqlite.connection import synchronous_for
 from usvc_testing.queues.sqlite.statements import CLAIM, COMPLETE, START
 
-__all__ = ["DrainResult", "main", "run"]
+__all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "main", "run"]
 
 SERVICE = "bench-noop"
+JOBS = 20_000
+QUICK_JOBS = 2_000
 BATCH = 10
 TARGET_JOBS_PER_SECOND = 5000.0
 TARGET_RATIO = 0.25
@@ -276,7 +278,7 @@ def _machine() -> str:
 
 
 def run(
-    jobs: int = 20_000,
+    jobs: int = JOBS,
     *,
     durability: str = "full",
     concurrency: int = 10,
@@ -330,8 +332,8 @@ def _serve() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=20_000, help="jobs to drain (20000)")
-    parser.add_argument("--quick", action="store_true", help="2,000 jobs, for a smoke run")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"jobs to drain ({JOBS})")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS} jobs, a smoke run")
     parser.add_argument("--durability", choices=[d.value for d in Durability], default="full")
     parser.add_argument("--concurrency", type=int, default=10, help="MAX_CONCURRENT_JOBS (10)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         _serve()
         return 0
-    jobs = 2_000 if args.quick else args.jobs
+    jobs = QUICK_JOBS if args.quick else args.jobs
     result = run(jobs, durability=args.durability, concurrency=args.concurrency)
     if args.json:
         print(json.dumps({**asdict(result), "meets_target": result.meets_target}))
