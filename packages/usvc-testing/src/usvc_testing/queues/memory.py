@@ -13,7 +13,7 @@ from typing import Any
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import Clock, EnqueueRequest, QueueStats, ReclaimResult
+from usvc_core.ports import Clock, EnqueueRequest, JobQueue, QueueStats, ReclaimResult
 
 from usvc_testing.queues.payload import decode_payload
 
@@ -23,7 +23,7 @@ _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.
 _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 
 
-class InMemoryQueue:
+class InMemoryQueue(JobQueue):
     """Implements :class:`usvc_core.ports.JobQueue` in memory; lost when the process ends.
 
     Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
