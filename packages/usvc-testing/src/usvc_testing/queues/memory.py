@@ -255,7 +255,8 @@ class InMemoryQueue(JobQueue):
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         stored = self._owned(job, _PROCESSING)
-        stored.results = json.loads(json.dumps(results, allow_nan=False))  # as a store keeps it
+        # Kept by reference: the worker only hands over JSON-ready values (see json_ready).
+        stored.results = results
         stored.error_code = stored.error_message = None  # from an earlier attempt
         self._finish(stored, _COMPLETED, runtime_ms)
 
