@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import random
 import socket
@@ -45,7 +44,6 @@ _STATUS_AFTER = {
     "not_started": JobStatus.ASSIGNED.value,
 }
 _log = structlog.get_logger("usvc.worker")
-_stdlib_log = logging.getLogger("usvc.worker")
 _RED_AFTER_FAILURES = 3
 
 
@@ -382,8 +380,7 @@ class Worker:
         if failures or self._queue_failures:
             self._queue_ok()
         if kind == "completed":
-            if _stdlib_log.isEnabledFor(logging.INFO):  # skip the pipeline when filtered out
-                _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
+            _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
         else:
             _log.warning(
                 "job will be retried" if kind == "retried" else "job failed",
