@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["add_processor", "configure_logging", "logger", "remove_processor"]
+__all__ = ["add_processor", "configure_logging", "is_enabled_for", "logger", "remove_processor"]
 
 #: The kit's logger; ``logger.info("event", key=value)``.
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("usvc")
@@ -78,6 +78,11 @@ class _Output:
     level: int = logging.INFO
     handler: logging.StreamHandler[TextIO] | None = None
     final: tuple[structlog.typing.Processor, ...] = ()
+
+
+def is_enabled_for(level: int) -> bool:
+    """Whether the kit's lines at ``level`` are written (to skip building a line at all)."""
+    return level >= _Output.level
 
 
 def _filter_level(

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from logging import INFO
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ from usvc_core.errors import LeaseLostError
 from usvc_core.execution import Outcome, execute_job, route, timeout_outcome
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
+from usvc_core.logging import is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, JobQueue, Metrics
 from usvc_core.resilience.retry import RetryPolicy
@@ -380,7 +382,8 @@ class Worker:
         if failures or self._queue_failures:
             self._queue_ok()
         if kind == "completed":
-            _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
+            if is_enabled_for(INFO):  # the one per-job line: skip it cheaply when filtered
+                _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
         else:
             _log.warning(
                 "job will be retried" if kind == "retried" else "job failed",
