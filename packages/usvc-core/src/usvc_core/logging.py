@@ -21,10 +21,10 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["add_processor", "configure_logging", "logger", "remove_processor"]
+__all__ = ["add_processor", "configure_logging", "is_enabled_for", "logger", "remove_processor"]
 
 #: The kit's logger; ``logger.info("event", key=value)``.
-logger: structlog.stdlib.BoundLogger = structlog.get_logger("usvc")
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("usvc")
 
 #: Libraries whose own handlers are removed so their lines go through our renderer.
 _STDLIB_LOGGERS = (
@@ -71,14 +71,93 @@ def remove_processor(processor: structlog.typing.Processor) -> None:
     _extra_processors = tuple(p for p in _extra_processors if p is not processor)
 
 
+class _Output:
+    """What the last ``configure_logging`` chose. Loggers cached before a reconfiguration
+    read it on every line, so they follow the new level, renderer and stream."""
+
+    level: int = logging.INFO
+    handler: logging.StreamHandler[TextIO] | None = None
+    final: tuple[structlog.typing.Processor, ...] = ()
+
+
+def is_enabled_for(level: int) -> bool:
+    """Whether the kit's lines at ``level`` are written (to skip building a line at all)."""
+    return level >= _Output.level
+
+
+def _filter_level(
+    _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if _LEVELS.get(method_name, logging.INFO) < _Output.level:
+        raise structlog.DropEvent
+    return event_dict
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _render(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    result: Any = event_dict
+    for processor in _Output.final:
+        result = processor(logger, method_name, result)
+    return result
+
+
+class _LineWriter:
+    """The end of the kit's own pipeline: writes rendered lines to the stdlib handler's
+    stream under the handler's lock, so both kinds of line interleave whole.
+
+    Our lines skip the standard library's LogRecord round trip (two records, a caller
+    lookup, a formatter pass: most of a line's cost); stdlib records still take it, through
+    the same processors and renderer, so every line has one format.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # read by structlog.stdlib.add_logger_name
+
+    def msg(self, line: str) -> None:
+        handler = _Output.handler
+        if handler is None:
+            sys.stdout.write(line + "\n")
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(line + "\n")
+            handler.flush()
+        finally:
+            handler.release()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _line_writer(*args: Any) -> _LineWriter:
+    return _LineWriter(str(args[0]) if args and args[0] is not None else "usvc")
+
+
 def configure_logging(
-    *, json: bool = False, debug: bool = False, stream: TextIO | None = None
+    *,
+    json: bool = False,
+    debug: bool = False,
+    stream: TextIO | None = None,
+    level: int | None = None,
 ) -> None:
     """Route structlog and stdlib logging through one renderer: JSON lines or console.
 
-    Process-wide (like :mod:`logging`): the last call wins. ``stream`` defaults to stdout.
+    Process-wide (like :mod:`logging`): the last call wins, also for loggers already in
+    use. ``stream`` defaults to stdout; ``level`` overrides the one ``debug`` picks.
     """
-    level = logging.DEBUG if debug else logging.INFO
+    if level is None:
+        level = logging.DEBUG if debug else logging.INFO
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -88,17 +167,6 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _run_extra_processors,
     ]
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
     final: list[structlog.typing.Processor] = (
         [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
         if json
@@ -110,6 +178,20 @@ def configure_logging(
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
+    )
+    _Output.level, _Output.handler, _Output.final = level, handler, tuple(final)
+    # The kit's own lines: dropped below the level before any other work, rendered by the
+    # same processors, written by _LineWriter.
+    structlog.configure(
+        processors=[
+            _filter_level,
+            *[p for p in shared if not isinstance(p, structlog.stdlib.ExtraAdder)],
+            structlog.processors.StackInfoRenderer(),
+            _render,
+        ],
+        logger_factory=_line_writer,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=True,
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import random
 import socket
@@ -15,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from logging import INFO
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from usvc_core.errors import LeaseLostError
 from usvc_core.execution import Outcome, execute_job, route, timeout_outcome
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
+from usvc_core.logging import is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, JobQueue, Metrics
 from usvc_core.resilience.retry import RetryPolicy
@@ -45,7 +46,6 @@ _STATUS_AFTER = {
     "not_started": JobStatus.ASSIGNED.value,
 }
 _log = structlog.get_logger("usvc.worker")
-_stdlib_log = logging.getLogger("usvc.worker")
 _RED_AFTER_FAILURES = 3
 
 
@@ -113,6 +113,7 @@ class Worker:
             max_attempts=1_000_000, base_seconds=0.2, cap_seconds=min(5.0, config.lease_seconds / 4)
         )
         self._background: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.health.register(QUEUE_CHECK, Status.GREEN, {"last_poll": "not yet"})
         queue.on_enqueue(self.notify)
 
@@ -164,6 +165,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until :meth:`request_stop`; then drain, release and return."""
+        self._loop = asyncio.get_running_loop()
         self._background = [
             asyncio.create_task(self._every(self.config.lease_seconds / 3, self._extend_leases)),
             asyncio.create_task(self._every(self.config.lease_seconds / 4, self._reclaim)),
@@ -222,7 +224,9 @@ class Worker:
         self._running[job.id] = running
         # Without a tracer the task runs the steps directly: no span, no extra frame per job.
         coro = self._job_task(running) if self._tracer is None else self._traced_job_task(running)
-        running.task = asyncio.create_task(coro, name=f"job-{job.id}")
+        # Eager: the job runs at once up to its first real wait (a job whose queue calls and
+        # handler never wait finishes right here), sparing a trip through the loop per job.
+        running.task = asyncio.Task(coro, loop=self._loop, name=f"job-{job.id}", eager_start=True)
 
     def _finished(self, running: _Running) -> None:
         self._running.pop(running.job.id, None)
@@ -382,7 +386,7 @@ class Worker:
         if failures or self._queue_failures:
             self._queue_ok()
         if kind == "completed":
-            if _stdlib_log.isEnabledFor(logging.INFO):  # skip the pipeline when filtered out
+            if is_enabled_for(INFO):  # the one per-job line: skip it cheaply when filtered
                 _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
         else:
             _log.warning(
