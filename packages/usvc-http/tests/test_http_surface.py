@@ -195,3 +195,20 @@ async def test_port_in_use_is_a_clear_startup_error(serve: AppFactory, actions_d
     )
     with pytest.raises(Exception, match="HTTP_HOST/HTTP_PORT"):
         await other.start()
+
+
+async def test_connections_are_tcp_nodelay(serve: AppFactory) -> None:
+    """Accepted connections have TCP_NODELAY: without it each response waits for the
+    client's delayed ACK (about 40 ms per request)."""
+    import socket
+
+    app, client = await serve()
+    async with client:
+        assert (await client.get("/health")).status_code == 200
+        surface = next(s for s in app._surfaces if s.name == "http")
+        server = surface._server  # type: ignore[attr-defined]
+        connections = list(server.server_state.connections)
+        assert connections
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -39,8 +39,12 @@ class HttpSurface:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they
+        # are TCP, and without it every response waits ~40 ms for the client's delayed ACK.
         sock = socket.socket(
-            socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM
+            socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+            socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
         )
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
