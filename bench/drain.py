@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.profile is not None:
             from pyinstrument import Profiler
 
-            with Profiler(async_mode="enabled", interval=0.0002) as profiler:
+            with Profiler(async_mode="disabled") as profiler:
                 seconds, cpu = asyncio.run(drain_kit(args.jobs))
             profiler.write_html(args.profile)
             args.profile.with_suffix(".txt").write_text(profiler.output_text(show_all=False))
