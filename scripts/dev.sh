@@ -5,6 +5,7 @@
 #   bash scripts/dev.sh test      # the whole test suite (what CI runs)
 #   bash scripts/dev.sh lint      # ruff + mypy
 #   bash scripts/dev.sh wheels    # build each package alone, co-install the wheels in a fresh venv
+#   bash scripts/dev.sh test-py313  # the package unit suites on Python 3.13
 #   bash scripts/dev.sh uv ARGS   # any uv command with the same interpreter settings
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +52,17 @@ case "$cmd" in
       exec "${UV[@]}" run --frozen pytest --cov=usvc_core --cov-report=term --cov-fail-under=90
     fi
     exec "${UV[@]}" run --frozen pytest "$@"
+    ;;
+  test-py313)
+    # The unit suites again on Python 3.13, in a separate environment.
+    py313=""
+    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3 "$(command -v python3.13 || true)"; do
+      if [ -n "$candidate" ] && [ -x "$candidate" ]; then py313="$candidate"; break; fi
+    done
+    [ -n "$py313" ] || { echo "dev.sh: no Python 3.13 found" >&2; exit 1; }
+    export UV_PYTHON="$py313" UV_PROJECT_ENVIRONMENT="$root/.venv-py313"
+    "${UV[@]}" sync --frozen --quiet
+    exec "${UV[@]}" run --frozen pytest -q -p no:cacheprovider packages/usvc-core/tests packages/usvc-http/tests packages/usvc-testing/tests "$@"
     ;;
   wheels)
     sync

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +42,9 @@ def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float =
 class ServiceProcess:
     """A service started as a user starts it: ``python main.py`` in its directory."""
 
-    def __init__(self, cwd: Path, env: dict[str, str], script: str = "main.py") -> None:
+    def __init__(
+        self, cwd: Path, env: dict[str, str], script: str = "main.py", argv: list[str] | None = None
+    ) -> None:
         self.port = int(env.get("HTTP_PORT") or free_port())
         full_env = {
             k: v
@@ -49,10 +52,10 @@ class ServiceProcess:
             if not k.startswith(("MICROSERVICE", "QUEUE_", "DEV_", "HTTP_", "ORACLE_", "MONGODB_"))
         }
         full_env.update({"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(self.port), **env})
-        self.log_path = cwd / f"service-{self.port}.log"
+        self.log_path = Path(tempfile.mkdtemp(prefix="usvc-service-")) / f"{self.port}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, script],
+            argv or [sys.executable, script],
             cwd=cwd,
             env=full_env,
             stdout=self._log,
@@ -95,8 +98,10 @@ class ServiceProcess:
 def service() -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
-    def start(cwd: Path, env: dict[str, str], script: str = "main.py") -> ServiceProcess:
-        proc = ServiceProcess(cwd, env, script)
+    def start(
+        cwd: Path, env: dict[str, str], script: str = "main.py", argv: list[str] | None = None
+    ) -> ServiceProcess:
+        proc = ServiceProcess(cwd, env, script, argv)
         started.append(proc)
         return proc
 

@@ -45,17 +45,20 @@ def metric(text: str, name: str) -> float:
 
 
 def test_greeting_example(service: Callable[..., ServiceProcess]) -> None:
-    """The example answers jobs, health and metrics, and exits 0 on SIGTERM."""
+    """The README's command starts the example; it answers jobs, health and metrics, and
+    exits 0 on SIGTERM."""
     svc = service(
-        ROOT / "examples" / "greeting",
-        {"MICROSERVICE_NAME": "greeting-service", "DEV_MODE": "True"},
+        ROOT,
+        {},
+        argv=["bash", str(ROOT / "scripts" / "dev.sh"), "example"],
     )
     svc.wait_healthy()
     r = httpx.post(f"{svc.url}/dev/job", json={"action": "greet", "name": "World"}, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["results"] == {"message": "Hello, World!"}
     health = httpx.get(f"{svc.url}/health").json()
-    assert health["status"] == "GREEN" and "job_queue" in health["checks"]
+    assert health["status"] == "GREEN"
+    assert {"job_queue", "payment_api"} <= set(health["checks"])
     assert metric(httpx.get(f"{svc.url}/metrics").text, "jobs_processed_total") == 1
     bad = httpx.post(f"{svc.url}/dev/job", json={"action": "invalid"}, timeout=10)
     assert bad.status_code == 422 and bad.json()["error"]["error_code"] == "UNKNOWN_ACTION"

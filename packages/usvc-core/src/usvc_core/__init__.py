@@ -37,7 +37,7 @@ from usvc_core.ports import (
     ServiceRegistry,
     Surface,
 )
-from usvc_core.resilience import RetryPolicy
+from usvc_core.resilience import CircuitBreaker, CircuitState, RateLimiter, RetryPolicy
 from usvc_core.services import ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.worker import Worker, WorkerConfig
@@ -51,7 +51,9 @@ __all__ = [
     "ActionRegistry",
     "ActionSchema",
     "Application",
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
     "Clock",
     "ConfigurationError",
     "DuplicateJobError",
@@ -74,6 +76,7 @@ __all__ = [
     "QueueError",
     "QueueStats",
     "QueueUnavailableError",
+    "RateLimiter",
     "ReclaimResult",
     "RetryJob",
     "RetryPolicy",

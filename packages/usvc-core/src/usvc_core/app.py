@@ -204,7 +204,7 @@ class Application:
         )
         await queue.open()
         try:
-            await self.container.initialize()
+            await self.container.initialize(metrics)
             try:
                 self.actions.bind(self.container)
                 tracer = None

@@ -15,12 +15,12 @@ from usvc_core.actions.context import JobContext, RetryJob
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
 from usvc_core.jobs import RESERVED_PAYLOAD_KEYS, ErrorCode, Job
 
-__all__ = ["Outcome", "execute_job", "json_ready", "route"]
+__all__ = ["Outcome", "execute_job", "json_ready", "route", "timeout_outcome"]
 
 _MAX_MESSAGE = 4000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """What running a job produced. ``retry`` means: run it again after ``retry_delay``
     (if attempts are left); otherwise ``error_code`` set means Failed."""
@@ -118,12 +118,28 @@ def _serialize(result: Any) -> tuple[Any, str | None]:
     )
 
 
+def timeout_outcome(definition: ActionDefinition, timeout: float, runtime_ms: float) -> Outcome:
+    """The outcome of a handler stopped at its timeout."""
+    return Outcome(
+        error_code=ErrorCode.TIMEOUT,
+        error_message=f"handler did not finish within {timeout:g} s",
+        retry=issubclass(TimeoutError, definition.options.retry_on),
+        runtime_ms=runtime_ms,
+    )
+
+
 async def execute_job(
     job: Job,
     definition: ActionDefinition,
     default_timeout: float,
+    *,
+    enforce_timeout: bool = True,
 ) -> Outcome:
-    """Validate the input, call the handler under its timeout, serialize the result."""
+    """Validate the input, call the handler under its timeout, serialize the result.
+
+    With ``enforce_timeout=False`` the caller enforces the timeout itself (the worker
+    cancels overdue jobs from one watchdog instead of arming a timer per job).
+    """
     started = time.perf_counter()
     payload: dict[str, Any] = job.payload
     kwargs: dict[str, Any] = dict(definition.bound_services)
@@ -143,12 +159,18 @@ async def execute_job(
         )
     timeout = definition.options.timeout_seconds or default_timeout
     try:
-        async with asyncio.timeout(timeout):
+        if enforce_timeout:
+            async with asyncio.timeout(timeout):
+                result = await definition.handler(**kwargs)
+        else:
             result = await definition.handler(**kwargs)
-    except TimeoutError:
+    except TimeoutError as exc:
+        if enforce_timeout:
+            return timeout_outcome(definition, timeout, (time.perf_counter() - started) * 1000)
+        # Not our timer: the handler itself raised TimeoutError (e.g. from a client call).
         return Outcome(
-            error_code=ErrorCode.TIMEOUT,
-            error_message=f"handler did not finish within {timeout:g} s",
+            error_code=ErrorCode.HANDLER_ERROR,
+            error_message=_truncate(f"TimeoutError: {exc}"),
             retry=issubclass(TimeoutError, definition.options.retry_on),
             runtime_ms=(time.perf_counter() - started) * 1000,
         )

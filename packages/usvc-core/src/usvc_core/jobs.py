@@ -85,7 +85,7 @@ def can_transition(old: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[old]
 
 
-@dataclass(slots=True)
+@dataclass
 class Job:
     """One job as the queue stores it.
 
@@ -123,6 +123,12 @@ class Job:
     def __post_init__(self) -> None:
         if not self.token:
             self.token = self.id
+
+    def snapshot(self) -> Job:
+        """A shallow copy, made fast: adapters hand these out on every transition."""
+        clone = object.__new__(Job)
+        clone.__dict__.update(self.__dict__)
+        return clone
 
     @property
     def trace_context(self) -> dict[str, str]:

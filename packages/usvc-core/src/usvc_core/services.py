@@ -11,6 +11,7 @@ import structlog
 
 from usvc_core.errors import ConfigurationError, ServiceNotFoundError, ServiceStartError
 from usvc_core.health import HealthRegistry
+from usvc_core.ports import Metrics
 
 __all__ = ["ServiceContainer", "ServiceProvider"]
 
@@ -21,14 +22,20 @@ S = TypeVar("S", bound="ServiceProvider")
 class ServiceProvider:
     """Base class of every service. Override ``initialize`` and ``cleanup`` as needed.
 
-    ``health_registry`` is bound by the container before ``initialize`` runs.
+    ``health_registry`` (and ``app_metrics``, the application's metrics adapter, when it has
+    one) are bound by the container before ``initialize`` runs.
     """
 
     name: ClassVar[str] = ""
     health_registry: HealthRegistry
+    app_metrics: Metrics | None = None
 
     def bind_health_registry(self, registry: HealthRegistry) -> None:
         self.health_registry = registry
+
+    def bind_metrics(self, metrics: Metrics) -> None:
+        """Lets a service add its own metrics next to the application's (e.g. outbound HTTP)."""
+        self.app_metrics = metrics
 
     async def initialize(self) -> None:
         """Called once at startup, in registration order."""
@@ -155,18 +162,22 @@ class ServiceContainer:
                     ) from None
             self._instances[cls] = cls(**kwargs)
 
-    async def initialize(self) -> None:
+    async def initialize(self, metrics: Metrics | None = None) -> None:
         """``initialize()`` each registered service in order; on failure clean up those
-        already done. Overrides are test doubles: they get the health registry but are
-        used as they are, never initialized or cleaned up."""
+        already done. Overrides are test doubles: they get the health registry (and
+        ``metrics``) but are used as they are, never initialized or cleaned up."""
         self.build()
         for double in self._overrides.values():
             double.bind_health_registry(self._health)
+            if metrics is not None:
+                double.bind_metrics(metrics)
         for cls in self.registered_types:
             inst = self._instances.get(cls)
             if inst is None or cls in self._overrides:
                 continue
             inst.bind_health_registry(self._health)
+            if metrics is not None:
+                inst.bind_metrics(metrics)
             try:
                 await inst.initialize()
             except Exception as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import random
 import socket
@@ -22,7 +23,7 @@ from opentelemetry import propagate, trace
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
 from usvc_core.clock import SystemClock
 from usvc_core.errors import LeaseLostError
-from usvc_core.execution import Outcome, execute_job, route
+from usvc_core.execution import Outcome, execute_job, route, timeout_outcome
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
 from usvc_core.metrics import NullMetrics
@@ -33,6 +34,7 @@ __all__ = ["QUEUE_CHECK", "Worker", "WorkerConfig"]
 
 QUEUE_CHECK = "job_queue"
 _log = structlog.get_logger("usvc.worker")
+_stdlib_log = logging.getLogger("usvc.worker")
 _RED_AFTER_FAILURES = 3
 
 
@@ -62,6 +64,8 @@ class _Running:
     job: Job
     phase: str = "start"  # start -> run -> record
     lost: bool = False
+    timed_out: bool = False
+    deadline: float = float("inf")  # loop time after which the watchdog cancels the handler
     task: asyncio.Task[None] | None = None
 
 
@@ -153,6 +157,7 @@ class Worker:
             asyncio.create_task(self._every(self.config.lease_seconds / 3, self._extend_leases)),
             asyncio.create_task(self._every(self.config.lease_seconds / 4, self._reclaim)),
             asyncio.create_task(self._every(self.config.stats_interval, self._sample_stats)),
+            asyncio.create_task(self._every(self._watchdog_interval(), self._enforce_timeouts)),
         ]
         _log.info(
             "worker started",
@@ -230,7 +235,7 @@ class Worker:
             running.phase = "run"
             self.metrics.job_started(job.action)
             started = time.perf_counter()
-            outcome = await self._run_traced(job)
+            outcome = await self._run_traced(running)
             running.phase = "record"
             kind = await self._record(running, outcome)
             self.metrics.job_finished(job.action, kind, time.perf_counter() - started)
@@ -243,10 +248,11 @@ class Worker:
         finally:
             self._finished(running)
 
-    async def _run_traced(self, job: Job) -> Outcome:
+    async def _run_traced(self, running: _Running) -> Outcome:
+        job = running.job
         routed = route(job, self.actions)
         if self._tracer is None:
-            return routed if isinstance(routed, Outcome) else await self._execute(job, routed)
+            return routed if isinstance(routed, Outcome) else await self._execute(running, routed)
         parent = propagate.extract(job.trace_context) if job.trace_context else None
         with self._tracer.start_as_current_span(
             f"job {job.action}",
@@ -259,7 +265,9 @@ class Worker:
                 "job.attempt": job.attempts,
             },
         ) as span:
-            outcome = routed if isinstance(routed, Outcome) else await self._execute(job, routed)
+            outcome = (
+                routed if isinstance(routed, Outcome) else await self._execute(running, routed)
+            )
             if outcome.ok:
                 span.set_attribute("job.status", JobStatus.COMPLETED.value)
             else:
@@ -268,83 +276,106 @@ class Worker:
                 span.set_status(trace.StatusCode.ERROR, outcome.error_message or "")
             return outcome
 
-    async def _execute(self, job: Job, definition: ActionDefinition) -> Outcome:
-        return await execute_job(job, definition, self.config.job_timeout)
+    async def _execute(self, running: _Running, definition: ActionDefinition) -> Outcome:
+        # One watchdog enforces every job's timeout (see _enforce_timeouts): arming an
+        # asyncio timer per job costs more than the rest of a small job's overhead.
+        timeout = definition.options.timeout_seconds or self.config.job_timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        running.deadline = started + timeout
+        try:
+            return await execute_job(
+                running.job, definition, self.config.job_timeout, enforce_timeout=False
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not running.timed_out or task is None:
+                raise
+            task.uncancel()
+            return timeout_outcome(definition, timeout, (loop.time() - started) * 1000)
+
+    def _watchdog_interval(self) -> float:
+        timeouts = [self.config.job_timeout] + [
+            d.options.timeout_seconds for d in self.actions if d.options.timeout_seconds
+        ]
+        return min(1.0, max(0.005, min(timeouts) / 4))
+
+    async def _enforce_timeouts(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for running in self._running.values():
+            if running.phase == "run" and not running.timed_out and running.deadline <= now:
+                running.timed_out = True
+                if running.task is not None:
+                    running.task.cancel()
 
     async def _record(self, running: _Running, outcome: Outcome) -> str:
         """Write the outcome, retrying through store outages; returns the metrics outcome."""
         job = running.job
-        retry = (
+        retry_delay = 0.0
+        if outcome.ok:
+            kind = "completed"
+        elif (
             outcome.retry
             and outcome.error_code not in NON_RETRYABLE_CODES
             and job.attempts < job.max_attempts
-        )
-        if outcome.ok:
-            write: Callable[[], Coroutine[Any, Any, Any]] = lambda: self.queue.complete(  # noqa: E731
-                job, outcome.results, outcome.runtime_ms
-            )
-            kind = "completed"
-        elif retry:
-            definition = self.actions.get(job.action)
-            policy = (
-                definition.options.retry_policy if definition else None
-            ) or self.config.job_retry
-            retry_delay = (
-                outcome.retry_delay
-                if outcome.retry_delay is not None
-                else policy.delay(job.attempts)
-            )
-            write = lambda: self.queue.retry(  # noqa: E731
-                job,
-                str(outcome.error_code),
-                outcome.error_message or "",
-                retry_delay,
-                outcome.runtime_ms,
-            )
+        ):
             kind = "retried"
+            if outcome.retry_delay is not None:
+                retry_delay = outcome.retry_delay
+            else:
+                definition = self.actions.get(job.action)
+                policy = (
+                    definition.options.retry_policy if definition else None
+                ) or self.config.job_retry
+                retry_delay = policy.delay(job.attempts)
         else:
-            write = lambda: self.queue.fail(  # noqa: E731
-                job, str(outcome.error_code), outcome.error_message or "", outcome.runtime_ms
-            )
             kind = "failed"
-        delay = 0.0
-        if kind == "retried":
-            delay = retry_delay
-        attempt = 0
+        failures = 0
         while True:
             try:
-                await write()
+                if kind == "completed":
+                    await self.queue.complete(job, outcome.results, outcome.runtime_ms)
+                elif kind == "retried":
+                    await self.queue.retry(
+                        job,
+                        str(outcome.error_code),
+                        outcome.error_message or "",
+                        retry_delay,
+                        outcome.runtime_ms,
+                    )
+                else:
+                    await self.queue.fail(
+                        job,
+                        str(outcome.error_code),
+                        outcome.error_message or "",
+                        outcome.runtime_ms,
+                    )
                 break
             except LeaseLostError:
                 _log.warning("lease lost; outcome discarded (another worker owns the job now)")
                 return "lost"
             except Exception as exc:
-                attempt += 1
-                if self._hurry.is_set() and attempt > 3:
+                failures += 1
+                if self._hurry.is_set() and failures > 3:
                     _log.error("could not record outcome before shutdown; the lease will expire")
                     return "lost"
                 await self._queue_failed(f"record_{kind}", exc)
-        self._queue_ok()
+        if failures or self._queue_failures:
+            self._queue_ok()
         if kind == "completed":
-            _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
-        elif kind == "retried":
-            _log.warning(
-                "job will be retried",
-                error_code=str(outcome.error_code),
-                error_message=outcome.error_message,
-                attempt=job.attempts,
-            )
+            if _stdlib_log.isEnabledFor(logging.INFO):  # skip the pipeline when filtered out
+                _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
         else:
             _log.warning(
-                "job failed",
+                "job will be retried" if kind == "retried" else "job failed",
                 error_code=str(outcome.error_code),
                 error_message=outcome.error_message,
                 attempt=job.attempts,
             )
         if kind == "retried":
             # Poll again when the retry is due instead of waiting for the next interval.
-            asyncio.get_running_loop().call_later(delay, self.notify)
-        else:
+            asyncio.get_running_loop().call_later(retry_delay, self.notify)
+        elif self._waiters:
             self._resolve_waiters(job.id)
         return kind
 

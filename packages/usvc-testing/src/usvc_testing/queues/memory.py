@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import heapq
 import itertools
 import json
@@ -12,9 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from usvc_core.clock import SystemClock
-from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.ports import Clock, EnqueueRequest, QueueStats, ReclaimResult
+
+from usvc_testing.queues.payload import decode_payload
 
 __all__ = ["InMemoryQueue"]
 
@@ -35,13 +36,20 @@ class InMemoryQueue:
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._jobs: dict[str, Job] = {}
-        # per service: due heap (-priority, run_at, seq, id) and delayed heap (run_at, seq, id)
-        self._due: dict[str, list[tuple[int, datetime, int, str]]] = {}
+        # per service: due heap (-priority, run_at, order, seq, id) and delayed heap
+        # (run_at, seq, id); ``order`` (creation order) breaks ties like a store's job id,
+        # ``seq`` marks the live entry of a job pushed more than once.
+        self._due: dict[str, list[tuple[int, datetime, int, int, str]]] = {}
+        self._order: dict[str, int] = {}
+        self._orders = itertools.count()
         self._delayed: dict[str, list[tuple[datetime, int, str]]] = {}
         self._heap_seq: dict[str, int] = {}
         self._leased: dict[str, set[str]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
         self._listeners: list[Callable[[], None]] = []
+        # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
+        self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._tokens = itertools.count(1)
         self.closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -64,7 +72,7 @@ class InMemoryQueue:
         job = self._add(request)
         for listener in self._listeners:
             listener()
-        return copy.copy(job)
+        return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
         # All or nothing, like a transaction: check keys first.
@@ -81,7 +89,31 @@ class InMemoryQueue:
         jobs = [self._add(r) for r in requests]
         for listener in self._listeners:
             listener()
-        return [copy.copy(j) for j in jobs]
+        return [j.snapshot() for j in jobs]
+
+    async def enqueue_raw(self, microservice: str, raw: str | bytes, *, action: str = "") -> Job:
+        """Store a payload exactly as another producer might have written it, valid JSON or
+        not (for tests of what claims and the worker make of it). Claims deliver a payload
+        that does not decode with ``payload=None`` and ``payload_error`` set."""
+        payload, error = decode_payload(raw)
+        now = self._clock.now()
+        job_id = f"{self._prefix}{next(self._ids)}"
+        job = Job(
+            id=job_id,
+            microservice=microservice,
+            action=action,
+            payload=payload,
+            run_at=now,
+            created_at=now,
+            updated_at=now,
+            payload_error=error,
+        )
+        self._jobs[job_id] = job
+        self._order[job_id] = next(self._orders)
+        self._push_ready(job)
+        for listener in self._listeners:
+            listener()
+        return job.snapshot()
 
     def _holder(self, key: tuple[str, str]) -> str | None:
         job_id = self._idempotency.get(key)
@@ -122,6 +154,7 @@ class InMemoryQueue:
             updated_at=now,
         )
         self._jobs[job_id] = job
+        self._order[job_id] = next(self._orders)
         if r.idempotency_key is not None:
             self._idempotency[(r.microservice, r.idempotency_key)] = job_id
         self._push_ready(job)
@@ -133,7 +166,8 @@ class InMemoryQueue:
         assert job.run_at is not None
         if job.run_at <= self._clock.now():
             heapq.heappush(
-                self._due.setdefault(job.microservice, []), (-job.priority, job.run_at, seq, job.id)
+                self._due.setdefault(job.microservice, []),
+                (-job.priority, job.run_at, self._order[job.id], seq, job.id),
             )
         else:
             heapq.heappush(
@@ -152,31 +186,35 @@ class InMemoryQueue:
             run_at, seq, job_id = heapq.heappop(delayed)
             job = self._jobs.get(job_id)
             if job is not None:
-                heapq.heappush(due, (-job.priority, run_at, seq, job_id))
+                heapq.heappush(due, (-job.priority, run_at, self._order[job_id], seq, job_id))
         claimed: list[Job] = []
         leased = self._leased.setdefault(microservice, set())
         expires = now + timedelta(seconds=lease_seconds)
         while due and len(claimed) < limit:
-            _, _, seq, job_id = heapq.heappop(due)
+            _, _, _, seq, job_id = heapq.heappop(due)
             job = self._jobs.get(job_id)
             if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
                 continue  # stale entry
             job.status = _ASSIGNED
             job.lease_owner = worker_id
-            job.lease_token = uuid.uuid4().hex
+            job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
             job.lease_expires_at = expires
             job.updated_at = now
             leased.add(job_id)
-            claimed.append(copy.copy(job))
+            claimed.append(job.snapshot())
         return claimed
 
     def _owned(self, job: Job, *expected: JobStatus) -> Job:
         stored = self._jobs.get(job.id)
         if stored is None:
-            raise JobNotFoundError(f"no job {job.id}")
+            # Purged after another claim finished it: the caller lost it all the same.
+            raise LeaseLostError(
+                f"job {job.id} is no longer owned by this claim: it no longer exists"
+            )
         if stored.lease_token != job.lease_token or stored.status not in expected:
             raise LeaseLostError(
-                f"job {job.id} is no longer owned by this claim (status {stored.status})"
+                f"job {job.id} is no longer owned by this claim: it is {stored.status} "
+                "under another claim"
             )
         return stored
 
@@ -188,7 +226,7 @@ class InMemoryQueue:
         stored.started_at = now
         stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
         stored.updated_at = now
-        return copy.copy(stored)
+        return stored.snapshot()
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
         now = self._clock.now()
@@ -217,7 +255,8 @@ class InMemoryQueue:
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         stored = self._owned(job, _PROCESSING)
-        stored.results = results
+        stored.results = json.loads(json.dumps(results, allow_nan=False))  # as a store keeps it
+        stored.error_code = stored.error_message = None  # from an earlier attempt
         self._finish(stored, _COMPLETED, runtime_ms)
 
     async def fail(
@@ -305,7 +344,7 @@ class InMemoryQueue:
 
     async def get(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
-        return copy.copy(job) if job is not None else None
+        return job.snapshot() if job is not None else None
 
     async def stats(self, microservice: str) -> QueueStats:
         counts = dict.fromkeys(JobStatus, 0)
@@ -332,4 +371,5 @@ class InMemoryQueue:
         for job_id in doomed:
             del self._jobs[job_id]
             self._heap_seq.pop(job_id, None)
+            self._order.pop(job_id, None)
         return len(doomed)

@@ -1,0 +1,324 @@
+"""``RestAPIService``: a service that calls one REST API through an httpx client, with rate
+limiting, a circuit breaker, timeouts, retries, health reporting and outbound metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import httpx
+import structlog
+from usvc_core.clock import SystemClock
+from usvc_core.errors import CircuitOpenError, UsvcError
+from usvc_core.health import HealthRegistry, Status
+from usvc_core.ports import Clock
+from usvc_core.resilience import CircuitBreaker, CircuitState, RateLimiter, RetryPolicy
+from usvc_core.services import ServiceProvider
+
+from usvc_http.metrics import PrometheusMetrics
+from usvc_http.rest.config import RestAPIConfig, env_prefix_for, with_env_overrides
+from usvc_http.rest.metrics import OutboundMetrics
+from usvc_http.rest.retry_after import parse_retry_after
+
+__all__ = ["IDEMPOTENT_METHODS", "RestAPIService"]
+
+_log = structlog.get_logger("usvc.http.rest")
+
+#: Methods that RFC 9110 defines as idempotent: repeating them is always safe.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# Failures that happen before the request could reach the server.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures worth another attempt (and that count against the circuit).
+_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class _ServerError(Exception):
+    """A 5xx answer, raised inside the breaker so that it counts as a failure."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+class RestAPIService(ServiceProvider):
+    """Base class of a service that talks to one REST API.
+
+    Subclass it, set ``name`` and ``config``, and call :meth:`request` from your methods.
+    Each attempt of a request goes through, in this order: the rate limiter, the circuit
+    breaker, the request under ``REQUEST_TIMEOUT_SECONDS``; 5xx answers, 429, timeouts and
+    connection errors are retried up to ``MAX_RETRIES`` times with exponential backoff and
+    full jitter, a ``Retry-After`` header wins over the backoff.
+
+    POST and PATCH are not idempotent: a retry after the request may have reached the
+    server could apply it twice (charge a customer twice). They are therefore retried only
+    when the connection failed before anything was sent, unless the call passes an
+    ``idempotency_key`` (sent as the ``Idempotency-Key`` header, so the server can drop
+    duplicates), sets that header itself, or opts in with ``retry_non_idempotent=True``.
+
+    Health check ``<name>``: GREEN after a success; YELLOW with
+    ``{"last_status": ..., "attempt": ...}`` while retrying or after a request failed;
+    RED while the circuit is open.
+
+    Options come from ``config`` and can be overridden per deployment by environment
+    variables ``<PREFIX><OPTION>``, the prefix being the service name upper-cased with
+    non-alphanumerics as ``_`` (``PAYMENT_API_BASE_URL`` for ``payment_api``), or
+    ``env_prefix`` when set.
+
+    Args:
+        clock: time source for the rate limiter, the breaker and the backoff sleeps.
+        transport: an httpx transport to use instead of the network (e.g.
+            ``httpx.MockTransport`` in unit tests of a subclass).
+    """
+
+    config: RestAPIConfig = RestAPIConfig()
+    #: Override the environment prefix derived from ``name`` (include the trailing ``_``).
+    env_prefix: ClassVar[str | None] = None
+    #: The dotenv file read for overrides (besides the environment); ``None`` for none.
+    env_file: ClassVar[str | None] = ".env"
+
+    # Class-level defaults, so that a subclass ``__init__`` that forgets super() still works.
+    _clock: Clock | None = None
+    _transport: httpx.AsyncBaseTransport | None = None
+    _client: httpx.AsyncClient | None = None
+    _outbound: OutboundMetrics | None = None
+
+    def __init__(
+        self, *, clock: Clock | None = None, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._clock = clock
+        self._transport = transport
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Resolve the config, build the limiter, breaker and retry policy, open the client.
+        Subclasses that override it call ``await super().initialize()`` first."""
+        name = self.service_name()
+        self.config = cfg = with_env_overrides(
+            self.config, self.env_prefix or env_prefix_for(name), self.env_file
+        )
+        self.clock: Clock = self._clock or SystemClock()
+        self.limiter = RateLimiter(
+            cfg.RATE_LIMIT_REQUESTS, cfg.RATE_LIMIT_WINDOW_SECONDS, clock=self.clock
+        )
+        self.breaker = CircuitBreaker(
+            cfg.CB_FAILURE_THRESHOLD,
+            cfg.CB_RECOVERY_TIMEOUT,
+            cfg.CB_SUCCESS_THRESHOLD,
+            clock=self.clock,
+            name=name,
+            failure_on=(_ServerError, *_TRANSIENT),
+        )
+        self.breaker.add_listener(self._on_circuit_change)
+        self.retry_policy = RetryPolicy(
+            max_attempts=cfg.MAX_RETRIES + 1,
+            base_seconds=cfg.RETRY_BACKOFF_BASE,
+            cap_seconds=cfg.RETRY_BACKOFF_MAX_SECONDS,
+        )
+        if getattr(self, "health_registry", None) is None:  # used outside an Application
+            self.bind_health_registry(HealthRegistry())
+        self._last_failure: dict[str, Any] = {}
+        self.health_registry.register(name, Status.GREEN)
+        if isinstance(self.app_metrics, PrometheusMetrics):
+            self._outbound = OutboundMetrics.on(self.app_metrics.registry)
+            self._outbound.circuit(name, CircuitState.CLOSED)
+        pool = cfg.CONNECTION_POOL_SIZE
+        self._client = httpx.AsyncClient(
+            base_url=cfg.BASE_URL,
+            timeout=cfg.REQUEST_TIMEOUT_SECONDS,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            transport=self._transport,
+        )
+
+    async def cleanup(self) -> None:
+        """Close the client and its connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> Self:
+        """Standalone use (scripts, tests): ``async with PaymentAPI() as api:``."""
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.cleanup()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The httpx client (exists between ``initialize()`` and ``cleanup()``)."""
+        if self._client is None:
+            raise UsvcError(
+                f"{type(self).__qualname__} is not initialized: register it with "
+                "app.register_service(...) or use 'async with' around it"
+            )
+        return self._client
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        idempotency_key: str | None = None,
+        retry_non_idempotent: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request with rate limiting, circuit breaking, timeout and retries.
+
+        ``url`` may be relative to ``BASE_URL`` or absolute. Other keyword arguments are
+        those of ``httpx.AsyncClient.request`` (``json``, ``params``, ``headers``, ...).
+
+        Returns the response, also a 4xx or 5xx one (call ``raise_for_status()`` as needed):
+        after the last retry the last response is returned.
+
+        Raises:
+            CircuitOpenError: the circuit is open; nothing was sent.
+            httpx.TransportError: the last attempt got no response (timeout, connection).
+        """
+        client = self.client
+        verb = method.upper()
+        headers = httpx.Headers(kwargs.pop("headers", None))
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        may_repeat = (
+            verb in IDEMPOTENT_METHODS or retry_non_idempotent or ("Idempotency-Key" in headers)
+        )
+        send_options: dict[str, Any] = {
+            k: kwargs.pop(k) for k in ("auth", "follow_redirects") if k in kwargs
+        }
+        deadline = None if "timeout" in kwargs else self.config.REQUEST_TIMEOUT_SECONDS
+        last_error: Exception | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.breaker.state is CircuitState.OPEN:  # do not spend a token to be refused
+                raise self.breaker.open_error() from last_error
+            await self.limiter.acquire()
+            request = client.build_request(verb, url, headers=headers, **kwargs)
+            try:
+                response = await self._attempt(client, request, send_options, deadline)
+            except CircuitOpenError as exc:
+                raise exc from last_error
+            except _ServerError as failure:
+                response = failure.response
+            except httpx.TransportError as exc:
+                self._count(_error_class(exc))
+                last_error = exc
+                self._report_failure({"last_status": None, "attempt": attempt, "error": _name(exc)})
+                retryable = isinstance(exc, _TRANSIENT) and (
+                    may_repeat or isinstance(exc, _NEVER_SENT)
+                )
+                if not (retryable and self.retry_policy.should_retry(attempt)):
+                    raise
+                delay = self.retry_policy.delay(attempt)
+                self._log_retry(request, attempt, delay, error=_name(exc))
+                await self.clock.sleep(delay)
+                continue
+
+            status = response.status_code
+            self._count(f"{status // 100}xx")
+            if status < 500 and status != 429:
+                self._report_success(status)
+                return response
+            self._report_failure({"last_status": status, "attempt": attempt})
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
+            too_long = retry_after is not None and retry_after > self.retry_policy.cap_seconds
+            if not may_repeat or too_long or not self.retry_policy.should_retry(attempt):
+                return response
+            await response.aclose()
+            last_error = httpx.HTTPStatusError(
+                f"HTTP {status}", request=response.request, response=response
+            )
+            delay = self.retry_policy.delay(attempt, retry_after)
+            self._log_retry(request, attempt, delay, status=status)
+            await self.clock.sleep(delay)
+
+    async def _attempt(
+        self,
+        client: httpx.AsyncClient,
+        request: httpx.Request,
+        send_options: dict[str, Any],
+        deadline: float | None,
+    ) -> httpx.Response:
+        """One attempt through the breaker; 5xx raises ``_ServerError`` to count as failure."""
+        async with self.breaker:
+            try:
+                # httpx bounds each phase (connect, every read, ...); this bounds the whole.
+                async with asyncio.timeout(deadline):
+                    response = await client.send(request, **send_options)
+            except TimeoutError:
+                raise httpx.TimeoutException(
+                    f"no complete response within {deadline:g} s", request=request
+                ) from None
+            if response.status_code >= 500:
+                raise _ServerError(response)
+            return response
+
+    # --- health, metrics, logs -------------------------------------------------------------
+
+    def _report_success(self, status: int) -> None:
+        name = self.service_name()
+        if self.breaker.state is CircuitState.HALF_OPEN:  # more trial successes needed
+            details = {"circuit": "half_open", "last_status": status}
+            self.health_registry.update(name, Status.YELLOW, details)
+        else:
+            self.health_registry.update(name, Status.GREEN, {"last_status": status})
+
+    def _report_failure(self, details: dict[str, Any]) -> None:
+        self._last_failure = details
+        if self.breaker.state is CircuitState.OPEN:
+            self.health_registry.update(
+                self.service_name(), Status.RED, {"circuit": "open", **details}
+            )
+        else:
+            self.health_registry.update(self.service_name(), Status.YELLOW, details)
+
+    def _on_circuit_change(self, old: CircuitState, new: CircuitState) -> None:
+        name = self.service_name()
+        if self._outbound is not None:
+            self._outbound.circuit(name, new)
+        _log.warning("circuit state changed", service=name, old=old.value, new=new.value)
+        if new is CircuitState.OPEN:
+            self.health_registry.update(name, Status.RED, {"circuit": "open", **self._last_failure})
+        elif new is CircuitState.HALF_OPEN:
+            self.health_registry.update(name, Status.YELLOW, {"circuit": "half_open"})
+
+    def _count(self, status_class: str) -> None:
+        if self._outbound is not None:
+            self._outbound.attempt(self.service_name(), status_class)
+
+    def _log_retry(
+        self,
+        request: httpx.Request,
+        attempt: int,
+        delay: float,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        _log.info(
+            "retrying request",
+            service=self.service_name(),
+            method=request.method,
+            url=str(request.url.copy_with(query=None)),  # queries may carry secrets
+            attempt=attempt,
+            status=status,
+            error=error,
+            delay_seconds=round(delay, 3),
+        )
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _error_class(exc: httpx.TransportError) -> str:
+    return "timeout" if isinstance(exc, httpx.TimeoutException) else "error"

@@ -1,0 +1,18 @@
+"""Errors of the Oracle queue, in the families of ``usvc_core.errors``."""
+
+from __future__ import annotations
+
+from usvc_core.errors import QueueError
+
+from usvc_oracle.failures import Failure
+
+__all__ = ["OracleQueueError"]
+
+
+class OracleQueueError(QueueError):
+    """Oracle refused an operation for a reason retrying cannot fix; the message says why
+    and, for known misconfigurations, what to change."""
+
+    def __init__(self, message: str, failure: Failure) -> None:
+        super().__init__(message)
+        self.failure = failure

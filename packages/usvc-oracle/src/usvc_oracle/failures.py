@@ -1,0 +1,131 @@
+"""What to do about a driver error: drop the session, retry, or give up with a hint.
+
+python-oracledb (thin mode) reports every failure as ``oracledb.Error`` whose first argument
+carries ``full_code`` (``"DPY-4011"``, ``"ORA-00060"``), ``code`` (the ORA number, 0 for
+driver-only errors) and ``isrecoverable``. ORA codes meaning "the session is gone" (03113,
+03114, 03135, ...) are rewritten by the driver to DPY-4011.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import oracledb
+
+__all__ = ["Failure", "FailureKind", "classify"]
+
+
+class FailureKind(Enum):
+    DEAD = "dead"  #: the session is gone or in an unknown state: drop it, retry elsewhere
+    TRANSIENT = "transient"  #: the statement failed but may work soon: roll back, retry
+    PERMANENT = "permanent"  #: retrying cannot help: roll back, report
+
+
+#: Driver codes after which the connection cannot be trusted.
+_DEAD_CODES = frozenset(
+    {
+        "DPY-1001",  # not connected
+        "DPY-4011",  # the database or network closed the connection
+        "DPY-4024",  # call timeout: the round trip was abandoned mid-way
+        "DPY-4033",  # idle time exceeded
+        "DPY-4035",  # invalid server response
+    }
+)
+_TRANSIENT_DPY = frozenset(
+    {
+        "DPY-4005",  # no pooled connection became free in time
+        "DPY-6000",  # listener refused the connection
+        "DPY-6001",  # service not (yet) registered with the listener
+        "DPY-6003",  # SID not (yet) registered with the listener
+        "DPY-6004",  # proxy failure
+        "DPY-6005",  # cannot connect (refused, unreachable, reset)
+    }
+)
+_TRANSIENT_ORA = frozenset(
+    {
+        60,  # deadlock detected; the statement was rolled back
+        54,  # resource busy (NOWAIT)
+        30006,  # resource busy (WAIT timeout)
+        4021,  # timeout waiting for a library cache lock
+        1555,  # snapshot too old
+        1033,  # initialization or shutdown in progress
+        1034,  # database not available
+        1089,  # immediate shutdown in progress
+        1090,  # shutdown in progress
+        12514,  # listener does not know the service yet
+        12516,  # listener could not find an available handler
+        12519,  # no appropriate service handler found
+        12520,  # listener found no handler for the server type
+        12521,  # listener does not know the instance yet
+        12528,  # all instances are blocking new connections
+        12757,  # instance does not currently know of the service
+        25408,  # cannot safely replay the call
+    }
+)
+
+#: What to fix, for the permanent errors a misconfiguration causes.
+_HINTS: dict[str, str] = {
+    "ORA-01017": "invalid username or password: check ORACLE_USER and ORACLE_PASSWORD",
+    "ORA-28000": "the account ORACLE_USER is locked: ask the DBA to unlock it",
+    "ORA-28001": "the password of ORACLE_USER has expired: ask the DBA to reset it",
+    "ORA-01045": "ORACLE_USER lacks the CREATE SESSION privilege: ask the DBA to grant it",
+    "ORA-01031": (
+        "ORACLE_USER lacks a privilege on the queue table: grant SELECT, INSERT, UPDATE "
+        "and DELETE on it"
+    ),
+    "ORA-00942": "table {table} does not exist: run `python -m usvc_oracle apply` to create it",
+    "ORA-00904": (
+        "table {table} lacks a column this version needs: compare it with "
+        "`python -m usvc_oracle ddl` and add the missing columns"
+    ),
+    "DPY-4000": "ORACLE_DSN={dsn!r} is not an alias in tnsnames.ora: "
+    "use host:port/service_name, or add the alias",
+    "DPY-4026": "ORACLE_DSN={dsn!r} is a TNS alias but tnsnames.ora was not found: "
+    "use host:port/service_name, or set TNS_ADMIN to the directory holding tnsnames.ora",
+    "DPY-4027": "ORACLE_DSN={dsn!r} is a TNS alias but no tnsnames.ora directory is "
+    "configured: use host:port/service_name, or set TNS_ADMIN",
+    "DPY-4017": "ORACLE_DSN={dsn!r} is not a valid connect descriptor",
+    "DPY-4018": "ORACLE_DSN={dsn!r} cannot be parsed: use host:port/service_name",
+    "DPY-4001": "no credentials: set ORACLE_USER and ORACLE_PASSWORD",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified driver error."""
+
+    kind: FailureKind
+    code: str  #: "DPY-4011", "ORA-00942", or the exception type's name
+    message: str  #: the driver's first line, without the code
+
+    def hint(self, **names: Any) -> str | None:
+        """What to fix, when the code is a known misconfiguration."""
+        template = _HINTS.get(self.code)
+        return template.format(**names) if template is not None else None
+
+
+def classify(exc: BaseException) -> Failure:
+    """Sort an exception raised during a database call."""
+    if not isinstance(exc, oracledb.Error):
+        # Socket errors or a cancelled call leave the protocol state unknown.
+        kind = FailureKind.DEAD if isinstance(exc, OSError | EOFError) else FailureKind.PERMANENT
+        return Failure(kind, type(exc).__name__, str(exc))
+    err = exc.args[0] if exc.args else None
+    full_code = str(getattr(err, "full_code", "") or "")
+    ora = int(getattr(err, "code", 0) or 0)
+    code = full_code or (f"ORA-{ora:05d}" if ora else type(exc).__name__)
+    lines = str(getattr(err, "message", None) or exc).splitlines() or [""]
+    message = lines[0].removeprefix(f"{code}: ")
+    if full_code in _DEAD_CODES or getattr(err, "is_session_dead", False):
+        kind = FailureKind.DEAD
+    elif (
+        full_code in _TRANSIENT_DPY
+        or ora in _TRANSIENT_ORA
+        or bool(getattr(err, "isrecoverable", False))
+    ):
+        kind = FailureKind.TRANSIENT
+    else:
+        kind = FailureKind.PERMANENT
+    return Failure(kind, code, message)

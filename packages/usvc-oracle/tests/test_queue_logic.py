@@ -1,0 +1,572 @@
+"""OracleQueue's logic against the recording fake driver: statement order, fetch sizes,
+transactions on every path, retries after a lost session, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import oracledb
+import pytest
+from usvc_core.errors import (
+    ConfigurationError,
+    DuplicateJobError,
+    JobNotFoundError,
+    LeaseLostError,
+    QueueUnavailableError,
+)
+from usvc_core.jobs import ErrorCode, JobStatus
+from usvc_core.ports import EnqueueRequest, JobQueue
+from usvc_oracle import OracleQueue, OracleQueueError, OracleSettings
+from usvc_oracle_fake import FakeDatabase, FakePool, connection_lost, ora_error, utc
+
+
+def req(action: str = "greet", priority: int = 0, **kw: Any) -> EnqueueRequest:
+    return EnqueueRequest(payload={"action": action}, microservice="svc", priority=priority, **kw)
+
+
+async def fill(queue: OracleQueue, n: int) -> list[str]:
+    return [j.id for j in await queue.enqueue_many([req(priority=i) for i in range(n)])]
+
+
+def deadlock() -> oracledb.Error:
+    return ora_error("ORA-00060: deadlock detected while waiting for resource", code=60)
+
+
+class TestClaim:
+    async def test_is_a_job_queue(self, queue: OracleQueue) -> None:
+        """OracleQueue satisfies the JobQueue protocol."""
+        assert isinstance(queue, JobQueue)
+
+    async def test_statement_order_and_fetch_sizes(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update, commit."""
+        await fill(queue, 5)
+        fake_db.log.clear()
+        jobs = await queue.claim("svc", "w1", 3, 30)
+        assert fake_db.calls() == [
+            ("acquire",),
+            ("execute", "claim_lock", 3, 3),
+            ("fetchmany", 3),
+            ("execute", "claim_update", 2, 100),
+            ("commit",),
+            ("release",),
+        ]
+        assert [j.priority for j in jobs] == [4, 3, 2]
+        assert {fake_db.status(j.id) for j in jobs} == {"Assigned"}
+        assert all(j.status is JobStatus.ASSIGNED and j.lease_owner == "w1" for j in jobs)
+
+    async def test_skips_rows_locked_by_another_claimer(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Rows another session has locked are skipped, and the claim still fills its batch."""
+        ids = await fill(queue, 5)  # priorities 0..4
+        fake_db.locks[int(ids[4])] = 999
+        fake_db.locks[int(ids[3])] = 999
+        jobs = await queue.claim("svc", "w1", 2, 30)
+        assert [j.id for j in jobs] == [ids[2], ids[1]]
+        del fake_db.locks[int(ids[4])], fake_db.locks[int(ids[3])]
+
+    async def test_tokens_are_fresh_and_times_come_from_the_database(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Each claimed job has its own fencing token; the lease runs on the database clock."""
+        await fill(queue, 2)
+        jobs = await queue.claim("svc", "w1", 2, 30)
+        assert len({j.lease_token for j in jobs}) == 2
+        assert {j.lease_expires_at for j in jobs} == {utc(fake_db.now) + _seconds(30)}
+
+    async def test_empty_queue_commits_nothing(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Claiming from an empty queue sends no update and no commit."""
+        fake_db.log.clear()
+        assert await queue.claim("svc", "w1", 4, 30) == []
+        assert fake_db.calls("commit", "execute") == [("execute", "claim_lock", 4, 4)]
+
+    async def test_large_batches_update_in_fixed_width_chunks(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """120 jobs are claimed with three fixed-width updates and one commit."""
+        await fill(queue, 120)
+        fake_db.log.clear()
+        jobs = await queue.claim("svc", "w1", 120, 30)
+        assert len(jobs) == 120
+        assert [c[1] for c in fake_db.calls("execute")] == ["claim_lock"] + ["claim_update"] * 3
+        assert fake_db.calls("commit") == [("commit",)]
+
+    async def test_connection_lost_mid_claim_is_retried_and_claims_once(
+        self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
+    ) -> None:
+        """A DPY-4011 between lock and update drops the session and retries on a new one."""
+        ids = await fill(queue, 3)
+        fake_db.log.clear()
+        fake_db.fail("claim_update", connection_lost)
+        jobs = await queue.claim("svc", "w1", 3, 30)
+        assert sorted(j.id for j in jobs) == sorted(ids)
+        assert fake_db.calls() == [
+            ("acquire",),
+            ("execute", "claim_lock", 3, 3),
+            ("fetchmany", 3),
+            ("execute", "claim_update", 2, 100),
+            ("drop",),
+            ("acquire",),
+            ("execute", "claim_lock", 3, 3),
+            ("fetchmany", 3),
+            ("execute", "claim_update", 2, 100),
+            ("commit",),
+            ("release",),
+        ]
+        assert len(sleeps) == 1
+        assert await queue.claim("svc", "w2", 3, 30) == []
+        tokens = {fake_db.rows[int(i)]["LEASE_TOKEN"] for i in ids}
+        assert tokens == {j.lease_token for j in jobs}
+
+    async def test_commit_lost_after_it_landed_never_delivers_twice(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Jobs whose claim committed unseen stay Assigned until their lease expires, then
+        go back to Ready without spending an attempt; no job is handed out twice."""
+        ids = await fill(queue, 4)
+        fake_db.fail("commit", connection_lost, after=True)
+        first = await queue.claim("svc", "w1", 2, 30)
+        stranded = [ids[3], ids[2]]  # the top two, committed by the lost attempt
+        assert [j.id for j in first] == [ids[1], ids[0]]
+        assert {fake_db.status(i) for i in stranded} == {"Assigned"}
+        fake_db.advance(31)
+        result = await queue.reclaim_expired("svc")
+        assert sorted(result.requeued) == sorted([*stranded, *(j.id for j in first)])
+        assert all(fake_db.rows[int(i)]["ATTEMPTS"] == 0 for i in ids)
+
+    async def test_outage_becomes_queue_unavailable_after_bounded_retries(
+        self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
+    ) -> None:
+        """When the listener keeps refusing, the claim gives up after 1 + ORACLE_RETRIES tries."""
+        fake_db.fail(
+            "acquire",
+            lambda: ora_error("DPY-6005: cannot connect to database (CONNECTION_ID=x)."),
+            times=10,
+        )
+        with pytest.raises(QueueUnavailableError, match="claim failed 4 time"):
+            await queue.claim("svc", "w1", 1, 30)
+        assert len(sleeps) == 3
+        assert sleeps == sorted(sleeps)  # backoff grows
+
+    async def test_cancelled_mid_call_drops_the_session(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A claim cancelled in the middle of a call drops its connection (state unknown)."""
+        await fill(queue, 2)
+        fake_db.log.clear()
+        fake_db.fail("claim_update", asyncio.CancelledError)
+        with pytest.raises(asyncio.CancelledError):
+            await queue.claim("svc", "w1", 2, 30)
+        assert fake_db.calls("drop", "release", "commit") == [("drop",)]
+        assert {fake_db.status(str(i)) for i in fake_db.rows} == {"Ready"}
+
+    async def test_sets_the_call_timeout(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """Every acquired connection gets ORACLE_CALL_TIMEOUT_SECONDS as its call timeout."""
+        await queue.claim("svc", "w1", 1, 30)
+        assert {c.call_timeout for c in fake_db.connections} == {30_000}
+
+    async def test_unparsable_payload_is_delivered_with_an_error(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A stored payload that is not JSON arrives as payload=None with payload_error."""
+        bad = fake_db.add(PAYLOAD="{not json", ACTION="greet", PRIORITY=5)
+        good = await queue.enqueue(req())
+        jobs = await queue.claim("svc", "w1", 5, 30)
+        assert [j.id for j in jobs] == [str(bad), good.id]
+        assert jobs[0].payload is None
+        assert jobs[0].payload_error
+        assert jobs[1].payload == {"action": "greet"}
+        assert jobs[1].payload_error is None
+
+
+def _seconds(n: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=n)
+
+
+async def started(queue: OracleQueue, n: int = 1, lease: float = 30) -> list[Any]:
+    await fill(queue, n)
+    return [await queue.mark_processing(j, lease) for j in await queue.claim("svc", "w1", n, lease)]
+
+
+class TestTransitions:
+    async def test_mark_processing_counts_the_attempt(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Assigned -> Processing returns the job with its attempt counted."""
+        (job,) = await started(queue)
+        assert job.status is JobStatus.PROCESSING
+        assert job.attempts == 1
+        assert job.started_at == utc(fake_db.now)
+
+    async def test_lost_lease_on_complete(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """A worker whose job was reclaimed and re-claimed cannot complete it."""
+        (job,) = await started(queue)
+        fake_db.advance(31)
+        await queue.reclaim_expired("svc")
+        (again,) = await queue.claim("svc", "w2", 1, 30)
+        fake_db.log.clear()
+        with pytest.raises(LeaseLostError, match="no longer owned"):
+            await queue.complete(job, {"ok": True}, 1.0)
+        assert fake_db.calls() == [
+            ("acquire",),
+            ("execute", "complete", 2, 100),
+            ("execute", "job_state", 2, 100),
+            ("fetchall",),
+            ("rollback",),
+            ("release",),
+        ]
+        row = fake_db.rows[int(job.id)]
+        assert (row["STATUS"], row["LEASE_TOKEN"], row["RESULTS"]) == (
+            "Assigned",
+            again.lease_token,
+            None,
+        )
+
+    async def test_complete_twice_is_a_lost_lease(self, queue: OracleQueue) -> None:
+        """A second complete of the same claim changes nothing and says so."""
+        (job,) = await started(queue)
+        await queue.complete(job, {"n": 1}, 2.0)
+        with pytest.raises(LeaseLostError):
+            await queue.complete(job, {"n": 2}, 2.0)
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert stored.results == {"n": 1}
+
+    async def test_complete_whose_commit_landed_unseen_is_not_an_error(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Retrying a complete whose first COMMIT landed finds its own result and succeeds."""
+        (job,) = await started(queue)
+        fake_db.fail("commit", connection_lost, after=True)
+        await queue.complete(job, {"ok": True}, 3.5)
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert (stored.status, stored.results, stored.runtime_ms) == (
+            JobStatus.COMPLETED,
+            {"ok": True},
+            3.5,
+        )
+
+    async def test_deadlock_is_rolled_back_and_retried(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """ORA-00060 rolls back, releases the session and retries; the attempt counts once."""
+        await fill(queue, 1)
+        (job,) = await queue.claim("svc", "w1", 1, 30)
+        fake_db.log.clear()
+        fake_db.fail("mark_processing", deadlock)
+        job = await queue.mark_processing(job, 30)
+        assert job.attempts == 1
+        assert fake_db.rows[int(job.id)]["ATTEMPTS"] == 1
+        assert fake_db.calls("rollback", "release", "commit", "drop") == [
+            ("rollback",),
+            ("release",),
+            ("commit",),
+            ("release",),
+        ]
+
+    async def test_permanent_error_is_raised_at_once(
+        self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
+    ) -> None:
+        """An error retrying cannot fix is rolled back and raised without retries."""
+        (job,) = await started(queue)
+        fake_db.log.clear()
+        fake_db.fail("fail", lambda: ora_error("ORA-12899: value too large for column", code=12899))
+        with pytest.raises(OracleQueueError, match="ORA-12899"):
+            await queue.fail(job, "HANDLER_ERROR", "boom", 1.0)
+        assert sleeps == []
+        assert fake_db.calls("rollback", "release", "commit") == [("rollback",), ("release",)]
+
+    async def test_fail_records_code_and_message(self, queue: OracleQueue) -> None:
+        """fail stores the error code, message and runtime; the job is finished."""
+        (job,) = await started(queue)
+        await queue.fail(job, "HANDLER_ERROR", "boom", 1.5)
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert (stored.status, stored.error_code, stored.error_message, stored.runtime_ms) == (
+            JobStatus.FAILED,
+            "HANDLER_ERROR",
+            "boom",
+            1.5,
+        )
+        assert stored.finished_at is not None
+
+    async def test_retry_goes_back_to_ready_until_attempts_run_out(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """retry requeues after the delay (database clock), then fails on the last attempt."""
+        await queue.enqueue(req(max_attempts=2))
+        for attempt, expected in ((1, JobStatus.READY), (2, JobStatus.FAILED)):
+            (job,) = await queue.claim("svc", "w1", 1, 30)
+            job = await queue.mark_processing(job, 30)
+            assert job.attempts == attempt
+            status = await queue.retry(job, "HANDLER_ERROR", "again", 10, 1.0)
+            assert status is expected
+            if expected is JobStatus.READY:
+                assert await queue.claim("svc", "w1", 1, 30) == []  # not before the delay
+                assert fake_db.rows[int(job.id)]["RUN_AT"] == fake_db.now + _seconds(10)
+                fake_db.advance(10)
+
+    async def test_transition_of_unknown_job(self, queue: OracleQueue) -> None:
+        """A transition naming a job that does not exist raises JobNotFoundError."""
+        (job,) = await started(queue)
+        job.id = "999999"
+        with pytest.raises(JobNotFoundError):
+            await queue.complete(job, None, 1.0)
+
+    async def test_release_gives_the_attempt_back(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """release puts Processing and Assigned jobs back to Ready, keeping their place in line
+        and giving back the attempt; listeners are woken."""
+        woken: list[int] = []
+        queue.on_enqueue(lambda: woken.append(1))
+        await fill(queue, 2)
+        woken.clear()
+        a, b = await queue.claim("svc", "w1", 2, 30)
+        a = await queue.mark_processing(a, 30)
+        run_at = fake_db.rows[int(a.id)]["RUN_AT"]
+        fake_db.advance(5)
+        assert await queue.release([a, b]) == 2
+        row = fake_db.rows[int(a.id)]
+        assert (row["STATUS"], row["ATTEMPTS"], row["RUN_AT"], row["LEASE_TOKEN"]) == (
+            "Ready",
+            0,
+            run_at,
+            None,
+        )
+        assert woken == [1]
+        assert await queue.release([a]) == 0  # already released: its token is gone
+
+    async def test_extend_leases_reports_the_lost_ones(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Heartbeats extend owned leases on the database clock and name the lost ones."""
+        a, b = await started(queue, 2)
+        fake_db.advance(20)
+        assert await queue.extend_leases([a], 30) == set()  # a now runs until t=50
+        fake_db.advance(11)
+        assert (await queue.reclaim_expired("svc")).requeued == [b.id]
+        (b2,) = await queue.claim("svc", "w2", 1, 30)
+        assert await queue.extend_leases([a, b], 60) == {b.id}
+        assert fake_db.rows[int(a.id)]["LEASE_EXPIRES_AT"] == fake_db.now + _seconds(60)
+        assert fake_db.rows[int(b.id)]["LEASE_TOKEN"] == b2.lease_token
+        assert await queue.extend_leases([], 60) == set()
+
+
+class TestReclaimStatsPurge:
+    async def test_reclaim_expired(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """Expired Assigned -> Ready (no attempt); Processing -> Ready while attempts are
+        left, else Failed with LEASE_EXPIRED; live leases and other services are untouched."""
+        assigned = (await queue.enqueue(req(priority=9))).id
+        retried = (await queue.enqueue(req(priority=8, max_attempts=2))).id
+        exhausted = (await queue.enqueue(req(priority=7, max_attempts=1))).id
+        other = fake_db.add("other", STATUS="Assigned", LEASE_EXPIRES_AT=fake_db.now)
+        jobs = await queue.claim("svc", "w1", 3, 30)
+        for job in jobs[1:]:
+            await queue.mark_processing(job, 30)
+        live = (await queue.enqueue(req())).id
+        fake_db.advance(20)
+        await queue.claim("svc", "w1", 1, 30)
+        fake_db.advance(11)
+        result = await queue.reclaim_expired("svc")
+        assert sorted(result.requeued) == sorted([assigned, retried])
+        assert list(result.failed) == [exhausted]
+        rows = fake_db.rows
+        assert rows[int(assigned)]["ATTEMPTS"] == 0
+        assert rows[int(assigned)]["ERROR_CODE"] is None
+        assert (rows[int(retried)]["STATUS"], rows[int(retried)]["ERROR_CODE"]) == (
+            "Ready",
+            ErrorCode.LEASE_EXPIRED.value,
+        )
+        failed = await queue.get(exhausted)
+        assert failed is not None
+        assert failed.status is JobStatus.FAILED
+        assert failed.error_code == ErrorCode.LEASE_EXPIRED.value
+        assert "no attempts left" in (failed.error_message or "")
+        assert fake_db.status(live) == "Assigned"
+        assert fake_db.rows[other]["STATUS"] == "Assigned"
+
+    async def test_stats(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """stats counts every status of one service and ages the oldest Ready job."""
+        await fill(queue, 3)
+        fake_db.add("other")
+        fake_db.advance(7)
+        await queue.claim("svc", "w1", 1, 30)
+        stats = await queue.stats("svc")
+        assert stats.counts[JobStatus.READY] == 2
+        assert stats.counts[JobStatus.ASSIGNED] == 1
+        assert stats.counts[JobStatus.COMPLETED] == 0
+        assert stats.oldest_ready_age_seconds == 7
+
+    async def test_purge_deletes_old_finished_jobs_only(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """purge deletes finished jobs older than the cutoff, in committed batches."""
+        (old,) = await started(queue)
+        await queue.complete(old, None, 1)
+        fake_db.advance(100)
+        (new,) = await started(queue)
+        await queue.complete(new, None, 1)
+        waiting = (await queue.enqueue(req())).id
+        assert await queue.purge("svc", 50) == 1
+        assert await queue.get(old.id) is None
+        assert {j for j in (new.id, waiting) if await queue.get(j)} == {new.id, waiting}
+
+
+class TestEnqueueAndGet:
+    async def test_token_defaults_to_the_job_id(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Without a token the job id is the token, in the job and in the TOKEN column."""
+        plain = await queue.enqueue(req())
+        tagged = await queue.enqueue(req(token="corr-1"))
+        assert plain.token == plain.id
+        assert fake_db.rows[int(plain.id)]["TOKEN"] == plain.id
+        assert tagged.token == "corr-1"
+        assert plain.run_at == utc(fake_db.now)
+        assert plain.created_at == utc(fake_db.now)
+
+    async def test_duplicate_idempotency_key(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A key held by an unfinished job is refused with the holder's id; a batch is all
+        or nothing; once the holder finishes, the key is free again."""
+        first = await queue.enqueue(req(idempotency_key="k"))
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue(req(idempotency_key="k"))
+        assert caught.value.existing_job_id == first.id
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue_many([req(idempotency_key="new"), req(idempotency_key="k")])
+        assert len(fake_db.rows) == 1
+        (job,) = await queue.claim("svc", "w1", 1, 30)
+        await queue.complete(await queue.mark_processing(job, 30), None, 1)
+        assert (await queue.enqueue(req(idempotency_key="k"))).id != first.id
+
+    async def test_enqueue_is_not_retried_when_its_commit_may_have_landed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A lost connection during COMMIT of an enqueue is reported, not retried: a retry
+        could store the job twice."""
+        fake_db.fail("commit", connection_lost, after=True)
+        with pytest.raises(QueueUnavailableError, match="outcome is unknown"):
+            await queue.enqueue(req())
+        assert len(fake_db.rows) == 1
+
+    async def test_enqueue_wakes_listeners(self, queue: OracleQueue) -> None:
+        """Every enqueue through this object calls the listeners once."""
+        woken: list[int] = []
+        queue.on_enqueue(lambda: woken.append(1))
+        await queue.enqueue(req())
+        await queue.enqueue_many([req(), req()])
+        assert woken == [1, 1]
+
+    async def test_get_reads_clob_columns_as_text(self, queue: OracleQueue) -> None:
+        """get decodes the payload and results CLOBs (fetched as text) into JSON values."""
+        (job,) = await started(queue)
+        await queue.complete(job, {"message": "hi", "n": [1, 2]}, 4.0)
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert stored.payload == {"action": "greet"}
+        assert stored.results == {"message": "hi", "n": [1, 2]}
+        assert stored.lease_token == job.lease_token  # terminal rows keep the token
+        assert await queue.get("nope") is None
+        assert await queue.get("424242") is None
+
+    async def test_bad_requests_are_refused_before_the_database(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Values Oracle would reject are refused with a plain ValueError."""
+        fake_db.log.clear()
+        for bad in (
+            EnqueueRequest(payload={"action": "a"}, microservice=""),
+            req(max_attempts=0),
+            req(token="t" * 300),
+            req(delay_seconds=float("nan")),
+        ):
+            with pytest.raises(ValueError):
+                await queue.enqueue(bad)
+        with pytest.raises(ValueError):
+            await queue.enqueue(EnqueueRequest(payload={"x": float("inf")}, microservice="svc"))
+        assert fake_db.log == []
+
+    async def test_payload_round_trip(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """The stored payload is the request's JSON text, action in its own column."""
+        job = await queue.enqueue(
+            EnqueueRequest(payload={"action": "greet", "name": "Ada"}, microservice="svc")
+        )
+        row = fake_db.rows[int(job.id)]
+        assert json.loads(row["PAYLOAD"]) == {"action": "greet", "name": "Ada"}
+        assert row["ACTION"] == "greet"
+
+
+class TestOpen:
+    def make(self, fake_db: FakeDatabase, **settings: Any) -> OracleQueue:
+        async def no_sleep(seconds: float) -> None:
+            return None
+
+        values: dict[str, Any] = {"ORACLE_USER": "app", "ORACLE_PASSWORD": "secret", **settings}
+        return OracleQueue(
+            OracleSettings(**values), pool_factory=lambda s: FakePool(fake_db), sleep=no_sleep
+        )
+
+    async def test_probe_checks_table_and_columns(self, fake_db: FakeDatabase) -> None:
+        """open() reads no row but selects every column once, then releases the session."""
+        queue = self.make(fake_db)
+        await queue.open()
+        assert fake_db.calls() == [
+            ("acquire",),
+            ("execute", "probe", 2, 100),
+            ("fetchall",),
+            ("release",),
+        ]
+        await queue.ping()
+        await queue.close()
+
+    async def test_missing_table_says_how_to_create_it(self, fake_db: FakeDatabase) -> None:
+        """ORA-00942 at startup fails with the command that creates the table."""
+        fake_db.missing_table = True
+        queue = self.make(fake_db)
+        with pytest.raises(ConfigurationError) as caught:
+            await queue.open()
+        assert "table MICRO_SVC does not exist: run `python -m usvc_oracle apply`" in str(
+            caught.value
+        )
+        assert fake_db.calls("close_pool") == [("close_pool",)]
+
+    async def test_bad_credentials_name_the_settings(self, fake_db: FakeDatabase) -> None:
+        """ORA-01017 at startup fails at once, naming ORACLE_USER and ORACLE_PASSWORD."""
+        fake_db.fail(
+            "acquire",
+            lambda: ora_error("ORA-01017: invalid credential or not authorized", code=1017),
+        )
+        with pytest.raises(ConfigurationError, match="check ORACLE_USER and ORACLE_PASSWORD"):
+            await self.make(fake_db).open()
+
+    async def test_unreachable_database(self, fake_db: FakeDatabase) -> None:
+        """A database that cannot be reached fails open() as unavailable, naming the DSN."""
+        fake_db.fail("acquire", connection_lost, times=10)
+        with pytest.raises(QueueUnavailableError, match="dbhost/FREEPDB1"):
+            await self.make(fake_db, ORACLE_DSN="dbhost/FREEPDB1").open()
+
+    async def test_ping_failure_is_unavailable(self, fake_db: FakeDatabase) -> None:
+        """ping reports any failure as QueueUnavailableError, without retrying."""
+        queue = self.make(fake_db)
+        await queue.open()
+        fake_db.fail("ping", connection_lost)
+        with pytest.raises(QueueUnavailableError):
+            await queue.ping()
+        await queue.close()
+
+    async def test_not_open(self, fake_db: FakeDatabase) -> None:
+        """Using the queue before open() is an unavailable store, not a crash."""
+        with pytest.raises(QueueUnavailableError, match="not open"):
+            await self.make(fake_db).claim("svc", "w", 1, 30)

@@ -1,0 +1,672 @@
+"""The queue contract: the behaviour every :class:`~usvc_core.ports.JobQueue` adapter must
+show, as a reusable test mixin.
+
+How to run it against an adapter: subclass :class:`JobQueueContract` in a class whose name
+starts with ``Test`` and override the ``queue`` fixture (open the queue on an empty store,
+yield it, close it)::
+
+    import pytest
+    from usvc_testing.contract import JobQueueContract
+
+    class TestMyQueue(JobQueueContract):
+        @pytest.fixture
+        async def queue(self, tmp_path):
+            q = MyQueue(tmp_path / "jobs.db")
+            await q.open()
+            yield q
+            await q.close()
+
+Optional hooks, for what a store-agnostic suite cannot do by itself:
+
+- ``peer`` fixture: a second, independent handle on the same store (another connection or
+  pool), so that concurrent claimers really compete. Default: ``queue`` itself.
+- :meth:`JobQueueContract.travel`: let time pass on the store's clock. Default: a real
+  ``asyncio.sleep`` (right for stores with their own clock: SQLite, Oracle); a queue on a
+  ``FakeClock`` advances the clock instead.
+- :meth:`JobQueueContract.insert_raw_job`: store a payload the way another producer could
+  (possibly not JSON). Default: the bad-payload tests skip, saying the hook is missing.
+- ``short_lease`` and ``delay`` (class attributes): the lease and run-at delay, in
+  seconds, of the tests that wait for them to pass; keep them small for a real clock.
+
+Each test uses its own service name (the ``service`` fixture), so the suite also runs on a
+store shared with other data, such as a real Oracle table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from usvc_core.actions import action
+from usvc_core.app import Application
+from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.metrics import NullMetrics
+from usvc_core.ports import EnqueueRequest, JobQueue
+from usvc_core.settings import WorkerSettings
+
+__all__ = ["JobQueueContract"]
+
+_LONG_LEASE = 60.0
+
+
+class _EchoInput(BaseModel):
+    n: int
+
+
+@action("contract_echo")
+async def _echo(input: _EchoInput) -> dict[str, int]:
+    return {"n": input.n}
+
+
+def _request(service: str, n: int = 0, **options: Any) -> EnqueueRequest:
+    return EnqueueRequest(
+        payload={"action": "contract_echo", "n": n}, microservice=service, **options
+    )
+
+
+class JobQueueContract:
+    """Behaviour every JobQueue adapter must show. Override the ``queue`` fixture."""
+
+    #: Lease (seconds) of the tests that let a lease expire; they wait a bit longer.
+    short_lease: float = 0.3
+    #: Run-at delay (seconds) of the tests that wait for a delayed job to become due.
+    delay: float = 1.0
+
+    # --- hooks -----------------------------------------------------------------------------
+
+    @pytest.fixture
+    def queue(self) -> JobQueue:
+        """An open queue on an empty store. Adapters must override this fixture."""
+        raise NotImplementedError("override the `queue` fixture in the adapter's test class")
+
+    @pytest.fixture
+    def peer(self, queue: JobQueue) -> JobQueue:
+        """A second handle on the same store (override to open another connection)."""
+        return queue
+
+    @pytest.fixture
+    def service(self) -> str:
+        """A service name no other test uses."""
+        return f"contract-{uuid.uuid4().hex[:12]}"
+
+    async def travel(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the store's clock (default: really wait)."""
+        await asyncio.sleep(seconds)
+
+    async def insert_raw_job(self, queue: JobQueue, service: str, raw: str | bytes) -> str:
+        """Store a job whose payload is ``raw`` as another producer wrote it; return its id."""
+        pytest.skip(f"{type(self).__name__} does not define insert_raw_job(queue, service, raw)")
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _started(
+        self, queue: JobQueue, service: str, *, lease: float = _LONG_LEASE, **options: Any
+    ) -> Job:
+        """Enqueue one job, claim it and mark it processing."""
+        await queue.enqueue(_request(service, **options))
+        [claimed] = await queue.claim(service, "worker-a", 1, lease)
+        return await queue.mark_processing(claimed, lease)
+
+    @staticmethod
+    async def _get(queue: JobQueue, job_id: str) -> Job:
+        job = await queue.get(job_id)
+        assert job is not None, f"job {job_id} vanished"
+        return job
+
+    # --- producing -------------------------------------------------------------------------
+
+    async def test_enqueue_returns_a_ready_job_that_get_finds(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An enqueued job is Ready with what was asked, and get returns the same job."""
+        job = await queue.enqueue(_request(service, 7, priority=3, max_attempts=5))
+        assert isinstance(job.id, str)
+        assert job.status is JobStatus.READY
+        assert (job.microservice, job.action, job.priority) == (service, "contract_echo", 3)
+        assert (job.attempts, job.max_attempts) == (0, 5)
+        assert job.payload == {"action": "contract_echo", "n": 7}
+        assert job.payload_error is None
+        stored = await self._get(queue, job.id)
+        assert stored.status is JobStatus.READY
+        assert stored.payload == job.payload
+        assert (stored.priority, stored.max_attempts, stored.token) == (3, 5, job.token)
+        assert stored.created_at is not None
+        assert stored.run_at is not None
+
+    async def test_token_defaults_to_the_job_id_and_keeps_a_given_one(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Without a token the job id is the correlation token; a given token is kept."""
+        plain = await queue.enqueue(_request(service))
+        tagged = await queue.enqueue(_request(service, token="corr-42"))
+        assert plain.token == plain.id
+        assert tagged.token == "corr-42"
+        assert (await self._get(queue, tagged.id)).token == "corr-42"
+        assert (await self._get(queue, plain.id)).token == plain.id
+
+    async def test_get_of_an_unknown_id_is_none(self, queue: JobQueue) -> None:
+        """get answers None for ids that name no job."""
+        assert await queue.get("no-such-job") is None
+        assert await queue.get("987654321") is None
+
+    async def test_enqueue_many_returns_jobs_in_request_order(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """enqueue_many stores every job and returns them in the order asked."""
+        jobs = await queue.enqueue_many([_request(service, n) for n in range(5)])
+        assert [j.payload["n"] for j in jobs] == [0, 1, 2, 3, 4]
+        assert len({j.id for j in jobs}) == 5
+        stored = [await self._get(queue, j.id) for j in jobs]
+        assert [j.payload["n"] for j in stored] == [0, 1, 2, 3, 4]
+
+    async def test_enqueue_notifies_listeners(self, queue: JobQueue, service: str) -> None:
+        """Every enqueue through this object calls the on_enqueue listeners (in-process wake-up)."""
+        calls: list[int] = []
+        queue.on_enqueue(lambda: calls.append(1))
+        await queue.enqueue(_request(service))
+        await queue.enqueue_many([_request(service), _request(service)])
+        assert len(calls) == 2
+
+    async def test_max_attempts_below_one_is_refused(self, queue: JobQueue, service: str) -> None:
+        """A job that could never run is refused at enqueue."""
+        with pytest.raises(ValueError, match="max_attempts"):
+            await queue.enqueue(_request(service, max_attempts=0))
+
+    # --- claiming ------------------------------------------------------------------------------
+
+    async def test_claim_assigns_under_a_lease_with_a_fencing_token(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A claimed job is Assigned to the worker, with a lease and a fresh fencing token."""
+        await queue.enqueue(_request(service))
+        [job] = await queue.claim(service, "worker-a", 5, _LONG_LEASE)
+        assert job.status is JobStatus.ASSIGNED
+        assert job.lease_owner == "worker-a"
+        assert job.lease_token
+        assert job.lease_expires_at is not None
+        assert job.attempts == 0
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.lease_token) == (JobStatus.ASSIGNED, job.lease_token)
+
+    async def test_claim_takes_at_most_limit_and_only_its_service(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """claim hands out at most ``limit`` jobs, all of the asked service."""
+        other = f"{service}-other"
+        await queue.enqueue_many([_request(service, n) for n in range(5)])
+        await queue.enqueue_many([_request(other, n) for n in range(3)])
+        assert await queue.claim(service, "worker-a", 0, _LONG_LEASE) == []
+        first = await queue.claim(service, "worker-a", 3, _LONG_LEASE)
+        second = await queue.claim(service, "worker-a", 10, _LONG_LEASE)
+        assert (len(first), len(second)) == (3, 2)
+        assert {j.microservice for j in first + second} == {service}
+        assert await queue.claim(service, "worker-a", 10, _LONG_LEASE) == []
+        assert len(await queue.claim(other, "worker-b", 10, _LONG_LEASE)) == 3
+
+    async def test_claim_order_is_priority_then_age(self, queue: JobQueue, service: str) -> None:
+        """Higher priority first; within a priority, the job waiting longest first."""
+        jobs = await queue.enqueue_many(
+            [_request(service, n, priority=p) for n, p in enumerate([0, 5, 0, 9, 5])]
+        )
+        order = []
+        for _ in range(5):
+            [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+            order.append(claimed.id)
+        assert order == [jobs[3].id, jobs[1].id, jobs[4].id, jobs[0].id, jobs[2].id]
+        again = await queue.enqueue_many([_request(service, n, priority=n % 2) for n in range(4)])
+        batch = await queue.claim(service, "worker-a", 4, _LONG_LEASE)
+        assert [j.id for j in batch] == [again[1].id, again[3].id, again[0].id, again[2].id]
+
+    async def test_delayed_job_is_not_claimed_before_its_run_at(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A job enqueued with a delay becomes claimable only when the delay has passed."""
+        job = await queue.enqueue(_request(service, delay_seconds=self.delay))
+        assert await queue.claim(service, "worker-a", 1, _LONG_LEASE) == []
+        await self.travel(self.delay + 0.2)
+        [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        assert claimed.id == job.id
+
+    async def test_concurrent_claimers_never_share_a_job(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """Claimers racing on the same store each get different jobs, and all jobs get out."""
+        jobs = await queue.enqueue_many([_request(service, n) for n in range(60)])
+
+        async def claimer(q: JobQueue, name: str) -> list[str]:
+            got: list[str] = []
+            while batch := await q.claim(service, name, 7, _LONG_LEASE):
+                got.extend(j.id for j in batch)
+                await asyncio.sleep(0)
+            return got
+
+        results = await asyncio.gather(
+            *(claimer(q, f"w{i}") for i, q in enumerate([queue, peer, queue, peer, queue, peer]))
+        )
+        claimed = [job_id for got in results for job_id in got]
+        assert sorted(claimed) == sorted(j.id for j in jobs)  # each once, none left
+        assert sum(1 for got in results if got) >= 2
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def test_mark_processing_counts_the_attempt(self, queue: JobQueue, service: str) -> None:
+        """Assigned -> Processing counts one attempt and records when it started."""
+        await queue.enqueue(_request(service))
+        [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        started = await queue.mark_processing(claimed, _LONG_LEASE)
+        assert (started.status, started.attempts) == (JobStatus.PROCESSING, 1)
+        assert started.lease_token == claimed.lease_token
+        stored = await self._get(queue, claimed.id)
+        assert (stored.status, stored.attempts) == (JobStatus.PROCESSING, 1)
+        assert stored.started_at is not None
+        with pytest.raises(LeaseLostError):
+            await queue.mark_processing(claimed, _LONG_LEASE)  # already started
+
+    async def test_complete_records_the_results(self, queue: JobQueue, service: str) -> None:
+        """complete stores the results and runtime and finishes the job."""
+        job = await self._started(queue, service)
+        await queue.complete(job, {"message": "hi", "items": [1, 2]}, 12.5)
+        stored = await self._get(queue, job.id)
+        assert stored.status is JobStatus.COMPLETED
+        assert stored.results == {"message": "hi", "items": [1, 2]}
+        assert stored.runtime_ms == 12.5
+        assert stored.finished_at is not None
+        assert (stored.error_code, stored.error_message) == (None, None)
+        with pytest.raises(LeaseLostError):
+            await queue.complete(job, {"again": True}, 1.0)
+        assert (await self._get(queue, job.id)).results == {"message": "hi", "items": [1, 2]}
+
+    async def test_fail_records_the_error(self, queue: JobQueue, service: str) -> None:
+        """fail finishes the job with its error code and message."""
+        job = await self._started(queue, service)
+        await queue.fail(job, ErrorCode.HANDLER_ERROR.value, "boom: fix the handler", 3.0)
+        stored = await self._get(queue, job.id)
+        assert stored.status is JobStatus.FAILED
+        assert (stored.error_code, stored.error_message) == (
+            "HANDLER_ERROR",
+            "boom: fix the handler",
+        )
+        assert stored.finished_at is not None
+
+    async def test_retry_goes_back_to_ready_and_honours_run_at(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A retry with attempts left is Ready again only after its delay; then it can succeed."""
+        job = await self._started(queue, service, max_attempts=3)
+        status = await queue.retry(job, "HANDLER_ERROR", "flaky", self.delay, 2.0)
+        assert status is JobStatus.READY
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts, stored.error_code) == (
+            JobStatus.READY,
+            1,
+            "HANDLER_ERROR",
+        )
+        assert await queue.claim(service, "worker-a", 1, _LONG_LEASE) == []
+        await self.travel(self.delay + 0.2)
+        [again] = await queue.claim(service, "worker-b", 1, _LONG_LEASE)
+        assert again.id == job.id
+        assert again.lease_token != job.lease_token
+        started = await queue.mark_processing(again, _LONG_LEASE)
+        assert started.attempts == 2
+        await queue.complete(started, {"ok": True}, 1.0)
+        done = await self._get(queue, job.id)
+        assert done.status is JobStatus.COMPLETED
+        assert (done.error_code, done.error_message) == (None, None)
+
+    async def test_retry_without_attempts_left_fails(self, queue: JobQueue, service: str) -> None:
+        """A retry of the last attempt fails the job with the error it gave."""
+        job = await self._started(queue, service, max_attempts=1)
+        status = await queue.retry(job, "TIMEOUT", "took too long", 0.0, 5.0)
+        assert status is JobStatus.FAILED
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "TIMEOUT")
+        assert stored.finished_at is not None
+
+    # --- fencing -------------------------------------------------------------------------------
+
+    async def test_a_forged_token_changes_nothing(self, queue: JobQueue, service: str) -> None:
+        """Transitions naming another fencing token are refused and write nothing."""
+        job = await self._started(queue, service)
+        forged = dataclasses.replace(job, lease_token="forged")
+        with pytest.raises(LeaseLostError):
+            await queue.complete(forged, {"x": 1}, 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.fail(forged, "HANDLER_ERROR", "x", 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.retry(forged, "HANDLER_ERROR", "x", 0.0, 1.0)
+        assert await queue.extend_leases([forged], _LONG_LEASE) == {job.id}
+        assert await queue.release([forged]) == 0
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts, stored.results) == (JobStatus.PROCESSING, 1, None)
+
+    async def test_a_job_not_started_cannot_be_finished(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """complete, fail and retry expect Processing: an Assigned job is refused."""
+        await queue.enqueue(_request(service))
+        [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        with pytest.raises(LeaseLostError):
+            await queue.complete(claimed, {}, 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.fail(claimed, "HANDLER_ERROR", "x", None)
+        with pytest.raises(LeaseLostError):
+            await queue.retry(claimed, "HANDLER_ERROR", "x", 0.0, None)
+        assert (await self._get(queue, claimed.id)).status is JobStatus.ASSIGNED
+
+    async def test_a_reclaimed_worker_cannot_overwrite_the_new_attempt(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """After its lease expired and another worker claimed the job, the first worker
+        learns it lost the job on every transition, and the second worker's outcome stands."""
+        stale = await self._started(queue, service, lease=self.short_lease)
+        await self.travel(self.short_lease + 0.2)
+        assert (await queue.reclaim_expired(service)).requeued == [stale.id]
+        [fresh] = await peer.claim(service, "worker-b", 1, _LONG_LEASE)
+        assert fresh.id == stale.id
+        assert fresh.lease_token != stale.lease_token
+        fresh = await peer.mark_processing(fresh, _LONG_LEASE)
+        with pytest.raises(LeaseLostError):
+            await queue.complete(stale, {"who": "a"}, 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.fail(stale, "HANDLER_ERROR", "a", 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.retry(stale, "HANDLER_ERROR", "a", 0.0, 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.mark_processing(stale, _LONG_LEASE)
+        assert await queue.extend_leases([stale], _LONG_LEASE) == {stale.id}
+        assert await queue.release([stale]) == 0
+        await peer.complete(fresh, {"who": "b"}, 1.0)
+        stored = await self._get(queue, stale.id)
+        assert (stored.status, stored.results, stored.attempts) == (
+            JobStatus.COMPLETED,
+            {"who": "b"},
+            2,
+        )
+        with pytest.raises(LeaseLostError):
+            await queue.complete(stale, {"who": "a"}, 1.0)
+
+    # --- release ---------------------------------------------------------------------------
+
+    async def test_release_gives_back_the_attempt_of_a_started_job(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A released Processing job is Ready again with the attempt not spent."""
+        job = await self._started(queue, service)
+        assert await queue.release([job]) == 1
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts, stored.lease_owner) == (JobStatus.READY, 0, None)
+        [again] = await queue.claim(service, "worker-b", 1, _LONG_LEASE)
+        assert again.id == job.id
+        assert (await queue.mark_processing(again, _LONG_LEASE)).attempts == 1
+        with pytest.raises(LeaseLostError):
+            await queue.complete(job, {}, 1.0)  # the released claim is over
+
+    async def test_release_of_assigned_jobs_keeps_their_place_in_line(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Released jobs go back ahead of jobs enqueued after them, attempts untouched."""
+        first = await queue.enqueue_many([_request(service, n) for n in range(2)])
+        claimed = await queue.claim(service, "worker-a", 2, _LONG_LEASE)
+        later = await queue.enqueue(_request(service, 9))
+        assert await queue.release(claimed) == 2
+        assert await queue.release(claimed) == 0  # already released
+        batch = await queue.claim(service, "worker-b", 3, _LONG_LEASE)
+        assert [j.id for j in batch] == [first[0].id, first[1].id, later.id]
+        assert [j.attempts for j in batch] == [0, 0, 0]
+
+    # --- leases --------------------------------------------------------------------------------
+
+    async def test_reclaim_requeues_an_expired_assigned_job_without_spending_an_attempt(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An Assigned job whose lease expired is Ready again; no attempt was spent."""
+        job = await queue.enqueue(_request(service, max_attempts=1))
+        await queue.claim(service, "worker-a", 1, self.short_lease)
+        await self.travel(self.short_lease + 0.2)
+        result = await queue.reclaim_expired(service)
+        assert (list(result.requeued), list(result.failed)) == ([job.id], [])
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts, stored.lease_token) == (JobStatus.READY, 0, None)
+        assert len(await queue.claim(service, "worker-b", 1, _LONG_LEASE)) == 1
+
+    async def test_reclaim_requeues_an_expired_started_job_while_attempts_are_left(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Processing job whose worker stopped renewing runs again; the attempt counts."""
+        job = await self._started(queue, service, lease=self.short_lease, max_attempts=2)
+        await self.travel(self.short_lease + 0.2)
+        result = await queue.reclaim_expired(service)
+        assert (list(result.requeued), list(result.failed)) == ([job.id], [])
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts) == (JobStatus.READY, 1)
+        assert stored.error_code == ErrorCode.LEASE_EXPIRED.value
+
+    async def test_reclaim_fails_an_expired_started_job_with_no_attempts_left(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """The last attempt's lost lease fails the job with LEASE_EXPIRED and a message."""
+        job = await self._started(queue, service, lease=self.short_lease, max_attempts=1)
+        await self.travel(self.short_lease + 0.2)
+        result = await queue.reclaim_expired(service)
+        assert (list(result.requeued), list(result.failed)) == ([], [job.id])
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "LEASE_EXPIRED")
+        assert "no attempts left" in (stored.error_message or "")
+        assert stored.finished_at is not None
+
+    async def test_reclaim_leaves_live_leases_and_other_services_alone(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Only expired leases of the asked service are reclaimed."""
+        other = f"{service}-other"
+        live = await self._started(queue, service)
+        await queue.enqueue(_request(other))
+        await queue.claim(other, "worker-a", 1, self.short_lease)
+        await self.travel(self.short_lease + 0.2)
+        assert len(await queue.reclaim_expired(service)) == 0
+        assert (await self._get(queue, live.id)).status is JobStatus.PROCESSING
+        assert len(await queue.reclaim_expired(other)) == 1
+
+    async def test_extend_leases_keeps_jobs_owned(self, queue: JobQueue, service: str) -> None:
+        """A renewed lease outlives the original one: the job is not reclaimed."""
+        job = await self._started(queue, service, lease=self.short_lease)
+        before = (await self._get(queue, job.id)).lease_expires_at
+        assert await queue.extend_leases([job], _LONG_LEASE) == set()
+        after = (await self._get(queue, job.id)).lease_expires_at
+        assert before is not None
+        assert after is not None
+        assert after > before
+        await self.travel(self.short_lease + 0.2)
+        assert len(await queue.reclaim_expired(service)) == 0
+        await queue.complete(job, {"ok": 1}, 1.0)
+
+    async def test_extend_leases_reports_the_jobs_it_lost(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """extend_leases returns the ids of jobs this claim no longer owns."""
+        kept = await self._started(queue, service)
+        gone = await self._started(queue, service)
+        await queue.complete(gone, {}, 1.0)
+        assert await queue.extend_leases([kept, gone], _LONG_LEASE) == {gone.id}
+        assert await queue.extend_leases([], _LONG_LEASE) == set()
+
+    # --- idempotency keys ----------------------------------------------------------------------
+
+    async def test_an_idempotency_key_admits_one_unfinished_job(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A second job with the key of an unfinished one is refused, naming the holder."""
+        first = await queue.enqueue(_request(service, idempotency_key="order-1"))
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue(_request(service, idempotency_key="order-1"))
+        assert caught.value.existing_job_id == first.id
+        other = await queue.enqueue(_request(f"{service}-other", idempotency_key="order-1"))
+        assert other.id != first.id  # keys are per service
+
+    async def test_an_idempotency_key_is_free_again_once_its_job_finished(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """After its job finished, the key may be used by a new job."""
+        job = await self._started(queue, service, idempotency_key="order-2")
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue(_request(service, idempotency_key="order-2"))
+        await queue.complete(job, {}, 1.0)
+        again = await queue.enqueue(_request(service, idempotency_key="order-2"))
+        assert again.id != job.id
+
+    async def test_enqueue_many_with_a_taken_key_enqueues_nothing(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """enqueue_many is all or nothing: one taken key refuses the whole batch."""
+        await queue.enqueue(_request(service, idempotency_key="k1"))
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue_many(
+                [
+                    _request(service, 1),
+                    _request(service, 2, idempotency_key="k1"),
+                    _request(service, 3),
+                ]
+            )
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue_many(
+                [
+                    _request(service, 4, idempotency_key="k2"),
+                    _request(service, 5, idempotency_key="k2"),
+                ]
+            )
+        stats = await queue.stats(service)
+        assert stats.counts[JobStatus.READY] == 1
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    async def test_purge_deletes_only_old_finished_jobs_of_the_service(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """purge removes finished jobs older than the retention, and nothing else."""
+        other = f"{service}-other"
+        old_done = await self._started(queue, service)
+        await queue.complete(old_done, {}, 1.0)
+        old_failed = await self._started(queue, service)
+        await queue.fail(old_failed, "HANDLER_ERROR", "x", 1.0)
+        other_done = await self._started(queue, other)
+        await queue.complete(other_done, {}, 1.0)
+        waiting = await queue.enqueue(_request(service))
+        await self.travel(1.0)
+        recent = await self._started(queue, service)
+        await queue.complete(recent, {}, 1.0)
+        assert await queue.purge(service, 0.5) == 2
+        assert await queue.get(old_done.id) is None
+        assert await queue.get(old_failed.id) is None
+        for kept in (other_done, waiting, recent):
+            assert await queue.get(kept.id) is not None
+        assert await queue.purge(service, 0.5) == 0
+
+    async def test_stats_count_jobs_by_status_for_one_service(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """stats gives the count of every status and the oldest Ready job's age."""
+        other = f"{service}-other"
+        empty = await queue.stats(service)
+        assert all(empty.counts.get(s, 0) == 0 for s in JobStatus)
+        assert empty.oldest_ready_age_seconds is None
+        await queue.enqueue_many([_request(service, n) for n in range(6)])
+        await queue.enqueue(_request(other))
+        claimed = await queue.claim(service, "worker-a", 4, _LONG_LEASE)
+        done = await queue.mark_processing(claimed[0], _LONG_LEASE)
+        await queue.complete(done, {}, 1.0)
+        failed = await queue.mark_processing(claimed[1], _LONG_LEASE)
+        await queue.fail(failed, "HANDLER_ERROR", "x", 1.0)
+        await queue.mark_processing(claimed[2], _LONG_LEASE)
+        stats = await queue.stats(service)
+        assert {s: stats.counts.get(s, 0) for s in JobStatus} == {
+            JobStatus.READY: 2,
+            JobStatus.ASSIGNED: 1,
+            JobStatus.PROCESSING: 1,
+            JobStatus.COMPLETED: 1,
+            JobStatus.FAILED: 1,
+        }
+        assert stats.oldest_ready_age_seconds is not None
+        assert stats.oldest_ready_age_seconds >= 0
+
+    # --- payloads another producer wrote -------------------------------------------------------
+
+    async def test_a_payload_that_is_not_json_does_not_break_a_claim(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A bad payload is delivered with payload_error; the good jobs of the claim come too."""
+        good = await queue.enqueue(_request(service, 1))
+        bad_id = await self.insert_raw_job(queue, service, '{"action": "contract_echo", n: 1')
+        claimed = {j.id: j for j in await queue.claim(service, "worker-a", 10, _LONG_LEASE)}
+        assert set(claimed) == {good.id, bad_id}
+        bad = claimed[bad_id]
+        assert bad.payload is None
+        assert bad.payload_error
+        assert claimed[good.id].payload_error is None
+        started = await queue.mark_processing(bad, _LONG_LEASE)
+        await queue.fail(started, ErrorCode.INVALID_PAYLOAD.value, "payload is not JSON", None)
+        stored = await self._get(queue, bad_id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "INVALID_PAYLOAD")
+
+    async def test_the_worker_fails_bad_payloads_and_completes_the_rest(
+        self, queue: JobQueue, service: str, tmp_path: Path
+    ) -> None:
+        """A real worker on this queue completes good jobs and fails a non-JSON payload with
+        INVALID_PAYLOAD, without stopping."""
+        bad_id = await self.insert_raw_job(queue, service, b"\xff\xfe not even text")
+        good = await queue.enqueue_many([_request(service, n) for n in range(25)])
+        app = _application(queue, service, tmp_path)
+        async with app:
+            finished = await _wait_finished(queue, [bad_id, *(j.id for j in good)], 30.0)
+        bad = finished[bad_id]
+        assert (bad.status, bad.error_code) == (JobStatus.FAILED, "INVALID_PAYLOAD")
+        assert "not valid JSON" in (bad.error_message or "")
+        for job in good:
+            done = finished[job.id]
+            assert (done.status, done.results) == (JobStatus.COMPLETED, {"n": job.payload["n"]})
+
+
+def _application(queue: JobQueue, service: str, tmp_path: Path) -> Application:
+    actions_dir = tmp_path / "no-actions"
+    actions_dir.mkdir(exist_ok=True)
+    settings = WorkerSettings(
+        MICROSERVICE_NAME=service,
+        POLLING_INTERVAL_SECONDS=0.05,
+        MAX_CONCURRENT_JOBS=4,
+        HTTP_ENABLED=False,
+        QUEUE_URL="memory://",
+    )
+    app = Application(
+        actions_dir,
+        settings=settings,
+        queue=queue,
+        surfaces=[],
+        metrics=NullMetrics(),
+        configure_logging=False,
+    )
+    app.add_action(_echo)
+    return app
+
+
+async def _wait_finished(queue: JobQueue, ids: Sequence[str], within: float) -> dict[str, Job]:
+    """Poll until every job is finished (bounded); return them."""
+    finished: dict[str, Job] = {}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            while len(finished) < len(ids):
+                for job_id in ids:
+                    if job_id not in finished:
+                        job = await queue.get(job_id)
+                        if job is not None and job.status.is_finished:
+                            finished[job_id] = job
+                await asyncio.sleep(0.02)
+    missing = [i for i in ids if i not in finished]
+    assert not missing, f"jobs not finished after {within}s: {missing[:5]}"
+    return finished

@@ -1,0 +1,7 @@
+"""The SQLite queue: durable, shared by the worker processes of one machine."""
+
+from usvc_testing.queues.sqlite.connection import Durability
+from usvc_testing.queues.sqlite.queue import SqliteQueue
+from usvc_testing.queues.sqlite.schema import SCHEMA_VERSION, SqliteSchemaError
+
+__all__ = ["SCHEMA_VERSION", "Durability", "SqliteQueue", "SqliteSchemaError"]

@@ -1,0 +1,258 @@
+"""``SqliteQueue``: the whole queue port on one SQLite file, shared by the worker processes
+of one machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from usvc_core.errors import ConfigurationError, QueueUnavailableError
+from usvc_core.jobs import Job, JobStatus
+from usvc_core.ports import EnqueueRequest, QueueStats, ReclaimResult
+
+from usvc_testing.queues.sqlite import statements as sql
+from usvc_testing.queues.sqlite.connection import ConnectionThread, Durability, GroupCommitWriter
+from usvc_testing.queues.sqlite.schema import SqliteSchemaError, prepare
+
+__all__ = ["SqliteQueue"]
+
+_PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
+
+
+class SqliteQueue:
+    """Implements :class:`usvc_core.ports.JobQueue` on an SQLite file (WAL mode).
+
+    Any number of processes on one machine may open the same file: claims take the write
+    lock (``BEGIN IMMEDIATE``) and move jobs with one ``UPDATE ... RETURNING``, so a job is
+    handed to one claimer at a time. Lease and run-at times come from SQLite's clock. The
+    schema is created and migrated by :meth:`open`.
+
+    Concurrent writes of one process (say, the completions of ten jobs) share one
+    transaction and one commit (group commit); each caller returns once its transaction is
+    on disk as ``durability`` promises (see :class:`Durability`).
+
+    Args:
+        path: the database file (created if missing; its directory must exist).
+        durability: ``"full"`` (default) or ``"normal"``; see :class:`Durability`.
+        busy_timeout: seconds to wait for another process's write lock before the
+            operation fails with :class:`~usvc_core.errors.QueueUnavailableError`.
+
+    .. versionadded:: usvc-testing 0.2.0
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability | str = Durability.FULL,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path = Path(path)
+        try:
+            self.durability = Durability(durability)
+        except ValueError:
+            choices = ", ".join(d.value for d in Durability)
+            raise ConfigurationError(
+                f"durability={durability!r} is not one of: {choices}"
+            ) from None
+        if busy_timeout < 0:
+            raise ConfigurationError(f"busy_timeout={busy_timeout!r} must not be negative")
+        self.busy_timeout = busy_timeout
+        self._thread: ConnectionThread | None = None
+        self._writer: GroupCommitWriter | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"SqliteQueue({str(self.path)!r}, durability={self.durability.value!r})"
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        where = str(self.path)
+        if not self.path.parent.is_dir():
+            raise SqliteSchemaError(
+                f"cannot create the SQLite queue {where}: directory {self.path.parent} "
+                "does not exist"
+            )
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=64
+        )
+        try:
+            _use_wal(conn, where)
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            prepare(conn, where)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc):
+                raise SqliteSchemaError(f"{where} is not an SQLite database file") from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        thread = ConnectionThread(self._connect, str(self.path))
+        await thread.open()
+        self._thread = thread
+        self._writer = GroupCommitWriter(thread, self.durability)
+
+    async def close(self) -> None:
+        thread, writer = self._thread, self._writer
+        if thread is None or writer is None:
+            return
+        self._thread = self._writer = None
+        await writer.drain()
+        await thread.close()
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-commit writer (its counters tell how many transactions ran)."""
+        if self._writer is None:
+            raise QueueUnavailableError(f"SQLite queue {self.path} is not open")
+        return self._writer
+
+    def _reader(self) -> ConnectionThread:
+        if self._thread is None:
+            raise QueueUnavailableError(f"SQLite queue {self.path} is not open")
+        return self._thread
+
+    async def ping(self) -> None:
+        await self._reader().call(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def on_enqueue(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # --- producing -------------------------------------------------------------------------
+
+    @staticmethod
+    def _encode(r: EnqueueRequest) -> sql.EncodedRequest:
+        if r.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        text = json.dumps(dict(r.payload), allow_nan=False, separators=(",", ":"))
+        return sql.EncodedRequest(
+            microservice=r.microservice,
+            payload=json.loads(text),
+            text=text,
+            priority=r.priority,
+            delay=r.delay_seconds,
+            max_attempts=r.max_attempts,
+            token=r.token,
+            idempotency_key=r.idempotency_key,
+        )
+
+    async def enqueue(self, request: EnqueueRequest) -> Job:
+        encoded = self._encode(request)
+        job = await self.writer.run(lambda conn: sql.insert(conn, encoded), durable=True)
+        self._notify()
+        return job
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
+        encoded = [self._encode(r) for r in requests]
+        if not encoded:
+            return []
+        jobs = await self.writer.run(lambda conn: sql.insert_many(conn, encoded), durable=True)
+        self._notify()
+        return jobs
+
+    # --- owning ------------------------------------------------------------------------------
+
+    async def claim(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        return await self.writer.run(
+            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease_seconds),
+            durable=False,
+        )
+
+    async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
+        return await self.writer.run(
+            lambda conn: sql.start(conn, job, lease_seconds), durable=False
+        )
+
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+        if not jobs:
+            return set()
+        owned = list(jobs)
+        return await self.writer.run(
+            lambda conn: sql.extend(conn, owned, lease_seconds), durable=False
+        )
+
+    async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
+        text = json.dumps(results, allow_nan=False, separators=(",", ":"))
+        await self.writer.run(lambda conn: sql.complete(conn, job, text, runtime_ms), durable=True)
+
+    async def fail(
+        self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
+    ) -> None:
+        await self.writer.run(
+            lambda conn: sql.fail(conn, job, error_code, error_message, runtime_ms),
+            durable=True,
+        )
+
+    async def retry(
+        self,
+        job: Job,
+        error_code: str,
+        error_message: str,
+        delay_seconds: float,
+        runtime_ms: float | None,
+    ) -> JobStatus:
+        return await self.writer.run(
+            lambda conn: sql.retry(
+                conn, job, error_code, error_message, delay=delay_seconds, runtime_ms=runtime_ms
+            ),
+            durable=True,
+        )
+
+    async def release(self, jobs: Sequence[Job]) -> int:
+        if not jobs:
+            return 0
+        owned = list(jobs)
+        released = await self.writer.run(lambda conn: sql.release(conn, owned), durable=True)
+        if released:
+            self._notify()
+        return released
+
+    async def reclaim_expired(self, microservice: str) -> ReclaimResult:
+        return await self.writer.run(lambda conn: sql.reclaim(conn, microservice), durable=False)
+
+    # --- reading and housekeeping --------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._reader().call(lambda conn: sql.get(conn, job_id))
+
+    async def stats(self, microservice: str) -> QueueStats:
+        return await self._reader().call(lambda conn: sql.stats(conn, microservice))
+
+    async def purge(self, microservice: str, older_than_seconds: float) -> int:
+        total = 0
+        while True:
+            deleted = await self.writer.run(
+                lambda conn: sql.purge_chunk(conn, microservice, older_than_seconds, _PURGE_CHUNK),
+                durable=False,
+            )
+            total += deleted
+            if deleted < _PURGE_CHUNK:
+                return total
+
+
+def _use_wal(conn: sqlite3.Connection, where: str) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise SqliteSchemaError(
+            f"{where}: SQLite refused WAL mode (journal_mode={mode}); the queue needs a file "
+            "on a local filesystem"
+        )

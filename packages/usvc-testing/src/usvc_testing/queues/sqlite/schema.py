@@ -1,0 +1,137 @@
+"""The SQLite queue's schema, versioned with ``PRAGMA user_version``.
+
+Each entry of :data:`MIGRATIONS` moves a file from one version to the next; a new file runs
+them all. Opening a file applies the steps it lacks, inside one ``BEGIN IMMEDIATE``
+transaction, so several processes opening the same file at once migrate it exactly once.
+A file written by a newer version of this package is refused: this code cannot know what
+the newer columns mean.
+
+Times are REAL seconds since the Unix epoch, always computed by SQLite itself
+(:data:`NOW`), so every process on the machine compares leases on one clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from usvc_core.errors import ConfigurationError
+
+__all__ = ["MIGRATIONS", "NOW", "SCHEMA_VERSION", "TABLE", "SqliteSchemaError", "prepare"]
+
+TABLE = "usvc_jobs"
+
+#: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
+#: needs SQLite 3.42; this works from 3.35, the first version with RETURNING).
+NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+_UNFINISHED = "('Ready', 'Assigned', 'Processing')"
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the jobs table, the claim index, the lease index, idempotency keys.
+    (
+        f"""
+        CREATE TABLE {TABLE} (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            microservice     TEXT    NOT NULL,
+            action           TEXT    NOT NULL DEFAULT '',
+            payload          TEXT    NOT NULL,
+            status           TEXT    NOT NULL DEFAULT 'Ready' CHECK (status IN
+                                 ('Ready', 'Assigned', 'Processing', 'Completed', 'Failed')),
+            priority         INTEGER NOT NULL DEFAULT 0,
+            run_at           REAL    NOT NULL DEFAULT ({NOW}),
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            max_attempts     INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+            token            TEXT,
+            idempotency_key  TEXT,
+            lease_owner      TEXT,
+            lease_token      TEXT,
+            lease_expires_at REAL,
+            results          TEXT,
+            error_code       TEXT,
+            error_message    TEXT,
+            runtime_ms       REAL,
+            created_at       REAL    NOT NULL DEFAULT ({NOW}),
+            updated_at       REAL    NOT NULL DEFAULT ({NOW}),
+            started_at       REAL,
+            finished_at      REAL
+        )
+        """,
+        f"""
+        CREATE INDEX {TABLE}_ready ON {TABLE} (microservice, priority DESC, run_at, id)
+        WHERE status = 'Ready'
+        """,
+        f"""
+        CREATE INDEX {TABLE}_leased ON {TABLE} (microservice, lease_expires_at)
+        WHERE status IN ('Assigned', 'Processing')
+        """,
+        f"""
+        CREATE UNIQUE INDEX {TABLE}_idempotency ON {TABLE} (microservice, idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND status IN {_UNFINISHED}
+        """,
+    ),
+    # 2: indexes that keep stats (counts by status) and purge fast on a large file.
+    (
+        f"CREATE INDEX {TABLE}_status ON {TABLE} (microservice, status)",
+        f"""
+        CREATE INDEX {TABLE}_finished ON {TABLE} (microservice, finished_at)
+        WHERE status IN ('Completed', 'Failed')
+        """,
+    ),
+)
+
+#: The version this code writes and understands.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SqliteSchemaError(ConfigurationError):
+    """The SQLite file cannot be used as a job queue by this version (the message says why)."""
+
+
+def prepare(conn: sqlite3.Connection, where: str, *, upto: int = SCHEMA_VERSION) -> int:
+    """Bring the file's schema to version ``upto``; return the version it had.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). ``upto`` lower than the
+    current version exists for tests that need a file written by an older version.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise SqliteSchemaError(f"{where} is not an SQLite database file") from exc
+        raise
+    try:
+        found = _version(conn, where)
+        for step in MIGRATIONS[found:upto]:
+            for statement in step:
+                conn.execute(statement)
+        if upto > found:
+            conn.execute(f"PRAGMA user_version = {int(upto)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _version(conn: sqlite3.Connection, where: str) -> int:
+    """The file's schema version, or an error when this code cannot use the file."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise SqliteSchemaError(
+            f"{where} holds job-queue schema version {found}, written by a newer "
+            f"usvc-testing; this one understands versions up to {SCHEMA_VERSION}. "
+            "Upgrade usvc-testing in this service, or point QUEUE_URL at another file."
+        )
+    if found == 0 and _has_table(conn):
+        raise SqliteSchemaError(
+            f"{where} has a {TABLE} table but no schema version (PRAGMA user_version = 0); "
+            "it was not created by usvc-testing. Point QUEUE_URL at another file."
+        )
+    return found
+
+
+def _has_table(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+    ).fetchone()
+    return row is not None

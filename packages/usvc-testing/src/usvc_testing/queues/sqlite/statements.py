@@ -1,0 +1,415 @@
+"""The SQLite queue's statements, and one function per queue operation.
+
+Every function here is plain blocking code on a ``sqlite3.Connection`` and runs inside a
+transaction its caller opened (``BEGIN IMMEDIATE``): the adapter runs several of them in one
+transaction (group commit), the benchmark's floor runs the same SQL in a bare loop.
+A transition that does not find the job under the caller's fencing token raises
+:class:`~usvc_core.errors.LeaseLostError` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.jobs import Job, JobStatus
+from usvc_core.ports import QueueStats, ReclaimResult
+
+from usvc_testing.queues.payload import decode_payload
+from usvc_testing.queues.sqlite.schema import NOW, TABLE
+
+__all__ = [
+    "CLAIM",
+    "COMPLETE",
+    "EncodedRequest",
+    "claim",
+    "complete",
+    "extend",
+    "fail",
+    "get",
+    "insert",
+    "insert_many",
+    "job_from_row",
+    "purge_chunk",
+    "reclaim",
+    "release",
+    "retry",
+    "row_id",
+    "start",
+    "stats",
+]
+
+_COLUMNS = (
+    "id, microservice, action, payload, status, priority, run_at, attempts, max_attempts, "
+    "token, idempotency_key, lease_owner, lease_token, lease_expires_at, results, error_code, "
+    "error_message, runtime_ms, created_at, updated_at, started_at, finished_at"
+)
+_UNFINISHED = "('Ready', 'Assigned', 'Processing')"
+_OWNED = "('Assigned', 'Processing')"
+
+INSERT = f"""
+INSERT INTO {TABLE} (microservice, action, payload, priority, run_at, max_attempts, token,
+                     idempotency_key)
+VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?)
+ON CONFLICT (microservice, idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND status IN {_UNFINISHED} DO NOTHING
+RETURNING id, run_at, created_at
+"""
+
+_HOLDER = f"""
+SELECT id FROM {TABLE}
+WHERE microservice = ? AND idempotency_key = ? AND status IN {_UNFINISHED}
+"""
+
+#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
+#: token. Parameters: worker id, lease seconds, service, limit.
+CLAIM = f"""
+UPDATE {TABLE}
+SET status = 'Assigned', lease_owner = ?, lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = {NOW} + ?, updated_at = {NOW}
+WHERE id IN (
+    SELECT id FROM {TABLE}
+    WHERE microservice = ? AND status = 'Ready' AND run_at <= {NOW}
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?)
+RETURNING {_COLUMNS}
+"""
+
+_START = f"""
+UPDATE {TABLE}
+SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
+    lease_expires_at = {NOW} + ?, updated_at = {NOW}
+WHERE id = ? AND lease_token = ? AND status = 'Assigned'
+RETURNING attempts, started_at, lease_expires_at, updated_at
+"""
+
+_EXTEND = f"""
+UPDATE {TABLE} SET lease_expires_at = {NOW} + ?, updated_at = {NOW}
+WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
+"""
+
+#: Processing -> Completed under the caller's fencing token. Parameters: results JSON,
+#: runtime ms, id, lease token.
+COMPLETE = f"""
+UPDATE {TABLE}
+SET status = 'Completed', results = ?, runtime_ms = ?, error_code = NULL, error_message = NULL,
+    lease_expires_at = NULL, finished_at = {NOW}, updated_at = {NOW}
+WHERE id = ? AND lease_token = ? AND status = 'Processing'
+"""
+
+_FAIL = f"""
+UPDATE {TABLE}
+SET status = 'Failed', error_code = ?, error_message = ?, runtime_ms = ?,
+    lease_expires_at = NULL, finished_at = {NOW}, updated_at = {NOW}
+WHERE id = ? AND lease_token = ? AND status = 'Processing'
+"""
+
+# With no attempts left a retry is a failure; otherwise back to Ready, due after the delay.
+_RETRY = f"""
+UPDATE {TABLE}
+SET status = CASE WHEN attempts >= max_attempts THEN 'Failed' ELSE 'Ready' END,
+    error_code = ?, error_message = ?, runtime_ms = ?,
+    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE {NOW} + max(?, 0) END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN {NOW} END,
+    lease_owner = CASE WHEN attempts >= max_attempts THEN lease_owner END,
+    lease_token = CASE WHEN attempts >= max_attempts THEN lease_token END,
+    lease_expires_at = NULL, updated_at = {NOW}
+WHERE id = ? AND lease_token = ? AND status = 'Processing'
+RETURNING status
+"""
+
+# Back to Ready in its old place in line (run_at unchanged); a started job gets back the
+# attempt that mark_processing counted.
+_RELEASE = f"""
+UPDATE {TABLE}
+SET status = 'Ready',
+    attempts = CASE WHEN status = 'Processing' THEN max(attempts - 1, 0) ELSE attempts END,
+    started_at = CASE WHEN status = 'Processing' THEN NULL ELSE started_at END,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = {NOW}
+WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
+"""
+
+_EXHAUSTED = "(status = 'Processing' AND attempts >= max_attempts)"
+_RECLAIM = f"""
+UPDATE {TABLE}
+SET status = CASE WHEN {_EXHAUSTED} THEN 'Failed' ELSE 'Ready' END,
+    error_code = CASE WHEN status = 'Processing' THEN 'LEASE_EXPIRED' ELSE error_code END,
+    error_message = CASE
+        WHEN status <> 'Processing' THEN error_message
+        WHEN attempts >= max_attempts THEN printf('the worker running attempt %d of %d stopped '
+            || 'renewing its lease (crashed or stalled); no attempts left', attempts, max_attempts)
+        ELSE 'lease expired; the job will run again' END,
+    run_at = CASE WHEN {_EXHAUSTED} THEN run_at ELSE {NOW} END,
+    finished_at = CASE WHEN {_EXHAUSTED} THEN {NOW} ELSE finished_at END,
+    runtime_ms = CASE WHEN {_EXHAUSTED} THEN NULL ELSE runtime_ms END,
+    lease_owner = CASE WHEN {_EXHAUSTED} THEN lease_owner END,
+    lease_token = CASE WHEN {_EXHAUSTED} THEN lease_token END,
+    lease_expires_at = NULL, updated_at = {NOW}
+WHERE microservice = ? AND status IN {_OWNED} AND lease_expires_at < {NOW}
+RETURNING id, status
+"""
+
+_GET = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?"
+_STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
+_COUNTS = f"SELECT status, count(*) FROM {TABLE} WHERE microservice = ? GROUP BY status"
+_OLDEST = f"SELECT {NOW} - min(created_at) FROM {TABLE} WHERE microservice = ? AND status = 'Ready'"
+_PURGE = f"""
+DELETE FROM {TABLE} WHERE id IN (
+    SELECT id FROM {TABLE}
+    WHERE microservice = ? AND status IN ('Completed', 'Failed') AND finished_at < {NOW} - ?
+    LIMIT ?)
+"""
+
+# --- rows -> jobs -------------------------------------------------------------------------
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _results(raw: Any) -> Any:
+    if raw is None:
+        return None
+    value, error = decode_payload(raw)
+    return raw if error is not None else value
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A :class:`Job` from a row of ``_COLUMNS``."""
+    payload, payload_error = decode_payload(row[3])
+    job_id = str(row[0])
+    return Job(
+        id=job_id,
+        microservice=row[1],
+        action=row[2],
+        payload=payload,
+        status=JobStatus(row[4]),
+        priority=row[5],
+        run_at=_time(row[6]),
+        attempts=row[7],
+        max_attempts=row[8],
+        token=row[9] or job_id,
+        idempotency_key=row[10],
+        lease_owner=row[11],
+        lease_token=row[12],
+        lease_expires_at=_time(row[13]),
+        results=_results(row[14]),
+        error_code=row[15],
+        error_message=row[16],
+        runtime_ms=row[17],
+        created_at=_time(row[18]),
+        updated_at=_time(row[19]),
+        started_at=_time(row[20]),
+        finished_at=_time(row[21]),
+        payload_error=payload_error,
+    )
+
+
+def row_id(job_id: str) -> int | None:
+    """The rowid behind a job id, or None when the id cannot be one of ours."""
+    return int(job_id) if job_id.isascii() and job_id.isdigit() else None
+
+
+def _lost(conn: sqlite3.Connection, job: Job, rid: int | None) -> LeaseLostError:
+    row = None if rid is None else conn.execute(_STATUS, (rid,)).fetchone()
+    where = "no longer exists" if row is None else f"is {row[0]} under another claim"
+    return LeaseLostError(f"job {job.id} is no longer owned by this claim: it {where}")
+
+
+# --- producing ---------------------------------------------------------------------------
+
+
+class EncodedRequest:
+    """An enqueue request with its payload already encoded (on the caller's side, so an
+    unserializable payload fails there, before any transaction). ``payload`` is the decoded
+    copy of ``text`` that the returned job carries."""
+
+    __slots__ = (
+        "action",
+        "delay",
+        "idempotency_key",
+        "max_attempts",
+        "microservice",
+        "payload",
+        "priority",
+        "text",
+        "token",
+    )
+
+    def __init__(
+        self,
+        *,
+        microservice: str,
+        payload: Any,
+        text: str,
+        priority: int,
+        delay: float,
+        max_attempts: int,
+        token: str | None,
+        idempotency_key: str | None,
+    ) -> None:
+        action = payload.get("action") if isinstance(payload, dict) else None
+        self.microservice = microservice
+        self.action = action if isinstance(action, str) else ""
+        self.payload = payload
+        self.text = text
+        self.priority = priority
+        self.delay = max(delay, 0.0)
+        self.max_attempts = max_attempts
+        self.token = token
+        self.idempotency_key = idempotency_key
+
+
+def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
+    """Add one Ready job; DuplicateJobError when its idempotency key is taken."""
+    row = conn.execute(
+        INSERT,
+        (
+            r.microservice,
+            r.action,
+            r.text,
+            r.priority,
+            r.delay,
+            r.max_attempts,
+            r.token,
+            r.idempotency_key,
+        ),
+    ).fetchone()
+    if row is None:
+        holder = conn.execute(_HOLDER, (r.microservice, r.idempotency_key)).fetchone()
+        holder_id = None if holder is None else str(holder[0])
+        raise DuplicateJobError(
+            f"idempotency key {r.idempotency_key!r} is held by unfinished job {holder_id}",
+            holder_id,
+        )
+    job_id = str(row[0])
+    created = _time(row[2])
+    return Job(
+        id=job_id,
+        microservice=r.microservice,
+        action=r.action,
+        payload=r.payload,
+        priority=r.priority,
+        run_at=_time(row[1]),
+        max_attempts=r.max_attempts,
+        token=r.token or job_id,
+        idempotency_key=r.idempotency_key,
+        created_at=created,
+        updated_at=created,
+    )
+
+
+def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) -> list[Job]:
+    """Add all jobs or none (a savepoint undoes the ones before a duplicate key)."""
+    conn.execute("SAVEPOINT insert_many")
+    try:
+        jobs = [insert(conn, r) for r in requests]
+    except BaseException:
+        conn.execute("ROLLBACK TO insert_many")
+        conn.execute("RELEASE insert_many")
+        raise
+    conn.execute("RELEASE insert_many")
+    return jobs
+
+
+# --- owning ------------------------------------------------------------------------------
+
+
+def claim(
+    conn: sqlite3.Connection, microservice: str, worker_id: str, limit: int, lease: float
+) -> list[Job]:
+    rows = conn.execute(CLAIM, (worker_id, lease, microservice, limit)).fetchall()
+    # RETURNING gives rows in no promised order; hand them out best first.
+    rows.sort(key=lambda row: (-row[5], row[6], row[0]))
+    return [job_from_row(row) for row in rows]
+
+
+def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
+    """Assigned -> Processing, counting the attempt."""
+    rid = row_id(job.id)
+    row = conn.execute(_START, (lease, rid, job.lease_token)).fetchone()
+    if row is None:
+        raise _lost(conn, job, rid)
+    started = copy.copy(job)
+    started.status = JobStatus.PROCESSING
+    started.attempts = row[0]
+    started.started_at = _time(row[1])
+    started.lease_expires_at = _time(row[2])
+    started.updated_at = _time(row[3])
+    return started
+
+
+def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> set[str]:
+    """Renew the leases; return the ids whose lease was lost."""
+    lost: set[str] = set()
+    for job in jobs:
+        if conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).rowcount != 1:
+            lost.add(job.id)
+    return lost
+
+
+def complete(conn: sqlite3.Connection, job: Job, results: str, runtime_ms: float) -> None:
+    rid = row_id(job.id)
+    if conn.execute(COMPLETE, (results, runtime_ms, rid, job.lease_token)).rowcount != 1:
+        raise _lost(conn, job, rid)
+
+
+def fail(
+    conn: sqlite3.Connection, job: Job, code: str, message: str, runtime_ms: float | None
+) -> None:
+    rid = row_id(job.id)
+    if conn.execute(_FAIL, (code, message, runtime_ms, rid, job.lease_token)).rowcount != 1:
+        raise _lost(conn, job, rid)
+
+
+def retry(
+    conn: sqlite3.Connection,
+    job: Job,
+    code: str,
+    message: str,
+    *,
+    delay: float,
+    runtime_ms: float | None,
+) -> JobStatus:
+    rid = row_id(job.id)
+    row = conn.execute(_RETRY, (code, message, runtime_ms, delay, rid, job.lease_token)).fetchone()
+    if row is None:
+        raise _lost(conn, job, rid)
+    return JobStatus(row[0])
+
+
+def release(conn: sqlite3.Connection, jobs: Sequence[Job]) -> int:
+    return sum(conn.execute(_RELEASE, (row_id(job.id), job.lease_token)).rowcount for job in jobs)
+
+
+def reclaim(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
+    rows = conn.execute(_RECLAIM, (microservice,)).fetchall()
+    requeued = sorted((r[0] for r in rows if r[1] == JobStatus.READY), key=int)
+    failed = sorted((r[0] for r in rows if r[1] == JobStatus.FAILED), key=int)
+    return ReclaimResult(requeued=[str(i) for i in requeued], failed=[str(i) for i in failed])
+
+
+# --- reading and housekeeping ------------------------------------------------------------
+
+
+def get(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    rid = row_id(job_id)
+    row = None if rid is None else conn.execute(_GET, (rid,)).fetchone()
+    return None if row is None else job_from_row(row)
+
+
+def stats(conn: sqlite3.Connection, microservice: str) -> QueueStats:
+    counts = dict.fromkeys(JobStatus, 0)
+    for status, count in conn.execute(_COUNTS, (microservice,)):
+        counts[JobStatus(status)] = count
+    oldest = conn.execute(_OLDEST, (microservice,)).fetchone()[0]
+    age = None if oldest is None else max(float(oldest), 0.0)
+    return QueueStats(counts=counts, oldest_ready_age_seconds=age)
+
+
+def purge_chunk(conn: sqlite3.Connection, microservice: str, older_than: float, limit: int) -> int:
+    return conn.execute(_PURGE, (microservice, older_than, limit)).rowcount
