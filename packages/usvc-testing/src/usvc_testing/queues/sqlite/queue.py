@@ -15,7 +15,7 @@ from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import EnqueueRequest, QueueStats, ReclaimResult
 
 from usvc_testing.queues.sqlite import statements as sql
-from usvc_testing.queues.sqlite.connection import ConnectionThread, Durability, GroupCommitWriter
+from usvc_testing.queues.sqlite.connection import ConnectionThread, Durability
 from usvc_testing.queues.sqlite.schema import SqliteSchemaError, prepare
 
 __all__ = ["SqliteQueue"]
@@ -63,8 +63,8 @@ class SqliteQueue:
             raise ConfigurationError(f"busy_timeout={busy_timeout!r} must not be negative")
         self.busy_timeout = busy_timeout
         self._thread: ConnectionThread | None = None
-        self._writer: GroupCommitWriter | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._closed_counts = (0, 0)
 
     def __repr__(self) -> str:
         return f"SqliteQueue({str(self.path)!r}, durability={self.durability.value!r})"
@@ -98,33 +98,30 @@ class SqliteQueue:
     async def open(self) -> None:
         if self._thread is not None:
             return
-        thread = ConnectionThread(self._connect, str(self.path))
+        thread = ConnectionThread(self._connect, str(self.path), self.durability)
         await thread.open()
         self._thread = thread
-        self._writer = GroupCommitWriter(thread, self.durability)
 
     async def close(self) -> None:
-        thread, writer = self._thread, self._writer
-        if thread is None or writer is None:
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
-        self._thread = self._writer = None
-        await writer.drain()
         await thread.close()
+        self._closed_counts = (thread.transactions, thread.operations)
 
     @property
-    def writer(self) -> GroupCommitWriter:
-        """The group-commit writer (its counters tell how many transactions ran)."""
-        if self._writer is None:
-            raise QueueUnavailableError(f"SQLite queue {self.path} is not open")
-        return self._writer
+    def commits(self) -> tuple[int, int]:
+        """(write transactions committed, operations they carried) since the last open."""
+        t = self._thread
+        return (t.transactions, t.operations) if t is not None else self._closed_counts
 
-    def _reader(self) -> ConnectionThread:
+    def _conn(self) -> ConnectionThread:
         if self._thread is None:
             raise QueueUnavailableError(f"SQLite queue {self.path} is not open")
         return self._thread
 
     async def ping(self) -> None:
-        await self._reader().call(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._conn().call(lambda conn: conn.execute("SELECT 1").fetchone())
 
     def on_enqueue(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
@@ -153,7 +150,7 @@ class SqliteQueue:
 
     async def enqueue(self, request: EnqueueRequest) -> Job:
         encoded = self._encode(request)
-        job = await self.writer.run(lambda conn: sql.insert(conn, encoded), durable=True)
+        job = await self._conn().write(lambda conn: sql.insert(conn, encoded), durable=True)
         self._notify()
         return job
 
@@ -161,7 +158,7 @@ class SqliteQueue:
         encoded = [self._encode(r) for r in requests]
         if not encoded:
             return []
-        jobs = await self.writer.run(lambda conn: sql.insert_many(conn, encoded), durable=True)
+        jobs = await self._conn().write(lambda conn: sql.insert_many(conn, encoded), durable=True)
         self._notify()
         return jobs
 
@@ -172,13 +169,13 @@ class SqliteQueue:
     ) -> list[Job]:
         if limit <= 0:
             return []
-        return await self.writer.run(
+        return await self._conn().write(
             lambda conn: sql.claim(conn, microservice, worker_id, limit, lease_seconds),
             durable=False,
         )
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
-        return await self.writer.run(
+        return await self._conn().write(
             lambda conn: sql.start(conn, job, lease_seconds), durable=False
         )
 
@@ -186,18 +183,20 @@ class SqliteQueue:
         if not jobs:
             return set()
         owned = list(jobs)
-        return await self.writer.run(
+        return await self._conn().write(
             lambda conn: sql.extend(conn, owned, lease_seconds), durable=False
         )
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         text = json.dumps(results, allow_nan=False, separators=(",", ":"))
-        await self.writer.run(lambda conn: sql.complete(conn, job, text, runtime_ms), durable=True)
+        await self._conn().write(
+            lambda conn: sql.complete(conn, job, text, runtime_ms), durable=True
+        )
 
     async def fail(
         self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
     ) -> None:
-        await self.writer.run(
+        await self._conn().write(
             lambda conn: sql.fail(conn, job, error_code, error_message, runtime_ms),
             durable=True,
         )
@@ -210,7 +209,7 @@ class SqliteQueue:
         delay_seconds: float,
         runtime_ms: float | None,
     ) -> JobStatus:
-        return await self.writer.run(
+        return await self._conn().write(
             lambda conn: sql.retry(
                 conn, job, error_code, error_message, delay=delay_seconds, runtime_ms=runtime_ms
             ),
@@ -221,26 +220,26 @@ class SqliteQueue:
         if not jobs:
             return 0
         owned = list(jobs)
-        released = await self.writer.run(lambda conn: sql.release(conn, owned), durable=True)
+        released = await self._conn().write(lambda conn: sql.release(conn, owned), durable=True)
         if released:
             self._notify()
         return released
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
-        return await self.writer.run(lambda conn: sql.reclaim(conn, microservice), durable=False)
+        return await self._conn().write(lambda conn: sql.reclaim(conn, microservice), durable=False)
 
     # --- reading and housekeeping --------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        return await self._reader().call(lambda conn: sql.get(conn, job_id))
+        return await self._conn().call(lambda conn: sql.get(conn, job_id))
 
     async def stats(self, microservice: str) -> QueueStats:
-        return await self._reader().call(lambda conn: sql.stats(conn, microservice))
+        return await self._conn().call(lambda conn: sql.stats(conn, microservice))
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         total = 0
         while True:
-            deleted = await self.writer.run(
+            deleted = await self._conn().write(
                 lambda conn: sql.purge_chunk(conn, microservice, older_than_seconds, _PURGE_CHUNK),
                 durable=False,
             )

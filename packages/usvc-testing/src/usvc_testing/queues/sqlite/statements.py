@@ -25,6 +25,7 @@ from usvc_testing.queues.sqlite.schema import NOW, TABLE
 __all__ = [
     "CLAIM",
     "COMPLETE",
+    "START",
     "EncodedRequest",
     "claim",
     "complete",
@@ -79,7 +80,8 @@ WHERE id IN (
 RETURNING {_COLUMNS}
 """
 
-_START = f"""
+#: Assigned -> Processing, counting the attempt. Parameters: lease seconds, id, lease token.
+START = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
@@ -155,7 +157,16 @@ RETURNING id, status
 
 _GET = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?"
 _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
-_COUNTS = f"SELECT status, count(*) FROM {TABLE} WHERE microservice = ? GROUP BY status"
+# One query per partial index, so that counting never scans the whole table.
+_COUNTS = f"""
+SELECT 'Ready', count(*) FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+UNION ALL
+SELECT status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN {_OWNED} GROUP BY status
+UNION ALL
+SELECT status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY status
+"""
 _OLDEST = f"SELECT {NOW} - min(created_at) FROM {TABLE} WHERE microservice = ? AND status = 'Ready'"
 _PURGE = f"""
 DELETE FROM {TABLE} WHERE id IN (
@@ -331,7 +342,7 @@ def claim(
 def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
     """Assigned -> Processing, counting the attempt."""
     rid = row_id(job.id)
-    row = conn.execute(_START, (lease, rid, job.lease_token)).fetchone()
+    row = conn.execute(START, (lease, rid, job.lease_token)).fetchone()
     if row is None:
         raise _lost(conn, job, rid)
     started = copy.copy(job)
@@ -404,7 +415,7 @@ def get(conn: sqlite3.Connection, job_id: str) -> Job | None:
 
 def stats(conn: sqlite3.Connection, microservice: str) -> QueueStats:
     counts = dict.fromkeys(JobStatus, 0)
-    for status, count in conn.execute(_COUNTS, (microservice,)):
+    for status, count in conn.execute(_COUNTS, (microservice,) * 3):
         counts[JobStatus(status)] = count
     oldest = conn.execute(_OLDEST, (microservice,)).fetchone()[0]
     age = None if oldest is None else max(float(oldest), 0.0)

@@ -1,0 +1,357 @@
+"""What only the SQLite queue promises: its file, schema versions, durability modes, group
+commit, busy handling, and QUEUE_URL wiring. Every test uses a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from usvc_core import Application
+from usvc_core.errors import ConfigurationError, LeaseLostError, QueueUnavailableError
+from usvc_core.jobs import JobStatus
+from usvc_core.ports import EnqueueRequest
+from usvc_core.settings import WorkerSettings
+from usvc_testing.queues import SqliteQueue, sqlite_queue_from_url
+from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteSchemaError
+from usvc_testing.queues.sqlite import queue as queue_module
+from usvc_testing.queues.sqlite.schema import prepare
+
+SERVICE = "sqlite-tests"
+
+
+def _request(n: int = 0, **options: object) -> EnqueueRequest:
+    return EnqueueRequest(
+        payload={"action": "echo", "n": n},
+        microservice=SERVICE,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueue]:
+    """An open SqliteQueue on a fresh file."""
+    q = SqliteQueue(tmp_path / "jobs.db")
+    await q.open()
+    yield q
+    await q.close()
+
+
+def _pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as conn:
+        value = conn.execute(f"PRAGMA {name}").fetchone()[0]
+    conn.close()
+    return value
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    conn.close()
+    return {r[0] for r in rows if not r[0].startswith("sqlite_")}
+
+
+class TestQueueUrl:
+    """QUEUE_URL=sqlite:///... picks the SQLite queue with the right file and options."""
+
+    def test_relative_and_absolute_paths(self) -> None:
+        """Three slashes: relative to the working directory; four: absolute."""
+        settings = WorkerSettings(MICROSERVICE_NAME="s", QUEUE_URL="memory://")
+        relative = sqlite_queue_from_url("sqlite:///data/jobs.db", settings)
+        absolute = sqlite_queue_from_url("sqlite:////var/lib/svc/jobs.db", settings)
+        assert relative.path == Path("data/jobs.db")
+        assert absolute.path == Path("/var/lib/svc/jobs.db")
+        assert relative.durability.value == "full"
+
+    def test_options_in_the_query(self) -> None:
+        """durability and busy_timeout come from the query string."""
+        settings = WorkerSettings(MICROSERVICE_NAME="s", QUEUE_URL="memory://")
+        q = sqlite_queue_from_url("sqlite:///jobs.db?durability=normal&busy_timeout=2.5", settings)
+        assert (q.durability.value, q.busy_timeout) == ("normal", 2.5)
+
+    @pytest.mark.parametrize(
+        ("url", "says"),
+        [
+            ("sqlite://host/jobs.db", "not a host"),
+            ("sqlite://", "names no file"),
+            ("sqlite:///:memory:", "memory://"),
+            ("sqlite:///jobs.db?durability=sometimes", "durability='sometimes'"),
+            ("sqlite:///jobs.db?busy_timeout=soon", "busy_timeout"),
+            ("sqlite:///jobs.db?sync=off", "unknown option"),
+        ],
+    )
+    def test_mistakes_are_configuration_errors(self, url: str, says: str) -> None:
+        """A wrong SQLite URL fails with a message saying what to write instead."""
+        settings = WorkerSettings(MICROSERVICE_NAME="s", QUEUE_URL="memory://")
+        with pytest.raises(ConfigurationError, match=says):
+            sqlite_queue_from_url(url, settings)
+
+    async def test_application_wires_it_from_the_settings(self, tmp_path: Path) -> None:
+        """Application() finds the SQLite queue through its entry point."""
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+        app = Application(
+            settings=WorkerSettings(MICROSERVICE_NAME="s", QUEUE_URL=url, HTTP_ENABLED=False)
+        )
+        assert isinstance(app.queue, SqliteQueue)
+        assert app.queue.path == tmp_path / "app.db"
+
+
+class TestFileAndSchema:
+    """The adapter creates, versions and migrates its schema, and refuses files it cannot use."""
+
+    async def test_a_new_file_gets_the_current_schema_in_wal_mode(self, tmp_path: Path) -> None:
+        """open() creates the table and indexes, sets the version and turns WAL on."""
+        path = tmp_path / "new.db"
+        q = SqliteQueue(path)
+        await q.open()
+        await q.close()
+        assert _pragma(path, "user_version") == SCHEMA_VERSION
+        assert _pragma(path, "journal_mode") == "wal"
+        assert {"usvc_jobs_ready", "usvc_jobs_leased", "usvc_jobs_idempotency"} <= _indexes(path)
+
+    async def test_an_older_file_is_migrated_and_keeps_its_jobs(self, tmp_path: Path) -> None:
+        """A file at schema version 1 is brought to the current version; its jobs still run."""
+        path = tmp_path / "old.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            prepare(conn, str(path), upto=1)
+            conn.execute(
+                "INSERT INTO usvc_jobs (microservice, action, payload) VALUES (?, ?, ?)",
+                (SERVICE, "echo", '{"action": "echo", "n": 1}'),
+            )
+        conn.close()
+        before = _indexes(path)
+        assert _pragma(path, "user_version") == 1
+        q = SqliteQueue(path)
+        await q.open()
+        try:
+            assert _pragma(path, "user_version") == SCHEMA_VERSION
+            assert _indexes(path) > before
+            [job] = await q.claim(SERVICE, "w", 5, 30.0)
+            assert job.payload == {"action": "echo", "n": 1}
+        finally:
+            await q.close()
+
+    async def test_a_file_from_a_newer_version_is_refused(self, tmp_path: Path) -> None:
+        """A newer schema version is refused with a clear message and left untouched."""
+        path = tmp_path / "newer.db"
+        q = SqliteQueue(path)
+        await q.open()
+        await q.close()
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+        with pytest.raises(SqliteSchemaError, match=r"newer usvc-testing.*Upgrade usvc-testing"):
+            await SqliteQueue(path).open()
+        assert _pragma(path, "user_version") == SCHEMA_VERSION + 1
+
+    async def test_files_that_are_not_queues_are_refused(self, tmp_path: Path) -> None:
+        """Not a database, a foreign usvc_jobs table, or a missing directory: clear errors."""
+        junk = tmp_path / "junk.db"
+        junk.write_bytes(b"this is not sqlite" * 100)
+        with pytest.raises(SqliteSchemaError, match="not an SQLite database"):
+            await SqliteQueue(junk).open()
+        foreign = tmp_path / "foreign.db"
+        with sqlite3.connect(foreign) as conn:
+            conn.execute("CREATE TABLE usvc_jobs (x)")
+        conn.close()
+        with pytest.raises(SqliteSchemaError, match="not created by usvc-testing"):
+            await SqliteQueue(foreign).open()
+        with pytest.raises(SqliteSchemaError, match="does not exist"):
+            await SqliteQueue(tmp_path / "missing" / "jobs.db").open()
+
+    async def test_several_processes_opening_at_once_migrate_once(self, tmp_path: Path) -> None:
+        """Handles opened concurrently on a new file all end at the current version."""
+        path = tmp_path / "race.db"
+        queues = [SqliteQueue(path) for _ in range(4)]
+        await asyncio.gather(*(q.open() for q in queues))
+        try:
+            await queues[0].enqueue(_request())
+            assert (await queues[3].stats(SERVICE)).counts[JobStatus.READY] == 1
+        finally:
+            await asyncio.gather(*(q.close() for q in queues))
+        assert _pragma(path, "user_version") == SCHEMA_VERSION
+
+
+class TestDurability:
+    """durability=full fsyncs what must survive a power loss; normal fsyncs nothing itself."""
+
+    @staticmethod
+    async def _synchronous(q: SqliteQueue) -> int:
+        return int(await q._conn().call(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]))
+
+    async def test_full_syncs_enqueues_and_outcomes_not_claims(self, tmp_path: Path) -> None:
+        """Enqueue and complete commit with synchronous=FULL (2); claim and start, NORMAL (1)."""
+        q = SqliteQueue(tmp_path / "full.db")
+        await q.open()
+        try:
+            await q.enqueue(_request())
+            assert await self._synchronous(q) == 2
+            [job] = await q.claim(SERVICE, "w", 1, 30.0)
+            assert await self._synchronous(q) == 1
+            job = await q.mark_processing(job, 30.0)
+            assert await self._synchronous(q) == 1
+            await q.complete(job, {"ok": True}, 1.0)
+            assert await self._synchronous(q) == 2
+        finally:
+            await q.close()
+
+    async def test_normal_never_asks_for_fsync(self, tmp_path: Path) -> None:
+        """In normal mode even enqueues and completions commit with synchronous=NORMAL."""
+        q = SqliteQueue(tmp_path / "normal.db", durability="normal")
+        await q.open()
+        try:
+            await q.enqueue(_request())
+            [job] = await q.claim(SERVICE, "w", 1, 30.0)
+            await q.complete(await q.mark_processing(job, 30.0), {}, 1.0)
+            assert await self._synchronous(q) == 1
+            assert (await q.get(job.id)).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+        finally:
+            await q.close()
+
+    def test_unknown_modes_and_negative_timeouts_are_refused(self, tmp_path: Path) -> None:
+        """Options are checked when the queue is made."""
+        with pytest.raises(ConfigurationError, match="durability"):
+            SqliteQueue(tmp_path / "x.db", durability="paranoid")
+        with pytest.raises(ConfigurationError, match="busy_timeout"):
+            SqliteQueue(tmp_path / "x.db", busy_timeout=-1)
+
+
+class TestGroupCommit:
+    """Concurrent writes of one process share transactions; each keeps its own outcome."""
+
+    async def test_concurrent_completions_share_one_transaction(self, queue: SqliteQueue) -> None:
+        """Ten completions submitted together commit in one transaction."""
+        await queue.enqueue_many([_request(n) for n in range(10)])
+        claimed = await queue.claim(SERVICE, "w", 10, 30.0)
+        started = await asyncio.gather(*(queue.mark_processing(j, 30.0) for j in claimed))
+        before, _ = queue.commits
+        await asyncio.gather(*(queue.complete(j, {"n": j.payload["n"]}, 1.0) for j in started))
+        after, _ = queue.commits
+        assert after - before == 1
+        stats = await queue.stats(SERVICE)
+        assert stats.counts[JobStatus.COMPLETED] == 10
+
+    async def test_a_lost_lease_in_a_shared_transaction_fails_alone(
+        self, queue: SqliteQueue
+    ) -> None:
+        """A transition refused for its fencing token does not undo the others."""
+        await queue.enqueue_many([_request(n) for n in range(3)])
+        claimed = await queue.claim(SERVICE, "w", 3, 30.0)
+        a, b, c = await asyncio.gather(*(queue.mark_processing(j, 30.0) for j in claimed))
+        forged = dataclasses.replace(b, lease_token="forged")
+        results = await asyncio.gather(
+            queue.complete(a, {}, 1.0),
+            queue.complete(forged, {}, 1.0),
+            queue.complete(c, {}, 1.0),
+            return_exceptions=True,
+        )
+        assert results[0] is None
+        assert isinstance(results[1], LeaseLostError)
+        assert results[2] is None
+        assert [(await queue.get(j.id)).status for j in (a, b, c)] == [  # type: ignore[union-attr]
+            JobStatus.COMPLETED,
+            JobStatus.PROCESSING,
+            JobStatus.COMPLETED,
+        ]
+
+    async def test_an_operation_that_breaks_fails_alone(self, queue: SqliteQueue) -> None:
+        """An operation SQLite rejects fails by itself; its neighbours commit."""
+        results = await asyncio.gather(
+            queue.enqueue(_request(1)),
+            queue.enqueue(_request(2, priority=2**70)),  # no SQLite integer holds this
+            queue.enqueue(_request(3)),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], OverflowError)
+        assert (await queue.stats(SERVICE)).counts[JobStatus.READY] == 2
+
+    async def test_purge_works_in_chunks(
+        self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A large purge runs as several short transactions and deletes everything old."""
+        monkeypatch.setattr(queue_module, "_PURGE_CHUNK", 3)
+        await queue.enqueue_many([_request(n) for n in range(8)])
+        for job in await queue.claim(SERVICE, "w", 8, 30.0):
+            await queue.complete(await queue.mark_processing(job, 30.0), {}, 1.0)
+        before, _ = queue.commits
+        assert await queue.purge(SERVICE, 0.0) == 8
+        assert queue.commits[0] - before == 3  # 3 + 3 + 2
+
+
+class TestBusyAndClosed:
+    """Another process holding the write lock, or a closed queue, gives QueueUnavailableError."""
+
+    async def test_a_held_write_lock_times_out_then_recovers(self, tmp_path: Path) -> None:
+        """Past busy_timeout the write fails as unavailable; once the lock is free it works."""
+        q = SqliteQueue(tmp_path / "busy.db", busy_timeout=0.2)
+        await q.open()
+        blocker = sqlite3.connect(q.path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(QueueUnavailableError, match="locked"):
+                await q.enqueue(_request())
+            blocker.execute("ROLLBACK")
+            job = await q.enqueue(_request())
+            assert (await q.get(job.id)) is not None
+        finally:
+            blocker.close()
+            await q.close()
+
+    async def test_a_closed_queue_refuses_work(self, tmp_path: Path) -> None:
+        """After close, operations fail as unavailable; close twice is harmless."""
+        q = SqliteQueue(tmp_path / "closed.db")
+        await q.open()
+        await q.close()
+        await q.close()
+        with pytest.raises(QueueUnavailableError, match="not open"):
+            await q.enqueue(_request())
+        with pytest.raises(QueueUnavailableError, match="not open"):
+            await q.ping()
+
+    async def test_close_waits_for_submitted_writes(self, tmp_path: Path) -> None:
+        """Writes already submitted when close starts are committed, not dropped."""
+        path = tmp_path / "drain.db"
+        q = SqliteQueue(path)
+        await q.open()
+        pending = [asyncio.ensure_future(q.enqueue(_request(n))) for n in range(20)]
+        await asyncio.sleep(0)  # let them submit
+        await q.close()
+        jobs = await asyncio.gather(*pending)
+        assert len({job.id for job in jobs}) == 20
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM usvc_jobs").fetchone()[0] == 20
+        conn.close()
+
+
+class TestOtherProducers:
+    """Rows written by other programs with plain SQL are jobs like any other."""
+
+    async def test_a_minimal_insert_gets_defaults_from_the_schema(self, queue: SqliteQueue) -> None:
+        """microservice, action and payload are enough: Ready, due now, token = id."""
+        with sqlite3.connect(queue.path, isolation_level=None) as conn:
+            job_id = conn.execute(
+                "INSERT INTO usvc_jobs (microservice, action, payload) VALUES (?, ?, ?)",
+                (SERVICE, "echo", '{"action": "echo", "n": 5}'),
+            ).lastrowid
+        conn.close()
+        [job] = await queue.claim(SERVICE, "w", 5, 30.0)
+        assert job.id == str(job_id)
+        assert (job.token, job.max_attempts, job.payload["n"]) == (job.id, 3, 5)
+        assert job.created_at is not None
+
+    async def test_bad_json_is_delivered_with_payload_error(self, queue: SqliteQueue) -> None:
+        """Invalid JSON text is claimed with payload_error saying where it broke."""
+        with sqlite3.connect(queue.path, isolation_level=None) as conn:
+            conn.execute(
+                "INSERT INTO usvc_jobs (microservice, action, payload) VALUES (?, ?, ?)",
+                (SERVICE, "echo", '{"action": "echo", "n": }'),
+            )
+        conn.close()
+        [job] = await queue.claim(SERVICE, "w", 5, 30.0)
+        assert job.payload is None
+        assert "Expecting value" in (job.payload_error or "")
+        with pytest.raises(LeaseLostError):
+            await queue.complete(job, {}, 1.0)  # still Assigned: the worker must start it first
