@@ -147,6 +147,7 @@ async def _sqlite_drain_workers(workers: int, jobs: int, directory: Path) -> flo
         "MAX_CONCURRENT_JOBS": "10",
         # Other processes' enqueues do not wake a worker: poll often while idle.
         "POLLING_INTERVAL_SECONDS": "0.05",
+        "LOG_CONSOLE_JSON": "True",  # as in production
     }
     queue = make_queue("sqlite", directory, db.stem)
     await queue.open()  # creates the schema before the workers race to it

@@ -155,7 +155,15 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    git = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--exclude", "*"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return {
+        "revision": git.stdout.strip() or None,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),

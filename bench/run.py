@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(
         f"usvc bench: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
-        f"load {info['loadavg_at_start']}; "
+        f"revision {info['revision']}, load {info['loadavg_at_start']}; "
         + ("quick mode" if options.quick else f"{options.repeat} repetitions"),
         flush=True,
     )
