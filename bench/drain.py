@@ -39,6 +39,7 @@ from usvc_testing import InMemoryQueue
 ACTIONS_DIR = Path(__file__).resolve().parent / "service" / "src" / "actions"
 SERVICE = "bench"
 CONCURRENCY = 10
+FLOOR_RUNS = 3
 
 __all__ = ["drain_floor", "drain_kit", "noop_definition", "payloads"]
 
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     _configure(kit_mode, log_file)
     for mode in args.modes:
         if mode == "floor":
-            seconds, cpu = asyncio.run(drain_floor(args.jobs))
+            # The floor lasts a fraction of a second, so one run is at the mercy of one
+            # scheduler hiccup: take the median of a few.
+            runs = sorted(asyncio.run(drain_floor(args.jobs)) for _ in range(FLOOR_RUNS))
+            seconds, cpu = runs[len(runs) // 2]
         elif args.profile is not None:
             from pyinstrument import Profiler
 
