@@ -43,9 +43,11 @@ from usvc_testing.queues.sqlite import Durability
 from usvc_testing.queues.sqlite.connection import synchronous_for
 from usvc_testing.queues.sqlite.statements import CLAIM, COMPLETE, START
 
-__all__ = ["DrainResult", "main", "run"]
+__all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "main", "run"]
 
 SERVICE = "bench-noop"
+JOBS = 20_000
+QUICK_JOBS = 2_000
 BATCH = 10
 TARGET_JOBS_PER_SECOND = 5000.0
 TARGET_RATIO = 0.25
@@ -62,7 +64,12 @@ class DrainResult:
     floor_jobs_per_second: float
     ratio: float
     transactions: int  #: commits the worker's queue made (group commit shares them)
+    #: the worker process's CPU time per job, in its event-loop thread and its other threads
+    end_to_end_cpu_us_per_job: tuple[float, ...] | None
+    floor_cpu_us_per_job: float
     machine: str
+    fsync_ms: float  #: one synchronous=FULL commit on this disk, measured in the same run
+    load_average: float  #: 1-minute load average when the run ended (other work on the box)
 
     @property
     def meets_target(self) -> bool:
@@ -86,6 +93,20 @@ async def _fill(path: Path, jobs: int, durability: str) -> None:
         await queue.close()
 
 
+def _unfinished(path: Path) -> tuple[int, int]:
+    """(Ready jobs, Assigned or Processing jobs): two lookups on the partial indexes, so
+    that watching the drain costs the machine next to nothing."""
+    with sqlite3.connect(path) as conn:
+        ready, owned = conn.execute(
+            "SELECT (SELECT count(*) FROM usvc_jobs WHERE microservice = ? AND status = 'Ready'),"
+            " (SELECT count(*) FROM usvc_jobs WHERE microservice = ?"
+            "  AND status IN ('Assigned', 'Processing'))",
+            (SERVICE, SERVICE),
+        ).fetchone()
+    conn.close()
+    return int(ready), int(owned)
+
+
 def _counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
@@ -106,8 +127,32 @@ def _drain_seconds(path: Path) -> float:
     return float(last - first)
 
 
-def end_to_end(path: Path, jobs: int, durability: str, concurrency: int) -> tuple[float, int]:
-    """Drain ``jobs`` no-op jobs through one worker process; (jobs/s, commits it made)."""
+def _cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """CPU time (user + system) a process has used so far: (its main thread, all its other
+    threads); None where /proc is missing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+            if task.name == str(pid):
+                main += seconds
+            else:
+                other += seconds
+    except OSError:
+        return None
+    return main, other
+
+
+def end_to_end(
+    path: Path, jobs: int, durability: str, concurrency: int
+) -> tuple[float, int, tuple[float, ...] | None]:
+    """Drain ``jobs`` no-op jobs through one worker process.
+
+    Returns jobs/s, the commits its queue made, and its CPU time per job in microseconds
+    (event-loop thread, other threads), from its first claim to the end of the drain (None
+    without /proc)."""
     asyncio.run(_fill(path, jobs, durability))
     stats_file = path.with_suffix(".stats.json")
     env = {
@@ -121,21 +166,29 @@ def end_to_end(path: Path, jobs: int, durability: str, concurrency: int) -> tupl
         "DEV_MODE": "False",
         "BENCH_STATS_FILE": str(stats_file),
     }
-    worker = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
-        env=env,
-        cwd=path.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    errors = path.with_suffix(".stderr")
+    with errors.open("wb") as err:
+        worker = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            env=env,
+            cwd=path.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    cpu_at_start: tuple[float, float] | None = None
     try:
         deadline = time.monotonic() + max(120.0, jobs / 100)
-        while _counts(path).get("Completed", 0) < jobs:
+        while (left := _unfinished(path)) != (0, 0):
+            if cpu_at_start is None and left[0] < jobs:  # the first claim happened
+                cpu_at_start = _cpu_seconds(worker.pid)
             if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited early: {worker.stderr.read().decode()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"the worker exited early: {errors.read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not drained in time: {_counts(path)}")
-            time.sleep(0.1)
+            time.sleep(0.02 if cpu_at_start is None else 0.25)
+        cpu_at_end = _cpu_seconds(worker.pid)
+        if (counts := _counts(path)) != {"Completed": jobs}:
+            raise RuntimeError(f"the drain did not complete every job: {counts}")
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -144,11 +197,19 @@ def end_to_end(path: Path, jobs: int, durability: str, concurrency: int) -> tupl
             worker.kill()
             worker.wait()
     transactions = json.loads(stats_file.read_text())["transactions"] if stats_file.exists() else 0
-    return jobs / _drain_seconds(path), transactions
+    cpu_per_job = (
+        tuple(
+            (end - start) / jobs * 1e6 for start, end in zip(cpu_at_start, cpu_at_end, strict=True)
+        )
+        if cpu_at_start is not None and cpu_at_end is not None
+        else None
+    )
+    return jobs / _drain_seconds(path), transactions, cpu_per_job
 
 
-def floor(path: Path, jobs: int, durability: str) -> float:
-    """The adapter's claim, start and complete statements in a bare blocking loop."""
+def floor(path: Path, jobs: int, durability: str) -> tuple[float, float]:
+    """The adapter's claim, start and complete statements in a bare blocking loop;
+    returns jobs/s and CPU time per job in microseconds."""
     asyncio.run(_fill(path, jobs, durability))
     mode = Durability(durability)
     claim_sync = synchronous_for(mode, durable=False)
@@ -157,6 +218,7 @@ def floor(path: Path, jobs: int, durability: str) -> float:
     try:
         done = 0
         began = time.perf_counter()
+        cpu = time.process_time()
         while True:
             conn.execute(f"PRAGMA synchronous = {claim_sync}")
             conn.execute("BEGIN IMMEDIATE")
@@ -172,11 +234,32 @@ def floor(path: Path, jobs: int, durability: str) -> float:
             conn.execute("COMMIT")
             done += len(rows)
         elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu
     finally:
         conn.close()
     if done != jobs:
         raise RuntimeError(f"the floor loop finished {done} of {jobs} jobs")
-    return jobs / elapsed
+    return jobs / elapsed, cpu / jobs * 1e6
+
+
+def fsync_ms(directory: Path, commits: int = 50) -> float:
+    """Median time of a one-row ``synchronous=FULL`` commit in WAL mode, in ms: what one
+    durable commit costs on this disk right now."""
+    conn = sqlite3.connect(directory / "probe.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE probe (x)")
+        times = []
+        for n in range(commits):
+            began = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO probe VALUES (?)", (n,))
+            conn.execute("COMMIT")
+            times.append(time.perf_counter() - began)
+    finally:
+        conn.close()
+    return sorted(times)[len(times) // 2] * 1000
 
 
 def _machine() -> str:
@@ -195,7 +278,7 @@ def _machine() -> str:
 
 
 def run(
-    jobs: int = 20_000,
+    jobs: int = JOBS,
     *,
     durability: str = "full",
     concurrency: int = 10,
@@ -203,8 +286,11 @@ def run(
 ) -> DrainResult:
     """Measure end to end and floor on files under ``workdir`` (default: a temp dir)."""
     with tempfile.TemporaryDirectory(prefix="usvc-bench-", dir=workdir) as tmp:
-        e2e, transactions = end_to_end(Path(tmp) / "drain.db", jobs, durability, concurrency)
-        bare = floor(Path(tmp) / "floor.db", jobs, durability)
+        e2e, transactions, e2e_cpu = end_to_end(
+            Path(tmp) / "drain.db", jobs, durability, concurrency
+        )
+        bare, bare_cpu = floor(Path(tmp) / "floor.db", jobs, durability)
+        commit_ms = fsync_ms(Path(tmp))
     return DrainResult(
         jobs=jobs,
         durability=durability,
@@ -213,7 +299,11 @@ def run(
         floor_jobs_per_second=bare,
         ratio=e2e / bare,
         transactions=transactions,
+        end_to_end_cpu_us_per_job=e2e_cpu,
+        floor_cpu_us_per_job=bare_cpu,
         machine=_machine(),
+        fsync_ms=commit_ms,
+        load_average=os.getloadavg()[0],
     )
 
 
@@ -242,8 +332,8 @@ def _serve() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=20_000, help="jobs to drain (20000)")
-    parser.add_argument("--quick", action="store_true", help="2,000 jobs, for a smoke run")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"jobs to drain ({JOBS})")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS} jobs, a smoke run")
     parser.add_argument("--durability", choices=[d.value for d in Durability], default="full")
     parser.add_argument("--concurrency", type=int, default=10, help="MAX_CONCURRENT_JOBS (10)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -252,18 +342,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         _serve()
         return 0
-    jobs = 2_000 if args.quick else args.jobs
+    jobs = QUICK_JOBS if args.quick else args.jobs
     result = run(jobs, durability=args.durability, concurrency=args.concurrency)
     if args.json:
         print(json.dumps({**asdict(result), "meets_target": result.meets_target}))
         return 0
     print(f"machine:     {result.machine}")
     print(
+        f"conditions:  load average {result.load_average:.1f}, one durable commit "
+        f"{result.fsync_ms:.2f} ms"
+    )
+    print(
         f"drain:       {result.jobs} no-op jobs, MAX_CONCURRENT_JOBS={result.concurrency}, "
         f"durability={result.durability}"
     )
-    print(f"end to end:  {result.end_to_end_jobs_per_second:8.0f} jobs/s")
-    print(f"floor:       {result.floor_jobs_per_second:8.0f} jobs/s  (bare sqlite3 loop)")
+    cpu = result.end_to_end_cpu_us_per_job
+    print(
+        f"end to end:  {result.end_to_end_jobs_per_second:8.0f} jobs/s"
+        + (
+            f"  (worker CPU per job: {sum(cpu):.0f} us = {cpu[0]:.0f} event loop"
+            f" + {cpu[1]:.0f} SQLite thread)"
+            if cpu
+            else ""
+        )
+    )
+    print(
+        f"floor:       {result.floor_jobs_per_second:8.0f} jobs/s  (bare sqlite3 loop, "
+        f"{result.floor_cpu_us_per_job:.0f} us CPU per job)"
+    )
     print(f"ratio:       {result.ratio:8.2f}")
     if result.transactions:
         print(

@@ -16,7 +16,7 @@ from usvc_core.jobs import JobStatus
 from usvc_core.ports import EnqueueRequest
 from usvc_core.settings import WorkerSettings
 from usvc_testing.queues import SqliteQueue, sqlite_queue_from_url
-from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteSchemaError
+from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteFileError
 from usvc_testing.queues.sqlite import queue as queue_module
 from usvc_testing.queues.sqlite.schema import prepare
 
@@ -143,7 +143,7 @@ class TestFileAndSchema:
         with sqlite3.connect(path) as conn:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         conn.close()
-        with pytest.raises(SqliteSchemaError, match=r"newer usvc-testing.*Upgrade usvc-testing"):
+        with pytest.raises(SqliteFileError, match=r"newer usvc-testing.*Upgrade usvc-testing"):
             await SqliteQueue(path).open()
         assert _pragma(path, "user_version") == SCHEMA_VERSION + 1
 
@@ -151,15 +151,15 @@ class TestFileAndSchema:
         """Not a database, a foreign usvc_jobs table, or a missing directory: clear errors."""
         junk = tmp_path / "junk.db"
         junk.write_bytes(b"this is not sqlite" * 100)
-        with pytest.raises(SqliteSchemaError, match="not an SQLite database"):
+        with pytest.raises(SqliteFileError, match="not an SQLite database"):
             await SqliteQueue(junk).open()
         foreign = tmp_path / "foreign.db"
         with sqlite3.connect(foreign) as conn:
             conn.execute("CREATE TABLE usvc_jobs (x)")
         conn.close()
-        with pytest.raises(SqliteSchemaError, match="not created by usvc-testing"):
+        with pytest.raises(SqliteFileError, match="not created by usvc-testing"):
             await SqliteQueue(foreign).open()
-        with pytest.raises(SqliteSchemaError, match="does not exist"):
+        with pytest.raises(SqliteFileError, match="does not exist"):
             await SqliteQueue(tmp_path / "missing" / "jobs.db").open()
 
     async def test_several_processes_opening_at_once_migrate_once(self, tmp_path: Path) -> None:

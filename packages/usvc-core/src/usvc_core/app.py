@@ -38,6 +38,7 @@ from usvc_core.ports import Clock, EnqueueRequest, JobQueue, Metrics, Surface
 from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings, queue_scheme
+from usvc_core.telemetry import Telemetry, setup_telemetry
 from usvc_core.worker import Worker, WorkerConfig
 
 __all__ = ["Application"]
@@ -89,6 +90,8 @@ class Application:
         self._surfaces: list[Surface] = []
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._telemetry = Telemetry()
+        self._global_telemetry = False  # serve() makes the trace provider process-wide
         self._started = False
         self.instance_id = uuid.uuid4().hex
         self.started_at = datetime.now(UTC)
@@ -193,6 +196,28 @@ class Application:
         settings = self.settings
         if self._configure_logging:
             configure_logging(json=settings.LOG_CONSOLE_JSON, debug=settings.DEBUG)
+        self._telemetry = setup_telemetry(
+            settings,
+            resource_attributes={"service.instance.id": self.instance_id},
+            set_global=self._global_telemetry,
+        )
+        try:
+            await self._start_parts(settings)
+        except BaseException:
+            await self._close_telemetry()
+            raise
+        assert self._worker is not None
+        self._worker_task = asyncio.create_task(self._worker.run(), name="usvc-worker")
+        self._started = True
+        _log.info(
+            "application started",
+            microservice=settings.MICROSERVICE_NAME,
+            queue=type(self.queue).__name__,
+            dev_mode=settings.DEV_MODE,
+            surfaces=[s.name for s in self._surfaces],
+        )
+
+    async def _start_parts(self, settings: WorkerSettings) -> None:
         self._load_actions()
         self.actions.check_services(self.container)
         queue = self.queue
@@ -207,9 +232,11 @@ class Application:
             await self.container.initialize(metrics)
             try:
                 self.actions.bind(self.container)
-                tracer = None
-                if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-                    tracer = trace.get_tracer("usvc")
+                tracer = self._telemetry.tracer()
+                if tracer is None and not isinstance(
+                    trace.get_tracer_provider(), trace.ProxyTracerProvider
+                ):
+                    tracer = trace.get_tracer("usvc")  # the user set up OpenTelemetry
                 self._worker = Worker(
                     queue,
                     self.actions,
@@ -232,15 +259,11 @@ class Application:
         except BaseException:
             await queue.close()
             raise
-        self._worker_task = asyncio.create_task(self._worker.run(), name="usvc-worker")
-        self._started = True
-        _log.info(
-            "application started",
-            microservice=settings.MICROSERVICE_NAME,
-            queue=type(queue).__name__,
-            dev_mode=settings.DEV_MODE,
-            surfaces=[s.name for s in self._surfaces],
-        )
+
+    async def _close_telemetry(self) -> None:
+        timeout = self.settings.OTEL_FLUSH_TIMEOUT_SECONDS
+        # In a thread: the flush is bounded but blocking.
+        await asyncio.to_thread(self._telemetry.shutdown, timeout)
 
     async def stop(self) -> None:
         """Stop claiming, drain and release jobs, stop surfaces, clean up services."""
@@ -254,6 +277,7 @@ class Application:
         await self.container.cleanup()
         await self.queue.close()
         _log.info("application stopped")
+        await self._close_telemetry()
 
     async def _stop_surfaces(self) -> None:
         while self._surfaces:
@@ -282,6 +306,7 @@ class Application:
 
     async def serve(self) -> None:
         """Start, run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop."""
+        self._global_telemetry = True
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -323,12 +348,14 @@ class Application:
         token: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        """Add a job for this service; the current trace context travels with it."""
+        """Add a job for this service; the current trace context travels with it (unless the
+        payload already carries one under ``TRACE_KEY``: an explicit producer context wins)."""
         body = dict(payload)
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        if carrier:
-            body[TRACE_KEY] = carrier
+        if not isinstance(body.get(TRACE_KEY), dict):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            if carrier:
+                body[TRACE_KEY] = carrier
         if max_attempts is None:
             definition = self.actions.get(str(body.get("action")))
             opt = definition.options.max_attempts if definition else None

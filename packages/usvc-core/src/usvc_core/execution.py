@@ -90,17 +90,29 @@ def _validation_message(exc: ValidationError) -> str:
 def json_ready(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is made only of dict (str keys), list, str, int, finite float,
     bool and None, so any JSON encoder writes it as it is."""
+    # Exact type checks first (this runs on every result), isinstance for subclasses.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
     if depth > 200:
         return False
-    if value is None or isinstance(value, (str, bool, int)):
+    if kind is dict or isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                return False
+            if not json_ready(item, depth + 1):
+                return False
+        return True
+    if kind is list or isinstance(value, list):
+        for item in value:  # noqa: SIM110 - a plain loop: generators cost more per item
+            if not json_ready(item, depth + 1):
+                return False
         return True
     if isinstance(value, float):
         return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and json_ready(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(json_ready(v, depth + 1) for v in value)
-    return False
+    return isinstance(value, (str, int))
 
 
 def _serialize(result: Any) -> tuple[Any, str | None]:
@@ -142,9 +154,11 @@ async def execute_job(
     """
     started = time.perf_counter()
     payload: dict[str, Any] = job.payload
-    kwargs: dict[str, Any] = dict(definition.bound_services)
+    kwargs: dict[str, Any] = dict(definition.bound_services) if definition.bound_services else {}
     if definition.input_model is not None:
-        data = {k: v for k, v in payload.items() if k not in RESERVED_PAYLOAD_KEYS}
+        data = payload.copy()
+        for key in RESERVED_PAYLOAD_KEYS:
+            data.pop(key, None)
         try:
             kwargs[definition.input_param] = definition.input_model.model_validate(data)  # type: ignore[index]
         except ValidationError as exc:

@@ -1,8 +1,15 @@
-"""One structlog pipeline for the kit's logs and the standard library's (uvicorn, httpx, ...).
+"""One structlog pipeline for the kit's logs and the standard library's (uvicorn, httpx,
+oracledb, pymongo, asyncio, ...): one format (JSON lines or console) for every line.
 
 Every line logged while a job runs carries ``token``, ``job_id`` and ``action``: the worker
-binds them in the job's own task context (``structlog.contextvars``), so concurrent jobs
+binds them in the job's own task context (``structlog.contextvars``), which code the handler
+calls, services and ``asyncio.to_thread`` threads share (``loop.run_in_executor`` does not
+copy the context: wrap the call with ``contextvars.copy_context().run``). Concurrent jobs
 never see each other's token and nothing leaks into the next job.
+
+Processors added with :func:`add_processor` (the OTLP log export) run on every line after
+the context, level, logger name and timestamp are in the event; they are looked up per
+line, so adding one after :func:`configure_logging` (or after a logger was cached) works.
 """
 
 from __future__ import annotations
@@ -14,13 +21,27 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["add_processor", "configure_logging", "logger"]
+__all__ = ["add_processor", "configure_logging", "is_enabled_for", "logger", "remove_processor"]
 
 #: The kit's logger; ``logger.info("event", key=value)``.
-logger: structlog.stdlib.BoundLogger = structlog.get_logger("usvc")
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("usvc")
 
-_STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
-_extra_processors: list[structlog.typing.Processor] = []
+#: Libraries whose own handlers are removed so their lines go through our renderer.
+_STDLIB_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "httpx",
+    "httpcore",
+    "oracledb",
+    "pymongo",
+    "asyncio",
+)
+#: Too chatty below these levels even with DEBUG=True (wire-level detail).
+_LEVEL_FLOORS = {"httpcore": logging.WARNING, "pymongo": logging.INFO}
+# A tuple, replaced whole on change, so a line being logged in another thread never sees
+# a list mid-update.
+_extra_processors: tuple[structlog.typing.Processor, ...] = ()
 
 
 def _drop_color_message(
@@ -30,17 +51,113 @@ def _drop_color_message(
     return event_dict
 
 
+def _run_extra_processors(
+    logger: Any, name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for processor in _extra_processors:
+        event_dict = processor(logger, name, event_dict)  # type: ignore[assignment]
+    return event_dict
+
+
 def add_processor(processor: structlog.typing.Processor) -> None:
-    """Add a processor to the shared chain (e.g. the OTLP log bridge); call before
-    ``configure_logging``."""
-    _extra_processors.append(processor)
+    """Run ``processor`` on every line from now on (e.g. the OTLP log export)."""
+    global _extra_processors  # noqa: PLW0603 - the registry is process-wide like logging's
+    _extra_processors = (*_extra_processors, processor)
+
+
+def remove_processor(processor: structlog.typing.Processor) -> None:
+    """Undo :func:`add_processor` (no error when it is not there)."""
+    global _extra_processors  # noqa: PLW0603
+    _extra_processors = tuple(p for p in _extra_processors if p is not processor)
+
+
+class _Output:
+    """What the last ``configure_logging`` chose. Loggers cached before a reconfiguration
+    read it on every line, so they follow the new level, renderer and stream."""
+
+    level: int = logging.INFO
+    handler: logging.StreamHandler[TextIO] | None = None
+    final: tuple[structlog.typing.Processor, ...] = ()
+
+
+def is_enabled_for(level: int) -> bool:
+    """Whether the kit's lines at ``level`` are written (to skip building a line at all)."""
+    return level >= _Output.level
+
+
+def _filter_level(
+    _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if _LEVELS.get(method_name, logging.INFO) < _Output.level:
+        raise structlog.DropEvent
+    return event_dict
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _render(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    result: Any = event_dict
+    for processor in _Output.final:
+        result = processor(logger, method_name, result)
+    return result
+
+
+class _LineWriter:
+    """The end of the kit's own pipeline: writes rendered lines to the stdlib handler's
+    stream under the handler's lock, so both kinds of line interleave whole.
+
+    Our lines skip the standard library's LogRecord round trip (two records, a caller
+    lookup, a formatter pass: most of a line's cost); stdlib records still take it, through
+    the same processors and renderer, so every line has one format.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # read by structlog.stdlib.add_logger_name
+
+    def msg(self, line: str) -> None:
+        handler = _Output.handler
+        if handler is None:
+            sys.stdout.write(line + "\n")
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(line + "\n")
+            handler.flush()
+        finally:
+            handler.release()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _line_writer(*args: Any) -> _LineWriter:
+    return _LineWriter(str(args[0]) if args and args[0] is not None else "usvc")
 
 
 def configure_logging(
-    *, json: bool = False, debug: bool = False, stream: TextIO | None = None
+    *,
+    json: bool = False,
+    debug: bool = False,
+    stream: TextIO | None = None,
+    level: int | None = None,
 ) -> None:
-    """Route structlog and stdlib logging through one renderer: JSON lines or console."""
-    level = logging.DEBUG if debug else logging.INFO
+    """Route structlog and stdlib logging through one renderer: JSON lines or console.
+
+    Process-wide (like :mod:`logging`): the last call wins, also for loggers already in
+    use. ``stream`` defaults to stdout; ``level`` overrides the one ``debug`` picks.
+    """
+    if level is None:
+        level = logging.DEBUG if debug else logging.INFO
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -48,19 +165,8 @@ def configure_logging(
         structlog.stdlib.ExtraAdder(),
         _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        *_extra_processors,
+        _run_extra_processors,
     ]
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
     final: list[structlog.typing.Processor] = (
         [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
         if json
@@ -73,6 +179,20 @@ def configure_logging(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
+    _Output.level, _Output.handler, _Output.final = level, handler, tuple(final)
+    # The kit's own lines: dropped below the level before any other work, rendered by the
+    # same processors, written by _LineWriter.
+    structlog.configure(
+        processors=[
+            _filter_level,
+            *[p for p in shared if not isinstance(p, structlog.stdlib.ExtraAdder)],
+            structlog.processors.StackInfoRenderer(),
+            _render,
+        ],
+        logger_factory=_line_writer,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=True,
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -80,4 +200,4 @@ def configure_logging(
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+        lg.setLevel(max(level, _LEVEL_FLOORS.get(name, logging.NOTSET)))

@@ -74,6 +74,9 @@ class WorkerSettings(BaseSettings):
     HTTP_MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1)
     #: Set to False to run without the HTTP surface even when usvc-http is installed.
     HTTP_ENABLED: bool = True
+    #: How long shutdown waits for the last spans and logs to reach the OTLP collector
+    #: (also bounds shutdown when the collector is down; what is left is dropped).
+    OTEL_FLUSH_TIMEOUT_SECONDS: float = Field(default=5, ge=0)
 
     @model_validator(mode="after")
     def _check_queue_choice(self) -> Self:

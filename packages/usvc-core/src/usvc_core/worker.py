@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import random
 import socket
@@ -15,10 +14,12 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from logging import INFO
 from typing import Any
 
 import structlog
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
 from usvc_core.clock import SystemClock
@@ -26,15 +27,25 @@ from usvc_core.errors import LeaseLostError
 from usvc_core.execution import Outcome, execute_job, route, timeout_outcome
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
+from usvc_core.logging import is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, JobQueue, Metrics
 from usvc_core.resilience.retry import RetryPolicy
 
-__all__ = ["QUEUE_CHECK", "Worker", "WorkerConfig"]
+__all__ = ["QUEUE_CHECK", "UNKNOWN_ACTION_LABEL", "Worker", "WorkerConfig"]
 
 QUEUE_CHECK = "job_queue"
+#: The action name in metrics and span names for a job whose action is not registered.
+UNKNOWN_ACTION_LABEL = "<unknown>"
+#: The status a job is left in after an attempt with this outcome (``lost``: not known).
+_STATUS_AFTER = {
+    "completed": JobStatus.COMPLETED.value,
+    "failed": JobStatus.FAILED.value,
+    "retried": JobStatus.READY.value,
+    "released": JobStatus.READY.value,
+    "not_started": JobStatus.ASSIGNED.value,
+}
 _log = structlog.get_logger("usvc.worker")
-_stdlib_log = logging.getLogger("usvc.worker")
 _RED_AFTER_FAILURES = 3
 
 
@@ -209,7 +220,9 @@ class Worker:
     def _start(self, job: Job) -> None:
         running = _Running(job)
         self._running[job.id] = running
-        running.task = asyncio.create_task(self._job_task(running), name=f"job-{job.id}")
+        # Without a tracer the task runs the steps directly: no span, no extra frame per job.
+        coro = self._job_task(running) if self._tracer is None else self._traced_job_task(running)
+        running.task = asyncio.create_task(coro, name=f"job-{job.id}")
 
     def _finished(self, running: _Running) -> None:
         self._running.pop(running.job.id, None)
@@ -217,10 +230,35 @@ class Worker:
 
     # --- one job ---------------------------------------------------------------------------
 
-    async def _job_task(self, running: _Running) -> None:
+    async def _traced_job_task(self, running: _Running) -> None:
+        assert self._tracer is not None
         job = running.job
+        carrier = job.trace_context
+        with self._tracer.start_as_current_span(
+            f"job {self._known_action(job.action)}",
+            # The producer's span when the job carries one; never the worker's own context.
+            context=propagate.extract(carrier) if carrier else Context(),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"token": job.token, "job.id": job.id, "job.action": job.action},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            await self._job_task(running, span)
+
+    def _known_action(self, action: str) -> str:
+        """The action for metric labels and span names: a registered name, else a fixed
+        placeholder (payloads are user input; labels must stay a small fixed set)."""
+        return action if action in self.actions else UNKNOWN_ACTION_LABEL
+
+    async def _job_task(self, running: _Running, span: trace.Span | None = None) -> None:
+        job = running.job
+        # Bound in this task's own context: the handler, services it calls and to_thread
+        # threads see it; the next job's task starts from a fresh copy.
         structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
+        action = self._known_action(job.action)
         started = time.perf_counter()
+        outcome: Outcome | None = None
+        kind = "lost"
         try:
             try:
                 job = running.job = await self.queue.mark_processing(job, self.config.lease_seconds)
@@ -230,51 +268,32 @@ class Worker:
             except Exception as exc:
                 # The job stays Assigned; its lease expires and it is claimed again, no
                 # attempt spent.
+                kind = "not_started"
                 await self._queue_failed("mark_processing", exc, sleep=False)
                 return
             running.phase = "run"
-            self.metrics.job_started(job.action)
+            self.metrics.job_started(action)
             started = time.perf_counter()
-            outcome = await self._run_traced(running)
-            running.phase = "record"
-            kind = await self._record(running, outcome)
-            self.metrics.job_finished(job.action, kind, time.perf_counter() - started)
-        except asyncio.CancelledError:
-            if running.phase == "run":
-                kind = "lost" if running.lost else "released"
-                self.metrics.job_finished(job.action, kind, time.perf_counter() - started)
-            if running.phase in ("start", "run") and not running.lost:
-                self._to_release.append(job)
-        finally:
-            self._finished(running)
-
-    async def _run_traced(self, running: _Running) -> Outcome:
-        job = running.job
-        routed = route(job, self.actions)
-        if self._tracer is None:
-            return routed if isinstance(routed, Outcome) else await self._execute(running, routed)
-        parent = propagate.extract(job.trace_context) if job.trace_context else None
-        with self._tracer.start_as_current_span(
-            f"job {job.action}",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "token": job.token,
-                "job.id": job.id,
-                "job.action": job.action,
-                "job.attempt": job.attempts,
-            },
-        ) as span:
+            routed = route(job, self.actions)
             outcome = (
                 routed if isinstance(routed, Outcome) else await self._execute(running, routed)
             )
-            if outcome.ok:
-                span.set_attribute("job.status", JobStatus.COMPLETED.value)
-            else:
-                span.set_attribute("job.status", JobStatus.FAILED.value)
-                span.set_attribute("job.error_code", str(outcome.error_code))
-                span.set_status(trace.StatusCode.ERROR, outcome.error_message or "")
-            return outcome
+            running.phase = "record"
+            kind = await self._record(running, outcome)
+            self.metrics.job_finished(action, kind, time.perf_counter() - started)
+        except asyncio.CancelledError:
+            if running.phase in ("run", "record"):
+                # Cancelled while recording: the outcome may not be written; the lease expires.
+                lost = running.lost or running.phase == "record"
+                kind = "lost" if lost else "released"
+                self.metrics.job_finished(action, kind, time.perf_counter() - started)
+            if running.phase in ("start", "run") and not running.lost:
+                kind = "released"
+                self._to_release.append(job)
+        finally:
+            self._finished(running)
+            if span is not None:
+                _describe_span(span, job, outcome, kind)
 
     async def _execute(self, running: _Running, definition: ActionDefinition) -> Outcome:
         # One watchdog enforces every job's timeout (see _enforce_timeouts): arming an
@@ -363,7 +382,7 @@ class Worker:
         if failures or self._queue_failures:
             self._queue_ok()
         if kind == "completed":
-            if _stdlib_log.isEnabledFor(logging.INFO):  # skip the pipeline when filtered out
+            if is_enabled_for(INFO):  # the one per-job line: skip it cheaply when filtered
                 _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
         else:
             _log.warning(
@@ -453,7 +472,11 @@ class Worker:
             if running is None or running.lost:
                 continue
             running.lost = True
-            _log.warning("lease lost while running; cancelling the handler", job_id=job_id)
+            _log.warning(
+                "lease lost while running; cancelling the handler",
+                job_id=job_id,
+                token=running.job.token,
+            )
             if running.phase in ("start", "run") and running.task is not None:
                 running.task.cancel()
 
@@ -532,3 +555,18 @@ class Worker:
             _log.info("released unfinished jobs back to Ready", count=count)
             return
         _log.error("could not release jobs; their leases will expire", count=len(jobs))
+
+
+def _describe_span(span: trace.Span, job: Job, outcome: Outcome | None, kind: str) -> None:
+    """Final attributes and status of a job's span (status left unset on success, as the
+    OpenTelemetry guidance for instrumentation asks)."""
+    span.set_attribute("job.attempt", job.attempts)
+    span.set_attribute("job.outcome", kind)
+    status = _STATUS_AFTER.get(kind)
+    if status is not None:
+        span.set_attribute("job.status", status)
+    if outcome is not None and not outcome.ok:
+        span.set_attribute("job.error_code", str(outcome.error_code))
+        span.set_status(trace.StatusCode.ERROR, outcome.error_message or "")
+    elif kind in ("lost", "not_started"):
+        span.set_status(trace.StatusCode.ERROR, f"job {kind.replace('_', ' ')}")

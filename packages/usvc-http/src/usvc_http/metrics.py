@@ -17,9 +17,11 @@ JOB_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 class PrometheusMetrics:
     """Implements :class:`usvc_core.ports.Metrics`.
 
-    The spec's four metrics keep their names and stay unlabelled (so they exist at 0 before
-    the first job). Label values are only action names, outcomes, operations, statuses and
-    check names: never tokens or ids.
+    The spec's four metrics keep their names and help texts and stay unlabelled (so they
+    exist at 0 before the first job): ``jobs_processed_total`` counts jobs completed,
+    ``jobs_errors_total`` jobs that ended Failed (an attempt that will be retried counts in
+    ``jobs_retried_total`` instead). Label values are only registered action names, outcomes,
+    queue operations, statuses and check names: never tokens, ids or payload values.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -31,7 +33,8 @@ class PrometheusMetrics:
         self.health = Gauge("health_status", "Health status (0=RED, 1=YELLOW, 2=GREEN)", registry=r)
         self.duration = Histogram(
             "job_duration_seconds",
-            "Time from start to recorded outcome of one job attempt",
+            "Time from start to recorded outcome of one job attempt, by action and outcome "
+            "(completed, failed, retried, released, lost)",
             ["action", "outcome"],
             buckets=JOB_DURATION_BUCKETS,
             registry=r,
@@ -66,7 +69,8 @@ class PrometheusMetrics:
         self.health.set(Status.GREEN)
         for status in JobStatus:
             self.depth.labels(status=status.value)
-        self._duration_children: dict[tuple[str, str], object] = {}
+        # labels() takes a lock and builds a key on every call; the set of children is small.
+        self._duration_children: dict[tuple[str, str], Histogram] = {}
 
     def job_started(self, action: str) -> None:
         self.active.inc()
@@ -77,10 +81,14 @@ class PrometheusMetrics:
             self.processed.inc()
         elif outcome == "retried":
             self.retried.labels(action=action).inc()
-            self.errors.inc()
         elif outcome == "failed":
             self.errors.inc()
-        self.duration.labels(action=action, outcome=outcome).observe(duration_seconds)
+        child = self._duration_children.get((action, outcome))
+        if child is None:
+            child = self._duration_children[(action, outcome)] = self.duration.labels(
+                action=action, outcome=outcome
+            )
+        child.observe(duration_seconds)
 
     def jobs_claimed(self, count: int) -> None:
         self.claimed.inc(count)
@@ -95,8 +103,8 @@ class PrometheusMetrics:
         self.queue_errors.labels(operation=operation).inc()
 
     def queue_stats(self, stats: QueueStats) -> None:
-        for status, count in stats.counts.items():
-            self.depth.labels(status=str(status)).set(count)
+        for status in JobStatus:  # a status absent from the sample has no jobs now
+            self.depth.labels(status=status.value).set(stats.counts.get(status, 0))
         self.oldest_ready.set(stats.oldest_ready_age_seconds or 0.0)
 
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None:

@@ -6,12 +6,14 @@ Imports of the kit happen inside the fixtures, so loading the plugin does not im
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from usvc_testing.clock import FakeClock
+    from usvc_testing.otlp import OtlpReceiver
     from usvc_testing.queues.memory import InMemoryQueue
 
 pytest.register_assert_rewrite("usvc_testing.contract")
@@ -31,3 +33,12 @@ def usvc_memory_queue(usvc_fake_clock: FakeClock) -> InMemoryQueue:
     from usvc_testing.queues.memory import InMemoryQueue
 
     return InMemoryQueue(usvc_fake_clock)
+
+
+@pytest.fixture
+def usvc_otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A started in-process OTLP/gRPC receiver (needs ``usvc-testing[otlp]``)."""
+    from usvc_testing.otlp import OtlpReceiver  # lazy: grpcio is an optional extra
+
+    with OtlpReceiver() as receiver:
+        yield receiver

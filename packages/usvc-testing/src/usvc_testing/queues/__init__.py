@@ -9,13 +9,13 @@ from usvc_core.ports import JobQueue
 from usvc_core.settings import WorkerSettings
 
 from usvc_testing.queues.memory import InMemoryQueue
-from usvc_testing.queues.sqlite import Durability, SqliteQueue, SqliteSchemaError
+from usvc_testing.queues.sqlite import Durability, SqliteFileError, SqliteQueue
 
 __all__ = [
     "Durability",
     "InMemoryQueue",
+    "SqliteFileError",
     "SqliteQueue",
-    "SqliteSchemaError",
     "memory_queue_from_url",
     "sqlite_queue_from_url",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import Clock, EnqueueRequest, QueueStats, ReclaimResult
+from usvc_core.ports import Clock, EnqueueRequest, JobQueue, QueueStats, ReclaimResult
 
 from usvc_testing.queues.payload import decode_payload
 
@@ -23,7 +23,7 @@ _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.
 _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 
 
-class InMemoryQueue:
+class InMemoryQueue(JobQueue):
     """Implements :class:`usvc_core.ports.JobQueue` in memory; lost when the process ends.
 
     Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
@@ -255,7 +255,8 @@ class InMemoryQueue:
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         stored = self._owned(job, _PROCESSING)
-        stored.results = json.loads(json.dumps(results, allow_nan=False))  # as a store keeps it
+        # Kept by reference: the worker only hands over JSON-ready values (see json_ready).
+        stored.results = results
         stored.error_code = stored.error_message = None  # from an earlier attempt
         self._finish(stored, _COMPLETED, runtime_ms)
 

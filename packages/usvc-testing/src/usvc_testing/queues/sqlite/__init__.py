@@ -2,6 +2,6 @@
 
 from usvc_testing.queues.sqlite.connection import Durability
 from usvc_testing.queues.sqlite.queue import SqliteQueue
-from usvc_testing.queues.sqlite.schema import SCHEMA_VERSION, SqliteSchemaError
+from usvc_testing.queues.sqlite.schema import SCHEMA_VERSION, SqliteFileError
 
-__all__ = ["SCHEMA_VERSION", "Durability", "SqliteQueue", "SqliteSchemaError"]
+__all__ = ["SCHEMA_VERSION", "Durability", "SqliteFileError", "SqliteQueue"]

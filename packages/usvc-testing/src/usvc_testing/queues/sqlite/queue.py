@@ -12,18 +12,18 @@ from typing import Any
 
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import EnqueueRequest, QueueStats, ReclaimResult
+from usvc_core.ports import EnqueueRequest, JobQueue, QueueStats, ReclaimResult
 
 from usvc_testing.queues.sqlite import statements as sql
 from usvc_testing.queues.sqlite.connection import ConnectionThread, Durability
-from usvc_testing.queues.sqlite.schema import SqliteSchemaError, prepare
+from usvc_testing.queues.sqlite.schema import SqliteFileError, prepare
 
 __all__ = ["SqliteQueue"]
 
 _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
 
 
-class SqliteQueue:
+class SqliteQueue(JobQueue):
     """Implements :class:`usvc_core.ports.JobQueue` on an SQLite file (WAL mode).
 
     Any number of processes on one machine may open the same file: claims take the write
@@ -74,7 +74,7 @@ class SqliteQueue:
     def _connect(self) -> sqlite3.Connection:
         where = str(self.path)
         if not self.path.parent.is_dir():
-            raise SqliteSchemaError(
+            raise SqliteFileError(
                 f"cannot create the SQLite queue {where}: directory {self.path.parent} "
                 "does not exist"
             )
@@ -88,7 +88,7 @@ class SqliteQueue:
         except sqlite3.DatabaseError as exc:
             conn.close()
             if "not a database" in str(exc):
-                raise SqliteSchemaError(f"{where} is not an SQLite database file") from exc
+                raise SqliteFileError(f"{where} is not an SQLite database file") from exc
             raise
         except BaseException:
             conn.close()
@@ -251,7 +251,7 @@ class SqliteQueue:
 def _use_wal(conn: sqlite3.Connection, where: str) -> None:
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
-        raise SqliteSchemaError(
+        raise SqliteFileError(
             f"{where}: SQLite refused WAL mode (journal_mode={mode}); the queue needs a file "
             "on a local filesystem"
         )

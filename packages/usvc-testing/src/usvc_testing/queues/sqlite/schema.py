@@ -16,7 +16,7 @@ import sqlite3
 
 from usvc_core.errors import ConfigurationError
 
-__all__ = ["MIGRATIONS", "NOW", "SCHEMA_VERSION", "TABLE", "SqliteSchemaError", "prepare"]
+__all__ = ["MIGRATIONS", "NOW", "SCHEMA_VERSION", "TABLE", "SqliteFileError", "prepare"]
 
 TABLE = "usvc_jobs"
 
@@ -83,8 +83,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class SqliteSchemaError(ConfigurationError):
-    """The SQLite file cannot be used as a job queue by this version (the message says why)."""
+class SqliteFileError(ConfigurationError):
+    """The SQLite file cannot serve as this version's job queue: missing directory, not a
+    database, a foreign table, no WAL, or a newer schema (the message says which)."""
 
 
 def prepare(conn: sqlite3.Connection, where: str, *, upto: int = SCHEMA_VERSION) -> int:
@@ -97,7 +98,7 @@ def prepare(conn: sqlite3.Connection, where: str, *, upto: int = SCHEMA_VERSION)
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc):
-            raise SqliteSchemaError(f"{where} is not an SQLite database file") from exc
+            raise SqliteFileError(f"{where} is not an SQLite database file") from exc
         raise
     try:
         found = _version(conn, where)
@@ -117,13 +118,13 @@ def _version(conn: sqlite3.Connection, where: str) -> int:
     """The file's schema version, or an error when this code cannot use the file."""
     found = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if found > SCHEMA_VERSION:
-        raise SqliteSchemaError(
+        raise SqliteFileError(
             f"{where} holds job-queue schema version {found}, written by a newer "
             f"usvc-testing; this one understands versions up to {SCHEMA_VERSION}. "
             "Upgrade usvc-testing in this service, or point QUEUE_URL at another file."
         )
     if found == 0 and _has_table(conn):
-        raise SqliteSchemaError(
+        raise SqliteFileError(
             f"{where} has a {TABLE} table but no schema version (PRAGMA user_version = 0); "
             "it was not created by usvc-testing. Point QUEUE_URL at another file."
         )

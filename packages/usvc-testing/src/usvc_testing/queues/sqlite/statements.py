@@ -9,7 +9,6 @@ A transition that does not find the job under the caller's fencing token raises
 
 from __future__ import annotations
 
-import copy
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -345,7 +344,7 @@ def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
     row = conn.execute(START, (lease, rid, job.lease_token)).fetchone()
     if row is None:
         raise _lost(conn, job, rid)
-    started = copy.copy(job)
+    started = job.snapshot()
     started.status = JobStatus.PROCESSING
     started.attempts = row[0]
     started.started_at = _time(row[1])

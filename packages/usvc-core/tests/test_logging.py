@@ -1,0 +1,136 @@
+"""The one log pipeline: structlog and stdlib lines share a renderer (JSON or console)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import pytest
+import structlog
+from usvc_core import logger
+from usvc_core.logging import add_processor, configure_logging, remove_processor
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put logging back as it was after a test that configures it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_structlog_and_stdlib_lines_are_the_same_json() -> None:
+    """Our lines and uvicorn/httpx/oracledb/pymongo lines come out as one JSON shape."""
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    logger.info("Processing item", token="job-1", item_id=42)
+    for name in ("uvicorn.error", "httpx", "oracledb", "pymongo.command"):
+        logging.getLogger(name).warning("from %s", name)
+    got = lines(out)
+    assert got[0]["event"] == "Processing item"
+    assert got[0]["token"] == "job-1"
+    assert got[0]["item_id"] == 42
+    assert [g["event"] for g in got[1:]] == [
+        "from uvicorn.error",
+        "from httpx",
+        "from oracledb",
+        "from pymongo.command",
+    ]
+    for g in got:
+        assert {"event", "level", "logger", "timestamp"} <= set(g)
+    assert got[1]["level"] == "warning"
+    assert got[1]["logger"] == "uvicorn.error"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_library_handlers_are_replaced_by_ours() -> None:
+    """A library's own handler (as uvicorn's dictConfig installs) is removed: one line each."""
+    uvicorn = logging.getLogger("uvicorn.access")
+    stray = io.StringIO()
+    uvicorn.addHandler(logging.StreamHandler(stray))
+    uvicorn.propagate = False
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    uvicorn.info("GET /health 200")
+    assert stray.getvalue() == ""
+    assert [g["event"] for g in lines(out)] == ["GET /health 200"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_console_renderer_for_humans() -> None:
+    """json=False gives one readable line with key=value pairs and no colour codes."""
+    out = io.StringIO()
+    configure_logging(json=False, stream=out)
+    logger.info("job done", token="tok-9")
+    text = out.getvalue()
+    assert "job done" in text
+    assert "token=tok-9" in text
+    assert "\x1b[" not in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text.splitlines()[0])
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("debug", [False, True])
+def test_debug_switches_the_level(debug: bool) -> None:
+    """DEBUG=True lets debug lines through; httpcore wire chatter stays hidden either way."""
+    out = io.StringIO()
+    configure_logging(json=True, stream=out, debug=debug)
+    logger.debug("ours")
+    logging.getLogger("somelib").debug("theirs")
+    logging.getLogger("httpcore.http11").debug("send_request_headers")
+    events = [g["event"] for g in lines(out)]
+    assert events == (["ours", "theirs"] if debug else [])
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_exceptions_are_structured_in_json() -> None:
+    """logger.exception inside except gives a structured traceback, not a text blob."""
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    try:
+        int("bad value")
+    except ValueError:
+        logger.exception("it broke", token="t")
+    [line] = lines(out)
+    assert line["level"] == "error"
+    assert line["token"] == "t"
+    assert line["exception"][0]["exc_type"] == "ValueError"
+    assert "bad value" in line["exception"][0]["exc_value"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_added_processors_see_every_line_until_removed() -> None:
+    """add_processor works after configure and for cached loggers; remove_processor stops it."""
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    logger.info("warm the cache")  # the logger is now cached with the configured chain
+    seen: list[tuple[str, Any]] = []
+
+    def spy(_l: Any, _m: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        seen.append((event_dict["event"], event_dict.get("token")))
+        event_dict["spied"] = True
+        return event_dict
+
+    add_processor(spy)
+    try:
+        with structlog.contextvars.bound_contextvars(token="tok-1"):
+            logger.info("structlog line")
+            logging.getLogger("somelib").info("stdlib line")
+    finally:
+        remove_processor(spy)
+    logger.info("after removal")
+    assert seen == [("structlog line", "tok-1"), ("stdlib line", "tok-1")]
+    assert [g.get("spied", False) for g in lines(out)] == [False, True, True, False]
+    remove_processor(spy)  # removing twice is harmless
