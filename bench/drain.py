@@ -108,8 +108,7 @@ def _configure(mode: str, log_file: Path) -> None:
     if mode == "kit-logs":
         configure_logging(json=True, stream=log_file.open("w", encoding="utf-8"))
     else:
-        configure_logging(json=True, stream=sys.stderr)
-        logging.getLogger().setLevel(logging.WARNING)
+        configure_logging(json=True, stream=sys.stderr, level=logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> None:
