@@ -16,11 +16,13 @@ from typing import Any, Literal
 
 __all__ = [
     "BENCH",
+    "PYCACHE",
     "ROOT",
     "CaseResult",
     "CaseUnavailableError",
     "Figure",
     "Target",
+    "child_env",
     "child_json",
     "machine",
     "render_table",
@@ -29,6 +31,26 @@ __all__ = [
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+#: Where child processes keep their compiled bytecode (git-ignored with bench/results/).
+PYCACHE = BENCH / "results" / "pycache"
+
+
+def child_env(*, bytecode_cache: bool = True) -> dict[str, str]:
+    """The environment of every measured process.
+
+    A deployed service imports from compiled bytecode; an environment that sets
+    ``PYTHONDONTWRITEBYTECODE`` (as some sandboxes and CI images do) would make every
+    process compile all of FastAPI, pydantic & co. from source at start-up instead. So
+    children keep their bytecode under :data:`PYCACHE` unless ``bytecode_cache`` is False.
+    """
+    env = dict(os.environ)
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    return env
 
 
 class CaseUnavailableError(Exception):
@@ -181,6 +203,7 @@ def child_json(args: Sequence[str], timeout: float, cwd: Path = ROOT) -> list[di
     proc = subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+from harness import child_env
 
 __all__ = ["ServerProcess", "free_port", "proc_status_kb"]
 
@@ -43,9 +44,18 @@ def proc_status_kb(pid: int, key: str) -> int:
 class ServerProcess:
     """``python <script>`` in ``cwd`` with ``env`` on a free port; output goes to a temp file."""
 
-    def __init__(self, cwd: Path, script: str, env: dict[str, str], args: list[str] | None = None):
+    def __init__(
+        self,
+        cwd: Path,
+        script: str,
+        env: dict[str, str],
+        args: list[str] | None = None,
+        *,
+        bytecode_cache: bool = True,
+    ):
         self.port = free_port()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+        base = child_env(bytecode_cache=bytecode_cache)
+        full_env = {k: v for k, v in base.items() if not k.startswith(_OWN_PREFIXES)}
         full_env.update({"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(self.port), **env})
         fd, name = tempfile.mkstemp(prefix="usvc-bench-", suffix=".log")
         self.log_path = Path(name)
