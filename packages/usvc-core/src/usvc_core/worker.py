@@ -113,6 +113,7 @@ class Worker:
             max_attempts=1_000_000, base_seconds=0.2, cap_seconds=min(5.0, config.lease_seconds / 4)
         )
         self._background: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.health.register(QUEUE_CHECK, Status.GREEN, {"last_poll": "not yet"})
         queue.on_enqueue(self.notify)
 
@@ -164,6 +165,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until :meth:`request_stop`; then drain, release and return."""
+        self._loop = asyncio.get_running_loop()
         self._background = [
             asyncio.create_task(self._every(self.config.lease_seconds / 3, self._extend_leases)),
             asyncio.create_task(self._every(self.config.lease_seconds / 4, self._reclaim)),
@@ -222,7 +224,9 @@ class Worker:
         self._running[job.id] = running
         # Without a tracer the task runs the steps directly: no span, no extra frame per job.
         coro = self._job_task(running) if self._tracer is None else self._traced_job_task(running)
-        running.task = asyncio.create_task(coro, name=f"job-{job.id}")
+        # Eager: the job runs at once up to its first real wait (a job whose queue calls and
+        # handler never wait finishes right here), sparing a trip through the loop per job.
+        running.task = asyncio.Task(coro, loop=self._loop, name=f"job-{job.id}", eager_start=True)
 
     def _finished(self, running: _Running) -> None:
         self._running.pop(running.job.id, None)
