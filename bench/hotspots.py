@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from harness import BENCH
+from harness import BENCH, child_env
 from procs import ServerProcess
 
 _FRAME = re.compile(r"(?P<func>.*?) \((?P<file>.*?):(?P<line>\d+)\)$")
@@ -97,6 +97,7 @@ def profile_drain(mode: str, jobs: int, raw: Path, rate: int) -> None:
     subprocess.run(
         [_py_spy(), "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--",
          sys.executable, str(BENCH / "drain.py"), mode, "--jobs", str(jobs)],
+        env=child_env(),
         check=True,
     )  # fmt: skip
 
