@@ -2,15 +2,18 @@
 no-op action.
 
 With ``BENCH_PRELOAD_JOBS=N`` it enqueues N no-op jobs into its own queue as soon as it
-listens, so the memory case can watch a process drain a full queue.
+listens, so the memory case can watch a process drain a full queue, and prints one JSON
+line with the drain's duration once they are all Completed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 
-from usvc_core import Application, EnqueueRequest
+from usvc_core import Application, EnqueueRequest, JobStatus
 
 
 async def _serve_preloaded(count: int) -> None:
@@ -23,10 +26,15 @@ async def _serve_preloaded(count: int) -> None:
             return
         await asyncio.sleep(0.005)
     name = app.settings.MICROSERVICE_NAME
-    await app.queue.enqueue_many(
+    jobs = await app.queue.enqueue_many(
         [EnqueueRequest({"action": "noop", "n": i, "name": "bench"}, name) for i in range(count)]
     )
-    print(f"preloaded {count} jobs", flush=True)
+    began = time.perf_counter()
+    await app.wait_for_job(jobs[-1].id, timeout=600)
+    while (await app.queue.stats(name)).counts.get(JobStatus.COMPLETED, 0) < count:  # noqa: ASYNC110 - a short poll for the last batch
+        await asyncio.sleep(0.005)
+    drained = {"preloaded": count, "drain_seconds": time.perf_counter() - began}
+    print(json.dumps(drained), flush=True)
     await serving
 
 
