@@ -589,7 +589,6 @@ class FakeCursor:
                     again = row["ATTEMPTS"] < row["MAX_ATTEMPTS"]
                     row.update(
                         STATUS=READY if again else FAILED,
-                        RUN_AT=now if again else row["RUN_AT"],
                         FINISHED_AT=None if again else now,
                         LEASE_OWNER=None if again else row["LEASE_OWNER"],
                         LEASE_TOKEN=None if again else row["LEASE_TOKEN"],

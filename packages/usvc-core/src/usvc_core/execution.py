@@ -44,8 +44,21 @@ def _truncate(message: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # a user object with a broken __repr__ must not break the worker
+        return f"<{type(value).__name__} whose repr() failed>"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``Type: message``, even when the exception's ``__str__`` itself raises."""
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception as broken:
+        return f"{name} (its message could not be rendered: {type(broken).__name__})"
+    return f"{name}: {message}" if message else name
 
 
 def route(job: Job, actions: ActionRegistry) -> ActionDefinition | Outcome:
@@ -121,7 +134,7 @@ def _serialize(result: Any) -> tuple[Any, str | None]:
         try:
             return result.model_dump(mode="json"), None
         except Exception as exc:  # a field pydantic cannot serialize
-            return None, f"result model could not be serialized: {exc}"
+            return None, f"result model could not be serialized: {_exception_text(exc)}"
     if result is None or (isinstance(result, (dict, list)) and json_ready(result)):
         return result, None
     return None, (
@@ -196,12 +209,25 @@ async def execute_job(
             retry_delay=signal.delay_seconds,
             runtime_ms=(time.perf_counter() - started) * 1000,
         )
-    except asyncio.CancelledError:
-        raise
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the worker cancels this job (shutdown, lost lease): not an outcome
+        # Nobody cancelled this job: the handler let through the CancelledError of
+        # something it awaited. That is the handler's failure, not a worker's stop.
+        return Outcome(
+            error_code=ErrorCode.HANDLER_ERROR,
+            error_message=_truncate(
+                f"{_exception_text(exc)} raised by the handler although the job was not "
+                "cancelled (a task or future it awaited was cancelled)"
+            ),
+            retry=isinstance(exc, definition.options.retry_on),
+            runtime_ms=(time.perf_counter() - started) * 1000,
+        )
     except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
         return Outcome(
             error_code=ErrorCode.HANDLER_ERROR,
-            error_message=_truncate(f"{type(exc).__name__}: {exc}"),
+            error_message=_truncate(_exception_text(exc)),
             retry=isinstance(exc, definition.options.retry_on),
             runtime_ms=(time.perf_counter() - started) * 1000,
         )

@@ -311,8 +311,6 @@ class Statements:
                 f"UPDATE {t}\n"
                 "   SET STATUS = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 f" THEN {_READY} ELSE {_FAILED} END,\n"
-                "       RUN_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS THEN "
-                f"{NOW} ELSE RUN_AT END,\n"
                 "       FINISHED_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 f" THEN NULL ELSE {NOW} END,\n"
                 "       LEASE_OWNER = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"

@@ -462,6 +462,20 @@ class JobQueueContract:
         assert "no attempts left" in (stored.error_message or "")
         assert stored.finished_at is not None
 
+    async def test_reclaimed_jobs_keep_their_place_in_line(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A dead worker's jobs run before jobs enqueued after them: their recovery must not
+        wait for the backlog to drain (found by the reliability kill suite)."""
+        started = await self._started(queue, service, lease=self.short_lease, max_attempts=2)
+        await queue.enqueue(_request(service, 1))
+        [assigned] = await queue.claim(service, "worker-a", 1, self.short_lease)
+        later = await queue.enqueue(_request(service, 2))
+        await self.travel(self.short_lease + 0.2)
+        assert len(await queue.reclaim_expired(service)) == 2
+        batch = await queue.claim(service, "worker-b", 3, _LONG_LEASE)
+        assert [j.id for j in batch] == [started.id, assigned.id, later.id]
+
     async def test_reclaim_leaves_live_leases_and_other_services_alone(
         self, queue: JobQueue, service: str
     ) -> None:

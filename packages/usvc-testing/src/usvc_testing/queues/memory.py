@@ -337,7 +337,11 @@ class InMemoryQueue(JobQueue):
                 if stored.status is _PROCESSING:
                     stored.error_code = ErrorCode.LEASE_EXPIRED.value
                     stored.error_message = "lease expired; the job will run again"
+                run_at = stored.run_at
                 self._requeue(stored, 0.0)
+                stored.run_at = run_at  # keeps its place in line: recovery skips the backlog
+                self._heap_seq.pop(stored.id, None)
+                self._push_ready(stored)
                 requeued.append(job_id)
         return ReclaimResult(requeued=requeued, failed=failed)
 

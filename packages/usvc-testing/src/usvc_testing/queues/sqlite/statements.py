@@ -144,7 +144,6 @@ SET status = CASE WHEN {_EXHAUSTED} THEN 'Failed' ELSE 'Ready' END,
         WHEN attempts >= max_attempts THEN printf('the worker running attempt %d of %d stopped '
             || 'renewing its lease (crashed or stalled); no attempts left', attempts, max_attempts)
         ELSE 'lease expired; the job will run again' END,
-    run_at = CASE WHEN {_EXHAUSTED} THEN run_at ELSE {NOW} END,
     finished_at = CASE WHEN {_EXHAUSTED} THEN {NOW} ELSE finished_at END,
     runtime_ms = CASE WHEN {_EXHAUSTED} THEN NULL ELSE runtime_ms END,
     lease_owner = CASE WHEN {_EXHAUSTED} THEN lease_owner END,
