@@ -79,6 +79,9 @@ class ServerProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None and self.proc.poll() is None:
+            # What the server said is usually what explains the failure.
+            exc.add_note(f"output of {self.proc.args!r} (last lines):\n{self.output()[-3000:]}")
         self.stop()
 
     def output(self) -> str:
