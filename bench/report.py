@@ -23,21 +23,35 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The machine line, the command and one table row per figure."""
+def _run_line(report: dict[str, Any]) -> str:
     m = report["machine"]
-    opts = report["options"]
     load = ", ".join(f"{x:.1f}" for x in m["loadavg_at_start"])
+    names = ", ".join(c["name"] for c in report["cases"])
+    return (
+        f"- `{report['command'].strip()}`: revision `{m.get('revision')}`, "
+        f"{report['finished_at'][:16].replace('T', ' ')} UTC, "
+        f"{report['options']['repeat']} repetitions, load average at start {load}; "
+        f"cases {names}"
+    )
+
+
+def markdown(*reports: dict[str, Any]) -> str:
+    """The machine, the commands and one table row per figure; a case measured in several
+    reports is taken from the last one."""
+    m = reports[0]["machine"]
+    cases: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        cases.update({c["name"]: c for c in report["cases"]})
     lines = [
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['implementation']} {m['python']}, "
-        f"{m['platform']}; load average at start {load}.",
-        f"Revision `{m.get('revision')}`, {report['finished_at'][:16].replace('T', ' ')} UTC, "
-        f"{opts['repeat']} repetitions per case. Command: `{report['command'].strip()}`",
+        f"{m['platform']}.",
+        "",
+        *[_run_line(r) for r in reports],
         "",
         "| case | figure | median | min .. max | floor (median) | ratio (median) | target | |",
         "|---|---|---:|---:|---:|---:|---|---|",
     ]
-    for case in report["cases"]:
+    for case in cases.values():
         if case["status"] != "ok":
             lines.append(f"| {case['name']} | {case['status']}: {case['message']} | | | | | | |")
             continue
@@ -60,9 +74,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("report", type=Path)
+    parser.add_argument("reports", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    print(markdown(json.loads(args.report.read_text())))
+    print(markdown(*(json.loads(p.read_text()) for p in args.reports)))
 
 
 if __name__ == "__main__":
