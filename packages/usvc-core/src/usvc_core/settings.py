@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usvc_core.errors import ConfigurationError
 
-__all__ = ["WorkerSettings", "load_settings", "queue_scheme"]
+__all__ = ["WorkerSettings", "load_settings", "missing_oracle_credentials", "queue_scheme"]
 
 _KNOWN_SCHEMES = ("memory", "sqlite", "oracle")
 
@@ -82,14 +82,7 @@ class WorkerSettings(BaseSettings):
     def _check_queue_choice(self) -> Self:
         scheme = queue_scheme(self)
         if scheme == "oracle" and not self.QUEUE_URL:
-            missing = [
-                name
-                for name, value in (
-                    ("ORACLE_USER", self.ORACLE_USER),
-                    ("ORACLE_PASSWORD", self.ORACLE_PASSWORD.get_secret_value()),
-                )
-                if not value
-            ]
+            missing = missing_oracle_credentials(self.ORACLE_USER, self.ORACLE_PASSWORD)
             if missing:
                 raise ValueError(
                     f"{' and '.join(missing)} required when DEV_MODE=False "
@@ -99,6 +92,15 @@ class WorkerSettings(BaseSettings):
         if self.MONGODB_MIN_POOL_SIZE > self.MONGODB_MAX_POOL_SIZE:
             raise ValueError("MONGODB_MIN_POOL_SIZE must not exceed MONGODB_MAX_POOL_SIZE")
         return self
+
+
+def missing_oracle_credentials(user: str, password: SecretStr) -> list[str]:
+    """The names of the Oracle credentials that are empty (shared with usvc-oracle)."""
+    return [
+        name
+        for name, value in (("ORACLE_USER", user), ("ORACLE_PASSWORD", password.get_secret_value()))
+        if not value
+    ]
 
 
 def queue_scheme(settings: WorkerSettings) -> str:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from usvc_core.errors import ConfigurationError
-from usvc_core.settings import WorkerSettings
+from usvc_core.settings import WorkerSettings, missing_oracle_credentials
 
 from usvc_oracle.naming import TableName
 
@@ -72,14 +72,7 @@ class OracleSettings(BaseSettings):
 
     def require_credentials(self) -> Self:
         """Fail, naming what is missing, when ORACLE_USER or ORACLE_PASSWORD is empty."""
-        missing = [
-            name
-            for name, value in (
-                ("ORACLE_USER", self.ORACLE_USER),
-                ("ORACLE_PASSWORD", self.ORACLE_PASSWORD.get_secret_value()),
-            )
-            if not value
-        ]
+        missing = missing_oracle_credentials(self.ORACLE_USER, self.ORACLE_PASSWORD)
         if missing:
             raise ConfigurationError(f"{' and '.join(missing)} required for the Oracle queue")
         return self
