@@ -28,13 +28,12 @@ from usvc_core.adapters import (
     load_entry_point,
     named_entry_points,
 )
-from usvc_core.clock import SystemClock
 from usvc_core.errors import ConfigurationError, MissingPackageError, UsvcError
 from usvc_core.health import HealthRegistry
 from usvc_core.jobs import TRACE_KEY, Job
 from usvc_core.logging import configure_logging
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import Clock, EnqueueRequest, JobQueue, Metrics, Surface
+from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
 from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings, queue_scheme
@@ -61,7 +60,6 @@ class Application:
         queue: the job queue (default: chosen by QUEUE_URL / DEV_MODE / ORACLE_USER).
         surfaces: surface factories (default: every installed ``usvc.surfaces`` entry point).
         metrics: the metrics adapter (default: the installed ``usvc.metrics`` entry point).
-        clock: the clock (default: the system clock).
         configure_logging: set up the structlog pipeline from the settings at start.
     """
 
@@ -73,7 +71,6 @@ class Application:
         queue: JobQueue | None = None,
         surfaces: Sequence[SurfaceFactory] | None = None,
         metrics: Metrics | None = None,
-        clock: Clock | None = None,
         configure_logging: bool = True,
     ) -> None:
         self._actions_dir = actions_dir
@@ -81,7 +78,6 @@ class Application:
         self._queue = queue
         self._surface_factories = surfaces
         self._metrics = metrics
-        self.clock: Clock = clock if clock is not None else SystemClock()
         self._configure_logging = configure_logging
         self.health = HealthRegistry()
         self.actions = ActionRegistry()
@@ -158,7 +154,6 @@ class Application:
             job_timeout=s.JOB_TIMEOUT_SECONDS,
             lease_seconds=s.LEASE_SECONDS,
             shutdown_timeout=s.SHUTDOWN_TIMEOUT_SECONDS,
-            default_max_attempts=s.JOB_MAX_ATTEMPTS,
             job_retry=RetryPolicy(
                 max_attempts=s.JOB_MAX_ATTEMPTS,
                 base_seconds=s.JOB_RETRY_BACKOFF_SECONDS,
@@ -243,7 +238,6 @@ class Application:
                     self._worker_config(),
                     health=self.health,
                     metrics=metrics,
-                    clock=self.clock,
                     tracer=tracer,
                 )
                 for factory in self._surface_factories_from_settings():

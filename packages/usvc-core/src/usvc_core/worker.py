@@ -22,14 +22,13 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
-from usvc_core.clock import SystemClock
 from usvc_core.errors import LeaseLostError
 from usvc_core.execution import Outcome, execute_job, route, timeout_outcome
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
 from usvc_core.logging import is_enabled_for
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import Clock, JobQueue, Metrics
+from usvc_core.ports import JobQueue, Metrics
 from usvc_core.resilience.retry import RetryPolicy
 
 __all__ = ["QUEUE_CHECK", "UNKNOWN_ACTION_LABEL", "Worker", "WorkerConfig"]
@@ -57,7 +56,6 @@ class WorkerConfig:
     job_timeout: float = 300.0
     lease_seconds: float = 30.0
     shutdown_timeout: float = 60.0
-    default_max_attempts: int = 3
     job_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(cap_seconds=300.0))
     retention_seconds: float = 0.0
     stats_interval: float = 15.0
@@ -91,7 +89,6 @@ class Worker:
         *,
         health: HealthRegistry | None = None,
         metrics: Metrics | None = None,
-        clock: Clock | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.queue = queue
@@ -99,7 +96,6 @@ class Worker:
         self.config = config.with_worker_id()
         self.health = health if health is not None else HealthRegistry()
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
-        self.clock: Clock = clock if clock is not None else SystemClock()
         self._tracer = tracer
         self._running: dict[str, _Running] = {}
         self._to_release: list[Job] = []
