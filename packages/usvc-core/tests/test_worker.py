@@ -71,20 +71,23 @@ class SpyQueue(InMemoryQueue):
         self.claims: list[int] = []
         self.extended: list[int] = []
         self.failing: set[str] = set()
+        self.hold_completions: asyncio.Event | None = None  # set: completions go through
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.failing:
             raise QueueUnavailableError(f"{op}: database is down")
 
-    async def claim(
+    async def claim_and_start(
         self, microservice: str, worker_id: str, limit: int, lease_seconds: float
     ) -> list[Job]:
         self._maybe_fail("claim")
         self.claims.append(limit)
-        return await super().claim(microservice, worker_id, limit, lease_seconds)
+        return await super().claim_and_start(microservice, worker_id, limit, lease_seconds)
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         self._maybe_fail("complete")
+        if self.hold_completions is not None:
+            await self.hold_completions.wait()
         await super().complete(job, results, runtime_ms)
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
@@ -168,6 +171,25 @@ async def test_claims_in_batches_of_free_slots_and_repolls_at_once(running: Any)
     assert q.claims[0] == 10 or q.claims[0] <= 10
     done = await q.get(jobs[0].id)
     assert done is not None and done.results == {"n": 0} and done.attempts == 1
+
+
+async def test_a_slot_is_handed_on_while_its_outcome_is_written(running: Any) -> None:
+    """Two slots, completions held back by the store: the next two jobs run meanwhile, but
+    no more than two outcomes wait on handed-on slots, so a stuck store stops the claims.
+    Every job is still owned (and its lease renewed) until its outcome is written."""
+    w, q, _ = running(max_concurrent=2, lease_seconds=0.3)
+    q.hold_completions = asyncio.Event()
+    jobs = [await enqueue(q, "noop", i) for i in range(6)]
+    await until(lambda: len(runs) == 4)
+    await asyncio.sleep(0.3)  # room for a wrong fifth run, and for a lease renewal
+    assert len(runs) == 4
+    assert w.active_jobs == 4  # owned until recorded
+    assert max(q.extended) == 4
+    assert sum(q.claims) >= 4
+    q.hold_completions.set()
+    await until(lambda: len(runs) == 6)
+    await until(lambda: w.active_jobs == 0)
+    assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 
 async def test_in_process_enqueue_wakes_an_idle_worker(running: Any) -> None:

@@ -69,6 +69,36 @@ def test_outcomes_feed_counters_and_the_duration_histogram() -> None:
     assert families["job_duration_seconds"][0] == "histogram"
 
 
+def test_the_duration_histogram_matches_prometheus_clients_own() -> None:
+    """Durations kept as plain numbers expose the same buckets, count and sum as a
+    prometheus_client Histogram fed the same values (bounds included: ``le`` is <=)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from usvc_http.metrics import JOB_DURATION_BUCKETS
+
+    values = [0.0, 0.005, 0.0051, 0.2, 1, 1.0000001, 299.9, 300, 301, 5000]
+    m = PrometheusMetrics()
+    reference = CollectorRegistry()
+    hist = Histogram(
+        "job_duration_seconds",
+        "reference",
+        ["action", "outcome"],
+        buckets=JOB_DURATION_BUCKETS,
+        registry=reference,
+    )
+    for v in values:
+        m.job_started("resize")
+        m.job_finished("resize", "completed", v)
+        hist.labels(action="resize", outcome="completed").observe(v)
+    ours, _ = scrape(m)
+    theirs: Samples = {}
+    for family in text_string_to_metric_families(generate_latest(reference).decode()):
+        for sample in family.samples:
+            theirs[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    wanted = {k: v for k, v in theirs.items() if not k[0].endswith("_created")}
+    assert {k: v for k, v in ours.items() if k in wanted} == wanted
+    assert len(wanted) == len(JOB_DURATION_BUCKETS) + 3  # buckets, +Inf, count, sum
+
+
 def test_queue_and_lease_counters() -> None:
     """Claims, lease reclaims, releases on shutdown and queue errors by operation."""
     m = PrometheusMetrics()

@@ -58,6 +58,30 @@ class TestClaim:
         assert {fake_db.status(j.id) for j in jobs} == {"Assigned"}
         assert all(j.status is JobStatus.ASSIGNED and j.lease_owner == "w1" for j in jobs)
 
+    async def test_claim_and_start_is_one_update_and_one_commit(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """claim_and_start takes the claim's statements with the start folded into its
+        UPDATE: no mark_processing round trip or commit per job."""
+        await fill(queue, 5)
+        fake_db.log.clear()
+        jobs = await queue.claim_and_start("svc", "w1", 3, 30)
+        assert fake_db.calls() == [
+            ("acquire",),
+            ("execute", "claim_lock", 3, 3),
+            ("fetchmany", 3),
+            ("execute", "claim_start_update", 2, 100),
+            ("commit",),
+            ("release",),
+        ]
+        assert [j.priority for j in jobs] == [4, 3, 2]
+        assert {fake_db.status(j.id) for j in jobs} == {"Processing"}
+        for job in jobs:
+            assert (job.status, job.attempts, job.lease_owner) == (JobStatus.PROCESSING, 1, "w1")
+            assert job.started_at is not None
+        await queue.complete(jobs[0], None, 1)
+        assert fake_db.status(jobs[0].id) == "Completed"
+
     async def test_skips_rows_locked_by_another_claimer(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:

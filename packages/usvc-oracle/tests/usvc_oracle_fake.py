@@ -21,7 +21,13 @@ from typing import Any
 import oracledb
 from oracledb import errors as ora_errors
 from usvc_oracle import Statements, TableName
-from usvc_oracle.sql import CLAIM_COLUMNS, IN_LIST_SIZE, JOB_COLUMNS, in_list_binds
+from usvc_oracle.sql import (
+    CLAIM_COLUMNS,
+    CLAIM_STARTED_COLUMNS,
+    IN_LIST_SIZE,
+    JOB_COLUMNS,
+    in_list_binds,
+)
 
 READY, ASSIGNED, PROCESSING, COMPLETED, FAILED = (
     "Ready",
@@ -454,24 +460,27 @@ class FakeCursor:
             ]
             due.sort(key=lambda r: (-r["PRIORITY"], r["RUN_AT"], r["ID"]))
             self._query([(r["ID"],) for r in due], lock=True)
-        elif name == "claim_update":
+        elif name in ("claim_update", "claim_start_update"):
+            start = name == "claim_start_update"
             claimed = []
             for row_id in self._ids(p):
                 if view.get(row_id, {}).get("STATUS") != READY:
                     continue
                 row = conn.write(row_id)
                 row.update(
-                    STATUS=ASSIGNED,
+                    STATUS=PROCESSING if start else ASSIGNED,
+                    ATTEMPTS=row["ATTEMPTS"] + 1 if start else row["ATTEMPTS"],
                     LEASE_OWNER=p["worker_id"],
                     LEASE_TOKEN=p["lease_token"] + str(row_id),
                     ASSIGNED_AT=now,
-                    STARTED_AT=None,
+                    STARTED_AT=now if start else None,
                     LEASE_EXPIRES_AT=now + timedelta(seconds=p["lease_seconds"]),
                     UPDATED_AT=now,
                 )
                 claimed.append(row)
             self.rowcount = len(claimed)
-            self._returning(p, i, claimed, list(CLAIM_COLUMNS))
+            columns = CLAIM_STARTED_COLUMNS if start else CLAIM_COLUMNS
+            self._returning(p, i, claimed, list(columns))
         elif name == "mark_processing":
             row = owned((ASSIGNED,))
             if row is not None:

@@ -92,7 +92,8 @@ class JobQueue(Protocol):
     - Every later transition names the job's id and fencing token and the status it expects;
       when they no longer match, it raises :class:`~usvc_core.errors.LeaseLostError` and
       changes nothing.
-    - ``mark_processing`` counts the attempt. ``release`` puts a job back to Ready without
+    - ``mark_processing`` counts the attempt (``claim_and_start`` does both steps at once).
+      ``release`` puts a job back to Ready without
       spending an attempt (it gives back the one ``mark_processing`` counted).
     - ``reclaim_expired`` puts Assigned jobs with an expired lease back to Ready, and Processing
       ones back to Ready while attempts are left, else Failed with ``LEASE_EXPIRED``.
@@ -126,6 +127,15 @@ class JobQueue(Protocol):
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
         """Assigned -> Processing; returns the job with ``attempts`` counted."""
+        ...
+
+    async def claim_and_start(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        """``claim``, then ``mark_processing`` of every claimed job, as one step (one
+        transaction where the store has them): the jobs come back Processing, attempt
+        counted, in claim order. The worker uses it, since it starts every job it claims at
+        once; it spares a store round trip and a commit per job."""
         ...
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:

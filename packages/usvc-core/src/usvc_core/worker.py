@@ -42,7 +42,6 @@ _STATUS_AFTER = {
     "failed": JobStatus.FAILED.value,
     "retried": JobStatus.READY.value,
     "released": JobStatus.READY.value,
-    "not_started": JobStatus.ASSIGNED.value,
 }
 _log = structlog.get_logger("usvc.worker")
 _RED_AFTER_FAILURES = 3
@@ -71,11 +70,12 @@ class WorkerConfig:
 @dataclass(slots=True, eq=False)
 class _Running:
     job: Job
-    phase: str = "start"  # start -> run -> record
+    phase: str = "run"  # run (its handler) -> record (writing its outcome)
     lost: bool = False
     timed_out: bool = False
     deadline: float = float("inf")  # loop time after which the watchdog cancels the handler
     task: asyncio.Task[None] | None = None
+    slot_returned: bool = False  # its slot was handed on while its outcome is written
 
 
 class Worker:
@@ -98,6 +98,7 @@ class Worker:
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self._tracer = tracer
         self._running: dict[str, _Running] = {}
+        self._recording = 0  # jobs in _running whose slot was handed on (see _return_slot)
         self._to_release: list[Job] = []
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -187,14 +188,14 @@ class Worker:
     async def _poll_loop(self) -> None:
         cfg = self.config
         while not self._stopping.is_set():
-            free = cfg.max_concurrent - len(self._running)
+            free = cfg.max_concurrent - len(self._running) + self._recording
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             self._wake.clear()
             try:
-                jobs = await self.queue.claim(
+                jobs = await self.queue.claim_and_start(
                     cfg.microservice, cfg.worker_id, free, cfg.lease_seconds
                 )
             except Exception as exc:
@@ -224,8 +225,23 @@ class Worker:
         # handler never wait finishes right here), sparing a trip through the loop per job.
         running.task = asyncio.Task(coro, loop=self._loop, name=f"job-{job.id}", eager_start=True)
 
+    def _return_slot(self, running: _Running) -> None:
+        """Hand a job's slot on once its handler is done, while its outcome is written.
+
+        The slot bounds concurrent handlers, not writes: the next batch is claimed and runs
+        while the queue commits this one's outcome (for a durable store, the next claim then
+        overlaps this commit's fsync instead of waiting behind it). The job stays owned
+        (lease renewed, drained) until it is recorded, and at most ``max_concurrent`` jobs
+        are recording on returned slots at once, so a slow store still slows the claims.
+        """
+        if self._recording < self.config.max_concurrent:
+            running.slot_returned = True
+            self._recording += 1
+            self._slot_freed.set()
+
     def _finished(self, running: _Running) -> None:
-        self._running.pop(running.job.id, None)
+        if self._running.pop(running.job.id, None) is not None and running.slot_returned:
+            self._recording -= 1
         self._slot_freed.set()
 
     # --- one job ---------------------------------------------------------------------------
@@ -260,35 +276,23 @@ class Worker:
         outcome: Outcome | None = None
         kind = "lost"
         try:
-            try:
-                job = running.job = await self.queue.mark_processing(job, self.config.lease_seconds)
-            except LeaseLostError:
-                _log.warning("lease lost before start; skipping job")
-                return
-            except Exception as exc:
-                # The job stays Assigned; its lease expires and it is claimed again, no
-                # attempt spent.
-                kind = "not_started"
-                await self._queue_failed("mark_processing", exc, sleep=False)
-                return
-            running.phase = "run"
             self.metrics.job_started(action)
-            started = time.perf_counter()
             routed = route(job, self.actions)
             outcome = (
                 routed if isinstance(routed, Outcome) else await self._execute(running, routed)
             )
             running.phase = "record"
+            self._return_slot(running)
             kind = await self._record(running, outcome)
             self.metrics.job_finished(action, kind, time.perf_counter() - started)
         except asyncio.CancelledError:
-            if running.phase in ("run", "record"):
-                # Cancelled while recording: the outcome may not be written; the lease expires.
-                lost = running.lost or running.phase == "record"
-                kind = "lost" if lost else "released"
-                self.metrics.job_finished(action, kind, time.perf_counter() - started)
-            if running.phase in ("start", "run") and not running.lost:
-                kind = "released"
+            # Cancelled while its handler ran: the job goes back to Ready (released at the
+            # end of the drain). While recording: the outcome may not be written; the lease
+            # expires and the job runs again.
+            lost = running.lost or running.phase == "record"
+            kind = "lost" if lost else "released"
+            self.metrics.job_finished(action, kind, time.perf_counter() - started)
+            if not lost:
                 self._to_release.append(job)
         finally:
             self._finished(running)
@@ -477,7 +481,7 @@ class Worker:
                 job_id=job_id,
                 token=running.job.token,
             )
-            if running.phase in ("start", "run") and running.task is not None:
+            if running.phase == "run" and running.task is not None:
                 running.task.cancel()
 
     async def _reclaim(self) -> None:
@@ -527,7 +531,7 @@ class Worker:
             hurry.cancel()
         # Whatever still runs its handler is cancelled and goes back to Ready.
         for r in list(self._running.values()):
-            if r.task is not None and r.phase in ("start", "run"):
+            if r.task is not None and r.phase == "run":
                 r.task.cancel()
         leftovers = [r.task for r in self._running.values() if r.task is not None]
         if leftovers:
@@ -568,5 +572,5 @@ def _describe_span(span: trace.Span, job: Job, outcome: Outcome | None, kind: st
     if outcome is not None and not outcome.ok:
         span.set_attribute("job.error_code", str(outcome.error_code))
         span.set_status(trace.StatusCode.ERROR, outcome.error_message or "")
-    elif kind in ("lost", "not_started"):
-        span.set_status(trace.StatusCode.ERROR, f"job {kind.replace('_', ' ')}")
+    elif kind == "lost":
+        span.set_status(trace.StatusCode.ERROR, "job lost")

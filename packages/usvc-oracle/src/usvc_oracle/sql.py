@@ -24,6 +24,7 @@ from usvc_oracle.naming import TableName
 
 __all__ = [
     "CLAIM_COLUMNS",
+    "CLAIM_STARTED_COLUMNS",
     "DDL_IGNORED_ERRORS",
     "IN_LIST_SIZE",
     "JOB_COLUMNS",
@@ -124,6 +125,9 @@ CLAIM_COLUMNS = (
     "LEASE_TOKEN",
 )
 
+#: What ``claim_and_start`` returns per row: the claim's columns and the start time.
+CLAIM_STARTED_COLUMNS = (*CLAIM_COLUMNS, "STARTED_AT")
+
 #: What ``mark_processing`` returns.
 PROCESSING_COLUMNS = ("ATTEMPTS", "STARTED_AT", "LEASE_EXPIRES_AT", "UPDATED_AT")
 
@@ -151,6 +155,7 @@ class Statements:
     idempotency_holder: str
     claim_lock: str
     claim_update: str
+    claim_start_update: str
     mark_processing: str
     extend_lease: str
     complete: str
@@ -207,6 +212,20 @@ class Statements:
                 f"       UPDATED_AT = {NOW}\n"
                 f" WHERE {_in_list()}\n"
                 f"   AND STATUS = {_READY}\n" + _returning(CLAIM_COLUMNS)
+            ),
+            # claim_update and mark_processing at once: Processing, attempt counted.
+            claim_start_update=(
+                f"UPDATE {t}\n"
+                f"   SET STATUS = {_PROCESSING},\n"
+                "       ATTEMPTS = ATTEMPTS + 1,\n"
+                "       LEASE_OWNER = :worker_id,\n"
+                "       LEASE_TOKEN = :lease_token || TO_CHAR(ID),\n"
+                f"       ASSIGNED_AT = {NOW},\n"
+                f"       STARTED_AT = {NOW},\n"
+                f"       LEASE_EXPIRES_AT = {_plus('lease_seconds')},\n"
+                f"       UPDATED_AT = {NOW}\n"
+                f" WHERE {_in_list()}\n"
+                f"   AND STATUS = {_READY}\n" + _returning(CLAIM_STARTED_COLUMNS)
             ),
             mark_processing=(
                 f"UPDATE {t}\n"

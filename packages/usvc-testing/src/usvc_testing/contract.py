@@ -270,6 +270,83 @@ class JobQueueContract:
         with pytest.raises(LeaseLostError):
             await queue.mark_processing(claimed, _LONG_LEASE)  # already started
 
+    async def test_claim_and_start_hands_out_started_jobs(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """claim_and_start is claim plus mark_processing: Processing, attempt counted, one
+        fencing token each, best first, only its service, at most ``limit``."""
+        jobs = await queue.enqueue_many(
+            [_request(service, n, priority=p) for n, p in enumerate([0, 5, 0, 9])]
+        )
+        await queue.enqueue(_request(f"{service}-other"))
+        batch = await queue.claim_and_start(service, "worker-a", 3, _LONG_LEASE)
+        assert [j.id for j in batch] == [jobs[3].id, jobs[1].id, jobs[0].id]
+        assert len({j.lease_token for j in batch}) == 3
+        for job in batch:
+            assert (job.status, job.attempts, job.lease_owner) == (
+                JobStatus.PROCESSING,
+                1,
+                "worker-a",
+            )
+            assert job.started_at is not None
+            assert job.lease_expires_at is not None
+            stored = await self._get(queue, job.id)
+            assert (stored.status, stored.attempts, stored.lease_token) == (
+                JobStatus.PROCESSING,
+                1,
+                job.lease_token,
+            )
+        with pytest.raises(LeaseLostError):
+            await queue.mark_processing(batch[0], _LONG_LEASE)  # already started
+        await queue.complete(batch[0], {"ok": True}, 1.0)
+        assert (await self._get(queue, batch[0].id)).status is JobStatus.COMPLETED
+        [last] = await queue.claim_and_start(service, "worker-b", 10, _LONG_LEASE)
+        assert last.id == jobs[2].id
+        assert await queue.claim_and_start(service, "worker-b", 10, _LONG_LEASE) == []
+        assert await queue.claim_and_start(service, "worker-b", 0, _LONG_LEASE) == []
+
+    async def test_claim_and_start_jobs_release_and_reclaim_like_started_ones(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A job claimed and started at once is released with its attempt given back, and
+        reclaimed after its lease with the attempt spent (LEASE_EXPIRED)."""
+        first, second = await queue.enqueue_many([_request(service, 1), _request(service, 2)])
+        [a] = await queue.claim_and_start(service, "worker-a", 1, _LONG_LEASE)
+        assert a.id == first.id
+        assert await queue.release([a]) == 1
+        stored = await self._get(queue, a.id)
+        assert (stored.status, stored.attempts) == (JobStatus.READY, 0)
+        both = await queue.claim_and_start(service, "worker-b", 2, self.short_lease)
+        assert {j.id for j in both} == {first.id, second.id}
+        await self.travel(self.short_lease + 0.2)
+        result = await queue.reclaim_expired(service)
+        assert sorted(result.requeued) == sorted([first.id, second.id])
+        for job in both:
+            stored = await self._get(queue, job.id)
+            assert (stored.status, stored.attempts) == (JobStatus.READY, 1)
+            assert stored.error_code == ErrorCode.LEASE_EXPIRED.value
+            with pytest.raises(LeaseLostError):
+                await queue.complete(job, {}, 1.0)
+
+    async def test_concurrent_claim_and_start_never_share_a_job(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """Racing claim_and_start callers each get different jobs, and all jobs get out."""
+        jobs = await queue.enqueue_many([_request(service, n) for n in range(40)])
+
+        async def claimer(q: JobQueue, name: str) -> list[str]:
+            got: list[str] = []
+            while batch := await q.claim_and_start(service, name, 7, _LONG_LEASE):
+                got.extend(j.id for j in batch)
+                await asyncio.sleep(0)
+            return got
+
+        results = await asyncio.gather(
+            *(claimer(q, f"w{i}") for i, q in enumerate([queue, peer, queue, peer]))
+        )
+        claimed = [job_id for got in results for job_id in got]
+        assert sorted(claimed) == sorted(j.id for j in jobs)
+
     async def test_complete_records_the_results(self, queue: JobQueue, service: str) -> None:
         """complete stores the results and runtime and finishes the job."""
         job = await self._started(queue, service)

@@ -179,6 +179,16 @@ class InMemoryQueue(JobQueue):
     async def claim(
         self, microservice: str, worker_id: str, limit: int, lease_seconds: float
     ) -> list[Job]:
+        return self._claim(microservice, worker_id, limit, lease_seconds, start=False)
+
+    async def claim_and_start(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        return self._claim(microservice, worker_id, limit, lease_seconds, start=True)
+
+    def _claim(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float, *, start: bool
+    ) -> list[Job]:
         now = self._clock.now()
         due = self._due.setdefault(microservice, [])
         delayed = self._delayed.get(microservice)
@@ -195,7 +205,12 @@ class InMemoryQueue(JobQueue):
             job = self._jobs.get(job_id)
             if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
                 continue  # stale entry
-            job.status = _ASSIGNED
+            if start:  # what mark_processing does, at once
+                job.status = _PROCESSING
+                job.attempts += 1
+                job.started_at = now
+            else:
+                job.status = _ASSIGNED
             job.lease_owner = worker_id
             job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
             job.lease_expires_at = expires

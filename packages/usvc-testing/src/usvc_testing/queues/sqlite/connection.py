@@ -112,7 +112,11 @@ class ConnectionThread:
         self._connect = connect
         self.where = where
         self._durability = durability
-        self._inbox: SimpleQueue[_Item | None] = SimpleQueue()
+        self._inbox: SimpleQueue[list[_Item] | None] = SimpleQueue()
+        # Work submitted during one turn of the event loop goes to the thread together, at
+        # the end of that turn: one wake-up of the thread instead of one per operation, and
+        # the operations of one turn (say, ten completions and the next claim) share a round.
+        self._outbox: list[_Item] = []
         self._thread = threading.Thread(target=self._serve, name=f"usvc-sqlite {where}")
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
         self._thread.daemon = True
@@ -134,9 +138,16 @@ class ConnectionThread:
     def _submit(self, fn: Callable[..., T], *, write: bool, durable: bool) -> asyncio.Future[T]:
         if self._closed:
             raise QueueUnavailableError(f"SQLite queue {self.where} is closed")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inbox.put(_Item(fn, fut, write=write, durable=durable))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if not self._outbox:
+            loop.call_soon(self._flush)
+        self._outbox.append(_Item(fn, fut, write=write, durable=durable))
         return fut
+
+    def _flush(self) -> None:
+        items, self._outbox = self._outbox, []
+        self._inbox.put(items)
 
     async def call(self, fn: Work[T]) -> T:
         """Run ``fn(conn)`` on the thread, outside any write transaction (one hop)."""
@@ -174,6 +185,7 @@ class ConnectionThread:
 
         done = self._submit(disconnect, write=False, durable=False)
         self._closed = True
+        self._flush()
         self._inbox.put(None)
         await done
 
@@ -187,7 +199,7 @@ class ConnectionThread:
             if first is None:
                 running = False
             else:
-                items.append(first)
+                items.extend(first)
             while True:  # everything that gathered meanwhile joins this round
                 try:
                     more = self._inbox.get_nowait()
@@ -196,8 +208,9 @@ class ConnectionThread:
                 if more is None:
                     running = False
                 else:
-                    items.append(more)
-            self._round(items)
+                    items.extend(more)
+            if items:
+                self._round(items)
 
     def _round(self, items: list[_Item]) -> None:
         """Run what gathered: writes that need no fsync first, in one transaction, and

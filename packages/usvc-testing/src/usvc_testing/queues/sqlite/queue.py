@@ -174,6 +174,16 @@ class SqliteQueue(JobQueue):
             durable=False,
         )
 
+    async def claim_and_start(
+        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        if limit <= 0:
+            return []
+        return await self._conn().write(
+            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease_seconds, start=True),
+            durable=False,
+        )
+
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
         return await self._conn().write(
             lambda conn: sql.start(conn, job, lease_seconds), durable=False

@@ -23,6 +23,7 @@ from usvc_testing.queues.sqlite.schema import NOW, TABLE
 
 __all__ = [
     "CLAIM",
+    "CLAIM_STARTED",
     "COMPLETE",
     "START",
     "EncodedRequest",
@@ -70,6 +71,22 @@ WHERE microservice = ? AND idempotency_key = ? AND status IN {_UNFINISHED}
 CLAIM = f"""
 UPDATE {TABLE}
 SET status = 'Assigned', lease_owner = ?, lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = {NOW} + ?, updated_at = {NOW}
+WHERE id IN (
+    SELECT id FROM {TABLE}
+    WHERE microservice = ? AND status = 'Ready' AND run_at <= {NOW}
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?)
+RETURNING {_COLUMNS}
+"""
+
+#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
+#: job, with one fencing token and one clock reading. Parameters: worker id, lease seconds,
+#: service, limit.
+CLAIM_STARTED = f"""
+UPDATE {TABLE}
+SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
+    lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
 WHERE id IN (
     SELECT id FROM {TABLE}
@@ -329,9 +346,17 @@ def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) ->
 
 
 def claim(
-    conn: sqlite3.Connection, microservice: str, worker_id: str, limit: int, lease: float
+    conn: sqlite3.Connection,
+    microservice: str,
+    worker_id: str,
+    limit: int,
+    lease: float,
+    *,
+    start: bool = False,
 ) -> list[Job]:
-    rows = conn.execute(CLAIM, (worker_id, lease, microservice, limit)).fetchall()
+    """Claim up to ``limit`` jobs; with ``start``, also start them (``claim_and_start``)."""
+    statement = CLAIM_STARTED if start else CLAIM
+    rows = conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall()
     # RETURNING gives rows in no promised order; hand them out best first.
     rows.sort(key=lambda row: (-row[5], row[6], row[0]))
     return [job_from_row(row) for row in rows]
