@@ -11,10 +11,10 @@ them. Its rate is N over the time from the first job's start to the last job's f
 both read from the rows (SQLite's clock), so process start-up is not counted.
 
 Floor: on a fresh file with the same N jobs and the same durability mode, one thread runs
-the adapter's own statements in a bare blocking ``sqlite3`` loop, ten jobs at a time: the
-claim statement in one transaction, then the start and complete statements of those ten
-in a second one. Each transaction uses the ``PRAGMA synchronous`` level the adapter uses
-for it. The ratio is end-to-end over floor.
+the statements the worker's queue runs, in a bare blocking ``sqlite3`` loop, ten jobs at a
+time: the claim-and-start statement (``CLAIM_STARTED``) in one transaction, then the
+complete statements of those ten in a second one. Each transaction uses the
+``PRAGMA synchronous`` level the adapter uses for it. The ratio is end-to-end over floor.
 
 ``run()`` returns the figures for a harness (``bench/run.py``); ``main()`` prints them.
 """
@@ -41,7 +41,7 @@ from usvc_core.ports import EnqueueRequest
 from usvc_testing.queues import SqliteQueue
 from usvc_testing.queues.sqlite import Durability
 from usvc_testing.queues.sqlite.connection import synchronous_for
-from usvc_testing.queues.sqlite.statements import CLAIM, COMPLETE, START
+from usvc_testing.queues.sqlite.statements import CLAIM_STARTED, COMPLETE
 
 __all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "main", "run"]
 
@@ -208,7 +208,7 @@ def end_to_end(
 
 
 def floor(path: Path, jobs: int, durability: str) -> tuple[float, float]:
-    """The adapter's claim, start and complete statements in a bare blocking loop;
+    """The worker's queue statements (claim-and-start, complete) in a bare blocking loop;
     returns jobs/s and CPU time per job in microseconds."""
     asyncio.run(_fill(path, jobs, durability))
     mode = Durability(durability)
@@ -222,14 +222,13 @@ def floor(path: Path, jobs: int, durability: str) -> tuple[float, float]:
         while True:
             conn.execute(f"PRAGMA synchronous = {claim_sync}")
             conn.execute("BEGIN IMMEDIATE")
-            rows = conn.execute(CLAIM, ("floor", 30.0, SERVICE, BATCH)).fetchall()
+            rows = conn.execute(CLAIM_STARTED, ("floor", 30.0, SERVICE, BATCH)).fetchall()
             conn.execute("COMMIT")
             if not rows:
                 break
             conn.execute(f"PRAGMA synchronous = {finish_sync}")
             conn.execute("BEGIN IMMEDIATE")
             for row in rows:
-                conn.execute(START, (30.0, row[0], row[12])).fetchall()
                 conn.execute(COMPLETE, ("null", 0.0, row[0], row[12]))
             conn.execute("COMMIT")
             done += len(rows)

@@ -99,8 +99,9 @@ def test_exceptions_are_structured_in_json() -> None:
     """logger.exception inside except gives a structured traceback, not a text blob."""
     out = io.StringIO()
     configure_logging(json=True, stream=out)
+    password = "hunter2-secret"  # a local of the failing frame
     try:
-        int("bad value")
+        int("bad value" if password else "")
     except ValueError:
         logger.exception("it broke", token="t")
     [line] = lines(out)
@@ -108,6 +109,37 @@ def test_exceptions_are_structured_in_json() -> None:
     assert line["token"] == "t"
     assert line["exception"][0]["exc_type"] == "ValueError"
     assert "bad value" in line["exception"][0]["exc_value"]
+    assert line["exception"][0]["frames"][-1]["name"] == "test_exceptions_are_structured_in_json"
+    assert "hunter2-secret" not in out.getvalue()  # frames' locals are never logged
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_fast_json_line_matches_the_general_pipeline() -> None:
+    """A plain kit line (the one per job) takes a one-call path; it writes what the full
+    processor chain writes: same keys in the same order, same values, same JSON."""
+    from usvc_core.logging import _Output
+
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    structlog.contextvars.bind_contextvars(token="tok-1", job_id="7")
+    try:
+        for method in ("info", "warning", "warn", "error"):
+            getattr(logger, method)("job completed", runtime_ms=0.5, odd=object(), n=None)
+            _Output.json = False  # the general path renders the same event
+            getattr(logger, method)("job completed", runtime_ms=0.5, odd=object(), n=None)
+            _Output.json = True
+    finally:
+        structlog.contextvars.clear_contextvars()
+    got = lines(out)
+    assert len(got) == 8
+    for fast, general in zip(got[::2], got[1::2], strict=True):
+        assert list(fast) == list(general)
+        for key in ("timestamp", "odd"):
+            assert type(fast.pop(key)) is type(general.pop(key)) is str
+        assert fast == general
+    assert [line["level"] for line in got[::2]] == ["info", "warning", "warning", "error"]
+    stamp = lines(out)[0]["timestamp"]
+    assert stamp.endswith("Z") and len(stamp) == len("2026-11-28T08:03:59.259235Z")
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -14,12 +14,15 @@ line, so adding one after :func:`configure_logging` (or after a logger was cache
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+import structlog.tracebacks
 
 __all__ = ["add_processor", "configure_logging", "is_enabled_for", "logger", "remove_processor"]
 
@@ -77,7 +80,11 @@ class _Output:
 
     level: int = logging.INFO
     handler: logging.StreamHandler[TextIO] | None = None
+    #: the kit's lines: every processor after the level filter (the general path)
+    chain: tuple[structlog.typing.Processor, ...] = ()
+    #: the renderers at the end of both pipelines
     final: tuple[structlog.typing.Processor, ...] = ()
+    json: bool = False
 
 
 def is_enabled_for(level: int) -> bool:
@@ -111,6 +118,70 @@ def _render(logger: Any, method_name: str, event_dict: MutableMapping[str, Any])
     for processor in _Output.final:
         result = processor(logger, method_name, result)
     return result
+
+
+# Tracebacks as JSON, without the frames' local variables: they may hold passwords, tokens
+# or payloads, and log lines travel further than the process.
+_JSON_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+#: Keys that need the general path (tracebacks, stack dumps); the rest takes the fast one.
+_GENERAL_KEYS = frozenset({"exc_info", "exception", "stack_info", "color_message"})
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+
+
+class _Second:
+    """The formatted UTC second of the last timestamp (one strftime per second, not per line)."""
+
+    value = -1
+    text = ""
+
+
+def _utc_timestamp() -> str:
+    """Now as ISO 8601 UTC with microseconds, like TimeStamper(fmt="iso", utc=True)."""
+    now = time.time()
+    second = int(now)
+    if second != _Second.value:
+        _Second.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _Second.value = second
+    return f"{_Second.text}.{int((now - second) * 1_000_000):06d}Z"
+
+
+def _json_default(value: Any) -> Any:
+    """What structlog's JSONRenderer does with values JSON cannot hold."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+# Built once: json.dumps(..., default=...) builds a new encoder on every call.
+_ENCODER = _json.JSONEncoder(default=_json_default)
+
+
+def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """The kit's own lines, all processors in one call.
+
+    The common JSON line (no traceback, no stack) does in one function what the general
+    chain does in nine: the same keys in the same order, the same JSON. Its cost matters:
+    the worker writes one line per job, and the chain took about 40 us of it, as much as
+    the rest of a small job's overhead.
+    """
+    if _LEVELS.get(method_name, logging.INFO) < _Output.level:
+        raise structlog.DropEvent
+    if not _Output.json or not _GENERAL_KEYS.isdisjoint(event_dict):
+        result: Any = event_dict
+        for processor in _Output.chain:
+            result = processor(logger, method_name, result)
+        return result
+    structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+    event_dict["logger"] = logger.name
+    event_dict["timestamp"] = _utc_timestamp()
+    if _extra_processors:
+        event_dict = _run_extra_processors(logger, method_name, event_dict)
+    return _ENCODER.encode(event_dict)
 
 
 class _LineWriter:
@@ -168,7 +239,7 @@ def configure_logging(
         _run_extra_processors,
     ]
     final: list[structlog.typing.Processor] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        [_JSON_TRACEBACKS, structlog.processors.JSONRenderer()]
         if json
         else [structlog.dev.ConsoleRenderer(colors=False)]
     )
@@ -180,15 +251,16 @@ def configure_logging(
         )
     )
     _Output.level, _Output.handler, _Output.final = level, handler, tuple(final)
+    _Output.json = json
+    _Output.chain = (
+        *[p for p in shared if not isinstance(p, structlog.stdlib.ExtraAdder)],
+        structlog.processors.StackInfoRenderer(),
+        _render,
+    )
     # The kit's own lines: dropped below the level before any other work, rendered by the
-    # same processors, written by _LineWriter.
+    # same processors (_kit_line), written by _LineWriter.
     structlog.configure(
-        processors=[
-            _filter_level,
-            *[p for p in shared if not isinstance(p, structlog.stdlib.ExtraAdder)],
-            structlog.processors.StackInfoRenderer(),
-            _render,
-        ],
+        processors=[_kit_line],
         logger_factory=_line_writer,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=True,
