@@ -39,7 +39,8 @@ class InMemoryQueue(JobQueue):
         # per service: due heap (-priority, run_at, order, seq, id) and delayed heap
         # (run_at, seq, id); ``order`` (creation order) breaks ties like a store's job id,
         # ``seq`` marks the live entry of a job pushed more than once.
-        self._due: dict[str, list[tuple[int, datetime, int, int, str]]] = {}
+        # (-priority, run_at as a timestamp: floats compare faster than datetimes, order, seq, id)
+        self._due: dict[str, list[tuple[int, float, int, int, str]]] = {}
         self._order: dict[str, int] = {}
         self._orders = itertools.count()
         self._delayed: dict[str, list[tuple[datetime, int, str]]] = {}
@@ -167,7 +168,7 @@ class InMemoryQueue(JobQueue):
         if job.run_at <= self._clock.now():
             heapq.heappush(
                 self._due.setdefault(job.microservice, []),
-                (-job.priority, job.run_at, self._order[job.id], seq, job.id),
+                (-job.priority, job.run_at.timestamp(), self._order[job.id], seq, job.id),
             )
         else:
             heapq.heappush(
@@ -196,7 +197,8 @@ class InMemoryQueue(JobQueue):
             run_at, seq, job_id = heapq.heappop(delayed)
             job = self._jobs.get(job_id)
             if job is not None:
-                heapq.heappush(due, (-job.priority, run_at, self._order[job_id], seq, job_id))
+                key = (-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id)
+                heapq.heappush(due, key)
         claimed: list[Job] = []
         leased = self._leased.setdefault(microservice, set())
         expires = now + timedelta(seconds=lease_seconds)
