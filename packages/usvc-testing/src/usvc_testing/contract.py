@@ -235,15 +235,16 @@ class JobQueueContract:
         [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
         assert claimed.id == job.id
 
+    @pytest.mark.parametrize("method", ["claim", "claim_and_start"])
     async def test_concurrent_claimers_never_share_a_job(
-        self, queue: JobQueue, peer: JobQueue, service: str
+        self, queue: JobQueue, peer: JobQueue, service: str, method: str
     ) -> None:
         """Claimers racing on the same store each get different jobs, and all jobs get out."""
         jobs = await queue.enqueue_many([_request(service, n) for n in range(60)])
 
         async def claimer(q: JobQueue, name: str) -> list[str]:
             got: list[str] = []
-            while batch := await q.claim(service, name, 7, _LONG_LEASE):
+            while batch := await getattr(q, method)(service, name, 7, _LONG_LEASE):
                 got.extend(j.id for j in batch)
                 await asyncio.sleep(0)
             return got
@@ -327,25 +328,6 @@ class JobQueueContract:
             assert stored.error_code == ErrorCode.LEASE_EXPIRED.value
             with pytest.raises(LeaseLostError):
                 await queue.complete(job, {}, 1.0)
-
-    async def test_concurrent_claim_and_start_never_share_a_job(
-        self, queue: JobQueue, peer: JobQueue, service: str
-    ) -> None:
-        """Racing claim_and_start callers each get different jobs, and all jobs get out."""
-        jobs = await queue.enqueue_many([_request(service, n) for n in range(40)])
-
-        async def claimer(q: JobQueue, name: str) -> list[str]:
-            got: list[str] = []
-            while batch := await q.claim_and_start(service, name, 7, _LONG_LEASE):
-                got.extend(j.id for j in batch)
-                await asyncio.sleep(0)
-            return got
-
-        results = await asyncio.gather(
-            *(claimer(q, f"w{i}") for i, q in enumerate([queue, peer, queue, peer]))
-        )
-        claimed = [job_id for got in results for job_id in got]
-        assert sorted(claimed) == sorted(j.id for j in jobs)
 
     async def test_complete_records_the_results(self, queue: JobQueue, service: str) -> None:
         """complete stores the results and runtime and finishes the job."""

@@ -167,20 +167,20 @@ class SqliteQueue(JobQueue):
     async def claim(
         self, microservice: str, worker_id: str, limit: int, lease_seconds: float
     ) -> list[Job]:
-        if limit <= 0:
-            return []
-        return await self._conn().write(
-            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease_seconds),
-            durable=False,
-        )
+        return await self._claim(microservice, worker_id, limit, lease_seconds, start=False)
 
     async def claim_and_start(
         self, microservice: str, worker_id: str, limit: int, lease_seconds: float
     ) -> list[Job]:
+        return await self._claim(microservice, worker_id, limit, lease_seconds, start=True)
+
+    async def _claim(
+        self, microservice: str, worker_id: str, limit: int, lease: float, *, start: bool
+    ) -> list[Job]:
         if limit <= 0:
             return []
         return await self._conn().write(
-            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease_seconds, start=True),
+            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease, start=start),
             durable=False,
         )
 

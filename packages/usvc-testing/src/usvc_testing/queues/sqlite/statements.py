@@ -66,33 +66,31 @@ SELECT id FROM {TABLE}
 WHERE microservice = ? AND idempotency_key = ? AND status IN {_UNFINISHED}
 """
 
+# The ids of the next ``limit`` Ready and due jobs of one service, best first.
+_DUE = f"""
+    SELECT id FROM {TABLE}
+    WHERE microservice = ? AND status = 'Ready' AND run_at <= {NOW}
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?"""
+
 #: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
 #: token. Parameters: worker id, lease seconds, service, limit.
 CLAIM = f"""
 UPDATE {TABLE}
 SET status = 'Assigned', lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN (
-    SELECT id FROM {TABLE}
-    WHERE microservice = ? AND status = 'Ready' AND run_at <= {NOW}
-    ORDER BY priority DESC, run_at, id
-    LIMIT ?)
+WHERE id IN ({_DUE})
 RETURNING {_COLUMNS}
 """
 
 #: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
-#: job, with one fencing token and one clock reading. Parameters: worker id, lease seconds,
-#: service, limit.
+#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
 CLAIM_STARTED = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
     lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN (
-    SELECT id FROM {TABLE}
-    WHERE microservice = ? AND status = 'Ready' AND run_at <= {NOW}
-    ORDER BY priority DESC, run_at, id
-    LIMIT ?)
+WHERE id IN ({_DUE})
 RETURNING {_COLUMNS}
 """
 
