@@ -21,6 +21,8 @@ from usvc_core import (
     WorkerConfig,
     action,
 )
+from usvc_core.metrics import NullMetrics
+from usvc_core.ports import QueueStats
 from usvc_core.worker import QUEUE_CHECK
 from usvc_testing import InMemoryQueue
 
@@ -288,6 +290,43 @@ async def test_a_dead_workers_job_is_reclaimed_and_run(running: Any) -> None:
         await until(done)
         got = await q0.get(job.id)
         assert got is not None and got.attempts == 2  # the dead worker's attempt counted
+    finally:
+        w.request_stop()
+        await task
+
+
+class RecordingMetrics(NullMetrics):
+    def __init__(self) -> None:
+        self.reclaimed: list[tuple[int, int]] = []
+        self.stats: list[QueueStats] = []
+
+    def jobs_reclaimed(self, requeued: int, failed: int) -> None:
+        self.reclaimed.append((requeued, failed))
+
+    def queue_stats(self, stats: QueueStats) -> None:
+        self.stats.append(stats)
+
+
+async def test_reclaims_report_requeued_and_failed_jobs_and_stats_come_at_once() -> None:
+    """A reclaim that fails a job with no attempts left says so to the metrics (it ended in
+    error); the queue depth is sampled at start, not one interval later."""
+    q = SpyQueue()
+    last_try = await enqueue(q, "noop", 1, max_attempts=1)
+    await enqueue(q, "noop", 2, max_attempts=2)
+    for claimed in await q.claim(MS, "dead-worker", 2, 0.2):
+        await q.mark_processing(claimed, 0.2)
+    metrics = RecordingMetrics()
+    w = Worker(q, registry(), config(lease_seconds=0.4, stats_interval=3600.0), metrics=metrics)
+    task = asyncio.create_task(w.run())
+    try:
+        await until(lambda: metrics.stats)  # long before the one-hour interval
+        assert metrics.stats[0].counts[JobStatus.PROCESSING] == 2
+        await until(lambda: metrics.reclaimed)
+        assert metrics.reclaimed[0] == (1, 1)
+        await until(lambda: runs.get("2") == 1)
+        failed = await q.get(last_try.id)
+        assert failed is not None and failed.error_code == "LEASE_EXPIRED"
+        assert runs.get("1") is None
     finally:
         w.request_stop()
         await task

@@ -100,11 +100,12 @@ def test_the_duration_histogram_matches_prometheus_clients_own() -> None:
 
 
 def test_queue_and_lease_counters() -> None:
-    """Claims, lease reclaims, releases on shutdown and queue errors by operation."""
+    """Claims, lease reclaims, releases on shutdown and queue errors by operation; a job a
+    reclaim fails (LEASE_EXPIRED, no attempts left) counts as a job that ended in error."""
     m = PrometheusMetrics()
     m.jobs_claimed(5)
     m.jobs_claimed(2)
-    m.jobs_reclaimed(3)
+    m.jobs_reclaimed(2, 1)
     m.jobs_released(4)
     m.queue_error("claim")
     m.queue_error("claim")
@@ -112,6 +113,7 @@ def test_queue_and_lease_counters() -> None:
     samples, _ = scrape(m)
     assert samples[("jobs_claimed_total", ())] == 7
     assert samples[("jobs_lease_reclaimed_total", ())] == 3
+    assert samples[("jobs_errors_total", ())] == 1
     assert samples[("jobs_released_total", ())] == 4
     assert samples[("queue_errors_total", (("operation", "claim"),))] == 2
     assert samples[("queue_errors_total", (("operation", "record_completed"),))] == 1

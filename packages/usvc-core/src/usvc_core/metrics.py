@@ -22,7 +22,7 @@ class NullMetrics:
     def jobs_claimed(self, count: int) -> None:
         pass
 
-    def jobs_reclaimed(self, count: int) -> None:
+    def jobs_reclaimed(self, requeued: int, failed: int) -> None:
         pass
 
     def jobs_released(self, count: int) -> None:

@@ -166,7 +166,10 @@ class Worker:
         self._background = [
             asyncio.create_task(self._every(self.config.lease_seconds / 3, self._extend_leases)),
             asyncio.create_task(self._every(self.config.lease_seconds / 4, self._reclaim)),
-            asyncio.create_task(self._every(self.config.stats_interval, self._sample_stats)),
+            # Sampled at once too: queue_depth is known from the first scrape, not 15 s later.
+            asyncio.create_task(
+                self._every(self.config.stats_interval, self._sample_stats, at_once=True)
+            ),
             asyncio.create_task(self._every(self._watchdog_interval(), self._enforce_timeouts)),
         ]
         _log.info(
@@ -452,9 +455,18 @@ class Worker:
 
     # --- background duties -----------------------------------------------------------------
 
-    async def _every(self, seconds: float, duty: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def _every(
+        self,
+        seconds: float,
+        duty: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        at_once: bool = False,
+    ) -> None:
+        first = at_once
         while True:
-            await asyncio.sleep(seconds * random.uniform(0.8, 1.0))
+            if not first:
+                await asyncio.sleep(seconds * random.uniform(0.8, 1.0))
+            first = False
             try:
                 await duty()
             except asyncio.CancelledError:
@@ -491,7 +503,7 @@ class Worker:
             await self._queue_failed("reclaim_expired", exc, sleep=False)
             return
         if len(result):
-            self.metrics.jobs_reclaimed(len(result))
+            self.metrics.jobs_reclaimed(len(result.requeued), len(result.failed))
             _log.warning(
                 "reclaimed jobs with expired leases",
                 requeued=len(result.requeued),

@@ -151,8 +151,9 @@ class PrometheusMetrics:
     def jobs_claimed(self, count: int) -> None:
         self._jobs.claimed += count
 
-    def jobs_reclaimed(self, count: int) -> None:
-        self.reclaimed.inc(count)
+    def jobs_reclaimed(self, requeued: int, failed: int) -> None:
+        self.reclaimed.inc(requeued + failed)
+        self._jobs.errors += failed  # ended Failed (LEASE_EXPIRED) without a worker recording it
 
     def jobs_released(self, count: int) -> None:
         self.released.inc(count)
