@@ -437,6 +437,25 @@ class TestCircuit:
             Status.GREEN,
         ]
 
+    async def test_health_turns_yellow_when_a_trial_is_due_without_a_call(
+        self, server: ScriptedServer, make: Make
+    ) -> None:
+        """/health does not stay RED past the recovery timeout while nobody calls: the
+        service looks at its breaker when the timeout is over (HALF_OPEN, YELLOW)."""
+        server.play(respond(500))
+        h = await make(MAX_RETRIES=0, CB_FAILURE_THRESHOLD=1, CB_RECOVERY_TIMEOUT=10.0)
+        await h.service.request("GET", "/")
+        assert h.health()[0] is Status.RED
+        await until(lambda: h.clock.sleepers == 1)  # the look, waiting on the clock
+        h.clock.advance(9.9)
+        await asyncio.sleep(0.01)
+        assert h.health()[0] is Status.RED
+        h.clock.advance(0.1)
+        await until(lambda: h.health()[0] is Status.YELLOW)
+        assert h.health() == (Status.YELLOW, {"circuit": "half_open"})
+        assert h.circuit_gauge() == 1
+        assert len(server.received) == 1  # nothing was sent to find out
+
     async def test_failed_trial_reopens(self, server: ScriptedServer, make: Make) -> None:
         """A failing HALF_OPEN trial opens the circuit again for a full recovery timeout."""
         server.play(respond(500))

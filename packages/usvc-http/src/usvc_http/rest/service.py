@@ -88,6 +88,7 @@ class RestAPIService(ServiceProvider):
     ) -> None:
         self._clock = clock
         self._transport = transport
+        self._trial_timer: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -133,6 +134,10 @@ class RestAPIService(ServiceProvider):
 
     async def cleanup(self) -> None:
         """Close the client and its connections."""
+        timer, self._trial_timer = self._trial_timer, None
+        if timer is not None:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -288,8 +293,28 @@ class RestAPIService(ServiceProvider):
         _log.warning("circuit state changed", service=name, old=old.value, new=new.value)
         if new is CircuitState.OPEN:
             self.health_registry.update(name, Status.RED, {"circuit": "open", **self._last_failure})
+            self._arm_trial_timer()
         elif new is CircuitState.HALF_OPEN:
             self.health_registry.update(name, Status.YELLOW, {"circuit": "half_open"})
+
+    def _arm_trial_timer(self) -> None:
+        """Look at the breaker again when its recovery timeout is over.
+
+        An open breaker turns HALF_OPEN when its state is next read, which is at the next
+        call; without calls /health would say RED long after the service may be tried
+        again. The look turns it HALF_OPEN, and the health YELLOW, on time.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # opened outside an event loop: the next call will look
+            return
+        if self._trial_timer is not None and not self._trial_timer.done():
+            self._trial_timer.cancel()
+        self._trial_timer = loop.create_task(self._look_when_trial_due())
+
+    async def _look_when_trial_due(self) -> None:
+        while (wait := self.breaker.seconds_until_trial()) > 0:
+            await self.clock.sleep(wait)
 
     def _count(self, status_class: str) -> None:
         if self._outbound is not None:
