@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -173,6 +174,27 @@ class TestFileAndSchema:
         finally:
             await asyncio.gather(*(q.close() for q in queues))
         assert _pragma(path, "user_version") == SCHEMA_VERSION
+
+    def test_new_file_opened_by_many_at_once_never_reports_locked(self, tmp_path: Path) -> None:
+        """Turning a new file to WAL takes a lock SQLite does not wait for; connections that
+        collide there wait and retry instead of failing (workers starting together)."""
+        errors: list[BaseException] = []
+
+        def open_once(q: SqliteQueue) -> None:
+            try:
+                q._connect().close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        for n in range(60):
+            queues = [SqliteQueue(tmp_path / f"new-{n}.db") for _ in range(6)]
+            threads = [threading.Thread(target=open_once, args=(q,)) for q in queues]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert errors == []
+        assert _pragma(tmp_path / "new-0.db", "journal_mode") == "wal"
 
 
 class TestDurability:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ class SqliteQueue(JobQueue):
             self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=64
         )
         try:
-            _use_wal(conn, where)
+            _use_wal(conn, where, patience=self.busy_timeout)
             conn.execute("PRAGMA journal_size_limit = 67108864")
             prepare(conn, where)
         except sqlite3.DatabaseError as exc:
@@ -258,8 +259,18 @@ class SqliteQueue(JobQueue):
                 return total
 
 
-def _use_wal(conn: sqlite3.Connection, where: str) -> None:
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+def _use_wal(conn: sqlite3.Connection, where: str, *, patience: float) -> None:
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            # Turning a new file to WAL needs an exclusive lock, and SQLite does not wait for
+            # it (no busy handler): processes opening one new file at once collide here.
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
     if str(mode).lower() != "wal":
         raise SqliteFileError(
             f"{where}: SQLite refused WAL mode (journal_mode={mode}); the queue needs a file "
