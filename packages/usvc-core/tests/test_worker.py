@@ -179,11 +179,11 @@ async def test_a_slot_is_handed_on_while_its_outcome_is_written(running: Any) ->
     """Two slots, completions held back by the store: the next two jobs run meanwhile, but
     no more than two outcomes wait on handed-on slots, so a stuck store stops the claims.
     Every job is still owned (and its lease renewed) until its outcome is written."""
-    w, q, _ = running(max_concurrent=2, lease_seconds=0.3)
+    w, q, _ = running(max_concurrent=2, lease_seconds=1.0)  # renewed every ~0.3 s
     q.hold_completions = asyncio.Event()
     jobs = [await enqueue(q, "noop", i) for i in range(6)]
     await until(lambda: len(runs) == 4)
-    await asyncio.sleep(0.3)  # room for a wrong fifth run, and for a lease renewal
+    await asyncio.sleep(0.5)  # room for a wrong fifth run, and for a lease renewal
     assert len(runs) == 4
     assert w.active_jobs == 4  # owned until recorded
     assert max(q.extended) == 4
