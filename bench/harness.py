@@ -24,6 +24,8 @@ __all__ = [
     "Target",
     "child_env",
     "child_json",
+    "cpu_model",
+    "fmt_number",
     "machine",
     "render_table",
     "summary",
@@ -166,16 +168,20 @@ class CaseResult:
         }
 
 
-def machine() -> dict[str, Any]:
-    """Where the figures come from: cores, CPU model, Python, load at the start."""
-    cpu = "unknown"
+def cpu_model(default: str = "unknown") -> str:
+    """The CPU's model name from /proc/cpuinfo, or ``default`` where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return default
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures come from: cores, CPU model, Python, load at the start."""
+    cpu = cpu_model()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     git = subprocess.run(
         ["git", "describe", "--always", "--dirty", "--exclude", "*"],
@@ -220,7 +226,8 @@ def child_json(args: Sequence[str], timeout: float, cwd: Path = ROOT) -> list[di
     return out
 
 
-def _fmt(value: float) -> str:
+def fmt_number(value: float) -> str:
+    """A figure as the tables print it: thousands separated, about three digits shown."""
     if value >= 1000:
         return f"{value:,.0f}"
     if value >= 100:
@@ -245,7 +252,7 @@ def render_table(cases: Sequence[CaseResult]) -> str:
             s = summary(fig.samples)
             floor = ratio = ""
             if fig.floor:
-                floor = _fmt(summary(fig.floor)["median"])
+                floor = fmt_number(summary(fig.floor)["median"])
                 ratio = f"{summary(fig.ratios)['median']:.3g}"
             verdicts = fig.verdicts()
             mark = ""
@@ -255,7 +262,7 @@ def render_table(cases: Sequence[CaseResult]) -> str:
                 (
                     case.name,
                     f"{fig.name} ({fig.unit})",
-                    _fmt(s["median"]),
+                    fmt_number(s["median"]),
                     f"±{s['spread'] * 50:.0f}%" if len(fig.samples) > 1 else "n=1",
                     floor,
                     ratio,

@@ -10,17 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness import fmt_number
+
 __all__ = ["markdown"]
-
-
-def _num(value: float) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3g}"
 
 
 def _run_line(report: dict[str, Any]) -> str:
@@ -58,15 +50,15 @@ def markdown(*reports: dict[str, Any]) -> str:
         for fig in case["figures"]:
             floor = ratio = ""
             if "floor" in fig:
-                floor = _num(fig["floor"]["median"])
+                floor = fmt_number(fig["floor"]["median"])
                 ratio = f"{fig['ratio']['median']:.3g}"
             targets = fig.get("targets", [])
             verdict = ""
             if targets:
                 verdict = "met" if all(t["met"] for t in targets) else "**missed**"
             lines.append(
-                f"| {case['name']} | {fig['name']} ({fig['unit']}) | {_num(fig['median'])} | "
-                f"{_num(fig['min'])} .. {_num(fig['max'])} | {floor} | {ratio} | "
+                f"| {case['name']} | {fig['name']} ({fig['unit']}) | {fmt_number(fig['median'])} | "
+                f"{fmt_number(fig['min'])} .. {fmt_number(fig['max'])} | {floor} | {ratio} | "
                 f"{', '.join(t['target'] for t in targets)} | {verdict} |"
             )
     return "\n".join(lines)

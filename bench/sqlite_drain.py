@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness import cpu_model
 from pydantic import BaseModel
 from usvc_core import Application, action
 from usvc_core.ports import EnqueueRequest
@@ -262,14 +263,7 @@ def fsync_ms(directory: Path, commits: int = 50) -> float:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model(default=platform.processor() or platform.machine())
     return (
         f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}"

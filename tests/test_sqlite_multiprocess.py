@@ -85,15 +85,7 @@ async def test_three_processes_complete_every_job_exactly_once(tmp_path: Path) -
         ids = await _enqueue_all(queue)  # while the workers already claim
         await _wait_drained(queue, workers)
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        codes = []
-        for w in workers:
-            try:
-                codes.append(w.wait(60))
-            except subprocess.TimeoutExpired:
-                w.kill()
-                codes.append(w.wait())
+        codes = _stop(workers)
     stats = await queue.stats(SERVICE)
     await queue.close()
     logs = "\n".join((tmp_path / f"worker-{i}.log").read_text()[-2000:] for i in range(WORKERS))

@@ -8,11 +8,12 @@ cannot start fails the tests; elsewhere they are skipped, naming what is missing
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +23,9 @@ import pytest
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from usvc_core import Application, WorkerSettings, action
+from usvc_core.health import HealthRegistry, Status
 from usvc_mongo import MongoServiceRegistry
+from usvc_mongo.surface import REGISTRY_CHECK
 
 EXTERNAL_URI_VAR = "USVC_TEST_MONGODB_URI"
 
@@ -179,3 +182,27 @@ def make_app() -> Callable[..., Application]:
         return app
 
     return make
+
+
+WaitForStatus = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def wait_for_status() -> WaitForStatus:
+    """``await wait_for_status(app, Status.GREEN)``: until the mongodb_registry check of
+    ``app`` reaches that status (woken by the health registry, bounded)."""
+
+    async def wait(app: Application, wanted: Status, seconds: float = 60) -> None:
+        reached = asyncio.Event()
+
+        def check(health: HealthRegistry) -> None:
+            current = health.get(REGISTRY_CHECK)
+            if current is not None and current.status is wanted:
+                reached.set()
+
+        app.health.subscribe(check)
+        check(app.health)
+        async with asyncio.timeout(seconds):
+            await reached.wait()
+
+    return wait

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from functools import partial
@@ -11,26 +10,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from usvc_core import Application
-from usvc_core.health import HealthRegistry, Status
+from usvc_core.health import Status
 from usvc_mongo import MongoServiceRegistry, registry_surface
-from usvc_mongo.surface import REGISTRY_CHECK
 
 MakeApp = Callable[..., Application]
-
-
-async def wait_for_status(app: Application, wanted: Status, seconds: float = 60) -> None:
-    """Wait until the registry check reaches ``wanted`` (woken by the health registry)."""
-    reached = asyncio.Event()
-
-    def check(health: HealthRegistry) -> None:
-        current = health.get(REGISTRY_CHECK)
-        if current is not None and current.status is wanted:
-            reached.set()
-
-    app.health.subscribe(check)
-    check(app.health)
-    async with asyncio.timeout(seconds):
-        await reached.wait()
 
 
 async def test_the_service_registers_and_deregisters_on_shutdown(
@@ -38,6 +21,7 @@ async def test_the_service_registers_and_deregisters_on_shutdown(
     make_registry: Callable[..., MongoServiceRegistry],
     mongo_uri: str,
     db_name: str,
+    wait_for_status: Any,
 ) -> None:
     """MONGODB_URI alone enables it: schemas and instance appear, the instance leaves at stop."""
     app = make_app(surfaces=None, MONGODB_URI=SecretStr(mongo_uri), MONGODB_DATABASE=db_name)
@@ -61,7 +45,11 @@ async def test_the_service_registers_and_deregisters_on_shutdown(
 
 
 async def test_credentials_stay_out_of_logs_and_health(
-    make_app: MakeApp, mongo_target: Any, db_name: str, capfd: pytest.CaptureFixture[str]
+    make_app: MakeApp,
+    mongo_target: Any,
+    db_name: str,
+    capfd: pytest.CaptureFixture[str],
+    wait_for_status: Any,
 ) -> None:
     """A failing URI with a password: RED, and the password is nowhere to be seen."""
     if mongo_target.external:

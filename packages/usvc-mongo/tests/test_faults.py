@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 from usvc_core import Application
-from usvc_core.health import HealthRegistry, Status
+from usvc_core.health import Status
 from usvc_core.jobs import JobStatus
 from usvc_mongo import MongoServiceRegistry, RegistrySurface, registry_surface
 from usvc_mongo.surface import REGISTRY_CHECK
@@ -27,21 +27,6 @@ _CRUD = ["update", "findAndModify", "insert", "delete", "find", "listIndexes", "
 def status(app: Application) -> Status | None:
     check = app.health.get(REGISTRY_CHECK)
     return check.status if check is not None else None
-
-
-async def wait_for_status(app: Application, wanted: Status, seconds: float = 60) -> None:
-    """Wait until the registry check reaches ``wanted`` (woken by the health registry)."""
-    reached = asyncio.Event()
-
-    def check(health: HealthRegistry) -> None:
-        current = health.get(REGISTRY_CHECK)
-        if current is not None and current.status is wanted:
-            reached.set()
-
-    app.health.subscribe(check)
-    check(app.health)
-    async with asyncio.timeout(seconds):
-        await reached.wait()
 
 
 @pytest.fixture
@@ -129,7 +114,7 @@ async def test_killed_server_turns_red_and_its_return_turns_green(
 
 @pytest.mark.slow
 async def test_the_worker_keeps_processing_jobs_while_the_registry_is_down(
-    make_app: MakeApp, own_server: Any, db_name: str
+    make_app: MakeApp, own_server: Any, db_name: str, wait_for_status: Any
 ) -> None:
     """With MongoDB dead the check goes RED, jobs still complete, and shutdown is not held."""
 

@@ -92,14 +92,6 @@ def is_enabled_for(level: int) -> bool:
     return level >= _Output.level
 
 
-def _filter_level(
-    _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    if _LEVELS.get(method_name, logging.INFO) < _Output.level:
-        raise structlog.DropEvent
-    return event_dict
-
-
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,

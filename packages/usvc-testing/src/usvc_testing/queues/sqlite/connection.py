@@ -147,7 +147,8 @@ class ConnectionThread:
 
     def _flush(self) -> None:
         items, self._outbox = self._outbox, []
-        self._inbox.put(items)
+        if items:  # close() may have flushed this turn's work already
+            self._inbox.put(items)
 
     async def call(self, fn: Work[T]) -> T:
         """Run ``fn(conn)`` on the thread, outside any write transaction (one hop)."""
@@ -209,8 +210,7 @@ class ConnectionThread:
                     running = False
                 else:
                     items.extend(more)
-            if items:
-                self._round(items)
+            self._round(items)
 
     def _round(self, items: list[_Item]) -> None:
         """Run what gathered: writes that need no fsync first, in one transaction, and
