@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -197,38 +198,88 @@ class TestFileAndSchema:
         assert _pragma(tmp_path / "new-0.db", "journal_mode") == "wal"
 
 
+class _WalSyncs:
+    """Records each fsync of a queue's WAL file (os.fdatasync, or os.fsync where that is
+    missing); ``hold`` keeps the next ones from returning until it is set."""
+
+    def __init__(self, wal: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.wal = wal
+        self.count = 0
+        self.started = threading.Event()
+        self.hold = threading.Event()
+        self.hold.set()
+        name = "fdatasync" if hasattr(os, "fdatasync") else "fsync"
+        real = getattr(os, name)
+
+        def spy(fd: int) -> None:
+            if os.fstat(fd).st_ino == os.stat(self.wal).st_ino:
+                self.started.set()
+                self.hold.wait(30)
+                real(fd)
+                self.count += 1
+            else:
+                real(fd)
+
+        monkeypatch.setattr(os, name, spy)
+
+
 class TestDurability:
-    """durability=full fsyncs what must survive a power loss; normal fsyncs nothing itself."""
+    """durability=full flushes the WAL before a durable write returns; normal never does."""
 
-    @staticmethod
-    async def _synchronous(q: SqliteQueue) -> int:
-        return int(await q._conn().call(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]))
-
-    async def test_full_syncs_enqueues_and_outcomes_not_claims(self, tmp_path: Path) -> None:
-        """Enqueue and complete commit with synchronous=FULL (2); claim and start, NORMAL (1)."""
+    async def test_full_syncs_enqueues_and_outcomes_not_claims(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Enqueue and complete return after a flush of the WAL; claim and start do not
+        wait for one."""
         q = SqliteQueue(tmp_path / "full.db")
+        syncs = _WalSyncs(tmp_path / "full.db-wal", monkeypatch)
         await q.open()
         try:
             await q.enqueue(_request())
-            assert await self._synchronous(q) == 2
+            assert syncs.count == 1
             [job] = await q.claim(SERVICE, "w", 1, 30.0)
-            assert await self._synchronous(q) == 1
             job = await q.mark_processing(job, 30.0)
-            assert await self._synchronous(q) == 1
+            assert syncs.count == 1
             await q.complete(job, {"ok": True}, 1.0)
-            assert await self._synchronous(q) == 2
+            assert syncs.count == 2
         finally:
             await q.close()
 
-    async def test_normal_never_asks_for_fsync(self, tmp_path: Path) -> None:
-        """In normal mode even enqueues and completions commit with synchronous=NORMAL."""
+    async def test_a_durable_write_returns_only_after_the_flush(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While the WAL's fsync has not finished, the enqueue has not returned, and the
+        event loop keeps running (a claim of the committed job goes through meanwhile)."""
+        q = SqliteQueue(tmp_path / "held.db")
+        syncs = _WalSyncs(tmp_path / "held.db-wal", monkeypatch)
+        await q.open()
+        try:
+            syncs.hold.clear()
+            enqueue = asyncio.ensure_future(q.enqueue(_request()))
+            assert await asyncio.to_thread(syncs.started.wait, 30)
+            claimed = await q.claim(SERVICE, "w", 1, 30.0)  # committed, not yet on disk
+            assert len(claimed) == 1
+            assert not enqueue.done()
+            syncs.hold.set()
+            job = await enqueue
+            assert job.id == claimed[0].id
+            assert syncs.count == 1
+        finally:
+            syncs.hold.set()
+            await q.close()
+
+    async def test_normal_never_asks_for_fsync(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """In normal mode nothing waits for a flush of the WAL."""
         q = SqliteQueue(tmp_path / "normal.db", durability="normal")
+        syncs = _WalSyncs(tmp_path / "normal.db-wal", monkeypatch)
         await q.open()
         try:
             await q.enqueue(_request())
             [job] = await q.claim(SERVICE, "w", 1, 30.0)
             await q.complete(await q.mark_processing(job, 30.0), {}, 1.0)
-            assert await self._synchronous(q) == 1
+            assert syncs.count == 0
             assert (await q.get(job.id)).status is JobStatus.COMPLETED  # type: ignore[union-attr]
         finally:
             await q.close()
@@ -318,6 +369,30 @@ class TestBusyAndClosed:
             blocker.execute("ROLLBACK")
             job = await q.enqueue(_request())
             assert (await q.get(job.id)) is not None
+        finally:
+            blocker.close()
+            await q.close()
+
+    async def test_waiting_for_the_lock_does_not_block_the_event_loop(self, tmp_path: Path) -> None:
+        """A write that finds the lock taken waits off the loop: a coroutine on the same
+        loop gets to release the lock, and the write then succeeds (a loop blocked by the
+        wait would fail it as locked after busy_timeout)."""
+        q = SqliteQueue(tmp_path / "wait.db", busy_timeout=30)
+        await q.open()
+        blocker = sqlite3.connect(q.path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            first = asyncio.ensure_future(q.enqueue(_request(1)))
+            await asyncio.sleep(0.05)
+            second = asyncio.ensure_future(q.enqueue(_request(2)))  # queues behind the first
+            await asyncio.sleep(0.05)
+            assert not first.done() and not second.done()
+            blocker.execute("ROLLBACK")
+            jobs = await asyncio.gather(first, second)
+            assert [j.payload["n"] for j in jobs] == [1, 2]
+            assert int(jobs[0].id) < int(jobs[1].id)  # in the order they were submitted
+            third = await q.enqueue(_request(3))  # the loop has the connection back
+            assert (await q.get(third.id)) is not None
         finally:
             blocker.close()
             await q.close()

@@ -150,6 +150,32 @@ def _json_default(value: Any) -> Any:
 
 # Built once: json.dumps(..., default=...) builds a new encoder on every call.
 _ENCODER = _json.JSONEncoder(default=_json_default)
+# The C encoder under it, built once with JSONEncoder's defaults (", " and ": ", ASCII,
+# NaN allowed): JSONEncoder.encode rebuilds it and a float formatter on every call, 40% of
+# its cost. No circular-reference bookkeeping: a cyclic value raises RecursionError instead
+# of ValueError, a bug in the caller either way.
+_c_make_encoder = getattr(_json.encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    _c_make_encoder(
+        None,
+        _json_default,
+        _json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _encode(event_dict: Any) -> str:
+    if _C_ENCODE is None:  # a Python without the _json accelerator
+        return _ENCODER.encode(event_dict)
+    return "".join(_C_ENCODE(event_dict, 0))
 
 
 def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -173,7 +199,7 @@ def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any
     event_dict["timestamp"] = _utc_timestamp()
     if _extra_processors:
         event_dict = _run_extra_processors(logger, method_name, event_dict)
-    return _ENCODER.encode(event_dict)
+    return _encode(event_dict)
 
 
 class _LineWriter:

@@ -5,6 +5,7 @@ shutdown without losing a job."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import os
@@ -99,6 +100,9 @@ class Worker:
         self._tracer = tracer
         self._running: dict[str, _Running] = {}
         self._recording = 0  # jobs in _running whose slot was handed on (see _return_slot)
+        # Jobs writing their outcome that found every hand-on place taken: each takes over
+        # the place of a recording job that finishes (see _finished).
+        self._slot_queue: collections.deque[_Running] = collections.deque()
         self._to_release: list[Job] = []
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -241,10 +245,22 @@ class Worker:
             running.slot_returned = True
             self._recording += 1
             self._slot_freed.set()
+        else:
+            self._slot_queue.append(running)
 
     def _finished(self, running: _Running) -> None:
         if self._running.pop(running.job.id, None) is not None and running.slot_returned:
-            self._recording -= 1
+            # Its place passes to a job that is recording on its own slot: without this, a
+            # batch that started while the previous one was recording would keep its slots
+            # until its own commit, and every other claim would wait for a commit instead of
+            # travelling with it.
+            while self._slot_queue:
+                heir = self._slot_queue.popleft()
+                if not heir.slot_returned and heir.job.id in self._running:
+                    heir.slot_returned = True
+                    break
+            else:
+                self._recording -= 1
         self._slot_freed.set()
 
     # --- one job ---------------------------------------------------------------------------

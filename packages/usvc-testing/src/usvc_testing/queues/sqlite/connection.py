@@ -1,22 +1,36 @@
-"""One SQLite connection on its own thread, writing with group commit.
+"""One SQLite connection written from the event loop with group commit; the waits (fsync,
+another process's lock, long reads) on a helper thread.
 
-Why not aiosqlite: it runs every statement as its own hop to its thread (about 60-110 us
-here, far more than the SQL), and its public API cannot run a whole transaction
-(``BEGIN IMMEDIATE``, several statements, ``COMMIT``) in one hop. Group commit needs
-exactly that, so this module keeps aiosqlite's design (one thread owns the connection, the
-event loop waits on futures) with a function-per-hop interface.
+Why not a thread that owns the connection (aiosqlite's design, and this module's before
+usvc-testing 0.2.0): measured, it made the worker slower than running the statements on the
+event loop itself. Every statement gives the GIL up while SQLite works and must take it back
+to return to Python; with a busy event loop the two threads took turns at every statement
+boundary instead of overlapping (docs/sqlite-queue.md, "Speed"). A statement of this queue
+is tens of microseconds of C; the only long waits are the ones moved off the loop:
 
-Group commit: write operations wait in the thread's inbox; each time the thread is free it
-takes *all* waiting operations and runs them in one transaction, then releases their
-callers with one wake-up of the event loop. While a transaction (and its fsync) runs, the
-event loop keeps working and the next batch gathers, so the number of commits adapts to
-the load by itself.
+* **fsync.** Transactions commit with ``synchronous=NORMAL`` (written to the WAL, not yet
+  flushed). For a durable write the helper then flushes the WAL file (``fdatasync``) and
+  releases the callers. One flush covers every commit made before it started (group
+  commit), and the event loop runs the next batch meanwhile. SQLite offers no such
+  "commit now, sync later" call, hence our own flush of its WAL file, which is what
+  ``synchronous=FULL`` itself does at commit.
+* **Another process's write lock.** The loop tries ``BEGIN IMMEDIATE`` without waiting
+  (``busy_timeout`` 0). When another process holds the lock, the whole round goes to the
+  helper, which waits up to ``busy_timeout`` with the GIL released; the loop uses the
+  connection again once the helper has handed back every round it took.
+* **Reads** (``get``, ``stats``, ``ping``) run on the helper, on a second connection: a
+  count over a large table must not stall the loop.
+
+Writes submitted during one turn of the event loop run together at the end of that turn,
+in one transaction (group commit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -31,6 +45,10 @@ __all__ = ["ConnectionThread", "Durability", "synchronous_for"]
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
 _Outcome = tuple[bool, Any]  # (ok, result or exception)
+_Settled = list[tuple["asyncio.Future[Any]", _Outcome]]
+
+_CHECKPOINT_EVERY = 64  # write transactions between two checkpoints
+_CHECKPOINT_FRAMES = 1000  # SQLite's own auto-checkpoint point: a WAL of 1,000 pages
 
 
 class Durability(StrEnum):
@@ -40,18 +58,19 @@ class Durability(StrEnum):
     (WAL); the modes differ only when the whole machine stops.
     """
 
-    #: Enqueues and recorded outcomes (complete, fail, retry, release) are on disk
-    #: (``synchronous=FULL``, an fsync) before the call returns. Claims, starts, lease
-    #: renewals, reclaims and purges commit with ``synchronous=NORMAL`` and reach the disk
-    #: with the next fsync: a power loss can only undo them for workers it killed as well.
+    #: Enqueues and recorded outcomes (complete, fail, retry, release) are on disk (the
+    #: WAL flushed with an fsync) before the call returns. Claims, starts, lease renewals,
+    #: reclaims and purges reach the disk with the next fsync: a power loss can only undo
+    #: them for workers it killed as well.
     FULL = "full"
-    #: Every commit uses ``synchronous=NORMAL``: a power loss may undo the last
-    #: transactions, including enqueues and outcomes that had returned.
+    #: Nothing waits for the disk: a power loss may undo the last transactions, including
+    #: enqueues and outcomes that had returned.
     NORMAL = "normal"
 
 
 def synchronous_for(durability: Durability, durable: bool) -> str:
-    """The ``PRAGMA synchronous`` level of a transaction holding a ``durable`` operation."""
+    """The ``PRAGMA synchronous`` level that makes a transaction holding a ``durable``
+    operation as safe as this queue makes it (the benchmark's floor commits this way)."""
     return "FULL" if durable and durability is Durability.FULL else "NORMAL"
 
 
@@ -63,8 +82,8 @@ def queue_error(exc: sqlite3.Error, where: str) -> QueueError:
 
 
 class _Item:
-    """One piece of work in the inbox: a write operation ``fn(conn)`` that joins a group
-    transaction, or a plain call ``fn()`` that runs on its own (reads, connecting)."""
+    """One piece of work: a write ``fn(conn)`` that joins a group transaction, or a read
+    ``fn(conn)`` that runs on the helper's own connection."""
 
     __slots__ = ("durable", "fn", "future", "write")
 
@@ -85,7 +104,23 @@ class _OpBroke(Exception):  # noqa: N818 - internal signal
         self.error = error
 
 
-def _settle_all(settled: Sequence[tuple[asyncio.Future[Any], _Outcome]]) -> None:
+class _Busy(Exception):  # noqa: N818 - internal signal
+    """Another process holds the write lock and the caller would not wait: nothing ran."""
+
+
+class _Fsync:
+    """Helper work: flush the WAL, then release these callers of durable writes."""
+
+    __slots__ = ("settled",)
+
+    def __init__(self, settled: _Settled) -> None:
+        self.settled = settled
+
+
+_HelperWork = Callable[[], None] | _Fsync | None  # None: stop
+
+
+def _settle_all(settled: _Settled) -> None:
     for fut, (ok, value) in settled:
         if fut.done():
             continue  # the caller was cancelled; the work happened anyway
@@ -95,8 +130,13 @@ def _settle_all(settled: Sequence[tuple[asyncio.Future[Any], _Outcome]]) -> None
             fut.set_exception(value)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 class ConnectionThread:
-    """Owns one ``sqlite3`` connection; runs reads alone and writes in group transactions.
+    """Owns the queue's connections: writes in group transactions, reads alone.
 
     Each write operation is a function of the connection that returns its result, or
     raises a :class:`~usvc_core.errors.UsvcError` after writing nothing (lease lost,
@@ -104,36 +144,40 @@ class ConnectionThread:
     that hits an SQLite error fails alone: the transaction is rolled back and run again
     without it. A caller is released once the transaction holding its operation committed
     with the durability it asked for.
+
+    ``connect`` opens a connection (it runs on the helper thread and may wait for locks);
+    it is called twice, for the writer and for the reader.
     """
 
     def __init__(
-        self, connect: Callable[[], sqlite3.Connection], where: str, durability: Durability
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        where: str,
+        durability: Durability,
+        *,
+        wal_path: str,
+        busy_timeout: float = 5.0,
     ) -> None:
         self._connect = connect
         self.where = where
+        self._wal_path = wal_path
         self._durability = durability
-        self._inbox: SimpleQueue[list[_Item] | None] = SimpleQueue()
-        # Work submitted during one turn of the event loop goes to the thread together, at
-        # the end of that turn: one wake-up of the thread instead of one per operation, and
-        # the operations of one turn (say, ten completions and the next claim) share a round.
-        self._outbox: list[_Item] = []
-        self._thread = threading.Thread(target=self._serve, name=f"usvc-sqlite {where}")
+        self._busy_ms = int(busy_timeout * 1000)
+        self._helper_inbox: SimpleQueue[_HelperWork] = SimpleQueue()
+        self._helper = threading.Thread(target=self._serve, name=f"usvc-sqlite {where}")
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
-        self._thread.daemon = True
-        self._conn: sqlite3.Connection | None = None
-        self._sync = ""  # the connection's PRAGMA synchronous, as last set
+        self._helper.daemon = True
+        self._outbox: list[_Item] = []
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # the helper's own
+        self._wal_fd: int | None = None  # the helper's, for the fsync of durable writes
+        self._handed = 0  # write rounds on the helper, not yet back (read on the loop only)
+        self._checkpointed_at = 0  # self.transactions when the last checkpoint was asked for
         self._closed = False
         self.transactions = 0  #: write transactions committed
         self.operations = 0  #: write operations they carried
 
     # --- on the event loop -----------------------------------------------------------------
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The connection; only for functions running on this thread."""
-        if self._conn is None:
-            raise QueueUnavailableError(f"SQLite queue {self.where} is not open")
-        return self._conn
 
     def _submit(self, fn: Callable[..., T], *, write: bool, durable: bool) -> asyncio.Future[T]:
         if self._closed:
@@ -147,106 +191,197 @@ class ConnectionThread:
 
     def _flush(self) -> None:
         items, self._outbox = self._outbox, []
-        if items:  # close() may have flushed this turn's work already
-            self._inbox.put(items)
+        writes = [i for i in items if i.write]
+        reads = [i for i in items if not i.write]
+        if writes:
+            self._write_round(writes)
+        for item in reads:
+            self._on_helper(item.future, functools.partial(self._read, item.fn))
+
+    def _write_round(self, items: list[_Item]) -> None:
+        if not self._handed and self._writer is not None:
+            try:
+                outcomes = self._run_writes(items, wait=False)
+            except _Busy:
+                pass  # another process writes: the helper waits for the lock instead
+            else:
+                self._release_after_sync(items, outcomes)
+                self._maybe_checkpoint()
+                return
+        self._handed += 1
+        loop = asyncio.get_running_loop()
+
+        def round_on_helper() -> None:
+            try:
+                outcomes = self._run_writes(items, wait=True)
+                if any(self._needs_sync(i) for i in items):
+                    self._sync_wal()
+            except BaseException as exc:  # a bug must not leave callers waiting forever
+                outcomes = [(False, exc)] * len(items)
+            self._release([(i.future, o) for i, o in zip(items, outcomes, strict=True)])
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(self._handed_back)
+
+        self._helper_inbox.put(round_on_helper)
+
+    def _handed_back(self) -> None:
+        self._handed -= 1
+
+    def _maybe_checkpoint(self) -> None:
+        if self.transactions - self._checkpointed_at >= _CHECKPOINT_EVERY:
+            self._checkpointed_at = self.transactions
+            self._helper_inbox.put(self._checkpoint)
+
+    def _release_after_sync(self, items: list[_Item], outcomes: list[_Outcome]) -> None:
+        """Release the callers: at once, or after the next fsync for durable writes."""
+        now: _Settled = []
+        later: _Settled = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            (later if self._needs_sync(item) else now).append((item.future, outcome))
+        if now:
+            _settle_all(now)
+        if later:
+            self._helper_inbox.put(_Fsync(later))
+
+    def _needs_sync(self, item: _Item) -> bool:
+        return item.durable and self._durability is Durability.FULL
+
+    def _on_helper(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+        def run() -> None:
+            try:
+                outcome: _Outcome = (True, fn())
+            except sqlite3.Error as exc:
+                outcome = (False, queue_error(exc, self.where))
+            except BaseException as exc:
+                outcome = (False, exc)
+            self._release([(fut, outcome)])
+
+        self._helper_inbox.put(run)
 
     async def call(self, fn: Work[T]) -> T:
-        """Run ``fn(conn)`` on the thread, outside any write transaction (one hop)."""
-        return await self._submit(lambda: fn(self.conn), write=False, durable=False)
+        """Run ``fn(conn)`` on the helper's read connection, outside any transaction."""
+        return await self._submit(fn, write=False, durable=False)
 
     async def write(self, fn: Work[T], *, durable: bool) -> T:
-        """Run ``fn(conn)`` in the next group transaction; return once it committed."""
+        """Run ``fn(conn)`` in the next group transaction; return once it committed (and,
+        for a durable write in ``full`` mode, once the WAL is on disk)."""
         return await self._submit(fn, write=True, durable=durable)
 
     async def open(self) -> None:
-        """Start the thread and connect on it."""
-        self._thread.start()
-
-        def connect() -> None:
-            self._conn = self._connect()
-
+        """Start the helper and connect on it (opening may wait for another process)."""
+        self._helper.start()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._on_helper(fut, self._open_writer)
         try:
-            await self._submit(connect, write=False, durable=False)
+            await fut
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        """Finish the work already submitted, close the connection, end the thread."""
+        """Finish the work already submitted, close the connections, end the helper."""
         if self._closed:
             return
-        if not self._thread.is_alive():
-            self._closed = True
+        self._closed = True
+        if not self._helper.is_alive():
             return
+        self._flush()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Queued after every round and fsync submitted so far: those finish first.
+        self._on_helper(fut, self._disconnect)
+        self._helper_inbox.put(None)
+        await fut
 
-        def disconnect() -> None:
-            conn, self._conn = self._conn, None
+    # --- on the helper thread ------------------------------------------------------------------
+
+    def _open_writer(self) -> None:
+        conn = self._connect()
+        # The loop never waits for a lock (a busy round goes to the helper), and commits
+        # without an fsync (the helper makes durable writes durable; see the module doc).
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints (copying the WAL back into the database, with two fsyncs) run on the
+        # helper, not inside a commit on the loop (see _checkpoint).
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._writer = conn
+
+    def _read(self, fn: Work[T]) -> T:
+        return fn(self._reader_conn())
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            if self._writer is None:
+                raise QueueUnavailableError(f"SQLite queue {self.where} is not open")
+            self._reader = self._connect()
+        return self._reader
+
+    def _disconnect(self) -> None:
+        for conn in (self._writer, self._reader):
             if conn is not None:
                 conn.close()
-
-        done = self._submit(disconnect, write=False, durable=False)
-        self._closed = True
-        self._flush()
-        self._inbox.put(None)
-        await done
-
-    # --- on the connection thread ------------------------------------------------------------
+        self._writer = self._reader = None
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
 
     def _serve(self) -> None:
-        running = True
-        while running:
-            first = self._inbox.get()
-            items: list[_Item] = []
-            if first is None:
-                running = False
+        pending: list[_HelperWork] = []  # work taken from the inbox early, in order
+        while True:
+            job = pending.pop(0) if pending else self._helper_inbox.get()
+            if job is None:
+                return
+            if isinstance(job, _Fsync):
+                pending.extend(self._synced(job.settled))
             else:
-                items.extend(first)
-            while True:  # everything that gathered meanwhile joins this round
-                try:
-                    more = self._inbox.get_nowait()
-                except Empty:
-                    break
-                if more is None:
-                    running = False
-                else:
-                    items.extend(more)
-            self._round(items)
+                job()
 
-    def _round(self, items: list[_Item]) -> None:
-        """Run what gathered: writes that need no fsync first, in one transaction, and
-        release their callers at once (they need not wait for the fsync of the others);
-        then the writes that must be on disk, in a second one; then the plain calls."""
-        light = [i for i in items if i.write and not self._needs_sync(i)]
-        heavy = [i for i in items if i.write and self._needs_sync(i)]
-        for group in (light, heavy):
-            if group:
-                self._release(
-                    list(zip((i.future for i in group), self._run_group(group), strict=True))
-                )
-        calls = [i for i in items if not i.write]
-        if calls:
-            self._release([(i.future, self._run_call(i)) for i in calls])
-
-    def _needs_sync(self, item: _Item) -> bool:
-        return item.durable and self._durability is Durability.FULL
-
-    def _run_group(self, group: list[_Item]) -> list[_Outcome]:
+    def _synced(self, settled: _Settled) -> list[_HelperWork]:
+        """Flush the WAL, then release these callers and those of every fsync queued
+        meanwhile (one flush covers every commit made before it). Returns the work it took
+        from the inbox that is not an fsync, which must run next."""
+        following: list[_HelperWork] = []
+        while not following:
+            try:
+                job = self._helper_inbox.get_nowait()
+            except Empty:
+                break
+            if isinstance(job, _Fsync):
+                settled.extend(job.settled)
+            else:
+                following.append(job)  # a round, a read or the stop keeps its place
         try:
-            return self._run_writes(group)
-        except BaseException as exc:  # a bug must not leave callers waiting forever
-            return [(False, exc)] * len(group)
+            self._sync_wal()
+        except OSError as exc:
+            failed = QueueUnavailableError(f"SQLite queue {self.where}: fsync failed: {exc}")
+            settled = [(fut, (False, failed)) for fut, _ in settled]
+        self._release(settled)
+        return following
 
-    def _run_call(self, item: _Item) -> _Outcome:
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database from the helper's connection, so that no
+        commit on the loop has to (SQLite's auto-checkpoint runs inside a commit).
+
+        PASSIVE first: the loop goes on writing while the pages are copied. Past SQLite's
+        own threshold, a RESTART then: it waits for the loop's current transaction, copies
+        the few frames written meanwhile and makes the next writer start the WAL over, which
+        a passive checkpoint alone cannot while the loop keeps writing (the WAL would grow
+        without end). The loop's writes that meet that short lock go to the helper."""
         try:
-            return True, item.fn()
-        except sqlite3.Error as exc:
-            return False, queue_error(exc, self.where)
-        except BaseException as exc:
-            return False, exc
+            conn = self._reader_conn()
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+            if frames >= _CHECKPOINT_FRAMES:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except (sqlite3.Error, QueueError):
+            pass  # the next one catches up; a failed checkpoint loses nothing
+
+    def _sync_wal(self) -> None:
+        if self._wal_fd is None:
+            self._wal_fd = os.open(self._wal_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        (getattr(os, "fdatasync", None) or os.fsync)(self._wal_fd)
 
     @staticmethod
-    def _release(settled: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+    def _release(settled: _Settled) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, _Settled] = {}
         for fut, outcome in settled:
             by_loop.setdefault(fut.get_loop(), []).append((fut, outcome))
         for loop, group in by_loop.items():
@@ -254,35 +389,49 @@ class ConnectionThread:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle_all, group)
 
-    def _run_writes(self, batch: Sequence[_Item]) -> list[_Outcome]:
-        """Run ``batch`` in one transaction; an operation that breaks it fails alone."""
-        conn = self._conn
+    # --- on whichever thread holds the writer ------------------------------------------------
+
+    def _run_writes(self, batch: Sequence[_Item], *, wait: bool) -> list[_Outcome]:
+        """Run ``batch`` in one transaction; an operation that breaks it fails alone.
+
+        Without ``wait``, raises :class:`_Busy` (nothing written) when another process
+        holds the write lock."""
+        conn = self._writer
         if conn is None:
             error = QueueUnavailableError(f"SQLite queue {self.where} is not open")
             return [(False, error)] * len(batch)
         outcomes: dict[int, _Outcome] = {}
         todo = list(range(len(batch)))
-        while todo:
-            try:
-                done = self._transaction(conn, [batch[i] for i in todo])
-            except _OpBroke as broke:
-                culprit = todo.pop(broke.index)
-                outcomes[culprit] = (False, broke.error)
-                continue
-            except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing was written
-                failure = queue_error(exc, self.where)
-                outcomes.update((i, (False, failure)) for i in todo)
+        if wait:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        try:
+            while todo:
+                try:
+                    done = self._transaction(conn, [batch[i] for i in todo], wait=wait)
+                except _OpBroke as broke:
+                    culprit = todo.pop(broke.index)
+                    outcomes[culprit] = (False, broke.error)
+                    continue
+                except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing was written
+                    failure = queue_error(exc, self.where)
+                    outcomes.update((i, (False, failure)) for i in todo)
+                    break
+                outcomes.update(zip(todo, done, strict=True))
                 break
-            outcomes.update(zip(todo, done, strict=True))
-            break
+        finally:
+            if wait:
+                conn.execute("PRAGMA busy_timeout = 0")
         return [outcomes[i] for i in range(len(batch))]
 
-    def _transaction(self, conn: sqlite3.Connection, ops: Sequence[_Item]) -> list[_Outcome]:
-        sync = synchronous_for(self._durability, any(op.durable for op in ops))
-        if sync != self._sync:
-            conn.execute(f"PRAGMA synchronous = {sync}")
-            self._sync = sync
-        conn.execute("BEGIN IMMEDIATE")
+    def _transaction(
+        self, conn: sqlite3.Connection, ops: Sequence[_Item], *, wait: bool
+    ) -> list[_Outcome]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not wait and _is_busy(exc):
+                raise _Busy from exc
+            raise
         done: list[_Outcome] = []
         try:
             for index, op in enumerate(ops):

@@ -80,7 +80,11 @@ class SqliteQueue(JobQueue):
                 "does not exist"
             )
         conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=64
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            cached_statements=64,
+            check_same_thread=False,  # opened on the helper thread, written from the loop
         )
         try:
             _use_wal(conn, where, patience=self.busy_timeout)
@@ -99,7 +103,13 @@ class SqliteQueue(JobQueue):
     async def open(self) -> None:
         if self._thread is not None:
             return
-        thread = ConnectionThread(self._connect, str(self.path), self.durability)
+        thread = ConnectionThread(
+            self._connect,
+            str(self.path),
+            self.durability,
+            wal_path=f"{self.path}-wal",
+            busy_timeout=self.busy_timeout,
+        )
         await thread.open()
         self._thread = thread
 

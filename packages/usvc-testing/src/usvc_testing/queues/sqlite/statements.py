@@ -10,7 +10,7 @@ A transition that does not find the job under the caller's fencing token raises
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -195,6 +195,24 @@ def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+class _Times:
+    """Converts the times of a batch of rows, each distinct value once: the rows of one
+    claim share their lease, start and update times (one clock reading per statement)."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[float, datetime] = {}
+
+    def __call__(self, value: float | None) -> datetime | None:
+        if value is None:
+            return None
+        found = self._seen.get(value)
+        if found is None:
+            found = self._seen[value] = datetime.fromtimestamp(value, UTC)
+        return found
+
+
 def _results(raw: Any) -> Any:
     if raw is None:
         return None
@@ -202,8 +220,10 @@ def _results(raw: Any) -> Any:
     return raw if error is not None else value
 
 
-def job_from_row(row: Sequence[Any]) -> Job:
-    """A :class:`Job` from a row of ``_COLUMNS``."""
+def job_from_row(
+    row: Sequence[Any], time: Callable[[float | None], datetime | None] = _time
+) -> Job:
+    """A :class:`Job` from a row of ``_COLUMNS``; ``time`` converts its times."""
     payload, payload_error = decode_payload(row[3])
     job_id = str(row[0])
     return Job(
@@ -213,22 +233,22 @@ def job_from_row(row: Sequence[Any]) -> Job:
         payload=payload,
         status=JobStatus(row[4]),
         priority=row[5],
-        run_at=_time(row[6]),
+        run_at=time(row[6]),
         attempts=row[7],
         max_attempts=row[8],
         token=row[9] or job_id,
         idempotency_key=row[10],
         lease_owner=row[11],
         lease_token=row[12],
-        lease_expires_at=_time(row[13]),
+        lease_expires_at=time(row[13]),
         results=_results(row[14]),
         error_code=row[15],
         error_message=row[16],
         runtime_ms=row[17],
-        created_at=_time(row[18]),
-        updated_at=_time(row[19]),
-        started_at=_time(row[20]),
-        finished_at=_time(row[21]),
+        created_at=time(row[18]),
+        updated_at=time(row[19]),
+        started_at=time(row[20]),
+        finished_at=time(row[21]),
         payload_error=payload_error,
     )
 
@@ -357,7 +377,8 @@ def claim(
     rows = conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall()
     # RETURNING gives rows in no promised order; hand them out best first.
     rows.sort(key=lambda row: (-row[5], row[6], row[0]))
-    return [job_from_row(row) for row in rows]
+    times = _Times()
+    return [job_from_row(row, times) for row in rows]
 
 
 def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
