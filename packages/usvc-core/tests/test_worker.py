@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -74,6 +75,7 @@ class SpyQueue(InMemoryQueue):
         self.extended: list[int] = []
         self.failing: set[str] = set()
         self.hold_completions: asyncio.Event | None = None  # set: completions go through
+        self.let_through: set[str] = set()  # jobs whose completion passes a held gate
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.failing:
@@ -88,8 +90,11 @@ class SpyQueue(InMemoryQueue):
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         self._maybe_fail("complete")
-        if self.hold_completions is not None:
-            await self.hold_completions.wait()
+        while self.hold_completions is not None and job.id not in self.let_through:
+            if self.hold_completions.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hold_completions.wait(), 0.01)
         await super().complete(job, results, runtime_ms)
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
@@ -176,21 +181,41 @@ async def test_claims_in_batches_of_free_slots_and_repolls_at_once(running: Any)
 
 
 async def test_a_slot_is_handed_on_while_its_outcome_is_written(running: Any) -> None:
-    """Two slots, completions held back by the store: the next two jobs run meanwhile, but
-    no more than two outcomes wait on handed-on slots, so a stuck store stops the claims.
-    Every job is still owned (and its lease renewed) until its outcome is written."""
+    """Two slots, completions held back by the store: the next jobs run meanwhile, but no
+    more than two batches' worth (4) of outcomes wait on handed-on slots, so a stuck store
+    stops the claims. Every job is still owned (and its lease renewed) until its outcome is
+    written."""
     w, q, _ = running(max_concurrent=2, lease_seconds=1.0)  # renewed every ~0.3 s
     q.hold_completions = asyncio.Event()
-    jobs = [await enqueue(q, "noop", i) for i in range(6)]
-    await until(lambda: len(runs) == 4)
-    await asyncio.sleep(0.5)  # room for a wrong fifth run, and for a lease renewal
-    assert len(runs) == 4
-    assert w.active_jobs == 4  # owned until recorded
-    assert max(q.extended) == 4
-    assert sum(q.claims) >= 4
-    q.hold_completions.set()
+    jobs = [await enqueue(q, "noop", i) for i in range(8)]
     await until(lambda: len(runs) == 6)
+    await asyncio.sleep(0.5)  # room for a wrong seventh run, and for a lease renewal
+    assert len(runs) == 6  # 2 handlers + 4 outcomes on handed-on slots
+    assert w.active_jobs == 6  # owned until recorded
+    assert max(q.extended) == 6
+    q.hold_completions.set()
+    await until(lambda: len(runs) == 8)
     await until(lambda: w.active_jobs == 0)
+    assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
+
+
+async def test_a_recorded_job_passes_its_place_to_one_waiting_for_one(running: Any) -> None:
+    """One slot, so two places for outcomes: jobs 0 and 1 record on them, job 2 records on
+    its own slot. When job 0's outcome is written, job 2 takes its place and the worker
+    claims job 3 at once, while job 1 and job 2 are still being written."""
+    w, q, _ = running(max_concurrent=1)
+    q.hold_completions = asyncio.Event()
+    jobs = [await enqueue(q, "noop", i) for i in range(5)]
+    await until(lambda: len(runs) == 3)
+    await asyncio.sleep(0.2)
+    assert len(runs) == 3
+    q.let_through.add(jobs[0].id)
+    await until(lambda: len(runs) == 4)
+    assert runs.keys() == {"0", "1", "2", "3"}
+    await asyncio.sleep(0.2)
+    assert len(runs) == 4  # jobs 1, 2 and 3 hold every place again
+    q.hold_completions.set()
+    await until(lambda: w.active_jobs == 0 and len(runs) == 5)
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 

@@ -21,6 +21,8 @@ from usvc_testing.queues.sqlite.schema import SqliteFileError, prepare
 
 __all__ = ["SqliteQueue"]
 
+# Compact, standard JSON (no NaN); built once, json.dumps with options builds one per call.
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
 
 
@@ -147,7 +149,7 @@ class SqliteQueue(JobQueue):
     def _encode(r: EnqueueRequest) -> sql.EncodedRequest:
         if r.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        text = json.dumps(dict(r.payload), allow_nan=False, separators=(",", ":"))
+        text = _JSON.encode(dict(r.payload))
         return sql.EncodedRequest(
             microservice=r.microservice,
             payload=json.loads(text),
@@ -209,7 +211,7 @@ class SqliteQueue(JobQueue):
         )
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
-        text = json.dumps(results, allow_nan=False, separators=(",", ":"))
+        text = "null" if results is None else _JSON.encode(results)
         await self._conn().write(
             lambda conn: sql.complete(conn, job, text, runtime_ms), durable=True
         )
