@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         f"end to end:  {result.end_to_end_jobs_per_second:8.0f} jobs/s"
         + (
             f"  (worker CPU per job: {sum(cpu):.0f} us = {cpu[0]:.0f} event loop"
-            f" + {cpu[1]:.0f} SQLite thread)"
+            f" + {cpu[1]:.0f} other threads: fsyncs, reads, checkpoints)"
             if cpu
             else ""
         )

@@ -210,7 +210,7 @@ not_an_int = (
 not_a_str = (
     st.none()
     | st.integers()
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)  # not JSON: see the test below
     | st.lists(st.text(max_size=3), max_size=3)
     | st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2)
 )
@@ -237,6 +237,17 @@ def test_wrong_field_types_fail_validation(
     payload[field] = value
     tried["wrong_field_type"] += 1
     assert_failed(post_job(client, payload), ErrorCode.VALIDATION_ERROR, field)
+    assert_good_job_still_runs(client)
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_numbers_json_cannot_hold_are_refused_before_a_job_exists(
+    client: httpx.Client, number: bytes
+) -> None:
+    """Python's JSON reader accepts NaN and Infinity, but they are not JSON and no store
+    could hand them to another producer: a 422 that says so, and no job."""
+    detail = assert_refused(post_raw(client, b'{"action": "typed", "label": ' + number + b"}"), 422)
+    assert "cannot be stored as JSON" in detail
     assert_good_job_still_runs(client)
 
 

@@ -182,40 +182,40 @@ async def test_claims_in_batches_of_free_slots_and_repolls_at_once(running: Any)
 
 async def test_a_slot_is_handed_on_while_its_outcome_is_written(running: Any) -> None:
     """Two slots, completions held back by the store: the next jobs run meanwhile, but no
-    more than two batches' worth (4) of outcomes wait on handed-on slots, so a stuck store
-    stops the claims. Every job is still owned (and its lease renewed) until its outcome is
-    written."""
+    more than three batches' worth (6) of outcomes wait on handed-on slots, so a stuck
+    store stops the claims. Every job is still owned (and its lease renewed) until its
+    outcome is written."""
     w, q, _ = running(max_concurrent=2, lease_seconds=1.0)  # renewed every ~0.3 s
     q.hold_completions = asyncio.Event()
-    jobs = [await enqueue(q, "noop", i) for i in range(8)]
-    await until(lambda: len(runs) == 6)
-    await asyncio.sleep(0.5)  # room for a wrong seventh run, and for a lease renewal
-    assert len(runs) == 6  # 2 handlers + 4 outcomes on handed-on slots
-    assert w.active_jobs == 6  # owned until recorded
-    assert max(q.extended) == 6
-    q.hold_completions.set()
+    jobs = [await enqueue(q, "noop", i) for i in range(10)]
     await until(lambda: len(runs) == 8)
+    await asyncio.sleep(0.5)  # room for a wrong ninth run, and for a lease renewal
+    assert len(runs) == 8  # 2 handlers + 6 outcomes on handed-on slots
+    assert w.active_jobs == 8  # owned until recorded
+    assert max(q.extended) == 8
+    q.hold_completions.set()
+    await until(lambda: len(runs) == 10)
     await until(lambda: w.active_jobs == 0)
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 
 async def test_a_recorded_job_passes_its_place_to_one_waiting_for_one(running: Any) -> None:
-    """One slot, so two places for outcomes: jobs 0 and 1 record on them, job 2 records on
-    its own slot. When job 0's outcome is written, job 2 takes its place and the worker
-    claims job 3 at once, while job 1 and job 2 are still being written."""
+    """One slot, so three places for outcomes: jobs 0-2 record on them, job 3 records on
+    its own slot. When job 0's outcome is written, job 3 takes its place and the worker
+    claims job 4 at once, while jobs 1-3 are still being written."""
     w, q, _ = running(max_concurrent=1)
     q.hold_completions = asyncio.Event()
-    jobs = [await enqueue(q, "noop", i) for i in range(5)]
-    await until(lambda: len(runs) == 3)
-    await asyncio.sleep(0.2)
-    assert len(runs) == 3
-    q.let_through.add(jobs[0].id)
+    jobs = [await enqueue(q, "noop", i) for i in range(6)]
     await until(lambda: len(runs) == 4)
-    assert runs.keys() == {"0", "1", "2", "3"}
     await asyncio.sleep(0.2)
-    assert len(runs) == 4  # jobs 1, 2 and 3 hold every place again
+    assert len(runs) == 4
+    q.let_through.add(jobs[0].id)
+    await until(lambda: len(runs) == 5)
+    assert runs.keys() == {"0", "1", "2", "3", "4"}
+    await asyncio.sleep(0.2)
+    assert len(runs) == 5  # jobs 1-4 hold every place again
     q.hold_completions.set()
-    await until(lambda: w.active_jobs == 0 and len(runs) == 5)
+    await until(lambda: w.active_jobs == 0 and len(runs) == 6)
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 

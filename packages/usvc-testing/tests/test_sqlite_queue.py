@@ -9,16 +9,17 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from usvc_core import Application
 from usvc_core.errors import ConfigurationError, LeaseLostError, QueueUnavailableError
-from usvc_core.jobs import JobStatus
+from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import EnqueueRequest
 from usvc_core.settings import WorkerSettings
 from usvc_testing.queues import SqliteQueue, sqlite_queue_from_url
-from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteFileError
+from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteFileError, statements
 from usvc_testing.queues.sqlite import queue as queue_module
 from usvc_testing.queues.sqlite.schema import prepare
 
@@ -421,6 +422,69 @@ class TestBusyAndClosed:
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM usvc_jobs").fetchone()[0] == 20
         conn.close()
+
+
+class TestRowsToJobs:
+    """Every column of a row reaches the right field of the Job."""
+
+    def test_the_columns_follow_the_fields_of_job(self) -> None:
+        """job_from_row builds Jobs positionally: the column list must stay in field order."""
+        columns = [c.strip() for c in statements._COLUMNS.split(",")]
+        fields = [f.name for f in dataclasses.fields(Job)]
+        assert fields == [*columns, "payload_error"]
+
+    async def test_every_field_comes_from_its_column(self, queue: SqliteQueue) -> None:
+        """A row with a distinct value in every column reads back field by field."""
+        values = {
+            "microservice": SERVICE,
+            "action": "echo",
+            "payload": '{"action": "echo", "n": 7}',
+            "status": "Failed",
+            "priority": 4,
+            "run_at": 1000.5,
+            "attempts": 2,
+            "max_attempts": 5,
+            "token": "tok",
+            "idempotency_key": "key",
+            "lease_owner": "owner",
+            "lease_token": "lease",
+            "lease_expires_at": 2000.25,
+            "results": '{"r": 1}',
+            "error_code": "HANDLER_ERROR",
+            "error_message": "boom",
+            "runtime_ms": 12.5,
+            "created_at": 900.0,
+            "updated_at": 3000.0,
+            "started_at": 1500.0,
+            "finished_at": 3000.0,
+        }
+        with sqlite3.connect(queue.path, isolation_level=None) as conn:
+            job_id = conn.execute(
+                f"INSERT INTO usvc_jobs ({', '.join(values)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            ).lastrowid
+        conn.close()
+        job = await queue.get(str(job_id))
+        assert job is not None
+
+        def at(seconds: float) -> datetime:
+            return datetime.fromtimestamp(seconds, UTC)
+
+        assert dataclasses.asdict(job) == {
+            **values,
+            "id": str(job_id),
+            "payload": {"action": "echo", "n": 7},
+            "status": JobStatus.FAILED,
+            "run_at": at(1000.5),
+            "lease_expires_at": at(2000.25),
+            "results": {"r": 1},
+            "created_at": at(900.0),
+            "updated_at": at(3000.0),
+            "started_at": at(1500.0),
+            "finished_at": at(3000.0),
+            "payload_error": None,
+        }
 
 
 class TestOtherProducers:

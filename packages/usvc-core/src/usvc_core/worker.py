@@ -68,7 +68,7 @@ class WorkerConfig:
         return dataclasses.replace(self, worker_id=wid)
 
 
-_RECORDING_BATCHES = 2  # see Worker._return_slot
+_RECORDING_BATCHES = 3  # see Worker._return_slot
 
 
 @dataclass(slots=True, eq=False)
@@ -241,10 +241,12 @@ class Worker:
         The slot bounds concurrent handlers, not writes: the next batch is claimed and runs
         while the queue commits this one's outcome (for a durable store, the next claim then
         overlaps this commit's fsync instead of waiting behind it). The job stays owned
-        (lease renewed, drained) until it is recorded. At most two batches' worth of jobs
-        (2 x ``max_concurrent``) record on returned slots at once: room for one batch whose
-        commit is being made durable and one whose outcomes go out with the next claim, so
-        the claims keep travelling with the commits; a slow store still slows the claims.
+        (lease renewed, drained) until it is recorded. At most three batches' worth of
+        jobs (3 x ``max_concurrent``) record on returned slots at once: room for a batch
+        whose commit is being made durable, one whose outcomes go out with the next claim,
+        and one finishing meanwhile, so that claims keep travelling with commits (measured:
+        with room for one batch, every other claim waited for a commit of its own); a slow
+        store still slows the claims.
         """
         if self._recording < self.config.max_concurrent * _RECORDING_BATCHES:
             running.slot_returned = True

@@ -1,9 +1,9 @@
 """One SQLite connection written from the event loop with group commit; the waits (fsync,
 another process's lock, long reads) on a helper thread.
 
-Why not a thread that owns the connection (aiosqlite's design, and this module's before
-usvc-testing 0.2.0): measured, it made the worker slower than running the statements on the
-event loop itself. Every statement gives the GIL up while SQLite works and must take it back
+Why not a thread that owns the connection (aiosqlite's design, and this module's first
+one): measured, it made the worker slower than running the statements on the event loop
+itself. Every statement gives the GIL up while SQLite works and must take it back
 to return to Python; with a busy event loop the two threads took turns at every statement
 boundary instead of overlapping (docs/sqlite-queue.md, "Speed"). A statement of this queue
 is tens of microseconds of C; the only long waits are the ones moved off the loop:
@@ -40,9 +40,10 @@ from typing import Any, TypeVar
 
 from usvc_core.errors import QueueError, QueueUnavailableError, UsvcError
 
-__all__ = ["ConnectionThread", "Durability", "synchronous_for"]
+__all__ = ["Durability", "SqliteConnection", "synchronous_for"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 Work = Callable[[sqlite3.Connection], T]
 _Outcome = tuple[bool, Any]  # (ok, result or exception)
 _Settled = list[tuple["asyncio.Future[Any]", _Outcome]]
@@ -83,17 +84,34 @@ def queue_error(exc: sqlite3.Error, where: str) -> QueueError:
 
 class _Item:
     """One piece of work: a write ``fn(conn)`` that joins a group transaction, or a read
-    ``fn(conn)`` that runs on the helper's own connection."""
+    ``fn(conn)`` that runs on the helper's own connection.
 
-    __slots__ = ("durable", "fn", "future", "write")
+    A merged write (:meth:`SqliteConnection.write_row`) has one caller per row: ``futures``
+    lists them, and ``fn`` returns one outcome per row."""
+
+    __slots__ = ("durable", "fn", "future", "futures", "write")
 
     def __init__(
         self, fn: Callable[..., Any], future: asyncio.Future[Any], *, write: bool, durable: bool
     ) -> None:
         self.fn = fn
         self.future = future
+        self.futures: list[asyncio.Future[Any]] | None = None
         self.write = write
         self.durable = durable
+
+
+def _callers(items: Sequence[_Item], outcomes: Sequence[_Outcome]) -> _Settled:
+    """Each caller with its outcome (a merged write's callers each get their row's)."""
+    settled: _Settled = []
+    for item, (ok, value) in zip(items, outcomes, strict=True):
+        if item.futures is None:
+            settled.append((item.future, (ok, value)))
+        elif ok:
+            settled.extend(zip(item.futures, value, strict=True))
+        else:
+            settled.extend((fut, (False, value)) for fut in item.futures)
+    return settled
 
 
 class _OpBroke(Exception):  # noqa: N818 - internal signal
@@ -135,8 +153,9 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-class ConnectionThread:
-    """Owns the queue's connections: writes in group transactions, reads alone.
+class SqliteConnection:
+    """Owns the queue's connections and helper thread: writes in group transactions on
+    the event loop, reads and waits on the helper.
 
     Each write operation is a function of the connection that returns its result, or
     raises a :class:`~usvc_core.errors.UsvcError` after writing nothing (lease lost,
@@ -168,6 +187,12 @@ class ConnectionThread:
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
         self._helper.daemon = True
         self._outbox: list[_Item] = []
+        # This turn's merged writes (write_row) by function and durability: the item, its
+        # callers and its rows.
+        self._merged: dict[
+            tuple[Callable[..., Any], bool],
+            tuple[_Item, list[asyncio.Future[Any]], list[Any]],
+        ] = {}
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # the helper's own
         self._wal_fd: int | None = None  # the helper's, for the fsync of durable writes
@@ -179,18 +204,45 @@ class ConnectionThread:
 
     # --- on the event loop -----------------------------------------------------------------
 
-    def _submit(self, fn: Callable[..., T], *, write: bool, durable: bool) -> asyncio.Future[T]:
+    def _enqueue(self, fn: Callable[..., Any], *, write: bool, durable: bool) -> _Item:
         if self._closed:
             raise QueueUnavailableError(f"SQLite queue {self.where} is closed")
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
+        item = _Item(fn, loop.create_future(), write=write, durable=durable)
         if not self._outbox:
             loop.call_soon(self._flush)
-        self._outbox.append(_Item(fn, fut, write=write, durable=durable))
+        self._outbox.append(item)
+        return item
+
+    def _submit(self, fn: Callable[..., T], *, write: bool, durable: bool) -> asyncio.Future[T]:
+        return self._enqueue(fn, write=write, durable=durable).future
+
+    def write_row(
+        self,
+        fn_many: Callable[[sqlite3.Connection, list[R]], list[_Outcome]],
+        row: R,
+        *,
+        durable: bool,
+    ) -> asyncio.Future[Any]:
+        """Add ``row`` to this turn's one call of ``fn_many(conn, rows)``, which returns an
+        ``(ok, result or exception)`` per row; the future gets this row's. Rows of one
+        turn are one operation of the group transaction (one call instead of one per row);
+        an SQLite error in it fails all of them."""
+        merged = self._merged.get((fn_many, durable))
+        if merged is None:
+            rows: list[Any] = []
+            item = self._enqueue(lambda conn: fn_many(conn, rows), write=True, durable=durable)
+            item.futures = []
+            merged = self._merged[(fn_many, durable)] = (item, item.futures, rows)
+        _, futures, rows = merged
+        fut: asyncio.Future[Any] = merged[0].future.get_loop().create_future()
+        futures.append(fut)
+        rows.append(row)
         return fut
 
     def _flush(self) -> None:
         items, self._outbox = self._outbox, []
+        self._merged = {}
         writes = [i for i in items if i.write]
         reads = [i for i in items if not i.write]
         if writes:
@@ -218,7 +270,7 @@ class ConnectionThread:
                     self._sync_wal()
             except BaseException as exc:  # a bug must not leave callers waiting forever
                 outcomes = [(False, exc)] * len(items)
-            self._release([(i.future, o) for i, o in zip(items, outcomes, strict=True)])
+            self._release(_callers(items, outcomes))
             with contextlib.suppress(RuntimeError):  # the loop is gone
                 loop.call_soon_threadsafe(self._handed_back)
 
@@ -234,14 +286,16 @@ class ConnectionThread:
 
     def _release_after_sync(self, items: list[_Item], outcomes: list[_Outcome]) -> None:
         """Release the callers: at once, or after the next fsync for durable writes."""
-        now: _Settled = []
-        later: _Settled = []
-        for item, outcome in zip(items, outcomes, strict=True):
-            (later if self._needs_sync(item) else now).append((item.future, outcome))
+        if not any(self._needs_sync(i) for i in items):
+            _settle_all(_callers(items, outcomes))
+            return
+        now = [n for n, i in enumerate(items) if not self._needs_sync(i)]
+        later = [n for n, i in enumerate(items) if self._needs_sync(i)]
         if now:
-            _settle_all(now)
-        if later:
-            self._helper_inbox.put(_Fsync(later))
+            _settle_all(_callers([items[n] for n in now], [outcomes[n] for n in now]))
+        self._helper_inbox.put(
+            _Fsync(_callers([items[n] for n in later], [outcomes[n] for n in later]))
+        )
 
     def _needs_sync(self, item: _Item) -> bool:
         return item.durable and self._durability is Durability.FULL
@@ -376,7 +430,9 @@ class ConnectionThread:
 
     def _sync_wal(self) -> None:
         if self._wal_fd is None:
-            self._wal_fd = os.open(self._wal_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # Windows' fsync needs a handle open for writing; POSIX flushes any descriptor.
+            mode = os.O_RDWR if os.name == "nt" else os.O_RDONLY
+            self._wal_fd = os.open(self._wal_path, mode | getattr(os, "O_CLOEXEC", 0))
         (getattr(os, "fdatasync", None) or os.fsync)(self._wal_fd)
 
     @staticmethod

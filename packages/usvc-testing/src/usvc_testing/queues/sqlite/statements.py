@@ -29,6 +29,7 @@ __all__ = [
     "EncodedRequest",
     "claim",
     "complete",
+    "complete_many",
     "extend",
     "fail",
     "get",
@@ -191,6 +192,9 @@ DELETE FROM {TABLE} WHERE id IN (
 # --- rows -> jobs -------------------------------------------------------------------------
 
 
+_STATUSES = {status.value: status for status in JobStatus}
+
+
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -226,30 +230,34 @@ def job_from_row(
     """A :class:`Job` from a row of ``_COLUMNS``; ``time`` converts its times."""
     payload, payload_error = decode_payload(row[3])
     job_id = str(row[0])
+    status = _STATUSES.get(row[4]) or JobStatus(row[4])
+    # Positional, in the order of Job's fields (which _COLUMNS follows): half the cost of
+    # 23 keyword arguments, paid for every claimed job. tests/test_sqlite_queue.py checks
+    # every field against the row.
     return Job(
-        id=job_id,
-        microservice=row[1],
-        action=row[2],
-        payload=payload,
-        status=JobStatus(row[4]),
-        priority=row[5],
-        run_at=time(row[6]),
-        attempts=row[7],
-        max_attempts=row[8],
-        token=row[9] or job_id,
-        idempotency_key=row[10],
-        lease_owner=row[11],
-        lease_token=row[12],
-        lease_expires_at=time(row[13]),
-        results=_results(row[14]),
-        error_code=row[15],
-        error_message=row[16],
-        runtime_ms=row[17],
-        created_at=time(row[18]),
-        updated_at=time(row[19]),
-        started_at=time(row[20]),
-        finished_at=time(row[21]),
-        payload_error=payload_error,
+        job_id,
+        row[1],
+        row[2],
+        payload,
+        status,
+        row[5],
+        time(row[6]),
+        row[7],
+        row[8],
+        row[9] or job_id,
+        row[10],
+        row[11],
+        row[12],
+        time(row[13]),
+        _results(row[14]),
+        row[15],
+        row[16],
+        row[17],
+        time(row[18]),
+        time(row[19]),
+        time(row[20]),
+        time(row[21]),
+        payload_error,
     )
 
 
@@ -409,6 +417,32 @@ def complete(conn: sqlite3.Connection, job: Job, results: str, runtime_ms: float
     rid = row_id(job.id)
     if conn.execute(COMPLETE, (results, runtime_ms, rid, job.lease_token)).rowcount != 1:
         raise _lost(conn, job, rid)
+
+
+def complete_many(
+    conn: sqlite3.Connection, rows: Sequence[tuple[Job, str, float]]
+) -> list[tuple[bool, Any]]:
+    """:func:`complete` for each ``(job, results, runtime_ms)``: ``(True, None)``, or
+    ``(False, LeaseLostError)`` for a job this caller no longer owns.
+
+    All rows in one ``executemany`` (one call into SQLite, the common case); when some
+    lease was lost, that is undone (savepoint) and each row goes alone, to say which."""
+    conn.execute("SAVEPOINT complete_many")
+    params = [(text, runtime_ms, row_id(job.id), job.lease_token) for job, text, runtime_ms in rows]
+    if conn.executemany(COMPLETE, params).rowcount == len(rows):
+        conn.execute("RELEASE complete_many")
+        return [(True, None)] * len(rows)
+    conn.execute("ROLLBACK TO complete_many")
+    conn.execute("RELEASE complete_many")
+    done: list[tuple[bool, Any]] = []
+    for job, results, runtime_ms in rows:
+        try:
+            complete(conn, job, results, runtime_ms)
+        except LeaseLostError as exc:
+            done.append((False, exc))
+        else:
+            done.append((True, None))
+    return done
 
 
 def fail(
