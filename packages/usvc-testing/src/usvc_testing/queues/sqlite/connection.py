@@ -256,6 +256,9 @@ class SqliteConnection:
                 outcomes = self._run_writes(items, wait=False)
             except _Busy:
                 pass  # another process writes: the helper waits for the lock instead
+            except BaseException as exc:  # a bug must not leave callers waiting forever
+                _settle_all(_callers(items, [(False, exc)] * len(items)))
+                return
             else:
                 self._release_after_sync(items, outcomes)
                 self._maybe_checkpoint()
@@ -278,6 +281,7 @@ class SqliteConnection:
 
     def _handed_back(self) -> None:
         self._handed -= 1
+        self._maybe_checkpoint()  # also when every round waits for other processes
 
     def _maybe_checkpoint(self) -> None:
         if self.transactions - self._checkpointed_at >= _CHECKPOINT_EVERY:
