@@ -117,7 +117,7 @@ def sqlite(opts: Options, result: CaseResult) -> None:
     if missing:
         raise CaseUnavailableError(missing)
     fig = result.figure(
-        "throughput, durable (synchronous=FULL)",
+        "throughput, durable (outcomes fsynced before they return)",
         "jobs/s",
         floor_name="the adapter's statements in a bare blocking sqlite3 loop, batches of 10",
         targets=(Target("min", 5_000), Target("min", 0.25, "ratio")),
