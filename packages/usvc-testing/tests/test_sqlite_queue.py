@@ -269,6 +269,29 @@ class TestDurability:
             syncs.hold.set()
             await q.close()
 
+    async def test_a_failed_flush_fails_the_durable_callers(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the disk refuses the flush, the caller hears it (it cannot know its write
+        is safe), as an outage the worker retries through; the queue keeps working."""
+        q = SqliteQueue(tmp_path / "eio.db")
+        await q.open()
+        name = "fdatasync" if hasattr(os, "fdatasync") else "fsync"
+        real = getattr(os, name)
+
+        def failing(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        try:
+            monkeypatch.setattr(os, name, failing)
+            with pytest.raises(QueueUnavailableError, match=r"fsync failed.*Input/output"):
+                await q.enqueue(_request(1))
+            monkeypatch.setattr(os, name, real)
+            job = await q.enqueue(_request(2))
+            assert (await q.get(job.id)) is not None
+        finally:
+            await q.close()
+
     async def test_normal_never_asks_for_fsync(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -422,6 +445,27 @@ class TestBusyAndClosed:
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM usvc_jobs").fetchone()[0] == 20
         conn.close()
+
+
+class TestCheckpoints:
+    """The WAL is copied back and started over by the helper, not left to grow."""
+
+    async def test_the_wal_starts_over_while_writes_go_on(self, tmp_path: Path) -> None:
+        """Hundreds of transactions write thousands of WAL frames; the WAL, as another
+        connection sees it, still holds fewer than two checkpoints' worth."""
+        q = SqliteQueue(tmp_path / "wal.db", durability="normal")
+        await q.open()
+        try:
+            for n in range(800):
+                await q.enqueue(_request(n, idempotency_key=f"k{n}"))
+            transactions, _ = q.commits
+            assert transactions >= 800
+            with sqlite3.connect(q.path) as conn:
+                _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            conn.close()
+            assert 0 <= frames < 2000
+        finally:
+            await q.close()
 
 
 class TestRowsToJobs:

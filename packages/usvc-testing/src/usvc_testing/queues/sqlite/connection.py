@@ -50,6 +50,7 @@ _Settled = list[tuple["asyncio.Future[Any]", _Outcome]]
 
 _CHECKPOINT_EVERY = 64  # write transactions between two checkpoints
 _CHECKPOINT_FRAMES = 1000  # SQLite's own auto-checkpoint point: a WAL of 1,000 pages
+_RESTART_PATIENCE_MS = 100
 
 
 class Durability(StrEnum):
@@ -423,12 +424,20 @@ class SqliteConnection:
         own threshold, a RESTART then: it waits for the loop's current transaction, copies
         the few frames written meanwhile and makes the next writer start the WAL over, which
         a passive checkpoint alone cannot while the loop keeps writing (the WAL would grow
-        without end). The loop's writes that meet that short lock go to the helper."""
+        without end). The loop's writes that meet that short lock go to the helper.
+
+        The RESTART waits for the write lock at most ``_RESTART_PATIENCE_MS``: the
+        fsyncs of this process's durable writes queue behind it on the helper, and other
+        processes may hold the lock for a while; the next checkpoint tries again."""
         try:
             conn = self._reader_conn()
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
             if frames >= _CHECKPOINT_FRAMES:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                conn.execute(f"PRAGMA busy_timeout = {_RESTART_PATIENCE_MS}")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         except (sqlite3.Error, QueueError):
             pass  # the next one catches up; a failed checkpoint loses nothing
 
