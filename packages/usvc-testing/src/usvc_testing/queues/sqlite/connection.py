@@ -20,6 +20,8 @@ is tens of microseconds of C; the only long waits are the ones moved off the loo
   connection again once the helper has handed back every round it took.
 * **Reads** (``get``, ``stats``, ``ping``) run on the helper, on a second connection: a
   count over a large table must not stall the loop.
+* **Checkpoints**, which copy the WAL back into the database with two fsyncs, run on the
+  helper's connection instead of inside a commit on the loop (see ``_checkpoint``).
 
 Writes submitted during one turn of the event loop run together at the end of that turn,
 in one transaction (group commit).
