@@ -21,7 +21,8 @@ is tens of microseconds of C; the only long waits are the ones moved off the loo
 * **Reads** (``get``, ``stats``, ``ping``) run on the helper, on a second connection: a
   count over a large table must not stall the loop.
 * **Checkpoints**, which copy the WAL back into the database with two fsyncs, run on the
-  helper's connection instead of inside a commit on the loop (see ``_checkpoint``).
+  helper's connection instead of inside a commit on the loop; the loop only copies the
+  last few frames now and then, so that the WAL can start over (see ``_checkpoint``).
 
 Writes submitted during one turn of the event loop run together at the end of that turn,
 in one transaction (group commit).
@@ -52,7 +53,6 @@ _Settled = list[tuple["asyncio.Future[Any]", _Outcome]]
 
 _CHECKPOINT_EVERY = 64  # write transactions between two checkpoints
 _CHECKPOINT_FRAMES = 1000  # SQLite's own auto-checkpoint point: a WAL of 1,000 pages
-_RESTART_PATIENCE_MS = 100
 
 
 class Durability(StrEnum):
@@ -201,6 +201,8 @@ class SqliteConnection:
         self._wal_fd: int | None = None  # the helper's, for the fsync of durable writes
         self._handed = 0  # write rounds on the helper, not yet back (read on the loop only)
         self._checkpointed_at = 0  # self.transactions when the last checkpoint was asked for
+        self._wal_restart_due = False  # the WAL is long: finish a checkpoint on the loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.transactions = 0  #: write transactions committed
         self.operations = 0  #: write operations they carried
@@ -264,6 +266,8 @@ class SqliteConnection:
                 return
             else:
                 self._release_after_sync(items, outcomes)
+                if self._wal_restart_due:
+                    self._finish_checkpoint()
                 self._maybe_checkpoint()
                 return
         self._handed += 1
@@ -281,6 +285,23 @@ class SqliteConnection:
                 loop.call_soon_threadsafe(self._handed_back)
 
         self._helper_inbox.put(round_on_helper)
+
+    def _want_wal_restart(self) -> None:
+        self._wal_restart_due = True
+
+    def _finish_checkpoint(self) -> None:
+        """Copy the last frames of the WAL between two of this process's transactions.
+
+        The helper's passive checkpoints copy the bulk, but while the loop keeps writing
+        they never catch up with the newest frames, and SQLite starts the WAL over only at
+        a transaction that begins with every frame copied: the WAL would grow without end.
+        Run here, right after a commit, the checkpoint copies the few frames written since
+        (a millisecond or so, two fsyncs included) and the next transaction starts the WAL
+        over. Never waits for a lock: a passive checkpoint does not."""
+        self._wal_restart_due = False
+        if self._writer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _handed_back(self) -> None:
         self._handed -= 1
@@ -330,6 +351,7 @@ class SqliteConnection:
 
     async def open(self) -> None:
         """Start the helper and connect on it (opening may wait for another process)."""
+        self._loop = asyncio.get_running_loop()
         self._helper.start()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_helper(fut, self._open_writer)
@@ -419,29 +441,19 @@ class SqliteConnection:
         return following
 
     def _checkpoint(self) -> None:
-        """Copy the WAL back into the database from the helper's connection, so that no
-        commit on the loop has to (SQLite's auto-checkpoint runs inside a commit).
-
-        PASSIVE first: the loop goes on writing while the pages are copied. Past SQLite's
-        own threshold, a RESTART then: it waits for the loop's current transaction, copies
-        the few frames written meanwhile and makes the next writer start the WAL over, which
-        a passive checkpoint alone cannot while the loop keeps writing (the WAL would grow
-        without end). The loop's writes that meet that short lock go to the helper.
-
-        The RESTART waits for the write lock at most ``_RESTART_PATIENCE_MS``: the
-        fsyncs of this process's durable writes queue behind it on the helper, and other
-        processes may hold the lock for a while; the next checkpoint tries again."""
+        """Copy the WAL back into the database from the helper's connection (PASSIVE: the
+        loop goes on writing meanwhile), so that commits on the loop need not: SQLite's
+        auto-checkpoint would run inside one. Once the WAL holds SQLite's threshold of
+        pages, the loop finishes the job between two transactions (see
+        :meth:`_finish_checkpoint`)."""
         try:
             conn = self._reader_conn()
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-            if frames >= _CHECKPOINT_FRAMES:
-                conn.execute(f"PRAGMA busy_timeout = {_RESTART_PATIENCE_MS}")
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         except (sqlite3.Error, QueueError):
-            pass  # the next one catches up; a failed checkpoint loses nothing
+            return  # the next one catches up; a failed checkpoint loses nothing
+        if frames >= _CHECKPOINT_FRAMES and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                self._loop.call_soon_threadsafe(self._want_wal_restart)
 
     def _sync_wal(self) -> None:
         if self._wal_fd is None:
