@@ -39,48 +39,35 @@ class TestClaim:
         """OracleQueue satisfies the JobQueue protocol."""
         assert isinstance(queue, JobQueue)
 
+    @pytest.mark.parametrize("start", [False, True], ids=["claim", "claim_and_start"])
     async def test_statement_order_and_fetch_sizes(
-        self, queue: OracleQueue, fake_db: FakeDatabase
+        self, queue: OracleQueue, fake_db: FakeDatabase, start: bool
     ) -> None:
-        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update, commit."""
+        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update, commit;
+        claim_and_start folds the start into that UPDATE: no mark_processing round trip or
+        commit per job."""
+        update = "claim_start_update" if start else "claim_update"
+        status, attempts = (JobStatus.PROCESSING, 1) if start else (JobStatus.ASSIGNED, 0)
         await fill(queue, 5)
         fake_db.log.clear()
-        jobs = await queue.claim("svc", "w1", 3, 30)
+        claim = queue.claim_and_start if start else queue.claim
+        jobs = await claim("svc", "w1", 3, 30)
         assert fake_db.calls() == [
             ("acquire",),
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
-            ("execute", "claim_update", 2, 100),
+            ("execute", update, 2, 100),
             ("commit",),
             ("release",),
         ]
         assert [j.priority for j in jobs] == [4, 3, 2]
-        assert {fake_db.status(j.id) for j in jobs} == {"Assigned"}
-        assert all(j.status is JobStatus.ASSIGNED and j.lease_owner == "w1" for j in jobs)
-
-    async def test_claim_and_start_is_one_update_and_one_commit(
-        self, queue: OracleQueue, fake_db: FakeDatabase
-    ) -> None:
-        """claim_and_start takes the claim's statements with the start folded into its
-        UPDATE: no mark_processing round trip or commit per job."""
-        await fill(queue, 5)
-        fake_db.log.clear()
-        jobs = await queue.claim_and_start("svc", "w1", 3, 30)
-        assert fake_db.calls() == [
-            ("acquire",),
-            ("execute", "claim_lock", 3, 3),
-            ("fetchmany", 3),
-            ("execute", "claim_start_update", 2, 100),
-            ("commit",),
-            ("release",),
-        ]
-        assert [j.priority for j in jobs] == [4, 3, 2]
-        assert {fake_db.status(j.id) for j in jobs} == {"Processing"}
+        assert {fake_db.status(j.id) for j in jobs} == {status.value}
         for job in jobs:
-            assert (job.status, job.attempts, job.lease_owner) == (JobStatus.PROCESSING, 1, "w1")
-            assert job.started_at is not None
-        await queue.complete(jobs[0], None, 1)
-        assert fake_db.status(jobs[0].id) == "Completed"
+            assert (job.status, job.attempts, job.lease_owner) == (status, attempts, "w1")
+            assert (job.started_at is not None) is start
+        if start:  # started jobs complete without a mark_processing step
+            await queue.complete(jobs[0], None, 1)
+            assert fake_db.status(jobs[0].id) == "Completed"
 
     async def test_skips_rows_locked_by_another_claimer(
         self, queue: OracleQueue, fake_db: FakeDatabase

@@ -190,11 +190,10 @@ class SqliteConnection:
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
         self._helper.daemon = True
         self._outbox: list[_Item] = []
-        # This turn's merged writes (write_row) by function and durability: the item, its
-        # callers and its rows.
+        # This turn's merged writes (write_row) by function and durability: their callers
+        # and their rows.
         self._merged: dict[
-            tuple[Callable[..., Any], bool],
-            tuple[_Item, list[asyncio.Future[Any]], list[Any]],
+            tuple[Callable[..., Any], bool], tuple[list[asyncio.Future[Any]], list[Any]]
         ] = {}
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # the helper's own
@@ -238,9 +237,9 @@ class SqliteConnection:
             rows: list[Any] = []
             item = self._enqueue(lambda conn: fn_many(conn, rows), write=True, durable=durable)
             item.futures = []
-            merged = self._merged[(fn_many, durable)] = (item, item.futures, rows)
-        _, futures, rows = merged
-        fut: asyncio.Future[Any] = merged[0].future.get_loop().create_future()
+            merged = self._merged[(fn_many, durable)] = (item.futures, rows)
+        futures, rows = merged
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         futures.append(fut)
         rows.append(row)
         return fut
@@ -314,16 +313,16 @@ class SqliteConnection:
 
     def _release_after_sync(self, items: list[_Item], outcomes: list[_Outcome]) -> None:
         """Release the callers: at once, or after the next fsync for durable writes."""
-        if not any(self._needs_sync(i) for i in items):
-            _settle_all(_callers(items, outcomes))
-            return
-        now = [n for n, i in enumerate(items) if not self._needs_sync(i)]
-        later = [n for n, i in enumerate(items) if self._needs_sync(i)]
-        if now:
-            _settle_all(_callers([items[n] for n in now], [outcomes[n] for n in now]))
-        self._helper_inbox.put(
-            _Fsync(_callers([items[n] for n in later], [outcomes[n] for n in later]))
-        )
+        now: tuple[list[_Item], list[_Outcome]] = ([], [])
+        later: tuple[list[_Item], list[_Outcome]] = ([], [])
+        for item, outcome in zip(items, outcomes, strict=True):
+            group = later if self._needs_sync(item) else now
+            group[0].append(item)
+            group[1].append(outcome)
+        if now[0]:
+            _settle_all(_callers(*now))
+        if later[0]:
+            self._helper_inbox.put(_Fsync(_callers(*later)))
 
     def _needs_sync(self, item: _Item) -> bool:
         return item.durable and self._durability is Durability.FULL
