@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from usvc_core import EnqueueRequest, JobQueue, UsvcError, WorkerSettings
-from usvc_core.adapters import QUEUE_GROUP, load_entry_point
+from usvc_core.plugins import QUEUE_GROUP, load_entry_point
 
 __all__ = ["make_queue", "measure"]
 

@@ -42,7 +42,7 @@ class TestLifecycle:
         assert can_transition(old, new) is allowed
 
     def test_error_codes_are_closed_and_documented(self) -> None:
-        """The seven codes of the design exist; deterministic ones never retry."""
+        """The design's seven codes and CANCELLED exist; deterministic ones never retry."""
         assert {c.value for c in ErrorCode} == {
             "UNKNOWN_ACTION",
             "INVALID_PAYLOAD",
@@ -51,6 +51,7 @@ class TestLifecycle:
             "TIMEOUT",
             "RESULT_NOT_SERIALIZABLE",
             "LEASE_EXPIRED",
+            "CANCELLED",
         }
         assert ErrorCode.HANDLER_ERROR not in NON_RETRYABLE_CODES
         assert ErrorCode.VALIDATION_ERROR in NON_RETRYABLE_CODES

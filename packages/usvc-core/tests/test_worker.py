@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from usvc_core import (
     action,
 )
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import QueueStats
+from usvc_core.ports import LeaseRenewal, QueueStats
 from usvc_core.worker import QUEUE_CHECK
 from usvc_testing import InMemoryQueue
 
@@ -82,11 +82,19 @@ class SpyQueue(InMemoryQueue):
             raise QueueUnavailableError(f"{op}: database is down")
 
     async def claim_and_start(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         self._maybe_fail("claim")
         self.claims.append(limit)
-        return await super().claim_and_start(microservice, worker_id, limit, lease_seconds)
+        return await super().claim_and_start(
+            microservice, worker_id, limit, lease_seconds, max_running=max_running
+        )
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         self._maybe_fail("complete")
@@ -97,7 +105,7 @@ class SpyQueue(InMemoryQueue):
                 await asyncio.wait_for(self.hold_completions.wait(), 0.01)
         await super().complete(job, results, runtime_ms)
 
-    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
         self._maybe_fail("extend")
         self.extended.append(len(jobs))
         return await super().extend_leases(jobs, lease_seconds)

@@ -17,7 +17,7 @@ from usvc_core.errors import (
     QueueUnavailableError,
 )
 from usvc_core.jobs import ErrorCode, JobStatus
-from usvc_core.ports import EnqueueRequest, JobQueue
+from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
 from usvc_oracle import OracleQueue, OracleQueueError, OracleSettings
 from usvc_oracle_fake import FakeDatabase, FakePool, connection_lost, ora_error, utc
 
@@ -363,14 +363,14 @@ class TestTransitions:
         """Heartbeats extend owned leases on the database clock and name the lost ones."""
         a, b = await started(queue, 2)
         fake_db.advance(20)
-        assert await queue.extend_leases([a], 30) == set()  # a now runs until t=50
+        assert await queue.extend_leases([a], 30) == LeaseRenewal()  # a now runs until t=50
         fake_db.advance(11)
         assert (await queue.reclaim_expired("svc")).requeued == [b.id]
         (b2,) = await queue.claim("svc", "w2", 1, 30)
-        assert await queue.extend_leases([a, b], 60) == {b.id}
+        assert (await queue.extend_leases([a, b], 60)).lost == {b.id}
         assert fake_db.rows[int(a.id)]["LEASE_EXPIRES_AT"] == fake_db.now + _seconds(60)
         assert fake_db.rows[int(b.id)]["LEASE_TOKEN"] == b2.lease_token
-        assert await queue.extend_leases([], 60) == set()
+        assert (await queue.extend_leases([], 60)).lost == set()
 
 
 class TestReclaimStatsPurge:

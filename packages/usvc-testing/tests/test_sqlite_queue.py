@@ -501,6 +501,8 @@ class TestRowsToJobs:
             "updated_at": 3000.0,
             "started_at": 1500.0,
             "finished_at": 3000.0,
+            "unique_key": "slot",
+            "cancel_requested": 1,
         }
         with sqlite3.connect(queue.path, isolation_level=None) as conn:
             job_id = conn.execute(
@@ -527,6 +529,7 @@ class TestRowsToJobs:
             "updated_at": at(3000.0),
             "started_at": at(1500.0),
             "finished_at": at(3000.0),
+            "cancel_requested": True,
             "payload_error": None,
         }
 

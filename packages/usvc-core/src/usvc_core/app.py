@@ -20,23 +20,21 @@ from opentelemetry import propagate, trace
 
 from usvc_core.actions.discovery import discover_actions, resolve_actions_dir
 from usvc_core.actions.registry import ActionRegistry
-from usvc_core.adapters import (
-    METRICS_GROUP,
-    QUEUE_GROUP,
-    QUEUE_PACKAGES,
-    SURFACE_GROUP,
-    load_entry_point,
-    named_entry_points,
-)
-from usvc_core.errors import ConfigurationError, MissingPackageError, UsvcError
+from usvc_core.errors import MissingPackageError, UsvcError
 from usvc_core.health import HealthRegistry
 from usvc_core.jobs import TRACE_KEY, Job
 from usvc_core.logging import configure_logging
 from usvc_core.metrics import NullMetrics
+from usvc_core.plugins import (
+    METRICS_GROUP,
+    SURFACE_GROUP,
+    named_entry_points,
+    queue_from_settings,
+)
 from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
 from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.services import S, ServiceContainer, ServiceProvider
-from usvc_core.settings import WorkerSettings, load_settings, queue_scheme
+from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.telemetry import Telemetry, setup_telemetry
 from usvc_core.worker import Worker, WorkerConfig
 
@@ -106,7 +104,7 @@ class Application:
     @property
     def queue(self) -> JobQueue:
         if self._queue is None:
-            self._queue = self._queue_from_settings()
+            self._queue = queue_from_settings(self.settings)
         return self._queue
 
     @property
@@ -133,17 +131,6 @@ class Application:
     def add_action(self, handler: Callable[..., Awaitable[Any]]) -> None:
         """Register an @action handler explicitly (in addition to discovery)."""
         self._explicit_actions.append(handler)
-
-    def _queue_from_settings(self) -> JobQueue:
-        settings = self.settings
-        try:
-            scheme = queue_scheme(settings)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        url = settings.QUEUE_URL or f"{scheme}://"
-        factory = load_entry_point(QUEUE_GROUP, scheme, QUEUE_PACKAGES.get(scheme, scheme))
-        queue: JobQueue = factory(url, settings)
-        return queue
 
     def _worker_config(self) -> WorkerConfig:
         s = self.settings

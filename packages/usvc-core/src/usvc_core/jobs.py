@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"  #: the handler ran past its timeout
     RESULT_NOT_SERIALIZABLE = "RESULT_NOT_SERIALIZABLE"  #: the handler returned something not JSON
     LEASE_EXPIRED = "LEASE_EXPIRED"  #: the worker died or stalled too often; no attempts left
+    CANCELLED = "CANCELLED"  #: an operator cancelled the job (CLI, admin API or dashboard)
 
 
 #: Failures that will fail the same way on every attempt: never retried.
@@ -58,6 +59,7 @@ NON_RETRYABLE_CODES = frozenset(
         ErrorCode.INVALID_PAYLOAD,
         ErrorCode.VALIDATION_ERROR,
         ErrorCode.RESULT_NOT_SERIALIZABLE,
+        ErrorCode.CANCELLED,
     }
 )
 
@@ -118,6 +120,8 @@ class Job:
     updated_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    unique_key: str | None = None  #: unique among all jobs of its service, finished ones too
+    cancel_requested: bool = False  #: an operator asked its worker to stop it
     payload_error: str | None = None
 
     def __post_init__(self) -> None:

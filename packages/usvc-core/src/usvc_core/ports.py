@@ -21,8 +21,14 @@ __all__ = [
     "Clock",
     "EnqueueRequest",
     "InstanceInfo",
+    "JobFilter",
+    "JobPage",
     "JobQueue",
+    "LeaseRenewal",
     "Metrics",
+    "MinuteActivity",
+    "QueueActivity",
+    "QueueAdmin",
     "QueueStats",
     "ReclaimResult",
     "ServiceDescription",
@@ -59,6 +65,9 @@ class EnqueueRequest:
     max_attempts: int = 3
     token: str | None = None  #: correlation id; defaults to the job id
     idempotency_key: str | None = None  #: unique among unfinished jobs of one service
+    #: unique among all jobs of one service, finished ones included, until purged (the
+    #: scheduler's ``schedule:<action>:<slot>`` keys); a duplicate raises DuplicateJobError
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,16 @@ class ReclaimResult:
 
     def __len__(self) -> int:
         return len(self.requeued) + len(self.failed)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenewal:
+    """What :meth:`JobQueue.extend_leases` found: jobs whose lease was lost (another worker
+    owns them now: drop them), and jobs still owned whose cancellation an operator asked
+    for (stop the handler, record them Failed with ``CANCELLED``)."""
+
+    lost: frozenset[str] = frozenset()
+    cancel: frozenset[str] = frozenset()
 
 
 @runtime_checkable
@@ -122,15 +141,31 @@ class JobQueue(Protocol):
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]: ...
 
     async def claim(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
-    ) -> list[Job]: ...
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
+    ) -> list[Job]:
+        """``max_running`` maps an action to the most jobs of it that may be Assigned or
+        Processing at once across every worker of the service; the store enforces it inside
+        the claim. Jobs over their limit stay Ready and never hold back other actions."""
+        ...
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
         """Assigned -> Processing; returns the job with ``attempts`` counted."""
         ...
 
     async def claim_and_start(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         """``claim``, then ``mark_processing`` of every claimed job, as one step (one
         transaction where the store has them): the jobs come back Processing, attempt
@@ -138,8 +173,8 @@ class JobQueue(Protocol):
         once; it spares a store round trip and a commit per job."""
         ...
 
-    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
-        """Extend the leases of ``jobs``; return the ids whose lease was lost."""
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
+        """Extend the leases of ``jobs``; report the ones lost and the ones to cancel."""
         ...
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None: ...
@@ -171,6 +206,83 @@ class JobQueue(Protocol):
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         """Delete finished jobs that finished more than ``older_than_seconds`` ago."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs of one service an operator looks at; empty sets match everything."""
+
+    microservice: str
+    statuses: frozenset[JobStatus] = frozenset()
+    actions: frozenset[str] = frozenset()
+    error_codes: frozenset[str] = frozenset()
+    created_after: datetime | None = None  #: inclusive
+    created_before: datetime | None = None  #: exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of :meth:`QueueAdmin.list_jobs`, newest first. ``next_cursor`` is opaque:
+    pass it back for the next page; None on the last page."""
+
+    jobs: Sequence[Job]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteActivity:
+    """Jobs of one service that finished within one minute (``minute``: its UTC start)."""
+
+    minute: datetime
+    completed: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueActivity:
+    """What an operator's dashboard shows for one service."""
+
+    #: action -> status -> number of jobs (actions with no jobs are absent)
+    counts: Mapping[str, Mapping[JobStatus, int]]
+    #: action -> age in seconds of its oldest due Ready job (actions with none are absent)
+    oldest_ready_age_seconds: Mapping[str, float]
+    #: one entry per minute of the window, oldest first, the current minute last
+    per_minute: Sequence[MinuteActivity]
+
+
+@runtime_checkable
+class QueueAdmin(Protocol):
+    """What operators need from a job store: look at jobs, retry and cancel them. Every
+    queue adapter implements it beside :class:`JobQueue`; the CLI, the admin API and the
+    dashboard use only this port (plus ``JobQueue.get``/``enqueue``/``stats``/``purge``)."""
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Jobs matching ``where``, newest first (``created_at``, then id, descending), at
+        most ``limit``; keyset pagination through ``cursor`` (stable while jobs are added).
+        A malformed cursor raises ValueError."""
+        ...
+
+    async def retry_failed(
+        self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
+    ) -> int:
+        """Failed jobs (the given ids, or every job matching ``where``) back to Ready, due
+        now, with fresh attempts (attempts 0) and their error cleared; returns how many.
+        Jobs that are not Failed, or not of ``microservice``, are left alone."""
+        ...
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        """Ready/Assigned -> Failed with ``CANCELLED`` (returns FAILED); Processing -> its
+        cancellation is requested (``Job.cancel_requested``; its worker stops the handler
+        at its next lease renewal and records CANCELLED; returns PROCESSING); a finished
+        job is left as it is (returns its status). Unknown id: JobNotFoundError."""
+        ...
+
+    async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        """Counts by action and status, oldest Ready age by action, and completed/failed
+        per minute over the last ``minutes`` minutes (on the store's clock)."""
         ...
 
 

@@ -502,11 +502,11 @@ class Worker:
         if not owned:
             return
         try:
-            lost = await self.queue.extend_leases(owned, self.config.lease_seconds)
+            renewal = await self.queue.extend_leases(owned, self.config.lease_seconds)
         except Exception as exc:
             await self._queue_failed("extend_leases", exc, sleep=False)
             return
-        for job_id in lost:
+        for job_id in renewal.lost:
             running = self._running.get(job_id)
             if running is None or running.lost:
                 continue

@@ -18,7 +18,7 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from usvc_core.errors import (
     UsvcError,
 )
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import EnqueueRequest, QueueStats, ReclaimResult
+from usvc_core.ports import EnqueueRequest, LeaseRenewal, QueueStats, ReclaimResult
 
 from usvc_oracle.driver import ConnectionLike, CursorLike, PoolLike, clob_as_text, create_pool
 from usvc_oracle.errors import OracleQueueError
@@ -541,13 +541,25 @@ class OracleQueue:
     # --- claiming -------------------------------------------------------------------------------
 
     async def claim(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         """Lock up to ``limit`` due Ready rows (SKIP LOCKED), move them to Assigned, commit."""
         return await self._claim(microservice, worker_id, limit, lease_seconds, start=False)
 
     async def claim_and_start(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         """Like :meth:`claim`, but the rows go straight to Processing with the attempt
         counted, in the same UPDATE: one round trip and one commit for the whole batch
@@ -731,7 +743,7 @@ class OracleQueue:
             return JobStatus.FAILED
         return JobStatus(values["STATUS"])
 
-    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
         lease = _seconds(lease_seconds)
         lost: set[str] = set()
         asked: list[Job] = []
@@ -746,7 +758,7 @@ class OracleQueue:
         if rows:
             counts = await self._run("extend_leases", self._each(self.sql.extend_lease, rows))
             lost.update(j.id for j, n in zip(asked, counts, strict=True) if n == 0)
-        return lost
+        return LeaseRenewal(lost=frozenset(lost))
 
     def _each(self, sql: str, rows: list[dict[str, Any]]) -> Callable[[_Tx], Awaitable[list[int]]]:
         """One executemany in one transaction; returns the row count of each row."""

@@ -49,7 +49,7 @@ from usvc_core.app import Application
 from usvc_core.errors import DuplicateJobError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import EnqueueRequest, JobQueue
+from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
 from usvc_core.settings import WorkerSettings
 
 __all__ = ["JobQueueContract"]
@@ -401,7 +401,7 @@ class JobQueueContract:
             await queue.fail(forged, "HANDLER_ERROR", "x", 1.0)
         with pytest.raises(LeaseLostError):
             await queue.retry(forged, "HANDLER_ERROR", "x", 0.0, 1.0)
-        assert await queue.extend_leases([forged], _LONG_LEASE) == {job.id}
+        assert (await queue.extend_leases([forged], _LONG_LEASE)).lost == {job.id}
         assert await queue.release([forged]) == 0
         stored = await self._get(queue, job.id)
         assert (stored.status, stored.attempts, stored.results) == (JobStatus.PROCESSING, 1, None)
@@ -440,7 +440,7 @@ class JobQueueContract:
             await queue.retry(stale, "HANDLER_ERROR", "a", 0.0, 1.0)
         with pytest.raises(LeaseLostError):
             await queue.mark_processing(stale, _LONG_LEASE)
-        assert await queue.extend_leases([stale], _LONG_LEASE) == {stale.id}
+        assert (await queue.extend_leases([stale], _LONG_LEASE)).lost == {stale.id}
         assert await queue.release([stale]) == 0
         await peer.complete(fresh, {"who": "b"}, 1.0)
         stored = await self._get(queue, stale.id)
@@ -552,7 +552,7 @@ class JobQueueContract:
         """A renewed lease outlives the original one: the job is not reclaimed."""
         job = await self._started(queue, service, lease=self.short_lease)
         before = (await self._get(queue, job.id)).lease_expires_at
-        assert await queue.extend_leases([job], _LONG_LEASE) == set()
+        assert await queue.extend_leases([job], _LONG_LEASE) == LeaseRenewal()
         after = (await self._get(queue, job.id)).lease_expires_at
         assert before is not None
         assert after is not None
@@ -568,8 +568,8 @@ class JobQueueContract:
         kept = await self._started(queue, service)
         gone = await self._started(queue, service)
         await queue.complete(gone, {}, 1.0)
-        assert await queue.extend_leases([kept, gone], _LONG_LEASE) == {gone.id}
-        assert await queue.extend_leases([], _LONG_LEASE) == set()
+        assert (await queue.extend_leases([kept, gone], _LONG_LEASE)).lost == {gone.id}
+        assert await queue.extend_leases([], _LONG_LEASE) == LeaseRenewal()
 
     # --- idempotency keys ----------------------------------------------------------------------
 

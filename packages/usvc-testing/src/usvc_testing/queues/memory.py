@@ -6,14 +6,21 @@ import heapq
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import Clock, EnqueueRequest, JobQueue, QueueStats, ReclaimResult
+from usvc_core.ports import (
+    Clock,
+    EnqueueRequest,
+    JobQueue,
+    LeaseRenewal,
+    QueueStats,
+    ReclaimResult,
+)
 
 from usvc_testing.queues.payload import decode_payload
 
@@ -178,12 +185,24 @@ class InMemoryQueue(JobQueue):
     # --- claiming ----------------------------------------------------------------------------
 
     async def claim(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         return self._claim(microservice, worker_id, limit, lease_seconds, start=False)
 
     async def claim_and_start(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         return self._claim(microservice, worker_id, limit, lease_seconds, start=True)
 
@@ -245,7 +264,7 @@ class InMemoryQueue(JobQueue):
         stored.updated_at = now
         return stored.snapshot()
 
-    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
         now = self._clock.now()
         lost: set[str] = set()
         for job in jobs:
@@ -259,7 +278,7 @@ class InMemoryQueue(JobQueue):
                 continue
             stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
             stored.updated_at = now
-        return lost
+        return LeaseRenewal(lost=frozenset(lost))
 
     def _finish(self, stored: Job, status: JobStatus, runtime_ms: float | None) -> None:
         now = self._clock.now()

@@ -7,13 +7,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import EnqueueRequest, JobQueue, QueueStats, ReclaimResult
+from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal, QueueStats, ReclaimResult
 
 from usvc_testing.queues.sqlite import statements as sql
 from usvc_testing.queues.sqlite.connection import Durability, SqliteConnection
@@ -178,12 +178,24 @@ class SqliteQueue(JobQueue):
     # --- owning ------------------------------------------------------------------------------
 
     async def claim(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         return await self._claim(microservice, worker_id, limit, lease_seconds, start=False)
 
     async def claim_and_start(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         return await self._claim(microservice, worker_id, limit, lease_seconds, start=True)
 
@@ -202,13 +214,14 @@ class SqliteQueue(JobQueue):
             lambda conn: sql.start(conn, job, lease_seconds), durable=False
         )
 
-    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> set[str]:
+    async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
         if not jobs:
-            return set()
+            return LeaseRenewal()
         owned = list(jobs)
-        return await self._conn().write(
+        lost = await self._conn().write(
             lambda conn: sql.extend(conn, owned, lease_seconds), durable=False
         )
+        return LeaseRenewal(lost=frozenset(lost))
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         text = "null" if results is None else _JSON.encode(results)

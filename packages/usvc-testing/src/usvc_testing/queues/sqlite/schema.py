@@ -77,6 +77,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE status IN ('Completed', 'Failed')
         """,
     ),
+    # 3: unique keys that hold across finished jobs (scheduled slots), and an operator's
+    # request to stop a Processing job (seen by its worker at the next lease renewal).
+    (
+        f"ALTER TABLE {TABLE} ADD COLUMN unique_key TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        f"""
+        CREATE UNIQUE INDEX {TABLE}_unique ON {TABLE} (microservice, unique_key)
+        WHERE unique_key IS NOT NULL
+        """,
+    ),
 )
 
 #: The version this code writes and understands.

@@ -48,7 +48,8 @@ __all__ = [
 _COLUMNS = (
     "id, microservice, action, payload, status, priority, run_at, attempts, max_attempts, "
     "token, idempotency_key, lease_owner, lease_token, lease_expires_at, results, error_code, "
-    "error_message, runtime_ms, created_at, updated_at, started_at, finished_at"
+    "error_message, runtime_ms, created_at, updated_at, started_at, finished_at, unique_key, "
+    "cancel_requested"
 )
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
 _OWNED = "('Assigned', 'Processing')"
@@ -232,7 +233,7 @@ def job_from_row(
     job_id = str(row[0])
     status = _STATUSES.get(row[4]) or JobStatus(row[4])
     # Positional, in the order of Job's fields (which _COLUMNS follows): half the cost of
-    # 23 keyword arguments, paid for every claimed job. tests/test_sqlite_queue.py checks
+    # 25 keyword arguments, paid for every claimed job. tests/test_sqlite_queue.py checks
     # every field against the row.
     return Job(
         job_id,
@@ -257,6 +258,8 @@ def job_from_row(
         time(row[19]),
         time(row[20]),
         time(row[21]),
+        row[22],
+        bool(row[23]),
         payload_error,
     )
 

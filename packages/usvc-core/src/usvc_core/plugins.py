@@ -1,4 +1,5 @@
-"""Finding adapters by entry point, so ``Application()`` can wire itself from settings alone.
+"""The plugin loader: finds adapters by entry point, so ``Application()`` (and the ``usvc``
+command) can wire themselves from settings alone.
 
 Groups (any installed distribution may add to them):
 
@@ -13,9 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvc_core.errors import MissingPackageError
+from usvc_core.errors import ConfigurationError, MissingPackageError
+
+if TYPE_CHECKING:
+    from usvc_core.ports import JobQueue
+    from usvc_core.settings import WorkerSettings
 
 __all__ = [
     "METRICS_GROUP",
@@ -24,6 +29,7 @@ __all__ = [
     "SURFACE_GROUP",
     "load_entry_point",
     "named_entry_points",
+    "queue_from_settings",
 ]
 
 QUEUE_GROUP = "usvc.queues"
@@ -48,3 +54,17 @@ def load_entry_point(group: str, name: str, package_hint: str) -> Callable[..., 
         )
     loaded: Callable[..., Any] = ep.load()
     return loaded
+
+
+def queue_from_settings(settings: WorkerSettings) -> JobQueue:
+    """The queue the settings name (QUEUE_URL, DEV_MODE, ORACLE_USER), not yet opened."""
+    from usvc_core.settings import queue_scheme
+
+    try:
+        scheme = queue_scheme(settings)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    url = settings.QUEUE_URL or f"{scheme}://"
+    factory = load_entry_point(QUEUE_GROUP, scheme, QUEUE_PACKAGES.get(scheme, scheme))
+    queue: JobQueue = factory(url, settings)
+    return queue
