@@ -26,3 +26,35 @@ eps = {ep.name for ep in md.entry_points(group="usvc.queues")}
 assert {"memory", "sqlite", "oracle"} <= eps, eps
 print("entry points:", sorted(eps))
 PY
+
+# A single-node production install: the SQLite queue without a test runner.
+prod="$(dirname "$venv")/prod"
+uv venv --quiet "$prod"
+uv pip install --quiet --python "$prod/bin/python" --find-links "$dist" --no-sources \
+  usvc-core usvc-testing
+"$prod/bin/python" - <<'PY'
+import asyncio, importlib.util, tempfile, pathlib
+assert importlib.util.find_spec("pytest") is None, "usvc-testing pulled pytest into a production install"
+from usvc_core import EnqueueRequest
+from usvc_testing import Durability, SqliteQueue
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        q = SqliteQueue(pathlib.Path(d) / "jobs.db", durability=Durability.FULL)
+        await q.open()
+        job = await q.enqueue(EnqueueRequest(payload={"action": "a"}, microservice="m"))
+        [claimed] = await q.claim_and_start("m", "w", 1, 30)
+        assert claimed.id == job.id
+        await q.complete(claimed, {"ok": True}, 1.0)
+        await q.close()
+asyncio.run(main())
+print("usvc-core + usvc-testing without pytest: SqliteQueue works")
+PY
+# With the extra, the plugin's fixtures and the contract suite are there.
+uv pip install --quiet --python "$prod/bin/python" --find-links "$dist" --no-sources \
+  "usvc-testing[pytest]"
+"$prod/bin/python" -c "import usvc_testing.contract"
+# (--fixtures collects nothing: pytest exits 5, which is fine here)
+fixtures="$("$prod/bin/python" -m pytest -q --fixtures -p no:cacheprovider "$(dirname "$venv")" || true)"
+grep -q usvc_fake_clock <<<"$fixtures"
+echo "usvc-testing[pytest]: plugin fixtures and contract suite load"

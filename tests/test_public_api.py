@@ -28,6 +28,17 @@ def test_spec_names_migrate_by_changing_imports_alone() -> None:
     from usvc_http import RestAPIConfig, RestAPIService  # noqa: F401
 
 
+def test_queues_are_exported_from_the_testing_package() -> None:
+    """The SQLite queue and its durability modes come from the package itself."""
+    from usvc_testing import Durability, InMemoryQueue, SqliteQueue
+    from usvc_testing.queues import sqlite
+
+    assert SqliteQueue is sqlite.SqliteQueue
+    assert Durability is sqlite.Durability
+    assert {d.value for d in Durability} >= {"full", "normal"}
+    assert InMemoryQueue.__module__ == "usvc_testing.queues.memory"
+
+
 @pytest.mark.parametrize("name", PACKAGES)
 def test_all_is_sorted_and_importable(name: str) -> None:
     """Each package's __all__ is sorted and every name in it resolves."""

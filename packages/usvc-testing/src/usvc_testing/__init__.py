@@ -12,16 +12,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from usvc_testing.clock import FakeClock
     from usvc_testing.harness import ActionResult, run_action
-    from usvc_testing.queues import InMemoryQueue
+    from usvc_testing.queues import Durability, InMemoryQueue, SqliteQueue
 
 __version__ = "0.1.0"
 
-__all__ = ["ActionResult", "FakeClock", "InMemoryQueue", "run_action"]
+__all__ = ["ActionResult", "Durability", "FakeClock", "InMemoryQueue", "SqliteQueue", "run_action"]
 
 _WHERE = {
     "ActionResult": "usvc_testing.harness",
+    "Durability": "usvc_testing.queues",
     "FakeClock": "usvc_testing.clock",
     "InMemoryQueue": "usvc_testing.queues",
+    "SqliteQueue": "usvc_testing.queues",
     "run_action": "usvc_testing.harness",
 }
 
