@@ -24,6 +24,7 @@ from usvc_core import (
 )
 from usvc_core.errors import QueueUnavailableError
 from usvc_core.plugins import queue_from_settings
+from usvc_core.surface_context import SurfaceContext
 from usvc_testing import InMemoryQueue
 
 HANDLER = """
@@ -313,3 +314,37 @@ def test_memory_queue_without_usvc_testing_names_dev_mode(monkeypatch: pytest.Mo
     assert "DEV_MODE=True" in text and "uv add usvc-testing" in text
     with pytest.raises(MissingPackageError, match=r"DEV_MODE=False.*uv add usvc-oracle"):
         queue_from_settings(settings(DEV_MODE=False))
+
+
+# --- what surfaces receive ----------------------------------------------------------------
+
+
+async def test_surfaces_receive_a_narrow_context(actions_dir: Path) -> None:
+    """A surface factory gets a SurfaceContext, not the Application: settings (with their
+    source), queue, health, actions, metrics, who we are, and enqueue/wait_for_job."""
+    seen: list[SurfaceContext] = []
+
+    class Recorder:
+        name = "recorder"
+
+        async def start(self) -> None:
+            seen[0].instance.http_port = 8123  # what the HTTP surface does once it listens
+
+        async def stop(self) -> None:
+            pass
+
+    def factory(context: SurfaceContext) -> Recorder:
+        seen.append(context)
+        return Recorder()
+
+    app = Application(actions_dir, settings=settings(), surfaces=[factory], configure_logging=False)
+    async with app:
+        [ctx] = seen
+        assert not isinstance(ctx, Application)
+        assert ctx.settings is app.settings and ctx.queue is app.queue
+        assert ctx.health is app.health and ctx.actions is app.actions
+        assert ctx.instance_id == app.instance_id and ctx.instance.pid == app.pid
+        assert app.http_port == ctx.http_port == 8123
+        job = await ctx.enqueue({"action": "greet", "name": "Ada"})
+        done = await ctx.wait_for_job(job.id, 30)
+        assert done is not None and done.results == {"message": "Hello, Ada!"}
