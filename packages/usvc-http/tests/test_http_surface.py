@@ -227,6 +227,7 @@ async def test_http_settings_come_from_the_same_source(
     assert r.status_code == 200, r.text
     r = await client.post("/dev/job", content=b"x" * 101)
     assert r.status_code == 413
+    await client.aclose()
     await app.stop()
     assert app.http_port is None
 
