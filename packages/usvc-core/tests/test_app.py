@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from usvc_core import (
     ActionDiscoveryError,
     Application,
@@ -20,6 +22,9 @@ from usvc_core import (
     WorkerSettings,
     action,
 )
+from usvc_core.errors import QueueUnavailableError
+from usvc_core.plugins import queue_from_settings
+from usvc_core.surface_context import SurfaceContext
 from usvc_testing import InMemoryQueue
 
 HANDLER = """
@@ -182,3 +187,164 @@ def test_bad_queue_url_is_a_configuration_error() -> None:
     object.__setattr__(s, "QUEUE_URL", "redis://x")
     with pytest.raises(ConfigurationError, match="unknown scheme"):
         _ = Application(settings=s).queue
+
+
+# --- a store unreachable at start (issue 13 item 8) -------------------------------------------
+
+
+class FlakyOpenQueue(InMemoryQueue):
+    """An in-memory queue whose first ``unavailable`` opens fail as a store that cannot be
+    reached; then ``later`` (if any) is raised once; then it opens."""
+
+    def __init__(self, unavailable: int, later: Exception | None = None) -> None:
+        super().__init__()
+        self.unavailable = unavailable
+        self.later = later
+        self.opens = 0
+        self.closes = 0
+
+    async def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.unavailable:
+            raise QueueUnavailableError(f"connection refused (attempt {self.opens})")
+        if self.later is not None:
+            raise self.later
+        await super().open()
+
+    async def close(self) -> None:
+        self.closes += 1
+        await super().close()
+
+
+async def wait_for(condition: Any, seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_unreachable_store_at_start_keeps_the_service_up(actions_dir: Path) -> None:
+    """open() raising QueueUnavailableError: the app starts with job_queue RED (the reason in
+    its details, each failed attempt logged), enqueue says the queue is not open, open() is
+    retried, and once it succeeds the worker runs jobs."""
+    queue = FlakyOpenQueue(unavailable=2)
+    app = Application(actions_dir, settings=settings(), queue=queue, configure_logging=False)
+    with capture_logs() as logs:
+        async with app:
+            check = app.health.get("job_queue")
+            assert check is not None and check.status is Status.RED
+            assert "connection refused (attempt 1)" in check.details["error"]
+            with pytest.raises(QueueUnavailableError, match="not open yet"):
+                await app.enqueue({"action": "greet", "name": "x"})
+            await wait_for(lambda: queue.opens >= 3 and app.health.aggregate() is Status.GREEN)
+            job = await app.enqueue({"action": "greet", "name": "Ada"})
+            done = await app.wait_for_job(job.id, timeout=30)
+            assert done is not None and done.results == {"message": "Hello, Ada!"}
+    failures = [e for e in logs if e["event"] == "job queue unavailable; retrying to open it"]
+    assert [e["attempt"] for e in failures] == [1, 2]
+    assert all("connection refused" in e["error"] for e in failures)
+    assert any(e["event"] == "job queue open; starting the worker" for e in logs)
+
+
+async def test_stop_while_the_store_is_unreachable(actions_dir: Path) -> None:
+    """Stopping while open() keeps failing returns at once; the worker never ran."""
+    queue = FlakyOpenQueue(unavailable=10**9)
+    app = Application(actions_dir, settings=settings(), queue=queue, configure_logging=False)
+    with capture_logs() as logs:
+        await app.start()
+        await wait_for(lambda: queue.opens >= 2)
+        app.request_stop()
+        async with asyncio.timeout(10):
+            await app.stop()
+    assert not any(e["event"] == "worker started" for e in logs)
+
+
+async def test_a_permanent_error_at_start_fails_startup(actions_dir: Path) -> None:
+    """Bad credentials or a missing table (a ConfigurationError) still fail the start."""
+    queue = FlakyOpenQueue(unavailable=0, later=ConfigurationError("ORA-01017: bad login"))
+    app = Application(actions_dir, settings=settings(), queue=queue, configure_logging=False)
+    with pytest.raises(ConfigurationError, match="ORA-01017"):
+        await app.start()
+    assert queue.opens == 1  # not retried
+
+
+async def test_a_permanent_error_on_a_later_attempt_ends_serve(actions_dir: Path) -> None:
+    """Unreachable first, then a permanent error: serve() ends with that error (run() prints
+    it and exits 2), after logging it."""
+    queue = FlakyOpenQueue(unavailable=1, later=ConfigurationError("table MICRO_SVC missing"))
+    app = Application(actions_dir, settings=settings(), queue=queue, configure_logging=False)
+    with capture_logs() as logs, pytest.raises(ConfigurationError, match="MICRO_SVC missing"):
+        async with asyncio.timeout(30):
+            await app.serve()
+    assert any(e["event"] == "job queue cannot be opened" for e in logs)
+
+
+# --- packages that a setting needs (issue 13 item 12) -----------------------------------------
+
+
+def test_dev_mode_without_usvc_http_warns_naming_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEV_MODE=True with no HTTP surface installed says which package to add."""
+    import usvc_core.app as app_module
+
+    monkeypatch.setattr(app_module, "named_entry_points", lambda group: {})
+    app = Application(tmp_path, settings=settings(HTTP_ENABLED=True))
+    with capture_logs() as logs:
+        assert app._surface_factories_from_settings() == []
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert "DEV_MODE=True" in warning["event"] and "uv add usvc-http" in warning["event"]
+    # HTTP_ENABLED=False: no HTTP on purpose, nothing to say.
+    app = Application(tmp_path, settings=settings(HTTP_ENABLED=False))
+    with capture_logs() as logs:
+        app._surface_factories_from_settings()
+    assert not logs
+
+
+def test_memory_queue_without_usvc_testing_names_dev_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-memory queue chosen by DEV_MODE=True, its package absent: the error names
+    DEV_MODE and the package to add."""
+    from usvc_core import plugins
+
+    monkeypatch.setattr(plugins, "named_entry_points", lambda group: {})
+    with pytest.raises(MissingPackageError) as info:
+        queue_from_settings(settings())
+    text = str(info.value)
+    assert "DEV_MODE=True" in text and "uv add usvc-testing" in text
+    with pytest.raises(MissingPackageError, match=r"DEV_MODE=False.*uv add usvc-oracle"):
+        queue_from_settings(settings(DEV_MODE=False))
+
+
+# --- what surfaces receive ----------------------------------------------------------------
+
+
+async def test_surfaces_receive_a_narrow_context(actions_dir: Path) -> None:
+    """A surface factory gets a SurfaceContext, not the Application: settings (with their
+    source), queue, health, actions, metrics, who we are, and enqueue/wait_for_job."""
+    seen: list[SurfaceContext] = []
+
+    class Recorder:
+        name = "recorder"
+
+        async def start(self) -> None:
+            seen[0].instance.http_port = 8123  # what the HTTP surface does once it listens
+
+        async def stop(self) -> None:
+            pass
+
+    def factory(context: SurfaceContext) -> Recorder:
+        seen.append(context)
+        return Recorder()
+
+    app = Application(actions_dir, settings=settings(), surfaces=[factory], configure_logging=False)
+    async with app:
+        [ctx] = seen
+        assert not isinstance(ctx, Application)
+        assert ctx.settings is app.settings and ctx.queue is app.queue
+        assert ctx.health is app.health and ctx.actions is app.actions
+        assert ctx.instance_id == app.instance_id and ctx.instance.pid == app.pid
+        assert app.http_port == ctx.http_port == 8123
+        job = await ctx.enqueue({"action": "greet", "name": "Ada"})
+        done = await ctx.wait_for_job(job.id, 30)
+        assert done is not None and done.results == {"message": "Hello, Ada!"}

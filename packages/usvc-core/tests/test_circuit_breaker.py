@@ -202,6 +202,85 @@ class TestAsyncWithAndDecorator:
         assert breaker.state is CircuitState.HALF_OPEN
         assert breaker.can_execute()
 
+    def test_a_trial_that_never_reports_expires_after_recovery_timeout(self) -> None:
+        """``can_execute()`` used only to look hands out the trial; with no record it is
+        given up after ``recovery_timeout`` and the next caller becomes the trial."""
+        clock = FakeClock()
+        breaker, seen = make(clock, failures=1, recovery=5.0, successes=1)
+        breaker.can_execute()
+        breaker.record_failure()
+        clock.advance(5)
+        assert breaker.can_execute()  # looked, never reported
+        clock.advance(4.9)
+        assert not breaker.can_execute()  # the trial may still be running
+        clock.advance(0.1)
+        assert breaker.can_execute()  # given up: a new trial
+        assert not breaker.can_execute()
+        breaker.record_success()
+        assert breaker.state is CircuitState.CLOSED
+        assert seen[-1] == (CircuitState.HALF_OPEN, CircuitState.CLOSED)
+
+    async def test_cancelled_explicit_trial_expires(self) -> None:
+        """A trial cancelled between ``can_execute()`` and its record (CancelledError is not
+        an Exception, so ``except Exception: record_failure()`` misses it) does not hold the
+        breaker HALF_OPEN forever."""
+        clock = FakeClock()
+        breaker, _ = make(clock, failures=1, recovery=2.0, successes=1)
+        breaker.can_execute()
+        breaker.record_failure()
+        clock.advance(2)
+        started = asyncio.Event()
+
+        async def call() -> None:
+            if not breaker.can_execute():
+                raise breaker.open_error()
+            try:
+                started.set()
+                await asyncio.Event().wait()
+                breaker.record_success()
+            except Exception:
+                breaker.record_failure()
+                raise
+
+        task = asyncio.create_task(call())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not breaker.can_execute()
+        clock.advance(2)
+        assert breaker.can_execute()
+        breaker.record_success()
+        assert breaker.state is CircuitState.CLOSED
+
+    async def test_late_result_of_an_expired_trial_is_ignored(self) -> None:
+        """An ``async with`` trial that outlived ``recovery_timeout`` cannot decide the trial
+        that replaced it."""
+        clock = FakeClock()
+        breaker, _ = make(clock, failures=1, recovery=1.0, successes=1)
+        breaker.can_execute()
+        breaker.record_failure()
+        clock.advance(1)
+        finish = asyncio.Event()
+        entered = asyncio.Event()
+
+        async def slow_trial() -> None:
+            async with breaker:
+                entered.set()
+                await finish.wait()
+                raise ConnectionError("late failure")
+
+        task = asyncio.create_task(slow_trial())
+        await entered.wait()
+        clock.advance(1)
+        assert breaker.can_execute()  # the slow trial expired; this is the trial now
+        finish.set()
+        with pytest.raises(ConnectionError):
+            await task
+        assert breaker.state is CircuitState.HALF_OPEN  # the late failure did not reopen it
+        breaker.record_success()
+        assert breaker.state is CircuitState.CLOSED
+
     async def test_stale_result_does_not_decide_the_trial(self) -> None:
         """A slow call started while CLOSED cannot close a HALF_OPEN circuit when it ends."""
         clock = FakeClock()
@@ -236,6 +315,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.transitions: list[tuple[CircuitState, CircuitState]] = []
         self.breaker.add_listener(lambda old, new: self.transitions.append((old, new)))
         self.permits = 0  # permits handed out in the current HALF_OPEN generation
+        self.trial_at = 0.0  # when the current trial was handed out
         self.opened_at: float | None = None
 
     @rule(seconds=st.sampled_from([0.0, 1.0, 5.0, 9.999, 10.0, 25.0]))
@@ -251,7 +331,12 @@ class BreakerMachine(RuleBasedStateMachine):
         if before is CircuitState.CLOSED:
             assert granted
         if before is CircuitState.HALF_OPEN and granted:
+            now = self.clock.monotonic()
+            if self.permits:  # a second trial only once the first one expired
+                assert now >= self.trial_at + 10.0
+                self.permits = 0
             self.permits += 1
+            self.trial_at = now
 
     @precondition(lambda self: self.breaker.state is not CircuitState.OPEN)
     @rule(ok=st.booleans())

@@ -1,12 +1,20 @@
-"""Settings: the spec's variables, defaults, validation and the queue choice."""
+"""Settings: the spec's variables, defaults, validation and the queue choice; each
+adapter's model is read from the same source as the core's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from usvc_core import ConfigurationError, WorkerSettings, load_settings
-from usvc_core.settings import queue_scheme
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+from usvc_core import Application, ConfigurationError, WorkerSettings, load_settings
+from usvc_core.errors import MissingPackageError
+from usvc_core.plugins import queue_from_settings, settings_models
+from usvc_core.settings import SettingsSource, queue_scheme
+from usvc_http.settings import HttpSettings
+from usvc_mongo.settings import MongoSettings
+from usvc_oracle.settings import OracleSettings
 
 SPEC_DEFAULTS = {
     "POLLING_INTERVAL_SECONDS": 5,
@@ -46,23 +54,71 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no stray .env
 
 
+MODELS: list[type[BaseSettings]] = [WorkerSettings, HttpSettings, MongoSettings, OracleSettings]
+
+
+def owner(name: str) -> type[BaseSettings]:
+    [model] = [m for m in MODELS if name in m.model_fields]
+    return model
+
+
 def test_spec_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every variable of the spec's table has the spec's default."""
+    """Every variable of the spec's table has the spec's default, in the model of the package
+    that uses it (the core's, or the adapter's), all read from one source."""
     monkeypatch.setenv("MICROSERVICE_NAME", "svc")
     monkeypatch.setenv("DEV_MODE", "True")
     s = WorkerSettings()
+    loaded = {model: s.source.load(model) for model in MODELS[1:]} | {WorkerSettings: s}
     for name, default in SPEC_DEFAULTS.items():
         expected = True if name == "DEV_MODE" else default
-        assert getattr(s, name) == expected, name
-    assert s.ORACLE_PASSWORD.get_secret_value() == ""
-    assert s.MONGODB_URI.get_secret_value() == ""
+        assert getattr(loaded[owner(name)], name) == expected, name
+    assert loaded[OracleSettings].ORACLE_PASSWORD.get_secret_value() == ""
+    assert loaded[MongoSettings].MONGODB_URI.get_secret_value() == ""
+
+
+def test_core_keeps_only_its_own_variables() -> None:
+    """ORACLE_*, HTTP_* and MONGODB_* belong to the adapters' models, not the core's."""
+    fields = set(WorkerSettings.model_fields)
+    assert not {f for f in fields if f.startswith(("ORACLE_", "HTTP_", "MONGODB_"))}
+    assert {"HTTP_PORT", "HTTP_HOST", "HTTP_ENABLED"} <= set(HttpSettings.model_fields)
+    assert {"MONGODB_URI", "MONGODB_HEARTBEAT_SECONDS"} <= set(MongoSettings.model_fields)
 
 
 def test_dotenv_is_read(tmp_path: Path) -> None:
-    """A .env file in the working directory configures the service."""
+    """A .env file in the working directory configures the service and its adapters."""
     (tmp_path / ".env").write_text("MICROSERVICE_NAME=from-dotenv\nDEV_MODE=True\nHTTP_PORT=9001\n")
     s = load_settings()
-    assert (s.MICROSERVICE_NAME, s.HTTP_PORT, s.DEV_MODE) == ("from-dotenv", 9001, True)
+    http = s.source.load(HttpSettings)
+    assert (s.MICROSERVICE_NAME, http.HTTP_PORT, s.DEV_MODE) == ("from-dotenv", 9001, True)
+
+
+def test_explicit_values_reach_the_adapter_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values passed to WorkerSettings win over the environment, for every model."""
+    monkeypatch.setenv("HTTP_PORT", "9100")
+    monkeypatch.setenv("MONGODB_DATABASE", "from-env")
+    s = WorkerSettings(
+        _env_file=None, MICROSERVICE_NAME="svc", DEV_MODE=True, HTTP_PORT=0, MONGODB_URI="m://h"
+    )
+    assert s.source.load(HttpSettings).HTTP_PORT == 0
+    mongo = s.source.load(MongoSettings)
+    assert (mongo.MONGODB_URI.get_secret_value(), mongo.MONGODB_DATABASE) == ("m://h", "from-env")
+    assert s.source.get("MONGODB_URI") == "m://h"
+    assert s.source.get("MONGODB_DATABASE") == "from-env"
+    assert s.source.get("NOT_SET_ANYWHERE") is None
+
+
+def test_source_get_reads_the_dotenv_file(tmp_path: Path) -> None:
+    """A variable only in the dotenv file is seen by the raw lookup (the core uses it to
+    name the package a setting needs)."""
+    (tmp_path / "custom.env").write_text("MONGODB_URI=mongodb://db/\n")
+    source = SettingsSource({}, tmp_path / "custom.env")
+    assert source.get("MONGODB_URI") == "mongodb://db/"
+    assert SettingsSource({}, None).get("MONGODB_URI") is None
+
+
+def test_installed_adapters_register_their_models() -> None:
+    """load_settings checks the models the adapters register (entry points usvc.settings)."""
+    assert {HttpSettings, MongoSettings} <= set(settings_models())
 
 
 def test_missing_name_is_one_clear_line() -> None:
@@ -72,13 +128,17 @@ def test_missing_name_is_one_clear_line() -> None:
 
 
 def test_oracle_credentials_required_outside_dev_mode() -> None:
-    """The spec's rule: ORACLE_USER and ORACLE_PASSWORD are required when DEV_MODE=False."""
-    with pytest.raises(ConfigurationError, match="ORACLE_USER and ORACLE_PASSWORD required"):
-        load_settings(MICROSERVICE_NAME="svc")
-    with pytest.raises(ConfigurationError, match="ORACLE_PASSWORD required"):
-        load_settings(MICROSERVICE_NAME="svc", ORACLE_USER="app")
+    """The spec's rule: ORACLE_USER and ORACLE_PASSWORD are required when DEV_MODE=False;
+    the Oracle adapter says so, with the spec's message, when the queue is built."""
+    message = "ORACLE_USER and ORACLE_PASSWORD required when DEV_MODE=False"
+    with pytest.raises(ConfigurationError, match=message):
+        queue_from_settings(load_settings(MICROSERVICE_NAME="svc"))
+    with pytest.raises(ConfigurationError, match="ORACLE_PASSWORD required when DEV_MODE"):
+        queue_from_settings(load_settings(MICROSERVICE_NAME="svc", ORACLE_USER="app"))
     s = load_settings(MICROSERVICE_NAME="svc", ORACLE_USER="app", ORACLE_PASSWORD="pw")
     assert queue_scheme(s) == "oracle"
+    queue = queue_from_settings(s)
+    assert type(queue).__name__ == "OracleQueue"
 
 
 def test_secrets_never_print() -> None:
@@ -86,6 +146,30 @@ def test_secrets_never_print() -> None:
     s = load_settings(MICROSERVICE_NAME="svc", ORACLE_USER="app", ORACLE_PASSWORD="hunter2")
     assert "hunter2" not in repr(s)
     assert "hunter2" not in str(s.model_dump())
+    assert "hunter2" not in repr(s.source.load(OracleSettings))
+    assert "hunter2" not in repr(s.source)
+
+
+def test_unknown_package_setting_names_the_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MONGODB_URI set (here: only in .env) while the registry's package is absent fails at
+    start naming usvc-mongo."""
+    from usvc_core import plugins
+
+    real = plugins.named_entry_points
+
+    def without_mongo(group: str) -> dict[str, object]:
+        return {k: v for k, v in real(group).items() if k != "mongo_registry"}
+
+    monkeypatch.setattr(plugins, "named_entry_points", without_mongo)
+    monkeypatch.setattr("usvc_core.app.named_entry_points", without_mongo)
+    (tmp_path / ".env").write_text("MONGODB_URI=mongodb://db/\n")
+    app = Application(
+        tmp_path, settings=load_settings(MICROSERVICE_NAME="svc", DEV_MODE=True, HTTP_ENABLED=0)
+    )
+    with pytest.raises(MissingPackageError, match=r"MONGODB_URI is set.*uv add usvc-mongo"):
+        app._surface_factories_from_settings()
 
 
 @pytest.mark.parametrize(
@@ -109,11 +193,44 @@ def test_unknown_queue_scheme_is_refused() -> None:
 
 
 def test_each_mistake_gets_a_line() -> None:
-    """Two wrong values give two lines."""
+    """Wrong values of the core and of adapters give one message, one line each."""
     with pytest.raises(ConfigurationError) as info:
-        load_settings(MICROSERVICE_NAME="svc", DEV_MODE=True, MAX_CONCURRENT_JOBS=0, HTTP_PORT=-1)
-    text = str(info.value)
-    assert "MAX_CONCURRENT_JOBS" in text and "HTTP_PORT" in text
+        load_settings(
+            MICROSERVICE_NAME="svc",
+            DEV_MODE=True,
+            MAX_CONCURRENT_JOBS=0,
+            HTTP_PORT=-1,
+            MONGODB_HEARTBEAT_SECONDS=0,
+        )
+    lines = str(info.value).splitlines()
+    assert lines[0] == "invalid settings:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "MAX_CONCURRENT_JOBS",
+        "HTTP_PORT",
+        "MONGODB_HEARTBEAT_SECONDS",
+    ]
+    assert "HTTP_PORT: Input should be greater than or equal to 0" in str(info.value)
+
+
+def test_adapter_mistakes_also_show_when_the_core_is_fine() -> None:
+    """An adapter's wrong value alone still fails load_settings with its line."""
+    with pytest.raises(ConfigurationError, match="HTTP_PORT: Input should be less than"):
+        load_settings(MICROSERVICE_NAME="svc", DEV_MODE=True, HTTP_PORT=70000)
+    with pytest.raises(ConfigurationError, match="HTTP_PORT: Input should be less than"):
+        WorkerSettings(MICROSERVICE_NAME="svc", DEV_MODE=True, HTTP_PORT=70000).source.load(
+            HttpSettings
+        )
+
+
+def test_secret_values_pass_through_the_source() -> None:
+    """A SecretStr given explicitly reaches the adapter's model unchanged."""
+    s = WorkerSettings(
+        _env_file=None,
+        MICROSERVICE_NAME="svc",
+        DEV_MODE=True,
+        MONGODB_URI=SecretStr("mongodb://u:pw@h/"),
+    )
+    assert s.source.load(MongoSettings).MONGODB_URI.get_secret_value() == "mongodb://u:pw@h/"
 
 
 def test_pool_bounds() -> None:

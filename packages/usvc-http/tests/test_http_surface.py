@@ -10,6 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from usvc_core import Application, Status, WorkerSettings
+from usvc_http import http_surface
 
 HANDLER = """
 import asyncio
@@ -212,3 +213,33 @@ async def test_connections_are_tcp_nodelay(serve: AppFactory) -> None:
         for protocol in connections:
             sock = protocol.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+async def test_http_settings_come_from_the_same_source(
+    serve: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_* values given to WorkerSettings win over the environment; the port the surface
+    bound is the application's ``http_port`` until it stops."""
+    monkeypatch.setenv("HTTP_MAX_BODY_BYTES", "5")  # the explicit value below wins
+    app, client = await serve(HTTP_MAX_BODY_BYTES=100)
+    assert app.http_port and app.http_port > 0
+    r = await client.post("/dev/job", json={"action": "greet", "name": "Ada"})
+    assert r.status_code == 200, r.text
+    r = await client.post("/dev/job", content=b"x" * 101)
+    assert r.status_code == 413
+    await client.aclose()
+    await app.stop()
+    assert app.http_port is None
+
+
+def test_the_entry_point_reads_http_enabled_from_the_source(actions_dir: Path) -> None:
+    """HTTP_ENABLED=False (an HttpSettings variable) turns the surface off."""
+    settings = WorkerSettings(
+        _env_file=None, MICROSERVICE_NAME="svc", DEV_MODE=True, HTTP_ENABLED=False
+    )
+    app = Application(actions_dir, settings=settings, configure_logging=False)
+    assert http_surface(app.surface_context()) is None
+    settings = WorkerSettings(_env_file=None, MICROSERVICE_NAME="svc", DEV_MODE=True)
+    app = Application(actions_dir, settings=settings, configure_logging=False)
+    surface = http_surface(app.surface_context())
+    assert surface is not None and (surface.host, surface.port) == ("0.0.0.0", 8000)

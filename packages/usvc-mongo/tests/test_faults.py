@@ -58,7 +58,9 @@ async def test_fail_point_turns_red_after_three_failed_publishes(
     app = make_app()
     app_name = f"usvc-test-{uuid.uuid4().hex[:8]}"  # scopes the fail point to this client
     registry = MongoServiceRegistry(mongo_uri, db_name, timeout_seconds=1.0, app_name=app_name)
-    surface = RegistrySurface(app, registry, heartbeat_seconds=3600, stop_timeout_seconds=5)
+    surface = RegistrySurface(
+        app.surface_context(), registry, heartbeat_seconds=3600, stop_timeout_seconds=5
+    )
     try:
         assert await surface.beat()
         assert status(app) is Status.GREEN
@@ -86,7 +88,9 @@ async def test_killed_server_turns_red_and_its_return_turns_green(
     reconnects by itself, re-publishes what the crash lost, and is GREEN."""
     app = make_app()
     registry = MongoServiceRegistry(own_server.uri, db_name, timeout_seconds=1.0)
-    surface = RegistrySurface(app, registry, heartbeat_seconds=3600, stop_timeout_seconds=5)
+    surface = RegistrySurface(
+        app.surface_context(), registry, heartbeat_seconds=3600, stop_timeout_seconds=5
+    )
     try:
         assert await surface.beat()
         own_server.kill()
@@ -139,3 +143,39 @@ async def test_the_worker_keeps_processing_jobs_while_the_registry_is_down(
             queue_check = app.health.get("job_queue")
             assert queue_check is not None
             assert queue_check.status is Status.GREEN
+
+
+async def test_a_stopped_server_shows_within_a_few_heartbeats(
+    make_app: MakeApp, own_server: Any, db_name: str, wait_for_status: Any
+) -> None:
+    """MONGODB_HEARTBEAT_SECONDS=1, the entry point's own timeouts: once the server is
+    stopped the check leaves GREEN and reaches RED through YELLOW, each operation bounded
+    by the heartbeat interval (not the driver's default 10 s, which kept /health GREEN for
+    10 s and turned it RED after 32 s)."""
+    app = make_app(
+        surfaces=[registry_surface],  # the entry point as installed, default timeouts
+        MONGODB_URI=SecretStr(own_server.uri),
+        MONGODB_DATABASE=db_name,
+        MONGODB_HEARTBEAT_SECONDS=1,
+        MONGODB_KEY_TTL_SECONDS=5,
+    )
+    seen: list[Status] = []
+
+    def record(health: Any) -> None:
+        current = status(app)
+        if current is not None and (not seen or seen[-1] is not current):
+            seen.append(current)
+
+    app.health.subscribe(record)
+    async with asyncio.timeout(90):
+        async with app:
+            await wait_for_status(app, Status.GREEN)
+            [surface] = [s for s in app._surfaces if isinstance(s, RegistrySurface)]
+            registry = surface.registry
+            assert isinstance(registry, MongoServiceRegistry)
+            assert registry.timeout_seconds <= 1
+            own_server.stop()
+            # 3 failed heartbeats of at most ~1 s each, 1 s apart; the bound is generous.
+            await wait_for_status(app, Status.RED, seconds=25)
+            assert seen[-3:] == [Status.GREEN, Status.YELLOW, Status.RED]
+            assert surface.failures_total >= 1

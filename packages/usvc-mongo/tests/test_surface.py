@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,6 +14,7 @@ from usvc_core.health import Status
 from usvc_core.ports import InstanceInfo, ServiceDescription
 from usvc_mongo import MongoServiceRegistry, RegistrySurface, registry_surface
 from usvc_mongo.surface import REGISTRY_CHECK
+from usvc_testing import FakeClock
 
 MakeApp = Callable[..., Application]
 
@@ -51,9 +53,9 @@ class ScriptedRegistry:
         self.closed = True
 
 
-def make_surface(app: Application, registry: ScriptedRegistry, **options: float) -> RegistrySurface:
+def make_surface(app: Application, registry: ScriptedRegistry, **options: Any) -> RegistrySurface:
     options.setdefault("heartbeat_seconds", 3600.0)
-    return RegistrySurface(app, registry, **options)
+    return RegistrySurface(app.surface_context(), registry, **options)
 
 
 async def wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
@@ -180,7 +182,7 @@ async def test_the_instance_carries_identity_port_and_current_health(make_app: M
     app.health.register("database", Status.YELLOW, {"latency_ms": 12})
     first = surface.instance()
     assert first.port == 0  # no HTTP surface yet
-    app.http_port = 8123
+    app.instance.http_port = 8123
     second = surface.instance()
     assert (second.instance_id, second.pid, second.host) == (app.instance_id, app.pid, app.host)
     assert (second.service, second.version, second.port) == ("echo-service", "2.1.0", 8123)
@@ -191,7 +193,7 @@ async def test_the_instance_carries_identity_port_and_current_health(make_app: M
 
 def test_the_entry_point_is_off_without_a_uri(make_app: MakeApp) -> None:
     """An empty MONGODB_URI disables the registry."""
-    assert registry_surface(make_app()) is None
+    assert registry_surface(make_app().surface_context()) is None
 
 
 def test_a_ttl_not_above_the_heartbeat_fails_startup(make_app: MakeApp) -> None:
@@ -202,14 +204,14 @@ def test_a_ttl_not_above_the_heartbeat_fails_startup(make_app: MakeApp) -> None:
         MONGODB_KEY_TTL_SECONDS=30,
     )
     with pytest.raises(ConfigurationError, match="MONGODB_KEY_TTL_SECONDS"):
-        registry_surface(app)
+        registry_surface(app.surface_context())
 
 
 def test_an_unusable_uri_fails_startup_without_showing_the_password(make_app: MakeApp) -> None:
     """The message says what is wrong and hides the credentials."""
     app = make_app(MONGODB_URI=SecretStr("mongodb://bob:hunter2hunter2@db:99999/"))
     with pytest.raises(ConfigurationError, match="MONGODB_URI") as info:
-        registry_surface(app)
+        registry_surface(app.surface_context())
     assert "hunter2" not in str(info.value)
 
 
@@ -223,7 +225,7 @@ async def test_settings_reach_the_client(make_app: MakeApp) -> None:
         MONGODB_KEY_TTL_SECONDS=45,
         MONGODB_HEARTBEAT_SECONDS=15,
     )
-    surface = registry_surface(app)
+    surface = registry_surface(app.surface_context())
     assert surface is not None
     registry = surface.registry
     assert isinstance(registry, MongoServiceRegistry)
@@ -256,3 +258,61 @@ async def test_the_loop_survives_a_health_listener_that_raises(make_app: MakeApp
     finally:
         await surface.stop()
     assert status(app) is Status.GREEN
+
+
+async def test_a_hanging_heartbeat_turns_the_check_yellow_after_two_intervals(
+    make_app: MakeApp,
+) -> None:
+    """A heartbeat that neither succeeds nor fails (MongoDB gone, the driver still waiting)
+    does not leave the check GREEN: past two intervals since the last success it is YELLOW,
+    while that heartbeat is still in flight."""
+    app, registry, clock = make_app(), ScriptedRegistry(), FakeClock()
+    surface = make_surface(
+        app, registry, heartbeat_seconds=10.0, clock=clock, stop_timeout_seconds=0.2
+    )
+    await surface.start()
+    try:
+        await wait_until(lambda: status(app) is Status.GREEN)
+        registry.hang = True
+
+        def asleep() -> bool:  # the watchdog waits on the clock; the loop too, or it hangs
+            hung = registry.calls.count("heartbeat") == 2
+            return clock.sleepers == (1 if hung else 2)
+
+        for _ in range(20):  # 20 s on the fake clock, one second at a time
+            await wait_until(asleep)
+            clock.advance(1)
+            await asyncio.sleep(0)
+        await wait_until(asleep)
+        assert registry.calls.count("heartbeat") == 2  # the second one hangs
+        assert status(app) is Status.GREEN  # exactly two intervals: not stale yet
+        for _ in range(5):  # the watchdog looks every half interval
+            clock.advance(1)
+            await asyncio.sleep(0)
+        await wait_until(lambda: status(app) is Status.YELLOW)
+        assert surface.failures_total == 0  # nothing failed: the silence alone turned it
+        check = app.health.get(REGISTRY_CHECK)
+        assert check is not None
+        assert "no successful heartbeat for 25.0 s" in check.details["last_error"]
+        registry.hang = False
+        assert await surface.beat()
+        assert status(app) is Status.GREEN
+    finally:
+        registry.hang = False
+        await surface.stop()
+
+
+def test_the_operation_timeout_is_bounded_by_the_heartbeat(make_app: MakeApp) -> None:
+    """With MONGODB_HEARTBEAT_SECONDS=1 one MongoDB operation may not take the driver's
+    10 s: a server that went away must show within a few heartbeats."""
+    app = make_app(
+        MONGODB_URI=SecretStr("mongodb://127.0.0.1:1/"),
+        MONGODB_HEARTBEAT_SECONDS=1,
+        MONGODB_KEY_TTL_SECONDS=5,
+    )
+    surface = registry_surface(app.surface_context())
+    assert surface is not None
+    registry = surface.registry
+    assert isinstance(registry, MongoServiceRegistry)
+    assert registry.timeout_seconds <= 1
+    assert registry.server_selection_seconds <= 1

@@ -45,7 +45,8 @@ from usvc_core.ports import (
 )
 from usvc_core.resilience import CircuitBreaker, CircuitState, RateLimiter, RetryPolicy
 from usvc_core.services import ServiceContainer, ServiceProvider
-from usvc_core.settings import WorkerSettings, load_settings
+from usvc_core.settings import SettingsSource, WorkerSettings, load_settings
+from usvc_core.surface_context import InstanceIdentity, SurfaceContext
 from usvc_core.worker import Worker, WorkerConfig
 
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ __all__ = [
     "HealthCheck",
     "HealthRegistry",
     "HealthSnapshot",
+    "InstanceIdentity",
     "InstanceInfo",
     "Job",
     "JobContext",
@@ -98,8 +100,10 @@ __all__ = [
     "ServiceProvider",
     "ServiceRegistry",
     "ServiceStartError",
+    "SettingsSource",
     "Status",
     "Surface",
+    "SurfaceContext",
     "SystemClock",
     "UsvcError",
     "Worker",

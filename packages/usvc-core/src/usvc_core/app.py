@@ -4,6 +4,7 @@ queue, metrics, services and surfaces, runs the worker, and shuts everything dow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,14 +21,17 @@ from opentelemetry import propagate, trace
 
 from usvc_core.actions.discovery import discover_actions, resolve_actions_dir
 from usvc_core.actions.registry import ActionRegistry
-from usvc_core.errors import MissingPackageError, UsvcError
-from usvc_core.health import HealthRegistry
+from usvc_core.errors import MissingPackageError, QueueUnavailableError, UsvcError
+from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import TRACE_KEY, Job
 from usvc_core.logging import configure_logging
 from usvc_core.metrics import NullMetrics
 from usvc_core.plugins import (
+    HTTP_PACKAGE,
+    HTTP_SURFACE,
     METRICS_GROUP,
     SURFACE_GROUP,
+    missing_setting_packages,
     named_entry_points,
     queue_from_settings,
 )
@@ -35,13 +39,18 @@ from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
 from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
+from usvc_core.surface_context import InstanceIdentity, SurfaceContext, SurfaceFactory
 from usvc_core.telemetry import Telemetry, setup_telemetry
-from usvc_core.worker import Worker, WorkerConfig
+from usvc_core.worker import QUEUE_CHECK, Worker, WorkerConfig
 
 __all__ = ["Application"]
 
+_FALSE = ("0", "false", "no", "off", "")
+
 _log = structlog.get_logger("usvc.app")
-SurfaceFactory = Callable[["Application"], Surface | None]
+#: Backoff between attempts to open a store that is unreachable at start (jittered).
+_OPEN_RETRY = RetryPolicy(max_attempts=1_000_000, base_seconds=0.5, cap_seconds=30.0)
+_MIN_OPEN_DELAY = 0.1
 
 
 class Application:
@@ -52,11 +61,18 @@ class Application:
     packages. Everything can also be passed explicitly, and ``async with app:`` runs it
     inside a test.
 
+    A store that cannot be reached at start (``open()`` raises QueueUnavailableError)
+    does not stop the service: the ``job_queue`` health check stays RED, ``open()`` is
+    retried with backoff, and the worker starts once it succeeds. Any other error of
+    ``open()`` (bad credentials, a missing table) fails the start.
+
     Args:
         actions_dir: where to discover ``*/handler.py`` (default ``src/actions``).
         settings: use these instead of reading the environment.
-        queue: the job queue (default: chosen by QUEUE_URL / DEV_MODE / ORACLE_USER).
-        surfaces: surface factories (default: every installed ``usvc.surfaces`` entry point).
+        queue: the job queue (default: chosen by QUEUE_URL / DEV_MODE).
+        surfaces: surface factories, each called with a
+            :class:`~usvc_core.surface_context.SurfaceContext` (default: every installed
+            ``usvc.surfaces`` entry point).
         metrics: the metrics adapter (default: the installed ``usvc.metrics`` entry point).
         configure_logging: set up the structlog pipeline from the settings at start.
     """
@@ -87,11 +103,32 @@ class Application:
         self._telemetry = Telemetry()
         self._global_telemetry = False  # serve() makes the trace provider process-wide
         self._started = False
-        self.instance_id = uuid.uuid4().hex
-        self.started_at = datetime.now(UTC)
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
-        self.http_port: int | None = None  # set by the HTTP surface once it listens
+        self._queue_open = False
+        self._stop_requested = asyncio.Event()
+        self.instance = InstanceIdentity(
+            uuid.uuid4().hex, socket.gethostname(), os.getpid(), datetime.now(UTC)
+        )
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance.instance_id
+
+    @property
+    def host(self) -> str:
+        return self.instance.host
+
+    @property
+    def pid(self) -> int:
+        return self.instance.pid
+
+    @property
+    def started_at(self) -> datetime:
+        return self.instance.started_at
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP surface listens on (None: no HTTP)."""
+        return self.instance.http_port
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -162,12 +199,34 @@ class Application:
         if self._surface_factories is not None:
             return list(self._surface_factories)
         eps = named_entry_points(SURFACE_GROUP)
-        if self.settings.MONGODB_URI.get_secret_value() and "mongo_registry" not in eps:
-            raise MissingPackageError(
-                "MONGODB_URI is set, but the registry needs the package usvc-mongo, which is "
-                "not installed: uv add usvc-mongo (or leave MONGODB_URI empty)"
+        missing = missing_setting_packages(self.settings.source, eps)
+        if missing:
+            raise MissingPackageError("\n".join(missing))
+        source = self.settings.source
+        http_wanted = (source.get("HTTP_ENABLED") or "true").strip().lower() not in _FALSE
+        if self.settings.DEV_MODE and http_wanted and HTTP_SURFACE not in eps:
+            # A warning, not an error: the worker runs fine headless (in-process producers,
+            # tests); but a developer expecting POST /dev/job must learn why it is absent.
+            _log.warning(
+                f"DEV_MODE=True, but the package {HTTP_PACKAGE} is not installed: no "
+                f"/health, /metrics nor POST /dev/job; add it: uv add {HTTP_PACKAGE} "
+                "(or set HTTP_ENABLED=False to run without HTTP on purpose)"
             )
         return [ep.load() for _, ep in sorted(eps.items())]
+
+    def surface_context(self) -> SurfaceContext:
+        """What surfaces get: settings, queue, health, actions, metrics, who we are, and
+        the producer calls."""
+        return SurfaceContext(
+            settings=self.settings,
+            queue=self.queue,
+            health=self.health,
+            actions=self.actions,
+            metrics=self.metrics,
+            instance=self.instance,
+            enqueue=self.enqueue,
+            wait_for_job=self.wait_for_job,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -189,12 +248,14 @@ class Application:
             await self._close_telemetry()
             raise
         assert self._worker is not None
-        self._worker_task = asyncio.create_task(self._worker.run(), name="usvc-worker")
+        self._stop_requested.clear()
+        self._worker_task = asyncio.create_task(self._run_worker(), name="usvc-worker")
         self._started = True
         _log.info(
             "application started",
             microservice=settings.MICROSERVICE_NAME,
             queue=type(self.queue).__name__,
+            queue_open=self._queue_open,
             dev_mode=settings.DEV_MODE,
             surfaces=[s.name for s in self._surfaces],
         )
@@ -209,7 +270,12 @@ class Application:
                 h.aggregate(), {n: c.status for n, c in h.snapshot().checks.items()}
             )
         )
-        await queue.open()
+        unavailable: QueueUnavailableError | None = None
+        try:
+            await queue.open()
+            self._queue_open = True
+        except QueueUnavailableError as exc:  # transient: retried in the background
+            unavailable = exc
         try:
             await self.container.initialize(metrics)
             try:
@@ -227,8 +293,11 @@ class Application:
                     metrics=metrics,
                     tracer=tracer,
                 )
+                if unavailable is not None:
+                    self._open_failed(unavailable, attempt=1)
+                context = self.surface_context()
                 for factory in self._surface_factories_from_settings():
-                    surface = factory(self)
+                    surface = factory(context)
                     if surface is None:
                         continue
                     await surface.start()
@@ -240,6 +309,60 @@ class Application:
         except BaseException:
             await queue.close()
             raise
+
+    async def _run_worker(self) -> None:
+        if not self._queue_open and not await self._open_queue():
+            return
+        await self.worker.run()
+
+    async def _open_queue(self) -> bool:
+        """Retry ``queue.open()`` with backoff until it succeeds (True) or a stop is
+        requested (False); an error other than QueueUnavailableError is raised."""
+        attempt = 1
+        while True:
+            delay = max(_MIN_OPEN_DELAY, _OPEN_RETRY.delay(min(attempt, 10)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop_requested.wait()
+            if self._stop_requested.is_set():
+                return False
+            attempt += 1
+            opening = asyncio.ensure_future(self.queue.open())
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            try:
+                await asyncio.wait([opening, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if not opening.done():  # SIGTERM while connecting: do not wait for the store
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+                return False
+            try:
+                opening.result()
+            except QueueUnavailableError as exc:
+                self._open_failed(exc, attempt)
+                continue
+            except UsvcError as exc:
+                _log.error("job queue cannot be opened", error=str(exc), attempts=attempt)
+                raise
+            self._queue_open = True
+            _log.info("job queue open; starting the worker", attempts=attempt)
+            return True
+
+    def _open_failed(self, exc: QueueUnavailableError, attempt: int) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        retry_in = max(_MIN_OPEN_DELAY, _OPEN_RETRY.ceiling(min(attempt, 10)))
+        self.health.update(
+            QUEUE_CHECK,
+            Status.RED,
+            {"last_poll": "not open", "error": reason, "open_attempts": attempt},
+        )
+        _log.warning(
+            "job queue unavailable; retrying to open it",
+            error=reason,
+            attempt=attempt,
+            retry_within_seconds=round(retry_in, 3),
+        )
 
     async def _close_telemetry(self) -> None:
         timeout = self.settings.OTEL_FLUSH_TIMEOUT_SECONDS
@@ -257,6 +380,7 @@ class Application:
         await self._stop_surfaces()
         await self.container.cleanup()
         await self.queue.close()
+        self._queue_open = False
         _log.info("application stopped")
         await self._close_telemetry()
 
@@ -282,6 +406,7 @@ class Application:
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM does); a second call shortens the drain."""
+        self._stop_requested.set()
         if self._worker is not None:
             self._worker.request_stop()
 
@@ -330,7 +455,12 @@ class Application:
         idempotency_key: str | None = None,
     ) -> Job:
         """Add a job for this service; the current trace context travels with it (unless the
-        payload already carries one under ``TRACE_KEY``: an explicit producer context wins)."""
+        payload already carries one under ``TRACE_KEY``: an explicit producer context wins).
+        Raises QueueUnavailableError while the store could not be opened yet."""
+        if self._started and not self._queue_open:
+            check = self.health.get(QUEUE_CHECK)
+            reason = check.details.get("error") if check is not None else None
+            raise QueueUnavailableError(f"the job queue is not open yet ({reason})")
         body = dict(payload)
         if not isinstance(body.get(TRACE_KEY), dict):
             carrier: dict[str, str] = {}

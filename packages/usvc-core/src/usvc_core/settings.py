@@ -1,28 +1,100 @@
-"""Worker settings: the spec's environment variables (same names and defaults), plus ours."""
+"""Worker settings: the spec's environment variables the core reads (same names and
+defaults), plus ours. Each adapter package owns the model of its own variables (ORACLE_* in
+usvc-oracle, HTTP_* in usvc-http, MONGODB_* in usvc-mongo) and reads it from the same
+:class:`SettingsSource` as the core."""
 
 from __future__ import annotations
 
-from typing import Any, Self
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usvc_core.errors import ConfigurationError
 
-__all__ = ["WorkerSettings", "load_settings", "missing_oracle_credentials", "queue_scheme"]
+__all__ = [
+    "ENV_FILE",
+    "SettingsSource",
+    "WorkerSettings",
+    "describe_validation_error",
+    "load_settings",
+    "queue_scheme",
+]
 
 _KNOWN_SCHEMES = ("memory", "sqlite", "oracle")
+
+#: The dotenv file every settings model reads (relative to the working directory).
+ENV_FILE = ".env"
+
+M = TypeVar("M", bound=BaseSettings)
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")
+    return lines
+
+
+def describe_validation_error(exc: ValidationError, header: str = "invalid settings") -> str:
+    """Pydantic's report as one clear line per mistake, naming the variable."""
+    return f"{header}:\n" + "\n".join(_error_lines(exc))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SettingsSource:
+    """Where one process's settings come from, in this order: values passed explicitly
+    (``load_settings(**values)``, ``WorkerSettings(**values)``), the environment, the
+    dotenv file. The core and every adapter read their own model from it, so a value
+    passed to :class:`WorkerSettings` reaches the adapter that owns the variable."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    env_file: str | Path | None = ENV_FILE
+
+    def __repr__(self) -> str:
+        # Names only: explicit values may be secrets given as plain strings.
+        return f"SettingsSource(values={sorted(self.values)}, env_file={self.env_file!r})"
+
+    def load(self, model: type[M], header: str = "invalid settings") -> M:
+        """``model`` read from this source; mistakes raise one ConfigurationError."""
+        try:
+            return self._read(model)
+        except ValidationError as exc:
+            raise ConfigurationError(describe_validation_error(exc, header)) from None
+
+    def _read(self, model: type[M]) -> M:
+        given = {k: v for k, v in self.values.items() if k in model.model_fields}
+        return model(_env_file=self.env_file, **given)
+
+    def get(self, name: str) -> str | None:
+        """The raw value of one variable, whichever model owns it (None when unset)."""
+        if name in self.values:
+            value = self.values[name]
+            return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if name in os.environ:
+            return os.environ[name]
+        if self.env_file is not None and Path(self.env_file).is_file():
+            return dotenv_values(self.env_file).get(name)
+        return None
 
 
 class WorkerSettings(BaseSettings):
     """Everything a worker process reads from the environment or a ``.env`` file.
 
     Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
+    :attr:`source` tells adapters where these came from, to read their own variables.
     """
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=True,
@@ -35,23 +107,11 @@ class WorkerSettings(BaseSettings):
     MAX_CONCURRENT_JOBS: int = Field(default=10, ge=1, le=1000)
     SHUTDOWN_TIMEOUT_SECONDS: float = Field(default=60, ge=0)
     JOB_TIMEOUT_SECONDS: float = Field(default=300, gt=0)
-    ORACLE_DSN: str = "XEPDB1"
-    ORACLE_USER: str = ""
-    ORACLE_PASSWORD: SecretStr = SecretStr("")
-    ORACLE_TABLE: str = "MICRO_SVC"
     LOG_CONSOLE_JSON: bool = False
     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: str = ""
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: str = ""
     OTEL_EXPORTER_OTLP_USER: str = ""
     OTEL_EXPORTER_OTLP_PASSWORD: SecretStr = SecretStr("")
-    HTTP_HOST: str = "0.0.0.0"
-    HTTP_PORT: int = Field(default=8000, ge=0, le=65535)
-    MONGODB_URI: SecretStr = SecretStr("")
-    MONGODB_DATABASE: str = "microservices"
-    MONGODB_HEARTBEAT_SECONDS: float = Field(default=30, gt=0)
-    MONGODB_KEY_TTL_SECONDS: int = Field(default=90, ge=1)
-    MONGODB_MAX_POOL_SIZE: int = Field(default=2, ge=1)
-    MONGODB_MIN_POOL_SIZE: int = Field(default=1, ge=0)
     SERVICE_VERSION: str = "0.0.0"
     DEV_MODE: bool = False
     DEBUG: bool = False
@@ -68,39 +128,28 @@ class WorkerSettings(BaseSettings):
     JOB_RETRY_BACKOFF_MAX_SECONDS: float = Field(default=300.0, ge=0)
     #: Finished jobs older than this are purged by the worker; 0 keeps them forever.
     JOB_RETENTION_SECONDS: float = Field(default=0, ge=0)
-    #: How long ``POST /dev/job`` waits for the result before answering 504.
-    DEV_JOB_WAIT_SECONDS: float = Field(default=30, gt=0)
-    #: Largest request body ``POST /dev/job`` accepts.
-    HTTP_MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1)
-    #: Set to False to run without the HTTP surface even when usvc-http is installed.
-    HTTP_ENABLED: bool = True
     #: How long shutdown waits for the last spans and logs to reach the OTLP collector
     #: (also bounds shutdown when the collector is down; what is left is dropped).
     OTEL_FLUSH_TIMEOUT_SECONDS: float = Field(default=5, ge=0)
 
+    _source: SettingsSource = PrivateAttr(default_factory=SettingsSource)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._source = SettingsSource(
+            {k: v for k, v in values.items() if not k.startswith("_")},
+            values.get("_env_file", ENV_FILE),
+        )
+
+    @property
+    def source(self) -> SettingsSource:
+        """Where these settings came from; adapters load their own models from it."""
+        return self._source
+
     @model_validator(mode="after")
     def _check_queue_choice(self) -> Self:
-        scheme = queue_scheme(self)
-        if scheme == "oracle" and not self.QUEUE_URL:
-            missing = missing_oracle_credentials(self.ORACLE_USER, self.ORACLE_PASSWORD)
-            if missing:
-                raise ValueError(
-                    f"{' and '.join(missing)} required when DEV_MODE=False "
-                    "(or set DEV_MODE=True for the in-memory queue, "
-                    "or QUEUE_URL=sqlite:///jobs.db for a local SQLite queue)"
-                )
-        if self.MONGODB_MIN_POOL_SIZE > self.MONGODB_MAX_POOL_SIZE:
-            raise ValueError("MONGODB_MIN_POOL_SIZE must not exceed MONGODB_MAX_POOL_SIZE")
+        queue_scheme(self)
         return self
-
-
-def missing_oracle_credentials(user: str, password: SecretStr) -> list[str]:
-    """The names of the Oracle credentials that are empty (shared with usvc-oracle)."""
-    return [
-        name
-        for name, value in (("ORACLE_USER", user), ("ORACLE_PASSWORD", password.get_secret_value()))
-        if not value
-    ]
 
 
 def queue_scheme(settings: WorkerSettings) -> str:
@@ -118,13 +167,29 @@ def queue_scheme(settings: WorkerSettings) -> str:
 
 
 def load_settings(**overrides: Any) -> WorkerSettings:
-    """Read the settings; turn pydantic's report into one clear line per mistake."""
+    """Read the core's settings and check those of every installed adapter (entry points
+    ``usvc.settings``) from the same source: one ConfigurationError with one clear line per
+    mistake, whichever package owns the variable. Adapters read their own model from the
+    result's :attr:`~WorkerSettings.source` when they start."""
+    from usvc_core.plugins import settings_models
+
+    lines: list[str] = []
+    settings: WorkerSettings | None = None
     try:
-        return WorkerSettings(**overrides)
+        settings = WorkerSettings(**overrides)
+        source = settings.source
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg}" if where != "settings" else f"  {msg}")
-        raise ConfigurationError("invalid settings:\n" + "\n".join(lines)) from None
+        lines += _error_lines(exc)
+        source = SettingsSource(
+            {k: v for k, v in overrides.items() if not k.startswith("_")},
+            overrides.get("_env_file", ENV_FILE),
+        )
+    for model in settings_models():
+        try:
+            source._read(model)
+        except ValidationError as exc:
+            lines += _error_lines(exc)
+    if lines:
+        raise ConfigurationError("invalid settings:\n" + "\n".join(lines))
+    assert settings is not None
+    return settings

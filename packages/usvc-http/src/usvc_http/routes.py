@@ -13,9 +13,10 @@ from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
 from usvc_http.metrics import PrometheusMetrics
+from usvc_http.settings import HttpSettings, http_settings
 
 if TYPE_CHECKING:
-    from usvc_core.app import Application
+    from usvc_core.surface_context import SurfaceContext
 
 __all__ = ["build_api"]
 
@@ -39,9 +40,10 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def build_api(app: Application) -> FastAPI:
-    """The HTTP API of one application."""
+def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
+    """The HTTP API of one application (``http``: default, read from the settings source)."""
     settings = app.settings
+    http = http if http is not None else http_settings(settings)
     api = FastAPI(
         title=settings.MICROSERVICE_NAME,
         version=settings.SERVICE_VERSION,
@@ -63,8 +65,8 @@ def build_api(app: Application) -> FastAPI:
         return Response(own_registry.render(), media_type=CONTENT_TYPE_LATEST)
 
     if settings.DEV_MODE:
-        max_body = settings.HTTP_MAX_BODY_BYTES
-        wait_seconds = settings.DEV_JOB_WAIT_SECONDS
+        max_body = http.HTTP_MAX_BODY_BYTES
+        wait_seconds = http.DEV_JOB_WAIT_SECONDS
 
         @api.post("/dev/job", response_model=None)
         async def dev_job(request: Request) -> JSONResponse:

@@ -12,9 +12,10 @@ import uvicorn
 from usvc_core.errors import ConfigurationError
 
 from usvc_http.routes import build_api
+from usvc_http.settings import HttpSettings, http_settings
 
 if TYPE_CHECKING:
-    from usvc_core.app import Application
+    from usvc_core.surface_context import SurfaceContext
 
 __all__ = ["HttpSurface", "http_surface"]
 
@@ -31,10 +32,13 @@ class HttpSurface:
 
     name = "http"
 
-    def __init__(self, app: Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: SurfaceContext, host: str, port: int, settings: HttpSettings | None = None
+    ) -> None:
         self._app = app
         self.host = host
         self.port = port
+        self._settings = settings
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -56,7 +60,7 @@ class HttpSurface:
             ) from exc
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            build_api(self._app),
+            build_api(self._app, self._settings),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -69,7 +73,7 @@ class HttpSurface:
                 await self._task
                 raise ConfigurationError("the HTTP server stopped while starting")
             await asyncio.sleep(0.005)
-        self._app.http_port = self.port
+        self._app.instance.http_port = self.port
         _log.info("http listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
@@ -79,11 +83,12 @@ class HttpSurface:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._server = None
+        self._app.instance.http_port = None
 
 
-def http_surface(app: Application) -> HttpSurface | None:
-    """Entry point ``usvc.surfaces: http``."""
-    settings = app.settings
+def http_surface(app: SurfaceContext) -> HttpSurface | None:
+    """Entry point ``usvc.surfaces: http``; None when HTTP_ENABLED=False."""
+    settings = http_settings(app.settings)
     if not settings.HTTP_ENABLED:
         return None
-    return HttpSurface(app, settings.HTTP_HOST, settings.HTTP_PORT)
+    return HttpSurface(app, settings.HTTP_HOST, settings.HTTP_PORT, settings)

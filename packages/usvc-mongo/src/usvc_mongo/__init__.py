@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from usvc_mongo.errors import RegistryError, RegistryUnavailableError
     from usvc_mongo.redaction import redact_uri, scrub
     from usvc_mongo.registry import MongoServiceRegistry
+    from usvc_mongo.settings import MongoSettings
     from usvc_mongo.surface import RegistrySurface, registry_surface
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 # must not pull in pymongo for services that leave MONGODB_URI empty.
 _WHERE = {
     "MongoServiceRegistry": "usvc_mongo.registry",
+    "MongoSettings": "usvc_mongo.settings",
     "RegisteredInstance": "usvc_mongo.documents",
     "RegistryError": "usvc_mongo.errors",
     "RegistrySurface": "usvc_mongo.surface",
@@ -42,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MongoServiceRegistry",
+    "MongoSettings",
     "RegisteredInstance",
     "RegistryError",
     "RegistrySurface",

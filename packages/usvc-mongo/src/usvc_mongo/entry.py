@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from usvc_mongo.settings import mongo_settings
+
 if TYPE_CHECKING:
-    from usvc_core.app import Application
+    from usvc_core.surface_context import SurfaceContext
 
     from usvc_mongo.surface import RegistrySurface
 
 __all__ = ["registry_surface"]
 
 
-def registry_surface(app: Application) -> RegistrySurface | None:
+def registry_surface(context: SurfaceContext) -> RegistrySurface | None:
     """The registry surface, or None while ``MONGODB_URI`` is empty."""
-    if not app.settings.MONGODB_URI.get_secret_value():
+    if not mongo_settings(context.settings).enabled:
         return None
     from usvc_mongo.surface import registry_surface as build
 
-    return build(app)
+    return build(context)

@@ -27,7 +27,7 @@ from usvc_mongo.errors import RegistryError, RegistryUnavailableError
 from usvc_mongo.redaction import redact_uri, scrub
 
 if TYPE_CHECKING:
-    from usvc_core.settings import WorkerSettings
+    from usvc_mongo.settings import MongoSettings
 
 __all__ = ["INSTANCES_COLLECTION", "SCHEMAS_COLLECTION", "MongoServiceRegistry"]
 
@@ -97,13 +97,14 @@ class MongoServiceRegistry:
         self._published: dict[tuple[str, str], ServiceDescription] = {}
 
     @classmethod
-    def from_settings(cls, settings: WorkerSettings, **overrides: Any) -> Self:
-        """Build one from ``MONGODB_*``, ``MICROSERVICE_NAME``; ``overrides`` win."""
+    def from_settings(cls, settings: MongoSettings, service: str, **overrides: Any) -> Self:
+        """Build one from ``MONGODB_*`` for the service named ``service``; ``overrides``
+        win."""
         options: dict[str, Any] = {
             "key_ttl_seconds": settings.MONGODB_KEY_TTL_SECONDS,
             "max_pool_size": settings.MONGODB_MAX_POOL_SIZE,
             "min_pool_size": settings.MONGODB_MIN_POOL_SIZE,
-            "app_name": f"usvc-{settings.MICROSERVICE_NAME}",
+            "app_name": f"usvc-{service}",
             **overrides,
         }
         return cls(settings.MONGODB_URI.get_secret_value(), settings.MONGODB_DATABASE, **options)

@@ -4,25 +4,36 @@ and report it all as the ``mongodb_registry`` health check."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
+from usvc_core.clock import SystemClock
 from usvc_core.errors import ConfigurationError
 from usvc_core.health import Status
-from usvc_core.ports import InstanceInfo, ServiceDescription, ServiceRegistry
+from usvc_core.ports import Clock, InstanceInfo, ServiceDescription, ServiceRegistry
 
 from usvc_mongo.registry import MongoServiceRegistry
+from usvc_mongo.settings import mongo_settings
 
 if TYPE_CHECKING:
-    from usvc_core.app import Application
+    from usvc_core.surface_context import SurfaceContext
 
-__all__ = ["RED_AFTER_FAILURES", "REGISTRY_CHECK", "RegistrySurface", "registry_surface"]
+__all__ = [
+    "RED_AFTER_FAILURES",
+    "REGISTRY_CHECK",
+    "STALE_AFTER_INTERVALS",
+    "RegistrySurface",
+    "registry_surface",
+]
 
 REGISTRY_CHECK = "mongodb_registry"
 RED_AFTER_FAILURES = 3
+#: A check whose last successful heartbeat is older than this many intervals is not GREEN,
+#: even while the heartbeat in flight has not failed yet.
+STALE_AFTER_INTERVALS = 2
 _MAX_ERROR_CHARS = 300
+_MIN_OPERATION_SECONDS = 1.0
 
 _log = structlog.get_logger("usvc.mongo")
 
@@ -36,24 +47,29 @@ class RegistrySurface:
     """Runs the heartbeat loop of one process next to the worker.
 
     Health check ``mongodb_registry``: YELLOW until the first publish, GREEN after each
-    successful one, YELLOW after 1-2 consecutive failures, RED from the third; it goes back
-    to GREEN by itself at the next successful heartbeat. Failures never leave the loop: the
-    worker goes on processing jobs while MongoDB is down.
+    successful one, YELLOW after 1-2 consecutive failures, RED from the third; YELLOW too
+    once the last success is older than ``STALE_AFTER_INTERVALS`` heartbeat intervals (a
+    heartbeat that hangs has not failed yet, but is not news). It goes back to GREEN by
+    itself at the next successful heartbeat. Failures never leave the loop: the worker goes
+    on processing jobs while MongoDB is down. ``clock`` times the intervals and staleness
+    (``usvc_testing.FakeClock`` in tests).
     """
 
     name = "mongo_registry"
 
     def __init__(
         self,
-        app: Application,
+        app: SurfaceContext,
         registry: ServiceRegistry,
         *,
         heartbeat_seconds: float,
         beat_timeout_seconds: float = 30.0,
         stop_timeout_seconds: float = 5.0,
         close_timeout_seconds: float = 10.0,
+        clock: Clock | None = None,
     ) -> None:
         self._app = app
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._registry = registry
         self._interval = heartbeat_seconds
         self._beat_timeout = beat_timeout_seconds
@@ -61,10 +77,12 @@ class RegistrySurface:
         self._close_timeout = close_timeout_seconds
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._published = False
         self._beats_attempted = 0
         self._failures = 0
         self._last_success: datetime | None = None
+        self._last_success_at: float | None = None  # on self._clock
         #: successful and failed heartbeats so far (for tests and diagnostics)
         self.successes = 0
         self.failures_total = 0
@@ -81,12 +99,17 @@ class RegistrySurface:
         self._app.health.register(REGISTRY_CHECK, Status.YELLOW, self._details())
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="usvc-mongo-registry")
+        self._watchdog = asyncio.create_task(self._watch(), name="usvc-mongo-registry-watch")
 
     async def stop(self) -> None:
         """Let the heartbeat in flight finish and deregister, both within
         ``stop_timeout_seconds``; then close the client within ``close_timeout_seconds``."""
         self._stopping.set()
         deadline = asyncio.get_running_loop().time() + self._stop_timeout
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
         task, self._task = self._task, None
         if task is not None:
             _, pending = await asyncio.wait([task], timeout=self._stop_timeout)
@@ -115,9 +138,45 @@ class RegistrySurface:
                 await self.beat()
             except Exception:  # e.g. a health listener that raised: keep beating regardless
                 _log.exception("service registry heartbeat loop error")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
-                    await self._stopping.wait()
+            await self._pause(self._interval)
+
+    async def _watch(self) -> None:
+        """Turn a GREEN check YELLOW once its last success is too old (see the class doc)."""
+        while not self._stopping.is_set():
+            await self._pause(self._interval / 2)
+            try:
+                self.check_staleness()
+            except Exception:
+                _log.exception("service registry staleness check error")
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` on the clock, or less if the surface is stopping."""
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([sleep, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleep, stop):
+                task.cancel()
+            await asyncio.gather(sleep, stop, return_exceptions=True)
+
+    def check_staleness(self) -> bool:
+        """Whether the last success is older than ``STALE_AFTER_INTERVALS`` intervals; a
+        GREEN check is turned YELLOW then."""
+        if self._last_success_at is None:
+            return False  # YELLOW until the first success anyway
+        age = self._clock.monotonic() - self._last_success_at
+        if age <= STALE_AFTER_INTERVALS * self._interval:
+            return False
+        check = self._app.health.get(REGISTRY_CHECK)
+        if check is not None and check.status is Status.GREEN:
+            error = (
+                f"no successful heartbeat for {age:.1f} s "
+                f"(one every {self._interval:g} s; the one in flight has not answered)"
+            )
+            self._app.health.update(REGISTRY_CHECK, Status.YELLOW, self._details(error))
+            _log.warning("service registry heartbeat overdue", seconds_since_success=round(age, 1))
+        return True
 
     async def beat(self) -> bool:
         """One heartbeat (publishing the schemas first until that succeeded); never raises
@@ -144,16 +203,16 @@ class RegistrySurface:
         )
 
     def instance(self) -> InstanceInfo:
-        app, settings = self._app, self._app.settings
-        snapshot = app.health.snapshot()
+        me, settings = self._app.instance, self._app.settings
+        snapshot = self._app.health.snapshot()
         return InstanceInfo(
-            instance_id=app.instance_id,
+            instance_id=me.instance_id,
             service=settings.MICROSERVICE_NAME,
             version=settings.SERVICE_VERSION,
-            host=app.host,
-            port=app.http_port or 0,
-            pid=app.pid,
-            started_at=app.started_at,
+            host=me.host,
+            port=me.http_port or 0,
+            pid=me.pid,
+            started_at=me.started_at,
             health=snapshot.status,
             checks={
                 name: {"status": check.status.name, "details": check.details}
@@ -180,6 +239,7 @@ class RegistrySurface:
             _log.info("registered in the service registry", instance_id=self._app.instance_id)
         self._failures = 0
         self._last_success = datetime.now(UTC)
+        self._last_success_at = self._clock.monotonic()
         self._app.health.update(REGISTRY_CHECK, Status.GREEN, self._details())
 
     def _on_failure(self, exc: BaseException) -> None:
@@ -204,14 +264,18 @@ def _short(exc: BaseException) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
-def registry_surface(app: Application, *, timeout_seconds: float = 10.0) -> RegistrySurface | None:
+def registry_surface(
+    app: SurfaceContext, *, timeout_seconds: float = 10.0
+) -> RegistrySurface | None:
     """Entry point ``usvc.surfaces: mongo_registry``; disabled while MONGODB_URI is empty.
 
     ``timeout_seconds`` bounds one MongoDB operation, retries included (pass a smaller one
-    with ``functools.partial`` in tests); a heartbeat is bounded by three of them.
+    with ``functools.partial`` in tests), and is itself bounded by the heartbeat interval
+    (but not below 1 s): a server that went away shows within a few intervals, not after
+    the driver's default timeouts. A heartbeat is bounded by three operations.
     """
-    settings = app.settings
-    if not settings.MONGODB_URI.get_secret_value():
+    settings = mongo_settings(app.settings)
+    if not settings.enabled:
         return None
     if settings.MONGODB_KEY_TTL_SECONDS <= settings.MONGODB_HEARTBEAT_SECONDS:
         raise ConfigurationError(
@@ -219,7 +283,12 @@ def registry_surface(app: Application, *, timeout_seconds: float = 10.0) -> Regi
             f"MONGODB_HEARTBEAT_SECONDS ({settings.MONGODB_HEARTBEAT_SECONDS}), or instances "
             "expire between two heartbeats (the defaults are 90 and 30)"
         )
-    registry = MongoServiceRegistry.from_settings(settings, timeout_seconds=timeout_seconds)
+    # Not below 1 s: a TLS and authentication handshake needs some time even when healthy.
+    bound = max(settings.MONGODB_HEARTBEAT_SECONDS, _MIN_OPERATION_SECONDS)
+    timeout_seconds = min(timeout_seconds, bound)
+    registry = MongoServiceRegistry.from_settings(
+        settings, app.settings.MICROSERVICE_NAME, timeout_seconds=timeout_seconds
+    )
     _log.info(
         "service registry enabled",
         uri=registry.redacted_uri,

@@ -13,18 +13,24 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from usvc_core.errors import ConfigurationError
-from usvc_core.settings import WorkerSettings, missing_oracle_credentials
+from usvc_core.settings import ENV_FILE, WorkerSettings, describe_validation_error
 
 from usvc_oracle.naming import TableName
 
-__all__ = ["OracleSettings", "load_oracle_settings", "parse_oracle_url", "settings_for"]
+__all__ = [
+    "OracleSettings",
+    "load_oracle_settings",
+    "missing_oracle_credentials",
+    "parse_oracle_url",
+    "settings_for",
+]
 
 
 class OracleSettings(BaseSettings):
     """Everything the Oracle queue reads from the environment or ``.env``."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=True,
@@ -78,6 +84,15 @@ class OracleSettings(BaseSettings):
         return self
 
 
+def missing_oracle_credentials(user: str, password: SecretStr) -> list[str]:
+    """The names of the Oracle credentials that are empty."""
+    return [
+        name
+        for name, value in (("ORACLE_USER", user), ("ORACLE_PASSWORD", password.get_secret_value()))
+        if not value
+    ]
+
+
 def parse_oracle_url(url: str) -> dict[str, str]:
     """The settings a ``QUEUE_URL`` carries (``ORACLE_DSN``, ``ORACLE_USER``, ``ORACLE_TABLE``)."""
     parts = urlsplit(url)
@@ -121,24 +136,28 @@ def load_oracle_settings(**overrides: Any) -> OracleSettings:
     try:
         return OracleSettings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg}" if where else f"  {msg}")
-        raise ConfigurationError("invalid Oracle queue settings:\n" + "\n".join(lines)) from None
+        raise ConfigurationError(
+            describe_validation_error(exc, "invalid Oracle queue settings")
+        ) from None
 
 
 def settings_for(url: str, worker: WorkerSettings) -> OracleSettings:
-    """The queue's settings: the URL's values, else the worker's ORACLE_* values, else env."""
+    """The queue's settings: the URL's values, else the ORACLE_* values of the worker
+    settings' source (explicit values, the environment, ``.env``)."""
+    source = worker.source
     values: dict[str, Any] = {
-        "ORACLE_DSN": worker.ORACLE_DSN,
-        "ORACLE_USER": worker.ORACLE_USER,
-        "ORACLE_PASSWORD": worker.ORACLE_PASSWORD,
-        "ORACLE_TABLE": worker.ORACLE_TABLE,
+        k: v for k, v in source.values.items() if k in OracleSettings.model_fields
     }
     try:
         values.update(parse_oracle_url(url or "oracle://"))
     except ValueError as exc:
         raise ConfigurationError(f"QUEUE_URL={url!r}: {exc}") from None
-    return load_oracle_settings(**values).require_credentials()
+    settings = load_oracle_settings(_env_file=source.env_file, **values)
+    missing = missing_oracle_credentials(settings.ORACLE_USER, settings.ORACLE_PASSWORD)
+    if missing and not worker.QUEUE_URL:  # chosen by DEV_MODE=False: the spec's message
+        raise ConfigurationError(
+            f"{' and '.join(missing)} required when DEV_MODE=False "
+            "(or set DEV_MODE=True for the in-memory queue, "
+            "or QUEUE_URL=sqlite:///jobs.db for a local SQLite queue)"
+        )
+    return settings.require_credentials()

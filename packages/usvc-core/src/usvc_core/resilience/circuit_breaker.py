@@ -7,7 +7,10 @@ States and the only transitions between them::
     HALF_OPEN --one failure--> OPEN
     HALF_OPEN --success_threshold successes--> CLOSED
 
-In HALF_OPEN one trial call runs at a time; everything else is refused until it reports.
+In HALF_OPEN one trial call runs at a time; everything else is refused until it reports,
+or until ``recovery_timeout`` has passed since it was handed out: a trial that never reports
+(its caller was cancelled between ``can_execute()`` and the record, or only looked) is then
+given up and the next call becomes the trial.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class CircuitBreaker:
     - the explicit protocol: ``if not cb.can_execute(): raise CircuitOpenError(...)``, then
       ``cb.record_success()`` or ``cb.record_failure()``; ``can_execute()`` hands out the
       single HALF_OPEN trial, so every ``True`` must be followed by one record (or
-      :meth:`release`);
+      :meth:`release`); a permit never settled expires after ``recovery_timeout``;
     - ``async with cb:`` raises :class:`~usvc_core.errors.CircuitOpenError` when refused and
       records the outcome itself (an exception in ``failure_on`` is a failure, other
       exceptions and cancellation record nothing);
@@ -92,6 +95,7 @@ class CircuitBreaker:
         self._successes = 0
         self._opened_at = 0.0
         self._trial_in_flight = False
+        self._trial_started_at = 0.0
         self._listeners: list[StateListener] = []
         self._entered: dict[asyncio.Task[object] | None, list[int]] = {}
 
@@ -198,9 +202,15 @@ class CircuitBreaker:
         if state is CircuitState.OPEN:
             return None
         if state is CircuitState.HALF_OPEN:
+            now = self._clock.monotonic()
             if self._trial_in_flight:
-                return None
+                if now < self._trial_started_at + self.recovery_timeout:
+                    return None
+                # The trial never reported: give it up. Its permit goes stale, so a late
+                # result through ``async with`` cannot decide the next trial.
+                self._generation += 1
             self._trial_in_flight = True
+            self._trial_started_at = now
         return self._generation
 
     def _settle(self, generation: int, *, ok: bool | None) -> None:
