@@ -700,6 +700,7 @@ class FakeCursor:
                     ERROR_MESSAGE=p["error_message"] or None,
                     RUNTIME_MS=p["runtime_ms"],
                     LEASE_EXPIRES_AT=None,
+                    CANCEL_REQUESTED=0,
                     UPDATED_AT=now,
                 )
             self._returning(p, i, [row] if row else [], ["STATUS"])
@@ -715,6 +716,7 @@ class FakeCursor:
                     ASSIGNED_AT=None,
                     STARTED_AT=None,
                     LEASE_EXPIRES_AT=None,
+                    CANCEL_REQUESTED=0,
                     UPDATED_AT=now,
                 )
         elif name == "get":
@@ -751,6 +753,7 @@ class FakeCursor:
                         LEASE_TOKEN=None,
                         ASSIGNED_AT=None,
                         LEASE_EXPIRES_AT=None,
+                        CANCEL_REQUESTED=0,
                         UPDATED_AT=now,
                     )
                     back.append(row)
@@ -771,6 +774,7 @@ class FakeCursor:
                         ERROR_CODE=p["error_code"],
                         ERROR_MESSAGE=p["requeued_message"] if again else p["failed_message"],
                         LEASE_EXPIRES_AT=None,
+                        CANCEL_REQUESTED=0,
                         UPDATED_AT=now,
                     )
                     done.append(row)

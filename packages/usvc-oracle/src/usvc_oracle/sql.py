@@ -408,12 +408,14 @@ class Statements:
                 "       ERROR_MESSAGE = :error_message,\n"
                 "       RUNTIME_MS = :runtime_ms,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
+                "       CANCEL_REQUESTED = 0,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND STATUS = {_PROCESSING}\n"
                 "RETURNING STATUS INTO :o_status"
             ),
-            # RUN_AT is kept: a released job keeps its place in line.
+            # RUN_AT is kept: a released job keeps its place in line. Back in Ready, a job
+            # runs again without the cancellation an operator asked of its last attempt.
             release=(
                 f"UPDATE {t}\n"
                 f"   SET STATUS = {_READY},\n"
@@ -424,6 +426,7 @@ class Statements:
                 "       ASSIGNED_AT = NULL,\n"
                 "       STARTED_AT = NULL,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
+                "       CANCEL_REQUESTED = 0,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND {_LEASED}"
@@ -441,6 +444,7 @@ class Statements:
                 "       LEASE_TOKEN = NULL,\n"
                 "       ASSIGNED_AT = NULL,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
+                "       CANCEL_REQUESTED = 0,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" WHERE {_in_list()}\n"
                 f"   AND STATUS = {_ASSIGNED}\n"
@@ -461,6 +465,7 @@ class Statements:
                 "       ERROR_MESSAGE = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 " THEN :requeued_message ELSE :failed_message END,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
+                "       CANCEL_REQUESTED = 0,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" WHERE {_in_list()}\n"
                 f"   AND STATUS = {_PROCESSING}\n"
