@@ -618,6 +618,88 @@ class JobQueueContract:
         stats = await queue.stats(service)
         assert stats.counts[JobStatus.READY] == 1
 
+    # --- unique keys -------------------------------------------------------------------------
+
+    async def test_a_unique_key_admits_one_job_and_is_returned(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A second job with the unique key of a Ready one is refused; the error names the
+        key and the job holding it; the key is stored and returned with the job."""
+        first = await queue.enqueue(_request(service, unique_key="slot:1"))
+        assert first.unique_key == "slot:1"
+        assert (await self._get(queue, first.id)).unique_key == "slot:1"
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue(_request(service, 2, unique_key="slot:1"))
+        assert caught.value.existing_job_id == first.id
+        assert "slot:1" in str(caught.value)
+        assert first.id in str(caught.value)
+        plain = await queue.enqueue(_request(service))
+        assert plain.unique_key is None
+        assert (await self._get(queue, plain.id)).unique_key is None
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 2
+
+    @pytest.mark.parametrize("outcome", ["complete", "fail"])
+    async def test_a_unique_key_stays_taken_after_its_job_finished(
+        self, queue: JobQueue, service: str, outcome: str
+    ) -> None:
+        """Unlike an idempotency key, a unique key holds across finished jobs (Completed or
+        Failed), so that a scheduled slot runs once; the refusal names the finished job."""
+        job = await self._started(queue, service, unique_key="slot:2")
+        if outcome == "complete":
+            await queue.complete(job, {}, 1.0)
+        else:
+            await queue.fail(job, ErrorCode.HANDLER_ERROR.value, "boom", 1.0)
+        assert (await self._get(queue, job.id)).status.is_finished
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue(_request(service, unique_key="slot:2"))
+        assert caught.value.existing_job_id == job.id
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue_many([_request(service, unique_key="slot:2")])
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 0
+
+    async def test_a_unique_key_is_free_again_once_its_job_is_purged(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Purging the finished job that held a unique key frees the key."""
+        job = await self._started(queue, service, unique_key="slot:3")
+        await queue.complete(job, {}, 1.0)
+        await self.travel(1.0)
+        assert await queue.purge(service, 0.5) == 1
+        again = await queue.enqueue(_request(service, unique_key="slot:3"))
+        assert (again.id != job.id, again.unique_key) == (True, "slot:3")
+
+    async def test_services_may_share_a_unique_key(self, queue: JobQueue, service: str) -> None:
+        """Unique keys are per service."""
+        mine = await queue.enqueue(_request(service, unique_key="slot:4"))
+        theirs = await queue.enqueue(_request(f"{service}-other", unique_key="slot:4"))
+        assert mine.id != theirs.id
+        assert (await self._get(queue, theirs.id)).unique_key == "slot:4"
+
+    async def test_enqueue_many_with_a_taken_unique_key_enqueues_nothing(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """enqueue_many is all or nothing for unique keys too: a key held by a stored job,
+        or given twice in the batch, refuses the whole batch."""
+        held = await queue.enqueue(_request(service, unique_key="u1"))
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue_many(
+                [
+                    _request(service, 1, unique_key="u0"),
+                    _request(service, 2, unique_key="u1"),
+                    _request(service, 3),
+                ]
+            )
+        assert caught.value.existing_job_id == held.id
+        with pytest.raises(DuplicateJobError, match="u2"):
+            await queue.enqueue_many(
+                [_request(service, 4, unique_key="u2"), _request(service, 5, unique_key="u2")]
+            )
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 1
+        jobs = await queue.enqueue_many(
+            [_request(service, 6, unique_key="u0"), _request(service, 7, unique_key="u2")]
+        )
+        assert [j.unique_key for j in jobs] == ["u0", "u2"]
+
     # --- housekeeping ----------------------------------------------------------------------
 
     async def test_purge_deletes_only_old_finished_jobs_of_the_service(

@@ -54,6 +54,8 @@ class InMemoryQueue(JobQueue):
         self._heap_seq: dict[str, int] = {}
         self._leased: dict[str, set[str]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
+        # (service, unique key) -> job id; dropped only when purge deletes the job
+        self._unique: dict[tuple[str, str], str] = {}
         self._listeners: list[Callable[[], None]] = []
         # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
@@ -83,17 +85,27 @@ class InMemoryQueue(JobQueue):
         return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        # All or nothing, like a transaction: check keys first.
-        seen: set[tuple[str, str]] = set()
+        # All or nothing, like a transaction: check every key first.
+        idempotency: set[tuple[str, str]] = set()
+        unique: set[tuple[str, str]] = set()
         for r in requests:
+            self._check_keys(r)
+            if r.unique_key is not None:
+                key = (r.microservice, r.unique_key)
+                if key in unique:
+                    raise DuplicateJobError(
+                        f"unique key {r.unique_key!r} is given twice in this enqueue_many", None
+                    )
+                unique.add(key)
             if r.idempotency_key is not None:
                 key = (r.microservice, r.idempotency_key)
-                if key in seen or self._holder(key) is not None:
+                if key in idempotency:
                     raise DuplicateJobError(
-                        f"idempotency key {r.idempotency_key!r} is held by an unfinished job",
-                        self._holder(key),
+                        f"idempotency key {r.idempotency_key!r} is given twice in this "
+                        "enqueue_many",
+                        None,
                     )
-                seen.add(key)
+                idempotency.add(key)
         jobs = [self._add(r) for r in requests]
         for listener in self._listeners:
             listener()
@@ -133,9 +145,16 @@ class InMemoryQueue(JobQueue):
             return None
         return job_id
 
-    def _add(self, r: EnqueueRequest) -> Job:
+    def _check_keys(self, r: EnqueueRequest) -> None:
+        """Refuse a request whose unique or idempotency key is taken (or max_attempts < 1)."""
         if r.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if r.unique_key is not None:
+            holder = self._unique.get((r.microservice, r.unique_key))
+            if holder is not None:
+                raise DuplicateJobError(
+                    f"unique key {r.unique_key!r} is held by job {holder}", holder
+                )
         if r.idempotency_key is not None:
             holder = self._holder((r.microservice, r.idempotency_key))
             if holder is not None:
@@ -143,6 +162,9 @@ class InMemoryQueue(JobQueue):
                     f"idempotency key {r.idempotency_key!r} is held by unfinished job {holder}",
                     holder,
                 )
+
+    def _add(self, r: EnqueueRequest) -> Job:
+        self._check_keys(r)
         # A JSON round trip: the stored payload is exactly what a real store would keep.
         payload = json.loads(json.dumps(dict(r.payload), allow_nan=False))
         action = payload.get("action")
@@ -160,11 +182,14 @@ class InMemoryQueue(JobQueue):
             idempotency_key=r.idempotency_key,
             created_at=now,
             updated_at=now,
+            unique_key=r.unique_key,
         )
         self._jobs[job_id] = job
         self._order[job_id] = next(self._orders)
         if r.idempotency_key is not None:
             self._idempotency[(r.microservice, r.idempotency_key)] = job_id
+        if r.unique_key is not None:
+            self._unique[(r.microservice, r.unique_key)] = job_id
         self._push_ready(job)
         return job
 
@@ -410,7 +435,9 @@ class InMemoryQueue(JobQueue):
             and j.finished_at < cutoff
         ]
         for job_id in doomed:
-            del self._jobs[job_id]
+            job = self._jobs.pop(job_id)
+            if job.unique_key is not None:
+                self._unique.pop((microservice, job.unique_key), None)
             self._heap_seq.pop(job_id, None)
             self._order.pop(job_id, None)
         return len(doomed)

@@ -159,6 +159,7 @@ class SqliteQueue(JobQueue):
             max_attempts=r.max_attempts,
             token=r.token,
             idempotency_key=r.idempotency_key,
+            unique_key=r.unique_key,
         )
 
     async def enqueue(self, request: EnqueueRequest) -> Job:

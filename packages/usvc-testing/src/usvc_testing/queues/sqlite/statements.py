@@ -54,12 +54,14 @@ _COLUMNS = (
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
 _OWNED = "('Assigned', 'Processing')"
 
+# A taken key inserts nothing and returns no row (the caller then names the holder).
 INSERT = f"""
 INSERT INTO {TABLE} (microservice, action, payload, priority, run_at, max_attempts, token,
-                     idempotency_key)
-VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?)
+                     idempotency_key, unique_key)
+VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?, ?)
 ON CONFLICT (microservice, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND status IN {_UNFINISHED} DO NOTHING
+ON CONFLICT (microservice, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING id, run_at, created_at
 """
 
@@ -67,6 +69,8 @@ _HOLDER = f"""
 SELECT id FROM {TABLE}
 WHERE microservice = ? AND idempotency_key = ? AND status IN {_UNFINISHED}
 """
+
+_UNIQUE_HOLDER = f"SELECT id FROM {TABLE} WHERE microservice = ? AND unique_key = ?"
 
 # The ids of the next ``limit`` Ready and due jobs of one service, best first.
 _DUE = f"""
@@ -293,6 +297,7 @@ class EncodedRequest:
         "priority",
         "text",
         "token",
+        "unique_key",
     )
 
     def __init__(
@@ -306,6 +311,7 @@ class EncodedRequest:
         max_attempts: int,
         token: str | None,
         idempotency_key: str | None,
+        unique_key: str | None = None,
     ) -> None:
         action = payload.get("action") if isinstance(payload, dict) else None
         self.microservice = microservice
@@ -317,10 +323,11 @@ class EncodedRequest:
         self.max_attempts = max_attempts
         self.token = token
         self.idempotency_key = idempotency_key
+        self.unique_key = unique_key
 
 
 def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
-    """Add one Ready job; DuplicateJobError when its idempotency key is taken."""
+    """Add one Ready job; DuplicateJobError when its unique or idempotency key is taken."""
     row = conn.execute(
         INSERT,
         (
@@ -332,9 +339,16 @@ def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
             r.max_attempts,
             r.token,
             r.idempotency_key,
+            r.unique_key,
         ),
     ).fetchone()
     if row is None:
+        if r.unique_key is not None:
+            held = conn.execute(_UNIQUE_HOLDER, (r.microservice, r.unique_key)).fetchone()
+            if held is not None:
+                raise DuplicateJobError(
+                    f"unique key {r.unique_key!r} is held by job {held[0]}", str(held[0])
+                )
         holder = conn.execute(_HOLDER, (r.microservice, r.idempotency_key)).fetchone()
         holder_id = None if holder is None else str(holder[0])
         raise DuplicateJobError(
@@ -355,11 +369,13 @@ def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
         idempotency_key=r.idempotency_key,
         created_at=created,
         updated_at=created,
+        unique_key=r.unique_key,
     )
 
 
 def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) -> list[Job]:
     """Add all jobs or none (a savepoint undoes the ones before a duplicate key)."""
+    _refuse_repeated_keys(requests)
     conn.execute("SAVEPOINT insert_many")
     try:
         jobs = [insert(conn, r) for r in requests]
@@ -369,6 +385,23 @@ def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) ->
         raise
     conn.execute("RELEASE insert_many")
     return jobs
+
+
+def _refuse_repeated_keys(requests: Sequence[EncodedRequest]) -> None:
+    """A key given twice in one batch is refused before anything is written (the store
+    would name as holder a job that the rollback then removes)."""
+    unique: set[tuple[str, str]] = set()
+    idempotency: set[tuple[str, str]] = set()
+    for r in requests:
+        for kind, key, seen in (
+            ("unique", r.unique_key, unique),
+            ("idempotency", r.idempotency_key, idempotency),
+        ):
+            if key is None:
+                continue
+            if (r.microservice, key) in seen:
+                raise DuplicateJobError(f"{kind} key {key!r} is given twice in this enqueue_many")
+            seen.add((r.microservice, key))
 
 
 # --- owning ------------------------------------------------------------------------------
