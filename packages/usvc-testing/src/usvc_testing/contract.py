@@ -72,6 +72,10 @@ def _request(service: str, n: int = 0, **options: Any) -> EnqueueRequest:
     )
 
 
+def _of(service: str, action_name: str, n: int = 0, **options: Any) -> EnqueueRequest:
+    return EnqueueRequest(payload={"action": action_name, "n": n}, microservice=service, **options)
+
+
 class JobQueueContract:
     """Behaviour every JobQueue adapter must show. Override the ``queue`` fixture."""
 
@@ -255,6 +259,115 @@ class JobQueueContract:
         claimed = [job_id for got in results for job_id in got]
         assert sorted(claimed) == sorted(j.id for j in jobs)  # each once, none left
         assert sum(1 for got in results if got) >= 2
+
+    # --- per-action limits (max_running) ------------------------------------------------
+
+    @pytest.mark.parametrize("method", ["claim", "claim_and_start"])
+    async def test_max_running_caps_an_action_and_fills_the_batch_from_others(
+        self, queue: JobQueue, service: str, method: str
+    ) -> None:
+        """A batch larger than an action's limit gets at most the limit of that action; the
+        jobs over it stay Ready and the batch is filled from other actions, lower-priority
+        ones included, best first."""
+        slow = await queue.enqueue_many([_of(service, "slow", n, priority=9) for n in range(5)])
+        fast = await queue.enqueue_many([_of(service, "fast", n) for n in range(3)])
+        batch = await getattr(queue, method)(
+            service, "worker-a", 10, _LONG_LEASE, max_running={"slow": 2}
+        )
+        assert [j.id for j in batch] == [slow[0].id, slow[1].id, *(j.id for j in fast)]
+        for job in slow[2:]:
+            assert (await self._get(queue, job.id)).status is JobStatus.READY
+        assert (
+            await getattr(queue, method)(
+                service, "worker-a", 10, _LONG_LEASE, max_running={"slow": 2}
+            )
+            == []
+        )
+
+    async def test_max_running_counts_every_worker_of_the_service(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """The limit holds across claimers (Assigned and Processing both count) and only
+        for the named action; another service's jobs of the same action do not count."""
+        other = f"{service}-other"
+        await queue.enqueue_many([_of(service, "slow", n) for n in range(6)])
+        await queue.enqueue_many([_of(other, "slow", n) for n in range(2)])
+        [started] = await queue.claim_and_start(
+            service, "worker-a", 1, _LONG_LEASE, max_running={"slow": 3}
+        )
+        assert started.status is JobStatus.PROCESSING
+        [assigned] = await peer.claim(service, "worker-b", 1, _LONG_LEASE, max_running={"slow": 3})
+        assert assigned.status is JobStatus.ASSIGNED
+        third = await peer.claim(service, "worker-c", 5, _LONG_LEASE, max_running={"slow": 3})
+        assert len(third) == 1
+        assert await queue.claim(service, "worker-d", 5, _LONG_LEASE, max_running={"slow": 3}) == []
+        theirs = await peer.claim(other, "worker-e", 5, _LONG_LEASE, max_running={"slow": 3})
+        assert len(theirs) == 2
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 3
+
+    async def test_max_running_holds_when_claimers_race(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """Claimers racing on the same store never run more of a limited action than its
+        limit, and still take every job of the unlimited action."""
+        await queue.enqueue_many([_of(service, "slow", n) for n in range(20)])
+        fast = await queue.enqueue_many([_of(service, "fast", n) for n in range(30)])
+
+        async def claimer(q: JobQueue, name: str) -> list[Job]:
+            got: list[Job] = []
+            while batch := await q.claim_and_start(
+                service, name, 4, _LONG_LEASE, max_running={"slow": 3}
+            ):
+                got.extend(batch)
+                await asyncio.sleep(0)
+            return got
+
+        results = await asyncio.gather(
+            *(claimer(q, f"w{i}") for i, q in enumerate([queue, peer, queue, peer]))
+        )
+        claimed = [job for got in results for job in got]
+        assert len({j.id for j in claimed}) == len(claimed)
+        assert sum(1 for j in claimed if j.action == "slow") == 3
+        assert {j.id for j in claimed if j.action == "fast"} == {j.id for j in fast}
+
+    async def test_max_running_frees_a_place_when_a_job_leaves_running(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A completed, failed or released job of a limited action makes room for the next
+        one, taken in order; a job over the limit waits for no unlimited job."""
+        slow = await queue.enqueue_many([_of(service, "slow", n) for n in range(5)])
+        limit = {"slow": 1}
+        [first] = await queue.claim_and_start(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert first.id == slow[0].id
+        assert await queue.claim_and_start(service, "w", 3, _LONG_LEASE, max_running=limit) == []
+        await queue.complete(first, {}, 1.0)
+        [second] = await queue.claim_and_start(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert second.id == slow[1].id
+        await queue.fail(second, ErrorCode.HANDLER_ERROR.value, "boom", 1.0)
+        [third] = await queue.claim(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert third.id == slow[2].id
+        assert await queue.release([third]) == 1
+        [again] = await queue.claim(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert again.id == slow[2].id  # released: back in its place, not behind the others
+        assert [j.id for j in await queue.claim(service, "w", 3, _LONG_LEASE)] == [
+            slow[3].id,
+            slow[4].id,
+        ]  # without limits, nothing holds them back
+
+    async def test_max_running_of_zero_holds_an_action_back_and_bad_limits_are_refused(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A limit of 0 claims no job of that action; a negative or non-whole limit is a
+        ValueError that names the action. Without limits the held-back jobs are claimed."""
+        held = await queue.enqueue(_of(service, "paused"))
+        other = await queue.enqueue(_of(service, "fast"))
+        batch = await queue.claim(service, "w", 5, _LONG_LEASE, max_running={"paused": 0})
+        assert [j.id for j in batch] == [other.id]
+        bad_limits: list[Any] = [-1, 1.5]
+        for bad in bad_limits:
+            with pytest.raises(ValueError, match="paused"):
+                await queue.claim(service, "w", 5, _LONG_LEASE, max_running={"paused": bad})
+        assert [j.id for j in await queue.claim(service, "w", 5, _LONG_LEASE)] == [held.id]
 
     # --- running ---------------------------------------------------------------------------
 

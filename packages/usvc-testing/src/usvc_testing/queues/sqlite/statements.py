@@ -9,8 +9,9 @@ A transition that does not find the job under the caller's fencing token raises
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "START",
     "EncodedRequest",
     "claim",
+    "claim_limited",
     "complete",
     "complete_many",
     "extend",
@@ -79,25 +81,49 @@ _DUE = f"""
     ORDER BY priority DESC, run_at, id
     LIMIT ?"""
 
-#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
-#: token. Parameters: worker id, lease seconds, service, limit.
-CLAIM = f"""
+_ASSIGN = f"""
 UPDATE {TABLE}
 SET status = 'Assigned', lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN ({_DUE})
+WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
 """
 
-#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
-#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
-CLAIM_STARTED = f"""
+_ASSIGN_STARTED = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
     lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN ({_DUE})
+WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
+"""
+
+#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
+#: token. Parameters: worker id, lease seconds, service, limit.
+CLAIM = _ASSIGN.replace("<ids>", _DUE)
+
+#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
+#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
+CLAIM_STARTED = _ASSIGN_STARTED.replace("<ids>", _DUE)
+
+# For claims under per-action limits (see claim_limited), all on the index by action.
+_RUNNING = f"""
+SELECT action, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Assigned', 'Processing') GROUP BY action
+"""
+_FIRST_READY_ACTION = f"""
+SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+ORDER BY action LIMIT 1
+"""
+_NEXT_READY_ACTION = f"""
+SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready' AND action > ?
+ORDER BY action LIMIT 1
+"""
+_DUE_OF_ACTION = f"""
+SELECT id, priority, run_at FROM {TABLE}
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= {NOW}
+ORDER BY priority DESC, run_at, id
+LIMIT ?
 """
 
 #: Assigned -> Processing, counting the attempt. Parameters: lease seconds, id, lease token.
@@ -418,7 +444,52 @@ def claim(
 ) -> list[Job]:
     """Claim up to ``limit`` jobs; with ``start``, also start them (``claim_and_start``)."""
     statement = CLAIM_STARTED if start else CLAIM
-    rows = conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall()
+    return _jobs(conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall())
+
+
+def claim_limited(
+    conn: sqlite3.Connection,
+    microservice: str,
+    worker_id: str,
+    limit: int,
+    lease: float,
+    *,
+    limits: Mapping[str, int],
+    start: bool = False,
+) -> list[Job]:
+    """:func:`claim` with at most ``limits[action]`` jobs of an action Assigned or Processing
+    in the service, counted in the caller's write transaction (no other claim runs
+    meanwhile). Jobs over their limit stay Ready and are stepped over.
+
+    Each action with Ready jobs is read on its own (a seek per action on the index by
+    action), so a long backlog of an action at its limit costs a claim nothing: a scan of
+    the service's Ready jobs in order would step over every one of them at every claim."""
+    running = dict(conn.execute(_RUNNING, (microservice,)).fetchall())
+    candidates: list[tuple[int, float, int]] = []
+    row = conn.execute(_FIRST_READY_ACTION, (microservice,)).fetchone()
+    while row is not None:
+        action = row[0]
+        room = limit
+        if action in limits:
+            room = min(limit, limits[action] - running.get(action, 0))
+        if room > 0:
+            candidates.extend(conn.execute(_DUE_OF_ACTION, (microservice, action, room)))
+        row = conn.execute(_NEXT_READY_ACTION, (microservice, action)).fetchone()
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
+    ids = [c[0] for c in candidates[:limit]]
+    statement = _assign_ids(len(ids), start=start)
+    return _jobs(conn.execute(statement, (worker_id, lease, *ids)).fetchall())
+
+
+@functools.cache
+def _assign_ids(count: int, *, start: bool) -> str:
+    template = _ASSIGN_STARTED if start else _ASSIGN
+    return template.replace("<ids>", ", ".join("?" * count))
+
+
+def _jobs(rows: list[Any]) -> list[Job]:
     # RETURNING gives rows in no promised order; hand them out best first.
     rows.sort(key=lambda row: (-row[5], row[6], row[0]))
     times = _Times()
