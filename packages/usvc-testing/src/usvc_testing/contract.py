@@ -40,16 +40,16 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import BaseModel
 from usvc_core.actions import action
 from usvc_core.app import Application
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
+from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal, QueueAdmin
 from usvc_core.settings import WorkerSettings
 
 __all__ = ["JobQueueContract"]
@@ -118,6 +118,12 @@ class JobQueueContract:
         await queue.enqueue(_request(service, **options))
         [claimed] = await queue.claim(service, "worker-a", 1, lease)
         return await queue.mark_processing(claimed, lease)
+
+    @staticmethod
+    def _admin(queue: JobQueue) -> QueueAdmin:
+        """The queue's operator port (every adapter implements it beside JobQueue; see
+        ``test_the_queue_is_also_a_queue_admin``)."""
+        return cast(QueueAdmin, queue)
 
     @staticmethod
     async def _get(queue: JobQueue, job_id: str) -> Job:
@@ -812,6 +818,114 @@ class JobQueueContract:
             [_request(service, 6, unique_key="u0"), _request(service, 7, unique_key="u2")]
         )
         assert [j.unique_key for j in jobs] == ["u0", "u2"]
+
+    # --- operator cancellation -----------------------------------------------------------
+
+    async def test_cancel_fails_a_ready_job_at_once(self, queue: JobQueue, service: str) -> None:
+        """A Ready job is Failed with CANCELLED, a message saying an operator did it, and a
+        finish time; no claim hands it out."""
+        job = await queue.enqueue(_request(service))
+        assert await self._admin(queue).cancel(service, job.id) is JobStatus.FAILED
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "CANCELLED")
+        assert "operator" in (stored.error_message or "")
+        assert stored.finished_at is not None
+        assert await queue.claim(service, "worker-a", 5, _LONG_LEASE) == []
+        assert (await queue.stats(service)).counts[JobStatus.FAILED] == 1
+
+    async def test_cancel_fails_an_assigned_job_and_its_claimer_loses_it(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An Assigned job is Failed with CANCELLED; its claimer can no longer start it, and
+        its lease renewal reports it lost."""
+        await queue.enqueue(_request(service))
+        [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        assert await self._admin(queue).cancel(service, claimed.id) is JobStatus.FAILED
+        stored = await self._get(queue, claimed.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "CANCELLED")
+        assert (await queue.extend_leases([claimed], _LONG_LEASE)).lost == {claimed.id}
+        with pytest.raises(LeaseLostError):
+            await queue.mark_processing(claimed, _LONG_LEASE)
+
+    async def test_cancel_asks_the_worker_of_a_processing_job_to_stop(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Processing job stays Processing with cancel_requested; its owner's next lease
+        renewal returns it in ``cancel`` (not ``lost``), and the worker then records it
+        Failed with CANCELLED. Asking twice changes nothing more."""
+        job = await self._started(queue, service)
+        other = await self._started(queue, service)
+        admin = self._admin(queue)
+        assert await admin.cancel(service, job.id) is JobStatus.PROCESSING
+        assert await admin.cancel(service, job.id) is JobStatus.PROCESSING
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.cancel_requested) == (JobStatus.PROCESSING, True)
+        assert not (await self._get(queue, other.id)).cancel_requested
+        renewal = await queue.extend_leases([job, other], _LONG_LEASE)
+        assert renewal == LeaseRenewal(lost=frozenset(), cancel=frozenset({job.id}))
+        await queue.fail(job, ErrorCode.CANCELLED.value, "cancelled by an operator", 2.0)
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "CANCELLED")
+        assert (await queue.extend_leases([job, other], _LONG_LEASE)).lost == {job.id}
+
+    async def test_cancel_leaves_finished_jobs_as_they_are(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Cancelling a Completed or Failed job returns its status and changes nothing."""
+        done = await self._started(queue, service)
+        await queue.complete(done, {"ok": True}, 1.0)
+        failed = await self._started(queue, service)
+        await queue.fail(failed, ErrorCode.HANDLER_ERROR.value, "boom", 1.0)
+        admin = self._admin(queue)
+        assert await admin.cancel(service, done.id) is JobStatus.COMPLETED
+        assert await admin.cancel(service, failed.id) is JobStatus.FAILED
+        stored_done = await self._get(queue, done.id)
+        assert (stored_done.status, stored_done.results, stored_done.cancel_requested) == (
+            JobStatus.COMPLETED,
+            {"ok": True},
+            False,
+        )
+        stored_failed = await self._get(queue, failed.id)
+        assert (stored_failed.error_code, stored_failed.error_message) == ("HANDLER_ERROR", "boom")
+
+    async def test_cancel_of_an_unknown_job_or_another_services_job_is_not_found(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An id that names no job of the service raises JobNotFoundError; another
+        service's job is left untouched."""
+        admin = self._admin(queue)
+        with pytest.raises(JobNotFoundError):
+            await admin.cancel(service, "no-such-job")
+        with pytest.raises(JobNotFoundError):
+            await admin.cancel(service, "987654321")
+        theirs = await queue.enqueue(_request(f"{service}-other"))
+        with pytest.raises(JobNotFoundError):
+            await admin.cancel(service, theirs.id)
+        assert (await self._get(queue, theirs.id)).status is JobStatus.READY
+
+    @pytest.mark.parametrize("back", ["release", "retry", "reclaim"])
+    async def test_a_cancel_request_is_cleared_when_the_job_goes_back_to_ready(
+        self, queue: JobQueue, service: str, back: str
+    ) -> None:
+        """A job whose cancellation was asked but that went back to Ready (released,
+        retried, or reclaimed after its lease) runs again without the request."""
+        lease = self.short_lease if back == "reclaim" else _LONG_LEASE
+        job = await self._started(queue, service, lease=lease)
+        assert await self._admin(queue).cancel(service, job.id) is JobStatus.PROCESSING
+        if back == "release":
+            assert await queue.release([job]) == 1
+        elif back == "retry":
+            status = await queue.retry(job, ErrorCode.HANDLER_ERROR.value, "x", 0.0, 1.0)
+            assert status is JobStatus.READY
+        else:
+            await self.travel(self.short_lease + 0.2)
+            assert list((await queue.reclaim_expired(service)).requeued) == [job.id]
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.cancel_requested) == (JobStatus.READY, False)
+        [again] = await queue.claim_and_start(service, "worker-b", 1, _LONG_LEASE)
+        assert again.id == job.id
+        assert not again.cancel_requested
+        assert await queue.extend_leases([again], _LONG_LEASE) == LeaseRenewal()
 
     # --- housekeeping ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from usvc_core.clock import SystemClock
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.ports import (
     Clock,
@@ -375,6 +375,7 @@ class InMemoryQueue(JobQueue):
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
         now = self._clock.now()
         lost: set[str] = set()
+        cancel: set[str] = set()
         for job in jobs:
             stored = self._jobs.get(job.id)
             if (
@@ -386,7 +387,9 @@ class InMemoryQueue(JobQueue):
                 continue
             stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
             stored.updated_at = now
-        return LeaseRenewal(lost=frozenset(lost))
+            if stored.cancel_requested:
+                cancel.add(job.id)
+        return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
     def _finish(self, stored: Job, status: JobStatus, runtime_ms: float | None) -> None:
         now = self._clock.now()
@@ -432,6 +435,7 @@ class InMemoryQueue(JobQueue):
         now = self._clock.now()
         stored.status = _READY
         stored.lease_owner = stored.lease_token = stored.lease_expires_at = None
+        stored.cancel_requested = False
         stored.run_at = now + timedelta(seconds=max(delay_seconds, 0.0))
         stored.updated_at = now
         self._unlease(stored)
@@ -488,6 +492,23 @@ class InMemoryQueue(JobQueue):
                 self._push_ready(stored)
                 requeued.append(job_id)
         return ReclaimResult(requeued=requeued, failed=failed)
+
+    # --- operating (QueueAdmin) ------------------------------------------------------------
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        stored = self._jobs.get(job_id)
+        if stored is None or stored.microservice != microservice:
+            raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
+        if stored.status in (_READY, _ASSIGNED):
+            stored.error_code = ErrorCode.CANCELLED.value
+            stored.error_message = (
+                f"cancelled by an operator while {stored.status.value} (it never ran)"
+            )
+            self._finish(stored, _FAILED, None)
+        elif stored.status is _PROCESSING:
+            stored.cancel_requested = True
+            stored.updated_at = self._clock.now()
+        return stored.status
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -239,10 +239,9 @@ class SqliteQueue(JobQueue):
         if not jobs:
             return LeaseRenewal()
         owned = list(jobs)
-        lost = await self._conn().write(
+        return await self._conn().write(
             lambda conn: sql.extend(conn, owned, lease_seconds), durable=False
         )
-        return LeaseRenewal(lost=frozenset(lost))
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         text = "null" if results is None else _JSON.encode(results)
@@ -284,6 +283,13 @@ class SqliteQueue(JobQueue):
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
         return await self._conn().write(lambda conn: sql.reclaim(conn, microservice), durable=False)
+
+    # --- operating (QueueAdmin) ------------------------------------------------------------
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        return await self._conn().write(
+            lambda conn: sql.cancel(conn, microservice, job_id), durable=True
+        )
 
     # --- reading and housekeeping --------------------------------------------------------------
 

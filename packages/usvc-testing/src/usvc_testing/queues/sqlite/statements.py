@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import QueueStats, ReclaimResult
+from usvc_core.ports import LeaseRenewal, QueueStats, ReclaimResult
 
 from usvc_testing.queues.payload import decode_payload
 from usvc_testing.queues.sqlite.schema import NOW, TABLE
@@ -28,6 +28,7 @@ __all__ = [
     "COMPLETE",
     "START",
     "EncodedRequest",
+    "cancel",
     "claim",
     "claim_limited",
     "complete",
@@ -138,6 +139,7 @@ RETURNING attempts, started_at, lease_expires_at, updated_at
 _EXTEND = f"""
 UPDATE {TABLE} SET lease_expires_at = {NOW} + ?, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
+RETURNING cancel_requested
 """
 
 #: Processing -> Completed under the caller's fencing token. Parameters: results JSON,
@@ -165,6 +167,7 @@ SET status = CASE WHEN attempts >= max_attempts THEN 'Failed' ELSE 'Ready' END,
     finished_at = CASE WHEN attempts >= max_attempts THEN {NOW} END,
     lease_owner = CASE WHEN attempts >= max_attempts THEN lease_owner END,
     lease_token = CASE WHEN attempts >= max_attempts THEN lease_token END,
+    cancel_requested = CASE WHEN attempts >= max_attempts THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status = 'Processing'
 RETURNING status
@@ -177,7 +180,8 @@ UPDATE {TABLE}
 SET status = 'Ready',
     attempts = CASE WHEN status = 'Processing' THEN max(attempts - 1, 0) ELSE attempts END,
     started_at = CASE WHEN status = 'Processing' THEN NULL ELSE started_at END,
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = {NOW}
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+    updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
 """
 
@@ -195,12 +199,28 @@ SET status = CASE WHEN {_EXHAUSTED} THEN 'Failed' ELSE 'Ready' END,
     runtime_ms = CASE WHEN {_EXHAUSTED} THEN NULL ELSE runtime_ms END,
     lease_owner = CASE WHEN {_EXHAUSTED} THEN lease_owner END,
     lease_token = CASE WHEN {_EXHAUSTED} THEN lease_token END,
+    cancel_requested = CASE WHEN {_EXHAUSTED} THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
 WHERE microservice = ? AND status IN {_OWNED} AND lease_expires_at < {NOW}
 RETURNING id, status
 """
 
 _GET = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?"
+
+# An operator's cancellation: a job not yet started fails at once; a running one is asked
+# to stop (its worker sees the flag when it renews its lease, then records CANCELLED).
+_CANCEL_WAITING = f"""
+UPDATE {TABLE}
+SET status = 'Failed', error_code = 'CANCELLED',
+    error_message = 'cancelled by an operator while ' || status || ' (it never ran)',
+    lease_expires_at = NULL, finished_at = {NOW}, updated_at = {NOW}
+WHERE id = ? AND microservice = ? AND status IN ('Ready', 'Assigned')
+"""
+_CANCEL_RUNNING = f"""
+UPDATE {TABLE} SET cancel_requested = 1, updated_at = {NOW}
+WHERE id = ? AND microservice = ? AND status = 'Processing'
+"""
+_STATUS_IN = f"SELECT status FROM {TABLE} WHERE id = ? AND microservice = ?"
 _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
 # One query per partial index, so that counting never scans the whole table.
 _COUNTS = f"""
@@ -511,13 +531,17 @@ def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
     return started
 
 
-def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> set[str]:
-    """Renew the leases; return the ids whose lease was lost."""
+def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> LeaseRenewal:
+    """Renew the leases; report the jobs lost and the ones an operator asked to cancel."""
     lost: set[str] = set()
+    cancel: set[str] = set()
     for job in jobs:
-        if conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).rowcount != 1:
+        row = conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).fetchone()
+        if row is None:
             lost.add(job.id)
-    return lost
+        elif row[0]:
+            cancel.add(job.id)
+    return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
 
 def complete(conn: sqlite3.Connection, job: Job, results: str, runtime_ms: float) -> None:
@@ -588,6 +612,21 @@ def reclaim(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
 
 
 # --- reading and housekeeping ------------------------------------------------------------
+
+
+def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatus:
+    """An operator's cancellation (see ``QueueAdmin.cancel``); JobNotFoundError when the
+    service has no such job."""
+    rid = row_id(job_id)
+    if rid is not None:
+        if conn.execute(_CANCEL_WAITING, (rid, microservice)).rowcount:
+            return JobStatus.FAILED
+        if conn.execute(_CANCEL_RUNNING, (rid, microservice)).rowcount:
+            return JobStatus.PROCESSING
+        row = conn.execute(_STATUS_IN, (rid, microservice)).fetchone()
+        if row is not None:
+            return JobStatus(row[0])
+    raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
 
 
 def get(conn: sqlite3.Connection, job_id: str) -> Job | None:
