@@ -830,3 +830,64 @@ class TestStartup:
         fake_db.missing_limits_table = True
         with pytest.raises(ConfigurationError, match="table MICRO_SVC_LIMITS does not exist"):
             await self.make(fake_db).open()
+
+
+class TestMaxRunning:
+    """Per-action limits inside the claim: the limits row, the count, the re-query."""
+
+    async def test_a_full_action_is_dropped_and_the_batch_refilled(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The first lock query brings only rows of the limited action; once its remainder
+        is taken the query runs again without it, so the batch fills from the others. The
+        first claim creates the action's limits row, later ones lock it."""
+        slow = [j.id for j in await queue.enqueue_many([req("slow", 9) for _ in range(5)])]
+        fast = [j.id for j in await queue.enqueue_many([req("fast") for _ in range(3)])]
+        fake_db.log.clear()
+        jobs = await queue.claim_and_start("svc", "w1", 3, 30, max_running={"slow": 1})
+        assert [j.id for j in jobs] == [slow[0], fast[0], fast[1]]
+        assert [c[1] for c in fake_db.calls("execute")] == [
+            "limit_lock",
+            "limit_insert",
+            "running_counts",
+            "claim_lock",
+            "claim_lock_except",
+            "claim_start_update",
+        ]
+        assert fake_db.limits == {("svc", "slow")}
+        assert {fake_db.status(i) for i in slow[1:]} == {"Ready"}
+        fake_db.log.clear()
+        jobs = await queue.claim_and_start("svc", "w2", 3, 30, max_running={"slow": 1})
+        assert [j.id for j in jobs] == [fast[2]]
+        assert [c[1] for c in fake_db.calls("execute")][:3] == [
+            "limit_lock",
+            "running_counts",
+            "claim_lock_except",
+        ]
+
+    async def test_an_action_another_claimer_holds_is_left_to_it(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """While another session holds an action's limits row (it is claiming that action
+        now), this claim takes none of it, without waiting, and takes the others."""
+        await queue.enqueue_many([req("slow", 9) for _ in range(2)])
+        fast = (await queue.enqueue(req("fast"))).id
+        fake_db.limits.add(("svc", "slow"))
+        fake_db.locks[("LIMITS", "svc", "slow")] = 999
+        jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 5})
+        assert [j.id for j in jobs] == [fast]
+        del fake_db.locks[("LIMITS", "svc", "slow")]
+        jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 5})
+        assert [j.action for j in jobs] == ["slow", "slow"]
+
+    async def test_limits_are_checked_before_the_database(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """More limited actions than one list holds, or a limit that is not a whole number
+        >= 0, are refused before any statement."""
+        fake_db.log.clear()
+        with pytest.raises(ValueError, match="at most 50 actions"):
+            await queue.claim("svc", "w", 1, 30, max_running={f"a{i}": 1 for i in range(51)})
+        with pytest.raises(ValueError, match="'a'"):
+            await queue.claim("svc", "w", 1, 30, max_running={"a": -1})
+        assert fake_db.log == []
