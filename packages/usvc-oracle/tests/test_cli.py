@@ -13,7 +13,7 @@ import oracledb
 import pytest
 from usvc_oracle import TableName, ddl_statements
 from usvc_oracle.cli import LayoutError, apply_ddl, apply_schema, main
-from usvc_oracle.sql import BASE_COLUMNS, COLUMNS_QUERY, JOB_COLUMNS
+from usvc_oracle.sql import BASE_COLUMNS, COLUMNS_QUERY, DESCENDING_INDEXES_QUERY, JOB_COLUMNS
 from usvc_oracle_fake import FakeDatabase, FakePool, ora_error
 
 
@@ -22,10 +22,11 @@ class DdlConnection:
     and ORA-01430 for a column added twice, as Oracle does; the data dictionary query
     returns ``columns`` (the queue table's, as the user sees them)."""
 
-    def __init__(self, columns: set[str] | None = None) -> None:
+    def __init__(self, columns: set[str] | None = None, descending: set[str] = frozenset()) -> None:
         self.created: list[str] = []
         self.executed: list[str] = []
         self.columns = set(columns or ())
+        self.descending = set(descending)
         self.closed_cursors = 0
 
     def cursor(self) -> Any:
@@ -39,6 +40,9 @@ class DdlConnection:
                 conn.executed.append(sql)
                 if sql == COLUMNS_QUERY:
                     self.rows = [(c,) for c in sorted(conn.columns)]
+                    return
+                if sql == DESCENDING_INDEXES_QUERY:
+                    self.rows = [(c,) for c in sorted(conn.descending)]
                     return
                 if sql.startswith("ALTER TABLE"):
                     column = sql.split("ADD (")[1].split(maxsplit=1)[0]
@@ -92,6 +96,19 @@ async def test_apply_upgrades_an_older_usvc_table() -> None:
     assert max(alters) < unique_index
     assert conn.columns == set(JOB_COLUMNS)
     assert "CANCEL_REQUESTED NUMBER(1) DEFAULT 0 NOT NULL" in conn.executed[alters[1]]
+    assert "note:" not in out.getvalue()
+
+
+async def test_apply_names_a_ready_index_with_a_desc_key() -> None:
+    """An older table's Ready index (a DESC key, which indexes every row) is kept by
+    apply, which says how to replace it."""
+    conn = DdlConnection(set(JOB_COLUMNS), descending={"JOBS_READY_IX"})
+    out = io.StringIO()
+    await apply_schema(conn, TableName.parse("app.jobs"), out)  # type: ignore[arg-type]
+    assert (
+        "note:    index JOBS_READY_IX of APP.JOBS has a DESC key, which indexes every row "
+        "of the table: run DROP INDEX APP.JOBS_READY_IX; then `python -m usvc_oracle apply`"
+    ) in out.getvalue()
 
 
 async def test_apply_refuses_a_table_of_another_layout() -> None:
@@ -261,3 +278,29 @@ def test_module_entry_point_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('CREATE TABLE "JOBS" (')
+
+
+@pytest.mark.usefixtures("credentials")
+def test_check_warns_of_a_ready_index_with_a_desc_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` of a usable table still warns about a Ready index with a DESC key."""
+    db = FakeDatabase()
+
+    def queue(settings: Any) -> Any:
+        from usvc_oracle import OracleQueue
+
+        return OracleQueue(settings, pool_factory=lambda s: FakePool(db))
+
+    class Dictionary(DdlConnection):
+        async def close(self) -> None:
+            return None
+
+    async def connect(settings: Any) -> Dictionary:
+        return Dictionary(set(JOB_COLUMNS), descending={"MICRO_SVC_READY_IX"})
+
+    monkeypatch.setattr("usvc_oracle.cli.OracleQueue", queue)
+    monkeypatch.setattr("usvc_oracle.cli._connect", connect)
+    out = io.StringIO()
+    assert main(["check"], out=out) == 0
+    text = out.getvalue()
+    assert "MICRO_SVC: reachable, tables and columns present" in text
+    assert "warning: index MICRO_SVC_READY_IX of MICRO_SVC has a DESC key" in text

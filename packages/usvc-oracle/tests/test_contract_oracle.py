@@ -152,20 +152,29 @@ class TestOracleOnly:
 
     async def test_apply_upgrades_a_table_of_the_first_layout(self) -> None:
         """A table created without UNIQUE_KEY and CANCEL_REQUESTED gets them from apply
-        (ALTER TABLE ADD), and a worker can then open it."""
+        (ALTER TABLE ADD), and a worker can then open it; its old Ready index with a DESC
+        key is found in the dictionary and named."""
         table = TableName.parse(f"USVC_UP_{uuid.uuid4().hex[:8].upper()}")
         old = "\n".join(
             line
             for line in ddl_statements(table)[0].splitlines()
             if not line.strip().startswith(tuple(UPGRADE_COLUMNS))
         )
+        old_ready_index = (
+            f"CREATE INDEX {table.qualified_object('READY_IX')} ON {table.quoted} ("
+            "CASE WHEN STATUS = 'Ready' THEN MICROSERVICE END, "
+            "CASE WHEN STATUS = 'Ready' THEN PRIORITY END DESC)"
+        )
         conn = await _connect(_settings(str(table)))
         try:
             with conn.cursor() as cur:
                 await cur.execute(old)
+                await cur.execute(old_ready_index)
             assert await table_columns(conn, table) == set(JOB_COLUMNS) - set(UPGRADE_COLUMNS)
-            await apply_schema(conn, table, io.StringIO())
+            out = io.StringIO()
+            await apply_schema(conn, table, out)
             assert await table_columns(conn, table) == set(JOB_COLUMNS)
+            assert f"index {table.table}_READY_IX of {table} has a DESC key" in out.getvalue()
             queue = OracleQueue(_settings(str(table)))
             await queue.open()
             await queue.close()

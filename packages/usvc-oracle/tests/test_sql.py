@@ -15,7 +15,12 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from usvc_core.jobs import JobStatus
 from usvc_oracle import Statements, TableName, ddl_statements
-from usvc_oracle.sql import COLUMNS_QUERY, ROW_LOCK_WAIT_SECONDS, upgrade_statements
+from usvc_oracle.sql import (
+    COLUMNS_QUERY,
+    DESCENDING_INDEXES_QUERY,
+    ROW_LOCK_WAIT_SECONDS,
+    upgrade_statements,
+)
 
 TABLES = ["MICRO_SVC", "app.micro_svc"]
 _RETURNING = re.compile(r"\bRETURNING\b(?P<exprs>.+?)\bINTO\b(?P<binds>.+)$", re.S | re.I)
@@ -185,10 +190,10 @@ def test_every_ddl_statement_parses(table: TableName) -> None:
 
 def test_upgrade_and_dictionary_statements_parse(table: TableName) -> None:
     """The ALTER TABLE ... ADD of an older table's missing columns, and the dictionary
-    query `check` and `apply` read the columns with, parse as Oracle SQL."""
+    queries `check` and `apply` read the columns and DESC index keys with, parse as SQL."""
     alters = upgrade_statements(table, {"UNIQUE_KEY", "CANCEL_REQUESTED"})
     assert len(alters) == 2
-    for sql in [*alters, COLUMNS_QUERY]:
+    for sql in [*alters, COLUMNS_QUERY, DESCENDING_INDEXES_QUERY]:
         tree, _ = parse(sql)
         assert isinstance(tree, exp.Alter | exp.Select)
     assert upgrade_statements(table, set()) == []

@@ -30,6 +30,7 @@ from usvc_oracle.sql import (
     BASE_COLUMNS,
     COLUMNS_QUERY,
     DDL_IGNORED_ERRORS,
+    DESCENDING_INDEXES_QUERY,
     JOB_COLUMNS,
     UPGRADE_COLUMNS,
     ddl_statements,
@@ -70,14 +71,31 @@ async def apply_ddl(conn: ConnectionLike, statements: Sequence[str], out: TextIO
     return created
 
 
-async def table_columns(conn: ConnectionLike, table: TableName) -> set[str]:
-    """The columns of ``table`` the connected user can see (empty: no such table)."""
+async def _names(conn: ConnectionLike, sql: str, table: TableName) -> set[str]:
     cur = conn.cursor()
     try:
-        await cur.execute(COLUMNS_QUERY, {"owner": table.schema, "table_name": table.table})
+        await cur.execute(sql, {"owner": table.schema, "table_name": table.table})
         return {str(r[0]) for r in await cur.fetchall()}
     finally:
         cur.close()
+
+
+async def table_columns(conn: ConnectionLike, table: TableName) -> set[str]:
+    """The columns of ``table`` the connected user can see (empty: no such table)."""
+    return await _names(conn, COLUMNS_QUERY, table)
+
+
+async def _descending_note(conn: ConnectionLike, table: TableName) -> str | None:
+    """What to do about an index of ``table`` with a DESC key: its SYS_OP_DESCEND key is
+    never NULL, so it holds every row (the Ready index of an older version has one)."""
+    names = sorted(await _names(conn, DESCENDING_INDEXES_QUERY, table))
+    if not names:
+        return None
+    drops = "; ".join(f"DROP INDEX {table.schema + '.' if table.schema else ''}{n}" for n in names)
+    return (
+        f"index {', '.join(names)} of {table} has a DESC key, which indexes every row of "
+        f"the table: run {drops}; then `python -m usvc_oracle apply` to create the current one"
+    )
 
 
 def _foreign_layout(table: TableName, missing: list[str]) -> LayoutError:
@@ -100,7 +118,11 @@ async def apply_schema(conn: ConnectionLike, table: TableName, out: TextIO) -> i
             raise _foreign_layout(table, missing)
         added = upgrade_statements(table, set(UPGRADE_COLUMNS) - columns)
         statements = [statements[0], *added, *statements[1:]]
-    return await apply_ddl(conn, statements, out)
+    created = await apply_ddl(conn, statements, out)
+    note = await _descending_note(conn, table)
+    if note:
+        print(f"note:    {note}", file=out)
+    return created
 
 
 async def _connect(settings: OracleSettings) -> Any:
@@ -129,6 +151,13 @@ async def _check(settings: OracleSettings, out: TextIO) -> int:
     await queue.open()  # reachability and grants first: the clearest error for those
     await queue.close()
     print(f"{settings.table}: reachable, tables and columns present", file=out)
+    conn = await _connect(settings)
+    try:
+        note = await _descending_note(conn, settings.table)
+    finally:
+        await conn.close()
+    if note:
+        print(f"warning: {note}", file=out)
     return 0
 
 

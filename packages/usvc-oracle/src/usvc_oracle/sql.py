@@ -36,6 +36,7 @@ __all__ = [
     "CLAIM_STARTED_COLUMNS",
     "COLUMNS_QUERY",
     "DDL_IGNORED_ERRORS",
+    "DESCENDING_INDEXES_QUERY",
     "IN_LIST_SIZE",
     "JOB_COLUMNS",
     "ROW_LOCK_WAIT_SECONDS",
@@ -171,6 +172,14 @@ COLUMNS_QUERY = (
     "SELECT COLUMN_NAME\n  FROM ALL_TAB_COLUMNS\n"
     " WHERE OWNER = NVL(:owner, SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA'))\n"
     "   AND TABLE_NAME = :table_name"
+)
+
+#: The table's indexes with a DESC key (a Ready index from before the keys were ascending).
+DESCENDING_INDEXES_QUERY = (
+    "SELECT DISTINCT INDEX_NAME\n  FROM ALL_IND_COLUMNS\n"
+    " WHERE TABLE_OWNER = NVL(:owner, SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA'))\n"
+    "   AND TABLE_NAME = :table_name\n"
+    "   AND DESCEND = 'DESC'"
 )
 
 
