@@ -37,8 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,7 +51,7 @@ from usvc_core.app import Application
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal, QueueAdmin
+from usvc_core.ports import EnqueueRequest, JobFilter, JobQueue, LeaseRenewal, QueueAdmin
 from usvc_core.settings import WorkerSettings
 
 __all__ = ["JobQueueContract"]
@@ -926,6 +928,277 @@ class JobQueueContract:
         assert again.id == job.id
         assert not again.cancel_requested
         assert await queue.extend_leases([again], _LONG_LEASE) == LeaseRenewal()
+
+    # --- operators: list, retry, activity -----------------------------------------------------
+
+    async def test_the_queue_is_also_a_queue_admin(self, queue: JobQueue) -> None:
+        """Every adapter implements the operator port beside the job port."""
+        assert isinstance(queue, QueueAdmin)
+
+    async def test_list_jobs_pages_newest_first(self, queue: JobQueue, service: str) -> None:
+        """Jobs come newest first, ``limit`` at a time; the cursor leads to the next page and
+        the last page has none. Other services' jobs never appear."""
+        jobs = await queue.enqueue_many([_request(service, n) for n in range(7)])
+        await queue.enqueue(_request(f"{service}-other"))
+        admin = self._admin(queue)
+        seen: list[list[str]] = []
+        cursor: str | None = None
+        while True:
+            page = await admin.list_jobs(JobFilter(service), limit=3, cursor=cursor)
+            seen.append([j.id for j in page.jobs])
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        newest_first = [j.id for j in reversed(jobs)]
+        assert seen == [newest_first[0:3], newest_first[3:6], newest_first[6:]]
+        whole = await admin.list_jobs(JobFilter(service), limit=1000)
+        assert ([j.id for j in whole.jobs], whole.next_cursor) == (newest_first, None)
+        assert whole.jobs[0].payload == {"action": "contract_echo", "n": 6}
+        assert (await admin.list_jobs(JobFilter(f"{service}-none"))).jobs == []
+
+    async def test_list_jobs_pages_stay_stable_while_jobs_are_added(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Jobs enqueued between two pages do not shift the pages: every job there was at
+        the first page is listed once, and none enqueued later."""
+        first = await queue.enqueue_many([_request(service, n) for n in range(8)])
+        admin = self._admin(queue)
+        page = await admin.list_jobs(JobFilter(service), limit=3)
+        listed = [j.id for j in page.jobs]
+        await self.travel(0.01)
+        later = await queue.enqueue_many([_request(service, 100 + n) for n in range(5)])
+        while page.next_cursor is not None:
+            page = await admin.list_jobs(JobFilter(service), limit=3, cursor=page.next_cursor)
+            listed.extend(j.id for j in page.jobs)
+            await queue.enqueue(_request(service, 200))
+        assert listed == [j.id for j in reversed(first)]
+        assert not {j.id for j in later} & set(listed)
+        newest = await admin.list_jobs(JobFilter(service), limit=1)
+        assert newest.jobs[0].payload["n"] == 200
+
+    async def test_list_jobs_filters_by_status_action_error_and_time(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Each filter narrows the list; together they all apply. ``created_after`` is
+        inclusive, ``created_before`` exclusive."""
+        admin = self._admin(queue)
+        early = await queue.enqueue(_of(service, "a", 0))  # stays Ready
+        await self.travel(0.05)
+        a_failed = await self._started(queue, service, priority=9)  # action contract_echo
+        await queue.fail(a_failed, "TIMEOUT", "slow", 1.0)
+        await self.travel(0.05)
+        b_jobs = await queue.enqueue_many([_of(service, "b", n, priority=5) for n in range(3)])
+        [b_first] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.fail(b_first, "HANDLER_ERROR", "boom", 1.0)
+        [b_running] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await self.travel(0.05)
+        late = await queue.enqueue(_of(service, "a", 9))
+        assert (b_first.id, b_running.id) == (b_jobs[0].id, b_jobs[1].id)
+
+        async def ids(**where: Any) -> list[str]:
+            page = await admin.list_jobs(JobFilter(service, **where), limit=100)
+            return [j.id for j in page.jobs]
+
+        stored = {j.id: await self._get(queue, j.id) for j in (early, a_failed, late, *b_jobs)}
+        assert await ids(statuses=frozenset({JobStatus.FAILED})) == [b_first.id, a_failed.id]
+        assert await ids(statuses=frozenset({JobStatus.READY, JobStatus.PROCESSING})) == [
+            late.id,
+            b_jobs[2].id,
+            b_jobs[1].id,
+            early.id,
+        ]
+        assert await ids(actions=frozenset({"a"})) == [late.id, early.id]
+        assert await ids(error_codes=frozenset({"TIMEOUT"})) == [a_failed.id]
+        after = stored[a_failed.id].created_at
+        before = stored[late.id].created_at
+        assert after is not None
+        assert before is not None
+        window = await ids(created_after=after, created_before=before)
+        assert window == [*(j.id for j in reversed(b_jobs)), a_failed.id]
+        combined = await ids(
+            statuses=frozenset({JobStatus.FAILED, JobStatus.READY}),
+            actions=frozenset({"b", "contract_echo"}),
+            error_codes=frozenset({"HANDLER_ERROR"}),
+            created_after=after,
+        )
+        assert combined == [b_first.id]
+
+    async def test_list_jobs_refuses_bad_limits_cursors_and_naive_times(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A page holds 1 to 1000 jobs; a cursor list_jobs did not give out and a time
+        without a timezone are ValueErrors."""
+        await queue.enqueue_many([_request(service, n) for n in range(3)])
+        admin = self._admin(queue)
+        for limit in (0, 1001):
+            with pytest.raises(ValueError, match="limit"):
+                await admin.list_jobs(JobFilter(service), limit=limit)
+        assert len((await admin.list_jobs(JobFilter(service), limit=1000)).jobs) == 3
+        for cursor in ("", "not a cursor", "eyJhIjoxfQ", "W10", "%%%"):
+            with pytest.raises(ValueError, match="cursor"):
+                await admin.list_jobs(JobFilter(service), cursor=cursor)
+        naive = datetime(2026, 1, 1)
+        with pytest.raises(ValueError, match="timezone"):
+            await admin.list_jobs(JobFilter(service, created_after=naive))
+
+    async def test_retry_failed_by_id_gives_fresh_attempts_and_clears_the_error(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Failed job goes back to Ready, due now, attempts 0, with no error, results or
+        finish time, and runs again; jobs that are not Failed, unknown ids and another
+        service's jobs are left alone and not counted."""
+        failed = await self._started(queue, service, max_attempts=1)
+        await queue.fail(failed, "HANDLER_ERROR", "boom", 3.0)
+        done = await self._started(queue, service)
+        await queue.complete(done, {"ok": 1}, 1.0)
+        waiting = await queue.enqueue(_request(service, 5, delay_seconds=600))
+        theirs = await self._started(queue, f"{service}-other")
+        await queue.fail(theirs, "HANDLER_ERROR", "boom", 1.0)
+        admin = self._admin(queue)
+        ids = [failed.id, done.id, waiting.id, theirs.id, "no-such-job", "987654321"]
+        assert await admin.retry_failed(service, ids) == 1
+        again = await self._get(queue, failed.id)
+        assert (again.status, again.attempts, again.max_attempts) == (JobStatus.READY, 0, 1)
+        assert (again.error_code, again.error_message, again.results) == (None, None, None)
+        assert (again.finished_at, again.runtime_ms) == (None, None)
+        assert (await self._get(queue, done.id)).status is JobStatus.COMPLETED
+        assert (await self._get(queue, waiting.id)).status is JobStatus.READY
+        assert (await self._get(queue, theirs.id)).status is JobStatus.FAILED
+        [claimed] = await queue.claim_and_start(service, "worker-b", 5, _LONG_LEASE)
+        assert (claimed.id, claimed.attempts) == (failed.id, 1)
+        await queue.complete(claimed, {"second": True}, 1.0)
+        assert (await self._get(queue, failed.id)).results == {"second": True}
+        assert await admin.retry_failed(service, [failed.id]) == 0  # Completed now
+
+    async def test_retry_failed_by_filter_retries_only_matching_failed_jobs(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Every Failed job matching the filter goes back to Ready, and no other."""
+        timeouts = []
+        for _ in range(3):
+            job = await self._started(queue, service)
+            await queue.fail(job, "TIMEOUT", "slow", 1.0)
+            timeouts.append(job)
+        crashed = await self._started(queue, service)
+        await queue.fail(crashed, "HANDLER_ERROR", "boom", 1.0)
+        theirs = await self._started(queue, f"{service}-other")
+        await queue.fail(theirs, "TIMEOUT", "slow", 1.0)
+        admin = self._admin(queue)
+        ready_only = JobFilter(service, statuses=frozenset({JobStatus.READY}))
+        assert await admin.retry_failed(service, where=ready_only) == 0
+        where = JobFilter(service, error_codes=frozenset({"TIMEOUT"}))
+        assert await admin.retry_failed(service, where=where) == 3
+        for job in timeouts:
+            assert (await self._get(queue, job.id)).status is JobStatus.READY
+        assert (await self._get(queue, crashed.id)).status is JobStatus.FAILED
+        assert (await self._get(queue, theirs.id)).status is JobStatus.FAILED
+        assert await admin.retry_failed(service, where=where) == 0
+        everything_failed = JobFilter(service, statuses=frozenset({JobStatus.FAILED}))
+        assert await admin.retry_failed(service, where=everything_failed) == 1
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 4
+
+    async def test_retry_failed_leaves_a_job_whose_idempotency_key_is_taken(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Failed job whose idempotency key an unfinished job holds now stays Failed
+        (that job does the work): a key is held by one unfinished job at a time."""
+        first = await self._started(queue, service, idempotency_key="order-9")
+        await queue.fail(first, "HANDLER_ERROR", "boom", 1.0)
+        second = await self._started(queue, service, idempotency_key="order-9")
+        await queue.fail(second, "HANDLER_ERROR", "boom", 1.0)
+        admin = self._admin(queue)
+        assert await admin.retry_failed(service, [first.id, second.id]) == 1
+        statuses = {(await self._get(queue, j.id)).status for j in (first, second)}
+        assert statuses == {JobStatus.READY, JobStatus.FAILED}
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue(_request(service, idempotency_key="order-9"))
+        assert await admin.retry_failed(service, [first.id, second.id]) == 0
+
+    async def test_retry_failed_needs_ids_or_a_filter_of_the_service(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Nothing named, both named, or a filter of another service: ValueError."""
+        admin = self._admin(queue)
+        with pytest.raises(ValueError, match="ids or a filter"):
+            await admin.retry_failed(service)
+        with pytest.raises(ValueError, match="ids or a filter"):
+            await admin.retry_failed(service, ["1"], where=JobFilter(service))
+        with pytest.raises(ValueError, match="service"):
+            await admin.retry_failed(service, where=JobFilter(f"{service}-other"))
+
+    async def test_activity_counts_by_action_and_status(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Counts by action and status of the service alone (actions with no jobs absent),
+        and the oldest due Ready job's age by action (delayed jobs are not waiting)."""
+        await queue.enqueue_many([_of(service, "a", n) for n in range(3)])
+        await queue.enqueue(_of(service, "later", delay_seconds=600))
+        [running] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.enqueue_many([_of(service, "b", n) for n in range(2)])
+        [done] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.complete(done, {}, 1.0)
+        await queue.enqueue(_of(f"{service}-other", "c"))
+        await self.travel(0.05)
+        activity = await self._admin(queue).activity(service)
+        counts = {
+            action: {status: n for status, n in by_status.items() if n}
+            for action, by_status in activity.counts.items()
+        }
+        assert counts == {
+            "a": {JobStatus.READY: 1, JobStatus.PROCESSING: 1, JobStatus.COMPLETED: 1},
+            "b": {JobStatus.READY: 2},
+            "later": {JobStatus.READY: 1},
+        }
+        assert (running.action, done.action) == ("a", "a")
+        assert set(activity.oldest_ready_age_seconds) == {"a", "b"}
+        assert all(age >= 0 for age in activity.oldest_ready_age_seconds.values())
+
+    async def test_activity_ready_age_counts_from_when_a_job_became_due(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A delayed job waits from its run-at on, not from its enqueue."""
+        await queue.enqueue(_of(service, "a", delay_seconds=self.delay))
+        await self.travel(self.delay + 0.2)
+        age = (await self._admin(queue).activity(service)).oldest_ready_age_seconds["a"]
+        assert 0 <= age < self.delay
+
+    async def test_activity_counts_finished_jobs_per_minute(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Exactly ``minutes`` whole minutes, oldest first, one minute apart; jobs finished
+        now are counted, Completed and Failed apart, in the minute holding their finish."""
+        finished: list[Job] = []
+        for n in range(3):
+            job = await self._started(queue, service)
+            if n < 2:
+                await queue.complete(job, {}, 1.0)
+            else:
+                await queue.fail(job, "HANDLER_ERROR", "boom", 1.0)
+            finished.append(await self._get(queue, job.id))
+        other = await self._started(queue, f"{service}-other")
+        await queue.complete(other, {}, 1.0)
+        admin = self._admin(queue)
+        activity = await admin.activity(service, minutes=5)
+        minutes = [m.minute for m in activity.per_minute]
+        assert len(minutes) == 5
+        assert all(m.utcoffset() == timedelta(0) for m in minutes)  # UTC, timezone-aware
+        assert all(m.second == 0 and m.microsecond == 0 for m in minutes)
+        assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(minutes))
+        assert sum(m.completed for m in activity.per_minute) == 2
+        assert sum(m.failed for m in activity.per_minute) == 1
+        for job in finished:
+            assert job.finished_at is not None
+            slot = max(
+                (m for m in activity.per_minute if m.minute <= job.finished_at),
+                key=lambda m: m.minute,
+            )
+            assert job.finished_at - slot.minute < timedelta(minutes=1)
+            assert (slot.completed if job.status is JobStatus.COMPLETED else slot.failed) >= 1
+        assert len((await admin.activity(service, minutes=1)).per_minute) == 1
+        assert len((await admin.activity(service)).per_minute) == 60
+        for bad in (0, 1441):
+            with pytest.raises(ValueError, match="minutes"):
+                await admin.activity(service, minutes=bad)
 
     # --- housekeeping ----------------------------------------------------------------------
 

@@ -16,12 +16,25 @@ from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.ports import (
     Clock,
     EnqueueRequest,
+    JobFilter,
+    JobPage,
     JobQueue,
     LeaseRenewal,
+    MinuteActivity,
+    QueueActivity,
+    QueueAdmin,
     QueueStats,
     ReclaimResult,
 )
 
+from usvc_testing.queues.admin import (
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    decode_cursor,
+    encode_cursor,
+)
 from usvc_testing.queues.limits import checked_limits
 from usvc_testing.queues.payload import decode_payload
 
@@ -32,8 +45,9 @@ _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
 
 
-class InMemoryQueue(JobQueue):
-    """Implements :class:`usvc_core.ports.JobQueue` in memory; lost when the process ends.
+class InMemoryQueue(JobQueue, QueueAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
+    in memory; lost when the process ends.
 
     Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
     ``dev-2``, ... (``id_prefix``). Returned jobs are snapshots: changing them changes nothing.
@@ -509,6 +523,113 @@ class InMemoryQueue(JobQueue):
             stored.cancel_requested = True
             stored.updated_at = self._clock.now()
         return stored.status
+
+    def _matching(self, where: JobFilter) -> list[Job]:
+        statuses, actions, codes = where.statuses, where.actions, where.error_codes
+        after, before = where.created_after, where.created_before
+        return [
+            job
+            for job in self._jobs.values()
+            if job.microservice == where.microservice
+            and (not statuses or job.status in statuses)
+            and (not actions or job.action in actions)
+            and (not codes or job.error_code in codes)
+            and (after is None or (job.created_at is not None and job.created_at >= after))
+            and (before is None or (job.created_at is not None and job.created_at < before))
+        ]
+
+    def _list_key(self, job: Job) -> tuple[datetime, int]:
+        assert job.created_at is not None
+        return (job.created_at, self._order[job.id])
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        check_page_limit(limit)
+        check_filter(where)
+        jobs = self._matching(where)
+        if cursor is not None:
+            created, order = decode_cursor(cursor, (str, int))
+            try:
+                last = (datetime.fromisoformat(created), order)
+            except ValueError:
+                raise ValueError(f"cursor {cursor!r} is not one that list_jobs gave out") from None
+            jobs = [job for job in jobs if self._list_key(job) < last]
+        # Newest first: creation time, then creation order (the id's number).
+        page = heapq.nlargest(limit + 1, jobs, key=self._list_key)
+        next_cursor = None
+        if len(page) > limit:
+            del page[limit:]
+            created_at, order = self._list_key(page[-1])
+            next_cursor = encode_cursor(created_at.isoformat(), order)
+        return JobPage(jobs=[job.snapshot() for job in page], next_cursor=next_cursor)
+
+    async def retry_failed(
+        self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
+    ) -> int:
+        check_retry_target(microservice, job_ids, where)
+        if where is not None:
+            candidates = self._matching(where)
+        else:
+            found = (self._jobs.get(job_id) for job_id in dict.fromkeys(job_ids))
+            candidates = [j for j in found if j is not None and j.microservice == microservice]
+        candidates.sort(key=lambda job: self._order[job.id])
+        now = self._clock.now()
+        retried = 0
+        for job in candidates:
+            if job.status is not _FAILED:
+                continue
+            key = job.idempotency_key
+            if key is not None and self._holder((microservice, key)) is not None:
+                continue  # an unfinished job already does this work
+            job.status = _READY
+            job.attempts = 0
+            job.run_at = job.updated_at = now
+            job.error_code = job.error_message = job.results = None
+            job.runtime_ms = None
+            job.started_at = job.finished_at = None
+            job.lease_owner = job.lease_token = job.lease_expires_at = None
+            job.cancel_requested = False
+            if key is not None:
+                self._idempotency[(microservice, key)] = job.id
+            self._push_ready(job)
+            retried += 1
+        if retried:
+            for listener in self._listeners:
+                listener()
+        return retried
+
+    async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        check_minutes(minutes)
+        now = self._clock.now()
+        first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+        counts: dict[str, dict[JobStatus, int]] = {}
+        oldest: dict[str, datetime] = {}
+        completed = [0] * minutes
+        failed = [0] * minutes
+        for job in self._jobs.values():
+            if job.microservice != microservice:
+                continue
+            counts.setdefault(job.action, dict.fromkeys(JobStatus, 0))[job.status] += 1
+            if job.status is _READY and job.run_at is not None and job.run_at <= now:
+                seen = oldest.get(job.action)
+                oldest[job.action] = job.run_at if seen is None else min(seen, job.run_at)
+            elif job.status.is_finished and job.finished_at is not None:
+                index = int((job.finished_at - first).total_seconds() // 60)
+                if 0 <= index < minutes:
+                    (completed if job.status is _COMPLETED else failed)[index] += 1
+        return QueueActivity(
+            counts=counts,
+            oldest_ready_age_seconds={
+                action: (now - run_at).total_seconds() for action, run_at in oldest.items()
+            },
+            per_minute=[
+                MinuteActivity(
+                    minute=first + timedelta(minutes=i), completed=completed[i], failed=failed[i]
+                )
+                for i in range(minutes)
+            ],
+        )
 
     # --- reading -----------------------------------------------------------------------------
 

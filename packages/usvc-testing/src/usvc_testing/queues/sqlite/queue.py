@@ -3,6 +3,7 @@ of one machine."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -13,8 +14,26 @@ from typing import Any
 
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal, QueueStats, ReclaimResult
+from usvc_core.ports import (
+    EnqueueRequest,
+    JobFilter,
+    JobPage,
+    JobQueue,
+    LeaseRenewal,
+    QueueActivity,
+    QueueAdmin,
+    QueueStats,
+    ReclaimResult,
+)
 
+from usvc_testing.queues.admin import (
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    decode_cursor,
+    encode_cursor,
+)
 from usvc_testing.queues.limits import checked_limits
 from usvc_testing.queues.sqlite import statements as sql
 from usvc_testing.queues.sqlite.connection import Durability, SqliteConnection
@@ -25,10 +44,12 @@ __all__ = ["SqliteQueue"]
 # Compact, standard JSON (no NaN); built once, json.dumps with options builds one per call.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
+_RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
-class SqliteQueue(JobQueue):
-    """Implements :class:`usvc_core.ports.JobQueue` on an SQLite file (WAL mode).
+class SqliteQueue(JobQueue, QueueAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
+    on an SQLite file (WAL mode).
 
     Any number of processes on one machine may open the same file: claims take the write
     lock (``BEGIN IMMEDIATE``) and move jobs with one ``UPDATE ... RETURNING``, so a job is
@@ -290,6 +311,50 @@ class SqliteQueue(JobQueue):
         return await self._conn().write(
             lambda conn: sql.cancel(conn, microservice, job_id), durable=True
         )
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        check_page_limit(limit)
+        check_filter(where)
+        after = None
+        if cursor is not None:
+            created, rid = decode_cursor(cursor, (float, int))
+            after = (created, rid)
+        jobs, last = await self._conn().call(lambda conn: sql.list_jobs(conn, where, limit, after))
+        return JobPage(jobs=jobs, next_cursor=None if last is None else encode_cursor(*last))
+
+    async def retry_failed(
+        self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
+    ) -> int:
+        check_retry_target(microservice, job_ids, where)
+        retried = 0
+        if where is None:
+            ids = list(job_ids)
+            for start in range(0, len(ids), _RETRY_CHUNK):
+                chunk = functools.partial(
+                    sql.retry_ids,
+                    microservice=microservice,
+                    job_ids=ids[start : start + _RETRY_CHUNK],
+                )
+                retried += await self._conn().write(chunk, durable=True)
+        else:
+            after: tuple[float, int] | None = None
+            while True:
+                step = functools.partial(
+                    sql.retry_matching, where=where, after=after, chunk=_RETRY_CHUNK
+                )
+                done, after = await self._conn().write(step, durable=True)
+                retried += done
+                if after is None:
+                    break
+        if retried:
+            self._notify()
+        return retried
+
+    async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        check_minutes(minutes)
+        return await self._conn().call(lambda conn: sql.activity(conn, microservice, minutes))
 
     # --- reading and housekeeping --------------------------------------------------------------
 

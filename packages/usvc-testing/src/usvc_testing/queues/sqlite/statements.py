@@ -9,15 +9,23 @@ A transition that does not find the job under the caller's fencing token raises
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import LeaseRenewal, QueueStats, ReclaimResult
+from usvc_core.ports import (
+    JobFilter,
+    LeaseRenewal,
+    MinuteActivity,
+    QueueActivity,
+    QueueStats,
+    ReclaimResult,
+)
 
 from usvc_testing.queues.payload import decode_payload
 from usvc_testing.queues.sqlite.schema import NOW, TABLE
@@ -28,6 +36,7 @@ __all__ = [
     "COMPLETE",
     "START",
     "EncodedRequest",
+    "activity",
     "cancel",
     "claim",
     "claim_limited",
@@ -39,10 +48,13 @@ __all__ = [
     "insert",
     "insert_many",
     "job_from_row",
+    "list_jobs",
     "purge_chunk",
     "reclaim",
     "release",
     "retry",
+    "retry_ids",
+    "retry_matching",
     "row_id",
     "start",
     "stats",
@@ -627,6 +639,163 @@ def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatu
         if row is not None:
             return JobStatus(row[0])
     raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
+
+
+def _filtered(where: JobFilter) -> tuple[str, list[Any]]:
+    """The conditions of ``where`` after ``microservice = ?``, and every parameter."""
+    text = ""
+    params: list[Any] = [where.microservice]
+    if where.statuses == {JobStatus.FAILED}:
+        text += " AND status = 'Failed'"  # as the partial index of Failed jobs says it
+    elif where.statuses:
+        # Written out: a closed set of names, and SQLite plans better with literals.
+        names = sorted(JobStatus(status).value for status in where.statuses)
+        text += f" AND status IN ({', '.join(repr(name) for name in names)})"
+    for column, values in (("action", where.actions), ("error_code", where.error_codes)):
+        if values:
+            text += f" AND {column} IN ({', '.join('?' * len(values))})"
+            params.extend(sorted(values))
+    if where.created_after is not None:
+        text += " AND created_at >= ?"
+        params.append(_bound(where.created_after))
+    if where.created_before is not None:
+        text += " AND created_at < ?"
+        params.append(_bound(where.created_before))
+    return text, params
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _bound(moment: datetime) -> float:
+    """The stored time below which a job's ``created_at`` (a float, shown rounded to the
+    microsecond) shows as earlier than ``moment``: half a microsecond before it, so that a
+    job's own ``created_at`` given back as a bound matches the job."""
+    return ((moment - _EPOCH) // _MICROSECOND - 0.5) / 1e6
+
+
+def _newest_first(where: JobFilter, after: tuple[float, int] | None) -> tuple[str, list[Any]]:
+    """FROM ... ORDER BY of the jobs matching ``where``, newest first, after ``after``.
+
+    Failed jobs alone are read from their own index (``INDEXED BY``: without statistics
+    SQLite would scan the index of every job, and failures are the rare rows an operator
+    looks for); any other filter reads the index of every job by creation time."""
+    conditions, params = _filtered(where)
+    if after is not None:
+        conditions += " AND (created_at, id) < (?, ?)"
+        params.extend(after)
+    index = f"{TABLE}_failed" if where.statuses == {JobStatus.FAILED} else f"{TABLE}_created"
+    text = (
+        f"FROM {TABLE} INDEXED BY {index} WHERE microservice = ?{conditions} "
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    return text, params
+
+
+def list_jobs(
+    conn: sqlite3.Connection, where: JobFilter, limit: int, after: tuple[float, int] | None
+) -> tuple[list[Job], tuple[float, int] | None]:
+    """Up to ``limit`` jobs matching ``where``, newest first, after the sort key ``after``
+    (created_at, id) of the previous page's last job; and the key of this page's last job
+    when there are more."""
+    source, params = _newest_first(where, after)
+    rows = conn.execute(f"SELECT {_COLUMNS} {source}", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    del rows[limit:]
+    last = (rows[-1][18], rows[-1][0]) if more else None
+    times = _Times()
+    return [job_from_row(row, times) for row in rows], last
+
+
+# ``OR IGNORE``: a Failed job whose idempotency key an unfinished job took meanwhile stays
+# Failed (that job does the work); the unique index would refuse it.
+_RETRY_FAILED = f"""
+UPDATE OR IGNORE {TABLE}
+SET status = 'Ready', attempts = 0, run_at = {NOW}, error_code = NULL, error_message = NULL,
+    results = NULL, runtime_ms = NULL, started_at = NULL, finished_at = NULL,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+    updated_at = {NOW}
+WHERE microservice = ? AND status = 'Failed' AND id IN (<ids>)"""
+
+
+def retry_ids(conn: sqlite3.Connection, microservice: str, job_ids: Sequence[str]) -> int:
+    """The Failed jobs of the service among ``job_ids`` back to Ready, due now, with fresh
+    attempts and no error; returns how many."""
+    rids = sorted({rid for rid in map(row_id, job_ids) if rid is not None})
+    if not rids:
+        return 0
+    statement = _RETRY_FAILED.replace("<ids>", ", ".join("?" * len(rids)))
+    return conn.execute(statement, (microservice, *rids)).rowcount
+
+
+def retry_matching(
+    conn: sqlite3.Connection, where: JobFilter, after: tuple[float, int] | None, chunk: int
+) -> tuple[int, tuple[float, int] | None]:
+    """:func:`retry_ids` for the next ``chunk`` Failed jobs matching ``where`` (newest
+    first, after the sort key ``after``); returns how many, and the key to go on from
+    (None after the last chunk)."""
+    if where.statuses and JobStatus.FAILED not in where.statuses:
+        return 0, None  # the filter names no Failed job
+    failed = dataclasses.replace(where, statuses=frozenset({JobStatus.FAILED}))
+    source, params = _newest_first(failed, after)
+    keys = conn.execute(f"SELECT created_at, id {source}", (*params, chunk)).fetchall()
+    if not keys:
+        return 0, None
+    retried = retry_ids(conn, where.microservice, [str(key[1]) for key in keys])
+    return retried, ((keys[-1][0], keys[-1][1]) if len(keys) == chunk else None)
+
+
+_READY_BY_ACTION = f"""
+SELECT action, count(*), min(CASE WHEN run_at <= ? THEN run_at END) FROM {TABLE}
+WHERE microservice = ? AND status = 'Ready' GROUP BY action
+"""
+_OTHERS_BY_ACTION = f"""
+SELECT action, status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
+UNION ALL
+SELECT action, status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY action, status
+"""
+# One count per minute: a range of the finished index each, counted in index order (one
+# GROUP BY over the window would sort all of its rows first).
+_IN_MINUTE = f"""
+SELECT status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Completed', 'Failed')
+    AND finished_at >= ? AND finished_at < ?
+GROUP BY status
+"""
+
+
+def activity(conn: sqlite3.Connection, microservice: str, minutes: int) -> QueueActivity:
+    """Counts by action and status, the oldest due Ready job by action, and finished jobs
+    per minute; read in one transaction (one snapshot, one clock reading)."""
+    conn.execute("BEGIN")
+    try:
+        now = float(conn.execute(f"SELECT {NOW}").fetchone()[0])
+        counts: dict[str, dict[JobStatus, int]] = {}
+        waiting: dict[str, float] = {}
+        for action, count, due in conn.execute(_READY_BY_ACTION, (now, microservice)):
+            counts.setdefault(action, dict.fromkeys(JobStatus, 0))[JobStatus.READY] = count
+            if due is not None:
+                waiting[action] = max(now - due, 0.0)
+        for action, status, count in conn.execute(_OTHERS_BY_ACTION, (microservice,) * 2):
+            counts.setdefault(action, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = count
+        first = (now // 60 - (minutes - 1)) * 60
+        per_minute: list[MinuteActivity] = []
+        for i in range(minutes):
+            start = first + 60 * i
+            found = dict(conn.execute(_IN_MINUTE, (microservice, start, start + 60)).fetchall())
+            per_minute.append(
+                MinuteActivity(
+                    minute=datetime.fromtimestamp(start, UTC),
+                    completed=found.get(JobStatus.COMPLETED.value, 0),
+                    failed=found.get(JobStatus.FAILED.value, 0),
+                )
+            )
+    finally:
+        conn.execute("COMMIT")
+    return QueueActivity(counts=counts, oldest_ready_age_seconds=waiting, per_minute=per_minute)
 
 
 def get(conn: sqlite3.Connection, job_id: str) -> Job | None:
