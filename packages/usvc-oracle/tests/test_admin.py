@@ -125,7 +125,8 @@ class TestRetryFailed:
         where = JobFilter(microservice="svc", actions=frozenset({"b"}))
         assert await queue.retry_failed("svc", where=where) == 1
         assert fake_db.status(two) == "Ready"
-        assert await queue.retry_failed("svc") == 0
+        with pytest.raises(ValueError, match="ids or a filter"):
+            await queue.retry_failed("svc")
 
     async def test_a_key_taken_meanwhile_leaves_the_job_failed(
         self, queue: OracleQueue, fake_db: FakeDatabase

@@ -16,10 +16,13 @@ from usvc_oracle.sql import IN_LIST_SIZE, STATUS_LIST_SIZE
 __all__ = ["decode_cursor", "encode_cursor", "filter_binds", "naive_utc"]
 
 
-def naive_utc(value: datetime | None) -> datetime | None:
-    """A time as the TIMESTAMP columns hold it: UTC without a zone (naive means UTC)."""
-    if value is None or value.tzinfo is None:
-        return value
+def naive_utc(value: datetime | None, what: str = "time") -> datetime | None:
+    """A time as the TIMESTAMP columns hold it: UTC without a zone. A time without a
+    timezone is refused: it would be read in whatever zone its caller happened to mean."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{what} {value.isoformat()} has no timezone: pass an aware datetime")
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
@@ -35,8 +38,8 @@ def filter_binds(where: JobFilter, *, statuses: bool) -> dict[str, Any]:
         "microservice": where.microservice,
         **_set(where.actions, "action", "action"),
         **_set(where.error_codes, "error", "error code"),
-        "created_after": naive_utc(where.created_after),
-        "created_before": naive_utc(where.created_before),
+        "created_after": naive_utc(where.created_after, "created_after"),
+        "created_before": naive_utc(where.created_before, "created_before"),
     }
     if statuses:
         names = sorted(JobStatus(s).value for s in where.statuses)
@@ -47,7 +50,8 @@ def filter_binds(where: JobFilter, *, statuses: bool) -> dict[str, Any]:
 
 def encode_cursor(created_at: datetime, job_id: int) -> str:
     """An opaque page cursor: the last row's (CREATED_AT, ID), the listing's sort key."""
-    raw = f"{naive_utc(created_at).isoformat()}|{job_id}"  # type: ignore[union-attr]
+    # CREATED_AT comes back from the database naive, in UTC.
+    raw = f"{created_at.replace(tzinfo=None).isoformat()}|{job_id}"
     return base64.urlsafe_b64encode(raw.encode("ascii")).decode("ascii").rstrip("=")
 
 

@@ -1136,12 +1136,18 @@ class OracleQueue:
     async def retry_failed(
         self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
     ) -> int:
+        if bool(job_ids) == (where is not None):
+            raise ValueError("retry_failed takes ids or a filter (one of the two)")
+        if where is not None and where.microservice != microservice:
+            raise ValueError(
+                f"the filter is of service {where.microservice!r}, not {microservice!r}"
+            )
         if job_ids:
             ids = sorted({i for j in job_ids if (i := db_id(j)) is not None})
-        elif where is not None:
-            ids = await self._failed_matching(replace(where, microservice=microservice))
+        elif where is not None and (not where.statuses or JobStatus.FAILED in where.statuses):
+            ids = await self._failed_matching(where)
         else:
-            return 0
+            ids = []  # a filter that excludes Failed matches no job to retry
 
         async def work(tx: _Tx) -> int:
             retried = 0
