@@ -12,29 +12,55 @@ from typing import Any
 import oracledb
 import pytest
 from usvc_oracle import TableName, ddl_statements
-from usvc_oracle.cli import apply_ddl, main
-from usvc_oracle_fake import ora_error
+from usvc_oracle.cli import LayoutError, apply_ddl, apply_schema, main
+from usvc_oracle.sql import BASE_COLUMNS, COLUMNS_QUERY, DESCENDING_INDEXES_QUERY, JOB_COLUMNS
+from usvc_oracle_fake import FakeDatabase, FakePool, ora_error
 
 
 class DdlConnection:
-    """A session that remembers created objects and answers ORA-00955 for a second CREATE,
-    as Oracle does."""
+    """A session that remembers created objects and answers ORA-00955 for a second CREATE
+    and ORA-01430 for a column added twice, as Oracle does; the data dictionary query
+    returns ``columns`` (the queue table's, as the user sees them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: set[str] | None = None, descending: set[str] = frozenset()) -> None:
         self.created: list[str] = []
+        self.executed: list[str] = []
+        self.columns = set(columns or ())
+        self.descending = set(descending)
         self.closed_cursors = 0
 
     def cursor(self) -> Any:
         conn = self
 
         class Cursor:
+            def __init__(self) -> None:
+                self.rows: list[tuple[str]] = []
+
             async def execute(self, sql: str, parameters: Any = None) -> None:
+                conn.executed.append(sql)
+                if sql == COLUMNS_QUERY:
+                    self.rows = [(c,) for c in sorted(conn.columns)]
+                    return
+                if sql == DESCENDING_INDEXES_QUERY:
+                    self.rows = [(c,) for c in sorted(conn.descending)]
+                    return
+                if sql.startswith("ALTER TABLE"):
+                    column = sql.split("ADD (")[1].split(maxsplit=1)[0]
+                    if column in conn.columns:
+                        raise ora_error("ORA-01430: column being added already exists", 1430)
+                    conn.columns.add(column)
+                    return
                 head = sql.split("(", maxsplit=1)[0]
                 if head in conn.created:
                     raise ora_error(
                         "ORA-00955: name is already used by an existing object", code=955
                     )
                 conn.created.append(head)
+                if sql.startswith('CREATE TABLE "') and "LIMITS" not in head:
+                    conn.columns |= set(JOB_COLUMNS)
+
+            async def fetchall(self) -> list[tuple[str]]:
+                return self.rows
 
             def close(self) -> None:
                 conn.closed_cursors += 1
@@ -43,16 +69,55 @@ class DdlConnection:
 
 
 async def test_apply_is_idempotent() -> None:
-    """The first apply creates the table and four indexes; a second reports them as there."""
+    """The first apply creates the table, six indexes and the limits table; a second
+    reports them all as there."""
     conn = DdlConnection()
-    statements = ddl_statements(TableName.parse("app.jobs"))
+    table = TableName.parse("app.jobs")
     first, second = io.StringIO(), io.StringIO()
-    assert await apply_ddl(conn, statements, first) == 5  # type: ignore[arg-type]
-    assert await apply_ddl(conn, statements, second) == 0  # type: ignore[arg-type]
-    assert first.getvalue().count("created: ") == 5
-    assert second.getvalue().count("exists:  ") == 5
+    assert await apply_schema(conn, table, first) == 8  # type: ignore[arg-type]
+    assert await apply_schema(conn, table, second) == 0  # type: ignore[arg-type]
+    assert first.getvalue().count("created: ") == 8
+    assert second.getvalue().count("exists:  ") == 8
     assert 'CREATE TABLE "APP"."JOBS"' in first.getvalue()
-    assert conn.closed_cursors == 10
+    assert 'CREATE TABLE "APP"."JOBS_LIMITS"' in first.getvalue()
+    assert not [s for s in conn.executed if s.startswith("ALTER")]
+
+
+async def test_apply_upgrades_an_older_usvc_table() -> None:
+    """On a table of the first layout, apply adds UNIQUE_KEY and CANCEL_REQUESTED
+    (ALTER TABLE ADD) before creating the indexes that use them; then it is current."""
+    conn = DdlConnection(set(BASE_COLUMNS))
+    conn.created.append('CREATE TABLE "JOBS" ')
+    out = io.StringIO()
+    assert await apply_schema(conn, TableName.parse("jobs"), out) == 9  # type: ignore[arg-type]
+    alters = [i for i, s in enumerate(conn.executed) if s.startswith("ALTER TABLE")]
+    unique_index = next(i for i, s in enumerate(conn.executed) if "JOBS_UNIQ_UX" in s)
+    assert len(alters) == 2
+    assert max(alters) < unique_index
+    assert conn.columns == set(JOB_COLUMNS)
+    assert "CANCEL_REQUESTED NUMBER(1) DEFAULT 0 NOT NULL" in conn.executed[alters[1]]
+    assert "note:" not in out.getvalue()
+
+
+async def test_apply_names_a_ready_index_with_a_desc_key() -> None:
+    """An older table's Ready index (a DESC key, which indexes every row) is kept by
+    apply, which says how to replace it."""
+    conn = DdlConnection(set(JOB_COLUMNS), descending={"JOBS_READY_IX"})
+    out = io.StringIO()
+    await apply_schema(conn, TableName.parse("app.jobs"), out)  # type: ignore[arg-type]
+    assert (
+        "note:    index JOBS_READY_IX of APP.JOBS has a DESC key, which indexes every row "
+        "of the table: run DROP INDEX APP.JOBS_READY_IX; then `python -m usvc_oracle apply`"
+    ) in out.getvalue()
+
+
+async def test_apply_refuses_a_table_of_another_layout() -> None:
+    """A table named like ORACLE_TABLE but of another layout is neither used nor altered:
+    apply names the missing columns and changes nothing."""
+    conn = DdlConnection({"ID", "NAME", "STATUS"})
+    with pytest.raises(LayoutError, match=r"another layout .*MICROSERVICE.*Set ORACLE_TABLE"):
+        await apply_schema(conn, TableName.parse("jobs"), io.StringIO())  # type: ignore[arg-type]
+    assert conn.executed == [COLUMNS_QUERY]
 
 
 async def test_apply_stops_on_a_real_error() -> None:
@@ -76,12 +141,94 @@ async def test_apply_stops_on_a_real_error() -> None:
 
 
 def test_ddl_prints_statements_for_sqlplus() -> None:
-    """`ddl` prints each statement once, terminated for SQL*Plus, for --table."""
+    """`ddl` prints each statement once, terminated for SQL*Plus, for --table; the upgrade
+    of an older table follows as comments."""
     out = io.StringIO()
     assert main(["ddl", "--table", "app.jobs"], out=out) == 0
     text = out.getvalue()
-    assert text.count(";\n") == 5
+    assert text.count(";\n\n") == 8
     assert 'CREATE UNIQUE INDEX "APP"."JOBS_IDEM_UX"' in text
+    assert '-- ALTER TABLE "APP"."JOBS" ADD (UNIQUE_KEY VARCHAR2(256 CHAR));' in text
+    assert " DESC" not in text
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORACLE_USER", "app")
+    monkeypatch.setenv("ORACLE_PASSWORD", "secret")
+    monkeypatch.setenv("ORACLE_RETRY_BACKOFF_SECONDS", "0")
+
+
+@pytest.mark.usefixtures("credentials")
+def test_apply_without_ddl_privileges_names_the_ddl_grants(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORA-01031 from apply names what creating the table needs - CREATE TABLE, CREATE
+    SEQUENCE (identity column) and a tablespace quota - not the workers' DML grants."""
+
+    class Refusing(DdlConnection):
+        def cursor(self) -> Any:
+            class Cursor:
+                async def execute(self, sql: str, parameters: Any = None) -> None:
+                    if sql != COLUMNS_QUERY:
+                        raise ora_error("ORA-01031: insufficient privileges", code=1031)
+
+                async def fetchall(self) -> list[Any]:
+                    return []
+
+                def close(self) -> None:
+                    return None
+
+            return Cursor()
+
+        async def close(self) -> None:
+            return None
+
+    async def connect(settings: Any) -> Refusing:
+        return Refusing()
+
+    monkeypatch.setattr("usvc_oracle.cli._connect", connect)
+    assert main(["apply"], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert "ORA-01031" in err
+    assert "CREATE TABLE and CREATE SEQUENCE" in err
+    assert "QUOTA" in err
+    assert "SELECT, INSERT" not in err
+
+
+@pytest.mark.usefixtures("credentials")
+@pytest.mark.parametrize(
+    ("columns", "says"),
+    [
+        (set(BASE_COLUMNS), "older version (no column UNIQUE_KEY, CANCEL_REQUESTED): run"),
+        ({"ID", "NAME"}, "another layout (no column MICROSERVICE, ACTION"),
+    ],
+    ids=["older", "foreign"],
+)
+def test_check_reports_the_layout_of_an_existing_table(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, columns: set[str], says: str
+) -> None:
+    """`check` on a table lacking columns says whether it is an older usvc table (apply
+    adds them) or a table of another layout (not used: pick another ORACLE_TABLE)."""
+    db = FakeDatabase()
+    db.fail("probe", lambda: ora_error('ORA-00904: "UNIQUE_KEY": invalid identifier', 904))
+
+    def queue(settings: Any) -> Any:
+        from usvc_oracle import OracleQueue
+
+        return OracleQueue(settings, pool_factory=lambda s: FakePool(db))
+
+    class Dictionary(DdlConnection):
+        async def close(self) -> None:
+            return None
+
+    async def connect(settings: Any) -> Dictionary:
+        return Dictionary(columns)
+
+    monkeypatch.setattr("usvc_oracle.cli.OracleQueue", queue)
+    monkeypatch.setattr("usvc_oracle.cli._connect", connect)
+    assert main(["check"], out=io.StringIO()) == 1
+    assert says in capsys.readouterr().err
 
 
 def test_hostile_table_is_refused_by_the_command(capsys: Any) -> None:
@@ -131,3 +278,29 @@ def test_module_entry_point_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('CREATE TABLE "JOBS" (')
+
+
+@pytest.mark.usefixtures("credentials")
+def test_check_warns_of_a_ready_index_with_a_desc_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` of a usable table still warns about a Ready index with a DESC key."""
+    db = FakeDatabase()
+
+    def queue(settings: Any) -> Any:
+        from usvc_oracle import OracleQueue
+
+        return OracleQueue(settings, pool_factory=lambda s: FakePool(db))
+
+    class Dictionary(DdlConnection):
+        async def close(self) -> None:
+            return None
+
+    async def connect(settings: Any) -> Dictionary:
+        return Dictionary(set(JOB_COLUMNS), descending={"MICRO_SVC_READY_IX"})
+
+    monkeypatch.setattr("usvc_oracle.cli.OracleQueue", queue)
+    monkeypatch.setattr("usvc_oracle.cli._connect", connect)
+    out = io.StringIO()
+    assert main(["check"], out=out) == 0
+    text = out.getvalue()
+    assert "MICRO_SVC: reachable, tables and columns present" in text
+    assert "warning: index MICRO_SVC_READY_IX of MICRO_SVC has a DESC key" in text

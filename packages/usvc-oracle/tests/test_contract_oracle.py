@@ -2,13 +2,14 @@
 
 Runs when USVC_TEST_ORACLE_DSN, USVC_TEST_ORACLE_USER and USVC_TEST_ORACLE_PASSWORD are set
 (see the package README for an Oracle Free container); skipped otherwise. Each run creates
-its own table (``USVC_CT_<random>``) with ``apply_ddl`` and drops it at the end; the user
-needs CREATE TABLE.
+its own table (``USVC_CT_<random>``) with ``apply_schema`` and drops it at the end; the user
+needs CREATE TABLE and CREATE SEQUENCE and a tablespace quota.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -20,8 +21,9 @@ import oracledb
 import pytest
 from usvc_core.jobs import JobStatus
 from usvc_core.ports import EnqueueRequest, JobQueue
-from usvc_oracle import OracleQueue, OracleSettings, TableName, ddl_statements
-from usvc_oracle.cli import apply_ddl
+from usvc_oracle import JobLockedError, OracleQueue, OracleSettings, TableName, ddl_statements
+from usvc_oracle.cli import apply_schema, table_columns
+from usvc_oracle.sql import JOB_COLUMNS, UPGRADE_COLUMNS
 from usvc_testing.contract import JobQueueContract
 
 _ENV = ("USVC_TEST_ORACLE_DSN", "USVC_TEST_ORACLE_USER", "USVC_TEST_ORACLE_PASSWORD")
@@ -55,6 +57,16 @@ async def _connect(settings: OracleSettings) -> Any:
     )
 
 
+async def _drop(table: TableName) -> None:
+    conn = await _connect(_settings(str(table)))
+    try:
+        for name in (table.quoted, table.qualified_object("LIMITS")):
+            with conn.cursor() as cur, contextlib.suppress(oracledb.DatabaseError):
+                await cur.execute(f"DROP TABLE {name} PURGE")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
 def oracle_table() -> Iterator[str]:
     """A fresh queue table for this module, created with the shipped DDL, dropped after."""
@@ -64,17 +76,12 @@ def oracle_table() -> Iterator[str]:
     async def create() -> None:
         conn = await _connect(settings)
         try:
-            await apply_ddl(conn, ddl_statements(settings.table), io.StringIO())
+            await apply_schema(conn, settings.table, io.StringIO())
         finally:
             await conn.close()
 
     async def drop() -> None:
-        conn = await _connect(settings)
-        try:
-            with conn.cursor() as cur:
-                await cur.execute(f"DROP TABLE {settings.table.quoted} PURGE")
-        finally:
-            await conn.close()
+        await _drop(settings.table)
 
     asyncio.run(create())
     yield name
@@ -137,11 +144,132 @@ class TestOracleOnly:
         conn = await _connect(settings)
         out = io.StringIO()
         try:
-            created = await apply_ddl(conn, ddl_statements(TableName.parse(oracle_table)), out)
+            created = await apply_schema(conn, TableName.parse(oracle_table), out)
         finally:
             await conn.close()
         assert created == 0
-        assert out.getvalue().count("exists:") == 5
+        assert out.getvalue().count("exists:") == 8
+
+    async def test_apply_upgrades_a_table_of_the_first_layout(self) -> None:
+        """A table created without UNIQUE_KEY and CANCEL_REQUESTED gets them from apply
+        (ALTER TABLE ADD), and a worker can then open it; its old Ready index with a DESC
+        key is found in the dictionary and named."""
+        table = TableName.parse(f"USVC_UP_{uuid.uuid4().hex[:8].upper()}")
+        old = "\n".join(
+            line
+            for line in ddl_statements(table)[0].splitlines()
+            if not line.strip().startswith(tuple(UPGRADE_COLUMNS))
+        )
+        old_ready_index = (
+            f"CREATE INDEX {table.qualified_object('READY_IX')} ON {table.quoted} ("
+            "CASE WHEN STATUS = 'Ready' THEN MICROSERVICE END, "
+            "CASE WHEN STATUS = 'Ready' THEN PRIORITY END DESC)"
+        )
+        conn = await _connect(_settings(str(table)))
+        try:
+            with conn.cursor() as cur:
+                await cur.execute(old)
+                await cur.execute(old_ready_index)
+            assert await table_columns(conn, table) == set(JOB_COLUMNS) - set(UPGRADE_COLUMNS)
+            out = io.StringIO()
+            await apply_schema(conn, table, out)
+            assert await table_columns(conn, table) == set(JOB_COLUMNS)
+            assert f"index {table.table}_READY_IX of {table} has a DESC key" in out.getvalue()
+            queue = OracleQueue(_settings(str(table)))
+            await queue.open()
+            await queue.close()
+        finally:
+            await conn.close()
+            await _drop(table)
+
+    async def test_the_ready_index_holds_only_ready_rows(self, oracle_table: str) -> None:
+        """The Ready index's keys are ascending CASE expressions, NULL for every row that
+        is not Ready, so finished rows are not in it (a DESC key would index them all)."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"ix-{uuid.uuid4().hex[:8]}"
+        try:
+            await queue.enqueue_many(
+                [EnqueueRequest(payload={"action": "a"}, microservice=service)] * 5
+            )
+            for job in await queue.claim_and_start(service, "w", 3, 30):
+                await queue.complete(job, None, 1.0)
+            conn = await _connect(_settings(oracle_table))
+            try:
+                with conn.cursor() as cur:
+                    await cur.execute(
+                        f'SELECT COUNT(*) FROM "{oracle_table}" WHERE STATUS = :s',
+                        {"s": "Ready"},
+                    )
+                    ((ready,),) = await cur.fetchall()
+                    await cur.execute(f'ANALYZE INDEX "{oracle_table}_READY_IX" VALIDATE STRUCTURE')
+                    await cur.execute("SELECT LF_ROWS - DEL_LF_ROWS FROM INDEX_STATS")
+                    ((entries,),) = await cur.fetchall()
+            finally:
+                await conn.close()
+            assert entries == ready
+        finally:
+            await queue.close()
+
+    async def test_retry_with_a_100_kb_error_message(self, oracle_table: str) -> None:
+        """retry() with a 100 KB (multi-byte) error message: the statement has RETURNING, so
+        the text is bound as CLOB, never as a LONG; it is stored cut at 32 000 characters."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"err-{uuid.uuid4().hex[:8]}"
+        try:
+            await queue.enqueue(EnqueueRequest(payload={"action": "a"}, microservice=service))
+            (job,) = await queue.claim_and_start(service, "w", 1, 30)
+            message = "é" * 50_000  # 100 000 bytes in UTF-8
+            assert await queue.retry(job, "HANDLER_ERROR", message, 0, 1.0) is JobStatus.READY
+            stored = await queue.get(job.id)
+            assert stored is not None
+            assert stored.error_message == "é" * 32_000 + "..."
+        finally:
+            await queue.close()
+
+    async def test_enqueue_many_with_payloads_over_32_kb(self, oracle_table: str) -> None:
+        """enqueue_many (executemany with RETURNING) of payloads beyond a VARCHAR bind,
+        mixed with small ones: every job is stored and claimed whole."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"big-{uuid.uuid4().hex[:8]}"
+        try:
+            sizes = [40_000, 10, 70_000, 33_000]
+            jobs = await queue.enqueue_many(
+                [
+                    EnqueueRequest(payload={"action": "a", "blob": "x" * n}, microservice=service)
+                    for n in sizes
+                ]
+            )
+            claimed = {j.id: j for j in await queue.claim(service, "w", 4, 30)}
+            for job, n in zip(jobs, sizes, strict=True):
+                assert claimed[job.id].payload == {"action": "a", "blob": "x" * n}
+        finally:
+            await queue.close()
+
+    async def test_a_foreign_row_lock_is_reported_not_waited_on(self, oracle_table: str) -> None:
+        """An operator's uncommitted UPDATE of a running job: complete() raises
+        JobLockedError after the bounded wait instead of hanging to the call timeout; once
+        the operator rolls back, complete() works."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"lock-{uuid.uuid4().hex[:8]}"
+        operator = await _connect(_settings(oracle_table))
+        try:
+            await queue.enqueue(EnqueueRequest(payload={"action": "a"}, microservice=service))
+            (job,) = await queue.claim_and_start(service, "w", 1, 30)
+            with operator.cursor() as cur:
+                await cur.execute(
+                    f'UPDATE "{oracle_table}" SET PRIORITY = 1 WHERE ID = :id', {"id": int(job.id)}
+                )
+            with pytest.raises(JobLockedError, match=f"job {job.id}"):
+                await queue.complete(job, None, 1.0)
+            await operator.rollback()
+            await queue.complete(job, None, 1.0)
+        finally:
+            await operator.close()
+            await queue.close()
 
     async def test_large_payload_and_results_round_trip(self, oracle_table: str) -> None:
         """Payloads and results far beyond VARCHAR2 sizes go through the CLOB columns."""

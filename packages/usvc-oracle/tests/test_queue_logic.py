@@ -18,8 +18,15 @@ from usvc_core.errors import (
 )
 from usvc_core.jobs import ErrorCode, JobStatus
 from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
-from usvc_oracle import OracleQueue, OracleQueueError, OracleSettings
-from usvc_oracle_fake import FakeDatabase, FakePool, connection_lost, ora_error, utc
+from usvc_oracle import JobLockedError, OracleQueue, OracleQueueError, OracleSettings
+from usvc_oracle_fake import (
+    FakeDatabase,
+    FakePool,
+    connection_lost,
+    ora_error,
+    unique_violation,
+    utc,
+)
 
 
 def req(action: str = "greet", priority: int = 0, **kw: Any) -> EnqueueRequest:
@@ -228,8 +235,7 @@ class TestTransitions:
             await queue.complete(job, {"ok": True}, 1.0)
         assert fake_db.calls() == [
             ("acquire",),
-            ("execute", "complete", 2, 100),
-            ("execute", "job_state", 2, 100),
+            ("execute", "lock_job", 2, 100),
             ("fetchall",),
             ("rollback",),
             ("release",),
@@ -537,6 +543,8 @@ class TestOpen:
             ("acquire",),
             ("execute", "probe", 2, 100),
             ("fetchall",),
+            ("execute", "limits_probe", 2, 100),
+            ("fetchall",),
             ("release",),
         ]
         await queue.ping()
@@ -548,9 +556,11 @@ class TestOpen:
         queue = self.make(fake_db)
         with pytest.raises(ConfigurationError) as caught:
             await queue.open()
-        assert "table MICRO_SVC does not exist: run `python -m usvc_oracle apply`" in str(
-            caught.value
+        assert (
+            "table MICRO_SVC does not exist, or ORACLE_USER app has no grant on it: run "
+            "`python -m usvc_oracle apply`" in str(caught.value)
         )
+        assert "\n" not in str(caught.value)
         assert fake_db.calls("close_pool") == [("close_pool",)]
 
     async def test_bad_credentials_name_the_settings(self, fake_db: FakeDatabase) -> None:
@@ -581,3 +591,303 @@ class TestOpen:
         """Using the queue before open() is an unavailable store, not a crash."""
         with pytest.raises(QueueUnavailableError, match="not open"):
             await self.make(fake_db).claim("svc", "w", 1, 30)
+
+
+class TestHardening:
+    """Issue 13's Oracle items, each shown on the recording fake."""
+
+    async def test_only_the_idempotency_index_means_a_duplicate(
+        self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
+    ) -> None:
+        """A primary-key collision (a producer inserted explicit IDs ahead of the identity
+        sequence) is not a duplicate job: OracleQueueError says how to move the sequence,
+        nothing is stored and nothing is retried."""
+        fake_db.add(ID=1, ACTION="greet")  # the identity would hand out 1 next
+        with pytest.raises(OracleQueueError, match="START WITH LIMIT VALUE") as caught:
+            await queue.enqueue(req(idempotency_key="k"))
+        assert not isinstance(caught.value, DuplicateJobError)
+        assert "explicit IDs" in str(caught.value)
+        assert len(fake_db.rows) == 1
+        assert sleeps == []
+        job = await queue.enqueue(req(idempotency_key="k"))  # the sequence moved on
+        assert job.id == "2"
+
+    async def test_another_constraint_is_a_permanent_error(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """An ORA-00001 on a constraint the queue does not know (a DBA's own unique index)
+        is an OracleQueueError naming it, never a DuplicateJobError."""
+        fake_db.fail("enqueue", lambda: unique_violation("MICRO_SVC_TOKEN_UX"))
+        with pytest.raises(OracleQueueError, match="MICRO_SVC_TOKEN_UX") as caught:
+            await queue.enqueue(req())
+        assert not isinstance(caught.value, DuplicateJobError)
+
+    async def test_a_retry_whose_commit_landed_unseen_returns_ready(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """retry()'s COMMIT reached the database but its answer was lost: the repeated
+        call finds the row Ready, without a token, with its own error code, and reports
+        Ready (before: LeaseLostError) - as complete and fail do for their settled states."""
+        (job,) = await started(queue)
+        fake_db.fail("commit", connection_lost, after=True)
+        status = await queue.retry(job, "HANDLER_ERROR", "again", 5, 1.0)
+        assert status is JobStatus.READY
+        row = fake_db.rows[int(job.id)]
+        assert (row["STATUS"], row["LEASE_TOKEN"], row["ERROR_CODE"]) == (
+            "Ready",
+            None,
+            "HANDLER_ERROR",
+        )
+
+    async def test_a_retry_after_a_reclaim_is_still_a_lost_lease(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A Ready row without a token that the reclaimer requeued (LEASE_EXPIRED) is not
+        this retry's own write: the lease was lost."""
+        (job,) = await started(queue)
+        fake_db.advance(31)
+        await queue.reclaim_expired("svc")
+        fake_db.fail("lock_job", connection_lost)  # so the call is on its second attempt
+        with pytest.raises(LeaseLostError):
+            await queue.retry(job, "HANDLER_ERROR", "again", 5, 1.0)
+
+    @pytest.mark.parametrize("start", [False, True], ids=["claim", "claim_and_start"])
+    async def test_rows_with_no_attempts_left_are_failed_not_started(
+        self, queue: OracleQueue, fake_db: FakeDatabase, start: bool
+    ) -> None:
+        """A Ready row another producer wrote with ATTEMPTS already at MAX_ATTEMPTS is
+        never handed out: the claim fails it (LEASE_EXPIRED, saying why and how to run it
+        again) and takes the next one."""
+        spent = fake_db.add(ACTION="greet", PRIORITY=9, ATTEMPTS=3, MAX_ATTEMPTS=3, PAYLOAD="{}")
+        good = (await queue.enqueue(req())).id
+        claim = queue.claim_and_start if start else queue.claim
+        jobs = await claim("svc", "w1", 2, 30)
+        assert [j.id for j in jobs] == [good]
+        row = fake_db.rows[spent]
+        assert (row["STATUS"], row["ERROR_CODE"], row["ATTEMPTS"]) == (
+            "Failed",
+            ErrorCode.LEASE_EXPIRED.value,
+            3,
+        )
+        assert "ATTEMPTS" in row["ERROR_MESSAGE"]
+        assert row["FINISHED_AT"] == fake_db.now
+        only_spent = fake_db.add(ACTION="greet", ATTEMPTS=5, MAX_ATTEMPTS=2)
+        assert await claim("svc", "w1", 2, 30) == []
+        assert fake_db.status(str(only_spent)) == "Failed"  # committed without a job
+
+    @pytest.mark.parametrize("operation", ["complete", "fail", "retry", "mark_processing"])
+    async def test_a_foreign_row_lock_is_reported_after_a_bounded_wait(
+        self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float], operation: str
+    ) -> None:
+        """An operator's uncommitted UPDATE holds the job's row: the transition waits
+        FOR UPDATE WAIT n (not the call timeout, which would drop the session and look like
+        an outage), then raises JobLockedError naming the job and the cause, with no
+        retries, and keeps its session; once the lock is gone the same call works."""
+        await fill(queue, 1)
+        (job,) = await queue.claim("svc", "w1", 1, 30)
+        if operation != "mark_processing":
+            job = await queue.mark_processing(job, 30)
+        fake_db.locks[int(job.id)] = 999  # another session's row lock
+        calls = {
+            "complete": lambda: queue.complete(job, {"ok": 1}, 1.0),
+            "fail": lambda: queue.fail(job, "HANDLER_ERROR", "boom", 1.0),
+            "retry": lambda: queue.retry(job, "HANDLER_ERROR", "boom", 1.0, 1.0),
+            "mark_processing": lambda: queue.mark_processing(job, 30),
+        }
+        fake_db.log.clear()
+        with pytest.raises(JobLockedError, match=f"job {job.id}.*another session") as caught:
+            await calls[operation]()
+        assert not isinstance(caught.value, QueueUnavailableError)
+        assert "FOR UPDATE" not in str(caught.value)
+        assert sleeps == []
+        assert fake_db.calls("drop", "release") == [("release",)]
+        assert fake_db.rows[int(job.id)]["STATUS"] == job.status.value  # nothing written
+        del fake_db.locks[int(job.id)]
+        await calls[operation]()
+
+    async def test_renewals_and_releases_skip_a_foreign_row_lock(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Lease renewal and release never wait on another session's row lock: the locked
+        job is neither renewed nor reported lost (the next renewal tries again), the others
+        are renewed; release leaves it to the lease reclaim."""
+        a, b = await started(queue, 2)
+        fake_db.locks[int(a.id)] = 999
+        expires = fake_db.rows[int(a.id)]["LEASE_EXPIRES_AT"]
+        fake_db.advance(10)
+        renewal = await queue.extend_leases([a, b], 30)
+        assert renewal == LeaseRenewal()
+        assert fake_db.rows[int(a.id)]["LEASE_EXPIRES_AT"] == expires
+        assert fake_db.rows[int(b.id)]["LEASE_EXPIRES_AT"] == fake_db.now + _seconds(30)
+        assert await queue.release([a, b]) == 1
+        assert (fake_db.status(a.id), fake_db.status(b.id)) == ("Processing", "Ready")
+        del fake_db.locks[int(a.id)]
+
+    async def test_a_vanished_row_is_lost_on_renewal(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A job whose row was deleted is reported lost by the renewal."""
+        a, b = await started(queue, 2)
+        del fake_db.rows[int(a.id)]
+        fake_db.locks[int(b.id)] = 999
+        assert (await queue.extend_leases([a, b], 30)).lost == {a.id}
+        del fake_db.locks[int(b.id)]
+
+    async def test_purge_skips_a_foreign_row_lock(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A finished row another session holds is left for the next purge, not waited on."""
+        old = fake_db.add(STATUS="Completed", FINISHED_AT=fake_db.now)
+        locked = fake_db.add(STATUS="Failed", FINISHED_AT=fake_db.now)
+        fake_db.locks[locked] = 999
+        fake_db.advance(100)
+        assert await queue.purge("svc", 50) == 1
+        assert set(fake_db.rows) == {locked}
+        del fake_db.locks[locked]
+        assert await queue.purge("svc", 50) == 1
+        assert old not in fake_db.rows
+
+    async def test_long_values_are_bound_as_clob(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Payloads, results and error messages beyond a VARCHAR bind (32 767 bytes) are
+        bound as CLOB, since Oracle refuses the LONG binds the driver would otherwise send
+        in a statement with RETURNING (ORA-22816); shorter ones stay plain strings."""
+        big = "é" * 20_000  # 40 000 bytes in UTF-8
+        request = EnqueueRequest(payload={"action": "greet", "blob": big}, microservice="svc")
+        first, _ = await queue.enqueue_many([request, req()])
+        assert json.loads(fake_db.rows[int(first.id)]["PAYLOAD"])["blob"] == big
+        jobs = await queue.claim_and_start("svc", "w1", 2, 30)
+        (job,) = [j for j in jobs if j.id == first.id]
+        assert job.payload == {"action": "greet", "blob": big}
+        status = await queue.retry(job, "HANDLER_ERROR", big, 0, 1.0)
+        assert status is JobStatus.READY
+        assert fake_db.rows[int(job.id)]["ERROR_MESSAGE"].startswith("é" * 100)
+
+
+class TestStartup:
+    """open(): transient failures are QueueUnavailableError (the application stays up and
+    retries), permanent ones a ConfigurationError of one line."""
+
+    def make(self, fake_db: FakeDatabase) -> OracleQueue:
+        async def no_sleep(seconds: float) -> None:
+            return None
+
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret", ORACLE_RETRIES=1)
+        return OracleQueue(settings, pool_factory=lambda s: FakePool(fake_db), sleep=no_sleep)
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            lambda: ora_error("DPY-6005: cannot connect to database (CONNECTION_ID=x)."),
+            lambda: ora_error("ORA-01109: database not open", code=1109),
+            lambda: ora_error("ORA-12514: listener does not currently know of service", code=12514),
+            lambda: ora_error("ORA-00020: maximum number of processes (300) exceeded", code=20),
+            lambda: TimeoutError("timed out"),
+            lambda: ConnectionRefusedError(111, "Connection refused"),
+        ],
+        ids=["refused", "pdb-not-open", "service-unknown", "processes", "timeout", "socket"],
+    )
+    async def test_unreachable_is_unavailable(self, fake_db: FakeDatabase, error: Any) -> None:
+        """A database that is down, starting or saturated fails open() as
+        QueueUnavailableError, and the pool is closed for a clean retry."""
+        fake_db.fail("acquire", error, times=10)
+        queue = self.make(fake_db)
+        with pytest.raises(QueueUnavailableError, match="cannot reach Oracle"):
+            await queue.open()
+        assert fake_db.calls("close_pool") == [("close_pool",)]
+        fake_db.faults.clear()
+        await queue.open()  # a later retry of open() succeeds
+        await queue.close()
+
+    @pytest.mark.parametrize(
+        ("error", "says"),
+        [
+            (
+                lambda: ora_error("ORA-01017: invalid credential or not authorized", code=1017),
+                "check ORACLE_USER and ORACLE_PASSWORD",
+            ),
+            (
+                lambda: ora_error("ORA-28000: The account is locked.", code=28000),
+                "is locked",
+            ),
+        ],
+        ids=["credentials", "locked"],
+    )
+    async def test_permanent_errors_are_configuration_errors(
+        self, fake_db: FakeDatabase, error: Any, says: str
+    ) -> None:
+        """Bad credentials or a locked account fail open() at once with one line."""
+        fake_db.fail("acquire", error, times=10)
+        with pytest.raises(ConfigurationError, match=says) as caught:
+            await self.make(fake_db).open()
+        assert "\n" not in str(caught.value)
+        assert len(fake_db.calls("acquire")) == 0  # the fault fired before logging
+
+    async def test_a_missing_limits_table_names_it(self, fake_db: FakeDatabase) -> None:
+        """A table from before max_running (no <table>_LIMITS) fails open() naming that
+        table and the command that creates it."""
+        fake_db.missing_limits_table = True
+        with pytest.raises(ConfigurationError, match="table MICRO_SVC_LIMITS does not exist"):
+            await self.make(fake_db).open()
+
+
+class TestMaxRunning:
+    """Per-action limits inside the claim: the limits row, the count, the re-query."""
+
+    async def test_a_full_action_is_dropped_and_the_batch_refilled(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The first lock query brings only rows of the limited action; once its remainder
+        is taken the query runs again without it, so the batch fills from the others. The
+        first claim creates the action's limits row, later ones lock it."""
+        slow = [j.id for j in await queue.enqueue_many([req("slow", 9) for _ in range(5)])]
+        fast = [j.id for j in await queue.enqueue_many([req("fast") for _ in range(3)])]
+        fake_db.log.clear()
+        jobs = await queue.claim_and_start("svc", "w1", 3, 30, max_running={"slow": 1})
+        assert [j.id for j in jobs] == [slow[0], fast[0], fast[1]]
+        assert [c[1] for c in fake_db.calls("execute")] == [
+            "limit_lock",
+            "limit_insert",
+            "running_counts",
+            "claim_lock",
+            "claim_lock_except",
+            "claim_start_update",
+        ]
+        assert fake_db.limits == {("svc", "slow")}
+        assert {fake_db.status(i) for i in slow[1:]} == {"Ready"}
+        fake_db.log.clear()
+        jobs = await queue.claim_and_start("svc", "w2", 3, 30, max_running={"slow": 1})
+        assert [j.id for j in jobs] == [fast[2]]
+        assert [c[1] for c in fake_db.calls("execute")][:3] == [
+            "limit_lock",
+            "running_counts",
+            "claim_lock_except",
+        ]
+
+    async def test_an_action_another_claimer_holds_is_left_to_it(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """While another session holds an action's limits row (it is claiming that action
+        now), this claim takes none of it, without waiting, and takes the others."""
+        await queue.enqueue_many([req("slow", 9) for _ in range(2)])
+        fast = (await queue.enqueue(req("fast"))).id
+        fake_db.limits.add(("svc", "slow"))
+        fake_db.locks[("LIMITS", "svc", "slow")] = 999
+        jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 5})
+        assert [j.id for j in jobs] == [fast]
+        del fake_db.locks[("LIMITS", "svc", "slow")]
+        jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 5})
+        assert [j.action for j in jobs] == ["slow", "slow"]
+
+    async def test_limits_are_checked_before_the_database(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """More limited actions than one list holds, or a limit that is not a whole number
+        >= 0, are refused before any statement."""
+        fake_db.log.clear()
+        with pytest.raises(ValueError, match="at most 50 actions"):
+            await queue.claim("svc", "w", 1, 30, max_running={f"a{i}": 1 for i in range(51)})
+        with pytest.raises(ValueError, match="'a'"):
+            await queue.claim("svc", "w", 1, 30, max_running={"a": -1})
+        assert fake_db.log == []

@@ -15,10 +15,23 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from usvc_core.jobs import JobStatus
 from usvc_oracle import Statements, TableName, ddl_statements
+from usvc_oracle.sql import (
+    COLUMNS_QUERY,
+    DESCENDING_INDEXES_QUERY,
+    ROW_LOCK_WAIT_SECONDS,
+    upgrade_statements,
+)
 
 TABLES = ["MICRO_SVC", "app.micro_svc"]
 _RETURNING = re.compile(r"\bRETURNING\b(?P<exprs>.+?)\bINTO\b(?P<binds>.+)$", re.S | re.I)
-_ALLOWED_STRINGS = {s.value for s in JobStatus} | {"SECOND"}
+_ALLOWED_STRINGS = {s.value for s in JobStatus} | {"SECOND", "MI"}
+#: Statements on another table than the queue's: the max_running limits, and DUAL.
+_OTHER_TABLE = {
+    "limit_lock": "LIMITS",
+    "limit_insert": "LIMITS",
+    "limits_probe": "LIMITS",
+    "db_now": "DUAL",
+}
 _ALLOWED_NUMBERS = {"0", "1"}
 
 
@@ -50,6 +63,11 @@ def _clauses(tree: exp.Expression) -> list[exp.Expression]:
     return found
 
 
+def _cases(node: exp.Expression) -> list[exp.Case]:
+    """Every CASE expression: in a WHERE, ORDER BY or GROUP BY each must be an index key."""
+    return list(node.find_all(exp.Case))
+
+
 def _status_cases(node: exp.Expression) -> list[exp.Case]:
     """CASE expressions whose WHEN tests STATUS: the function-based index keys."""
     return [
@@ -63,13 +81,15 @@ def index_keys(table: TableName) -> tuple[list[exp.Case], dict[str, list[tuple[s
     """The index expressions from the shipped DDL, and each index's (key, descending) list."""
     keys: list[exp.Case] = []
     per_index: dict[str, list[tuple[str, bool]]] = {}
-    for sql in ddl_statements(TableName(table.table))[1:]:
+    for sql in ddl_statements(TableName(table.table)):
+        if not sql.startswith(("CREATE INDEX", "CREATE UNIQUE INDEX")):
+            continue
         tree, _ = parse(sql)
         index = tree.this
         assert isinstance(index, exp.Index)
         columns = [(o.this, bool(o.args.get("desc"))) for o in tree.find_all(exp.Ordered)]
         per_index[index.name] = [(e.sql(dialect="oracle"), desc) for e, desc in columns]
-        keys += [e for e, _ in columns]
+        keys += [e for e, _ in columns if isinstance(e, exp.Case)]
     return keys, per_index
 
 
@@ -78,17 +98,20 @@ def lint(sql: str, keys: list[exp.Case]) -> exp.Expression:
     tree, into = parse(sql)
     upper = sql.upper()
     assert ";" not in sql, "no statement terminator in driver SQL"
-    # FOR UPDATE never with FETCH FIRST/ROWNUM (ORA-02014, or a starving SKIP LOCKED).
+    # FOR UPDATE never with FETCH FIRST/ROWNUM (ORA-02014, or a starving SKIP LOCKED), and
+    # never an unbounded wait for another session's row lock.
     for select in tree.find_all(exp.Select):
         if select.args.get("locks"):
             assert not select.args.get("limit"), "FETCH FIRST with FOR UPDATE (ORA-02014)"
             assert not select.args.get("offset")
             assert "ROWNUM" not in upper, "ROWNUM with FOR UPDATE skips before it limits"
-            assert upper.rstrip().endswith("FOR UPDATE SKIP LOCKED")
-    # Binds for all values: literals are status names, 'SECOND', 0 and 1 only.
+            assert upper.rstrip().endswith(
+                ("FOR UPDATE SKIP LOCKED", f"FOR UPDATE WAIT {ROW_LOCK_WAIT_SECONDS}")
+            ), "a FOR UPDATE that may wait unboundedly (or longer than the row-lock wait)"
+    # Binds for all values: literals are status names, 'SECOND', 'MI', 0 and 1 only.
     for lit in tree.find_all(exp.Literal):
-        if lit.find_ancestor(exp.DataType):
-            continue  # TIMESTAMP(6)
+        if lit.find_ancestor(exp.DataType, exp.Lock):
+            continue  # TIMESTAMP(6), FOR UPDATE WAIT n (checked above)
         allowed = _ALLOWED_STRINGS if lit.is_string else _ALLOWED_NUMBERS
         assert lit.this in allowed, f"literal {lit.sql()} should be a bind variable"
     binds = {p.name for p in tree.find_all(exp.Placeholder)}
@@ -108,7 +131,7 @@ def lint(sql: str, keys: list[exp.Case]) -> exp.Expression:
         assert parent.name.upper() == "SYS_EXTRACT_UTC"
     # Index expressions repeated exactly, so the function-based indexes can serve the query.
     for clause in _clauses(tree):
-        for case in _status_cases(clause):
+        for case in _cases(clause):
             assert any(case == key for key in keys), (
                 f"{case.sql(dialect='oracle')} matches no index expression"
             )
@@ -124,14 +147,20 @@ def test_every_runtime_statement_parses_and_passes_the_lint(table: TableName) ->
     """All runtime statements, for TABLE and SCHEMA.TABLE, parse and pass every rule."""
     keys, _ = index_keys(table)
     statements = Statements.render(table).as_dict()
-    assert len(statements) == 20
+    assert len(statements) == 38
     for name, sql in statements.items():
         tree = lint(sql, keys)
         tables = {
             exp.table_(t.name, db=t.db or None, quoted=True).sql(dialect="oracle")
             for t in tree.find_all(exp.Table)
         }
-        assert tables == {table.quoted}, (name, tables)
+        other = _OTHER_TABLE.get(name)
+        if other == "DUAL":
+            assert tables == {'"DUAL"'}, (name, tables)
+        elif other is not None:
+            assert tables == {table.qualified_object(other)}, (name, tables)
+        else:
+            assert tables == {table.quoted}, (name, tables)
 
 
 def test_every_ddl_statement_parses(table: TableName) -> None:
@@ -144,6 +173,9 @@ def test_every_ddl_statement_parses(table: TableName) -> None:
         ["CREATE", "INDEX", table.qualified_object("LEASE_IX")],
         ["CREATE", "INDEX", table.qualified_object("DONE_IX")],
         ["CREATE", "UNIQUE", "INDEX"],
+        ["CREATE", "UNIQUE", "INDEX"],
+        ["CREATE", "INDEX", table.qualified_object("LIST_IX")],
+        ["CREATE", "TABLE", table.qualified_object("LIMITS")],
     ]
     for statement in statements:
         assert ";" not in statement
@@ -156,14 +188,37 @@ def test_every_ddl_statement_parses(table: TableName) -> None:
         assert isinstance(tree, exp.Create)
 
 
-def test_claim_follows_the_ready_index(table: TableName) -> None:
+def test_upgrade_and_dictionary_statements_parse(table: TableName) -> None:
+    """The ALTER TABLE ... ADD of an older table's missing columns, and the dictionary
+    queries `check` and `apply` read the columns and DESC index keys with, parse as SQL."""
+    alters = upgrade_statements(table, {"UNIQUE_KEY", "CANCEL_REQUESTED"})
+    assert len(alters) == 2
+    for sql in [*alters, COLUMNS_QUERY, DESCENDING_INDEXES_QUERY]:
+        tree, _ = parse(sql)
+        assert isinstance(tree, exp.Alter | exp.Select)
+    assert upgrade_statements(table, set()) == []
+
+
+def test_no_index_key_is_descending(table: TableName) -> None:
+    """A DESC key is stored as SYS_OP_DESCEND(expr), which is never NULL: such an index
+    would hold every row of the table, not only the ones its CASE selects."""
+    _, per_index = index_keys(table)
+    assert per_index
+    for name, keys in per_index.items():
+        assert not [k for k, desc in keys if desc], name
+
+
+@pytest.mark.parametrize("name", ["claim_lock", "claim_lock_except"])
+def test_claim_follows_the_ready_index(table: TableName, name: str) -> None:
     """The claim filters on the Ready index's leading keys and orders by the rest of it,
-    in the index's directions, so Oracle can stop after n rows without sorting."""
+    in the index's directions (all ascending: the priority key is negated), so Oracle can
+    stop after n rows without sorting."""
     _, per_index = index_keys(table)
     ready = per_index[f"{table.table}_READY_IX"]
-    tree = lint(Statements.render(table).claim_lock, index_keys(table)[0])
+    tree = lint(Statements.render(table).as_dict()[name], index_keys(table)[0])
     order = [(o.this.sql(dialect="oracle"), bool(o.args.get("desc"))) for o in tree.args["order"]]
     assert order == ready[1:]
+    assert "-PRIORITY" in order[0][0]
     where = {c.sql(dialect="oracle") for c in _status_cases(tree.args["where"])}
     assert where == {ready[0][0], ready[2][0]}
 
@@ -172,16 +227,23 @@ def test_claim_follows_the_ready_index(table: TableName) -> None:
     ("name", "index"),
     [
         ("claim_lock", "READY_IX"),
+        ("claim_lock_except", "READY_IX"),
         ("reclaim_lock", "LEASE_IX"),
-        ("purge", "DONE_IX"),
+        ("running_counts", "LEASE_IX"),
+        ("purge_lock", "DONE_IX"),
+        ("activity_minutes", "DONE_IX"),
         ("idempotency_holder", "IDEM_UX"),
+        ("unique_holder", "UNIQ_UX"),
+        ("list_jobs", "LIST_IX"),
+        ("filter_failed", "LIST_IX"),
+        ("activity_counts", "LIST_IX"),
     ],
 )
 def test_queries_use_their_index(table: TableName, name: str, index: str) -> None:
-    """Each hot query filters on its own index's leading key."""
+    """Each query that reads many rows filters on its own index's leading key."""
     _, per_index = index_keys(table)
     tree, _ = parse(Statements.render(table).as_dict()[name])
-    where = {c.sql(dialect="oracle") for c in _status_cases(tree.args["where"])}
+    where = {c.sql(dialect="oracle") for c in tree.args["where"].find_all(exp.Case, exp.Column)}
     assert per_index[f"{table.table}_{index}"][0][0] in where
 
 
@@ -233,6 +295,12 @@ class TestTheLintCatches:
             ),
             ('UPDATE "T" SET TOKEN = :t WHERE ID = :x RETURNING ID, TOKEN INTO :o', "length"),
             ('SELECT ID FROM "T" WHERE ID = :id;', "terminator"),
+            ('SELECT ID FROM "T" WHERE ID = :id FOR UPDATE', "unboundedly"),
+            ('SELECT ID FROM "T" WHERE ID = :id FOR UPDATE WAIT 600', "unboundedly"),
+            (
+                'SELECT ID FROM "T" WHERE CASE WHEN UNIQUE_KEY IS NULL THEN MICROSERVICE END = :m',
+                "index",
+            ),
         ],
     )
     def test_bad_statement(self, sql: str, why: str) -> None:

@@ -26,6 +26,7 @@ from usvc_oracle.sql import (
     CLAIM_STARTED_COLUMNS,
     IN_LIST_SIZE,
     JOB_COLUMNS,
+    STATUS_LIST_SIZE,
     in_list_binds,
 )
 
@@ -37,6 +38,10 @@ READY, ASSIGNED, PROCESSING, COMPLETED, FAILED = (
     "Failed",
 )
 UNFINISHED = (READY, ASSIGNED, PROCESSING)
+#: Longest string the driver binds as VARCHAR; a longer one goes as LONG.
+MAX_VARCHAR_BIND_BYTES = 32_767
+#: The schema the fake's user owns (constraint names are reported qualified by it).
+SCHEMA = "USVC"
 
 
 def ora_error(message: str, code: int = 0) -> oracledb.Error:
@@ -45,6 +50,11 @@ def ora_error(message: str, code: int = 0) -> oracledb.Error:
     err = ora_errors._Error(message, code=code)
     exc: oracledb.Error = err.exc_type(err)
     return exc
+
+
+def unique_violation(name: str) -> oracledb.Error:
+    """ORA-00001 as Oracle words it, naming the constraint or unique index."""
+    return ora_error(f"ORA-00001: unique constraint ({SCHEMA}.{name}) violated", code=1)
 
 
 def connection_lost() -> oracledb.Error:
@@ -90,6 +100,9 @@ class FakeDatabase:
     log: list[tuple[Any, ...]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     missing_table: bool = False
+    missing_limits_table: bool = False
+    #: committed rows of the LIMITS table: (microservice, action)
+    limits: set[tuple[str, str]] = field(default_factory=set)
     ids: Any = field(default_factory=lambda: itertools.count(1))
     conn_ids: Any = field(default_factory=lambda: itertools.count(1))
     connections: list[FakeConnection] = field(default_factory=list)
@@ -117,8 +130,9 @@ class FakeDatabase:
         return str(self.rows[int(job_id)]["STATUS"])
 
     def add(self, microservice: str = "svc", **values: Any) -> int:
-        """Insert a committed row directly (as another producer would)."""
-        row_id = next(self.ids)
+        """Insert a committed row directly (as another producer would); an explicit ``ID``
+        bypasses the identity sequence, as an INSERT naming the ID does."""
+        row_id = values.pop("ID", None) or next(self.ids)
         row = dict.fromkeys(JOB_COLUMNS)
         row.update(
             ID=row_id,
@@ -131,6 +145,7 @@ class FakeDatabase:
             CREATED_AT=self.now,
             UPDATED_AT=self.now,
             TOKEN=str(row_id),
+            CANCEL_REQUESTED=0,
         )
         row.update(values)
         self.rows[row_id] = row
@@ -180,13 +195,18 @@ class FakeConnection:
         self.db = db
         self.id = next(db.conn_ids)
         self.pending: dict[int, dict[str, Any] | None] = {}  # None: deleted
+        self.pending_limits: set[tuple[str, str]] = set()
         self.call_timeout = 0
         self.dead = False
         self.released = False
 
     @property
     def transaction_in_progress(self) -> bool:
-        return bool(self.pending) or any(c == self.id for c in self.db.locks.values())
+        return (
+            bool(self.pending)
+            or bool(self.pending_limits)
+            or any(c == self.id for c in self.db.locks.values())
+        )
 
     def _check(self) -> None:
         if self.dead:
@@ -213,6 +233,7 @@ class FakeConnection:
 
     def _end(self) -> None:
         self.pending.clear()
+        self.pending_limits.clear()
         for row_id in [r for r, c in self.db.locks.items() if c == self.id]:
             del self.db.locks[row_id]
 
@@ -227,6 +248,7 @@ class FakeConnection:
                     self.db.rows.pop(row_id, None)
                 else:
                     self.db.rows[row_id] = row
+            self.db.limits |= self.pending_limits
             self._end()
 
         self.db.log.append(("commit", self.id))
@@ -272,6 +294,7 @@ class FakeCursor:
         self._pending_rows: list[tuple[Any, ...]] = []
         self._lock_on_fetch = False
         self._dml_counts: list[int] = []
+        self._batch_errors: list[Any] = []
         self.closed = False
 
     # --- the API ---------------------------------------------------------------------------
@@ -288,6 +311,27 @@ class FakeCursor:
     def getarraydmlrowcounts(self) -> list[int]:
         return list(self._dml_counts)
 
+    def getbatcherrors(self) -> list[Any]:
+        return list(self._batch_errors)
+
+    def _check_long_binds(self, statement: str, parameters: Any) -> None:
+        """A str bind longer than a VARCHAR bind goes as LONG; Oracle refuses a LONG bind
+        in a statement with RETURNING (ORA-22816): such values must be bound as CLOB.
+        (Modelled from Oracle's documented restriction; a real database confirms it.)"""
+        if "RETURNING" not in statement:
+            return
+        rows = parameters if isinstance(parameters, list) else [parameters or {}]
+        for row in rows:
+            for name, value in dict(row).items():
+                if (
+                    isinstance(value, str)
+                    and len(value.encode("utf-8")) > MAX_VARCHAR_BIND_BYTES
+                    and self.input_sizes.get(name) is not oracledb.DB_TYPE_CLOB
+                ):
+                    raise ora_error(
+                        "ORA-22816: unsupported feature with RETURNING clause", code=22816
+                    )
+
     def _name(self, statement: str) -> str:
         name = self.db.names.get(statement)
         assert name is not None, f"SQL not from Statements:\n{statement}"
@@ -297,18 +341,32 @@ class FakeCursor:
         name = self._name(statement)
         params = dict(parameters or {})
         self.db.log.append(("execute", self.conn.id, name, self.prefetchrows, self.arraysize))
+        self._check_long_binds(statement, params)
         self.conn._call(name, lambda: self._run(name, params, 0))
 
     async def executemany(
-        self, statement: str, parameters: Any, *, arraydmlrowcounts: bool = False
+        self,
+        statement: str,
+        parameters: Any,
+        *,
+        arraydmlrowcounts: bool = False,
+        batcherrors: bool = False,
     ) -> None:
         name = self._name(statement)
         self.db.log.append(("executemany", self.conn.id, name, len(parameters)))
+        self._check_long_binds(statement, parameters)
 
         def run_all() -> None:
             counts = []
+            self._batch_errors = []
             for i, row in enumerate(parameters):
-                self._run(name, dict(row), i)
+                try:
+                    self._run(name, dict(row), i)
+                except oracledb.DatabaseError as exc:
+                    if not batcherrors:
+                        raise
+                    self._batch_errors.append(exc.args[0])
+                    self.rowcount = 0
                 counts.append(self.rowcount)
             self._dml_counts = counts
             self.rowcount = sum(counts)
@@ -385,10 +443,42 @@ class FakeCursor:
         assert len(ids) == IN_LIST_SIZE
         return [i for i in ids if i is not None]
 
+    @staticmethod
+    def _list(params: dict[str, Any], prefix: str, size: int = IN_LIST_SIZE) -> set[Any]:
+        """The values of one padded IN list (all its binds must be given)."""
+        return {params[n] for n in in_list_binds(prefix, size)} - {None}
+
+    def _filtered(self, view: dict[int, dict[str, Any]], p: dict[str, Any]) -> list[dict]:
+        """The rows the admin filter (``_ADMIN_FILTER``) keeps."""
+        out = []
+        for r in view.values():
+            if r["MICROSERVICE"] != p["microservice"]:
+                continue
+            if p["any_action"] != 1 and r["ACTION"] not in self._list(p, "action"):
+                continue
+            if p["any_error"] != 1 and r["ERROR_CODE"] not in self._list(p, "error"):
+                continue
+            if p["created_after"] is not None and r["CREATED_AT"] < p["created_after"]:
+                continue
+            if p["created_before"] is not None and r["CREATED_AT"] >= p["created_before"]:
+                continue
+            out.append(r)
+        return out
+
+    def _lock_now(self, row_id: Any) -> bool:
+        """Lock a row for this session unless another holds it (SKIP LOCKED)."""
+        holder = self.db.locks.get(row_id)
+        if holder not in (None, self.conn.id):
+            return False
+        self.db.locks[row_id] = self.conn.id
+        return True
+
     def _run(self, name: str, p: dict[str, Any], i: int) -> None:
         db, conn, now = self.db, self.conn, self.db.now
         view = conn.view()
-        if db.missing_table:
+        if db.missing_table or (
+            db.missing_limits_table and name in ("limits_probe", "limit_lock", "limit_insert")
+        ):
             raise ora_error("ORA-00942: table or view does not exist", code=942)
         self.rowcount = 0
 
@@ -404,17 +494,22 @@ class FakeCursor:
         if name == "probe":
             self._query([])
         elif name == "enqueue":
-            key = p["idempotency_key"]
+            key, unique = p["idempotency_key"], p["unique_key"]
             if key is not None and any(
                 r["MICROSERVICE"] == p["microservice"]
                 and r["IDEMPOTENCY_KEY"] == key
                 and r["STATUS"] in UNFINISHED
                 for r in view.values()
             ):
-                raise ora_error(
-                    f'ORA-00001: unique constraint ("{db.table.table}_IDEM_UX") violated', code=1
-                )
+                raise unique_violation(f"{db.table.table}_IDEM_UX")
+            if unique is not None and any(
+                r["MICROSERVICE"] == p["microservice"] and r["UNIQUE_KEY"] == unique
+                for r in view.values()
+            ):
+                raise unique_violation(f"{db.table.table}_UNIQ_UX")
             row_id = next(db.ids)
+            if row_id in db.rows or row_id in conn.pending:
+                raise unique_violation(f"{db.table.table}_PK")
             row = dict.fromkeys(JOB_COLUMNS)
             row.update(
                 ID=row_id,
@@ -425,6 +520,8 @@ class FakeCursor:
                 PAYLOAD=p["payload"],
                 TOKEN=p["token"],
                 IDEMPOTENCY_KEY=key,
+                UNIQUE_KEY=unique,
+                CANCEL_REQUESTED=0,
                 ATTEMPTS=0,
                 MAX_ATTEMPTS=p["max_attempts"],
                 RUN_AT=now + timedelta(seconds=p["delay_seconds"]),
@@ -440,6 +537,14 @@ class FakeCursor:
             if row is not None and row["TOKEN"] is None:
                 conn.write(p["id"])["TOKEN"] = str(p["id"])
                 self.rowcount = 1
+        elif name == "unique_holder":
+            self._query(
+                [
+                    (r["ID"],)
+                    for r in view.values()
+                    if r["MICROSERVICE"] == p["microservice"] and r["UNIQUE_KEY"] == p["unique_key"]
+                ]
+            )
         elif name == "idempotency_holder":
             self._query(
                 [
@@ -450,21 +555,86 @@ class FakeCursor:
                     and r["STATUS"] in UNFINISHED
                 ]
             )
-        elif name == "claim_lock":
+        elif name in ("claim_lock", "claim_lock_except"):
+            skip = self._list(p, "skip") if name == "claim_lock_except" else set()
+            if skip:
+                assert None not in {p[n] for n in in_list_binds("skip")}, "NOT IN with a NULL"
             due = [
                 r
                 for r in view.values()
                 if r["STATUS"] == READY
                 and r["MICROSERVICE"] == p["microservice"]
                 and r["RUN_AT"] <= now
+                and (r["ACTION"] is None or r["ACTION"] not in skip)
             ]
             due.sort(key=lambda r: (-r["PRIORITY"], r["RUN_AT"], r["ID"]))
-            self._query([(r["ID"],) for r in due], lock=True)
+            rows = [(r["ID"], r["ACTION"], r["ATTEMPTS"], r["MAX_ATTEMPTS"]) for r in due]
+            self._query(rows, lock=True)
+        elif name == "fail_exhausted":
+            for row_id in self._ids(p):
+                r = view.get(row_id)
+                if r and r["STATUS"] == READY and r["ATTEMPTS"] >= r["MAX_ATTEMPTS"]:
+                    conn.write(row_id).update(
+                        STATUS=FAILED,
+                        ERROR_CODE=p["error_code"],
+                        ERROR_MESSAGE=p["error_message"],
+                        FINISHED_AT=now,
+                        UPDATED_AT=now,
+                    )
+                    self.rowcount += 1
+        elif name == "limit_lock":
+            wanted = self._list(p, "action")
+            rows = [
+                (action,)
+                for ms, action in sorted(db.limits | conn.pending_limits)
+                if ms == p["microservice"] and action in wanted
+            ]
+            self._pending_rows = []
+            self._buffer = [
+                row for row in rows if self._lock_now(("LIMITS", p["microservice"], row[0]))
+            ]
+        elif name == "limit_insert":
+            key = (p["microservice"], p["action"])
+            holder = db.locks.get(("LIMITS", *key))
+            assert key in db.limits or holder in (None, conn.id), "the fake would block here"
+            if key in db.limits or key in conn.pending_limits:
+                raise unique_violation(f"{db.table.table}_LIMITS_PK")
+            conn.pending_limits.add(key)
+            db.locks[("LIMITS", *key)] = conn.id
+            self.rowcount = 1
+        elif name == "running_counts":
+            wanted = self._list(p, "action")
+            counts: dict[str, int] = {}
+            for r in view.values():
+                if (
+                    r["MICROSERVICE"] == p["microservice"]
+                    and r["STATUS"] in (ASSIGNED, PROCESSING)
+                    and r["ACTION"] in wanted
+                ):
+                    counts[r["ACTION"]] = counts.get(r["ACTION"], 0) + 1
+            self._query(sorted(counts.items()))
+        elif name == "lock_job":
+            row = view.get(p["id"])
+            if row is not None and not self._lock_now(p["id"]):
+                raise ora_error(
+                    "ORA-30006: resource busy; acquire with WAIT timeout expired", code=30006
+                )
+            self._query(
+                []
+                if row is None
+                else [(row["STATUS"], row["LEASE_TOKEN"], row["ERROR_CODE"], row["MICROSERVICE"])]
+            )
+        elif name == "lock_ids":
+            found = [view[i] for i in sorted(self._ids(p)) if i in view]
+            self._query([(r["ID"], r["CANCEL_REQUESTED"]) for r in found], lock=True)
+        elif name == "existing_ids":
+            self._query([(i,) for i in sorted(self._ids(p)) if i in view])
         elif name in ("claim_update", "claim_start_update"):
             start = name == "claim_start_update"
             claimed = []
             for row_id in self._ids(p):
-                if view.get(row_id, {}).get("STATUS") != READY:
+                r = view.get(row_id)
+                if r is None or r["STATUS"] != READY or r["ATTEMPTS"] >= r["MAX_ATTEMPTS"]:
                     continue
                 row = conn.write(row_id)
                 row.update(
@@ -530,6 +700,7 @@ class FakeCursor:
                     ERROR_MESSAGE=p["error_message"] or None,
                     RUNTIME_MS=p["runtime_ms"],
                     LEASE_EXPIRES_AT=None,
+                    CANCEL_REQUESTED=0,
                     UPDATED_AT=now,
                 )
             self._returning(p, i, [row] if row else [], ["STATUS"])
@@ -545,11 +716,9 @@ class FakeCursor:
                     ASSIGNED_AT=None,
                     STARTED_AT=None,
                     LEASE_EXPIRES_AT=None,
+                    CANCEL_REQUESTED=0,
                     UPDATED_AT=now,
                 )
-        elif name == "job_state":
-            row = view.get(p["id"])
-            self._query([] if row is None else [(row["STATUS"], row["LEASE_TOKEN"])])
         elif name == "get":
             row = view.get(p["id"])
             if row is None:
@@ -584,6 +753,7 @@ class FakeCursor:
                         LEASE_TOKEN=None,
                         ASSIGNED_AT=None,
                         LEASE_EXPIRES_AT=None,
+                        CANCEL_REQUESTED=0,
                         UPDATED_AT=now,
                     )
                     back.append(row)
@@ -604,6 +774,7 @@ class FakeCursor:
                         ERROR_CODE=p["error_code"],
                         ERROR_MESSAGE=p["requeued_message"] if again else p["failed_message"],
                         LEASE_EXPIRES_AT=None,
+                        CANCEL_REQUESTED=0,
                         UPDATED_AT=now,
                     )
                     done.append(row)
@@ -625,19 +796,117 @@ class FakeCursor:
             ]
             out += [(s, len(rs), None, None) for s, rs in groups.items()]
             self._query(out)
-        elif name == "purge":
+        elif name == "purge_lock":
             cutoff = now - timedelta(seconds=p["older_than_seconds"])
-            doomed = [
-                r["ID"]
+            old = [
+                (r["ID"],)
                 for r in view.values()
                 if r["MICROSERVICE"] == p["microservice"]
                 and r["STATUS"] in (COMPLETED, FAILED)
                 and r["FINISHED_AT"] < cutoff
-            ][: p["batch_size"]]
+            ]
+            self._query(old, lock=True)
+        elif name == "purge":
+            doomed = [i for i in self._ids(p) if i in view]
             for row_id in doomed:
                 conn.write(row_id)
                 conn.pending[row_id] = None  # deleted when committed
             self.rowcount = len(doomed)
+        elif name == "limits_probe":
+            self._query([])
+        elif name == "list_jobs":
+            statuses = self._list(p, "status", STATUS_LIST_SIZE)
+            rows = [
+                r
+                for r in self._filtered(view, p)
+                if (p["any_status"] == 1 or r["STATUS"] in statuses)
+                and (
+                    p["after_id"] is None
+                    or (r["CREATED_AT"], r["ID"]) < (p["after_created"], p["after_id"])
+                )
+            ]
+            rows.sort(key=lambda r: (r["CREATED_AT"], r["ID"]), reverse=True)
+            self._query([tuple(r[c] for c in JOB_COLUMNS) for r in rows[: p["page_size"]]])
+        elif name == "filter_failed":
+            self._query([(r["ID"],) for r in self._filtered(view, p) if r["STATUS"] == FAILED])
+        elif name == "retry_failed":
+            r = view.get(p["id"])
+            if r and r["MICROSERVICE"] == p["microservice"] and r["STATUS"] == FAILED:
+                key = r["IDEMPOTENCY_KEY"]
+                if key is not None and any(
+                    o["MICROSERVICE"] == r["MICROSERVICE"]
+                    and o["IDEMPOTENCY_KEY"] == key
+                    and o["STATUS"] in UNFINISHED
+                    for o in view.values()
+                ):
+                    raise unique_violation(f"{db.table.table}_IDEM_UX")
+                conn.write(p["id"]).update(
+                    STATUS=READY,
+                    ATTEMPTS=0,
+                    RUN_AT=now,
+                    ASSIGNED_AT=None,
+                    STARTED_AT=None,
+                    FINISHED_AT=None,
+                    LEASE_OWNER=None,
+                    LEASE_TOKEN=None,
+                    LEASE_EXPIRES_AT=None,
+                    RESULTS=None,
+                    ERROR_CODE=None,
+                    ERROR_MESSAGE=None,
+                    RUNTIME_MS=None,
+                    CANCEL_REQUESTED=0,
+                    UPDATED_AT=now,
+                )
+                self.rowcount = 1
+        elif name == "cancel_waiting":
+            r = view.get(p["id"])
+            if r and r["STATUS"] in (READY, ASSIGNED):
+                conn.write(p["id"]).update(
+                    STATUS=FAILED,
+                    ERROR_CODE=p["error_code"],
+                    ERROR_MESSAGE=p["error_message"],
+                    FINISHED_AT=now,
+                    LEASE_EXPIRES_AT=None,
+                    UPDATED_AT=now,
+                )
+                self.rowcount = 1
+        elif name == "cancel_running":
+            r = view.get(p["id"])
+            if r and r["STATUS"] == PROCESSING:
+                conn.write(p["id"]).update(CANCEL_REQUESTED=1, UPDATED_AT=now)
+                self.rowcount = 1
+        elif name == "activity_counts":
+            groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+            for r in view.values():
+                if r["MICROSERVICE"] == p["microservice"]:
+                    groups.setdefault((r["ACTION"], r["STATUS"]), []).append(r)
+            self._query(
+                [
+                    (
+                        action,
+                        status,
+                        len(rs),
+                        min(
+                            (r["RUN_AT"] for r in rs if status == READY and r["RUN_AT"] <= now),
+                            default=None,
+                        ),
+                    )
+                    for (action, status), rs in groups.items()
+                ]
+            )
+        elif name == "activity_minutes":
+            per: dict[tuple[datetime, str], int] = {}
+            for r in view.values():
+                if (
+                    r["MICROSERVICE"] == p["microservice"]
+                    and r["STATUS"] in (COMPLETED, FAILED)
+                    and r["FINISHED_AT"] >= p["since"]
+                ):
+                    minute = r["FINISHED_AT"].replace(second=0, microsecond=0)
+                    per[(minute, r["STATUS"])] = per.get((minute, r["STATUS"]), 0) + 1
+            self._query([(m, s, n) for (m, s), n in per.items()])
+        elif name == "db_now":
+            self._query([(now,)])
         else:  # pragma: no cover - every name above
             raise AssertionError(name)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from usvc_core.settings import WorkerSettings
 
-from usvc_oracle.errors import OracleQueueError
+from usvc_oracle.errors import JobLockedError, OracleQueueError
 from usvc_oracle.naming import TableName
 from usvc_oracle.queue import OracleQueue
 from usvc_oracle.settings import OracleSettings, settings_for
@@ -13,6 +13,7 @@ from usvc_oracle.sql import Statements, ddl_statements
 __version__ = "0.1.0"
 
 __all__ = [
+    "JobLockedError",
     "OracleQueue",
     "OracleQueueError",
     "OracleSettings",

@@ -5,8 +5,9 @@
     python -m usvc_oracle check [--table NAME]   # connect and verify the table, like a worker
 
 ``apply`` and ``check`` connect with ORACLE_DSN, ORACLE_USER and ORACLE_PASSWORD (environment
-or ``.env``). Run ``apply`` with a user allowed to create tables, before starting workers:
-DDL commits implicitly, so workers never run it themselves.
+or ``.env``). Run ``apply`` with a user allowed to create tables and sequences, before
+starting workers: DDL commits implicitly, so workers never run it themselves. ``apply`` adds
+the columns of a newer version to an older usvc table, and refuses a table of another layout.
 """
 
 from __future__ import annotations
@@ -18,15 +19,29 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import oracledb
-from usvc_core.errors import UsvcError
+from usvc_core.errors import ConfigurationError, UsvcError
 
 from usvc_oracle.driver import ConnectionLike
 from usvc_oracle.failures import classify
+from usvc_oracle.naming import TableName
 from usvc_oracle.queue import OracleQueue
 from usvc_oracle.settings import OracleSettings, load_oracle_settings
-from usvc_oracle.sql import DDL_IGNORED_ERRORS, ddl_statements
+from usvc_oracle.sql import (
+    BASE_COLUMNS,
+    COLUMNS_QUERY,
+    DDL_IGNORED_ERRORS,
+    DESCENDING_INDEXES_QUERY,
+    JOB_COLUMNS,
+    UPGRADE_COLUMNS,
+    ddl_statements,
+    upgrade_statements,
+)
 
-__all__ = ["apply_ddl", "main"]
+__all__ = ["LayoutError", "apply_ddl", "apply_schema", "main", "table_columns"]
+
+
+class LayoutError(ConfigurationError):
+    """The table exists but is not (or not yet) a usvc queue table of this version."""
 
 
 def _first_line(sql: str) -> str:
@@ -56,16 +71,74 @@ async def apply_ddl(conn: ConnectionLike, statements: Sequence[str], out: TextIO
     return created
 
 
-async def _apply(settings: OracleSettings, out: TextIO) -> int:
+async def _names(conn: ConnectionLike, sql: str, table: TableName) -> set[str]:
+    cur = conn.cursor()
+    try:
+        await cur.execute(sql, {"owner": table.schema, "table_name": table.table})
+        return {str(r[0]) for r in await cur.fetchall()}
+    finally:
+        cur.close()
+
+
+async def table_columns(conn: ConnectionLike, table: TableName) -> set[str]:
+    """The columns of ``table`` the connected user can see (empty: no such table)."""
+    return await _names(conn, COLUMNS_QUERY, table)
+
+
+async def _descending_note(conn: ConnectionLike, table: TableName) -> str | None:
+    """What to do about an index of ``table`` with a DESC key: its SYS_OP_DESCEND key is
+    never NULL, so it holds every row (the Ready index of an older version has one)."""
+    names = sorted(await _names(conn, DESCENDING_INDEXES_QUERY, table))
+    if not names:
+        return None
+    drops = "; ".join(f"DROP INDEX {table.schema + '.' if table.schema else ''}{n}" for n in names)
+    return (
+        f"index {', '.join(names)} of {table} has a DESC key, which indexes every row of "
+        f"the table: run {drops}; then `python -m usvc_oracle apply` to create the current one"
+    )
+
+
+def _foreign_layout(table: TableName, missing: list[str]) -> LayoutError:
+    return LayoutError(
+        f"table {table} exists but has another layout (no column {', '.join(missing)}): it "
+        "is not a usvc queue table, and usvc neither uses nor alters it. Set ORACLE_TABLE "
+        "to another name (or rename that table)"
+    )
+
+
+async def apply_schema(conn: ConnectionLike, table: TableName, out: TextIO) -> int:
+    """Create what is missing: the tables and indexes, and on an older usvc table the
+    columns of this version (ALTER TABLE ADD, before the indexes that use them). Raises
+    LayoutError for a table of another layout. Returns how many objects were created."""
+    columns = await table_columns(conn, table)
+    statements = ddl_statements(table)
+    if columns:
+        missing = [c for c in BASE_COLUMNS if c not in columns]
+        if missing:
+            raise _foreign_layout(table, missing)
+        added = upgrade_statements(table, set(UPGRADE_COLUMNS) - columns)
+        statements = [statements[0], *added, *statements[1:]]
+    created = await apply_ddl(conn, statements, out)
+    note = await _descending_note(conn, table)
+    if note:
+        print(f"note:    {note}", file=out)
+    return created
+
+
+async def _connect(settings: OracleSettings) -> Any:
     settings.require_credentials()
-    conn: Any = await oracledb.connect_async(
+    return await oracledb.connect_async(
         user=settings.ORACLE_USER,
         password=settings.ORACLE_PASSWORD.get_secret_value(),
         dsn=settings.ORACLE_DSN,
         tcp_connect_timeout=settings.ORACLE_CONNECT_TIMEOUT_SECONDS,
     )
+
+
+async def _apply(settings: OracleSettings, out: TextIO) -> int:
+    conn = await _connect(settings)
     try:
-        created = await apply_ddl(conn, ddl_statements(settings.table), out)
+        created = await apply_schema(conn, settings.table, out)
     finally:
         await conn.close()
     print(f"{settings.table}: {created} object(s) created", file=out)
@@ -73,11 +146,40 @@ async def _apply(settings: OracleSettings, out: TextIO) -> int:
 
 
 async def _check(settings: OracleSettings, out: TextIO) -> int:
+    """Report the table's layout (missing, older, foreign), then open it as a worker does."""
     queue = OracleQueue(settings.require_credentials())
-    await queue.open()
+    await queue.open()  # reachability and grants first: the clearest error for those
     await queue.close()
-    print(f"{settings.table}: reachable, table and columns present", file=out)
+    print(f"{settings.table}: reachable, tables and columns present", file=out)
+    conn = await _connect(settings)
+    try:
+        note = await _descending_note(conn, settings.table)
+    finally:
+        await conn.close()
+    if note:
+        print(f"warning: {note}", file=out)
     return 0
+
+
+async def _layout(settings: OracleSettings) -> None:
+    """Why the table does not fit, when its columns say so (raised as LayoutError)."""
+    conn = await _connect(settings)
+    try:
+        columns = await table_columns(conn, settings.table)
+    finally:
+        await conn.close()
+    table = settings.table
+    if not columns:
+        return  # absent or not visible: the ORA-00942 hint says what to do
+    missing = [c for c in BASE_COLUMNS if c not in columns]
+    if missing:
+        raise _foreign_layout(table, missing)
+    older = [c for c in JOB_COLUMNS if c not in columns]
+    if older:
+        raise LayoutError(
+            f"table {table} is a usvc queue table of an older version (no column "
+            f"{', '.join(older)}): run `python -m usvc_oracle apply` to add them"
+        )
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
@@ -92,20 +194,46 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         if args.command == "ddl":
             for sql in ddl_statements(settings.table):
                 print(f"{sql};\n", file=out)
+            print("-- Upgrading a usvc table of an older version adds (apply does it):", file=out)
+            for sql in upgrade_statements(settings.table, set(UPGRADE_COLUMNS)):
+                print(f"-- {sql};", file=out)
             return 0
     except UsvcError as exc:
         print(f"usvc-oracle: {exc}", file=sys.stderr)
         return 2
-    runner = _apply if args.command == "apply" else _check
+    ddl = args.command == "apply"
     try:
-        return asyncio.run(runner(settings, out))
+        return asyncio.run(_apply(settings, out) if ddl else _check(settings, out))
+    except LayoutError as exc:
+        print(f"usvc-oracle: {exc}", file=sys.stderr)
+        return 1
+    except ConfigurationError as exc:
+        if not ddl and _columns_missing(exc):
+            try:
+                asyncio.run(_layout(settings))
+            except LayoutError as layout:
+                print(f"usvc-oracle: {layout}", file=sys.stderr)
+                return 1
+            except (UsvcError, oracledb.Error):
+                pass  # the first error says enough
+        print(f"usvc-oracle: {exc}", file=sys.stderr)
+        return 2
     except UsvcError as exc:
         print(f"usvc-oracle: {exc}", file=sys.stderr)
         return 2
     except oracledb.Error as exc:
         failure = classify(exc)
         print(f"usvc-oracle: {failure.code}: {failure.message}", file=sys.stderr)
-        hint = failure.hint(table=str(settings.table), dsn=settings.ORACLE_DSN)
+        hint = failure.hint(
+            ddl=ddl, table=str(settings.table), dsn=settings.ORACLE_DSN, user=settings.ORACLE_USER
+        )
         if hint:
             print(f"usvc-oracle: {hint}", file=sys.stderr)
         return 1
+
+
+def _columns_missing(exc: BaseException) -> bool:
+    """Whether ``open()`` failed on a column the table lacks (ORA-00904)."""
+    cause = exc.__cause__
+    failure = getattr(cause, "failure", None)
+    return getattr(failure, "code", None) == "ORA-00904"

@@ -6,7 +6,7 @@ from usvc_core.errors import QueueError
 
 from usvc_oracle.failures import Failure
 
-__all__ = ["OracleQueueError"]
+__all__ = ["JobLockedError", "OracleQueueError"]
 
 
 class OracleQueueError(QueueError):
@@ -16,3 +16,9 @@ class OracleQueueError(QueueError):
     def __init__(self, message: str, failure: Failure) -> None:
         super().__init__(message)
         self.failure = failure
+
+
+class JobLockedError(OracleQueueError):
+    """Another session (an operator's uncommitted UPDATE, a SQL tool left open) has held
+    the job's row lock longer than the bounded wait: the store is up, that session is in
+    the way. Nothing was written; the call may be repeated once the lock is gone."""

@@ -8,13 +8,14 @@ driver-only errors) and ``isrecoverable``. ORA codes meaning "the session is gon
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import oracledb
 
-__all__ = ["Failure", "FailureKind", "classify"]
+__all__ = ["Failure", "FailureKind", "classify", "constraint_name"]
 
 
 class FailureKind(Enum):
@@ -62,6 +63,17 @@ _TRANSIENT_ORA = frozenset(
         12528,  # all instances are blocking new connections
         12757,  # instance does not currently know of the service
         25408,  # cannot safely replay the call
+        18,  # maximum number of sessions exceeded
+        20,  # maximum number of processes exceeded
+        257,  # archiver stuck: only SYSDBA may connect until it is resolved
+        1109,  # database not open (a PDB still opening)
+        4031,  # shared memory exhausted
+        12505,  # listener does not know the SID yet
+        12170,  # connect timeout
+        12535,  # operation timed out
+        12541,  # no listener (yet)
+        12543,  # destination host unreachable
+        12560,  # protocol adapter error (network)
     }
 )
 
@@ -72,13 +84,17 @@ _HINTS: dict[str, str] = {
     "ORA-28001": "the password of ORACLE_USER has expired: ask the DBA to reset it",
     "ORA-01045": "ORACLE_USER lacks the CREATE SESSION privilege: ask the DBA to grant it",
     "ORA-01031": (
-        "ORACLE_USER lacks a privilege on the queue table: grant SELECT, INSERT, UPDATE "
-        "and DELETE on it"
+        "ORACLE_USER {user} lacks a privilege on the queue tables: grant SELECT, INSERT, "
+        "UPDATE and DELETE on {table} and {table}_LIMITS to {user}"
     ),
-    "ORA-00942": "table {table} does not exist: run `python -m usvc_oracle apply` to create it",
+    "ORA-00942": (
+        "table {table} does not exist, or ORACLE_USER {user} has no grant on it: run "
+        "`python -m usvc_oracle apply` to create it, or have its owner grant SELECT, INSERT, "
+        "UPDATE, DELETE on it to {user}"
+    ),
     "ORA-00904": (
-        "table {table} lacks a column this version needs: compare it with "
-        "`python -m usvc_oracle ddl` and add the missing columns"
+        "table {table} lacks a column this version needs: `python -m usvc_oracle check` "
+        "names them; `python -m usvc_oracle apply` adds them to an older usvc table"
     ),
     "DPY-4000": "ORACLE_DSN={dsn!r} is not an alias in tnsnames.ora: "
     "use host:port/service_name, or add the alias",
@@ -91,6 +107,28 @@ _HINTS: dict[str, str] = {
     "DPY-4001": "no credentials: set ORACLE_USER and ORACLE_PASSWORD",
 }
 
+#: What to fix when ``apply`` (DDL) fails: other privileges than the workers' DML.
+_DDL_HINTS: dict[str, str] = {
+    "ORA-01031": (
+        "ORACLE_USER {user} may not create the queue table: `apply` needs CREATE TABLE and "
+        "CREATE SEQUENCE (the ID identity column creates a sequence), plus a quota on the "
+        "tablespace; run it as the schema owner, or have the DBA grant them "
+        "(GRANT CREATE TABLE, CREATE SEQUENCE TO {user}; ALTER USER {user} QUOTA 1G ON USERS)"
+    ),
+    "ORA-01950": (
+        "ORACLE_USER {user} has no quota on its tablespace: have the DBA run "
+        "ALTER USER {user} QUOTA 1G ON <tablespace> (or QUOTA UNLIMITED)"
+    ),
+    "ORA-01536": (
+        "the tablespace quota of ORACLE_USER {user} is used up: have the DBA raise it "
+        "(ALTER USER {user} QUOTA ... ON <tablespace>)"
+    ),
+    "ORA-00942": (
+        "{table} does not exist or ORACLE_USER {user} cannot alter it: run `apply` as the "
+        "table's owner"
+    ),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -100,10 +138,30 @@ class Failure:
     code: str  #: "DPY-4011", "ORA-00942", or the exception type's name
     message: str  #: the driver's first line, without the code
 
-    def hint(self, **names: Any) -> str | None:
-        """What to fix, when the code is a known misconfiguration."""
-        template = _HINTS.get(self.code)
-        return template.format(**names) if template is not None else None
+    def hint(self, *, ddl: bool = False, **names: Any) -> str | None:
+        """What to fix, when the code is a known misconfiguration; ``ddl``: the error came
+        from creating or altering the table (``apply``), which needs other privileges."""
+        template = (_DDL_HINTS.get(self.code) if ddl else None) or _HINTS.get(self.code)
+        if template is None:
+            return None
+        return template.format_map(_Names({"user": "ORACLE_USER", **names}))
+
+
+class _Names(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+_CONSTRAINT = re.compile(r"unique constraint \(([^)]*)\)", re.IGNORECASE)
+
+
+def constraint_name(exc: BaseException) -> str | None:
+    """The unqualified name of the unique constraint an ORA-00001 names, upper-cased
+    (``"APP"."T_PK"`` and ``APP.T_PK`` both give ``T_PK``)."""
+    match = _CONSTRAINT.search(str(exc))
+    if match is None:
+        return None
+    return match.group(1).split(".")[-1].strip().strip('"').upper()
 
 
 def classify(exc: BaseException) -> Failure:

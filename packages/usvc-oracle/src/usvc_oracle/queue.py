@@ -8,6 +8,7 @@ matches no row means the lease was lost.
 Failures: a lost session or a transient error (deadlock, listener busy, pool exhausted...)
 is retried a few times with backoff on a fresh connection; then QueueUnavailableError hands
 the outage to the worker's own backoff. Permanent errors are raised at once, with a hint.
+A row lock held by another session is never waited on unboundedly (see ``usvc_oracle.sql``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
@@ -34,11 +34,35 @@ from usvc_core.errors import (
     UsvcError,
 )
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import EnqueueRequest, LeaseRenewal, QueueStats, ReclaimResult
+from usvc_core.ports import (
+    EnqueueRequest,
+    JobFilter,
+    JobPage,
+    LeaseRenewal,
+    MinuteActivity,
+    QueueActivity,
+    QueueStats,
+    ReclaimResult,
+)
 
+from usvc_oracle.admin import decode_cursor, encode_cursor, filter_binds
 from usvc_oracle.driver import ConnectionLike, CursorLike, PoolLike, clob_as_text, create_pool
-from usvc_oracle.errors import OracleQueueError
-from usvc_oracle.failures import Failure, FailureKind, classify
+from usvc_oracle.errors import JobLockedError, OracleQueueError
+from usvc_oracle.failures import Failure, FailureKind, classify, constraint_name
+from usvc_oracle.rows import (
+    check_length,
+    chunks,
+    clob_inputs,
+    db_id,
+    decode_payload,
+    dispatch_order,
+    error_text,
+    job_from_row,
+    number,
+    padded,
+    seconds,
+    utc,
+)
 from usvc_oracle.settings import OracleSettings
 from usvc_oracle.sql import (
     CLAIM_COLUMNS,
@@ -46,6 +70,7 @@ from usvc_oracle.sql import (
     IN_LIST_SIZE,
     JOB_COLUMNS,
     PROCESSING_COLUMNS,
+    ROW_LOCK_WAIT_SECONDS,
     Statements,
     in_list_binds,
 )
@@ -59,14 +84,20 @@ RECLAIM_BATCH = 4 * IN_LIST_SIZE
 PURGE_BATCH = 500
 #: Bounds on the loops that repeat a full batch (the worker calls again later anyway).
 _MAX_BATCHES = 20
-_MAX_ERROR_MESSAGE = 32_000
 _BACKOFF_CAP_SECONDS = 2.0
+#: Most jobs one admin page may hold.
+MAX_PAGE = 1000
 
-_MAX_LENGTHS = {"microservice": 128, "token": 256, "idempotency_key": 256, "worker_id": 200}
 _REQUEUED_MESSAGE = "lease expired (the worker crashed or stalled); the job will run again"
 _FAILED_MESSAGE = (
     "lease expired (the worker crashed or stalled) during the last attempt; no attempts left"
 )
+_EXHAUSTED_MESSAGE = (
+    "no attempts left: this Ready row's ATTEMPTS had already reached MAX_ATTEMPTS when it "
+    "was claimed (written or reset by another producer or an operator); set ATTEMPTS to 0 "
+    "to run it again"
+)
+_CANCELLED_MESSAGE = "cancelled by an operator"
 
 _NUMBER = oracledb.DB_TYPE_NUMBER
 _TIMESTAMP = oracledb.DB_TYPE_TIMESTAMP
@@ -88,6 +119,7 @@ _TYPES: dict[str, Any] = {
     "FINISHED_AT": _TIMESTAMP,
     "LEASE_EXPIRES_AT": _TIMESTAMP,
 }
+_ENQUEUE_OUT = ("ID", "RUN_AT", "CREATED_AT", "UPDATED_AT")
 
 
 def _out_type(column: str) -> Any:
@@ -115,121 +147,34 @@ class _Tx:
             cur.close()
 
 
-def _utc(value: Any) -> datetime | None:
-    """Timestamps are stored as UTC and come back naive."""
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _id_binds(cur: CursorLike, **more: Any) -> None:
+    """Bind the padded ID list as NUMBER (a NULL pad would otherwise be VARCHAR)."""
+    cur.setinputsizes(**dict.fromkeys(in_list_binds(), _NUMBER), **more)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
+    limits = dict(max_running or {})
+    for action, most in limits.items():
+        if not isinstance(most, int) or most < 0:
+            raise ValueError(f"max_running[{action!r}] must be a whole number >= 0, got {most!r}")
+        check_length("action", action)
+    if len(limits) > IN_LIST_SIZE:
+        raise ValueError(f"at most {IN_LIST_SIZE} actions may have a max_running")
+    return limits
 
 
-def decode_payload(raw: Any) -> tuple[Any, str | None]:
-    """The stored payload as JSON, or ``(None, why)`` when it cannot be decoded."""
-    if raw is None or isinstance(raw, dict | list):
-        return raw, None  # NULL, or a column the driver already parsed (IS JSON)
-    text = _text(raw)
-    try:
-        return json.loads(text or ""), None
-    except ValueError as exc:
-        return None, str(exc)
+@dataclass(slots=True)
+class _Slots:
+    """The claim's view of the ``max_running`` limits, while it holds their rows."""
 
-
-def _decode_results(raw: Any) -> Any:
-    if raw is None or isinstance(raw, dict | list):
-        return raw
-    text = _text(raw) or ""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _number(value: Any, default: int = 0) -> int:
-    return int(value) if value is not None else default
-
-
-def _job_from_row(row: dict[str, Any], **extra: Any) -> Job:
-    payload, payload_error = decode_payload(row.get("PAYLOAD"))
-    error_code = row.get("ERROR_CODE")
-    error_message = _text(row.get("ERROR_MESSAGE"))
-    if error_code is not None and error_message is None:
-        error_message = ""  # Oracle stores '' as NULL
-    runtime = row.get("RUNTIME_MS")
-    values: dict[str, Any] = {
-        "id": str(int(row["ID"])),
-        "microservice": row.get("MICROSERVICE") or "",
-        "action": row.get("ACTION") or "",
-        "payload": payload,
-        "payload_error": payload_error,
-        "status": JobStatus(row.get("STATUS") or JobStatus.READY.value),
-        "priority": _number(row.get("PRIORITY")),
-        "run_at": _utc(row.get("RUN_AT")),
-        "attempts": _number(row.get("ATTEMPTS")),
-        "max_attempts": _number(row.get("MAX_ATTEMPTS"), 1),
-        "token": row.get("TOKEN") or "",
-        "idempotency_key": row.get("IDEMPOTENCY_KEY"),
-        "lease_owner": row.get("LEASE_OWNER"),
-        "lease_token": row.get("LEASE_TOKEN"),
-        "lease_expires_at": _utc(row.get("LEASE_EXPIRES_AT")),
-        "results": _decode_results(row.get("RESULTS")),
-        "error_code": error_code,
-        "error_message": error_message,
-        "runtime_ms": float(runtime) if runtime is not None else None,
-        "created_at": _utc(row.get("CREATED_AT")),
-        "updated_at": _utc(row.get("UPDATED_AT")),
-        "started_at": _utc(row.get("STARTED_AT")),
-        "finished_at": _utc(row.get("FINISHED_AT")),
-    }
-    values.update(extra)
-    return Job(**values)
-
-
-def _db_id(job_id: str) -> int | None:
-    """The NUMBER id behind a port id, or None when it cannot be one of ours."""
-    return int(job_id) if job_id.isascii() and job_id.isdigit() else None
-
-
-def _dispatch_order(job: Job) -> tuple[int, datetime, int]:
-    """Highest priority first, then oldest run_at, then oldest id."""
-    return (-job.priority, job.run_at or datetime.min.replace(tzinfo=UTC), int(job.id))
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _padded_ids(ids: Sequence[int]) -> dict[str, int | None]:
-    """Bind values of one fixed-width IN list; NULL never matches, so pads are harmless."""
-    names = in_list_binds()
-    return {name: (ids[i] if i < len(ids) else None) for i, name in enumerate(names)}
-
-
-def _check_length(what: str, value: str | None) -> None:
-    limit = _MAX_LENGTHS[what]
-    if value is not None and len(value) > limit:
-        raise ValueError(f"{what} is longer than {limit} characters")
-
-
-def _seconds(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"not a finite number of seconds: {value!r}")
-    return max(float(value), 0.0)
-
-
-def _error_text(message: str) -> str:
-    return message if len(message) <= _MAX_ERROR_MESSAGE else message[:_MAX_ERROR_MESSAGE] + "..."
+    remaining: dict[str, int]  #: held limited actions -> jobs this claim may still take
+    skip: set[str]  #: limited actions this claim must not take (full, or another's turn)
+    wrote: bool = False  #: a limits row was inserted (commit it, even with no job)
 
 
 class OracleQueue:
-    """Implements :class:`usvc_core.ports.JobQueue` on one Oracle table (see the README).
+    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
+    on one Oracle table (see the README).
 
     ``pool_factory`` and ``sleep`` exist for tests: a recording fake pool, and backoff that
     does not wait on the wall clock.
@@ -260,7 +205,12 @@ class OracleQueue:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the pool and check that the table exists with every column."""
+        """Create the pool and check that the tables exist with every column.
+
+        Raises QueueUnavailableError when Oracle cannot be reached (refused, timed out,
+        starting up: the application may stay up and retry) and ConfigurationError, with
+        one line saying what to fix, when retrying cannot help (bad credentials, missing
+        table or grant, a bad DSN)."""
         if self._pool is not None:
             return
         where = (
@@ -271,8 +221,13 @@ class OracleQueue:
             # Parses the DSN (and reads tnsnames.ora for an alias) before any connection.
             self._pool = self._pool_factory(self.settings)
         except oracledb.Error as exc:
-            raise ConfigurationError(
-                f"cannot use the Oracle queue ({where}): {self._permanent('open', classify(exc))}"
+            failure = classify(exc)
+            if failure.kind is FailureKind.PERMANENT:
+                raise ConfigurationError(
+                    f"cannot use the Oracle queue ({where}): {self._permanent('open', failure)}"
+                ) from exc
+            raise QueueUnavailableError(
+                f"cannot reach Oracle ({where}): {failure.code}: {failure.message}"
             ) from exc
         try:
             await self._run("open", self._probe)
@@ -289,6 +244,15 @@ class OracleQueue:
     async def _probe(self, tx: _Tx) -> None:
         with tx.cursor() as cur:
             await cur.execute(self.sql.probe)
+            await cur.fetchall()
+        with tx.cursor() as cur:
+            try:
+                await cur.execute(self.sql.limits_probe)
+            except oracledb.DatabaseError as exc:
+                failure = classify(exc)
+                if failure.kind is not FailureKind.PERMANENT:
+                    raise
+                raise self._permanent("open", failure, table=f"{self.table}_LIMITS") from exc
             await cur.fetchall()
 
     @property
@@ -408,8 +372,14 @@ class OracleQueue:
             f"{failure.code}: {failure.message}"
         ) from cause
 
-    def _permanent(self, operation: str, failure: Failure) -> OracleQueueError:
-        hint = failure.hint(table=str(self.table), dsn=self.settings.ORACLE_DSN)
+    def _permanent(
+        self, operation: str, failure: Failure, *, table: str | None = None
+    ) -> OracleQueueError:
+        hint = failure.hint(
+            table=table or str(self.table),
+            dsn=self.settings.ORACLE_DSN,
+            user=self.settings.ORACLE_USER,
+        )
         text = f"Oracle {operation} failed: {failure.code}: {failure.message}"
         return OracleQueueError(f"{hint} ({text})" if hint else text, failure)
 
@@ -435,9 +405,10 @@ class OracleQueue:
     def _insert_params(self, r: EnqueueRequest) -> dict[str, Any]:
         if not r.microservice:
             raise ValueError("microservice must not be empty")
-        _check_length("microservice", r.microservice)
-        _check_length("token", r.token)
-        _check_length("idempotency_key", r.idempotency_key)
+        check_length("microservice", r.microservice)
+        check_length("token", r.token)
+        check_length("idempotency_key", r.idempotency_key)
+        check_length("unique_key", r.unique_key)
         if not 1 <= r.max_attempts <= 99_999:
             raise ValueError("max_attempts must be between 1 and 99999")
         if abs(r.priority) >= 10**10:
@@ -451,8 +422,9 @@ class OracleQueue:
             "payload": json.dumps(payload, allow_nan=False),
             "token": r.token or None,
             "idempotency_key": r.idempotency_key or None,
+            "unique_key": r.unique_key or None,
             "max_attempts": int(r.max_attempts),
-            "delay_seconds": _seconds(r.delay_seconds),
+            "delay_seconds": seconds(r.delay_seconds),
         }
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
@@ -460,27 +432,26 @@ class OracleQueue:
         if not requests:
             return []
         rows = [self._insert_params(r) for r in requests]
-        seen: set[tuple[str, str]] = set()
-        for row in rows:
-            if row["idempotency_key"] is not None:
-                key = (row["microservice"], row["idempotency_key"])
-                if key in seen:
-                    raise DuplicateJobError(
-                        f"idempotency key {key[1]!r} appears twice in one batch", None
-                    )
-                seen.add(key)
+        for column, what in (("idempotency_key", "idempotency key"), ("unique_key", "unique key")):
+            seen: set[tuple[str, str]] = set()
+            for row in rows:
+                if row[column] is not None:
+                    key = (row["microservice"], row[column])
+                    if key in seen:
+                        raise DuplicateJobError(f"{what} {key[1]!r} appears twice in one batch")
+                    seen.add(key)
 
         async def work(tx: _Tx) -> list[Job]:
             with tx.cursor() as cur:
                 outs = {c: cur.var(_out_type(c), arraysize=len(rows)) for c in _ENQUEUE_OUT}
-                cur.setinputsizes(**{f"o_{c.lower()}": v for c, v in outs.items()})
+                cur.setinputsizes(
+                    **{f"o_{c.lower()}": v for c, v in outs.items()},
+                    **clob_inputs(rows, ("payload",)),
+                )
                 try:
                     await cur.executemany(self.sql.enqueue, rows)
                 except oracledb.IntegrityError as exc:
-                    if classify(exc).code != "ORA-00001":
-                        raise
-                    await tx.conn.rollback()
-                    raise await self._duplicate(tx, rows) from exc
+                    raise await self._refused(tx, rows, exc) from exc
                 ids = [int(outs["ID"].getvalue(i)[0]) for i in range(len(rows))]
                 returned = {
                     c: [outs[c].getvalue(i)[0] for i in range(len(rows))] for c in _ENQUEUE_OUT
@@ -501,12 +472,13 @@ class OracleQueue:
                         payload=payload,
                         payload_error=error,
                         priority=row["priority"],
-                        run_at=_utc(returned["RUN_AT"][i]),
+                        run_at=utc(returned["RUN_AT"][i]),
                         max_attempts=row["max_attempts"],
                         token=row["token"] or str(ids[i]),
                         idempotency_key=row["idempotency_key"],
-                        created_at=_utc(returned["CREATED_AT"][i]),
-                        updated_at=_utc(returned["UPDATED_AT"][i]),
+                        unique_key=row["unique_key"],
+                        created_at=utc(returned["CREATED_AT"][i]),
+                        updated_at=utc(returned["UPDATED_AT"][i]),
                     )
                 )
             return jobs
@@ -516,27 +488,48 @@ class OracleQueue:
         self._notify()
         return jobs
 
-    async def _duplicate(self, tx: _Tx, rows: list[dict[str, Any]]) -> DuplicateJobError:
+    async def _refused(
+        self, tx: _Tx, rows: list[dict[str, Any]], exc: oracledb.IntegrityError
+    ) -> Exception:
+        """What an insert's constraint violation means: a key held by another job
+        (DuplicateJobError naming it), or a table problem (OracleQueueError saying what to
+        fix). Only our two key indexes stand for duplicates."""
+        failure = classify(exc)
+        await tx.conn.rollback()
+        name = constraint_name(exc) if failure.code == "ORA-00001" else None
+        if name == f"{self.table.table}_IDEM_UX":
+            return await self._holder(tx, rows, "idempotency_key")
+        if name == f"{self.table.table}_UNIQ_UX":
+            return await self._holder(tx, rows, "unique_key")
+        if name == f"{self.table.table}_PK":
+            return OracleQueueError(
+                f"the ID that {self.table}'s identity column generated is taken: rows were "
+                "inserted with explicit IDs ahead of the identity sequence. Move the sequence "
+                f"past them: ALTER TABLE {self.table.quoted} MODIFY ID GENERATED BY DEFAULT "
+                f"ON NULL AS IDENTITY (START WITH LIMIT VALUE) ({failure.code}: "
+                f"{failure.message})",
+                failure,
+            )
+        return self._permanent("enqueue", failure)
+
+    async def _holder(self, tx: _Tx, rows: list[dict[str, Any]], column: str) -> Exception:
+        sql = self.sql.idempotency_holder if column == "idempotency_key" else self.sql.unique_holder
+        what = "unfinished job" if column == "idempotency_key" else "job"
+        label = column.replace("_", " ")
         for row in rows:
-            if row["idempotency_key"] is None:
+            if row[column] is None:
                 continue
             with tx.cursor() as cur:
-                await cur.execute(
-                    self.sql.idempotency_holder,
-                    {
-                        "microservice": row["microservice"],
-                        "idempotency_key": row["idempotency_key"],
-                    },
-                )
+                await cur.execute(sql, {"microservice": row["microservice"], column: row[column]})
                 found = await cur.fetchall()
             if found:
                 holder = str(int(found[0][0]))
                 return DuplicateJobError(
-                    f"idempotency key {row['idempotency_key']!r} is held by unfinished job "
-                    f"{holder}",
-                    holder,
+                    f"{label} {row[column]!r} is held by {what} {holder}", holder
                 )
-        return DuplicateJobError("an unfinished job already holds this idempotency key", None)
+        if column == "idempotency_key":
+            return DuplicateJobError("an unfinished job already holds this idempotency key")
+        return DuplicateJobError("a job of this service already holds this unique key")
 
     # --- claiming -------------------------------------------------------------------------------
 
@@ -550,7 +543,9 @@ class OracleQueue:
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
         """Lock up to ``limit`` due Ready rows (SKIP LOCKED), move them to Assigned, commit."""
-        return await self._claim(microservice, worker_id, limit, lease_seconds, start=False)
+        return await self._claim(
+            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
+        )
 
     async def claim_and_start(
         self,
@@ -564,15 +559,25 @@ class OracleQueue:
         """Like :meth:`claim`, but the rows go straight to Processing with the attempt
         counted, in the same UPDATE: one round trip and one commit for the whole batch
         instead of one more of each per job."""
-        return await self._claim(microservice, worker_id, limit, lease_seconds, start=True)
+        return await self._claim(
+            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
+        )
 
     async def _claim(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float, *, start: bool
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        start: bool,
+        max_running: Mapping[str, int] | None,
     ) -> list[Job]:
         if limit <= 0:
             return []
-        _check_length("worker_id", worker_id)
-        lease = _seconds(lease_seconds)
+        check_length("worker_id", worker_id)
+        lease = seconds(lease_seconds)
+        limits = _limits(max_running)
         columns_out: tuple[str, ...]
         if start:
             statement, columns_out = self.sql.claim_start_update, CLAIM_STARTED_COLUMNS
@@ -582,23 +587,22 @@ class OracleQueue:
             status = JobStatus.ASSIGNED
 
         async def work(tx: _Tx) -> list[Job]:
-            with tx.cursor() as cur:
-                # SKIP LOCKED locks rows as the driver fetches them: never let it fetch
-                # (and lock) more than we take.
-                cur.prefetchrows = limit
-                cur.arraysize = limit
-                await cur.execute(self.sql.claim_lock, {"microservice": microservice})
-                ids = sorted(int(r[0]) for r in await cur.fetchmany(limit))
+            slots = await self._limit_slots(tx, microservice, limits)
+            ids, exhausted = await self._pick(tx, microservice, limit, slots, len(limits))
+            if exhausted:
+                await self._fail_exhausted(tx, exhausted)
             if not ids:
+                if exhausted or slots.wrote:
+                    await tx.commit()
                 return []
             token = uuid.uuid4().hex  # the row's token is this plus its id
             jobs: list[Job] = []
-            for chunk in _chunks(ids, IN_LIST_SIZE):
+            for chunk in chunks(sorted(ids), IN_LIST_SIZE):
                 with tx.cursor() as cur:
-                    cur.setinputsizes(**dict.fromkeys(in_list_binds(), _NUMBER))
+                    _id_binds(cur)
                     outs = {c: cur.var(_out_type(c)) for c in columns_out}
                     params: dict[str, Any] = {
-                        **_padded_ids(chunk),
+                        **padded(chunk),
                         "worker_id": worker_id,
                         "lease_token": token,
                         "lease_seconds": lease,
@@ -608,14 +612,143 @@ class OracleQueue:
                     columns = {c: outs[c].getvalue() for c in columns_out}
                 for i in range(len(columns["ID"])):
                     row = {c: columns[c][i] for c in columns_out}
-                    jobs.append(_job_from_row(row, status=status, lease_owner=worker_id))
+                    jobs.append(job_from_row(row, status=status, lease_owner=worker_id))
             await tx.commit()
             return jobs
 
         operation = "claim_and_start" if start else "claim"
-        return sorted(await self._run(operation, work), key=_dispatch_order)
+        return sorted(await self._run(operation, work), key=dispatch_order)
+
+    async def _limit_slots(self, tx: _Tx, microservice: str, limits: dict[str, int]) -> _Slots:
+        """Take this claim's turn for the limited actions and count what they may still run.
+
+        Claimers of a limited action are serialized by a row per (service, action) in the
+        small ``<table>_LIMITS`` table, locked FOR UPDATE SKIP LOCKED until the claim
+        commits: the holder counts the action's Assigned+Processing jobs and claims at most
+        the remainder, and a claimer that finds the row taken leaves that action to the
+        holder this round instead of waiting. A row rather than DBMS_LOCK, because a row
+        lock needs no extra grant, ends with the transaction, and a crashed session's lock
+        goes with its session.
+        """
+        if not limits:
+            return _Slots({}, set())
+        actions = sorted(limits)
+        with tx.cursor() as cur:
+            await cur.execute(
+                self.sql.limit_lock, {"microservice": microservice, **padded(actions, "action")}
+            )
+            held = {str(r[0]) for r in await cur.fetchall()}
+        wrote = False
+        for action in actions:
+            if action in held:
+                continue
+            with tx.cursor() as cur:
+                try:
+                    await cur.execute(
+                        self.sql.limit_insert, {"microservice": microservice, "action": action}
+                    )
+                except oracledb.IntegrityError:
+                    continue  # the row exists and another claimer holds it: its turn
+            held.add(action)  # the first claim of this action: its new row is ours
+            wrote = True
+        running: dict[str, int] = {}
+        if held:
+            with tx.cursor() as cur:
+                await cur.execute(
+                    self.sql.running_counts,
+                    {"microservice": microservice, **padded(sorted(held), "action")},
+                )
+                running = {str(a): int(n) for a, n in await cur.fetchall()}
+        remaining = {a: max(0, limits[a] - running.get(a, 0)) for a in held}
+        skip = {a for a in actions if remaining.get(a, 0) == 0}
+        return _Slots(remaining, skip, wrote)
+
+    async def _pick(
+        self, tx: _Tx, microservice: str, limit: int, slots: _Slots, rounds: int
+    ) -> tuple[list[int], list[int]]:
+        """Lock due Ready rows in dispatch order, taking at most ``limit``, none of a
+        skipped action and at most the remainder of a limited one. When an action fills up
+        part-way, its other rows are left and the lock query runs again without it, so a
+        full action never holds back the others (at most once per limited action). Rows
+        whose attempts are already spent are returned apart, to be failed."""
+        picked: list[int] = []
+        exhausted: list[int] = []
+        seen: set[int] = set()
+        for _ in range(rounds + 1):
+            params: dict[str, Any] = {"microservice": microservice}
+            sql = self.sql.claim_lock
+            if slots.skip:
+                sql = self.sql.claim_lock_except
+                skipped = sorted(slots.skip)
+                # NOT IN with a NULL in its list matches nothing: pad with a real value.
+                params.update(padded(skipped, "skip", pad=skipped[0]))
+            with tx.cursor() as cur:
+                # SKIP LOCKED locks rows as the driver fetches them: never let it fetch
+                # (and lock) more than we take.
+                cur.prefetchrows = limit
+                cur.arraysize = limit
+                await cur.execute(sql, params)
+                rows = await cur.fetchmany(limit)
+            for raw_id, action, attempts, max_attempts in rows:
+                row_id = int(raw_id)
+                if row_id in seen:
+                    continue  # locked by this claim in an earlier round
+                seen.add(row_id)
+                if number(attempts) >= number(max_attempts, 1):
+                    exhausted.append(row_id)
+                    continue
+                if action in slots.remaining:
+                    if slots.remaining[action] <= 0:
+                        continue
+                    slots.remaining[action] -= 1
+                picked.append(row_id)
+                if len(picked) >= limit:
+                    return picked, exhausted
+            full = {a for a, n in slots.remaining.items() if n <= 0} - slots.skip
+            if len(rows) < limit or not full:
+                break
+            slots.skip |= full
+        return picked, exhausted
+
+    async def _fail_exhausted(self, tx: _Tx, ids: list[int]) -> None:
+        for chunk in chunks(sorted(ids), IN_LIST_SIZE):
+            with tx.cursor() as cur:
+                _id_binds(cur)
+                await cur.execute(
+                    self.sql.fail_exhausted,
+                    {
+                        **padded(chunk),
+                        "error_code": ErrorCode.LEASE_EXPIRED.value,
+                        "error_message": _EXHAUSTED_MESSAGE,
+                    },
+                )
 
     # --- transitions of an owned job ----------------------------------------------------------
+
+    async def _lock_job(
+        self, tx: _Tx, row_id: int, job_id: str, operation: str
+    ) -> tuple[str, str | None, str | None, str] | None:
+        """Lock one job's row, waiting at most ROW_LOCK_WAIT_SECONDS for another session;
+        its (status, lease token, error code, service), or None when the row is gone."""
+        with tx.cursor() as cur:
+            try:
+                await cur.execute(self.sql.lock_job, {"id": row_id})
+            except oracledb.DatabaseError as exc:
+                failure = classify(exc)
+                if failure.code not in ("ORA-30006", "ORA-00054"):
+                    raise
+                raise JobLockedError(
+                    f"Oracle {operation} of job {job_id}: another session has held its row "
+                    f"lock for over {ROW_LOCK_WAIT_SECONDS} s (an uncommitted change, e.g. an "
+                    f"operator's UPDATE of {self.table}); nothing was written. Commit or roll "
+                    f"back that session ({failure.code}: {failure.message})",
+                    failure,
+                ) from exc
+            found = await cur.fetchall()
+        if not found:
+            return None
+        status, token, code, service = found[0]
+        return str(status), token, code, str(service)
 
     async def _owned_update(
         self,
@@ -624,62 +757,72 @@ class OracleQueue:
         *,
         sql: str,
         params: dict[str, Any],
+        expected: JobStatus,
         settled: frozenset[JobStatus],
+        requeued_code: str | None = None,
         outputs: Sequence[str] = (),
-    ) -> dict[str, Any] | None:
-        """Run one guarded UPDATE of ``job`` and commit.
+        clob: Sequence[str] = (),
+    ) -> dict[str, Any] | JobStatus:
+        """Lock ``job``'s row, check it is still owned, run one guarded UPDATE and commit.
 
-        Returns the RETURNING values, or None when a retry found the write already done (its
-        first COMMIT reached the database before the connection failed). Raises
-        LeaseLostError when the row is no longer owned, JobNotFoundError when it is gone.
+        Returns the RETURNING values, or the job's status when a retry of this call found
+        its write already done (its first COMMIT reached the database before the connection
+        failed): the row is in one of the ``settled`` statuses with this claim's token, or,
+        with ``requeued_code``, Ready again with no token and that error code (a retry that
+        requeued the job). Raises LeaseLostError when the row is no longer owned,
+        JobNotFoundError when it is gone, JobLockedError when another session holds it.
         """
-        db_id = _db_id(job.id)
-        if db_id is None or job.lease_token is None:
+        row_id = db_id(job.id)
+        if row_id is None or job.lease_token is None:
             raise JobNotFoundError(f"no job {job.id!r} in {self.table}")
 
-        async def work(tx: _Tx) -> dict[str, Any] | None:
-            with tx.cursor() as cur:
-                outs = {c: cur.var(_out_type(c)) for c in outputs}
-                full = {**params, "id": db_id, "lease_token": job.lease_token}
-                full.update({f"o_{c.lower()}": v for c, v in outs.items()})
-                await cur.execute(sql, full)
-                changed = cur.rowcount
-                values = {c: (outs[c].getvalue() or [None])[0] for c in outputs}
-            if changed == 1:
-                await tx.commit()
-                return values
-            await self._not_owned(tx, job, db_id, settled)
-            return None
+        async def work(tx: _Tx) -> dict[str, Any] | JobStatus:
+            state = await self._lock_job(tx, row_id, job.id, operation)
+            if state is None:
+                raise JobNotFoundError(f"job {job.id} no longer exists in {self.table}")
+            status, token, code, _ = state
+            if token == job.lease_token and status == expected.value:
+                with tx.cursor() as cur:
+                    outs = {c: cur.var(_out_type(c)) for c in outputs}
+                    full = {**params, "id": row_id, "lease_token": job.lease_token}
+                    full.update({f"o_{c.lower()}": v for c, v in outs.items()})
+                    sizes = clob_inputs([full], clob)
+                    if sizes:
+                        cur.setinputsizes(**sizes)
+                    await cur.execute(sql, full)
+                    changed = cur.rowcount
+                    values = {c: (outs[c].getvalue() or [None])[0] for c in outputs}
+                if changed == 1:
+                    await tx.commit()
+                    return values
+            elif tx.attempt > 0 and (
+                (token == job.lease_token and JobStatus(status) in settled)
+                or (
+                    requeued_code is not None
+                    and status == JobStatus.READY.value
+                    and token is None
+                    and code == requeued_code
+                )
+            ):
+                return JobStatus(status)  # an earlier attempt of this very call committed
+            raise LeaseLostError(
+                f"job {job.id} is no longer owned by this claim (status {status}; "
+                "its lease expired or it was reclaimed)"
+            )
 
         return await self._run(operation, work)
-
-    async def _not_owned(
-        self, tx: _Tx, job: Job, db_id: int, settled: frozenset[JobStatus]
-    ) -> None:
-        """The guarded write matched nothing: was it ours already, lost, or gone?"""
-        with tx.cursor() as cur:
-            await cur.execute(self.sql.job_state, {"id": db_id})
-            found = await cur.fetchall()
-        if not found:
-            raise JobNotFoundError(f"job {job.id} no longer exists in {self.table}")
-        status, token = found[0][0], found[0][1]
-        if tx.attempt > 0 and token == job.lease_token and JobStatus(status) in settled:
-            return  # an earlier attempt of this very call committed
-        raise LeaseLostError(
-            f"job {job.id} is no longer owned by this claim (status {status}; "
-            "its lease expired or it was reclaimed)"
-        )
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
         values = await self._owned_update(
             "mark_processing",
             job,
             sql=self.sql.mark_processing,
-            params={"lease_seconds": _seconds(lease_seconds)},
+            params={"lease_seconds": seconds(lease_seconds)},
+            expected=JobStatus.ASSIGNED,
             settled=frozenset({JobStatus.PROCESSING}),
             outputs=PROCESSING_COLUMNS,
         )
-        if values is None:
+        if isinstance(values, JobStatus):
             stored = await self.get(job.id)
             if stored is None:
                 raise JobNotFoundError(f"job {job.id} no longer exists in {self.table}")
@@ -687,10 +830,10 @@ class OracleQueue:
         return replace(
             job,
             status=JobStatus.PROCESSING,
-            attempts=_number(values["ATTEMPTS"], job.attempts + 1),
-            started_at=_utc(values["STARTED_AT"]),
-            lease_expires_at=_utc(values["LEASE_EXPIRES_AT"]),
-            updated_at=_utc(values["UPDATED_AT"]),
+            attempts=number(values["ATTEMPTS"], job.attempts + 1),
+            started_at=utc(values["STARTED_AT"]),
+            lease_expires_at=utc(values["LEASE_EXPIRES_AT"]),
+            updated_at=utc(values["UPDATED_AT"]),
         )
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
@@ -700,7 +843,9 @@ class OracleQueue:
             job,
             sql=self.sql.complete,
             params={"results": text, "runtime_ms": float(runtime_ms)},
+            expected=JobStatus.PROCESSING,
             settled=frozenset({JobStatus.COMPLETED}),
+            clob=("results",),
         )
 
     async def fail(
@@ -712,10 +857,12 @@ class OracleQueue:
             sql=self.sql.fail,
             params={
                 "error_code": error_code,
-                "error_message": _error_text(error_message),
+                "error_message": error_text(error_message),
                 "runtime_ms": runtime_ms,
             },
+            expected=JobStatus.PROCESSING,
             settled=frozenset({JobStatus.FAILED}),
+            clob=("error_message",),
         )
 
     async def retry(
@@ -732,56 +879,108 @@ class OracleQueue:
             sql=self.sql.retry,
             params={
                 "error_code": error_code,
-                "error_message": _error_text(error_message),
-                "delay_seconds": _seconds(delay_seconds),
+                "error_message": error_text(error_message),
+                "delay_seconds": seconds(delay_seconds),
                 "runtime_ms": runtime_ms,
             },
+            expected=JobStatus.PROCESSING,
             settled=frozenset({JobStatus.FAILED}),
+            requeued_code=error_code,
             outputs=("STATUS",),
+            clob=("error_message",),
         )
-        if values is None:
-            return JobStatus.FAILED
+        if isinstance(values, JobStatus):
+            return values
         return JobStatus(values["STATUS"])
 
+    async def _lock_ids(self, tx: _Tx, ids: Sequence[int]) -> dict[int, bool]:
+        """Lock the rows of ``ids`` that no other session holds (SKIP LOCKED): id ->
+        whether an operator asked to cancel it."""
+        with tx.cursor() as cur:
+            _id_binds(cur)
+            cur.prefetchrows = len(ids) + 1
+            cur.arraysize = len(ids) + 1
+            await cur.execute(self.sql.lock_ids, padded(ids))
+            return {int(i): bool(number(flag)) for i, flag in await cur.fetchall()}
+
+    async def _existing(self, tx: _Tx, ids: Sequence[int]) -> set[int]:
+        with tx.cursor() as cur:
+            _id_binds(cur)
+            await cur.execute(self.sql.existing_ids, padded(ids))
+            return {int(r[0]) for r in await cur.fetchall()}
+
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
-        lease = _seconds(lease_seconds)
+        """Renew the leases still owned; a job whose row another session holds locked is
+        left for the next renewal (neither lost nor renewed: nothing waits on that lock)."""
+        lease = seconds(lease_seconds)
         lost: set[str] = set()
-        asked: list[Job] = []
-        rows: list[dict[str, Any]] = []
+        owned: dict[int, Job] = {}
         for job in jobs:
-            db_id = _db_id(job.id)
-            if db_id is None or job.lease_token is None:
+            row_id = db_id(job.id)
+            if row_id is None or job.lease_token is None:
                 lost.add(job.id)
-                continue
-            asked.append(job)
-            rows.append({"id": db_id, "lease_token": job.lease_token, "lease_seconds": lease})
-        if rows:
-            counts = await self._run("extend_leases", self._each(self.sql.extend_lease, rows))
-            lost.update(j.id for j, n in zip(asked, counts, strict=True) if n == 0)
-        return LeaseRenewal(lost=frozenset(lost))
+            else:
+                owned[row_id] = job
+        if not owned:
+            return LeaseRenewal(lost=frozenset(lost))
 
-    def _each(self, sql: str, rows: list[dict[str, Any]]) -> Callable[[_Tx], Awaitable[list[int]]]:
-        """One executemany in one transaction; returns the row count of each row."""
+        async def work(tx: _Tx) -> tuple[set[str], set[str]]:
+            gone: set[str] = set()
+            cancel: set[str] = set()
+            for chunk in chunks(sorted(owned), IN_LIST_SIZE):
+                locked = await self._lock_ids(tx, chunk)
+                skipped = [i for i in chunk if i not in locked]
+                if skipped:
+                    present = await self._existing(tx, skipped)
+                    gone.update(owned[i].id for i in skipped if i not in present)
+                if not locked:
+                    continue
+                order = sorted(locked)
+                rows = [
+                    {"id": i, "lease_token": owned[i].lease_token, "lease_seconds": lease}
+                    for i in order
+                ]
+                with tx.cursor() as cur:
+                    await cur.executemany(self.sql.extend_lease, rows, arraydmlrowcounts=True)
+                    counts = [int(n) for n in cur.getarraydmlrowcounts()]
+                for i, n in zip(order, counts, strict=True):
+                    if n == 0:
+                        gone.add(owned[i].id)
+                    elif locked[i]:
+                        cancel.add(owned[i].id)
+            if tx.conn.transaction_in_progress:
+                await tx.commit()
+            return gone, cancel
 
-        async def work(tx: _Tx) -> list[int]:
-            with tx.cursor() as cur:
-                await cur.executemany(sql, rows, arraydmlrowcounts=True)
-                counts = [int(n) for n in cur.getarraydmlrowcounts()]
-            await tx.commit()
-            return counts
-
-        return work
+        gone, cancel = await self._run("extend_leases", work)
+        return LeaseRenewal(lost=frozenset(lost | gone), cancel=frozenset(cancel))
 
     async def release(self, jobs: Sequence[Job]) -> int:
-        rows = [
-            {"id": db_id, "lease_token": j.lease_token}
+        """Put the jobs back to Ready; a row another session holds locked is left to the
+        lease reclaim instead of being waited on."""
+        owned = {
+            row_id: j
             for j in jobs
-            if (db_id := _db_id(j.id)) is not None and j.lease_token is not None
-        ]
-        if not rows:
+            if (row_id := db_id(j.id)) is not None and j.lease_token is not None
+        }
+        if not owned:
             return 0
-        counts = await self._run("release", self._each(self.sql.release, rows))
-        released = sum(counts)
+
+        async def work(tx: _Tx) -> int:
+            released = 0
+            for chunk in chunks(sorted(owned), IN_LIST_SIZE):
+                locked = sorted(await self._lock_ids(tx, chunk))
+                if not locked:
+                    continue
+                rows = [{"id": i, "lease_token": owned[i].lease_token} for i in locked]
+                with tx.cursor() as cur:
+                    await cur.executemany(self.sql.release, rows, arraydmlrowcounts=True)
+                    released += sum(int(n) for n in cur.getarraydmlrowcounts())
+            if tx.conn.transaction_in_progress:
+                await tx.commit()
+            return released
+
+        released = await self._run("release", work)
         if released:
             self._notify()
         return released
@@ -798,21 +997,19 @@ class OracleQueue:
                 ids = sorted(int(r[0]) for r in await cur.fetchmany(RECLAIM_BATCH))
             back: list[str] = []
             dead: list[str] = []
-            for chunk in _chunks(ids, IN_LIST_SIZE):
+            for chunk in chunks(ids, IN_LIST_SIZE):
                 with tx.cursor() as cur:
-                    cur.setinputsizes(**dict.fromkeys(in_list_binds(), _NUMBER))
+                    _id_binds(cur)
                     out_id = cur.var(_NUMBER)
-                    await cur.execute(
-                        self.sql.reclaim_assigned, {**_padded_ids(chunk), "o_id": out_id}
-                    )
+                    await cur.execute(self.sql.reclaim_assigned, {**padded(chunk), "o_id": out_id})
                     back.extend(str(int(i)) for i in out_id.getvalue())
                 with tx.cursor() as cur:
-                    cur.setinputsizes(**dict.fromkeys(in_list_binds(), _NUMBER))
+                    _id_binds(cur)
                     out_id, out_status = cur.var(_NUMBER), cur.var(str)
                     await cur.execute(
                         self.sql.reclaim_processing,
                         {
-                            **_padded_ids(chunk),
+                            **padded(chunk),
                             "error_code": ErrorCode.LEASE_EXPIRED.value,
                             "requeued_message": _REQUEUED_MESSAGE,
                             "failed_message": _FAILED_MESSAGE,
@@ -839,18 +1036,18 @@ class OracleQueue:
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        db_id = _db_id(job_id)
-        if db_id is None:
+        row_id = db_id(job_id)
+        if row_id is None:
             return None
 
         async def work(tx: _Tx) -> Job | None:
             with tx.cursor() as cur:
                 cur.outputtypehandler = clob_as_text
-                await cur.execute(self.sql.get, {"id": db_id})
+                await cur.execute(self.sql.get, {"id": row_id})
                 found = await cur.fetchall()
             if not found:
                 return None
-            return _job_from_row(dict(zip(JOB_COLUMNS, found[0], strict=True)))
+            return job_from_row(dict(zip(JOB_COLUMNS, found[0], strict=True)))
 
         return await self._run("get", work)
 
@@ -871,19 +1068,25 @@ class OracleQueue:
         return QueueStats(counts=counts, oldest_ready_age_seconds=age)
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
-        params = {
-            "microservice": microservice,
-            "older_than_seconds": _seconds(older_than_seconds),
-            "batch_size": PURGE_BATCH,
-        }
+        """Delete old finished jobs in batches; rows another session holds locked are
+        skipped (the next purge takes them)."""
+        params = {"microservice": microservice, "older_than_seconds": seconds(older_than_seconds)}
 
         async def work(tx: _Tx) -> int:
             with tx.cursor() as cur:
-                await cur.execute(self.sql.purge, params)
-                deleted = cur.rowcount
-            if deleted:
-                await tx.commit()
-            return deleted
+                cur.prefetchrows = PURGE_BATCH
+                cur.arraysize = PURGE_BATCH
+                await cur.execute(self.sql.purge_lock, params)
+                ids = sorted(int(r[0]) for r in await cur.fetchmany(PURGE_BATCH))
+            if not ids:
+                return 0
+            with tx.cursor() as cur:
+                _id_binds(cur)
+                await cur.executemany(
+                    self.sql.purge, [padded(chunk) for chunk in chunks(ids, IN_LIST_SIZE)]
+                )
+            await tx.commit()
+            return len(ids)
 
         total = 0
         for _ in range(_MAX_BATCHES):
@@ -893,5 +1096,166 @@ class OracleQueue:
                 break
         return total
 
+    # --- operators (QueueAdmin) ------------------------------------------------------------------
 
-_ENQUEUE_OUT = ("ID", "RUN_AT", "CREATED_AT", "UPDATED_AT")
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Newest first, on the LIST_IX index; the cursor carries the last row's
+        (CREATED_AT, ID)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        after = decode_cursor(cursor) if cursor is not None else None
+        params: dict[str, Any] = {
+            **filter_binds(where, statuses=True),
+            "after_created": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "page_size": limit + 1,  # one more, to know whether a next page exists
+        }
+
+        async def work(tx: _Tx) -> list[Any]:
+            with tx.cursor() as cur:
+                cur.outputtypehandler = clob_as_text
+                cur.setinputsizes(
+                    created_after=_TIMESTAMP,
+                    created_before=_TIMESTAMP,
+                    after_created=_TIMESTAMP,
+                    after_id=_NUMBER,
+                )
+                await cur.execute(self.sql.list_jobs, params)
+                return await cur.fetchall()
+
+        rows = [dict(zip(JOB_COLUMNS, r, strict=True)) for r in await self._run("list_jobs", work)]
+        page = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last["CREATED_AT"], int(last["ID"]))
+        return JobPage(jobs=[job_from_row(r) for r in page], next_cursor=next_cursor)
+
+    async def retry_failed(
+        self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
+    ) -> int:
+        if bool(job_ids) == (where is not None):
+            raise ValueError("retry_failed takes ids or a filter (one of the two)")
+        if where is not None and where.microservice != microservice:
+            raise ValueError(
+                f"the filter is of service {where.microservice!r}, not {microservice!r}"
+            )
+        if job_ids:
+            ids = sorted({i for j in job_ids if (i := db_id(j)) is not None})
+        elif where is not None and (not where.statuses or JobStatus.FAILED in where.statuses):
+            ids = await self._failed_matching(where)
+        else:
+            ids = []  # a filter that excludes Failed matches no job to retry
+
+        async def work(tx: _Tx) -> int:
+            retried = 0
+            for chunk in chunks(ids, IN_LIST_SIZE):
+                locked = sorted(await self._lock_ids(tx, chunk))
+                if not locked:
+                    continue
+                rows = [{"id": i, "microservice": microservice} for i in locked]
+                with tx.cursor() as cur:
+                    # A row whose idempotency key another unfinished job took meanwhile
+                    # is refused by the index (ORA-00001) and stays Failed.
+                    await cur.executemany(
+                        self.sql.retry_failed, rows, arraydmlrowcounts=True, batcherrors=True
+                    )
+                    for error in cur.getbatcherrors():
+                        if getattr(error, "code", 1) != 1:
+                            raise oracledb.DatabaseError(error)
+                    retried += sum(int(n) for n in cur.getarraydmlrowcounts())
+            if tx.conn.transaction_in_progress:
+                await tx.commit()
+            return retried
+
+        retried = await self._run("retry_failed", work) if ids else 0
+        if retried:
+            self._notify()
+        return retried
+
+    async def _failed_matching(self, where: JobFilter) -> list[int]:
+        params = filter_binds(where, statuses=False)
+
+        async def work(tx: _Tx) -> list[int]:
+            with tx.cursor() as cur:
+                cur.setinputsizes(created_after=_TIMESTAMP, created_before=_TIMESTAMP)
+                await cur.execute(self.sql.filter_failed, params)
+                return sorted(int(r[0]) for r in await cur.fetchall())
+
+        return await self._run("retry_failed", work)
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        row_id = db_id(job_id)
+        if row_id is None:
+            raise JobNotFoundError(f"no job {job_id!r} in {self.table}")
+
+        async def work(tx: _Tx) -> JobStatus:
+            state = await self._lock_job(tx, row_id, job_id, "cancel")
+            if state is None or state[3] != microservice:
+                raise JobNotFoundError(f"no job {job_id} of {microservice!r} in {self.table}")
+            status = JobStatus(state[0])
+            if status in (JobStatus.READY, JobStatus.ASSIGNED):
+                sql, params, after = (
+                    self.sql.cancel_waiting,
+                    {
+                        "id": row_id,
+                        "error_code": ErrorCode.CANCELLED.value,
+                        "error_message": _CANCELLED_MESSAGE,
+                    },
+                    JobStatus.FAILED,
+                )
+            elif status is JobStatus.PROCESSING:
+                sql, params, after = self.sql.cancel_running, {"id": row_id}, status
+            else:
+                return status
+            with tx.cursor() as cur:
+                await cur.execute(sql, params)
+            await tx.commit()
+            return after
+
+        return await self._run("cancel", work)
+
+    async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        if not 1 <= minutes <= 24 * 60:
+            raise ValueError(f"minutes must be between 1 and 1440, got {minutes}")
+
+        async def work(tx: _Tx) -> tuple[datetime, list[Any], list[Any]]:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.db_now)
+                ((now,),) = await cur.fetchall()
+            first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.activity_counts, {"microservice": microservice})
+                counts = await cur.fetchall()
+            with tx.cursor() as cur:
+                cur.setinputsizes(since=_TIMESTAMP)
+                await cur.execute(
+                    self.sql.activity_minutes, {"microservice": microservice, "since": first}
+                )
+                per_minute = await cur.fetchall()
+            return now, counts, per_minute
+
+        now, count_rows, minute_rows = await self._run("activity", work)
+        counts: dict[str, dict[JobStatus, int]] = {}
+        oldest: dict[str, float] = {}
+        for action, status, count, due in count_rows:
+            name = str(action or "")
+            counts.setdefault(name, {})[JobStatus(status)] = int(count)
+            if due is not None:
+                oldest[name] = max(0.0, (now - due).total_seconds())
+        first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+        slots = {first + timedelta(minutes=i): [0, 0] for i in range(minutes)}
+        for minute, status, count in minute_rows:
+            slot = slots.get(minute.replace(second=0, microsecond=0))
+            if slot is not None:
+                slot[0 if status == JobStatus.COMPLETED.value else 1] += int(count)
+        return QueueActivity(
+            counts=counts,
+            oldest_ready_age_seconds=oldest,
+            per_minute=[
+                MinuteActivity(minute=m.replace(tzinfo=UTC), completed=c, failed=f)
+                for m, (c, f) in slots.items()
+            ],
+        )
