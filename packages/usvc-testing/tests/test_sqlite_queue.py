@@ -714,6 +714,20 @@ class TestClaimLimits:
             assert [j.action for j in claimed] == ["fast"] * 10
         assert large <= small + 5, (small, large)
 
+    @pytest.mark.parametrize("limits", [None, {}])
+    async def test_without_limits_the_claim_is_the_plain_statement(
+        self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch, limits: dict[str, int] | None
+    ) -> None:
+        """No limits, or an empty map: the one-statement claim of every worker, untouched
+        (the drain benchmark's speed); the per-action reads never run."""
+
+        def refuse(*args: object, **kwargs: object) -> list[Job]:
+            raise AssertionError("claim_limited ran for a claim without limits")
+
+        monkeypatch.setattr(statements, "claim_limited", refuse)
+        await queue.enqueue_many([_request(n) for n in range(3)])
+        assert len(await queue.claim_and_start(SERVICE, "w", 5, 30.0, max_running=limits)) == 3
+
 
 class TestOperatorWrites:
     """retry_failed goes in short transactions, like purge."""
