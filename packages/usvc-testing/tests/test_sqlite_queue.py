@@ -164,6 +164,10 @@ class TestFileAndSchema:
             await SqliteQueue(foreign).open()
         with pytest.raises(SqliteFileError, match="does not exist"):
             await SqliteQueue(tmp_path / "missing" / "jobs.db").open()
+        # Permanent, not "unavailable": the application must not retry these forever.
+        (tmp_path / "adir.db").mkdir()
+        with pytest.raises(SqliteFileError, match="it is a directory"):
+            await SqliteQueue(tmp_path / "adir.db").open()
 
     async def test_several_processes_opening_at_once_migrate_once(self, tmp_path: Path) -> None:
         """Handles opened concurrently on a new file all end at the current version."""

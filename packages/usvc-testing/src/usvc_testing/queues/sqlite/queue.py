@@ -103,13 +103,19 @@ class SqliteQueue(JobQueue, QueueAdmin):
                 f"cannot create the SQLite queue {where}: directory {self.path.parent} "
                 "does not exist"
             )
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self.busy_timeout,
-            isolation_level=None,
-            cached_statements=64,
-            check_same_thread=False,  # opened on the helper thread, written from the loop
-        )
+        if self.path.is_dir():
+            raise SqliteFileError(f"cannot use {where} as the SQLite queue: it is a directory")
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                cached_statements=64,
+                check_same_thread=False,  # opened on the helper thread, written from the loop
+            )
+        except sqlite3.OperationalError as exc:
+            # Retrying cannot fix a file this process may not open (permissions, a socket).
+            raise SqliteFileError(f"cannot open the SQLite queue {where}: {exc}") from exc
         try:
             _use_wal(conn, where, patience=self.busy_timeout)
             conn.execute("PRAGMA journal_size_limit = 67108864")
@@ -118,6 +124,10 @@ class SqliteQueue(JobQueue, QueueAdmin):
             conn.close()
             if "not a database" in str(exc):
                 raise SqliteFileError(f"{where} is not an SQLite database file") from exc
+            if "readonly" in str(exc):
+                raise SqliteFileError(
+                    f"the SQLite queue {where} is read-only for this process: {exc}"
+                ) from exc
             raise
         except BaseException:
             conn.close()
