@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "CONTROL",
     "LAZYFS",
     "SERVICE_DIR",
+    "UNFINISHED",
     "Ack",
     "Audit",
     "LazyMount",
     "Row",
     "audit",
     "fuse_unavailable",
+    "kill_all",
     "read_journal",
     "read_rows",
 ]
@@ -126,9 +129,10 @@ class LazyMount:
             return any(line.split(" ")[1] == target for line in mounts)
 
     def _detach(self, *, lazy: bool) -> None:
-        if self.mounted():
-            args = ["fusermount3", "-u", *(["-z"] if lazy else []), str(self.mnt)]
-            subprocess.run(args, check=False, capture_output=True)
+        if self.mounted() and not lazy:
+            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False, capture_output=True)
+        if self.mounted():  # lazy, or still busy (a test failed with files open)
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False)
         deadline = time.monotonic() + 10
         while self.mounted():
             assert time.monotonic() < deadline, f"{self.mnt} is still mounted"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.powerloss import harness
 from tests.powerloss.harness import LazyMount
 
 pytestmark = pytest.mark.slow
@@ -152,3 +153,14 @@ def test_a_cut_with_write_back_keeps_some_unsynced_blocks(lazy_mount: LazyMount)
         assert block in (b"\0" * 4096, bytes([i + 1]) * 4096), f"block {i} is torn"
         kept += block != b"\0" * 4096
     assert 0 < kept < blocks
+
+
+def test_missing_fuse_pieces_give_a_reason_to_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where FUSE cannot run the suite skips, saying what is missing and how to add it."""
+    monkeypatch.setattr(harness.shutil, "which", lambda name: None)
+    reason = harness.fuse_unavailable()
+    if Path("/dev/fuse").exists() and os.access("/dev/fuse", os.R_OK | os.W_OK):
+        assert reason == "fusermount3 is missing (apt-get install fuse3)"
+    else:
+        assert reason is not None
+        assert "/dev/fuse" in reason

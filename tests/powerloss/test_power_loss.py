@@ -63,6 +63,7 @@ class Run:
         self.journal.mkdir()
         self.logs.mkdir()
         self.started = 0
+        self.log_of: dict[int, Path] = {}
         self.env = {
             k: v
             for k, v in os.environ.items()
@@ -73,10 +74,17 @@ class Run:
 
     def _spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.started += 1
-        with (self.logs / f"{self.started:04d}-{Path(args[0]).stem}.log").open("wb") as log:
-            return subprocess.Popen(
+        path = self.logs / f"{self.started:04d}-{Path(args[0]).stem}.log"
+        with path.open("wb") as log:
+            proc = subprocess.Popen(
                 [sys.executable, *args], cwd=SERVICE_DIR, env=env, stdout=log, stderr=log
             )
+        self.log_of[proc.pid] = path
+        return proc
+
+    def worker_started(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Whether the worker logged its start (it handles SIGTERM from then on)."""
+        return b'"worker started"' in self.log_of[proc.pid].read_bytes()
 
     def worker(self) -> subprocess.Popen[bytes]:
         env = {
@@ -122,7 +130,8 @@ def _drain(run: Run) -> dict[int, Row]:
         deadline = time.monotonic() + 180
         while True:
             rows = read_rows(run.db)
-            if rows and not any(r.status in UNFINISHED for r in rows.values()):
+            done = rows and not any(r.status in UNFINISHED for r in rows.values())
+            if done and all(run.worker_started(w) for w in workers):
                 break
             assert all(w.poll() is None for w in workers), f"a worker exited ({run.logs})"
             stuck = Counter(r.status for r in rows.values() if r.status in UNFINISHED)
