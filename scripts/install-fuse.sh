@@ -3,7 +3,7 @@
 # the power-loss suite (tests/powerloss) when it is missing. Needs root (CI runs as root).
 #   bash scripts/install-fuse.sh
 set -euo pipefail
-if command -v fusermount3 >/dev/null 2>&1 && ldconfig -p | grep -q 'libfuse3\.so'; then
+if command -v fusermount3 >/dev/null 2>&1 && ldconfig -p | grep 'libfuse3\.so' >/dev/null; then
   echo "install-fuse: $(command -v fusermount3) and libfuse3 already installed"
   exit 0
 fi
