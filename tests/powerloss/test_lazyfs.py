@@ -1,0 +1,166 @@
+"""The lazy filesystem really forgets: without this, the power-loss suite could pass by
+losing nothing. Files, names and SQLite transactions, each synced or not, across a cut."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.powerloss import harness
+from tests.powerloss.harness import LazyMount
+
+pytestmark = pytest.mark.slow
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _power_cycle(mount: LazyMount) -> None:
+    mount.cut()
+    mount.start()
+
+
+def test_unsynced_data_is_lost_and_synced_data_kept(lazy_mount: LazyMount) -> None:
+    mnt = lazy_mount.mnt
+    (mnt / "synced").write_bytes(b"s" * 10_000)
+    _fsync(mnt / "synced")
+    (mnt / "unsynced").write_bytes(b"u" * 10_000)
+    (mnt / "datasynced").write_bytes(b"d" * 5000)
+    fd = os.open(mnt / "datasynced", os.O_WRONLY)
+    os.fdatasync(fd)
+    os.close(fd)
+    _fsync(mnt)  # every name so far is on disk
+    with (mnt / "synced").open("r+b") as f:  # changes after the last sync: lost
+        f.seek(100)
+        f.write(b"X" * 50)
+        f.seek(0, os.SEEK_END)
+        f.write(b"appended")
+    os.truncate(mnt / "datasynced", 10)
+    # Everything is readable before the cut, from memory.
+    assert (mnt / "synced").read_bytes()[100:150] == b"X" * 50
+    assert (mnt / "unsynced").read_bytes() == b"u" * 10_000
+    assert (mnt / "datasynced").stat().st_size == 10
+
+    _power_cycle(lazy_mount)
+
+    assert (mnt / "synced").read_bytes() == b"s" * 10_000
+    assert (mnt / "unsynced").read_bytes() == b""  # its name was synced, its data never
+    assert (mnt / "datasynced").read_bytes() == b"d" * 5000
+
+
+def test_names_need_a_directory_sync(lazy_mount: LazyMount) -> None:
+    mnt = lazy_mount.mnt
+    (mnt / "old").write_bytes(b"old")
+    _fsync(mnt / "old")
+    _fsync(mnt)
+    (mnt / "new").write_bytes(b"new")
+    _fsync(mnt / "new")  # its data is synced, its name is not
+    os.rename(mnt / "old", mnt / "renamed")
+    assert sorted(os.listdir(mnt)) == ["new", "renamed"]
+
+    _power_cycle(lazy_mount)
+
+    assert sorted(os.listdir(mnt)) == ["old"]
+    assert (mnt / "old").read_bytes() == b"old"
+
+    (mnt / "new").write_bytes(b"new")
+    _fsync(mnt / "new")
+    (mnt / "old").unlink()
+    _fsync(mnt)
+
+    _power_cycle(lazy_mount)
+
+    assert sorted(os.listdir(mnt)) == ["new"]
+    assert (mnt / "new").read_bytes() == b"new"
+
+
+_SQLITE_WRITER = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # each commit fsyncs the WAL
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.execute("INSERT INTO t VALUES ('full')")
+    conn.execute("PRAGMA synchronous=NORMAL")  # commits wait for no fsync
+    conn.execute("INSERT INTO t VALUES ('normal')")
+    print("committed", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_commit_that_was_not_synced_is_lost(lazy_mount: LazyMount) -> None:
+    """SQLite itself on the filesystem: a transaction committed with synchronous=FULL
+    survives the cut, the next one (NORMAL, no fsync) does not."""
+    db = lazy_mount.mnt / "t.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _SQLITE_WRITER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "committed"
+        conn = sqlite3.connect(db)
+        assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["full", "normal"]
+        conn.close()
+        lazy_mount.cut()
+    finally:
+        writer.kill()
+        writer.wait(10)
+        if writer.stdout is not None:
+            writer.stdout.close()
+    lazy_mount.start()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["full"]
+    finally:
+        conn.close()
+
+
+def test_a_cut_with_write_back_keeps_some_unsynced_blocks(lazy_mount: LazyMount) -> None:
+    """The second kind of cut: the page cache wrote back a random share of the dirty
+    blocks. Each block comes back either as written or as last synced, never torn."""
+    mnt = lazy_mount.mnt
+    blocks = 64
+    (mnt / "f").write_bytes(b"\0" * 4096 * blocks)
+    _fsync(mnt / "f")
+    _fsync(mnt)
+    with (mnt / "f").open("r+b") as f:
+        for i in range(blocks):
+            f.seek(i * 4096)
+            f.write(bytes([i + 1]) * 4096)
+
+    lazy_mount.cut(keep=0.5, seed=7)
+    lazy_mount.start()
+
+    data = (mnt / "f").read_bytes()
+    assert len(data) == 4096 * blocks
+    kept = 0
+    for i in range(blocks):
+        block = data[i * 4096 : (i + 1) * 4096]
+        assert block in (b"\0" * 4096, bytes([i + 1]) * 4096), f"block {i} is torn"
+        kept += block != b"\0" * 4096
+    assert 0 < kept < blocks
+
+
+def test_missing_fuse_pieces_give_a_reason_to_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where FUSE cannot run the suite skips, saying what is missing and how to add it."""
+    monkeypatch.setattr(harness.shutil, "which", lambda name: None)
+    reason = harness.fuse_unavailable()
+    if Path("/dev/fuse").exists() and os.access("/dev/fuse", os.R_OK | os.W_OK):
+        assert reason == "fusermount3 is missing (apt-get install fuse3)"
+    else:
+        assert reason is not None
+        assert "/dev/fuse" in reason
