@@ -15,6 +15,7 @@ from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal, QueueStats, ReclaimResult
 
+from usvc_testing.queues.limits import checked_limits
 from usvc_testing.queues.sqlite import statements as sql
 from usvc_testing.queues.sqlite.connection import Durability, SqliteConnection
 from usvc_testing.queues.sqlite.schema import SqliteFileError, prepare
@@ -159,6 +160,7 @@ class SqliteQueue(JobQueue):
             max_attempts=r.max_attempts,
             token=r.token,
             idempotency_key=r.idempotency_key,
+            unique_key=r.unique_key,
         )
 
     async def enqueue(self, request: EnqueueRequest) -> Job:
@@ -186,7 +188,9 @@ class SqliteQueue(JobQueue):
         *,
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        return await self._claim(microservice, worker_id, limit, lease_seconds, start=False)
+        return await self._claim(
+            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
+        )
 
     async def claim_and_start(
         self,
@@ -197,13 +201,30 @@ class SqliteQueue(JobQueue):
         *,
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        return await self._claim(microservice, worker_id, limit, lease_seconds, start=True)
+        return await self._claim(
+            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
+        )
 
     async def _claim(
-        self, microservice: str, worker_id: str, limit: int, lease: float, *, start: bool
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        *,
+        start: bool,
+        max_running: Mapping[str, int] | None,
     ) -> list[Job]:
+        limits = checked_limits(max_running)
         if limit <= 0:
             return []
+        if limits:
+            return await self._conn().write(
+                lambda conn: sql.claim_limited(
+                    conn, microservice, worker_id, limit, lease, limits=limits, start=start
+                ),
+                durable=False,
+            )
         return await self._conn().write(
             lambda conn: sql.claim(conn, microservice, worker_id, limit, lease, start=start),
             durable=False,
@@ -218,10 +239,9 @@ class SqliteQueue(JobQueue):
         if not jobs:
             return LeaseRenewal()
         owned = list(jobs)
-        lost = await self._conn().write(
+        return await self._conn().write(
             lambda conn: sql.extend(conn, owned, lease_seconds), durable=False
         )
-        return LeaseRenewal(lost=frozenset(lost))
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         text = "null" if results is None else _JSON.encode(results)
@@ -263,6 +283,13 @@ class SqliteQueue(JobQueue):
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
         return await self._conn().write(lambda conn: sql.reclaim(conn, microservice), durable=False)
+
+    # --- operating (QueueAdmin) ------------------------------------------------------------
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        return await self._conn().write(
+            lambda conn: sql.cancel(conn, microservice, job_id), durable=True
+        )
 
     # --- reading and housekeeping --------------------------------------------------------------
 

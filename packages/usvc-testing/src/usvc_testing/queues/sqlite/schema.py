@@ -87,6 +87,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE unique_key IS NOT NULL
         """,
     ),
+    # 4: Ready jobs by action, so that a claim under per-action limits (max_running) reads
+    # each action's best jobs with one seek, however many jobs of a saturated action wait.
+    (
+        f"""
+        CREATE INDEX {TABLE}_ready_action ON {TABLE} (microservice, action, priority DESC, run_at)
+        WHERE status = 'Ready'
+        """,
+    ),
 )
 
 #: The version this code writes and understands.

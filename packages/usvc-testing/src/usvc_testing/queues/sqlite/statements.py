@@ -9,14 +9,15 @@ A transition that does not find the job under the caller's fencing token raises
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import QueueStats, ReclaimResult
+from usvc_core.ports import LeaseRenewal, QueueStats, ReclaimResult
 
 from usvc_testing.queues.payload import decode_payload
 from usvc_testing.queues.sqlite.schema import NOW, TABLE
@@ -27,7 +28,9 @@ __all__ = [
     "COMPLETE",
     "START",
     "EncodedRequest",
+    "cancel",
     "claim",
+    "claim_limited",
     "complete",
     "complete_many",
     "extend",
@@ -54,12 +57,14 @@ _COLUMNS = (
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
 _OWNED = "('Assigned', 'Processing')"
 
+# A taken key inserts nothing and returns no row (the caller then names the holder).
 INSERT = f"""
 INSERT INTO {TABLE} (microservice, action, payload, priority, run_at, max_attempts, token,
-                     idempotency_key)
-VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?)
+                     idempotency_key, unique_key)
+VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?, ?)
 ON CONFLICT (microservice, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND status IN {_UNFINISHED} DO NOTHING
+ON CONFLICT (microservice, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING id, run_at, created_at
 """
 
@@ -68,6 +73,8 @@ SELECT id FROM {TABLE}
 WHERE microservice = ? AND idempotency_key = ? AND status IN {_UNFINISHED}
 """
 
+_UNIQUE_HOLDER = f"SELECT id FROM {TABLE} WHERE microservice = ? AND unique_key = ?"
+
 # The ids of the next ``limit`` Ready and due jobs of one service, best first.
 _DUE = f"""
     SELECT id FROM {TABLE}
@@ -75,25 +82,49 @@ _DUE = f"""
     ORDER BY priority DESC, run_at, id
     LIMIT ?"""
 
-#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
-#: token. Parameters: worker id, lease seconds, service, limit.
-CLAIM = f"""
+_ASSIGN = f"""
 UPDATE {TABLE}
 SET status = 'Assigned', lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN ({_DUE})
+WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
 """
 
-#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
-#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
-CLAIM_STARTED = f"""
+_ASSIGN_STARTED = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
     lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN ({_DUE})
+WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
+"""
+
+#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
+#: token. Parameters: worker id, lease seconds, service, limit.
+CLAIM = _ASSIGN.replace("<ids>", _DUE)
+
+#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
+#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
+CLAIM_STARTED = _ASSIGN_STARTED.replace("<ids>", _DUE)
+
+# For claims under per-action limits (see claim_limited), all on the index by action.
+_RUNNING = f"""
+SELECT action, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Assigned', 'Processing') GROUP BY action
+"""
+_FIRST_READY_ACTION = f"""
+SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+ORDER BY action LIMIT 1
+"""
+_NEXT_READY_ACTION = f"""
+SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready' AND action > ?
+ORDER BY action LIMIT 1
+"""
+_DUE_OF_ACTION = f"""
+SELECT id, priority, run_at FROM {TABLE}
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= {NOW}
+ORDER BY priority DESC, run_at, id
+LIMIT ?
 """
 
 #: Assigned -> Processing, counting the attempt. Parameters: lease seconds, id, lease token.
@@ -108,6 +139,7 @@ RETURNING attempts, started_at, lease_expires_at, updated_at
 _EXTEND = f"""
 UPDATE {TABLE} SET lease_expires_at = {NOW} + ?, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
+RETURNING cancel_requested
 """
 
 #: Processing -> Completed under the caller's fencing token. Parameters: results JSON,
@@ -135,6 +167,7 @@ SET status = CASE WHEN attempts >= max_attempts THEN 'Failed' ELSE 'Ready' END,
     finished_at = CASE WHEN attempts >= max_attempts THEN {NOW} END,
     lease_owner = CASE WHEN attempts >= max_attempts THEN lease_owner END,
     lease_token = CASE WHEN attempts >= max_attempts THEN lease_token END,
+    cancel_requested = CASE WHEN attempts >= max_attempts THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status = 'Processing'
 RETURNING status
@@ -147,7 +180,8 @@ UPDATE {TABLE}
 SET status = 'Ready',
     attempts = CASE WHEN status = 'Processing' THEN max(attempts - 1, 0) ELSE attempts END,
     started_at = CASE WHEN status = 'Processing' THEN NULL ELSE started_at END,
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = {NOW}
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+    updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
 """
 
@@ -165,12 +199,28 @@ SET status = CASE WHEN {_EXHAUSTED} THEN 'Failed' ELSE 'Ready' END,
     runtime_ms = CASE WHEN {_EXHAUSTED} THEN NULL ELSE runtime_ms END,
     lease_owner = CASE WHEN {_EXHAUSTED} THEN lease_owner END,
     lease_token = CASE WHEN {_EXHAUSTED} THEN lease_token END,
+    cancel_requested = CASE WHEN {_EXHAUSTED} THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
 WHERE microservice = ? AND status IN {_OWNED} AND lease_expires_at < {NOW}
 RETURNING id, status
 """
 
 _GET = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?"
+
+# An operator's cancellation: a job not yet started fails at once; a running one is asked
+# to stop (its worker sees the flag when it renews its lease, then records CANCELLED).
+_CANCEL_WAITING = f"""
+UPDATE {TABLE}
+SET status = 'Failed', error_code = 'CANCELLED',
+    error_message = 'cancelled by an operator while ' || status || ' (it never ran)',
+    lease_expires_at = NULL, finished_at = {NOW}, updated_at = {NOW}
+WHERE id = ? AND microservice = ? AND status IN ('Ready', 'Assigned')
+"""
+_CANCEL_RUNNING = f"""
+UPDATE {TABLE} SET cancel_requested = 1, updated_at = {NOW}
+WHERE id = ? AND microservice = ? AND status = 'Processing'
+"""
+_STATUS_IN = f"SELECT status FROM {TABLE} WHERE id = ? AND microservice = ?"
 _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
 # One query per partial index, so that counting never scans the whole table.
 _COUNTS = f"""
@@ -293,6 +343,7 @@ class EncodedRequest:
         "priority",
         "text",
         "token",
+        "unique_key",
     )
 
     def __init__(
@@ -306,6 +357,7 @@ class EncodedRequest:
         max_attempts: int,
         token: str | None,
         idempotency_key: str | None,
+        unique_key: str | None = None,
     ) -> None:
         action = payload.get("action") if isinstance(payload, dict) else None
         self.microservice = microservice
@@ -317,10 +369,11 @@ class EncodedRequest:
         self.max_attempts = max_attempts
         self.token = token
         self.idempotency_key = idempotency_key
+        self.unique_key = unique_key
 
 
 def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
-    """Add one Ready job; DuplicateJobError when its idempotency key is taken."""
+    """Add one Ready job; DuplicateJobError when its unique or idempotency key is taken."""
     row = conn.execute(
         INSERT,
         (
@@ -332,9 +385,16 @@ def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
             r.max_attempts,
             r.token,
             r.idempotency_key,
+            r.unique_key,
         ),
     ).fetchone()
     if row is None:
+        if r.unique_key is not None:
+            held = conn.execute(_UNIQUE_HOLDER, (r.microservice, r.unique_key)).fetchone()
+            if held is not None:
+                raise DuplicateJobError(
+                    f"unique key {r.unique_key!r} is held by job {held[0]}", str(held[0])
+                )
         holder = conn.execute(_HOLDER, (r.microservice, r.idempotency_key)).fetchone()
         holder_id = None if holder is None else str(holder[0])
         raise DuplicateJobError(
@@ -355,11 +415,13 @@ def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
         idempotency_key=r.idempotency_key,
         created_at=created,
         updated_at=created,
+        unique_key=r.unique_key,
     )
 
 
 def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) -> list[Job]:
     """Add all jobs or none (a savepoint undoes the ones before a duplicate key)."""
+    _refuse_repeated_keys(requests)
     conn.execute("SAVEPOINT insert_many")
     try:
         jobs = [insert(conn, r) for r in requests]
@@ -369,6 +431,23 @@ def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) ->
         raise
     conn.execute("RELEASE insert_many")
     return jobs
+
+
+def _refuse_repeated_keys(requests: Sequence[EncodedRequest]) -> None:
+    """A key given twice in one batch is refused before anything is written (the store
+    would name as holder a job that the rollback then removes)."""
+    unique: set[tuple[str, str]] = set()
+    idempotency: set[tuple[str, str]] = set()
+    for r in requests:
+        for kind, key, seen in (
+            ("unique", r.unique_key, unique),
+            ("idempotency", r.idempotency_key, idempotency),
+        ):
+            if key is None:
+                continue
+            if (r.microservice, key) in seen:
+                raise DuplicateJobError(f"{kind} key {key!r} is given twice in this enqueue_many")
+            seen.add((r.microservice, key))
 
 
 # --- owning ------------------------------------------------------------------------------
@@ -385,7 +464,52 @@ def claim(
 ) -> list[Job]:
     """Claim up to ``limit`` jobs; with ``start``, also start them (``claim_and_start``)."""
     statement = CLAIM_STARTED if start else CLAIM
-    rows = conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall()
+    return _jobs(conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall())
+
+
+def claim_limited(
+    conn: sqlite3.Connection,
+    microservice: str,
+    worker_id: str,
+    limit: int,
+    lease: float,
+    *,
+    limits: Mapping[str, int],
+    start: bool = False,
+) -> list[Job]:
+    """:func:`claim` with at most ``limits[action]`` jobs of an action Assigned or Processing
+    in the service, counted in the caller's write transaction (no other claim runs
+    meanwhile). Jobs over their limit stay Ready and are stepped over.
+
+    Each action with Ready jobs is read on its own (a seek per action on the index by
+    action), so a long backlog of an action at its limit costs a claim nothing: a scan of
+    the service's Ready jobs in order would step over every one of them at every claim."""
+    running = dict(conn.execute(_RUNNING, (microservice,)).fetchall())
+    candidates: list[tuple[int, float, int]] = []
+    row = conn.execute(_FIRST_READY_ACTION, (microservice,)).fetchone()
+    while row is not None:
+        action = row[0]
+        room = limit
+        if action in limits:
+            room = min(limit, limits[action] - running.get(action, 0))
+        if room > 0:
+            candidates.extend(conn.execute(_DUE_OF_ACTION, (microservice, action, room)))
+        row = conn.execute(_NEXT_READY_ACTION, (microservice, action)).fetchone()
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
+    ids = [c[0] for c in candidates[:limit]]
+    statement = _assign_ids(len(ids), start=start)
+    return _jobs(conn.execute(statement, (worker_id, lease, *ids)).fetchall())
+
+
+@functools.cache
+def _assign_ids(count: int, *, start: bool) -> str:
+    template = _ASSIGN_STARTED if start else _ASSIGN
+    return template.replace("<ids>", ", ".join("?" * count))
+
+
+def _jobs(rows: list[Any]) -> list[Job]:
     # RETURNING gives rows in no promised order; hand them out best first.
     rows.sort(key=lambda row: (-row[5], row[6], row[0]))
     times = _Times()
@@ -407,13 +531,17 @@ def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
     return started
 
 
-def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> set[str]:
-    """Renew the leases; return the ids whose lease was lost."""
+def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> LeaseRenewal:
+    """Renew the leases; report the jobs lost and the ones an operator asked to cancel."""
     lost: set[str] = set()
+    cancel: set[str] = set()
     for job in jobs:
-        if conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).rowcount != 1:
+        row = conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).fetchone()
+        if row is None:
             lost.add(job.id)
-    return lost
+        elif row[0]:
+            cancel.add(job.id)
+    return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
 
 def complete(conn: sqlite3.Connection, job: Job, results: str, runtime_ms: float) -> None:
@@ -484,6 +612,21 @@ def reclaim(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
 
 
 # --- reading and housekeeping ------------------------------------------------------------
+
+
+def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatus:
+    """An operator's cancellation (see ``QueueAdmin.cancel``); JobNotFoundError when the
+    service has no such job."""
+    rid = row_id(job_id)
+    if rid is not None:
+        if conn.execute(_CANCEL_WAITING, (rid, microservice)).rowcount:
+            return JobStatus.FAILED
+        if conn.execute(_CANCEL_RUNNING, (rid, microservice)).rowcount:
+            return JobStatus.PROCESSING
+        row = conn.execute(_STATUS_IN, (rid, microservice)).fetchone()
+        if row is not None:
+            return JobStatus(row[0])
+    raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
 
 
 def get(conn: sqlite3.Connection, job_id: str) -> Job | None:
