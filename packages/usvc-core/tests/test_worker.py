@@ -1,9 +1,11 @@
-"""The worker engine against the in-memory queue: batching, wake-ups, leases, outages, drain."""
+"""The worker engine against the in-memory queue: batching, wake-ups, leases, outages, drain.
+
+Worker and queue share a FakeClock: whatever waits on time (leases, reclaims, backoff,
+retries, the drain) moves when a test advances the clock, never by really sleeping."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +27,7 @@ from usvc_core import (
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import LeaseRenewal, QueueStats
 from usvc_core.worker import QUEUE_CHECK
-from usvc_testing import InMemoryQueue
+from usvc_testing import FakeClock, InMemoryQueue
 
 MS = "svc"
 gate = asyncio.Event()
@@ -48,12 +50,6 @@ async def wait(input: In) -> dict[str, int]:
     return {"n": input.n}
 
 
-@action("sleep")
-async def sleep(input: In) -> dict[str, int]:
-    await asyncio.sleep(input.n / 1000)
-    return {"n": input.n}
-
-
 @action(
     "flaky",
     retry_on=(ConnectionError,),
@@ -67,15 +63,19 @@ async def flaky(input: In) -> dict[str, int]:
 
 
 class SpyQueue(InMemoryQueue):
-    """The in-memory queue, recording calls and failing on demand."""
+    """The in-memory queue, recording calls and failing or holding completions on demand."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        super().__init__(clock)
         self.claims: list[int] = []
         self.extended: list[int] = []
         self.failing: set[str] = set()
         self.hold_completions: asyncio.Event | None = None  # set: completions go through
-        self.let_through: set[str] = set()  # jobs whose completion passes a held gate
+        self._let_through: dict[str, asyncio.Event] = {}
+
+    def let_through(self, job_id: str) -> None:
+        """Let one held completion go through."""
+        self._let_through.setdefault(job_id, asyncio.Event()).set()
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.failing:
@@ -98,11 +98,14 @@ class SpyQueue(InMemoryQueue):
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         self._maybe_fail("complete")
-        while self.hold_completions is not None and job.id not in self.let_through:
-            if self.hold_completions.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.hold_completions.wait(), 0.01)
+        if self.hold_completions is not None:
+            mine = self._let_through.setdefault(job.id, asyncio.Event())
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.hold_completions, mine)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
         await super().complete(job, results, runtime_ms)
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
@@ -120,7 +123,7 @@ def _reset() -> None:
 
 def registry() -> ActionRegistry:
     reg = ActionRegistry()
-    for h in (noop, wait, sleep, flaky):
+    for h in (noop, wait, flaky):
         reg.add(h)
     return reg
 
@@ -141,11 +144,30 @@ async def enqueue(q: InMemoryQueue, action_name: str, n: int = 0, **kw: Any) -> 
     return await q.enqueue(EnqueueRequest({"action": action_name, "n": n}, MS, **kw))
 
 
+async def _holds(pred: Callable[[], Any]) -> bool:
+    return bool(await pred() if asyncio.iscoroutinefunction(pred) else pred())
+
+
 async def until(pred: Callable[[], Any], limit: float = 10.0) -> None:
     """Poll a condition; a test that never sees it fails instead of hanging."""
     async with asyncio.timeout(limit):
-        while not (await pred() if asyncio.iscoroutinefunction(pred) else pred()):  # noqa: ASYNC110
+        while not await _holds(pred):  # noqa: ASYNC110 - polls a condition with a limit
             await asyncio.sleep(0.01)
+
+
+async def settle() -> None:
+    """Let every task run until it waits on something (the store, the clock, a gate)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def tick_until(clock: FakeClock, pred: Callable[[], Any], step: float = 0.05) -> None:
+    """Advance the fake clock by ``step`` until the condition holds (fake time only; a
+    real-time limit fails a test that never sees it)."""
+    async with asyncio.timeout(10):
+        while not await _holds(pred):
+            clock.advance(step)
+            await settle()
 
 
 async def statuses(q: InMemoryQueue, jobs: Sequence[Job]) -> list[JobStatus]:
@@ -159,12 +181,14 @@ async def statuses(q: InMemoryQueue, jobs: Sequence[Job]) -> list[JobStatus]:
 
 @pytest.fixture
 async def running() -> AsyncIterator[Callable[..., tuple[Worker, SpyQueue, HealthRegistry]]]:
+    """Starts a worker on a SpyQueue, both on one FakeClock (``worker.clock``)."""
     tasks: list[tuple[Worker, asyncio.Task[None]]] = []
 
     def start(**kw: Any) -> tuple[Worker, SpyQueue, HealthRegistry]:
-        q = SpyQueue()
+        clock = FakeClock()
+        q = SpyQueue(clock)
         health = HealthRegistry()
-        w = Worker(q, registry(), config(**kw), health=health)
+        w = Worker(q, registry(), config(**kw), health=health, clock=clock)
         tasks.append((w, asyncio.create_task(w.run())))
         return w, q, health
 
@@ -172,7 +196,15 @@ async def running() -> AsyncIterator[Callable[..., tuple[Worker, SpyQueue, Healt
     for w, t in tasks:
         w.request_stop()
         w.request_stop()
-        await asyncio.wait_for(t, 10)
+        clock = w.clock
+        assert isinstance(clock, FakeClock)
+        await tick_until(clock, t.done, step=1.0)
+        await t
+
+
+def fake(w: Worker) -> FakeClock:
+    assert isinstance(w.clock, FakeClock)
+    return w.clock
 
 
 async def test_claims_in_batches_of_free_slots_and_repolls_at_once(running: Any) -> None:
@@ -188,18 +220,21 @@ async def test_claims_in_batches_of_free_slots_and_repolls_at_once(running: Any)
     assert done is not None and done.results == {"n": 0} and done.attempts == 1
 
 
-async def test_a_slot_is_handed_on_while_its_outcome_is_written(running: Any) -> None:
-    """Two slots, completions held back by the store: the next jobs run meanwhile, but no
-    more than three batches' worth (6) of outcomes wait on handed-on slots, so a stuck
+async def test_a_slot_frees_when_its_handler_returns_and_outcomes_in_flight_are_bounded(
+    running: Any,
+) -> None:
+    """Two slots, completions held back by the store: the next jobs run while earlier
+    outcomes are written, but no more than three per slot (6) may be in flight, so a stuck
     store stops the claims. Every job is still owned (and its lease renewed) until its
     outcome is written."""
     w, q, _ = running(max_concurrent=2, lease_seconds=1.0)  # renewed every ~0.3 s
     q.hold_completions = asyncio.Event()
     jobs = [await enqueue(q, "noop", i) for i in range(10)]
     await until(lambda: len(runs) == 8)
-    await asyncio.sleep(0.5)  # room for a wrong ninth run, and for a lease renewal
-    assert len(runs) == 8  # 2 handlers + 6 outcomes on handed-on slots
+    await settle()  # room for a wrong ninth run
+    assert len(runs) == 8  # 2 handler slots + 6 outcomes in flight
     assert w.active_jobs == 8  # owned until recorded
+    await tick_until(fake(w), lambda: q.extended)
     assert max(q.extended) == 8
     q.hold_completions.set()
     await until(lambda: len(runs) == 10)
@@ -207,21 +242,21 @@ async def test_a_slot_is_handed_on_while_its_outcome_is_written(running: Any) ->
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 
-async def test_a_recorded_job_passes_its_place_to_one_waiting_for_one(running: Any) -> None:
-    """One slot, so three places for outcomes: jobs 0-2 record on them, job 3 records on
-    its own slot. When job 0's outcome is written, job 3 takes its place and the worker
-    claims job 4 at once, while jobs 1-3 are still being written."""
+async def test_a_written_outcome_makes_room_for_the_next_claim(running: Any) -> None:
+    """One slot, so three outcomes in flight: jobs 0-3 ran and are being written (3 in
+    flight beside the slot). When job 0's outcome is written, the worker claims job 4 at
+    once, while jobs 1-3 are still being written."""
     w, q, _ = running(max_concurrent=1)
     q.hold_completions = asyncio.Event()
     jobs = [await enqueue(q, "noop", i) for i in range(6)]
     await until(lambda: len(runs) == 4)
-    await asyncio.sleep(0.2)
+    await settle()
     assert len(runs) == 4
-    q.let_through.add(jobs[0].id)
+    q.let_through(jobs[0].id)
     await until(lambda: len(runs) == 5)
     assert runs.keys() == {"0", "1", "2", "3", "4"}
-    await asyncio.sleep(0.2)
-    assert len(runs) == 5  # jobs 1-4 hold every place again
+    await settle()
+    assert len(runs) == 5  # jobs 1-4 fill the slot and the outcomes in flight again
     q.hold_completions.set()
     await until(lambda: w.active_jobs == 0 and len(runs) == 6)
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
@@ -262,39 +297,41 @@ async def test_bad_jobs_fail_and_the_worker_goes_on(running: Any) -> None:
 
 async def test_retryable_errors_are_retried_with_backoff(running: Any) -> None:
     """A retry_on error puts the job back to Ready; the third attempt completes."""
-    _, q, _ = running()
+    w, q, _ = running()
     job = await enqueue(q, "flaky", max_attempts=5)
-    await until(lambda: runs.get("flaky") == 3)
-    got = await q.get(job.id)
 
     async def done() -> bool:
         j = await q.get(job.id)
         return j is not None and j.status is JobStatus.COMPLETED
 
-    await until(done)
+    await tick_until(fake(w), done, step=0.005)  # each retry is due within 0.01 s
+    assert runs["flaky"] == 3
     got = await q.get(job.id)
     assert got is not None and got.attempts == 3 and got.results == {"n": 3}
 
 
 async def test_retries_stop_at_max_attempts(running: Any) -> None:
     """With two attempts allowed the flaky job ends Failed after the second."""
-    _, q, _ = running()
+    w, q, _ = running()
     job = await enqueue(q, "flaky", max_attempts=2)
 
     async def failed() -> bool:
         j = await q.get(job.id)
         return j is not None and j.status is JobStatus.FAILED
 
-    await until(failed)
+    await tick_until(fake(w), failed, step=0.005)
     got = await q.get(job.id)
     assert got is not None and got.attempts == 2 and got.error_code == "HANDLER_ERROR"
 
 
 async def test_leases_are_extended_while_a_job_runs(running: Any) -> None:
     """A job running past its lease keeps it: the lease is renewed, nobody reclaims it."""
-    _, q, _ = running(lease_seconds=0.3)
-    job = await enqueue(q, "sleep", 1000)  # 1 s, more than three leases
-    await until(lambda: len(q.extended) >= 3)
+    w, q, _ = running(lease_seconds=0.3)
+    job = await enqueue(q, "wait", 1)
+    await until(lambda: w.active_jobs == 1)
+    await tick_until(fake(w), lambda: fake(w).monotonic() >= 1.0)  # more than three leases
+    assert len(q.extended) >= 3
+    gate.set()
 
     async def done() -> bool:
         j = await q.get(job.id)
@@ -307,20 +344,21 @@ async def test_leases_are_extended_while_a_job_runs(running: Any) -> None:
 
 async def test_a_dead_workers_job_is_reclaimed_and_run(running: Any) -> None:
     """A job claimed by a worker that vanished is reclaimed after its lease and completed."""
-    q0 = SpyQueue()
+    clock = FakeClock()
+    q0 = SpyQueue(clock)
     job = await enqueue(q0, "noop", 9)
     [claimed] = await q0.claim(MS, "dead-worker", 1, 0.2)
     await q0.mark_processing(claimed, 0.2)
-    w = Worker(q0, registry(), config(lease_seconds=0.4))
+    w = Worker(q0, registry(), config(lease_seconds=0.4), clock=clock)
     task = asyncio.create_task(w.run())
     try:
-        await until(lambda: runs.get("9") == 1)
 
         async def done() -> bool:
             j = await q0.get(job.id)
             return j is not None and j.status is JobStatus.COMPLETED
 
-        await until(done)
+        await tick_until(clock, done)
+        assert runs.get("9") == 1
         got = await q0.get(job.id)
         assert got is not None and got.attempts == 2  # the dead worker's attempt counted
     finally:
@@ -343,18 +381,25 @@ class RecordingMetrics(NullMetrics):
 async def test_reclaims_report_requeued_and_failed_jobs_and_stats_come_at_once() -> None:
     """A reclaim that fails a job with no attempts left says so to the metrics (it ended in
     error); the queue depth is sampled at start, not one interval later."""
-    q = SpyQueue()
+    clock = FakeClock()
+    q = SpyQueue(clock)
     last_try = await enqueue(q, "noop", 1, max_attempts=1)
     await enqueue(q, "noop", 2, max_attempts=2)
     for claimed in await q.claim(MS, "dead-worker", 2, 0.2):
         await q.mark_processing(claimed, 0.2)
     metrics = RecordingMetrics()
-    w = Worker(q, registry(), config(lease_seconds=0.4, stats_interval=3600.0), metrics=metrics)
+    w = Worker(
+        q,
+        registry(),
+        config(lease_seconds=0.4, stats_interval=3600.0),
+        metrics=metrics,
+        clock=clock,
+    )
     task = asyncio.create_task(w.run())
     try:
-        await until(lambda: metrics.stats)  # long before the one-hour interval
+        await until(lambda: metrics.stats)  # the clock has not moved at all
         assert metrics.stats[0].counts[JobStatus.PROCESSING] == 2
-        await until(lambda: metrics.reclaimed)
+        await tick_until(clock, lambda: metrics.reclaimed)
         assert metrics.reclaimed[0] == (1, 1)
         await until(lambda: runs.get("2") == 1)
         failed = await q.get(last_try.id)
@@ -371,12 +416,12 @@ async def test_outage_goes_yellow_then_red_and_recovers(running: Any) -> None:
     q.failing.add("claim")
     seen: list[Status] = []
     health.subscribe(lambda h: seen.append(h.get(QUEUE_CHECK).status))  # type: ignore[union-attr]
-    await until(lambda: health.get(QUEUE_CHECK).status is Status.RED)  # type: ignore[union-attr]
+    await tick_until(fake(w), lambda: health.get(QUEUE_CHECK).status is Status.RED)  # type: ignore[union-attr]
     check = health.get(QUEUE_CHECK)
     assert check is not None and "database is down" in check.details["error"]
     assert Status.YELLOW in seen
     q.failing.clear()
-    await until(lambda: health.get(QUEUE_CHECK).status is Status.GREEN)  # type: ignore[union-attr]
+    await tick_until(fake(w), lambda: health.get(QUEUE_CHECK).status is Status.GREEN)  # type: ignore[union-attr]
     job = await enqueue(q, "noop", 3)
     await until(lambda: runs.get("3") == 1)
     assert job.id
@@ -384,11 +429,11 @@ async def test_outage_goes_yellow_then_red_and_recovers(running: Any) -> None:
 
 async def test_results_computed_during_an_outage_are_written_later(running: Any) -> None:
     """When complete() fails, the result is kept and written once the store is back."""
-    _, q, health = running()
+    w, q, health = running()
     q.failing.add("complete")
     job = await enqueue(q, "noop", 4)
     await until(lambda: runs.get("4") == 1)
-    await until(lambda: health.get(QUEUE_CHECK).status is not Status.GREEN)  # type: ignore[union-attr]
+    await tick_until(fake(w), lambda: health.get(QUEUE_CHECK).status is Status.RED)  # type: ignore[union-attr]
     stuck = await q.get(job.id)
     assert stuck is not None and stuck.status is JobStatus.PROCESSING
     q.failing.clear()
@@ -397,19 +442,25 @@ async def test_results_computed_during_an_outage_are_written_later(running: Any)
         j = await q.get(job.id)
         return j is not None and j.status is JobStatus.COMPLETED
 
-    await until(done)
+    await tick_until(fake(w), done)
     got = await q.get(job.id)
     assert got is not None and got.results == {"n": 4} and runs["4"] == 1
 
 
 async def test_shutdown_releases_running_jobs_without_spending_attempts() -> None:
     """Jobs still running at the drain deadline go back to Ready with no attempt spent."""
-    q = SpyQueue()
-    w = Worker(q, registry(), config(shutdown_timeout=0.1))
+    clock = FakeClock()
+    q = SpyQueue(clock)
+    w = Worker(q, registry(), config(shutdown_timeout=10), clock=clock)
     task = asyncio.create_task(w.run())
     jobs = [await enqueue(q, "wait", i) for i in range(3)]
     await until(lambda: w.active_jobs == 3)
     w.request_stop()
+    await settle()  # the drain starts waiting
+    clock.advance(9.9)
+    await settle()
+    assert not task.done() and w.active_jobs == 3  # the drain waits for its deadline
+    clock.advance(0.2)
     await asyncio.wait_for(task, 10)
     for j in jobs:
         got = await q.get(j.id)
@@ -419,13 +470,14 @@ async def test_shutdown_releases_running_jobs_without_spending_attempts() -> Non
 
 async def test_shutdown_lets_short_jobs_finish() -> None:
     """Jobs that finish within the drain are completed, not released."""
-    q = SpyQueue()
-    w = Worker(q, registry(), config(shutdown_timeout=10))
+    q = SpyQueue(FakeClock())
+    w = Worker(q, registry(), config(shutdown_timeout=10), clock=FakeClock())
     task = asyncio.create_task(w.run())
     job = await enqueue(q, "wait", 1)
     await until(lambda: w.active_jobs == 1)
     w.request_stop()
-    await asyncio.sleep(0.05)
+    await settle()
+    assert not task.done()
     gate.set()
     await asyncio.wait_for(task, 10)
     got = await q.get(job.id)
@@ -434,13 +486,13 @@ async def test_shutdown_lets_short_jobs_finish() -> None:
 
 async def test_second_stop_shortens_the_drain() -> None:
     """A second stop request cancels and releases at once instead of waiting the timeout."""
-    q = SpyQueue()
-    w = Worker(q, registry(), config(shutdown_timeout=3600))
+    q = SpyQueue(FakeClock())
+    w = Worker(q, registry(), config(shutdown_timeout=3600), clock=FakeClock())
     task = asyncio.create_task(w.run())
     job = await enqueue(q, "wait", 1)
     await until(lambda: w.active_jobs == 1)
     w.request_stop()
-    await asyncio.sleep(0.05)
+    await settle()
     assert not task.done()
     w.request_stop()
     await asyncio.wait_for(task, 10)
@@ -455,7 +507,7 @@ async def test_lost_lease_cancels_the_handler_and_keeps_the_new_owner(running: A
     await until(lambda: w.active_jobs == 1)
     stored = q._jobs[job.id]
     stored.lease_token = "someone-else"  # as if reclaimed and claimed by another worker
-    await until(lambda: w.active_jobs == 0)
+    await tick_until(fake(w), lambda: w.active_jobs == 0)
     got = await q.get(job.id)
     assert (
         got is not None and got.status is JobStatus.PROCESSING and got.lease_token == "someone-else"

@@ -484,7 +484,11 @@ class Application:
         )
 
     async def wait_for_job(self, job_id: str, timeout: float) -> Job | None:  # noqa: ASYNC109 - returns the unfinished job on timeout instead of raising
-        """Wait up to ``timeout`` seconds for a job to finish; return it (finished or not)."""
+        """Wait up to ``timeout`` seconds for a job to finish; return it (finished or not).
+
+        Raises :class:`~usvc_core.errors.ShuttingDownError` at once when the service starts
+        shutting down meanwhile (nobody waits on the drain; the job itself is kept).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         fut = self.worker.watch(job_id)  # before the first read, so no finish is missed
@@ -498,5 +502,7 @@ class Application:
                     return job
                 # Woken at once when this process finishes it; the poll covers other processes.
                 await asyncio.wait([fut], timeout=min(left, 0.5))
+                if fut.done():
+                    fut.result()  # ShuttingDownError once the worker stops
         finally:
             self.worker.unwatch(job_id, fut)

@@ -34,6 +34,7 @@ __all__ = [
     "QueueUnavailableError",
     "ServiceNotFoundError",
     "ServiceStartError",
+    "ShuttingDownError",
     "UsvcError",
 ]
 
@@ -92,3 +93,9 @@ class DuplicateJobError(QueueError):
 
 class CircuitOpenError(UsvcError):
     """The circuit breaker is open: the call was not attempted."""
+
+
+class ShuttingDownError(UsvcError):
+    """The worker is stopping: a job someone waits for (``Worker.watch``) will not be
+    finished by it now. The job itself is kept (it finishes during the drain, or goes back
+    to Ready)."""

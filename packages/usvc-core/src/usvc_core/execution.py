@@ -15,7 +15,14 @@ from usvc_core.actions.context import JobContext, RetryJob
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
 from usvc_core.jobs import RESERVED_PAYLOAD_KEYS, ErrorCode, Job
 
-__all__ = ["Outcome", "execute_job", "json_ready", "route", "timeout_outcome"]
+__all__ = [
+    "Outcome",
+    "cancelled_outcome",
+    "execute_job",
+    "json_ready",
+    "route",
+    "timeout_outcome",
+]
 
 _MAX_MESSAGE = 4000
 
@@ -153,6 +160,15 @@ def timeout_outcome(definition: ActionDefinition, timeout: float, runtime_ms: fl
     )
 
 
+def cancelled_outcome(runtime_ms: float) -> Outcome:
+    """The outcome of a handler stopped because an operator cancelled its job."""
+    return Outcome(
+        error_code=ErrorCode.CANCELLED,
+        error_message="cancelled by an operator while it ran",
+        runtime_ms=runtime_ms,
+    )
+
+
 async def execute_job(
     job: Job,
     definition: ActionDefinition,
@@ -163,7 +179,9 @@ async def execute_job(
     """Validate the input, call the handler under its timeout, serialize the result.
 
     With ``enforce_timeout=False`` the caller enforces the timeout itself (the worker
-    cancels overdue jobs from one watchdog instead of arming a timer per job).
+    cancels overdue jobs from one watchdog instead of arming a timer per job). A
+    cancellation of the calling task propagates; a CancelledError the handler lets through
+    while nobody cancelled the task is the handler's failure (HANDLER_ERROR).
     """
     started = time.perf_counter()
     payload: dict[str, Any] = job.payload
@@ -212,7 +230,7 @@ async def execute_job(
     except asyncio.CancelledError as exc:
         task = asyncio.current_task()
         if task is None or task.cancelling():
-            raise  # the worker cancels this job (shutdown, lost lease): not an outcome
+            raise  # the worker stopped this job (it knows why): not an outcome of the handler
         # Nobody cancelled this job: the handler let through the CancelledError of
         # something it awaited. That is the handler's failure, not a worker's stop.
         return Outcome(

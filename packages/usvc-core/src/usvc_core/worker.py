@@ -5,9 +5,9 @@ shutdown without losing a job."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
+import heapq
 import os
 import random
 import socket
@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from enum import Enum
 from logging import INFO
 from typing import Any
 
@@ -22,17 +23,25 @@ import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
-from usvc_core.actions.registry import ActionDefinition, ActionRegistry
-from usvc_core.errors import LeaseLostError
-from usvc_core.execution import Outcome, execute_job, route, timeout_outcome
+from usvc_core.actions.registry import ActionRegistry
+from usvc_core.clock import SystemClock
+from usvc_core.decision import COMPLETED, Decision, Retry, decide
+from usvc_core.errors import LeaseLostError, ShuttingDownError
+from usvc_core.execution import (
+    Outcome,
+    cancelled_outcome,
+    execute_job,
+    route,
+    timeout_outcome,
+)
 from usvc_core.health import HealthRegistry, Status
-from usvc_core.jobs import NON_RETRYABLE_CODES, Job, JobStatus
+from usvc_core.jobs import Job, JobStatus
 from usvc_core.logging import is_enabled_for
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import JobQueue, Metrics
+from usvc_core.ports import Clock, JobQueue, Metrics
 from usvc_core.resilience.retry import RetryPolicy
 
-__all__ = ["QUEUE_CHECK", "UNKNOWN_ACTION_LABEL", "Worker", "WorkerConfig"]
+__all__ = ["QUEUE_CHECK", "UNKNOWN_ACTION_LABEL", "CancelReason", "Worker", "WorkerConfig"]
 
 QUEUE_CHECK = "job_queue"
 #: The action name in metrics and span names for a job whose action is not registered.
@@ -46,6 +55,7 @@ _STATUS_AFTER = {
 }
 _log = structlog.get_logger("usvc.worker")
 _RED_AFTER_FAILURES = 3
+_RECORD_GRACE_SECONDS = 5.0  # how long the drain waits for outcomes still being written
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +78,39 @@ class WorkerConfig:
         return dataclasses.replace(self, worker_id=wid)
 
 
-_RECORDING_BATCHES = 3  # see Worker._return_slot
+class CancelReason(Enum):
+    """Why the worker stops a job's handler: exactly one, recorded on the job before its
+    task is cancelled; the job task turns it into what happens to the job."""
+
+    SHUTDOWN = "shutdown"  #: the drain's deadline passed: back to Ready, no attempt spent
+    TIMEOUT = "timeout"  #: the handler ran past its timeout: a TIMEOUT outcome
+    LEASE_LOST = "lease_lost"  #: another worker owns the job now: nothing is written
+    OPERATOR_CANCEL = "operator_cancel"  #: an operator cancelled it: Failed, CANCELLED
+
+
+#: How many jobs may be writing their outcome per handler slot. A job's handler slot frees
+#: as soon as its handler returns, so the next claim runs while outcomes are written (a
+#: store that commits writes in groups then sends a claim with each commit); the bound
+#: makes a slow or stuck store stop the claims.
+_OUTCOMES_PER_SLOT = 3
 
 
 @dataclass(slots=True, eq=False)
-class _Running:
+class _JobState:
     job: Job
-    phase: str = "run"  # run (its handler) -> record (writing its outcome)
-    lost: bool = False
-    timed_out: bool = False
-    deadline: float = float("inf")  # loop time after which the watchdog cancels the handler
     task: asyncio.Task[None] | None = None
-    slot_returned: bool = False  # its slot was handed on while its outcome is written
+    deadline: float = float("inf")  # clock time after which the watchdog stops the handler
+    recording: bool = False  # its handler is done; its outcome is being written
+    lost: bool = False  # its lease is gone: no more renewals
+    cancel_reason: CancelReason | None = None
 
 
 class Worker:
-    """Polls one service's jobs from a :class:`~usvc_core.ports.JobQueue` and runs them."""
+    """Polls one service's jobs from a :class:`~usvc_core.ports.JobQueue` and runs them.
+
+    ``clock`` times everything the worker waits for (idle polls, retry wake-ups,
+    background duties, outage backoff, job timeouts, the drain); tests pass a fake one.
+    """
 
     def __init__(
         self,
@@ -94,19 +121,19 @@ class Worker:
         health: HealthRegistry | None = None,
         metrics: Metrics | None = None,
         tracer: trace.Tracer | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.queue = queue
         self.actions = actions
         self.config = config.with_worker_id()
         self.health = health if health is not None else HealthRegistry()
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._tracer = tracer
-        self._running: dict[str, _Running] = {}
-        self._recording = 0  # jobs in _running whose slot was handed on (see _return_slot)
-        # Jobs writing their outcome that found every hand-on place taken: each takes over
-        # the place of a recording job that finishes (see _finished).
-        self._slot_queue: collections.deque[_Running] = collections.deque()
+        self._jobs: dict[str, _JobState] = {}  # owned: handler running or outcome being written
+        self._handlers = 0  # jobs of _jobs whose handler runs
         self._to_release: list[Job] = []
+        self._retry_due: list[float] = []  # heap: clock times at which retried jobs are due
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -129,7 +156,8 @@ class Worker:
 
     @property
     def active_jobs(self) -> int:
-        return len(self._running)
+        """Jobs this worker owns: running their handler or writing their outcome."""
+        return len(self._jobs)
 
     @property
     def stopping(self) -> bool:
@@ -140,24 +168,37 @@ class Worker:
         self._wake.set()
 
     def request_stop(self) -> None:
-        """First call: stop claiming and drain. Second call: shorten the drain."""
+        """First call: stop claiming and drain; every :meth:`watch` future fails with
+        :class:`~usvc_core.errors.ShuttingDownError` (nobody waits on the drain). Second
+        call: shorten the drain."""
         if self._stopping.is_set():
             self._hurry.set()
         self._stopping.set()
         self._wake.set()
         self._slot_freed.set()
+        waiters, self._waiters = self._waiters, {}
+        for job_id, futures in waiters.items():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(_shutting_down(job_id))
 
     def watch(self, job_id: str) -> asyncio.Future[None]:
-        """A future resolved when this worker records a final outcome for ``job_id``.
+        """A future resolved when this worker records a final outcome for ``job_id``, or
+        failed with :class:`~usvc_core.errors.ShuttingDownError` once the worker stops.
 
         Jobs finished by other processes are not seen here; callers poll the queue as well.
         Call :meth:`unwatch` when done with it.
         """
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(job_id, []).append(fut)
+        if self._stopping.is_set():
+            fut.set_exception(_shutting_down(job_id))
+        else:
+            self._waiters.setdefault(job_id, []).append(fut)
         return fut
 
     def unwatch(self, job_id: str, fut: asyncio.Future[None]) -> None:
+        if fut.done() and not fut.cancelled():
+            fut.exception()  # seen: no "exception was never retrieved" at garbage collection
         waiters = self._waiters.get(job_id)
         if waiters is not None:
             with contextlib.suppress(ValueError):
@@ -197,13 +238,16 @@ class Worker:
 
     async def _poll_loop(self) -> None:
         cfg = self.config
+        owned_limit = cfg.max_concurrent * (1 + _OUTCOMES_PER_SLOT)
         while not self._stopping.is_set():
-            free = cfg.max_concurrent - len(self._running) + self._recording
+            # Free handler slots, unless too many outcomes are still being written.
+            free = min(cfg.max_concurrent - self._handlers, owned_limit - len(self._jobs))
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             self._wake.clear()
+            claimed_at = self.clock.monotonic()
             try:
                 jobs = await self.queue.claim_and_start(
                     cfg.microservice, cfg.worker_id, free, cfg.lease_seconds
@@ -219,62 +263,53 @@ class Worker:
             if len(jobs) >= free:
                 # The queue may hold more: claim again as soon as a slot frees up.
                 continue
-            await self._idle(cfg.polling_interval)
+            await self._idle(claimed_at)
 
-    async def _idle(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
+    async def _idle(self, claimed_at: float) -> None:
+        """Until an enqueue or a stop wakes the worker, the next retried job is due, or the
+        polling interval passes."""
+        seconds = self.config.polling_interval
+        due = self._retry_due
+        while due and due[0] <= claimed_at:
+            heapq.heappop(due)  # due before the last claim: that claim has seen them
+        if due:
+            seconds = min(seconds, due[0] - self.clock.monotonic())
+        await self._until(seconds, self._wake.wait())
+
+    async def _until(self, seconds: float, *waits: Coroutine[Any, Any, Any]) -> None:
+        """Return once one of ``waits`` returns or ``seconds`` pass on the worker's clock."""
+        tasks = [asyncio.ensure_future(self.clock.sleep(seconds))]
+        tasks += [asyncio.ensure_future(w) for w in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     def _start(self, job: Job) -> None:
-        running = _Running(job)
-        self._running[job.id] = running
+        state = _JobState(job)
+        self._jobs[job.id] = state
+        self._handlers += 1
         # Without a tracer the task runs the steps directly: no span, no extra frame per job.
-        coro = self._job_task(running) if self._tracer is None else self._traced_job_task(running)
+        coro = self._run_job(state) if self._tracer is None else self._traced_run_job(state)
         # Eager: the job runs at once up to its first real wait (a job whose queue calls and
         # handler never wait finishes right here), sparing a trip through the loop per job.
-        running.task = asyncio.Task(coro, loop=self._loop, name=f"job-{job.id}", eager_start=True)
+        state.task = asyncio.Task(coro, loop=self._loop, name=f"job-{job.id}", eager_start=True)
 
-    def _return_slot(self, running: _Running) -> None:
-        """Hand a job's slot on once its handler is done, while its outcome is written.
-
-        The slot bounds concurrent handlers, not writes: the next batch is claimed and runs
-        while the queue commits this one's outcome (for a durable store, the next claim then
-        overlaps this commit's fsync instead of waiting behind it). The job stays owned
-        (lease renewed, drained) until it is recorded. At most three batches' worth of
-        jobs (3 x ``max_concurrent``) record on returned slots at once: room for a batch
-        whose commit is being made durable, one whose outcomes go out with the next claim,
-        and one finishing meanwhile, so that claims keep travelling with commits (measured:
-        with room for one batch, every other claim waited for a commit of its own); a slow
-        store still slows the claims.
-        """
-        if self._recording < self.config.max_concurrent * _RECORDING_BATCHES:
-            running.slot_returned = True
-            self._recording += 1
-            self._slot_freed.set()
-        else:
-            self._slot_queue.append(running)
-
-    def _finished(self, running: _Running) -> None:
-        if self._running.pop(running.job.id, None) is not None and running.slot_returned:
-            # Its place passes to a job that is recording on its own slot: without this, a
-            # batch that started while the previous one was recording would keep its slots
-            # until its own commit, and every other claim would wait for a commit instead of
-            # travelling with it.
-            while self._slot_queue:
-                heir = self._slot_queue.popleft()
-                if not heir.slot_returned and heir.job.id in self._running:
-                    heir.slot_returned = True
-                    break
-            else:
-                self._recording -= 1
-        self._slot_freed.set()
+    def _cancel(self, state: _JobState, reason: CancelReason) -> bool:
+        """Stop a job's handler for ``reason``; False (nothing done) when its handler is
+        done already or it is being stopped for another reason."""
+        if state.recording or state.cancel_reason is not None or state.task is None:
+            return False
+        state.cancel_reason = reason
+        state.task.cancel()
+        return True
 
     # --- one job ---------------------------------------------------------------------------
 
-    async def _traced_job_task(self, running: _Running) -> None:
+    async def _traced_run_job(self, state: _JobState) -> None:
         assert self._tracer is not None
-        job = running.job
+        job = state.job
         carrier = job.trace_context
         with self._tracer.start_as_current_span(
             f"job {self._known_action(job.action)}",
@@ -285,15 +320,16 @@ class Worker:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            await self._job_task(running, span)
+            await self._run_job(state, span)
 
     def _known_action(self, action: str) -> str:
         """The action for metric labels and span names: a registered name, else a fixed
         placeholder (payloads are user input; labels must stay a small fixed set)."""
         return action if action in self.actions else UNKNOWN_ACTION_LABEL
 
-    async def _job_task(self, running: _Running, span: trace.Span | None = None) -> None:
-        job = running.job
+    async def _run_job(self, state: _JobState, span: trace.Span | None = None) -> None:
+        """One job from claim to recorded outcome: route, run the handler, decide, write."""
+        job = state.job
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
         structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
@@ -301,47 +337,56 @@ class Worker:
         started = time.perf_counter()
         outcome: Outcome | None = None
         kind = "lost"
+        policy = self.config.job_retry
         try:
             self.metrics.job_started(action)
             routed = route(job, self.actions)
-            outcome = (
-                routed if isinstance(routed, Outcome) else await self._execute(running, routed)
-            )
-            running.phase = "record"
-            self._return_slot(running)
-            kind = await self._record(running, outcome)
-            self.metrics.job_finished(action, kind, time.perf_counter() - started)
+            if isinstance(routed, Outcome):
+                outcome = routed
+            else:
+                policy = routed.options.retry_policy or policy
+                timeout = routed.options.timeout_seconds or self.config.job_timeout
+                state.deadline = self.clock.monotonic() + timeout
+                try:
+                    outcome = await execute_job(job, routed, timeout, enforce_timeout=False)
+                except asyncio.CancelledError:
+                    # The one place where a stop of this job becomes what happens to it.
+                    runtime_ms = (time.perf_counter() - started) * 1000
+                    match state.cancel_reason:
+                        case CancelReason.TIMEOUT:
+                            _uncancel()
+                            outcome = timeout_outcome(routed, timeout, runtime_ms)
+                        case CancelReason.OPERATOR_CANCEL:
+                            _uncancel()
+                            _log.warning("job cancelled by an operator; handler stopped")
+                            outcome = cancelled_outcome(runtime_ms)
+                        case CancelReason.LEASE_LOST:
+                            return  # another worker owns it: nothing to write
+                        case CancelReason.SHUTDOWN | None:  # None: cancelled from outside
+                            kind = "released"
+                            self._to_release.append(job)  # released at the end of the drain
+                            return
+                else:
+                    if state.cancel_reason is not None:
+                        # The handler swallowed its stop and returned: its outcome stands.
+                        _uncancel()
+            state.recording = True
+            self._handlers -= 1
+            self._slot_freed.set()
+            kind = await self._record(job, outcome, decide(outcome, job, policy))
         except asyncio.CancelledError:
-            # Cancelled while its handler ran: the job goes back to Ready (released at the
-            # end of the drain). While recording: the outcome may not be written; the lease
-            # expires and the job runs again.
-            lost = running.lost or running.phase == "record"
-            kind = "lost" if lost else "released"
-            self.metrics.job_finished(action, kind, time.perf_counter() - started)
-            if not lost:
-                self._to_release.append(job)
+            # Only the drain stops a job that writes its outcome: it may not be written;
+            # the lease expires and the job runs again.
+            kind = "lost"
         finally:
-            self._finished(running)
+            self.metrics.job_finished(action, kind, time.perf_counter() - started)
+            if not state.recording:
+                self._handlers -= 1
+            if self._jobs.get(job.id) is state:  # not a later claim of the same job
+                del self._jobs[job.id]
+            self._slot_freed.set()
             if span is not None:
                 _describe_span(span, job, outcome, kind)
-
-    async def _execute(self, running: _Running, definition: ActionDefinition) -> Outcome:
-        # One watchdog enforces every job's timeout (see _enforce_timeouts): arming an
-        # asyncio timer per job costs more than the rest of a small job's overhead.
-        timeout = definition.options.timeout_seconds or self.config.job_timeout
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        running.deadline = started + timeout
-        try:
-            return await execute_job(
-                running.job, definition, self.config.job_timeout, enforce_timeout=False
-            )
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not running.timed_out or task is None:
-                raise
-            task.uncancel()
-            return timeout_outcome(definition, timeout, (loop.time() - started) * 1000)
 
     def _watchdog_interval(self) -> float:
         timeouts = [self.config.job_timeout] + [
@@ -350,49 +395,32 @@ class Worker:
         return min(1.0, max(0.005, min(timeouts) / 4))
 
     async def _enforce_timeouts(self) -> None:
-        now = asyncio.get_running_loop().time()
-        for running in self._running.values():
-            if running.phase == "run" and not running.timed_out and running.deadline <= now:
-                running.timed_out = True
-                if running.task is not None:
-                    running.task.cancel()
+        # One watchdog for every job: arming a timer per job costs more than the rest of a
+        # small job's overhead.
+        now = self.clock.monotonic()
+        for state in self._jobs.values():
+            if state.deadline <= now:
+                self._cancel(state, CancelReason.TIMEOUT)
 
-    async def _record(self, running: _Running, outcome: Outcome) -> str:
-        """Write the outcome, retrying through store outages; returns the metrics outcome."""
-        job = running.job
-        retry_delay = 0.0
-        if outcome.ok:
-            kind = "completed"
-        elif (
-            outcome.retry
-            and outcome.error_code not in NON_RETRYABLE_CODES
-            and job.attempts < job.max_attempts
-        ):
-            kind = "retried"
-            if outcome.retry_delay is not None:
-                retry_delay = outcome.retry_delay
-            else:
-                definition = self.actions.get(job.action)
-                policy = (
-                    definition.options.retry_policy if definition else None
-                ) or self.config.job_retry
-                retry_delay = policy.delay(job.attempts)
-        else:
-            kind = "failed"
+    async def _record(self, job: Job, outcome: Outcome, decision: Decision) -> str:
+        """Write the decision, retrying through store outages; returns the metrics outcome."""
         failures = 0
         while True:
             try:
-                if kind == "completed":
+                if decision is COMPLETED:
+                    kind = "completed"
                     await self.queue.complete(job, outcome.results, outcome.runtime_ms)
-                elif kind == "retried":
+                elif isinstance(decision, Retry):
+                    kind = "retried"
                     await self.queue.retry(
                         job,
                         str(outcome.error_code),
                         outcome.error_message or "",
-                        retry_delay,
+                        decision.delay,
                         outcome.runtime_ms,
                     )
                 else:
+                    kind = "failed"
                     await self.queue.fail(
                         job,
                         str(outcome.error_code),
@@ -421,9 +449,11 @@ class Worker:
                 error_message=outcome.error_message,
                 attempt=job.attempts,
             )
-        if kind == "retried":
-            # Poll again when the retry is due instead of waiting for the next interval.
-            asyncio.get_running_loop().call_later(retry_delay, self.notify)
+        if isinstance(decision, Retry):
+            # Poll again when the retry is due instead of waiting for the next interval;
+            # the wake makes an idle poll loop plan its sleep again.
+            heapq.heappush(self._retry_due, self.clock.monotonic() + decision.delay)
+            self._wake.set()
         elif self._waiters:
             self._resolve_waiters(job.id)
         return kind
@@ -472,9 +502,7 @@ class Worker:
         )
         if sleep:
             delay = self._outage_policy.delay(min(self._queue_failures, 10))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(delay, 0.05)):
-                    await self._hurry.wait()
+            await self._until(max(delay, 0.05), self._hurry.wait())
 
     # --- background duties -----------------------------------------------------------------
 
@@ -488,7 +516,7 @@ class Worker:
         first = at_once
         while True:
             if not first:
-                await asyncio.sleep(seconds * random.uniform(0.8, 1.0))
+                await self.clock.sleep(seconds * random.uniform(0.8, 1.0))
             first = False
             try:
                 await duty()
@@ -498,7 +526,7 @@ class Worker:
                 _log.warning("background duty failed", duty=duty.__name__, error=repr(exc))
 
     async def _extend_leases(self) -> None:
-        owned = [r.job for r in self._running.values() if not r.lost]
+        owned = [state.job for state in self._jobs.values() if not state.lost]
         if not owned:
             return
         try:
@@ -507,17 +535,20 @@ class Worker:
             await self._queue_failed("extend_leases", exc, sleep=False)
             return
         for job_id in renewal.lost:
-            running = self._running.get(job_id)
-            if running is None or running.lost:
+            state = self._jobs.get(job_id)
+            if state is None or state.lost:
                 continue
-            running.lost = True
+            state.lost = True
             _log.warning(
                 "lease lost while running; cancelling the handler",
                 job_id=job_id,
-                token=running.job.token,
+                token=state.job.token,
             )
-            if running.phase == "run" and running.task is not None:
-                running.task.cancel()
+            self._cancel(state, CancelReason.LEASE_LOST)
+        for job_id in renewal.cancel:
+            state = self._jobs.get(job_id)
+            if state is not None and not state.lost:
+                self._cancel(state, CancelReason.OPERATOR_CANCEL)
 
     async def _reclaim(self) -> None:
         try:
@@ -549,33 +580,27 @@ class Worker:
     # --- shutdown ------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        running = [r.task for r in self._running.values() if r.task is not None]
-        if running:
+        tasks = [state.task for state in self._jobs.values() if state.task is not None]
+        if tasks:
             _log.info(
                 "draining running jobs",
-                count=len(running),
+                count=len(tasks),
                 timeout_seconds=self.config.shutdown_timeout,
             )
-            hurry: asyncio.Future[Any] = asyncio.ensure_future(self._hurry.wait())
-            done_all: asyncio.Future[Any] = asyncio.gather(*running, return_exceptions=True)
-            await asyncio.wait(
-                [hurry, done_all],
-                timeout=self.config.shutdown_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            hurry.cancel()
-        # Whatever still runs its handler is cancelled and goes back to Ready.
-        for r in list(self._running.values()):
-            if r.task is not None and r.phase == "run":
-                r.task.cancel()
-        leftovers = [r.task for r in self._running.values() if r.task is not None]
+            await self._until(self.config.shutdown_timeout, asyncio.wait(tasks), self._hurry.wait())
+        # Whatever still runs its handler is stopped and goes back to Ready.
+        for state in list(self._jobs.values()):
+            self._cancel(state, CancelReason.SHUTDOWN)
+        leftovers = [state.task for state in self._jobs.values() if state.task is not None]
         if leftovers:
-            # Tasks still recording an outcome get a short grace, then they are abandoned
+            # Jobs still writing their outcome get a short grace, then they are abandoned
             # (their lease expires and the job runs again elsewhere).
             self._hurry.set()
-            _, pending = await asyncio.wait(leftovers, timeout=5.0)
-            for task in pending:
-                task.cancel()
+            await self._until(_RECORD_GRACE_SECONDS, asyncio.wait(leftovers))
+            for state in list(self._jobs.values()):
+                if state.recording and state.task is not None:
+                    state.cancel_reason = CancelReason.SHUTDOWN
+                    state.task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
         await self._release_leftovers()
 
@@ -588,12 +613,27 @@ class Worker:
                 count = await self.queue.release(jobs)
             except Exception as exc:
                 _log.warning("release failed", error=repr(exc), attempt=attempt + 1)
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await self.clock.sleep(0.2 * (attempt + 1))
                 continue
             self.metrics.jobs_released(count)
             _log.info("released unfinished jobs back to Ready", count=count)
             return
         _log.error("could not release jobs; their leases will expire", count=len(jobs))
+
+
+def _uncancel() -> None:
+    """Take back a cancellation of the current task that the worker has turned into an
+    outcome, so that the task's later waits (its outcome's write) are not cut short."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _shutting_down(job_id: str) -> ShuttingDownError:
+    return ShuttingDownError(
+        f"the worker is shutting down and will not finish job {job_id} now; the job is kept "
+        "(it finishes during the drain or goes back to Ready)"
+    )
 
 
 def _describe_span(span: trace.Span, job: Job, outcome: Outcome | None, kind: str) -> None:

@@ -1,4 +1,5 @@
-"""The FastAPI app: ``GET /health``, ``GET /metrics`` and, in dev mode only, ``POST /dev/job``."""
+"""The FastAPI app: ``GET /health``, ``GET /metrics`` and, in dev mode only, ``POST /dev/job``
+(which answers 503 at once when the service starts shutting down while it waits)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from usvc_core.errors import DuplicateJobError, QueueError
+from usvc_core.errors import DuplicateJobError, QueueError, ShuttingDownError
 from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
@@ -16,6 +17,7 @@ from usvc_http.metrics import PrometheusMetrics
 from usvc_http.settings import HttpSettings, http_settings
 
 if TYPE_CHECKING:
+    from usvc_core.ports import JobQueue
     from usvc_core.surface_context import SurfaceContext
 
 __all__ = ["build_api"]
@@ -38,6 +40,15 @@ def _job_body(job: Job) -> dict[str, Any]:
 
 def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _job_now(queue: JobQueue, job: Job) -> Job:
+    """The job as the queue holds it now (as enqueued when the queue cannot say)."""
+    try:
+        current = await queue.get(job.id)
+    except QueueError:
+        return job
+    return current if current is not None else job
 
 
 def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
@@ -99,7 +110,19 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
                 return _problem(503, f"job queue unavailable: {exc}")
             except ValueError as exc:  # e.g. NaN in the payload
                 return _problem(422, f"payload cannot be stored as JSON: {exc}")
-            final = await app.wait_for_job(job.id, wait_seconds)
+            try:
+                final = await app.wait_for_job(job.id, wait_seconds)
+            except ShuttingDownError:
+                # Answered at once: the shutdown never waits for this request.
+                final = await _job_now(app.queue, job)
+                if not final.status.is_finished:
+                    body = _job_body(final)
+                    body["detail"] = (
+                        f"the service is shutting down and stopped waiting for job {job.id} "
+                        f"({final.status.value}); the job is kept: it finishes during the "
+                        "shutdown, or is put back to Ready and runs again"
+                    )
+                    return JSONResponse(body, status_code=503)
             if final is None:
                 return _problem(500, f"job {job.id} disappeared from the queue")
             if not final.status.is_finished:

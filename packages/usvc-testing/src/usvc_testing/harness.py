@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from usvc_core.actions.registry import ActionRegistry
+from usvc_core.decision import Retry, decide
 from usvc_core.execution import Outcome, execute_job, route
 from usvc_core.health import HealthRegistry
 from usvc_core.jobs import Job, JobStatus
+from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.services import ServiceContainer, ServiceProvider
 
 __all__ = ["ActionResult", "run_action"]
@@ -87,5 +89,6 @@ async def run_action(
         error_code=str(outcome.error_code) if outcome.error_code else None,
         error_message=outcome.error_message,
         runtime_ms=outcome.runtime_ms,
-        would_retry=outcome.retry and attempt < max_attempts,
+        # The worker's own decision; the policy only sets a delay, which is not reported.
+        would_retry=isinstance(decide(outcome, job, RetryPolicy()), Retry),
     )
