@@ -40,9 +40,20 @@ class AdminQueue(JobQueue, QueueAdmin, Protocol):
 class Session:
     """What every command works with: the opened queue, the settings, the service."""
 
-    queue: AdminQueue
+    queue: JobQueue
     settings: WorkerSettings
     service: str
+
+    @property
+    def admin(self) -> AdminQueue:
+        """The queue, for the commands that need the operator's port too."""
+        if not isinstance(self.queue, AdminQueue):
+            raise CliError(
+                f"the queue {type(self.queue).__name__} does not implement QueueAdmin "
+                "(list_jobs, retry_failed, cancel, activity); upgrade its package",
+                ExitCode.USAGE,
+            )
+        return self.queue
 
 
 #: Builds the (unopened) queue from the settings; tests pass their own.
@@ -105,15 +116,9 @@ def _require_sqlite_file(url: str) -> None:
 
 
 @asynccontextmanager
-async def open_queue(settings: WorkerSettings, factory: QueueFactory) -> AsyncIterator[AdminQueue]:
-    """The queue, opened, with the admin port checked; closed on the way out."""
+async def open_queue(settings: WorkerSettings, factory: QueueFactory) -> AsyncIterator[JobQueue]:
+    """The queue, opened; closed on the way out."""
     queue = factory(settings)
-    if not isinstance(queue, AdminQueue):
-        raise CliError(
-            f"the queue {type(queue).__name__} does not implement QueueAdmin "
-            "(list_jobs, retry_failed, cancel, activity); upgrade its package",
-            ExitCode.USAGE,
-        )
     await queue.open()
     try:
         yield queue

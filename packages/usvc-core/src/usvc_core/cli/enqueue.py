@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from usvc_core.cli.connect import AdminQueue, Session
+from usvc_core.cli.connect import Session
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.cli.output import Result, format_age, job_document, pretty_json, safe
 from usvc_core.cli.values import (
@@ -18,7 +18,7 @@ from usvc_core.cli.values import (
 )
 from usvc_core.errors import DuplicateJobError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import EnqueueRequest
+from usvc_core.ports import EnqueueRequest, JobQueue
 
 __all__ = ["DEFAULT_WAIT_SECONDS", "add_parser"]
 
@@ -94,7 +94,7 @@ async def enqueue(session: Session, args: argparse.Namespace) -> Result:
     return _outcome(done or job, timeout, finished=done is not None)
 
 
-async def _wait(queue: AdminQueue, job: Job, patience: float) -> Job | None:
+async def _wait(queue: JobQueue, job: Job, patience: float) -> Job | None:
     """The job once finished, or None when ``patience`` seconds run out first (polling:
     the ports have no completion notice across processes)."""
     loop = asyncio.get_running_loop()

@@ -132,7 +132,7 @@ def _error(job: Job) -> str:
 
 
 async def list_jobs(session: Session, args: argparse.Namespace) -> Result:
-    queue, service = session.queue, session.service
+    queue, service = session.admin, session.service
     where = _filter(service, args, frozenset(args.statuses or ()))
     try:
         page = await queue.list_jobs(where, limit=args.limit, cursor=args.cursor)
@@ -216,7 +216,7 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
 
 
 async def retry_jobs(session: Session, args: argparse.Namespace) -> Result:
-    queue, service = session.queue, session.service
+    queue, service = session.admin, session.service
     if args.all_failed and args.job_ids:
         raise CliError("give job ids or --all-failed, not both", ExitCode.USAGE)
     if not args.all_failed and not args.job_ids:
@@ -252,7 +252,7 @@ async def retry_jobs(session: Session, args: argparse.Namespace) -> Result:
 
 
 async def cancel_job(session: Session, args: argparse.Namespace) -> Result:
-    queue, service = session.queue, session.service
+    queue, service = session.admin, session.service
     before = await _job_of_service(queue, service, args.job_id)
     if before.status.is_finished:
         outcome, after = "already_finished", before

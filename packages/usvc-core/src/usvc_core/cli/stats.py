@@ -31,9 +31,9 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def stats(session: Session, args: argparse.Namespace) -> Result:
-    service = session.service
-    depth = await session.queue.stats(service)
-    activity = await session.queue.activity(service, minutes=args.minutes)
+    queue, service = session.admin, session.service
+    depth = await queue.stats(service)
+    activity = await queue.activity(service, minutes=args.minutes)
     counts = {s.value: int(depth.counts.get(s, 0)) for s in JobStatus}
     by_action = {
         action: {s.value: int(per.get(s, 0)) for s in JobStatus}
