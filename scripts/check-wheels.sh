@@ -26,3 +26,5 @@ eps = {ep.name for ep in md.entry_points(group="usvc.queues")}
 assert {"memory", "sqlite", "oracle"} <= eps, eps
 print("entry points:", sorted(eps))
 PY
+# usvc-core's wheel installs the operator's command.
+"$venv/bin/usvc" --version

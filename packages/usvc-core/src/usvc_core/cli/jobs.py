@@ -137,6 +137,8 @@ async def list_jobs(session: Session, args: argparse.Namespace) -> Result:
     try:
         page = await queue.list_jobs(where, limit=args.limit, cursor=args.cursor)
     except ValueError as exc:
+        if args.cursor is None:  # only a cursor is the operator's to fix
+            raise
         raise CliError(f"invalid --cursor: {exc}", ExitCode.USAGE) from None
     rows = [
         (
@@ -200,7 +202,7 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
         (
             "lease",
             f"{job.lease_owner} until {format_time(job.lease_expires_at)}"
-            if job.lease_owner
+            if job.lease_owner and job.status in (JobStatus.ASSIGNED, JobStatus.PROCESSING)
             else None,
         ),
         ("error", _error(job) or None),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,7 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     # Adapter warnings go to stderr: stdout holds the command's output alone.
     configure_logging(stream=sys.stderr, level=logging.WARNING)
-    return run(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # The reader went away (usvc jobs ls | head): nothing left to tell it. Point stdout
+        # at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.FAILED)
 
 
 def run(argv: Sequence[str], *, queue_factory: QueueFactory = settings_queue) -> int:

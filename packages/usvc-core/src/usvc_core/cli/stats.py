@@ -82,7 +82,6 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
     lines += [
         "",
         f"oldest Ready job: {format_age(depth.oldest_ready_age_seconds)}",
-        f"last {args.minutes} min: {completed} completed, {failed} failed "
-        f"({completed / args.minutes:.1f} completed/min)",
+        f"last {args.minutes} min: {completed} completed, {failed} failed",
     ]
     return Result(document=document, text="\n".join(lines))
