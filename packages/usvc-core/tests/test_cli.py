@@ -547,3 +547,48 @@ def test_purge(cli: Cli, queue: Queue) -> None:
     assert (code, doc) == (0, {"service": SERVICE, "purged": 1, "older_than_seconds": 0.0})
     assert asyncio.run(queue.get(jobs[0].id)) is None
     assert stored(queue, jobs[1].id).status is JobStatus.PROCESSING
+
+
+class WorkingQueue(Queue):
+    """Runs each Ready job the first time anyone looks at it: a worker, in the same loop."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+    async def get(self, job_id: str) -> Job | None:
+        for job in await self.claim_and_start(SERVICE, "w", 10, 30):
+            if self.outcome == "complete":
+                await self.complete(job, {"message": f"Hello, {job.payload['name']}!"}, 1.0)
+            else:
+                await self.fail(job, ErrorCode.HANDLER_ERROR, "it broke", 1.0)
+        return await super().get(job_id)
+
+
+def test_enqueue_wait_prints_the_result(cli: Cli) -> None:
+    cli.queue = WorkingQueue("complete")
+    assert cli("enqueue", "greet", "--data", '{"name": "World"}', "--wait") == 0
+    first, *rest = cli.out.splitlines()
+    assert first.startswith("job dev-1 Completed in 1.0 ms")
+    assert json.loads("\n".join(rest)) == {"message": "Hello, World!"}
+    code, doc = cli.json("enqueue", "greet", "--data", '{"name": "Ann"}', "--wait")
+    assert code == 0 and doc["job"]["results"] == {"message": "Hello, Ann!"}
+
+
+def test_enqueue_wait_on_a_failed_job_exits_4(cli: Cli) -> None:
+    cli.queue = WorkingQueue("fail")
+    assert cli("enqueue", "greet", "--data", '{"name": "World"}', "--wait") == ExitCode.JOB_FAILED
+    assert cli.out == "job dev-1 Failed in 1.0 ms\n"
+    assert cli.err == "usvc: error: job dev-1 failed: HANDLER_ERROR: it broke\n"
+    code, doc = cli.json("enqueue", "greet", "--data", '{"name": "x"}', "--wait")
+    assert code == ExitCode.JOB_FAILED and doc["job"]["error_code"] == "HANDLER_ERROR"
+
+
+def test_unexpected_errors_are_one_line_too(cli: Cli) -> None:
+    class Broken(Queue):
+        async def stats(self, microservice: str) -> Any:
+            raise RuntimeError("disk on fire\nsecond line")
+
+    cli.queue = Broken()
+    assert cli("stats") == ExitCode.FAILED
+    assert cli.err == "usvc: error: unexpected RuntimeError: disk on fire second line\n"

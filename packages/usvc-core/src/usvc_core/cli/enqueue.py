@@ -132,7 +132,7 @@ def _outcome(job: Job, timeout: float, *, finished: bool) -> Result:
     error = f"{job.error_code}: {job.error_message}"
     return Result(
         document=document,
-        text=f"job {safe(job.id)} Failed{runtime}: {safe(error)}",
+        text=f"job {safe(job.id)} Failed{runtime}",
         code=ExitCode.JOB_FAILED,
         error=f"job {safe(job.id)} failed: {safe(error)}",
     )
