@@ -37,19 +37,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import BaseModel
 from usvc_core.actions import action
 from usvc_core.app import Application
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
+from usvc_core.ports import EnqueueRequest, JobFilter, JobQueue, LeaseRenewal, QueueAdmin
 from usvc_core.settings import WorkerSettings
 
 __all__ = ["JobQueueContract"]
@@ -70,6 +72,10 @@ def _request(service: str, n: int = 0, **options: Any) -> EnqueueRequest:
     return EnqueueRequest(
         payload={"action": "contract_echo", "n": n}, microservice=service, **options
     )
+
+
+def _of(service: str, action_name: str, n: int = 0, **options: Any) -> EnqueueRequest:
+    return EnqueueRequest(payload={"action": action_name, "n": n}, microservice=service, **options)
 
 
 class JobQueueContract:
@@ -114,6 +120,12 @@ class JobQueueContract:
         await queue.enqueue(_request(service, **options))
         [claimed] = await queue.claim(service, "worker-a", 1, lease)
         return await queue.mark_processing(claimed, lease)
+
+    @staticmethod
+    def _admin(queue: JobQueue) -> QueueAdmin:
+        """The queue's operator port (every adapter implements it beside JobQueue; see
+        ``test_the_queue_is_also_a_queue_admin``)."""
+        return cast(QueueAdmin, queue)
 
     @staticmethod
     async def _get(queue: JobQueue, job_id: str) -> Job:
@@ -255,6 +267,115 @@ class JobQueueContract:
         claimed = [job_id for got in results for job_id in got]
         assert sorted(claimed) == sorted(j.id for j in jobs)  # each once, none left
         assert sum(1 for got in results if got) >= 2
+
+    # --- per-action limits (max_running) ------------------------------------------------
+
+    @pytest.mark.parametrize("method", ["claim", "claim_and_start"])
+    async def test_max_running_caps_an_action_and_fills_the_batch_from_others(
+        self, queue: JobQueue, service: str, method: str
+    ) -> None:
+        """A batch larger than an action's limit gets at most the limit of that action; the
+        jobs over it stay Ready and the batch is filled from other actions, lower-priority
+        ones included, best first."""
+        slow = await queue.enqueue_many([_of(service, "slow", n, priority=9) for n in range(5)])
+        fast = await queue.enqueue_many([_of(service, "fast", n) for n in range(3)])
+        batch = await getattr(queue, method)(
+            service, "worker-a", 10, _LONG_LEASE, max_running={"slow": 2}
+        )
+        assert [j.id for j in batch] == [slow[0].id, slow[1].id, *(j.id for j in fast)]
+        for job in slow[2:]:
+            assert (await self._get(queue, job.id)).status is JobStatus.READY
+        assert (
+            await getattr(queue, method)(
+                service, "worker-a", 10, _LONG_LEASE, max_running={"slow": 2}
+            )
+            == []
+        )
+
+    async def test_max_running_counts_every_worker_of_the_service(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """The limit holds across claimers (Assigned and Processing both count) and only
+        for the named action; another service's jobs of the same action do not count."""
+        other = f"{service}-other"
+        await queue.enqueue_many([_of(service, "slow", n) for n in range(6)])
+        await queue.enqueue_many([_of(other, "slow", n) for n in range(2)])
+        [started] = await queue.claim_and_start(
+            service, "worker-a", 1, _LONG_LEASE, max_running={"slow": 3}
+        )
+        assert started.status is JobStatus.PROCESSING
+        [assigned] = await peer.claim(service, "worker-b", 1, _LONG_LEASE, max_running={"slow": 3})
+        assert assigned.status is JobStatus.ASSIGNED
+        third = await peer.claim(service, "worker-c", 5, _LONG_LEASE, max_running={"slow": 3})
+        assert len(third) == 1
+        assert await queue.claim(service, "worker-d", 5, _LONG_LEASE, max_running={"slow": 3}) == []
+        theirs = await peer.claim(other, "worker-e", 5, _LONG_LEASE, max_running={"slow": 3})
+        assert len(theirs) == 2
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 3
+
+    async def test_max_running_holds_when_claimers_race(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """Claimers racing on the same store never run more of a limited action than its
+        limit, and still take every job of the unlimited action."""
+        await queue.enqueue_many([_of(service, "slow", n) for n in range(20)])
+        fast = await queue.enqueue_many([_of(service, "fast", n) for n in range(30)])
+
+        async def claimer(q: JobQueue, name: str) -> list[Job]:
+            got: list[Job] = []
+            while batch := await q.claim_and_start(
+                service, name, 4, _LONG_LEASE, max_running={"slow": 3}
+            ):
+                got.extend(batch)
+                await asyncio.sleep(0)
+            return got
+
+        results = await asyncio.gather(
+            *(claimer(q, f"w{i}") for i, q in enumerate([queue, peer, queue, peer]))
+        )
+        claimed = [job for got in results for job in got]
+        assert len({j.id for j in claimed}) == len(claimed)
+        assert sum(1 for j in claimed if j.action == "slow") == 3
+        assert {j.id for j in claimed if j.action == "fast"} == {j.id for j in fast}
+
+    async def test_max_running_frees_a_place_when_a_job_leaves_running(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A completed, failed or released job of a limited action makes room for the next
+        one, taken in order; a job over the limit waits for no unlimited job."""
+        slow = await queue.enqueue_many([_of(service, "slow", n) for n in range(5)])
+        limit = {"slow": 1}
+        [first] = await queue.claim_and_start(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert first.id == slow[0].id
+        assert await queue.claim_and_start(service, "w", 3, _LONG_LEASE, max_running=limit) == []
+        await queue.complete(first, {}, 1.0)
+        [second] = await queue.claim_and_start(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert second.id == slow[1].id
+        await queue.fail(second, ErrorCode.HANDLER_ERROR.value, "boom", 1.0)
+        [third] = await queue.claim(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert third.id == slow[2].id
+        assert await queue.release([third]) == 1
+        [again] = await queue.claim(service, "w", 3, _LONG_LEASE, max_running=limit)
+        assert again.id == slow[2].id  # released: back in its place, not behind the others
+        assert [j.id for j in await queue.claim(service, "w", 3, _LONG_LEASE)] == [
+            slow[3].id,
+            slow[4].id,
+        ]  # without limits, nothing holds them back
+
+    async def test_max_running_of_zero_holds_an_action_back_and_bad_limits_are_refused(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A limit of 0 claims no job of that action; a negative or non-whole limit is a
+        ValueError that names the action. Without limits the held-back jobs are claimed."""
+        held = await queue.enqueue(_of(service, "paused"))
+        other = await queue.enqueue(_of(service, "fast"))
+        batch = await queue.claim(service, "w", 5, _LONG_LEASE, max_running={"paused": 0})
+        assert [j.id for j in batch] == [other.id]
+        bad_limits: list[Any] = [-1, 1.5]
+        for bad in bad_limits:
+            with pytest.raises(ValueError, match="paused"):
+                await queue.claim(service, "w", 5, _LONG_LEASE, max_running={"paused": bad})
+        assert [j.id for j in await queue.claim(service, "w", 5, _LONG_LEASE)] == [held.id]
 
     # --- running ---------------------------------------------------------------------------
 
@@ -617,6 +738,467 @@ class JobQueueContract:
             )
         stats = await queue.stats(service)
         assert stats.counts[JobStatus.READY] == 1
+
+    # --- unique keys -------------------------------------------------------------------------
+
+    async def test_a_unique_key_admits_one_job_and_is_returned(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A second job with the unique key of a Ready one is refused; the error names the
+        key and the job holding it; the key is stored and returned with the job."""
+        first = await queue.enqueue(_request(service, unique_key="slot:1"))
+        assert first.unique_key == "slot:1"
+        assert (await self._get(queue, first.id)).unique_key == "slot:1"
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue(_request(service, 2, unique_key="slot:1"))
+        assert caught.value.existing_job_id == first.id
+        assert "slot:1" in str(caught.value)
+        assert first.id in str(caught.value)
+        plain = await queue.enqueue(_request(service))
+        assert plain.unique_key is None
+        assert (await self._get(queue, plain.id)).unique_key is None
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 2
+
+    @pytest.mark.parametrize("outcome", ["complete", "fail"])
+    async def test_a_unique_key_stays_taken_after_its_job_finished(
+        self, queue: JobQueue, service: str, outcome: str
+    ) -> None:
+        """Unlike an idempotency key, a unique key holds across finished jobs (Completed or
+        Failed), so that a scheduled slot runs once; the refusal names the finished job."""
+        job = await self._started(queue, service, unique_key="slot:2")
+        if outcome == "complete":
+            await queue.complete(job, {}, 1.0)
+        else:
+            await queue.fail(job, ErrorCode.HANDLER_ERROR.value, "boom", 1.0)
+        assert (await self._get(queue, job.id)).status.is_finished
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue(_request(service, unique_key="slot:2"))
+        assert caught.value.existing_job_id == job.id
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue_many([_request(service, unique_key="slot:2")])
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 0
+
+    async def test_a_unique_key_is_free_again_once_its_job_is_purged(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Purging the finished job that held a unique key frees the key."""
+        job = await self._started(queue, service, unique_key="slot:3")
+        await queue.complete(job, {}, 1.0)
+        await self.travel(1.0)
+        assert await queue.purge(service, 0.5) == 1
+        again = await queue.enqueue(_request(service, unique_key="slot:3"))
+        assert (again.id != job.id, again.unique_key) == (True, "slot:3")
+
+    async def test_services_may_share_a_unique_key(self, queue: JobQueue, service: str) -> None:
+        """Unique keys are per service."""
+        mine = await queue.enqueue(_request(service, unique_key="slot:4"))
+        theirs = await queue.enqueue(_request(f"{service}-other", unique_key="slot:4"))
+        assert mine.id != theirs.id
+        assert (await self._get(queue, theirs.id)).unique_key == "slot:4"
+
+    async def test_enqueue_many_with_a_taken_unique_key_enqueues_nothing(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """enqueue_many is all or nothing for unique keys too: a key held by a stored job,
+        or given twice in the batch, refuses the whole batch."""
+        held = await queue.enqueue(_request(service, unique_key="u1"))
+        with pytest.raises(DuplicateJobError) as caught:
+            await queue.enqueue_many(
+                [
+                    _request(service, 1, unique_key="u0"),
+                    _request(service, 2, unique_key="u1"),
+                    _request(service, 3),
+                ]
+            )
+        assert caught.value.existing_job_id == held.id
+        with pytest.raises(DuplicateJobError, match="u2"):
+            await queue.enqueue_many(
+                [_request(service, 4, unique_key="u2"), _request(service, 5, unique_key="u2")]
+            )
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 1
+        jobs = await queue.enqueue_many(
+            [_request(service, 6, unique_key="u0"), _request(service, 7, unique_key="u2")]
+        )
+        assert [j.unique_key for j in jobs] == ["u0", "u2"]
+
+    # --- operator cancellation -----------------------------------------------------------
+
+    async def test_cancel_fails_a_ready_job_at_once(self, queue: JobQueue, service: str) -> None:
+        """A Ready job is Failed with CANCELLED, a message saying an operator did it, and a
+        finish time; no claim hands it out."""
+        job = await queue.enqueue(_request(service))
+        assert await self._admin(queue).cancel(service, job.id) is JobStatus.FAILED
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "CANCELLED")
+        assert "operator" in (stored.error_message or "")
+        assert stored.finished_at is not None
+        assert await queue.claim(service, "worker-a", 5, _LONG_LEASE) == []
+        assert (await queue.stats(service)).counts[JobStatus.FAILED] == 1
+
+    async def test_cancel_fails_an_assigned_job_and_its_claimer_loses_it(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An Assigned job is Failed with CANCELLED; its claimer can no longer start it, and
+        its lease renewal reports it lost."""
+        await queue.enqueue(_request(service))
+        [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        assert await self._admin(queue).cancel(service, claimed.id) is JobStatus.FAILED
+        stored = await self._get(queue, claimed.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "CANCELLED")
+        assert (await queue.extend_leases([claimed], _LONG_LEASE)).lost == {claimed.id}
+        with pytest.raises(LeaseLostError):
+            await queue.mark_processing(claimed, _LONG_LEASE)
+
+    async def test_cancel_asks_the_worker_of_a_processing_job_to_stop(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Processing job stays Processing with cancel_requested; its owner's next lease
+        renewal returns it in ``cancel`` (not ``lost``), and the worker then records it
+        Failed with CANCELLED. Asking twice changes nothing more."""
+        job = await self._started(queue, service)
+        other = await self._started(queue, service)
+        admin = self._admin(queue)
+        assert await admin.cancel(service, job.id) is JobStatus.PROCESSING
+        assert await admin.cancel(service, job.id) is JobStatus.PROCESSING
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.cancel_requested) == (JobStatus.PROCESSING, True)
+        assert not (await self._get(queue, other.id)).cancel_requested
+        renewal = await queue.extend_leases([job, other], _LONG_LEASE)
+        assert renewal == LeaseRenewal(lost=frozenset(), cancel=frozenset({job.id}))
+        await queue.fail(job, ErrorCode.CANCELLED.value, "cancelled by an operator", 2.0)
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.error_code) == (JobStatus.FAILED, "CANCELLED")
+        assert (await queue.extend_leases([job, other], _LONG_LEASE)).lost == {job.id}
+
+    async def test_cancel_leaves_finished_jobs_as_they_are(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Cancelling a Completed or Failed job returns its status and changes nothing."""
+        done = await self._started(queue, service)
+        await queue.complete(done, {"ok": True}, 1.0)
+        failed = await self._started(queue, service)
+        await queue.fail(failed, ErrorCode.HANDLER_ERROR.value, "boom", 1.0)
+        admin = self._admin(queue)
+        assert await admin.cancel(service, done.id) is JobStatus.COMPLETED
+        assert await admin.cancel(service, failed.id) is JobStatus.FAILED
+        stored_done = await self._get(queue, done.id)
+        assert (stored_done.status, stored_done.results, stored_done.cancel_requested) == (
+            JobStatus.COMPLETED,
+            {"ok": True},
+            False,
+        )
+        stored_failed = await self._get(queue, failed.id)
+        assert (stored_failed.error_code, stored_failed.error_message) == ("HANDLER_ERROR", "boom")
+
+    async def test_cancel_of_an_unknown_job_or_another_services_job_is_not_found(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An id that names no job of the service raises JobNotFoundError; another
+        service's job is left untouched."""
+        admin = self._admin(queue)
+        with pytest.raises(JobNotFoundError):
+            await admin.cancel(service, "no-such-job")
+        with pytest.raises(JobNotFoundError):
+            await admin.cancel(service, "987654321")
+        theirs = await queue.enqueue(_request(f"{service}-other"))
+        with pytest.raises(JobNotFoundError):
+            await admin.cancel(service, theirs.id)
+        assert (await self._get(queue, theirs.id)).status is JobStatus.READY
+
+    @pytest.mark.parametrize("back", ["release", "retry", "reclaim"])
+    async def test_a_cancel_request_is_cleared_when_the_job_goes_back_to_ready(
+        self, queue: JobQueue, service: str, back: str
+    ) -> None:
+        """A job whose cancellation was asked but that went back to Ready (released,
+        retried, or reclaimed after its lease) runs again without the request."""
+        lease = self.short_lease if back == "reclaim" else _LONG_LEASE
+        job = await self._started(queue, service, lease=lease)
+        assert await self._admin(queue).cancel(service, job.id) is JobStatus.PROCESSING
+        if back == "release":
+            assert await queue.release([job]) == 1
+        elif back == "retry":
+            status = await queue.retry(job, ErrorCode.HANDLER_ERROR.value, "x", 0.0, 1.0)
+            assert status is JobStatus.READY
+        else:
+            await self.travel(self.short_lease + 0.2)
+            assert list((await queue.reclaim_expired(service)).requeued) == [job.id]
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.cancel_requested) == (JobStatus.READY, False)
+        [again] = await queue.claim_and_start(service, "worker-b", 1, _LONG_LEASE)
+        assert again.id == job.id
+        assert not again.cancel_requested
+        assert await queue.extend_leases([again], _LONG_LEASE) == LeaseRenewal()
+
+    # --- operators: list, retry, activity -----------------------------------------------------
+
+    async def test_the_queue_is_also_a_queue_admin(self, queue: JobQueue) -> None:
+        """Every adapter implements the operator port beside the job port."""
+        assert isinstance(queue, QueueAdmin)
+
+    async def test_list_jobs_pages_newest_first(self, queue: JobQueue, service: str) -> None:
+        """Jobs come newest first, ``limit`` at a time; the cursor leads to the next page and
+        the last page has none. Other services' jobs never appear."""
+        jobs = await queue.enqueue_many([_request(service, n) for n in range(7)])
+        await queue.enqueue(_request(f"{service}-other"))
+        admin = self._admin(queue)
+        seen: list[list[str]] = []
+        cursor: str | None = None
+        while True:
+            page = await admin.list_jobs(JobFilter(service), limit=3, cursor=cursor)
+            seen.append([j.id for j in page.jobs])
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        newest_first = [j.id for j in reversed(jobs)]
+        assert seen == [newest_first[0:3], newest_first[3:6], newest_first[6:]]
+        whole = await admin.list_jobs(JobFilter(service), limit=1000)
+        assert ([j.id for j in whole.jobs], whole.next_cursor) == (newest_first, None)
+        assert whole.jobs[0].payload == {"action": "contract_echo", "n": 6}
+        assert (await admin.list_jobs(JobFilter(f"{service}-none"))).jobs == []
+
+    async def test_list_jobs_pages_stay_stable_while_jobs_are_added(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Jobs enqueued between two pages do not shift the pages: every job there was at
+        the first page is listed once, and none enqueued later."""
+        first = await queue.enqueue_many([_request(service, n) for n in range(8)])
+        admin = self._admin(queue)
+        page = await admin.list_jobs(JobFilter(service), limit=3)
+        listed = [j.id for j in page.jobs]
+        await self.travel(0.01)
+        later = await queue.enqueue_many([_request(service, 100 + n) for n in range(5)])
+        while page.next_cursor is not None:
+            page = await admin.list_jobs(JobFilter(service), limit=3, cursor=page.next_cursor)
+            listed.extend(j.id for j in page.jobs)
+            await queue.enqueue(_request(service, 200))
+        assert listed == [j.id for j in reversed(first)]
+        assert not {j.id for j in later} & set(listed)
+        newest = await admin.list_jobs(JobFilter(service), limit=1)
+        assert newest.jobs[0].payload["n"] == 200
+
+    async def test_list_jobs_filters_by_status_action_error_and_time(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Each filter narrows the list; together they all apply. ``created_after`` is
+        inclusive, ``created_before`` exclusive."""
+        admin = self._admin(queue)
+        early = await queue.enqueue(_of(service, "a", 0))  # stays Ready
+        await self.travel(0.05)
+        a_failed = await self._started(queue, service, priority=9)  # action contract_echo
+        await queue.fail(a_failed, "TIMEOUT", "slow", 1.0)
+        await self.travel(0.05)
+        b_jobs = await queue.enqueue_many([_of(service, "b", n, priority=5) for n in range(3)])
+        [b_first] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.fail(b_first, "HANDLER_ERROR", "boom", 1.0)
+        [b_running] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await self.travel(0.05)
+        late = await queue.enqueue(_of(service, "a", 9))
+        assert (b_first.id, b_running.id) == (b_jobs[0].id, b_jobs[1].id)
+
+        async def ids(**where: Any) -> list[str]:
+            page = await admin.list_jobs(JobFilter(service, **where), limit=100)
+            return [j.id for j in page.jobs]
+
+        stored = {j.id: await self._get(queue, j.id) for j in (early, a_failed, late, *b_jobs)}
+        assert await ids(statuses=frozenset({JobStatus.FAILED})) == [b_first.id, a_failed.id]
+        assert await ids(statuses=frozenset({JobStatus.READY, JobStatus.PROCESSING})) == [
+            late.id,
+            b_jobs[2].id,
+            b_jobs[1].id,
+            early.id,
+        ]
+        assert await ids(actions=frozenset({"a"})) == [late.id, early.id]
+        assert await ids(error_codes=frozenset({"TIMEOUT"})) == [a_failed.id]
+        after = stored[a_failed.id].created_at
+        before = stored[late.id].created_at
+        assert after is not None
+        assert before is not None
+        window = await ids(created_after=after, created_before=before)
+        assert window == [*(j.id for j in reversed(b_jobs)), a_failed.id]
+        combined = await ids(
+            statuses=frozenset({JobStatus.FAILED, JobStatus.READY}),
+            actions=frozenset({"b", "contract_echo"}),
+            error_codes=frozenset({"HANDLER_ERROR"}),
+            created_after=after,
+        )
+        assert combined == [b_first.id]
+
+    async def test_list_jobs_refuses_bad_limits_cursors_and_naive_times(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A page holds 1 to 1000 jobs; a cursor list_jobs did not give out and a time
+        without a timezone are ValueErrors."""
+        await queue.enqueue_many([_request(service, n) for n in range(3)])
+        admin = self._admin(queue)
+        for limit in (0, 1001):
+            with pytest.raises(ValueError, match="limit"):
+                await admin.list_jobs(JobFilter(service), limit=limit)
+        assert len((await admin.list_jobs(JobFilter(service), limit=1000)).jobs) == 3
+        for cursor in ("", "not a cursor", "eyJhIjoxfQ", "W10", "%%%"):
+            with pytest.raises(ValueError, match="cursor"):
+                await admin.list_jobs(JobFilter(service), cursor=cursor)
+        naive = datetime(2026, 1, 1)
+        with pytest.raises(ValueError, match="timezone"):
+            await admin.list_jobs(JobFilter(service, created_after=naive))
+
+    async def test_retry_failed_by_id_gives_fresh_attempts_and_clears_the_error(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Failed job goes back to Ready, due now, attempts 0, with no error, results or
+        finish time, and runs again; jobs that are not Failed, unknown ids and another
+        service's jobs are left alone and not counted."""
+        failed = await self._started(queue, service, max_attempts=1)
+        await queue.fail(failed, "HANDLER_ERROR", "boom", 3.0)
+        done = await self._started(queue, service)
+        await queue.complete(done, {"ok": 1}, 1.0)
+        waiting = await queue.enqueue(_request(service, 5, delay_seconds=600))
+        theirs = await self._started(queue, f"{service}-other")
+        await queue.fail(theirs, "HANDLER_ERROR", "boom", 1.0)
+        admin = self._admin(queue)
+        ids = [failed.id, done.id, waiting.id, theirs.id, "no-such-job", "987654321"]
+        assert await admin.retry_failed(service, ids) == 1
+        again = await self._get(queue, failed.id)
+        assert (again.status, again.attempts, again.max_attempts) == (JobStatus.READY, 0, 1)
+        assert (again.error_code, again.error_message, again.results) == (None, None, None)
+        assert (again.finished_at, again.runtime_ms) == (None, None)
+        assert (await self._get(queue, done.id)).status is JobStatus.COMPLETED
+        assert (await self._get(queue, waiting.id)).status is JobStatus.READY
+        assert (await self._get(queue, theirs.id)).status is JobStatus.FAILED
+        [claimed] = await queue.claim_and_start(service, "worker-b", 5, _LONG_LEASE)
+        assert (claimed.id, claimed.attempts) == (failed.id, 1)
+        await queue.complete(claimed, {"second": True}, 1.0)
+        assert (await self._get(queue, failed.id)).results == {"second": True}
+        assert await admin.retry_failed(service, [failed.id]) == 0  # Completed now
+
+    async def test_retry_failed_by_filter_retries_only_matching_failed_jobs(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Every Failed job matching the filter goes back to Ready, and no other."""
+        timeouts = []
+        for _ in range(3):
+            job = await self._started(queue, service)
+            await queue.fail(job, "TIMEOUT", "slow", 1.0)
+            timeouts.append(job)
+        crashed = await self._started(queue, service)
+        await queue.fail(crashed, "HANDLER_ERROR", "boom", 1.0)
+        theirs = await self._started(queue, f"{service}-other")
+        await queue.fail(theirs, "TIMEOUT", "slow", 1.0)
+        admin = self._admin(queue)
+        ready_only = JobFilter(service, statuses=frozenset({JobStatus.READY}))
+        assert await admin.retry_failed(service, where=ready_only) == 0
+        where = JobFilter(service, error_codes=frozenset({"TIMEOUT"}))
+        assert await admin.retry_failed(service, where=where) == 3
+        for job in timeouts:
+            assert (await self._get(queue, job.id)).status is JobStatus.READY
+        assert (await self._get(queue, crashed.id)).status is JobStatus.FAILED
+        assert (await self._get(queue, theirs.id)).status is JobStatus.FAILED
+        assert await admin.retry_failed(service, where=where) == 0
+        everything_failed = JobFilter(service, statuses=frozenset({JobStatus.FAILED}))
+        assert await admin.retry_failed(service, where=everything_failed) == 1
+        assert (await queue.stats(service)).counts[JobStatus.READY] == 4
+
+    async def test_retry_failed_leaves_a_job_whose_idempotency_key_is_taken(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Failed job whose idempotency key an unfinished job holds now stays Failed
+        (that job does the work): a key is held by one unfinished job at a time."""
+        first = await self._started(queue, service, idempotency_key="order-9")
+        await queue.fail(first, "HANDLER_ERROR", "boom", 1.0)
+        second = await self._started(queue, service, idempotency_key="order-9")
+        await queue.fail(second, "HANDLER_ERROR", "boom", 1.0)
+        admin = self._admin(queue)
+        assert await admin.retry_failed(service, [first.id, second.id]) == 1
+        statuses = {(await self._get(queue, j.id)).status for j in (first, second)}
+        assert statuses == {JobStatus.READY, JobStatus.FAILED}
+        with pytest.raises(DuplicateJobError):
+            await queue.enqueue(_request(service, idempotency_key="order-9"))
+        assert await admin.retry_failed(service, [first.id, second.id]) == 0
+
+    async def test_retry_failed_needs_ids_or_a_filter_of_the_service(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Nothing named, both named, or a filter of another service: ValueError."""
+        admin = self._admin(queue)
+        with pytest.raises(ValueError, match="ids or a filter"):
+            await admin.retry_failed(service)
+        with pytest.raises(ValueError, match="ids or a filter"):
+            await admin.retry_failed(service, ["1"], where=JobFilter(service))
+        with pytest.raises(ValueError, match="service"):
+            await admin.retry_failed(service, where=JobFilter(f"{service}-other"))
+
+    async def test_activity_counts_by_action_and_status(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Counts by action and status of the service alone (actions with no jobs absent),
+        and the oldest due Ready job's age by action (delayed jobs are not waiting)."""
+        await queue.enqueue_many([_of(service, "a", n) for n in range(3)])
+        await queue.enqueue(_of(service, "later", delay_seconds=600))
+        [running] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.enqueue_many([_of(service, "b", n) for n in range(2)])
+        [done] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.complete(done, {}, 1.0)
+        await queue.enqueue(_of(f"{service}-other", "c"))
+        await self.travel(0.05)
+        activity = await self._admin(queue).activity(service)
+        counts = {
+            action: {status: n for status, n in by_status.items() if n}
+            for action, by_status in activity.counts.items()
+        }
+        assert counts == {
+            "a": {JobStatus.READY: 1, JobStatus.PROCESSING: 1, JobStatus.COMPLETED: 1},
+            "b": {JobStatus.READY: 2},
+            "later": {JobStatus.READY: 1},
+        }
+        assert (running.action, done.action) == ("a", "a")
+        assert set(activity.oldest_ready_age_seconds) == {"a", "b"}
+        assert all(age >= 0 for age in activity.oldest_ready_age_seconds.values())
+
+    async def test_activity_ready_age_counts_from_when_a_job_became_due(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A delayed job waits from its run-at on, not from its enqueue."""
+        await queue.enqueue(_of(service, "a", delay_seconds=self.delay))
+        await self.travel(self.delay + 0.2)
+        age = (await self._admin(queue).activity(service)).oldest_ready_age_seconds["a"]
+        assert 0 <= age < self.delay
+
+    async def test_activity_counts_finished_jobs_per_minute(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Exactly ``minutes`` whole minutes, oldest first, one minute apart; jobs finished
+        now are counted, Completed and Failed apart, in the minute holding their finish."""
+        finished: list[Job] = []
+        for n in range(3):
+            job = await self._started(queue, service)
+            if n < 2:
+                await queue.complete(job, {}, 1.0)
+            else:
+                await queue.fail(job, "HANDLER_ERROR", "boom", 1.0)
+            finished.append(await self._get(queue, job.id))
+        other = await self._started(queue, f"{service}-other")
+        await queue.complete(other, {}, 1.0)
+        admin = self._admin(queue)
+        activity = await admin.activity(service, minutes=5)
+        minutes = [m.minute for m in activity.per_minute]
+        assert len(minutes) == 5
+        assert all(m.utcoffset() == timedelta(0) for m in minutes)  # UTC, timezone-aware
+        assert all(m.second == 0 and m.microsecond == 0 for m in minutes)
+        assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(minutes))
+        assert sum(m.completed for m in activity.per_minute) == 2
+        assert sum(m.failed for m in activity.per_minute) == 1
+        for job in finished:
+            assert job.finished_at is not None
+            slot = max(
+                (m for m in activity.per_minute if m.minute <= job.finished_at),
+                key=lambda m: m.minute,
+            )
+            assert job.finished_at - slot.minute < timedelta(minutes=1)
+            assert (slot.completed if job.status is JobStatus.COMPLETED else slot.failed) >= 1
+        assert len((await admin.activity(service, minutes=1)).per_minute) == 1
+        assert len((await admin.activity(service)).per_minute) == 60
+        for bad in (0, 1441):
+            with pytest.raises(ValueError, match="minutes"):
+                await admin.activity(service, minutes=bad)
 
     # --- housekeeping ----------------------------------------------------------------------
 

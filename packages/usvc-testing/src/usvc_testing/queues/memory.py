@@ -11,27 +11,43 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from usvc_core.clock import SystemClock
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.ports import (
     Clock,
     EnqueueRequest,
+    JobFilter,
+    JobPage,
     JobQueue,
     LeaseRenewal,
+    MinuteActivity,
+    QueueActivity,
+    QueueAdmin,
     QueueStats,
     ReclaimResult,
 )
 
+from usvc_testing.queues.admin import (
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    decode_cursor,
+    encode_cursor,
+)
+from usvc_testing.queues.limits import checked_limits
 from usvc_testing.queues.payload import decode_payload
 
 __all__ = ["InMemoryQueue"]
 
 _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.PROCESSING
 _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
+_NO_LIMIT = float("inf")
 
 
-class InMemoryQueue(JobQueue):
-    """Implements :class:`usvc_core.ports.JobQueue` in memory; lost when the process ends.
+class InMemoryQueue(JobQueue, QueueAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
+    in memory; lost when the process ends.
 
     Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
     ``dev-2``, ... (``id_prefix``). Returned jobs are snapshots: changing them changes nothing.
@@ -52,8 +68,13 @@ class InMemoryQueue(JobQueue):
         self._orders = itertools.count()
         self._delayed: dict[str, list[tuple[datetime, int, str]]] = {}
         self._heap_seq: dict[str, int] = {}
-        self._leased: dict[str, set[str]] = {}
+        self._leased: dict[str, set[str]] = {}  # service -> ids of Assigned/Processing jobs
+        self._running: dict[tuple[str, str], int] = {}  # (service, action) -> how many leased
+        # service -> action -> due jobs held back by their action's limit (see _claim_limited)
+        self._parked: dict[str, dict[str, list[tuple[int, float, int, int, str]]]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
+        # (service, unique key) -> job id; dropped only when purge deletes the job
+        self._unique: dict[tuple[str, str], str] = {}
         self._listeners: list[Callable[[], None]] = []
         # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
@@ -83,17 +104,27 @@ class InMemoryQueue(JobQueue):
         return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
-        # All or nothing, like a transaction: check keys first.
-        seen: set[tuple[str, str]] = set()
+        # All or nothing, like a transaction: check every key first.
+        idempotency: set[tuple[str, str]] = set()
+        unique: set[tuple[str, str]] = set()
         for r in requests:
+            self._check_keys(r)
+            if r.unique_key is not None:
+                key = (r.microservice, r.unique_key)
+                if key in unique:
+                    raise DuplicateJobError(
+                        f"unique key {r.unique_key!r} is given twice in this enqueue_many", None
+                    )
+                unique.add(key)
             if r.idempotency_key is not None:
                 key = (r.microservice, r.idempotency_key)
-                if key in seen or self._holder(key) is not None:
+                if key in idempotency:
                     raise DuplicateJobError(
-                        f"idempotency key {r.idempotency_key!r} is held by an unfinished job",
-                        self._holder(key),
+                        f"idempotency key {r.idempotency_key!r} is given twice in this "
+                        "enqueue_many",
+                        None,
                     )
-                seen.add(key)
+                idempotency.add(key)
         jobs = [self._add(r) for r in requests]
         for listener in self._listeners:
             listener()
@@ -133,9 +164,16 @@ class InMemoryQueue(JobQueue):
             return None
         return job_id
 
-    def _add(self, r: EnqueueRequest) -> Job:
+    def _check_keys(self, r: EnqueueRequest) -> None:
+        """Refuse a request whose unique or idempotency key is taken (or max_attempts < 1)."""
         if r.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if r.unique_key is not None:
+            holder = self._unique.get((r.microservice, r.unique_key))
+            if holder is not None:
+                raise DuplicateJobError(
+                    f"unique key {r.unique_key!r} is held by job {holder}", holder
+                )
         if r.idempotency_key is not None:
             holder = self._holder((r.microservice, r.idempotency_key))
             if holder is not None:
@@ -143,6 +181,9 @@ class InMemoryQueue(JobQueue):
                     f"idempotency key {r.idempotency_key!r} is held by unfinished job {holder}",
                     holder,
                 )
+
+    def _add(self, r: EnqueueRequest) -> Job:
+        self._check_keys(r)
         # A JSON round trip: the stored payload is exactly what a real store would keep.
         payload = json.loads(json.dumps(dict(r.payload), allow_nan=False))
         action = payload.get("action")
@@ -160,11 +201,14 @@ class InMemoryQueue(JobQueue):
             idempotency_key=r.idempotency_key,
             created_at=now,
             updated_at=now,
+            unique_key=r.unique_key,
         )
         self._jobs[job_id] = job
         self._order[job_id] = next(self._orders)
         if r.idempotency_key is not None:
             self._idempotency[(r.microservice, r.idempotency_key)] = job_id
+        if r.unique_key is not None:
+            self._unique[(r.microservice, r.unique_key)] = job_id
         self._push_ready(job)
         return job
 
@@ -193,7 +237,9 @@ class InMemoryQueue(JobQueue):
         *,
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        return self._claim(microservice, worker_id, limit, lease_seconds, start=False)
+        return self._claim(
+            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
+        )
 
     async def claim_and_start(
         self,
@@ -204,11 +250,21 @@ class InMemoryQueue(JobQueue):
         *,
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        return self._claim(microservice, worker_id, limit, lease_seconds, start=True)
+        return self._claim(
+            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
+        )
 
     def _claim(
-        self, microservice: str, worker_id: str, limit: int, lease_seconds: float, *, start: bool
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        start: bool,
+        max_running: Mapping[str, int] | None,
     ) -> list[Job]:
+        limits = checked_limits(max_running)
         now = self._clock.now()
         due = self._due.setdefault(microservice, [])
         delayed = self._delayed.get(microservice)
@@ -218,27 +274,93 @@ class InMemoryQueue(JobQueue):
             if job is not None:
                 key = (-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id)
                 heapq.heappush(due, key)
-        claimed: list[Job] = []
-        leased = self._leased.setdefault(microservice, set())
         expires = now + timedelta(seconds=lease_seconds)
+        if limits or microservice in self._parked:
+            return self._claim_limited(
+                microservice, worker_id, limit, now, expires, start=start, limits=limits
+            )
+        claimed: list[Job] = []
         while due and len(claimed) < limit:
             _, _, _, seq, job_id = heapq.heappop(due)
             job = self._jobs.get(job_id)
             if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
                 continue  # stale entry
-            if start:  # what mark_processing does, at once
-                job.status = _PROCESSING
-                job.attempts += 1
-                job.started_at = now
-            else:
-                job.status = _ASSIGNED
-            job.lease_owner = worker_id
-            job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
-            job.lease_expires_at = expires
-            job.updated_at = now
-            leased.add(job_id)
-            claimed.append(job.snapshot())
+            claimed.append(self._lease(job, worker_id, now, expires, start=start))
         return claimed
+
+    def _claim_limited(
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        expires: datetime,
+        *,
+        start: bool,
+        limits: Mapping[str, int],
+    ) -> list[Job]:
+        """The claim when some action has a limit, or has jobs parked by an earlier one.
+
+        A due job whose action is at its limit moves from the service's heap to its
+        action's parked heap, so that later claims step over it once, not at every claim;
+        each claim takes the best of the service's heap and the heads of the parked heaps
+        of actions below their limit."""
+        due = self._due[microservice]
+        parked = self._parked.setdefault(microservice, {})
+        running = self._running
+        claimed: list[Job] = []
+        while len(claimed) < limit:
+            best = due if due else None
+            for action, heap in parked.items():
+                if not heap or running.get((microservice, action), 0) >= limits.get(
+                    action, _NO_LIMIT
+                ):
+                    continue
+                if best is None or heap[0] < best[0]:
+                    best = heap
+            if best is None:
+                break
+            entry = heapq.heappop(best)
+            job_id, seq = entry[4], entry[3]
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
+                continue  # stale entry
+            if best is due and running.get((microservice, job.action), 0) >= limits.get(
+                job.action, _NO_LIMIT
+            ):
+                heapq.heappush(parked.setdefault(job.action, []), entry)
+                continue
+            claimed.append(self._lease(job, worker_id, now, expires, start=start))
+        for action in [a for a, heap in parked.items() if not heap]:
+            del parked[action]
+        if not parked:
+            del self._parked[microservice]  # back to the plain claim
+        return claimed
+
+    def _lease(
+        self, job: Job, worker_id: str, now: datetime, expires: datetime, *, start: bool
+    ) -> Job:
+        if start:  # what mark_processing does, at once
+            job.status = _PROCESSING
+            job.attempts += 1
+            job.started_at = now
+        else:
+            job.status = _ASSIGNED
+        job.lease_owner = worker_id
+        job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
+        job.lease_expires_at = expires
+        job.updated_at = now
+        self._leased.setdefault(job.microservice, set()).add(job.id)
+        key = (job.microservice, job.action)
+        self._running[key] = self._running.get(key, 0) + 1
+        return job.snapshot()
+
+    def _unlease(self, job: Job) -> None:
+        """Forget the claim of a job leaving Assigned/Processing (no-op for others)."""
+        leased = self._leased.get(job.microservice)
+        if leased is not None and job.id in leased:
+            leased.remove(job.id)
+            self._running[(job.microservice, job.action)] -= 1
 
     def _owned(self, job: Job, *expected: JobStatus) -> Job:
         stored = self._jobs.get(job.id)
@@ -267,6 +389,7 @@ class InMemoryQueue(JobQueue):
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
         now = self._clock.now()
         lost: set[str] = set()
+        cancel: set[str] = set()
         for job in jobs:
             stored = self._jobs.get(job.id)
             if (
@@ -278,7 +401,9 @@ class InMemoryQueue(JobQueue):
                 continue
             stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
             stored.updated_at = now
-        return LeaseRenewal(lost=frozenset(lost))
+            if stored.cancel_requested:
+                cancel.add(job.id)
+        return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
     def _finish(self, stored: Job, status: JobStatus, runtime_ms: float | None) -> None:
         now = self._clock.now()
@@ -287,7 +412,7 @@ class InMemoryQueue(JobQueue):
         stored.updated_at = now
         stored.lease_expires_at = None
         stored.runtime_ms = runtime_ms
-        self._leased.get(stored.microservice, set()).discard(stored.id)
+        self._unlease(stored)
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         stored = self._owned(job, _PROCESSING)
@@ -324,9 +449,10 @@ class InMemoryQueue(JobQueue):
         now = self._clock.now()
         stored.status = _READY
         stored.lease_owner = stored.lease_token = stored.lease_expires_at = None
+        stored.cancel_requested = False
         stored.run_at = now + timedelta(seconds=max(delay_seconds, 0.0))
         stored.updated_at = now
-        self._leased.get(stored.microservice, set()).discard(stored.id)
+        self._unlease(stored)
         self._push_ready(stored)
 
     async def release(self, jobs: Sequence[Job]) -> int:
@@ -381,6 +507,130 @@ class InMemoryQueue(JobQueue):
                 requeued.append(job_id)
         return ReclaimResult(requeued=requeued, failed=failed)
 
+    # --- operating (QueueAdmin) ------------------------------------------------------------
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        stored = self._jobs.get(job_id)
+        if stored is None or stored.microservice != microservice:
+            raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
+        if stored.status in (_READY, _ASSIGNED):
+            stored.error_code = ErrorCode.CANCELLED.value
+            stored.error_message = (
+                f"cancelled by an operator while {stored.status.value} (it never ran)"
+            )
+            self._finish(stored, _FAILED, None)
+        elif stored.status is _PROCESSING:
+            stored.cancel_requested = True
+            stored.updated_at = self._clock.now()
+        return stored.status
+
+    def _matching(self, where: JobFilter) -> list[Job]:
+        statuses, actions, codes = where.statuses, where.actions, where.error_codes
+        after, before = where.created_after, where.created_before
+        return [
+            job
+            for job in self._jobs.values()
+            if job.microservice == where.microservice
+            and (not statuses or job.status in statuses)
+            and (not actions or job.action in actions)
+            and (not codes or job.error_code in codes)
+            and (after is None or (job.created_at is not None and job.created_at >= after))
+            and (before is None or (job.created_at is not None and job.created_at < before))
+        ]
+
+    def _list_key(self, job: Job) -> tuple[datetime, int]:
+        assert job.created_at is not None
+        return (job.created_at, self._order[job.id])
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        check_page_limit(limit)
+        check_filter(where)
+        jobs = self._matching(where)
+        if cursor is not None:
+            created, order = decode_cursor(cursor, (str, int))
+            try:
+                last = (datetime.fromisoformat(created), order)
+            except ValueError:
+                raise ValueError(f"cursor {cursor!r} is not one that list_jobs gave out") from None
+            jobs = [job for job in jobs if self._list_key(job) < last]
+        # Newest first: creation time, then creation order (the id's number).
+        page = heapq.nlargest(limit + 1, jobs, key=self._list_key)
+        next_cursor = None
+        if len(page) > limit:
+            del page[limit:]
+            created_at, order = self._list_key(page[-1])
+            next_cursor = encode_cursor(created_at.isoformat(), order)
+        return JobPage(jobs=[job.snapshot() for job in page], next_cursor=next_cursor)
+
+    async def retry_failed(
+        self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
+    ) -> int:
+        check_retry_target(microservice, job_ids, where)
+        if where is not None:
+            candidates = self._matching(where)
+        else:
+            found = (self._jobs.get(job_id) for job_id in dict.fromkeys(job_ids))
+            candidates = [j for j in found if j is not None and j.microservice == microservice]
+        candidates.sort(key=lambda job: self._order[job.id])
+        now = self._clock.now()
+        retried = 0
+        for job in candidates:
+            if job.status is not _FAILED:
+                continue
+            key = job.idempotency_key
+            if key is not None and self._holder((microservice, key)) is not None:
+                continue  # an unfinished job already does this work
+            job.status = _READY
+            job.attempts = 0
+            job.run_at = job.updated_at = now
+            job.error_code = job.error_message = job.results = None
+            job.runtime_ms = None
+            job.started_at = job.finished_at = None
+            job.lease_owner = job.lease_token = job.lease_expires_at = None
+            job.cancel_requested = False
+            if key is not None:
+                self._idempotency[(microservice, key)] = job.id
+            self._push_ready(job)
+            retried += 1
+        if retried:
+            for listener in self._listeners:
+                listener()
+        return retried
+
+    async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        check_minutes(minutes)
+        now = self._clock.now()
+        first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+        counts: dict[str, dict[JobStatus, int]] = {}
+        oldest: dict[str, datetime] = {}
+        completed = [0] * minutes
+        failed = [0] * minutes
+        for job in self._jobs.values():
+            if job.microservice != microservice:
+                continue
+            counts.setdefault(job.action, dict.fromkeys(JobStatus, 0))[job.status] += 1
+            if job.status is _READY and job.run_at is not None and job.run_at <= now:
+                seen = oldest.get(job.action)
+                oldest[job.action] = job.run_at if seen is None else min(seen, job.run_at)
+            elif job.status.is_finished and job.finished_at is not None:
+                index = int((job.finished_at - first).total_seconds() // 60)
+                if 0 <= index < minutes:
+                    (completed if job.status is _COMPLETED else failed)[index] += 1
+        return QueueActivity(
+            counts=counts,
+            oldest_ready_age_seconds={
+                action: (now - run_at).total_seconds() for action, run_at in oldest.items()
+            },
+            per_minute=[
+                MinuteActivity(
+                    minute=first + timedelta(minutes=i), completed=completed[i], failed=failed[i]
+                )
+                for i in range(minutes)
+            ],
+        )
+
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
@@ -410,7 +660,9 @@ class InMemoryQueue(JobQueue):
             and j.finished_at < cutoff
         ]
         for job_id in doomed:
-            del self._jobs[job_id]
+            job = self._jobs.pop(job_id)
+            if job.unique_key is not None:
+                self._unique.pop((microservice, job.unique_key), None)
             self._heap_seq.pop(job_id, None)
             self._order.pop(job_id, None)
         return len(doomed)

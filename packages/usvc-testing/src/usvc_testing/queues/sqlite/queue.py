@@ -3,6 +3,7 @@ of one machine."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -13,8 +14,27 @@ from typing import Any
 
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal, QueueStats, ReclaimResult
+from usvc_core.ports import (
+    EnqueueRequest,
+    JobFilter,
+    JobPage,
+    JobQueue,
+    LeaseRenewal,
+    QueueActivity,
+    QueueAdmin,
+    QueueStats,
+    ReclaimResult,
+)
 
+from usvc_testing.queues.admin import (
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    decode_cursor,
+    encode_cursor,
+)
+from usvc_testing.queues.limits import checked_limits
 from usvc_testing.queues.sqlite import statements as sql
 from usvc_testing.queues.sqlite.connection import Durability, SqliteConnection
 from usvc_testing.queues.sqlite.schema import SqliteFileError, prepare
@@ -24,10 +44,12 @@ __all__ = ["SqliteQueue"]
 # Compact, standard JSON (no NaN); built once, json.dumps with options builds one per call.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
+_RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
-class SqliteQueue(JobQueue):
-    """Implements :class:`usvc_core.ports.JobQueue` on an SQLite file (WAL mode).
+class SqliteQueue(JobQueue, QueueAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
+    on an SQLite file (WAL mode).
 
     Any number of processes on one machine may open the same file: claims take the write
     lock (``BEGIN IMMEDIATE``) and move jobs with one ``UPDATE ... RETURNING``, so a job is
@@ -159,6 +181,7 @@ class SqliteQueue(JobQueue):
             max_attempts=r.max_attempts,
             token=r.token,
             idempotency_key=r.idempotency_key,
+            unique_key=r.unique_key,
         )
 
     async def enqueue(self, request: EnqueueRequest) -> Job:
@@ -186,7 +209,9 @@ class SqliteQueue(JobQueue):
         *,
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        return await self._claim(microservice, worker_id, limit, lease_seconds, start=False)
+        return await self._claim(
+            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
+        )
 
     async def claim_and_start(
         self,
@@ -197,13 +222,30 @@ class SqliteQueue(JobQueue):
         *,
         max_running: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        return await self._claim(microservice, worker_id, limit, lease_seconds, start=True)
+        return await self._claim(
+            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
+        )
 
     async def _claim(
-        self, microservice: str, worker_id: str, limit: int, lease: float, *, start: bool
+        self,
+        microservice: str,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        *,
+        start: bool,
+        max_running: Mapping[str, int] | None,
     ) -> list[Job]:
+        limits = checked_limits(max_running)
         if limit <= 0:
             return []
+        if limits:
+            return await self._conn().write(
+                lambda conn: sql.claim_limited(
+                    conn, microservice, worker_id, limit, lease, limits=limits, start=start
+                ),
+                durable=False,
+            )
         return await self._conn().write(
             lambda conn: sql.claim(conn, microservice, worker_id, limit, lease, start=start),
             durable=False,
@@ -218,10 +260,9 @@ class SqliteQueue(JobQueue):
         if not jobs:
             return LeaseRenewal()
         owned = list(jobs)
-        lost = await self._conn().write(
+        return await self._conn().write(
             lambda conn: sql.extend(conn, owned, lease_seconds), durable=False
         )
-        return LeaseRenewal(lost=frozenset(lost))
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         text = "null" if results is None else _JSON.encode(results)
@@ -263,6 +304,57 @@ class SqliteQueue(JobQueue):
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
         return await self._conn().write(lambda conn: sql.reclaim(conn, microservice), durable=False)
+
+    # --- operating (QueueAdmin) ------------------------------------------------------------
+
+    async def cancel(self, microservice: str, job_id: str) -> JobStatus:
+        return await self._conn().write(
+            lambda conn: sql.cancel(conn, microservice, job_id), durable=True
+        )
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        check_page_limit(limit)
+        check_filter(where)
+        after = None
+        if cursor is not None:
+            created, rid = decode_cursor(cursor, (float, int))
+            after = (created, rid)
+        jobs, last = await self._conn().call(lambda conn: sql.list_jobs(conn, where, limit, after))
+        return JobPage(jobs=jobs, next_cursor=None if last is None else encode_cursor(*last))
+
+    async def retry_failed(
+        self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
+    ) -> int:
+        check_retry_target(microservice, job_ids, where)
+        retried = 0
+        if where is None:
+            ids = list(job_ids)
+            for start in range(0, len(ids), _RETRY_CHUNK):
+                chunk = functools.partial(
+                    sql.retry_ids,
+                    microservice=microservice,
+                    job_ids=ids[start : start + _RETRY_CHUNK],
+                )
+                retried += await self._conn().write(chunk, durable=True)
+        else:
+            after: tuple[float, int] | None = None
+            while True:
+                step = functools.partial(
+                    sql.retry_matching, where=where, after=after, chunk=_RETRY_CHUNK
+                )
+                done, after = await self._conn().write(step, durable=True)
+                retried += done
+                if after is None:
+                    break
+        if retried:
+            self._notify()
+        return retried
+
+    async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        check_minutes(minutes)
+        return await self._conn().call(lambda conn: sql.activity(conn, microservice, minutes))
 
     # --- reading and housekeeping --------------------------------------------------------------
 

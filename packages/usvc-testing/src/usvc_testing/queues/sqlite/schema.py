@@ -87,6 +87,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE unique_key IS NOT NULL
         """,
     ),
+    # 4: Ready jobs by action, so that a claim under per-action limits (max_running) reads
+    # each action's best jobs with one seek, however many jobs of a saturated action wait.
+    (
+        f"""
+        CREATE INDEX {TABLE}_ready_action ON {TABLE} (microservice, action, priority DESC, run_at)
+        WHERE status = 'Ready'
+        """,
+    ),
+    # 5: what operators read. Jobs by creation time for the newest-first pages of list_jobs
+    # (both columns never change: a job enters it once, at enqueue); finished jobs by
+    # action and status, so that activity counts them in index order, with no sort.
+    (
+        f"CREATE INDEX {TABLE}_created ON {TABLE} (created_at, microservice)",
+        f"""
+        CREATE INDEX {TABLE}_failed ON {TABLE} (created_at, microservice)
+        WHERE status = 'Failed'
+        """,
+        f"""
+        CREATE INDEX {TABLE}_finished_action ON {TABLE} (microservice, action, status)
+        WHERE status IN ('Completed', 'Failed')
+        """,
+    ),
 )
 
 #: The version this code writes and understands.

@@ -9,14 +9,23 @@ A transition that does not find the job under the caller's fencing token raises
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sqlite3
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from usvc_core.errors import DuplicateJobError, LeaseLostError
+from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import QueueStats, ReclaimResult
+from usvc_core.ports import (
+    JobFilter,
+    LeaseRenewal,
+    MinuteActivity,
+    QueueActivity,
+    QueueStats,
+    ReclaimResult,
+)
 
 from usvc_testing.queues.payload import decode_payload
 from usvc_testing.queues.sqlite.schema import NOW, TABLE
@@ -27,7 +36,10 @@ __all__ = [
     "COMPLETE",
     "START",
     "EncodedRequest",
+    "activity",
+    "cancel",
     "claim",
+    "claim_limited",
     "complete",
     "complete_many",
     "extend",
@@ -36,10 +48,13 @@ __all__ = [
     "insert",
     "insert_many",
     "job_from_row",
+    "list_jobs",
     "purge_chunk",
     "reclaim",
     "release",
     "retry",
+    "retry_ids",
+    "retry_matching",
     "row_id",
     "start",
     "stats",
@@ -54,12 +69,14 @@ _COLUMNS = (
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
 _OWNED = "('Assigned', 'Processing')"
 
+# A taken key inserts nothing and returns no row (the caller then names the holder).
 INSERT = f"""
 INSERT INTO {TABLE} (microservice, action, payload, priority, run_at, max_attempts, token,
-                     idempotency_key)
-VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?)
+                     idempotency_key, unique_key)
+VALUES (?, ?, ?, ?, {NOW} + ?, ?, ?, ?, ?)
 ON CONFLICT (microservice, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND status IN {_UNFINISHED} DO NOTHING
+ON CONFLICT (microservice, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING id, run_at, created_at
 """
 
@@ -68,6 +85,8 @@ SELECT id FROM {TABLE}
 WHERE microservice = ? AND idempotency_key = ? AND status IN {_UNFINISHED}
 """
 
+_UNIQUE_HOLDER = f"SELECT id FROM {TABLE} WHERE microservice = ? AND unique_key = ?"
+
 # The ids of the next ``limit`` Ready and due jobs of one service, best first.
 _DUE = f"""
     SELECT id FROM {TABLE}
@@ -75,25 +94,49 @@ _DUE = f"""
     ORDER BY priority DESC, run_at, id
     LIMIT ?"""
 
-#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
-#: token. Parameters: worker id, lease seconds, service, limit.
-CLAIM = f"""
+_ASSIGN = f"""
 UPDATE {TABLE}
 SET status = 'Assigned', lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN ({_DUE})
+WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
 """
 
-#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
-#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
-CLAIM_STARTED = f"""
+_ASSIGN_STARTED = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
     lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
-WHERE id IN ({_DUE})
+WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
+"""
+
+#: Ready and due jobs of one service to Assigned, best first, each with a fresh fencing
+#: token. Parameters: worker id, lease seconds, service, limit.
+CLAIM = _ASSIGN.replace("<ids>", _DUE)
+
+#: Ready -> Assigned -> Processing in one statement: ``CLAIM`` and ``START`` of each claimed
+#: job, with one fencing token and one clock reading. Parameters: as ``CLAIM``.
+CLAIM_STARTED = _ASSIGN_STARTED.replace("<ids>", _DUE)
+
+# For claims under per-action limits (see claim_limited), all on the index by action.
+_RUNNING = f"""
+SELECT action, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Assigned', 'Processing') GROUP BY action
+"""
+_FIRST_READY_ACTION = f"""
+SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+ORDER BY action LIMIT 1
+"""
+_NEXT_READY_ACTION = f"""
+SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready' AND action > ?
+ORDER BY action LIMIT 1
+"""
+_DUE_OF_ACTION = f"""
+SELECT id, priority, run_at FROM {TABLE}
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= {NOW}
+ORDER BY priority DESC, run_at, id
+LIMIT ?
 """
 
 #: Assigned -> Processing, counting the attempt. Parameters: lease seconds, id, lease token.
@@ -108,6 +151,7 @@ RETURNING attempts, started_at, lease_expires_at, updated_at
 _EXTEND = f"""
 UPDATE {TABLE} SET lease_expires_at = {NOW} + ?, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
+RETURNING cancel_requested
 """
 
 #: Processing -> Completed under the caller's fencing token. Parameters: results JSON,
@@ -135,6 +179,7 @@ SET status = CASE WHEN attempts >= max_attempts THEN 'Failed' ELSE 'Ready' END,
     finished_at = CASE WHEN attempts >= max_attempts THEN {NOW} END,
     lease_owner = CASE WHEN attempts >= max_attempts THEN lease_owner END,
     lease_token = CASE WHEN attempts >= max_attempts THEN lease_token END,
+    cancel_requested = CASE WHEN attempts >= max_attempts THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status = 'Processing'
 RETURNING status
@@ -147,7 +192,8 @@ UPDATE {TABLE}
 SET status = 'Ready',
     attempts = CASE WHEN status = 'Processing' THEN max(attempts - 1, 0) ELSE attempts END,
     started_at = CASE WHEN status = 'Processing' THEN NULL ELSE started_at END,
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = {NOW}
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+    updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
 """
 
@@ -165,12 +211,28 @@ SET status = CASE WHEN {_EXHAUSTED} THEN 'Failed' ELSE 'Ready' END,
     runtime_ms = CASE WHEN {_EXHAUSTED} THEN NULL ELSE runtime_ms END,
     lease_owner = CASE WHEN {_EXHAUSTED} THEN lease_owner END,
     lease_token = CASE WHEN {_EXHAUSTED} THEN lease_token END,
+    cancel_requested = CASE WHEN {_EXHAUSTED} THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
 WHERE microservice = ? AND status IN {_OWNED} AND lease_expires_at < {NOW}
 RETURNING id, status
 """
 
 _GET = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?"
+
+# An operator's cancellation: a job not yet started fails at once; a running one is asked
+# to stop (its worker sees the flag when it renews its lease, then records CANCELLED).
+_CANCEL_WAITING = f"""
+UPDATE {TABLE}
+SET status = 'Failed', error_code = 'CANCELLED',
+    error_message = 'cancelled by an operator while ' || status || ' (it never ran)',
+    lease_expires_at = NULL, finished_at = {NOW}, updated_at = {NOW}
+WHERE id = ? AND microservice = ? AND status IN ('Ready', 'Assigned')
+"""
+_CANCEL_RUNNING = f"""
+UPDATE {TABLE} SET cancel_requested = 1, updated_at = {NOW}
+WHERE id = ? AND microservice = ? AND status = 'Processing'
+"""
+_STATUS_IN = f"SELECT status FROM {TABLE} WHERE id = ? AND microservice = ?"
 _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
 # One query per partial index, so that counting never scans the whole table.
 _COUNTS = f"""
@@ -293,6 +355,7 @@ class EncodedRequest:
         "priority",
         "text",
         "token",
+        "unique_key",
     )
 
     def __init__(
@@ -306,6 +369,7 @@ class EncodedRequest:
         max_attempts: int,
         token: str | None,
         idempotency_key: str | None,
+        unique_key: str | None = None,
     ) -> None:
         action = payload.get("action") if isinstance(payload, dict) else None
         self.microservice = microservice
@@ -317,10 +381,11 @@ class EncodedRequest:
         self.max_attempts = max_attempts
         self.token = token
         self.idempotency_key = idempotency_key
+        self.unique_key = unique_key
 
 
 def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
-    """Add one Ready job; DuplicateJobError when its idempotency key is taken."""
+    """Add one Ready job; DuplicateJobError when its unique or idempotency key is taken."""
     row = conn.execute(
         INSERT,
         (
@@ -332,9 +397,16 @@ def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
             r.max_attempts,
             r.token,
             r.idempotency_key,
+            r.unique_key,
         ),
     ).fetchone()
     if row is None:
+        if r.unique_key is not None:
+            held = conn.execute(_UNIQUE_HOLDER, (r.microservice, r.unique_key)).fetchone()
+            if held is not None:
+                raise DuplicateJobError(
+                    f"unique key {r.unique_key!r} is held by job {held[0]}", str(held[0])
+                )
         holder = conn.execute(_HOLDER, (r.microservice, r.idempotency_key)).fetchone()
         holder_id = None if holder is None else str(holder[0])
         raise DuplicateJobError(
@@ -355,11 +427,13 @@ def insert(conn: sqlite3.Connection, r: EncodedRequest) -> Job:
         idempotency_key=r.idempotency_key,
         created_at=created,
         updated_at=created,
+        unique_key=r.unique_key,
     )
 
 
 def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) -> list[Job]:
     """Add all jobs or none (a savepoint undoes the ones before a duplicate key)."""
+    _refuse_repeated_keys(requests)
     conn.execute("SAVEPOINT insert_many")
     try:
         jobs = [insert(conn, r) for r in requests]
@@ -369,6 +443,23 @@ def insert_many(conn: sqlite3.Connection, requests: Sequence[EncodedRequest]) ->
         raise
     conn.execute("RELEASE insert_many")
     return jobs
+
+
+def _refuse_repeated_keys(requests: Sequence[EncodedRequest]) -> None:
+    """A key given twice in one batch is refused before anything is written (the store
+    would name as holder a job that the rollback then removes)."""
+    unique: set[tuple[str, str]] = set()
+    idempotency: set[tuple[str, str]] = set()
+    for r in requests:
+        for kind, key, seen in (
+            ("unique", r.unique_key, unique),
+            ("idempotency", r.idempotency_key, idempotency),
+        ):
+            if key is None:
+                continue
+            if (r.microservice, key) in seen:
+                raise DuplicateJobError(f"{kind} key {key!r} is given twice in this enqueue_many")
+            seen.add((r.microservice, key))
 
 
 # --- owning ------------------------------------------------------------------------------
@@ -385,7 +476,52 @@ def claim(
 ) -> list[Job]:
     """Claim up to ``limit`` jobs; with ``start``, also start them (``claim_and_start``)."""
     statement = CLAIM_STARTED if start else CLAIM
-    rows = conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall()
+    return _jobs(conn.execute(statement, (worker_id, lease, microservice, limit)).fetchall())
+
+
+def claim_limited(
+    conn: sqlite3.Connection,
+    microservice: str,
+    worker_id: str,
+    limit: int,
+    lease: float,
+    *,
+    limits: Mapping[str, int],
+    start: bool = False,
+) -> list[Job]:
+    """:func:`claim` with at most ``limits[action]`` jobs of an action Assigned or Processing
+    in the service, counted in the caller's write transaction (no other claim runs
+    meanwhile). Jobs over their limit stay Ready and are stepped over.
+
+    Each action with Ready jobs is read on its own (a seek per action on the index by
+    action), so a long backlog of an action at its limit costs a claim nothing: a scan of
+    the service's Ready jobs in order would step over every one of them at every claim."""
+    running = dict(conn.execute(_RUNNING, (microservice,)).fetchall())
+    candidates: list[tuple[int, float, int]] = []
+    row = conn.execute(_FIRST_READY_ACTION, (microservice,)).fetchone()
+    while row is not None:
+        action = row[0]
+        room = limit
+        if action in limits:
+            room = min(limit, limits[action] - running.get(action, 0))
+        if room > 0:
+            candidates.extend(conn.execute(_DUE_OF_ACTION, (microservice, action, room)))
+        row = conn.execute(_NEXT_READY_ACTION, (microservice, action)).fetchone()
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
+    ids = [c[0] for c in candidates[:limit]]
+    statement = _assign_ids(len(ids), start=start)
+    return _jobs(conn.execute(statement, (worker_id, lease, *ids)).fetchall())
+
+
+@functools.cache
+def _assign_ids(count: int, *, start: bool) -> str:
+    template = _ASSIGN_STARTED if start else _ASSIGN
+    return template.replace("<ids>", ", ".join("?" * count))
+
+
+def _jobs(rows: list[Any]) -> list[Job]:
     # RETURNING gives rows in no promised order; hand them out best first.
     rows.sort(key=lambda row: (-row[5], row[6], row[0]))
     times = _Times()
@@ -407,13 +543,17 @@ def start(conn: sqlite3.Connection, job: Job, lease: float) -> Job:
     return started
 
 
-def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> set[str]:
-    """Renew the leases; return the ids whose lease was lost."""
+def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> LeaseRenewal:
+    """Renew the leases; report the jobs lost and the ones an operator asked to cancel."""
     lost: set[str] = set()
+    cancel: set[str] = set()
     for job in jobs:
-        if conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).rowcount != 1:
+        row = conn.execute(_EXTEND, (lease, row_id(job.id), job.lease_token)).fetchone()
+        if row is None:
             lost.add(job.id)
-    return lost
+        elif row[0]:
+            cancel.add(job.id)
+    return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
 
 def complete(conn: sqlite3.Connection, job: Job, results: str, runtime_ms: float) -> None:
@@ -484,6 +624,178 @@ def reclaim(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
 
 
 # --- reading and housekeeping ------------------------------------------------------------
+
+
+def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatus:
+    """An operator's cancellation (see ``QueueAdmin.cancel``); JobNotFoundError when the
+    service has no such job."""
+    rid = row_id(job_id)
+    if rid is not None:
+        if conn.execute(_CANCEL_WAITING, (rid, microservice)).rowcount:
+            return JobStatus.FAILED
+        if conn.execute(_CANCEL_RUNNING, (rid, microservice)).rowcount:
+            return JobStatus.PROCESSING
+        row = conn.execute(_STATUS_IN, (rid, microservice)).fetchone()
+        if row is not None:
+            return JobStatus(row[0])
+    raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
+
+
+def _filtered(where: JobFilter) -> tuple[str, list[Any]]:
+    """The conditions of ``where`` after ``microservice = ?``, and every parameter."""
+    text = ""
+    params: list[Any] = [where.microservice]
+    if where.statuses == {JobStatus.FAILED}:
+        text += " AND status = 'Failed'"  # as the partial index of Failed jobs says it
+    elif where.statuses:
+        # Written out: a closed set of names, and SQLite plans better with literals.
+        names = sorted(JobStatus(status).value for status in where.statuses)
+        text += f" AND status IN ({', '.join(repr(name) for name in names)})"
+    for column, values in (("action", where.actions), ("error_code", where.error_codes)):
+        if values:
+            text += f" AND {column} IN ({', '.join('?' * len(values))})"
+            params.extend(sorted(values))
+    if where.created_after is not None:
+        text += " AND created_at >= ?"
+        params.append(_bound(where.created_after))
+    if where.created_before is not None:
+        text += " AND created_at < ?"
+        params.append(_bound(where.created_before))
+    return text, params
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _bound(moment: datetime) -> float:
+    """The stored time below which a job's ``created_at`` (a float, shown rounded to the
+    microsecond) shows as earlier than ``moment``: half a microsecond before it, so that a
+    job's own ``created_at`` given back as a bound matches the job."""
+    return ((moment - _EPOCH) // _MICROSECOND - 0.5) / 1e6
+
+
+def _newest_first(where: JobFilter, after: tuple[float, int] | None) -> tuple[str, list[Any]]:
+    """FROM ... ORDER BY of the jobs matching ``where``, newest first, after ``after``.
+
+    Failed jobs alone are read from their own index (``INDEXED BY``: without statistics
+    SQLite would scan the index of every job, and failures are the rare rows an operator
+    looks for); any other filter reads the index of every job by creation time."""
+    conditions, params = _filtered(where)
+    if after is not None:
+        conditions += " AND (created_at, id) < (?, ?)"
+        params.extend(after)
+    index = f"{TABLE}_failed" if where.statuses == {JobStatus.FAILED} else f"{TABLE}_created"
+    text = (
+        f"FROM {TABLE} INDEXED BY {index} WHERE microservice = ?{conditions} "
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    return text, params
+
+
+def list_jobs(
+    conn: sqlite3.Connection, where: JobFilter, limit: int, after: tuple[float, int] | None
+) -> tuple[list[Job], tuple[float, int] | None]:
+    """Up to ``limit`` jobs matching ``where``, newest first, after the sort key ``after``
+    (created_at, id) of the previous page's last job; and the key of this page's last job
+    when there are more."""
+    source, params = _newest_first(where, after)
+    rows = conn.execute(f"SELECT {_COLUMNS} {source}", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    del rows[limit:]
+    last = (rows[-1][18], rows[-1][0]) if more else None
+    times = _Times()
+    return [job_from_row(row, times) for row in rows], last
+
+
+# ``OR IGNORE``: a Failed job whose idempotency key an unfinished job took meanwhile stays
+# Failed (that job does the work); the unique index would refuse it.
+_RETRY_FAILED = f"""
+UPDATE OR IGNORE {TABLE}
+SET status = 'Ready', attempts = 0, run_at = {NOW}, error_code = NULL, error_message = NULL,
+    results = NULL, runtime_ms = NULL, started_at = NULL, finished_at = NULL,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
+    updated_at = {NOW}
+WHERE microservice = ? AND status = 'Failed' AND id IN (<ids>)"""
+
+
+def retry_ids(conn: sqlite3.Connection, microservice: str, job_ids: Sequence[str]) -> int:
+    """The Failed jobs of the service among ``job_ids`` back to Ready, due now, with fresh
+    attempts and no error; returns how many."""
+    rids = sorted({rid for rid in map(row_id, job_ids) if rid is not None})
+    if not rids:
+        return 0
+    statement = _RETRY_FAILED.replace("<ids>", ", ".join("?" * len(rids)))
+    return conn.execute(statement, (microservice, *rids)).rowcount
+
+
+def retry_matching(
+    conn: sqlite3.Connection, where: JobFilter, after: tuple[float, int] | None, chunk: int
+) -> tuple[int, tuple[float, int] | None]:
+    """:func:`retry_ids` for the next ``chunk`` Failed jobs matching ``where`` (newest
+    first, after the sort key ``after``); returns how many, and the key to go on from
+    (None after the last chunk)."""
+    if where.statuses and JobStatus.FAILED not in where.statuses:
+        return 0, None  # the filter names no Failed job
+    failed = dataclasses.replace(where, statuses=frozenset({JobStatus.FAILED}))
+    source, params = _newest_first(failed, after)
+    keys = conn.execute(f"SELECT created_at, id {source}", (*params, chunk)).fetchall()
+    if not keys:
+        return 0, None
+    retried = retry_ids(conn, where.microservice, [str(key[1]) for key in keys])
+    return retried, ((keys[-1][0], keys[-1][1]) if len(keys) == chunk else None)
+
+
+_READY_BY_ACTION = f"""
+SELECT action, count(*), min(CASE WHEN run_at <= ? THEN run_at END) FROM {TABLE}
+WHERE microservice = ? AND status = 'Ready' GROUP BY action
+"""
+_OTHERS_BY_ACTION = f"""
+SELECT action, status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
+UNION ALL
+SELECT action, status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY action, status
+"""
+# One count per minute: a range of the finished index each, counted in index order (one
+# GROUP BY over the window would sort all of its rows first).
+_IN_MINUTE = f"""
+SELECT status, count(*) FROM {TABLE}
+WHERE microservice = ? AND status IN ('Completed', 'Failed')
+    AND finished_at >= ? AND finished_at < ?
+GROUP BY status
+"""
+
+
+def activity(conn: sqlite3.Connection, microservice: str, minutes: int) -> QueueActivity:
+    """Counts by action and status, the oldest due Ready job by action, and finished jobs
+    per minute; read in one transaction (one snapshot, one clock reading)."""
+    conn.execute("BEGIN")
+    try:
+        now = float(conn.execute(f"SELECT {NOW}").fetchone()[0])
+        counts: dict[str, dict[JobStatus, int]] = {}
+        waiting: dict[str, float] = {}
+        for action, count, due in conn.execute(_READY_BY_ACTION, (now, microservice)):
+            counts.setdefault(action, dict.fromkeys(JobStatus, 0))[JobStatus.READY] = count
+            if due is not None:
+                waiting[action] = max(now - due, 0.0)
+        for action, status, count in conn.execute(_OTHERS_BY_ACTION, (microservice,) * 2):
+            counts.setdefault(action, dict.fromkeys(JobStatus, 0))[JobStatus(status)] = count
+        first = (now // 60 - (minutes - 1)) * 60
+        per_minute: list[MinuteActivity] = []
+        for i in range(minutes):
+            start = first + 60 * i
+            found = dict(conn.execute(_IN_MINUTE, (microservice, start, start + 60)).fetchall())
+            per_minute.append(
+                MinuteActivity(
+                    minute=datetime.fromtimestamp(start, UTC),
+                    completed=found.get(JobStatus.COMPLETED.value, 0),
+                    failed=found.get(JobStatus.FAILED.value, 0),
+                )
+            )
+    finally:
+        conn.execute("COMMIT")
+    return QueueActivity(counts=counts, oldest_ready_age_seconds=waiting, per_minute=per_minute)
 
 
 def get(conn: sqlite3.Connection, job_id: str) -> Job | None:

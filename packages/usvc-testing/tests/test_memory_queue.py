@@ -1,0 +1,54 @@
+"""What only the in-memory queue promises beyond the contract: claims under per-action
+limits step over a saturated action's backlog once, not at every claim."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from usvc_core.ports import EnqueueRequest
+from usvc_testing import FakeClock, InMemoryQueue
+
+SERVICE = "memory-tests"
+
+
+def _of(action: str, priority: int = 0) -> EnqueueRequest:
+    return EnqueueRequest(payload={"action": action}, microservice=SERVICE, priority=priority)
+
+
+async def test_a_saturated_backlog_is_stepped_over_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first claim that finds "slow" at its limit sets its 5,000 waiting jobs aside;
+    the next claims pop only what they hand out (counted heap pops, not time), and the
+    set-aside jobs come back in order once the limit allows."""
+    queue = InMemoryQueue(FakeClock())
+    slow = await queue.enqueue_many([_of("slow", priority=5) for _ in range(5000)])
+    await queue.enqueue_many([_of("fast") for _ in range(100)])
+    limits = {"slow": 2}
+    running = await queue.claim_and_start(SERVICE, "w", 2, 60.0, max_running=limits)
+    assert [j.id for j in running] == [slow[0].id, slow[1].id]
+
+    pops = 0
+    pop: Callable[[list[Any]], Any] = heapq.heappop
+
+    def counting(heap: list[Any]) -> Any:
+        nonlocal pops
+        pops += 1
+        return pop(heap)
+
+    monkeypatch.setattr(heapq, "heappop", counting)
+    first = await queue.claim_and_start(SERVICE, "w", 10, 60.0, max_running=limits)
+    assert [j.action for j in first] == ["fast"] * 10
+    assert pops >= 4998  # every waiting "slow" job set aside once
+    pops = 0
+    for _ in range(5):
+        batch = await queue.claim_and_start(SERVICE, "w", 10, 60.0, max_running=limits)
+        assert [j.action for j in batch] == ["fast"] * 10
+    assert pops == 50
+    await queue.complete(running[0], {}, 1.0)
+    [next_slow] = await queue.claim_and_start(SERVICE, "w", 1, 60.0, max_running=limits)
+    assert next_slow.id == slow[2].id
+    rest = await queue.claim_and_start(SERVICE, "w", 10_000, 60.0)
+    assert [j.id for j in rest[:3]] == [slow[3].id, slow[4].id, slow[5].id]
+    assert len(rest) == 4997 + 40
