@@ -28,8 +28,7 @@ from usvc_core.errors import QueueUnavailableError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.ports import EnqueueRequest
 from usvc_core.settings import WorkerSettings
-
-from ._cli_fake import AdminMemoryQueue as Queue
+from usvc_testing.queues import InMemoryQueue as Queue
 
 SERVICE = "svc"
 JOB_KEYS = [
