@@ -591,3 +591,18 @@ def test_unexpected_errors_are_one_line_too(cli: Cli) -> None:
     cli.queue = Broken()
     assert cli("stats") == ExitCode.FAILED
     assert cli.err == "usvc: error: unexpected RuntimeError: disk on fire second line\n"
+
+
+def test_the_command_imports_no_adapter() -> None:
+    """The CLI finds its queue through the plugin loader, never by importing an adapter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, usvc_core.cli, usvc_core.cli.main\n"
+        "bad = [m for m in ('usvc_http','usvc_oracle','usvc_mongo','usvc_testing','fastapi',"
+        "'oracledb','pymongo','sqlite3','httpx') if m in sys.modules]\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
