@@ -58,3 +58,5 @@ uv pip install --quiet --python "$prod/bin/python" --find-links "$dist" --no-sou
 fixtures="$("$prod/bin/python" -m pytest -q --fixtures -p no:cacheprovider "$(dirname "$venv")" || true)"
 grep -q usvc_fake_clock <<<"$fixtures"
 echo "usvc-testing[pytest]: plugin fixtures and contract suite load"
+# usvc-core's wheel installs the operator's command.
+"$venv/bin/usvc" --version
