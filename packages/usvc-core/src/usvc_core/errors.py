@@ -11,6 +11,7 @@
      ├─ QueueError                  the job store failed (usually transient)
      │   ├─ QueueUnavailableError   the store cannot be reached right now
      │   ├─ LeaseLostError          this worker no longer owns the job (lease expired or reclaimed)
+     │   ├─ JobLockedError          another session holds the job's row past the bounded wait
      │   ├─ JobNotFoundError
      │   └─ DuplicateJobError       an unfinished job already holds this idempotency key
      ├─ CircuitOpenError            a circuit breaker refuses the call
@@ -27,6 +28,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigurationError",
     "DuplicateJobError",
+    "JobLockedError",
     "JobNotFoundError",
     "LeaseLostError",
     "MissingPackageError",
@@ -77,6 +79,12 @@ class QueueUnavailableError(QueueError):
 
 class LeaseLostError(QueueError):
     """This worker no longer owns the job: its lease expired or was reclaimed."""
+
+
+class JobLockedError(QueueError):
+    """Another session (an operator's uncommitted UPDATE, a SQL tool left open) holds the
+    job's row longer than the store's bounded lock wait. The store is up and nothing was
+    written: repeat the call once that session lets go."""
 
 
 class JobNotFoundError(QueueError):

@@ -26,7 +26,7 @@ from opentelemetry.context import Context
 from usvc_core.actions.registry import ActionRegistry
 from usvc_core.clock import SystemClock
 from usvc_core.decision import COMPLETED, Decision, Retry, decide
-from usvc_core.errors import LeaseLostError, ShuttingDownError
+from usvc_core.errors import JobLockedError, LeaseLostError, ShuttingDownError
 from usvc_core.execution import (
     Outcome,
     cancelled_outcome,
@@ -404,7 +404,7 @@ class Worker:
 
     async def _record(self, job: Job, outcome: Outcome, decision: Decision) -> str:
         """Write the decision, retrying through store outages; returns the metrics outcome."""
-        failures = 0
+        failures = locked = 0
         while True:
             try:
                 if decision is COMPLETED:
@@ -431,6 +431,20 @@ class Worker:
             except LeaseLostError:
                 _log.warning("lease lost; outcome discarded (another worker owns the job now)")
                 return "lost"
+            except JobLockedError as exc:
+                # The store is up; another session holds the row. Not an outage: health is
+                # left alone, the lease is still renewed, and the write is repeated.
+                locked += 1
+                if self._hurry.is_set() and locked > 3:
+                    _log.error("job row still locked at shutdown; the lease will expire")
+                    return "lost"
+                _log.warning(
+                    "job row locked by another session; writing the outcome again shortly",
+                    error=str(exc)[:500],
+                    attempt=locked,
+                )
+                delay = self._outage_policy.delay(min(locked, 10))
+                await self._until(max(delay, 0.05), self._hurry.wait())
             except Exception as exc:
                 failures += 1
                 if self._hurry.is_set() and failures > 3:

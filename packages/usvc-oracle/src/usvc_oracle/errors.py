@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from usvc_core import errors as core
 from usvc_core.errors import QueueError
 
 from usvc_oracle.failures import Failure
@@ -18,7 +19,7 @@ class OracleQueueError(QueueError):
         self.failure = failure
 
 
-class JobLockedError(OracleQueueError):
+class JobLockedError(OracleQueueError, core.JobLockedError):
     """Another session (an operator's uncommitted UPDATE, a SQL tool left open) has held
     the job's row lock longer than the bounded wait: the store is up, that session is in
     the way. Nothing was written; the call may be repeated once the lock is gone."""
