@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,6 +61,8 @@ class ServiceProcess:
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # Its own process group: stop() also ends what a launcher (dev.sh, uv run) started.
+            start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -91,6 +94,8 @@ class ServiceProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
 
 
