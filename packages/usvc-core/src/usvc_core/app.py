@@ -21,7 +21,13 @@ from opentelemetry import propagate, trace
 
 from usvc_core.actions.discovery import discover_actions, resolve_actions_dir
 from usvc_core.actions.registry import ActionRegistry
-from usvc_core.errors import MissingPackageError, QueueUnavailableError, UsvcError
+from usvc_core.clock import SystemClock
+from usvc_core.errors import (
+    ConfigurationError,
+    MissingPackageError,
+    QueueUnavailableError,
+    UsvcError,
+)
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import TRACE_KEY, Job
 from usvc_core.logging import configure_logging
@@ -37,6 +43,7 @@ from usvc_core.plugins import (
 )
 from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
 from usvc_core.resilience.retry import RetryPolicy
+from usvc_core.scheduling import Schedule, Scheduler, cancel_and_wait, parse_schedule
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.surface_context import InstanceIdentity, SurfaceContext, SurfaceFactory
@@ -100,6 +107,8 @@ class Application:
         self._surfaces: list[Surface] = []
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._schedules: list[Schedule] = []
+        self._scheduler_task: asyncio.Task[None] | None = None
         self._telemetry = Telemetry()
         self._global_telemetry = False  # serve() makes the trace provider process-wide
         self._started = False
@@ -195,6 +204,43 @@ class Application:
             where = directory or Path(self._actions_dir or "src/actions")
             _log.warning("no actions found", actions_dir=str(where))
 
+    def _schedules_from_actions_and_settings(self) -> list[Schedule]:
+        """``@action(schedule=...)`` plus ``SCHEDULES`` (which wins for an action in both)."""
+        settings = self.settings
+        found: dict[str, Schedule] = {}
+        for d in self.actions:
+            if d.options.schedule is not None:
+                where = f"@action({d.name!r}) handler ({d.source})"
+                found[d.name] = parse_schedule(
+                    d.name, d.options.schedule, d.options.timezone, where=where
+                )
+        for name, entry in settings.SCHEDULES.items():
+            if name not in self.actions:
+                known = ", ".join(self.actions.names) or "none"
+                raise ConfigurationError(
+                    f"SCHEDULES names {name!r}, which no @action handles (known: {known})"
+                )
+            cron, tz = (
+                (entry, "UTC")
+                if isinstance(entry, str)
+                else (
+                    entry["cron"],
+                    entry.get("timezone", "UTC"),
+                )
+            )
+            found[name] = parse_schedule(name, cron, tz, where=f"SCHEDULES[{name!r}]")
+        retention = settings.JOB_RETENTION_SECONDS
+        if found and 0 < retention <= settings.SCHEDULE_CATCHUP_SECONDS:
+            raise ConfigurationError(
+                f"JOB_RETENTION_SECONDS={retention:g} must exceed SCHEDULE_CATCHUP_SECONDS="
+                f"{settings.SCHEDULE_CATCHUP_SECONDS:g}: a slot's job purged sooner could be "
+                "enqueued again by a worker starting later"
+            )
+        return list(found.values())
+
+    async def _enqueue_slot(self, schedule: Schedule, slot: datetime, key: str) -> Job:
+        return await self.enqueue({"action": schedule.action}, unique_key=key)
+
     def _surface_factories_from_settings(self) -> list[SurfaceFactory]:
         if self._surface_factories is not None:
             return list(self._surface_factories)
@@ -263,6 +309,7 @@ class Application:
     async def _start_parts(self, settings: WorkerSettings) -> None:
         self._load_actions()
         self.actions.check_services(self.container)
+        self._schedules = self._schedules_from_actions_and_settings()
         queue = self.queue
         metrics = self.metrics
         self.health.subscribe(
@@ -313,7 +360,21 @@ class Application:
     async def _run_worker(self) -> None:
         if not self._queue_open and not await self._open_queue():
             return
-        await self.worker.run()
+        if self._schedules and not self._stop_requested.is_set():
+            scheduler = Scheduler(
+                self._schedules,
+                self._enqueue_slot,
+                clock=SystemClock(),
+                catchup_seconds=self.settings.SCHEDULE_CATCHUP_SECONDS,
+                metrics=self.metrics,
+                health=self.health,
+            )
+            self._scheduler_task = asyncio.create_task(scheduler.run(), name="usvc-scheduler")
+        try:
+            await self.worker.run()
+        finally:
+            await cancel_and_wait(self._scheduler_task)
+            self._scheduler_task = None
 
     async def _open_queue(self) -> bool:
         """Retry ``queue.open()`` with backoff until it succeeds (True) or a stop is
@@ -374,6 +435,8 @@ class Application:
         if not self._started:
             return
         self._started = False
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
         if self._worker is not None and self._worker_task is not None:
             self._worker.request_stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
@@ -407,6 +470,8 @@ class Application:
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM does); a second call shortens the drain."""
         self._stop_requested.set()
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()  # no new slots once the service stops claiming
         if self._worker is not None:
             self._worker.request_stop()
 
@@ -453,6 +518,7 @@ class Application:
         max_attempts: int | None = None,
         token: str | None = None,
         idempotency_key: str | None = None,
+        unique_key: str | None = None,
     ) -> Job:
         """Add a job for this service; the current trace context travels with it (unless the
         payload already carries one under ``TRACE_KEY``: an explicit producer context wins).
@@ -480,6 +546,7 @@ class Application:
                 max_attempts=max_attempts,
                 token=token,
                 idempotency_key=idempotency_key,
+                unique_key=unique_key,
             )
         )
 

@@ -34,5 +34,8 @@ class NullMetrics:
     def queue_stats(self, stats: QueueStats) -> None:
         pass
 
+    def schedule_next_run(self, action: str, timestamp: float) -> None:
+        pass
+
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None:
         pass

@@ -308,6 +308,10 @@ class Metrics(Protocol):
 
     def queue_stats(self, stats: QueueStats) -> None: ...
 
+    def schedule_next_run(self, action: str, timestamp: float) -> None:
+        """When the scheduler will next enqueue ``action`` (Unix seconds)."""
+        ...
+
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None: ...
 
 

@@ -131,6 +131,13 @@ class WorkerSettings(BaseSettings):
     #: How long shutdown waits for the last spans and logs to reach the OTLP collector
     #: (also bounds shutdown when the collector is down; what is left is dropped).
     OTEL_FLUSH_TIMEOUT_SECONDS: float = Field(default=5, ge=0)
+    #: Periodic jobs from the settings, as JSON: ``{"report": "*/15 * * * *"}`` or
+    #: ``{"report": {"cron": "0 6 * * *", "timezone": "Europe/Berlin"}}``. An action named
+    #: here takes this schedule instead of its ``@action(schedule=...)``.
+    SCHEDULES: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    #: At start-up, the most recent missed slot of a schedule is enqueued when it is at most
+    #: this old; older ones are skipped (and logged).
+    SCHEDULE_CATCHUP_SECONDS: float = Field(default=300, ge=0)
 
     _source: SettingsSource = PrivateAttr(default_factory=SettingsSource)
 
@@ -149,6 +156,19 @@ class WorkerSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_queue_choice(self) -> Self:
         queue_scheme(self)
+        return self
+
+    @model_validator(mode="after")
+    def _check_schedules(self) -> Self:
+        for name, entry in self.SCHEDULES.items():
+            if isinstance(entry, dict):
+                unknown = sorted(set(entry) - {"cron", "timezone"})
+                if "cron" not in entry or unknown:
+                    raise ValueError(
+                        f"SCHEDULES[{name!r}] must be a cron string or an object with "
+                        f'"cron" and optionally "timezone"'
+                        + (f" (unknown keys: {', '.join(unknown)})" if unknown else "")
+                    )
         return self
 
 

@@ -135,6 +135,7 @@ class Worker:
         self._to_release: list[Job] = []
         self._retry_due: list[float] = []  # heap: clock times at which retried jobs are due
         self._wake = asyncio.Event()
+        self._max_running: dict[str, int] | None = None  # set by run()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -211,6 +212,8 @@ class Worker:
     async def run(self) -> None:
         """Run until :meth:`request_stop`; then drain, release and return."""
         self._loop = asyncio.get_running_loop()
+        # Fleet-wide limits of @action(max_running=...): the queue enforces them in the claim.
+        self._max_running = self.actions.max_running_limits() or None
         self._background = [
             asyncio.create_task(self._every(self.config.lease_seconds / 3, self._extend_leases)),
             asyncio.create_task(self._every(self.config.lease_seconds / 4, self._reclaim)),
@@ -250,7 +253,11 @@ class Worker:
             claimed_at = self.clock.monotonic()
             try:
                 jobs = await self.queue.claim_and_start(
-                    cfg.microservice, cfg.worker_id, free, cfg.lease_seconds
+                    cfg.microservice,
+                    cfg.worker_id,
+                    free,
+                    cfg.lease_seconds,
+                    max_running=self._max_running,
                 )
             except Exception as exc:
                 await self._queue_failed("claim", exc)
@@ -385,6 +392,8 @@ class Worker:
             if self._jobs.get(job.id) is state:  # not a later claim of the same job
                 del self._jobs[job.id]
             self._slot_freed.set()
+            if self._max_running is not None and job.action in self._max_running:
+                self._wake.set()  # room under the limit: its waiting jobs may be claimed now
             if span is not None:
                 _describe_span(span, job, outcome, kind)
 

@@ -125,6 +125,12 @@ class PrometheusMetrics:
             ["check"],
             registry=r,
         )
+        self.next_run = Gauge(
+            "schedule_next_run_timestamp_seconds",
+            "When each periodic action is next enqueued (Unix time)",
+            ["action"],
+            registry=r,
+        )
         self.health.set(Status.GREEN)
         for status in JobStatus:
             self.depth.labels(status=status.value)
@@ -165,6 +171,9 @@ class PrometheusMetrics:
         for status in JobStatus:  # a status absent from the sample has no jobs now
             self.depth.labels(status=status.value).set(stats.counts.get(status, 0))
         self.oldest_ready.set(stats.oldest_ready_age_seconds or 0.0)
+
+    def schedule_next_run(self, action: str, timestamp: float) -> None:
+        self.next_run.labels(action=action).set(timestamp)
 
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None:
         self.health.set(int(overall))

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from usvc_core.errors import ActionDefinitionError
+from usvc_core.errors import ActionDefinitionError, ConfigurationError
 from usvc_core.resilience.retry import RetryPolicy
 
 __all__ = ["ACTION_ATTR", "ActionOptions", "action", "source_of"]
@@ -25,6 +25,9 @@ class ActionOptions:
     max_attempts: int | None = None
     retry_on: tuple[type[BaseException], ...] = ()
     retry_policy: RetryPolicy | None = None
+    schedule: str | None = None  #: cron expression: enqueue this action periodically
+    timezone: str = "UTC"  #: the schedule's time zone (IANA name)
+    max_running: int | None = None  #: most jobs of this action running across the fleet
 
 
 def source_of(fn: Callable[..., Any]) -> str:
@@ -44,6 +47,9 @@ def action(
     max_attempts: int | None = None,
     retry_on: tuple[type[BaseException], ...] = (),
     retry_policy: RetryPolicy | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    max_running: int | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated ``async def`` as the handler of jobs whose ``"action"`` is ``name``.
 
@@ -58,6 +64,11 @@ def action(
         retry_on: exception types after which the job is retried while attempts are left
             (by default a raising handler fails the job at once; ``RetryJob`` always retries).
         retry_policy: backoff between attempts (default from ``JOB_RETRY_BACKOFF_*``).
+        schedule: a cron expression (five fields, or six with seconds first): every worker
+            of the service enqueues ``{"action": name}`` at each slot, once across the fleet.
+        timezone: the time zone ``schedule`` is read in (IANA name, default UTC).
+        max_running: at most this many jobs of this action are Assigned or Processing
+            across every worker of the service; the queue enforces it in the claim.
     """
     if not isinstance(name, str) or not name.strip():
         raise ActionDefinitionError(f"@action needs a non-empty name, got {name!r}")
@@ -65,7 +76,18 @@ def action(
         raise ActionDefinitionError(f"@action({name!r}): timeout_seconds must be positive")
     if max_attempts is not None and max_attempts < 1:
         raise ActionDefinitionError(f"@action({name!r}): max_attempts must be at least 1")
-    options = ActionOptions(name, timeout_seconds, max_attempts, tuple(retry_on), retry_policy)
+    if max_running is not None and (isinstance(max_running, bool) or max_running < 1):
+        raise ActionDefinitionError(f"@action({name!r}): max_running must be at least 1")
+    options = ActionOptions(
+        name,
+        timeout_seconds,
+        max_attempts,
+        tuple(retry_on),
+        retry_policy,
+        schedule,
+        timezone,
+        max_running,
+    )
 
     def decorate(fn: F) -> F:
         candidate: Any = fn  # checked at runtime: type hints cannot stop a sync def
@@ -73,6 +95,14 @@ def action(
             raise ActionDefinitionError(
                 f"@action({name!r}) handler {fn.__qualname__} ({source_of(fn)}) must be 'async def'"
             )
+        if schedule is not None or timezone != "UTC":
+            from usvc_core.scheduling import parse_schedule
+
+            where = f"@action({name!r}) handler {fn.__qualname__} ({source_of(fn)})"
+            try:
+                parse_schedule(name, schedule or "", timezone, where=where)
+            except ConfigurationError as exc:
+                raise ActionDefinitionError(str(exc)) from None
         setattr(fn, ACTION_ATTR, options)
         return fn
 

@@ -121,6 +121,14 @@ class ActionRegistry:
     def names(self) -> list[str]:
         return sorted(self._actions)
 
+    def max_running_limits(self) -> dict[str, int]:
+        """``@action(max_running=...)`` by action name (the claim's ``max_running``)."""
+        return {
+            d.name: d.options.max_running
+            for d in self._actions.values()
+            if d.options.max_running is not None
+        }
+
     def check_services(self, container: ServiceContainer) -> None:
         """Fail at startup when a handler asks for a service nobody registered."""
         for d in self._actions.values():

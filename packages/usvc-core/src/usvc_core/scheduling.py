@@ -1,0 +1,246 @@
+"""Periodic jobs: each schedule's slots are enqueued once across the whole fleet.
+
+Every worker process of a service runs a :class:`Scheduler`. At each slot it enqueues
+``{"action": <name>}`` under the unique key ``schedule:<action>:<slot in UTC>``, which the
+store holds across finished jobs too (until they are purged): of N workers enqueueing the
+same slot, one succeeds and the others get :class:`~usvc_core.errors.DuplicateJobError`.
+No leader election, no lock: the queue's unique index is the coordination.
+
+At start-up the most recent slot that passed (while no worker ran) is enqueued when it is
+at most ``catchup_seconds`` old; older slots are skipped and logged, so a long outage does
+not end in a burst of stale runs (systemd's ``Persistent=`` timers behave the same way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+
+# croniter: maintained (7.0, 2026), handles time zones and DST gaps/repeats, and takes an
+# optional seconds field, which a 1-second schedule needs (cronsim has no seconds).
+from croniter import croniter
+
+from usvc_core.errors import ConfigurationError, DuplicateJobError
+from usvc_core.health import HealthRegistry, Status
+from usvc_core.ports import Clock, Metrics
+
+__all__ = [
+    "SCHEDULER_CHECK",
+    "Schedule",
+    "Scheduler",
+    "cancel_and_wait",
+    "parse_schedule",
+    "slot_key",
+]
+
+SCHEDULER_CHECK = "scheduler"
+_log = structlog.get_logger("usvc.scheduler")
+#: The longest single sleep: a wall clock that jumps (NTP, suspend) is noticed this soon.
+_MAX_SLEEP = 30.0
+_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One action run on a cron expression, in a time zone.
+
+    Five fields (minute hour day month weekday) or six, the first then being seconds
+    (``"*/5 * * * * *"``: every five seconds).
+    """
+
+    action: str
+    cron: str
+    timezone: str = "UTC"
+
+    @property
+    def _tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def _iter(self, start: datetime) -> Any:
+        return croniter(
+            self.cron,
+            start.astimezone(self._tz),
+            second_at_beginning=len(self.cron.split()) == 6,
+        )
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first slot strictly after ``moment`` (UTC)."""
+        slot: datetime = self._iter(moment).get_next(datetime)
+        return slot.astimezone(UTC)
+
+    def latest_at_or_before(self, moment: datetime) -> datetime:
+        """The last slot at or before ``moment`` (UTC)."""
+        # croniter's get_prev is strict: step a microsecond past ``moment``.
+        slot: datetime = self._iter(moment + timedelta(microseconds=1)).get_prev(datetime)
+        return slot.astimezone(UTC)
+
+
+def parse_schedule(action: str, cron: str, timezone: str = "UTC", *, where: str) -> Schedule:
+    """A validated :class:`Schedule`; a mistake raises ConfigurationError naming ``where``."""
+    if not isinstance(cron, str) or len(cron.split()) not in (5, 6):
+        raise ConfigurationError(
+            f"{where}: schedule {cron!r} is not a cron expression: give five fields "
+            "(minute hour day month weekday) or six (seconds first)"
+        )
+    if not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6):
+        raise ConfigurationError(f"{where}: schedule {cron!r} is not a valid cron expression")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"{where}: unknown time zone {timezone!r} (an IANA name such as 'Europe/Berlin')"
+        ) from None
+    return Schedule(action, cron, timezone)
+
+
+def slot_key(action: str, slot: datetime) -> str:
+    """The unique key of one slot: the same in every worker of the fleet."""
+    return f"schedule:{action}:{slot.astimezone(UTC).isoformat()}"
+
+
+Enqueue = Callable[[Schedule, datetime, str], Awaitable[object]]
+
+
+class Scheduler:
+    """Enqueues the slots of ``schedules`` through ``enqueue(schedule, slot, unique_key)``.
+
+    Time comes from ``clock`` (``FakeClock`` in tests); each sleep is computed from the wall
+    clock again, so wake-ups do not drift. A failing store is retried (same slot, backoff)
+    and shown as the ``scheduler`` health check; it never stops the scheduler.
+    """
+
+    def __init__(
+        self,
+        schedules: Sequence[Schedule],
+        enqueue: Enqueue,
+        *,
+        clock: Clock,
+        catchup_seconds: float,
+        metrics: Metrics | None = None,
+        health: HealthRegistry | None = None,
+    ) -> None:
+        self.schedules = list(schedules)
+        self._enqueue = enqueue
+        self._clock = clock
+        self._catchup = timedelta(seconds=catchup_seconds)
+        self._metrics = metrics
+        self._health = health
+        self.next_runs: dict[str, datetime] = {}
+        if health is not None:
+            health.register(SCHEDULER_CHECK, Status.GREEN, self._details())
+
+    def _details(self, **extra: Any) -> Mapping[str, Any]:
+        return {
+            "next_runs": {a: t.isoformat() for a, t in sorted(self.next_runs.items())},
+            **extra,
+        }
+
+    def _set_next(self, schedule: Schedule, slot: datetime) -> None:
+        self.next_runs[schedule.action] = slot
+        if self._metrics is not None:
+            self._metrics.schedule_next_run(schedule.action, slot.timestamp())
+
+    async def run(self) -> None:
+        """Catch up once, then enqueue every slot as it comes, until cancelled."""
+        now = self._clock.now()
+        for schedule in self.schedules:
+            await self._catch_up(schedule, now)
+            self._set_next(schedule, schedule.next_after(now))
+        if self._health is not None:
+            self._health.update(SCHEDULER_CHECK, Status.GREEN, self._details())
+        _log.info(
+            "scheduler started",
+            schedules={s.action: f"{s.cron} ({s.timezone})" for s in self.schedules},
+        )
+        while True:
+            now = self._clock.now()
+            due = [s for s in self.schedules if self.next_runs[s.action] <= now]
+            if not due:
+                wait = min(self.next_runs.values()) - now
+                await self._clock.sleep(min(wait.total_seconds(), _MAX_SLEEP))
+                continue
+            for schedule in due:
+                slot = self.next_runs[schedule.action]
+                if now - slot > self._catchup:
+                    # Far behind (the loop or the host stalled): skip to the present.
+                    _log.warning(
+                        "schedule slots skipped: older than the catch-up window",
+                        action=schedule.action,
+                        first_skipped=slot.isoformat(),
+                    )
+                    self._set_next(schedule, schedule.next_after(now))
+                    continue
+                await self._fire(schedule, slot)
+                self._set_next(schedule, schedule.next_after(slot))
+
+    async def _catch_up(self, schedule: Schedule, now: datetime) -> None:
+        last = schedule.latest_at_or_before(now)
+        if now - last <= self._catchup:
+            await self._fire(schedule, last)
+            return
+        _log.info(
+            "schedule slot missed while no worker ran; older than the catch-up window, skipped",
+            action=schedule.action,
+            slot=last.isoformat(),
+            catchup_seconds=self._catchup.total_seconds(),
+        )
+
+    async def _fire(self, schedule: Schedule, slot: datetime) -> None:
+        """Enqueue one slot, retrying while the store fails; a duplicate means another
+        worker of the fleet enqueued it first."""
+        key = slot_key(schedule.action, slot)
+        failures = 0
+        while True:
+            try:
+                await self._enqueue(schedule, slot, key)
+            except DuplicateJobError:
+                _log.debug("schedule slot already enqueued", action=schedule.action, key=key)
+            except Exception as exc:
+                failures += 1
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                if self._metrics is not None:
+                    self._metrics.queue_error("schedule_enqueue")
+                if self._health is not None:
+                    self._health.update(
+                        SCHEDULER_CHECK,
+                        Status.YELLOW,
+                        self._details(error=reason, slot=slot.isoformat()),
+                    )
+                _log.warning(
+                    "could not enqueue a schedule slot; retrying",
+                    action=schedule.action,
+                    slot=slot.isoformat(),
+                    error=reason,
+                    attempt=failures,
+                )
+                delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS)) - 1]
+                await self._clock.sleep(delay)
+                if self._clock.now() - slot > self._catchup:
+                    _log.warning(
+                        "schedule slot given up: the store failed past the catch-up window",
+                        action=schedule.action,
+                        slot=slot.isoformat(),
+                    )
+                    return
+                continue
+            else:
+                _log.info("schedule slot enqueued", action=schedule.action, slot=slot.isoformat())
+            if failures and self._health is not None:
+                self._health.update(SCHEDULER_CHECK, Status.GREEN, self._details())
+            return
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel the scheduler's task and wait for it to end."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
