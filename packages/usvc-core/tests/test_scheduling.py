@@ -309,6 +309,17 @@ class TestApplicationWiring:
         with pytest.raises(ConfigurationError, match="must exceed SCHEDULE_CATCHUP_SECONDS"):
             await app.start()
 
+    async def test_a_scheduled_action_must_take_an_empty_input(self, tmp_path: Path) -> None:
+        (tmp_path / "greet").mkdir()
+        (tmp_path / "greet" / "handler.py").write_text(
+            "from pydantic import BaseModel\nfrom usvc_core import action\n\n\n"
+            "class In(BaseModel):\n    name: str\n\n\n"
+            '@action("greet")\nasync def greet(input: In) -> None: ...\n'
+        )
+        app = self._app(tmp_path, SCHEDULES={"greet": "* * * * *"})
+        with pytest.raises(ConfigurationError, match="requires name: give them defaults"):
+            await app.start()
+
     def test_a_malformed_settings_entry(self) -> None:
         with pytest.raises(ValueError, match="must be a cron string or an object"):
             WorkerSettings(_env_file=None, MICROSERVICE_NAME=MS, SCHEDULES={"r": {"cronn": "x"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,28 @@ def test_the_entry_point_reads_http_enabled_from_the_source(actions_dir: Path) -
     app = Application(actions_dir, settings=settings, configure_logging=False)
     surface = http_surface(app.surface_context())
     assert surface is not None and (surface.host, surface.port) == ("0.0.0.0", 8000)
+
+
+async def test_metrics_show_each_schedules_next_run(serve: AppFactory) -> None:
+    """A schedule from the settings: /metrics has its next run as a Unix time, in the
+    future, at most one slot away."""
+    import time
+
+    _, client = await serve(SCHEDULES={"slow": "*/10 * * * * *"})
+    async with client:
+        for _ in range(100):  # the scheduler starts with the worker, just after start()
+            text = (await client.get("/metrics")).text
+            found = [
+                s
+                for fam in text_string_to_metric_families(text)
+                for s in fam.samples
+                if s.name == "schedule_next_run_timestamp_seconds"
+            ]
+            if found:
+                break
+            await asyncio.sleep(0.05)
+        assert [s.labels for s in found] == [{"action": "slow"}]
+        assert time.time() < found[0].value <= time.time() + 10
+        assert found[0].value % 10 == 0
+        health = (await client.get("/health")).json()
+        assert health["checks"]["scheduler"]["status"] == "GREEN"

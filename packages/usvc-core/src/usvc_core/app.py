@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import structlog
 from opentelemetry import propagate, trace
+from pydantic import ValidationError
 
 from usvc_core.actions.discovery import discover_actions, resolve_actions_dir
 from usvc_core.actions.registry import ActionRegistry
@@ -229,6 +230,19 @@ class Application:
                 )
             )
             found[name] = parse_schedule(name, cron, tz, where=f"SCHEDULES[{name!r}]")
+        for name in found:
+            definition = self.actions.get(name)
+            model = definition.input_model if definition is not None else None
+            if model is None:
+                continue
+            try:
+                model.model_validate({})
+            except ValidationError as exc:
+                fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+                raise ConfigurationError(
+                    f"action {name!r} is scheduled, and its jobs carry no input, but its "
+                    f"input model {model.__name__} requires {fields}: give them defaults"
+                ) from None
         retention = settings.JOB_RETENTION_SECONDS
         if found and 0 < retention <= settings.SCHEDULE_CATCHUP_SECONDS:
             raise ConfigurationError(
