@@ -60,3 +60,10 @@ grep -q usvc_fake_clock <<<"$fixtures"
 echo "usvc-testing[pytest]: plugin fixtures and contract suite load"
 # usvc-core's wheel installs the operator's command.
 "$venv/bin/usvc" --version
+# The dashboard's static files are package data of usvc-http's wheel.
+"$venv/bin/python" -c "
+from importlib.resources import files
+static = files('usvc_http.admin').joinpath('static')
+assert static.joinpath('app.js').is_file() and static.joinpath('app.css').is_file(), 'static files missing from the wheel'
+print('usvc-http wheel carries the dashboard (app.js, app.css)')
+"

@@ -13,6 +13,7 @@ from usvc_core.errors import DuplicateJobError, QueueError, ShuttingDownError
 from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
+from usvc_http.admin import mount_admin
 from usvc_http.metrics import PrometheusMetrics
 from usvc_http.settings import HttpSettings, http_settings
 
@@ -132,4 +133,5 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
             code = 200 if final.status is JobStatus.COMPLETED else 422
             return JSONResponse(_job_body(final), status_code=code)
 
+    mount_admin(api, app, http.ADMIN_TOKEN.get_secret_value())
     return api

@@ -3,7 +3,7 @@ source as the core's settings (explicit values, the environment, ``.env``)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from usvc_core.settings import ENV_FILE, WorkerSettings
 
@@ -32,6 +32,9 @@ class HttpSettings(BaseSettings):
     HTTP_MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1)
     #: How long ``POST /dev/job`` waits for the result before answering 504.
     DEV_JOB_WAIT_SECONDS: float = Field(default=30, gt=0)
+    #: Turns on the admin API (/admin/api) and dashboard (/admin/): the bearer token, and
+    #: the password of the dashboard's login. Empty: the /admin tree does not exist.
+    ADMIN_TOKEN: SecretStr = SecretStr("")
 
 
 def http_settings(settings: WorkerSettings) -> HttpSettings:

@@ -1,0 +1,104 @@
+"""Who may use the admin tree: a bearer token (scripts) or a signed session cookie (the
+dashboard), with a CSRF token on every state-changing request made with the cookie.
+
+The session cookie holds no secret: ``<expiry>.<nonce>.<signature>``, signed with a key
+derived from ADMIN_TOKEN, so every worker process behind a load balancer accepts it, and
+changing the token ends every session. The CSRF token is derived from the session (a
+synchronizer token nobody can compute without the key); the page carries it and the
+dashboard's script sends it back in ``X-CSRF-Token``. Bearer requests need no CSRF token:
+a browser never attaches an Authorization header by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "SESSION_SECONDS",
+    "AdminAuth",
+    "Caller",
+]
+
+SESSION_COOKIE = "usvc_admin"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_SECONDS = 12 * 3600
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated request: by bearer token, or by session (with its CSRF token)."""
+
+    via: str  # "bearer" or "session"
+    csrf_token: str | None = None
+
+
+class AdminAuth:
+    """Checks requests against one ADMIN_TOKEN; every comparison is constant-time."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._key = hmac.new(self._token, b"usvc-admin-session-v1", hashlib.sha256).digest()
+
+    def token_matches(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), self._token)
+
+    @staticmethod
+    def csrf_matches(sent: str, expected: str) -> bool:
+        return hmac.compare_digest(sent.encode(), expected.encode())
+
+    def _sign(self, message: str) -> str:
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+    def new_session(self, now: float | None = None) -> str:
+        expires = int((now if now is not None else time.time()) + SESSION_SECONDS)
+        body = f"{expires}.{secrets.token_hex(16)}"
+        return f"{body}.{self._sign(body)}"
+
+    def csrf_for(self, session: str) -> str:
+        nonce = session.split(".")[1]
+        return self._sign(f"csrf:{nonce}")
+
+    def session_valid(self, session: str, now: float | None = None) -> bool:
+        parts = session.split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            return False
+        body = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(self._sign(body), parts[2]):
+            return False
+        return int(parts[0]) > (now if now is not None else time.time())
+
+    def caller(self, request: Request) -> Caller | None:
+        """Who sent ``request``, or None when it is not authenticated."""
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value:
+            return Caller("bearer") if self.token_matches(value.strip()) else None
+        session = request.cookies.get(SESSION_COOKIE)
+        if session and self.session_valid(session):
+            return Caller("session", self.csrf_for(session))
+        return None
+
+    def csrf_ok(self, request: Request, caller: Caller) -> bool:
+        """A state-changing request made with the session cookie carries the page's CSRF
+        token, and no foreign Origin."""
+        if caller.via == "bearer" or request.method in _SAFE_METHODS:
+            return True
+        origin = request.headers.get("origin")
+        if origin is not None and origin != _own_origin(request):
+            return False
+        sent = request.headers.get(CSRF_HEADER, "")
+        return caller.csrf_token is not None and self.csrf_matches(sent, caller.csrf_token)
+
+
+def _own_origin(request: Request) -> str:
+    host = request.headers.get("host", "")
+    return f"{request.url.scheme}://{host}"
