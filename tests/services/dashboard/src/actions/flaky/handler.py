@@ -1,0 +1,19 @@
+"""Fails while the file named by FLAKY_MARKER exists: a job an operator retries once the
+cause is gone."""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+from usvc_core import action
+
+
+class FlakyInput(BaseModel):
+    order: int
+
+
+@action("flaky")
+async def handle(input: FlakyInput) -> dict[str, int]:
+    if Path(os.environ["FLAKY_MARKER"]).exists():
+        raise RuntimeError(f"order {input.order}: the payment provider is down")
+    return {"order": input.order, "charged": 1}
