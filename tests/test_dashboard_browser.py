@@ -35,7 +35,7 @@ pytestmark = [
 @pytest.fixture
 def dashboard(
     tmp_path: Path, service: Callable[..., ServiceProcess]
-) -> Iterator[tuple[ServiceProcess, Path]]:
+) -> tuple[ServiceProcess, Path]:
     marker = tmp_path / "provider-down"
     marker.touch()
     svc = service(
@@ -51,7 +51,7 @@ def dashboard(
         },
     )
     svc.wait_healthy()
-    yield svc, marker
+    return svc, marker
 
 
 @pytest.fixture

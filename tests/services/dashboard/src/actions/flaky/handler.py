@@ -1,6 +1,7 @@
 """Fails while the file named by FLAKY_MARKER exists: a job an operator retries once the
 cause is gone."""
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -14,6 +15,6 @@ class FlakyInput(BaseModel):
 
 @action("flaky")
 async def handle(input: FlakyInput) -> dict[str, int]:
-    if Path(os.environ["FLAKY_MARKER"]).exists():
+    if await asyncio.to_thread(Path(os.environ["FLAKY_MARKER"]).exists):
         raise RuntimeError(f"order {input.order}: the payment provider is down")
     return {"order": input.order, "charged": 1}
