@@ -20,6 +20,7 @@ from usvc_core.errors import ConfigurationError
 
 __all__ = [
     "ENV_FILE",
+    "SETTINGS_CONFIG",
     "SettingsSource",
     "WorkerSettings",
     "describe_validation_error",
@@ -33,6 +34,16 @@ _KNOWN_SCHEMES = ("memory", "sqlite", "oracle")
 ENV_FILE = ".env"
 
 M = TypeVar("M", bound=BaseSettings)
+
+#: How every settings model of the kit reads its variables (the core's and each adapter's):
+#: the environment and ``.env``, exact names, unknown variables ignored.
+SETTINGS_CONFIG = SettingsConfigDict(
+    env_file=ENV_FILE,
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=True,
+    validate_default=True,
+)
 
 
 def _error_lines(exc: ValidationError) -> list[str]:
@@ -93,13 +104,7 @@ class WorkerSettings(BaseSettings):
     :attr:`source` tells adapters where these came from, to read their own variables.
     """
 
-    model_config = SettingsConfigDict(
-        env_file=ENV_FILE,
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=True,
-        validate_default=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     # --- the spec's table ---------------------------------------------------------------
     MICROSERVICE_NAME: str = Field(min_length=1, max_length=128)

@@ -4,8 +4,8 @@ source as the core's settings (explicit values, the environment, ``.env``)."""
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from usvc_core.settings import ENV_FILE, WorkerSettings
+from pydantic_settings import BaseSettings
+from usvc_core.settings import SETTINGS_CONFIG, WorkerSettings
 
 __all__ = ["HttpSettings", "http_settings"]
 
@@ -13,13 +13,7 @@ __all__ = ["HttpSettings", "http_settings"]
 class HttpSettings(BaseSettings):
     """Everything the HTTP surface reads."""
 
-    model_config = SettingsConfigDict(
-        env_file=ENV_FILE,
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=True,
-        validate_default=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     # --- the spec's variables ---------------------------------------------------------------
     HTTP_HOST: str = "0.0.0.0"

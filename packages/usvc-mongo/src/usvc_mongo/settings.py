@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from usvc_core.settings import ENV_FILE, WorkerSettings
+from pydantic_settings import BaseSettings
+from usvc_core.settings import SETTINGS_CONFIG, WorkerSettings
 
 __all__ = ["MongoSettings", "mongo_settings"]
 
@@ -15,13 +15,7 @@ __all__ = ["MongoSettings", "mongo_settings"]
 class MongoSettings(BaseSettings):
     """Everything the registry reads; an empty ``MONGODB_URI`` turns it off."""
 
-    model_config = SettingsConfigDict(
-        env_file=ENV_FILE,
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=True,
-        validate_default=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     MONGODB_URI: SecretStr = SecretStr("")
     MONGODB_DATABASE: str = "microservices"

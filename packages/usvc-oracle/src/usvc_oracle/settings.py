@@ -11,9 +11,9 @@ from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 from usvc_core.errors import ConfigurationError
-from usvc_core.settings import ENV_FILE, WorkerSettings, describe_validation_error
+from usvc_core.settings import SETTINGS_CONFIG, WorkerSettings, describe_validation_error
 
 from usvc_oracle.naming import TableName
 
@@ -29,13 +29,7 @@ __all__ = [
 class OracleSettings(BaseSettings):
     """Everything the Oracle queue reads from the environment or ``.env``."""
 
-    model_config = SettingsConfigDict(
-        env_file=ENV_FILE,
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=True,
-        validate_default=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     # --- the spec's variables ---------------------------------------------------------------
     #: Easy Connect string (``host:1521/service_name``) or a TNS alias.
