@@ -102,7 +102,7 @@ async def test_slots_once_and_max_running_across_three_processes(tmp_path: Path)
         gaps = [b for a, b in itertools.pairwise(slots) if b - a != timedelta(seconds=1)]
         assert gaps == [], f"slots missing before {gaps[:5]}"
         assert len(slots) == expected
-        assert len(slots) >= RUN_SECONDS * 0.6  # start-up takes a few of the seconds
+        assert len(slots) >= 3  # something to compare; how many depends on start-up time
         done = [j for j in ticks if j.status is JobStatus.COMPLETED]
         runs = collections.Counter(
             line for p in events.glob("tick-*.txt") for line in p.read_text().splitlines()

@@ -64,14 +64,13 @@ class TestSchedule:
         assert s.latest_at_or_before(at("2026-01-01T10:14:59")) == at("2026-01-01T10:00:00")
 
     def test_a_time_zone_and_its_daylight_saving_jump(self) -> None:
-        """06:00 in Berlin is 05:00 UTC in winter and 04:00 UTC in summer; the hour that
-        does not exist on 2026-03-29 (02:00-03:00) has no slot."""
+        """06:00 in Berlin is 05:00 UTC in winter and 04:00 UTC in summer; a 02:30 slot on
+        2026-03-29, when 02:00-03:00 does not exist, runs at 03:00 as the gap ends."""
         daily = parse_schedule("r", "0 6 * * *", "Europe/Berlin", where="test")
         assert daily.next_after(at("2026-01-10T00:00:00")) == at("2026-01-10T05:00:00")
         assert daily.next_after(at("2026-07-10T00:00:00")) == at("2026-07-10T04:00:00")
         gap = parse_schedule("r", "30 2 * * *", "Europe/Berlin", where="test")
-        after = gap.next_after(at("2026-03-28T23:00:00"))
-        assert after.astimezone(UTC) != at("2026-03-29T01:30:00")  # 02:30 local never happens
+        assert gap.next_after(at("2026-03-28T23:00:00")) == at("2026-03-29T01:00:00")
 
     def test_six_fields_start_with_seconds(self) -> None:
         s = parse_schedule("tick", "*/5 * * * * *", where="test")
@@ -100,6 +99,12 @@ class TestDecorator:
         with pytest.raises(ActionDefinitionError, match=r"test_scheduling\.py.*not a valid cron"):
 
             @action("bad", schedule="99 * * * *")
+            async def bad() -> None: ...
+
+    def test_a_time_zone_without_a_schedule(self) -> None:
+        with pytest.raises(ActionDefinitionError, match="timezone= applies to a schedule"):
+
+            @action("bad", timezone="Europe/Berlin")
             async def bad() -> None: ...
 
     def test_unknown_time_zone(self) -> None:

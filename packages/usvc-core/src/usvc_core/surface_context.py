@@ -35,6 +35,7 @@ class Enqueue(Protocol):
         max_attempts: int | None = None,
         token: str | None = None,
         idempotency_key: str | None = None,
+        unique_key: str | None = None,
     ) -> Awaitable[Job]: ...
 
 

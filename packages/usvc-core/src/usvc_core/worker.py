@@ -452,8 +452,7 @@ class Worker:
                     error=str(exc)[:500],
                     attempt=locked,
                 )
-                delay = self._outage_policy.delay(min(locked, 10))
-                await self._until(max(delay, 0.05), self._hurry.wait())
+                await self._back_off(locked)
             except Exception as exc:
                 failures += 1
                 if self._hurry.is_set() and failures > 3:
@@ -524,8 +523,13 @@ class Worker:
             consecutive_failures=self._queue_failures,
         )
         if sleep:
-            delay = self._outage_policy.delay(min(self._queue_failures, 10))
-            await self._until(max(delay, 0.05), self._hurry.wait())
+            await self._back_off(self._queue_failures)
+
+    async def _back_off(self, failures: int) -> None:
+        """Wait before trying the store again (jittered, growing with ``failures``); a
+        second stop signal cuts it short."""
+        delay = self._outage_policy.delay(min(failures, 10))
+        await self._until(max(delay, 0.05), self._hurry.wait())
 
     # --- background duties -----------------------------------------------------------------
 

@@ -91,14 +91,14 @@ def action(
 
     def decorate(fn: F) -> F:
         candidate: Any = fn  # checked at runtime: type hints cannot stop a sync def
+        where = f"@action({name!r}) handler {fn.__qualname__} ({source_of(fn)})"
         if not inspect.iscoroutinefunction(candidate):
-            raise ActionDefinitionError(
-                f"@action({name!r}) handler {fn.__qualname__} ({source_of(fn)}) must be 'async def'"
-            )
-        if schedule is not None or timezone != "UTC":
+            raise ActionDefinitionError(f"{where} must be 'async def'")
+        if schedule is None and timezone != "UTC":
+            raise ActionDefinitionError(f"{where}: timezone= applies to a schedule; add schedule=")
+        if schedule is not None:
             from usvc_core.scheduling import parse_schedule
 
-            where = f"@action({name!r}) handler {fn.__qualname__} ({source_of(fn)})"
             try:
                 parse_schedule(name, schedule or "", timezone, where=where)
             except ConfigurationError as exc:

@@ -123,52 +123,15 @@ class CancelOut(BaseModel):
 
 
 def _summary(job: Job) -> JobSummary:
+    summary = JobSummary.model_validate(job, from_attributes=True)
     message = job.error_message
     if message is not None and len(message) > _MESSAGE_PREVIEW:
-        message = message[:_MESSAGE_PREVIEW] + "…"
-    return JobSummary(
-        id=job.id,
-        action=job.action,
-        status=job.status,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        priority=job.priority,
-        error_code=job.error_code,
-        error_message=message,
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-        runtime_ms=job.runtime_ms,
-        cancel_requested=job.cancel_requested,
-    )
+        summary.error_message = message[:_MESSAGE_PREVIEW] + "…"
+    return summary
 
 
 def _whole(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id,
-        microservice=job.microservice,
-        action=job.action,
-        status=job.status,
-        priority=job.priority,
-        run_at=job.run_at,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        token=job.token,
-        idempotency_key=job.idempotency_key,
-        unique_key=job.unique_key,
-        payload=job.payload,
-        payload_error=job.payload_error,
-        results=job.results,
-        error_code=job.error_code,
-        error_message=job.error_message,
-        runtime_ms=job.runtime_ms,
-        lease_owner=job.lease_owner,
-        lease_expires_at=job.lease_expires_at,
-        cancel_requested=job.cancel_requested,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
+    return JobOut.model_validate(job, from_attributes=True)
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:

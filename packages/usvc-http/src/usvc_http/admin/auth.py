@@ -25,6 +25,7 @@ __all__ = [
     "SESSION_SECONDS",
     "AdminAuth",
     "Caller",
+    "foreign_origin",
 ]
 
 SESSION_COOKIE = "usvc_admin"
@@ -92,13 +93,14 @@ class AdminAuth:
         token, and no foreign Origin."""
         if caller.via == "bearer" or request.method in _SAFE_METHODS:
             return True
-        origin = request.headers.get("origin")
-        if origin is not None and origin != _own_origin(request):
+        if foreign_origin(request):
             return False
         sent = request.headers.get(CSRF_HEADER, "")
         return caller.csrf_token is not None and self.csrf_matches(sent, caller.csrf_token)
 
 
-def _own_origin(request: Request) -> str:
-    host = request.headers.get("host", "")
-    return f"{request.url.scheme}://{host}"
+def foreign_origin(request: Request) -> bool:
+    """Whether the browser says the request comes from a page of another origin."""
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin is not None and origin != own

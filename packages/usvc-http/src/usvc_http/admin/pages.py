@@ -8,6 +8,7 @@ allows no inline script or style and nothing from another origin.
 
 from __future__ import annotations
 
+import functools
 import html
 from importlib.resources import files
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from usvc_http.admin.auth import SESSION_COOKIE, SESSION_SECONDS, AdminAuth
+from usvc_http.admin.auth import SESSION_COOKIE, SESSION_SECONDS, AdminAuth, foreign_origin
 
 if TYPE_CHECKING:
     from usvc_core.surface_context import SurfaceContext
@@ -73,6 +74,7 @@ def secure_admin_responses(api: FastAPI) -> None:
     api.add_middleware(_AdminHeaders)
 
 
+@functools.cache
 def _static(name: str) -> str:
     return files("usvc_http.admin").joinpath("static", name).read_text(encoding="utf-8")
 
@@ -159,9 +161,7 @@ def pages_router(context: SurfaceContext, auth: AdminAuth) -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        origin = request.headers.get("origin")
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin is not None and origin != own:
+        if foreign_origin(request):
             return HTMLResponse(_login_page(service, "sign in from this page"), 403)
         body = await request.body()
         if len(body) > _MAX_LOGIN_BODY:

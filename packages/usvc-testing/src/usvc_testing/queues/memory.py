@@ -69,7 +69,6 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         self._delayed: dict[str, list[tuple[datetime, int, str]]] = {}
         self._heap_seq: dict[str, int] = {}
         self._leased: dict[str, set[str]] = {}  # service -> ids of Assigned/Processing jobs
-        self._running: dict[tuple[str, str], int] = {}  # (service, action) -> how many leased
         # service -> action -> due jobs held back by their action's limit (see _claim_limited)
         self._parked: dict[str, dict[str, list[tuple[int, float, int, int, str]]]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
@@ -307,14 +306,17 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         of actions below their limit."""
         due = self._due[microservice]
         parked = self._parked.setdefault(microservice, {})
-        running = self._running
+        # Counted from the leased jobs here, not kept per job: a claim without limits, the
+        # common case, pays nothing for limits.
+        running: dict[str, int] = {}
+        for job_id in self._leased.get(microservice, ()):
+            action = self._jobs[job_id].action
+            running[action] = running.get(action, 0) + 1
         claimed: list[Job] = []
         while len(claimed) < limit:
             best = due if due else None
             for action, heap in parked.items():
-                if not heap or running.get((microservice, action), 0) >= limits.get(
-                    action, _NO_LIMIT
-                ):
+                if not heap or running.get(action, 0) >= limits.get(action, _NO_LIMIT):
                     continue
                 if best is None or heap[0] < best[0]:
                     best = heap
@@ -325,12 +327,11 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             job = self._jobs.get(job_id)
             if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
                 continue  # stale entry
-            if best is due and running.get((microservice, job.action), 0) >= limits.get(
-                job.action, _NO_LIMIT
-            ):
+            if best is due and running.get(job.action, 0) >= limits.get(job.action, _NO_LIMIT):
                 heapq.heappush(parked.setdefault(job.action, []), entry)
                 continue
             claimed.append(self._lease(job, worker_id, now, expires, start=start))
+            running[job.action] = running.get(job.action, 0) + 1
         for action in [a for a, heap in parked.items() if not heap]:
             del parked[action]
         if not parked:
@@ -351,16 +352,13 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         job.lease_expires_at = expires
         job.updated_at = now
         self._leased.setdefault(job.microservice, set()).add(job.id)
-        key = (job.microservice, job.action)
-        self._running[key] = self._running.get(key, 0) + 1
         return job.snapshot()
 
     def _unlease(self, job: Job) -> None:
         """Forget the claim of a job leaving Assigned/Processing (no-op for others)."""
         leased = self._leased.get(job.microservice)
-        if leased is not None and job.id in leased:
-            leased.remove(job.id)
-            self._running[(job.microservice, job.action)] -= 1
+        if leased is not None:
+            leased.discard(job.id)
 
     def _owned(self, job: Job, *expected: JobStatus) -> Job:
         stored = self._jobs.get(job.id)
