@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cli_startup import case as cli_case
 from harness import BENCH, ROOT, CaseResult, CaseUnavailableError, Target, child_json
 from procs import ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
@@ -361,6 +362,7 @@ CASES: dict[str, Case] = {
         Case("memory", "RSS of the idle example service; peak RSS while draining", memory),
         Case("startup", "example service: process start to first 200 from /health", startup),
         Case("scaling", "SQLite drain with 1 and 2 worker processes", scaling),
+        Case("cli", "CPU time of usvc --help and usvc jobs ls beside their floor", cli_case),
     ]
 }
 

@@ -185,7 +185,7 @@ def test_bad_queue_url_is_a_configuration_error() -> None:
     """An unknown scheme reaching the app is reported as a configuration error."""
     s = settings()
     object.__setattr__(s, "QUEUE_URL", "redis://x")
-    with pytest.raises(ConfigurationError, match="unknown scheme"):
+    with pytest.raises(ConfigurationError, match="no installed package provides the queue scheme"):
         _ = Application(settings=s).queue
 
 

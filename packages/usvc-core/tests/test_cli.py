@@ -304,7 +304,7 @@ def test_settings_come_from_dotenv_and_env_file(
         ({"DEV_MODE": "True"}, "the in-memory queue (DEV_MODE=True without QUEUE_URL"),
         ({"QUEUE_URL": "memory://"}, "lives inside the service's process"),
         ({"QUEUE_URL": "sqlite:///nowhere.db"}, "QUEUE_URL=sqlite:///nowhere.db: no queue file"),
-        ({"QUEUE_URL": "redis://x"}, "unknown scheme 'redis'"),
+        ({"QUEUE_URL": "redis://x"}, "no installed package provides the queue scheme 'redis'"),
         ({}, "ORACLE_USER and ORACLE_PASSWORD required"),
     ],
 )

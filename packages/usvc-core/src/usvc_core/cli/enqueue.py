@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvc_core.cli.connect import Session
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.cli.output import Result, format_age, job_document, pretty_json, safe
 from usvc_core.cli.values import (
@@ -18,7 +17,10 @@ from usvc_core.cli.values import (
 )
 from usvc_core.errors import DuplicateJobError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import EnqueueRequest, JobQueue
+
+if TYPE_CHECKING:
+    from usvc_core.cli.connect import Session
+    from usvc_core.ports import JobQueue
 
 __all__ = ["DEFAULT_WAIT_SECONDS", "add_parser"]
 
@@ -70,6 +72,8 @@ async def enqueue(session: Session, args: argparse.Namespace) -> Result:
             "leave action out of --data",
             ExitCode.USAGE,
         )
+    from usvc_core.ports import EnqueueRequest
+
     max_attempts = args.max_attempts or session.settings.JOB_MAX_ATTEMPTS
     request = EnqueueRequest(
         payload={**args.data, "action": args.action},

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvc_core.cli.connect import AdminQueue, Session
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.cli.output import (
     Result,
@@ -22,7 +21,10 @@ from usvc_core.cli.values import (
     parse_when,
 )
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import JobFilter
+
+if TYPE_CHECKING:
+    from usvc_core.cli.connect import AdminQueue, Session
+    from usvc_core.ports import JobFilter
 
 __all__ = ["add_parser"]
 
@@ -113,6 +115,8 @@ def _add_filters(parser: argparse.ArgumentParser, *, statuses: bool) -> None:
 
 
 def _filter(service: str, args: argparse.Namespace, statuses: frozenset[JobStatus]) -> JobFilter:
+    from usvc_core.ports import JobFilter
+
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise CliError("--since must be earlier than --until", ExitCode.USAGE)
     return JobFilter(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import PackageNotFoundError, version
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from usvc_core.cli import enqueue, jobs, purge, stats
 from usvc_core.cli.exitcodes import ExitCode
@@ -59,10 +59,23 @@ def _common(*, leaf: bool) -> argparse.ArgumentParser:
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("usvc-core")
     except PackageNotFoundError:  # run from a source tree that is not installed
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looking the version up only when asked (package metadata is slow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"usvc {_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common(leaf=False)],
     )
-    parser.add_argument("--version", action="version", version=f"usvc {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common(leaf=True)
     jobs.add_parser(commands, common)
