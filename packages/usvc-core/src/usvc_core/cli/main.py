@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.cli.output import Result, safe, to_json
-from usvc_core.cli.parser import build_parser
+from usvc_core.cli.parser import attach_negative_durations, build_parser
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -56,7 +56,7 @@ def run(
     ``on_queue_built`` runs once it is built (``main`` routes the adapters' logs then)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(attach_negative_durations(argv))
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     # Not for --help and usage errors: the settings, the plugin loader, the event loop.

@@ -9,7 +9,11 @@ from typing import Any, NoReturn
 from usvc_core.cli import enqueue, jobs, purge, stats
 from usvc_core.cli.exitcodes import ExitCode
 
-__all__ = ["build_parser"]
+__all__ = ["attach_negative_durations", "build_parser"]
+
+#: Options that take a duration: ``--older-than -7d`` must reach the duration's own check
+#: (which says a duration cannot be negative) instead of argparse's "expected one argument".
+_DURATION_OPTIONS = frozenset({"--older-than", "--delay", "--timeout", "--since", "--until"})
 
 _EPILOG = """\
 exit codes:
@@ -76,6 +80,24 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         print(f"usvc {_version()}")
         parser.exit()
+
+
+def attach_negative_durations(argv: Sequence[str]) -> list[str]:
+    """``--delay -5m`` as ``--delay=-5m``, so that argparse does not read ``-5m`` as an
+    option."""
+    out: list[str] = []
+    for arg in argv:
+        if (
+            out
+            and out[-1] in _DURATION_OPTIONS
+            and len(arg) > 1
+            and arg[0] == "-"
+            and (arg[1].isdigit() or arg[1] == ".")
+        ):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
