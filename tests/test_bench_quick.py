@@ -15,7 +15,17 @@ import pytest
 
 from tests.conftest import ROOT
 
-CASES = ["inmemory", "inmemory_logs", "sqlite", "devjob", "enqueue", "memory", "startup", "scaling"]
+CASES = [
+    "inmemory",
+    "inmemory_logs",
+    "sqlite",
+    "devjob",
+    "enqueue",
+    "memory",
+    "startup",
+    "scaling",
+    "cli",
+]
 SQLITE_CASES = {"sqlite", "scaling"}
 
 
