@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import ROOT, ServiceProcess, free_port, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-TOKEN = "dashboard-test-token-7f3a"
+TOKEN = "dashboard-test-token-7f3a-0a9b8c7d6e5f4g3h2"
 SERVICE = "billing"
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
