@@ -3,22 +3,47 @@
 A pure ASGI middleware: a declared ``Content-Length`` over the limit is refused before a
 byte is read, and a chunked body is counted as its pieces arrive, so the process never
 holds more than the limit plus one piece of a body it refuses. The 413 says
-``Connection: close``: the rest of the body is not read, the connection ends.
+``Connection: close``. Closing a socket with unread data resets it, and a client still
+sending (most send the whole body before they read) would lose the answer: so the rest
+of the body is read and dropped for a bounded while (bytes and seconds) before the close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodyLimit", "send_refusal"]
 
+#: How much of a refused body is read and dropped before the connection closes.
+DRAIN_BYTES = 8 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a body, up to DRAIN_BYTES / DRAIN_SECONDS."""
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while dropped <= DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                dropped += len(message.get("body", b""))
+
 
 async def send_refusal(
-    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    receive: Receive | None = None,
 ) -> None:
-    """A JSON answer that ends the connection (the request's body is left unread)."""
+    """A JSON answer that ends the connection; with ``receive``, the body still coming is
+    drained (bounded) first, so the client gets to read the answer."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -32,7 +57,14 @@ async def send_refusal(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    if receive is None:
+        await send({"type": "http.response.body", "body": body})
+        return
+    # The answer goes out now (a client that reads early stops sending); the connection
+    # closes when the drain is over.
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await _drain(receive)
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -56,7 +88,7 @@ class BodyLimit:
             return
         declared = _declared_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await send_refusal(send, 413, self.detail)
+            await send_refusal(send, 413, self.detail, receive=receive)
             return
         received = 0
         refused = False
@@ -70,7 +102,9 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     refused = True
-                    if not started:
+                    if not started and message.get("more_body", False):
+                        await send_refusal(send, 413, self.detail, receive=receive)
+                    elif not started:
                         await send_refusal(send, 413, self.detail)
                     # The app sees a client that went away; what it answers is dropped.
                     return {"type": "http.disconnect"}

@@ -119,8 +119,9 @@ def install_error_handlers(api: FastAPI) -> None:
 
     async def kit_error(request: Request, exc: Exception) -> JSONResponse:
         status, message = status_for(exc)
-        if status >= 500:
-            _log.error("request failed", path=request.url.path, error=message, status=status)
+        if status >= 500:  # 503: the store or a dependency is away (the worker says so too)
+            log = _log.warning if status == 503 else _log.error
+            log("request failed", path=request.url.path, error=message, status=status)
         extra: dict[str, Any] = {}
         if isinstance(exc, DuplicateJobError) and exc.existing_job_id is not None:
             extra["existing_job_id"] = exc.existing_job_id

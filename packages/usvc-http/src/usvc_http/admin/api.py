@@ -218,7 +218,10 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
     )
 
     async def own_job(job_id: str) -> Job:
-        job = await queue.get(job_id)
+        try:
+            job = await queue.get(job_id)
+        except (ValueError, OverflowError):  # an id no store could have given out
+            job = None
         if job is None or job.microservice != service:
             raise HTTPException(404, f"service {service} has no job {clip(job_id, 100)}")
         return job

@@ -31,9 +31,11 @@ class AdminApiGate:
             request = Request(scope)
             caller = self.auth.caller(request)
             if caller is None:
-                await send_refusal(send, 401, UNAUTHENTICATED, [_CHALLENGE])
+                await send_refusal(send, 401, UNAUTHENTICATED, [_CHALLENGE], receive)
                 return
             if not self.auth.csrf_ok(request, caller):
-                await send_refusal(send, 403, "missing or wrong X-CSRF-Token (or a foreign Origin)")
+                await send_refusal(
+                    send, 403, "missing or wrong X-CSRF-Token (or a foreign Origin)", None, receive
+                )
                 return
         await self.app(scope, receive, send)
