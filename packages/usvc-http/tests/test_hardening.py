@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from usvc_core import Application, Status, WorkerSettings
+from usvc_core.bounds import OutOfBoundsError
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -230,6 +231,7 @@ def test_the_error_tree_maps_to_statuses_by_its_most_specific_class() -> None:
     assert status_for(_NewStoreError("new"))[0] == 503
     assert status_for(ConfigurationError("bad"))[0] == 500
     assert status_for(UsvcError("x"))[0] == 500
+    assert status_for(OutOfBoundsError("priority", "priority 1e20 is out of bounds"))[0] == 422
     assert status_for(RuntimeError("internals")) == (500, "internal error")
 
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from usvc_core.bounds import OutOfBoundsError
 from usvc_core.errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -46,6 +47,7 @@ ECHO_LIMIT = 200
 
 # (status, what the answer says before the error's own message)
 _STATUSES: Mapping[type[BaseException], tuple[int, str]] = {
+    OutOfBoundsError: (422, ""),
     DuplicateJobError: (409, ""),
     JobNotFoundError: (404, ""),
     LeaseLostError: (409, ""),

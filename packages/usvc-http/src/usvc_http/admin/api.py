@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from usvc_core import bounds
+from usvc_core.bounds import DELAY_SECONDS, MAX_ATTEMPTS, PRIORITY
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import JobFilter, QueueAdmin
 
@@ -109,9 +109,9 @@ class EnqueueIn(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     payload: dict[str, Any] = Field(description='a JSON object with an "action" string')
-    priority: int = Field(default=0, ge=bounds.MIN_PRIORITY, le=bounds.MAX_PRIORITY)
-    delay_seconds: float = Field(default=0.0, ge=0, le=bounds.MAX_DELAY_SECONDS)
-    max_attempts: int | None = Field(default=None, ge=bounds.MIN_ATTEMPTS, le=bounds.MAX_ATTEMPTS)
+    priority: int = Field(default=0, ge=PRIORITY.low, le=PRIORITY.high)
+    delay_seconds: float = Field(default=0.0, ge=DELAY_SECONDS.low, le=DELAY_SECONDS.high)
+    max_attempts: int | None = Field(default=None, ge=MAX_ATTEMPTS.low, le=MAX_ATTEMPTS.high)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=_MAX_KEY)
 
 
