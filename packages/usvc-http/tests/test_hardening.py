@@ -412,6 +412,11 @@ async def test_a_public_origin_that_is_not_one_is_refused(serve: Serve, origin: 
         await serve(ADMIN_PUBLIC_ORIGIN=origin)
 
 
+async def test_trusted_proxies_that_are_not_addresses_are_refused(serve: Serve) -> None:
+    with pytest.raises(ConfigurationError, match="HTTP_TRUSTED_PROXIES"):
+        await serve(HTTP_TRUSTED_PROXIES="127.0.0.1, proxy.internal")
+
+
 # --- health probes and logs ------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ source as the core's settings (explicit values, the environment, ``.env``)."""
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -63,6 +64,20 @@ class HttpSettings(BaseSettings):
                 f"the token has {len(set(token))} distinct characters, fewer than "
                 f"{MIN_TOKEN_DISTINCT}; {_MAKE_ONE}"
             )
+        return value
+
+    @field_validator("HTTP_TRUSTED_PROXIES")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if not entry or entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an address or network (e.g. 127.0.0.1, 10.0.0.0/8, *)"
+                ) from None
         return value
 
     @field_validator("ADMIN_PUBLIC_ORIGIN")
