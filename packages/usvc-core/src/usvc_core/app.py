@@ -287,7 +287,12 @@ class Application:
             instance=self.instance,
             enqueue=self.enqueue,
             wait_for_job=self.wait_for_job,
+            worker_running=self._worker_running,
         )
+
+    def _worker_running(self) -> bool:
+        task = self._worker_task
+        return task is not None and not task.done()
 
     # --- lifecycle -------------------------------------------------------------------------
 
