@@ -750,9 +750,9 @@ class TestHardening:
     async def test_long_values_are_bound_as_clob(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Payloads, results and error messages beyond a VARCHAR bind (32 767 bytes) are
-        bound as CLOB, since Oracle refuses the LONG binds the driver would otherwise send
-        in a statement with RETURNING (ORA-22816); shorter ones stay plain strings."""
+        """Payloads, results and error messages beyond the server's string limit (4 000
+        bytes) are bound as CLOB, since Oracle refuses the LONG binds the driver would
+        otherwise send in a statement with RETURNING (ORA-22816); see test_long_binds."""
         big = "é" * 20_000  # 40 000 bytes in UTF-8
         request = EnqueueRequest(payload={"action": "greet", "blob": big}, microservice="svc")
         first, _ = await queue.enqueue_many([request, req()])
