@@ -626,8 +626,9 @@ class TestHardening:
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
         """retry()'s COMMIT reached the database but its answer was lost: the repeated
-        call finds the row Ready, without a token, with its own error code, and reports
-        Ready (before: LeaseLostError) - as complete and fail do for their settled states."""
+        call finds the row Ready with its own claim's token (kept until the next claim)
+        and reports Ready (before: LeaseLostError) - as complete and fail do for their
+        settled states. The job as read has no token: it is Ready."""
         (job,) = await started(queue)
         fake_db.fail("commit", connection_lost, after=True)
         status = await queue.retry(job, "HANDLER_ERROR", "again", 5, 1.0)
@@ -635,9 +636,50 @@ class TestHardening:
         row = fake_db.rows[int(job.id)]
         assert (row["STATUS"], row["LEASE_TOKEN"], row["ERROR_CODE"]) == (
             "Ready",
-            None,
+            job.lease_token,
             "HANDLER_ERROR",
         )
+        stored = await queue.get(job.id)
+        assert stored is not None and stored.lease_token is None
+
+    @pytest.mark.parametrize("outcome", ["complete", "fail", "retry"])
+    async def test_a_write_repeated_after_job_locked_finds_its_own_commit(
+        self, queue: OracleQueue, fake_db: FakeDatabase, outcome: str
+    ) -> None:
+        """Issue 22 item 4: the write commits but its answer is lost; the call's retry finds
+        the row locked by another session and raises JobLockedError; the worker then calls
+        again (a new call, first attempt), finds the row settled with its own token and
+        reports success, not a lost lease."""
+        (job,) = await started(queue)
+        fake_db.fail("commit", connection_lost, after=True)
+        fake_db.fail(
+            "lock_job",
+            lambda: ora_error("ORA-30006: resource busy; acquire with WAIT timeout", code=30006),
+            skip=1,
+        )
+        write = {
+            "complete": lambda: queue.complete(job, {"ok": 1}, 1.0),
+            "fail": lambda: queue.fail(job, "HANDLER_ERROR", "boom", 1.0),
+            "retry": lambda: queue.retry(job, "HANDLER_ERROR", "boom", 5, 1.0),
+        }[outcome]
+        with pytest.raises(JobLockedError):
+            await write()
+        await write()  # no LeaseLostError: the first call's write is there
+        expected = {"complete": "Completed", "fail": "Failed", "retry": "Ready"}[outcome]
+        assert fake_db.status(job.id) == expected
+
+    async def test_another_claims_requeue_is_still_a_lost_lease(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A Ready row with the same error code but another claim's token (that claim
+        retried it) is not this claim's write: a stale worker's retry is a lost lease."""
+        (job,) = await started(queue)
+        fake_db.advance(31)
+        await queue.reclaim_expired("svc")
+        (again,) = await queue.claim_and_start("svc", "w2", 1, 30)
+        assert await queue.retry(again, "HANDLER_ERROR", "boom", 5, 1.0) is JobStatus.READY
+        with pytest.raises(LeaseLostError):
+            await queue.retry(job, "HANDLER_ERROR", "boom", 5, 1.0)
 
     async def test_a_retry_after_a_reclaim_is_still_a_lost_lease(
         self, queue: OracleQueue, fake_db: FakeDatabase

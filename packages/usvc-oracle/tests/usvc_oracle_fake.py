@@ -706,7 +706,6 @@ class FakeCursor:
                     RUN_AT=now + timedelta(seconds=p["delay_seconds"]) if again else row["RUN_AT"],
                     FINISHED_AT=None if again else now,
                     LEASE_OWNER=None if again else row["LEASE_OWNER"],
-                    LEASE_TOKEN=None if again else row["LEASE_TOKEN"],
                     ERROR_CODE=p["error_code"],
                     ERROR_MESSAGE=p["error_message"] or None,
                     RUNTIME_MS=p["runtime_ms"],

@@ -85,6 +85,8 @@ PURGE_BATCH = 500
 #: Bounds on the loops that repeat a full batch (the worker calls again later anyway).
 _MAX_BATCHES = 20
 _BACKOFF_CAP_SECONDS = 2.0
+#: Owned writes remembered as sent-but-unconfirmed (a worker repeats them within seconds).
+_MAX_UNCONFIRMED = 10_000
 #: Most jobs one admin page may hold.
 MAX_PAGE = 1000
 
@@ -195,6 +197,8 @@ class OracleQueue:
         self._pool: PoolLike | None = None
         self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
+        #: (job id, lease token, operation) of owned writes whose COMMIT went unanswered
+        self._unconfirmed: dict[tuple[str, str, str], None] = {}
 
     def __repr__(self) -> str:
         return (
@@ -759,28 +763,31 @@ class OracleQueue:
         params: dict[str, Any],
         expected: JobStatus,
         settled: frozenset[JobStatus],
-        requeued_code: str | None = None,
         outputs: Sequence[str] = (),
         clob: Sequence[str] = (),
     ) -> dict[str, Any] | JobStatus:
         """Lock ``job``'s row, check it is still owned, run one guarded UPDATE and commit.
 
-        Returns the RETURNING values, or the job's status when a retry of this call found
-        its write already done (its first COMMIT reached the database before the connection
-        failed): the row is in one of the ``settled`` statuses with this claim's token, or,
-        with ``requeued_code``, Ready again with no token and that error code (a retry that
-        requeued the job). Raises LeaseLostError when the row is no longer owned,
+        Returns the RETURNING values, or the job's status when the write was already done
+        (a COMMIT that reached the database unseen): the row is in one of the ``settled``
+        statuses with this claim's token (a requeued row keeps its last token until the
+        next claim), and this call's earlier attempt or an earlier same call sent a COMMIT
+        whose answer never came. Writing twice otherwise is a lost lease (the port's
+        promise). Raises LeaseLostError when the row is no longer owned,
         JobNotFoundError when it is gone, JobLockedError when another session holds it.
         """
         row_id = db_id(job.id)
         if row_id is None or job.lease_token is None:
             raise JobNotFoundError(f"no job {job.id!r} in {self.table}")
 
+        key = (job.id, job.lease_token, operation)
+
         async def work(tx: _Tx) -> dict[str, Any] | JobStatus:
             state = await self._lock_job(tx, row_id, job.id, operation)
             if state is None:
                 raise JobNotFoundError(f"job {job.id} no longer exists in {self.table}")
-            status, token, code, _ = state
+            status, token, _, _ = state
+            unconfirmed = tx.attempt > 0 or key in self._unconfirmed
             if token == job.lease_token and status == expected.value:
                 with tx.cursor() as cur:
                     outs = {c: cur.var(_out_type(c)) for c in outputs}
@@ -793,18 +800,20 @@ class OracleQueue:
                     changed = cur.rowcount
                     values = {c: (outs[c].getvalue() or [None])[0] for c in outputs}
                 if changed == 1:
+                    if len(self._unconfirmed) >= _MAX_UNCONFIRMED:  # bounded: oldest out
+                        self._unconfirmed.pop(next(iter(self._unconfirmed)))
+                    self._unconfirmed[key] = None  # until the COMMIT's answer arrives
                     await tx.commit()
+                    self._unconfirmed.pop(key, None)
                     return values
-            elif tx.attempt > 0 and (
-                (token == job.lease_token and JobStatus(status) in settled)
-                or (
-                    requeued_code is not None
-                    and status == JobStatus.READY.value
-                    and token is None
-                    and code == requeued_code
-                )
-            ):
-                return JobStatus(status)  # an earlier attempt of this very call committed
+            elif token == job.lease_token and JobStatus(status) in settled and unconfirmed:
+                # A write of this call's kind with this claim's token committed unseen: on
+                # an earlier attempt of this call, or of an earlier call that ended without
+                # knowing (JobLockedError or an outage on its retry), which the worker now
+                # repeats - so the check cannot hang on this call's attempt count.
+                self._unconfirmed.pop(key, None)
+                return JobStatus(status)
+            self._unconfirmed.pop(key, None)
             raise LeaseLostError(
                 f"job {job.id} is no longer owned by this claim (status {status}; "
                 "its lease expired or it was reclaimed)"
@@ -884,8 +893,7 @@ class OracleQueue:
                 "runtime_ms": runtime_ms,
             },
             expected=JobStatus.PROCESSING,
-            settled=frozenset({JobStatus.FAILED}),
-            requeued_code=error_code,
+            settled=frozenset({JobStatus.FAILED, JobStatus.READY}),
             outputs=("STATUS",),
             clob=("error_message",),
         )

@@ -108,7 +108,10 @@ def job_from_row(row: dict[str, Any], **extra: Any) -> Job:
         "token": row.get("TOKEN") or "",
         "idempotency_key": row.get("IDEMPOTENCY_KEY"),
         "lease_owner": row.get("LEASE_OWNER"),
-        "lease_token": row.get("LEASE_TOKEN"),
+        # A requeued row keeps its last token (see the retry statement); a Ready job has none.
+        "lease_token": row.get("LEASE_TOKEN")
+        if row.get("STATUS") != JobStatus.READY.value
+        else None,
         "lease_expires_at": utc(row.get("LEASE_EXPIRES_AT")),
         "results": _decode_results(row.get("RESULTS")),
         "error_code": error_code,
