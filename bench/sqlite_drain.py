@@ -39,10 +39,9 @@ from harness import cpu_model
 from pydantic import BaseModel
 from usvc_core import Application, action
 from usvc_core.ports import EnqueueRequest
-from usvc_testing.queues import SqliteQueue
-from usvc_testing.queues.sqlite import Durability
-from usvc_testing.queues.sqlite.connection import synchronous_for
-from usvc_testing.queues.sqlite.statements import CLAIM_STARTED, COMPLETE
+from usvc_sqlite import Durability, SqliteQueue
+from usvc_sqlite.connection import synchronous_for
+from usvc_sqlite.statements import CLAIM_STARTED, COMPLETE
 
 __all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "main", "run"]
 
