@@ -265,6 +265,29 @@ class TestOracleOnly:
         finally:
             await queue.close()
 
+    async def test_a_claim_whose_commit_went_unanswered_is_given_back(
+        self, oracle_table: str
+    ) -> None:
+        """Issue 22 item 3 on the server: rows claimed (and started) by a claim whose
+        COMMIT answer was lost are put back by the next claim, attempt returned, in the
+        same transaction, and handed out again. The lost answer is simulated by telling the
+        queue the rows are unconfirmed, as its commit failure does."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"doubt-{uuid.uuid4().hex[:8]}"
+        try:
+            await queue.enqueue_many(
+                [EnqueueRequest(payload={"action": "a"}, microservice=service, max_attempts=1)] * 2
+            )
+            lost = await queue.claim_and_start(service, "w", 2, 30)
+            queue._unconfirmed_claims.update({int(j.id): str(j.lease_token) for j in lost})
+            again = await queue.claim_and_start(service, "w", 2, 30)
+            assert sorted(j.id for j in again) == sorted(j.id for j in lost)
+            assert [j.attempts for j in again] == [1, 1]
+            assert not queue._unconfirmed_claims
+        finally:
+            await queue.close()
+
     async def test_enqueue_many_with_payloads_over_32_kb(self, oracle_table: str) -> None:
         """enqueue_many (executemany with RETURNING) of payloads beyond a VARCHAR bind,
         mixed with small ones: every job is stored and claimed whole."""

@@ -145,18 +145,59 @@ class TestClaim:
     async def test_commit_lost_after_it_landed_never_delivers_twice(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Jobs whose claim committed unseen stay Assigned until their lease expires, then
-        go back to Ready without spending an attempt; no job is handed out twice."""
+        """A claim whose COMMIT landed unseen: the retry puts those rows back to Ready in
+        its own transaction (by id and token) and claims again, so the best jobs are handed
+        out once, under the new token, and nothing is stranded until a lease expires."""
         ids = await fill(queue, 4)
         fake_db.fail("commit", connection_lost, after=True)
         first = await queue.claim("svc", "w1", 2, 30)
-        stranded = [ids[3], ids[2]]  # the top two, committed by the lost attempt
-        assert [j.id for j in first] == [ids[1], ids[0]]
-        assert {fake_db.status(i) for i in stranded} == {"Assigned"}
-        fake_db.advance(31)
-        result = await queue.reclaim_expired("svc")
-        assert sorted(result.requeued) == sorted([*stranded, *(j.id for j in first)])
+        assert [j.id for j in first] == [ids[3], ids[2]]
+        assert {fake_db.status(i) for i in ids[:2]} == {"Ready"}
+        assert {fake_db.rows[int(j.id)]["LEASE_TOKEN"] for j in first} == {
+            j.lease_token for j in first
+        }
         assert all(fake_db.rows[int(i)]["ATTEMPTS"] == 0 for i in ids)
+
+    async def test_a_lost_claim_and_start_commit_gives_the_attempt_back(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Issue 22 item 3: claim_and_start's COMMIT lands but its answer is lost, and the
+        outage outlasts the retries. The jobs (max_attempts=1) are Processing with their
+        one attempt spent under a token no worker holds; the next claim gives the attempt
+        back and hands them out, so they run instead of ending Failed at lease expiry."""
+        jobs = await queue.enqueue_many([req(max_attempts=1) for _ in range(2)])
+        fake_db.fail("commit", connection_lost, after=True)
+        fake_db.fail("acquire", connection_lost, times=3)
+        with pytest.raises(QueueUnavailableError):
+            await queue.claim_and_start("svc", "w1", 2, 30)
+        assert {fake_db.status(j.id) for j in jobs} == {"Processing"}
+        assert {fake_db.rows[int(j.id)]["ATTEMPTS"] for j in jobs} == {1}
+        fake_db.log.clear()
+        again = await queue.claim_and_start("svc", "w1", 2, 30)
+        assert sorted(j.id for j in again) == sorted(j.id for j in jobs)
+        assert [j.attempts for j in again] == [1, 1]
+        assert [c[1] for c in fake_db.calls("execute", "executemany")][:2] == [
+            "lock_ids",
+            "release",
+        ]
+        fake_db.log.clear()
+        assert await queue.claim_and_start("svc", "w1", 2, 30) == []
+        assert "release" not in [c[1] for c in fake_db.calls("executemany")]
+
+    async def test_a_lost_claim_that_did_not_land_is_forgotten(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A COMMIT that failed before it landed: the rows are Ready again (the server
+        rolled back); the next claim's give-back matches nothing and forgets them."""
+        jobs = await queue.enqueue_many([req() for _ in range(2)])
+        fake_db.fail("commit", connection_lost)
+        fake_db.fail("acquire", connection_lost, times=3)
+        with pytest.raises(QueueUnavailableError):
+            await queue.claim_and_start("svc", "w1", 2, 30)
+        assert {fake_db.status(j.id) for j in jobs} == {"Ready"}
+        again = await queue.claim_and_start("svc", "w1", 2, 30)
+        assert [j.attempts for j in again] == [1, 1]
+        assert queue._unconfirmed_claims == {}
 
     async def test_outage_becomes_queue_unavailable_after_bounded_retries(
         self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]

@@ -197,6 +197,8 @@ class OracleQueue:
         self._pool: PoolLike | None = None
         self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
+        #: row id -> lease token of claimed rows whose COMMIT went unanswered
+        self._unconfirmed_claims: dict[int, str] = {}
         #: (job id, lease token, operation) of owned writes whose COMMIT went unanswered
         self._unconfirmed: dict[tuple[str, str, str], None] = {}
 
@@ -591,13 +593,15 @@ class OracleQueue:
             status = JobStatus.ASSIGNED
 
         async def work(tx: _Tx) -> list[Job]:
+            given_back = await self._give_back_unconfirmed_claims(tx)
             slots = await self._limit_slots(tx, microservice, limits)
             ids, exhausted = await self._pick(tx, microservice, limit, slots, len(limits))
             if exhausted:
                 await self._fail_exhausted(tx, exhausted)
             if not ids:
-                if exhausted or slots.wrote:
+                if exhausted or slots.wrote or given_back:
                     await tx.commit()
+                    self._settle_claims(given_back)
                 return []
             token = uuid.uuid4().hex  # the row's token is this plus its id
             jobs: list[Job] = []
@@ -617,11 +621,44 @@ class OracleQueue:
                 for i in range(len(columns["ID"])):
                     row = {c: columns[c][i] for c in columns_out}
                     jobs.append(job_from_row(row, status=status, lease_owner=worker_id))
+            # Until the COMMIT's answer arrives these rows may be ours without our knowing:
+            # if it never comes, a later claim puts them back (see below).
+            sent = {int(j.id): str(j.lease_token) for j in jobs}
+            self._unconfirmed_claims.update(sent)
             await tx.commit()
+            self._settle_claims([*given_back, *sent])
             return jobs
 
         operation = "claim_and_start" if start else "claim"
         return sorted(await self._run(operation, work), key=dispatch_order)
+
+    async def _give_back_unconfirmed_claims(self, tx: _Tx) -> list[int]:
+        """Put back to Ready, in this claim's transaction, the rows of earlier claims whose
+        COMMIT was sent but never answered (issue 22 item 3). If that COMMIT landed, the
+        rows sit Assigned/Processing under a token no worker holds; with claim_and_start
+        their attempt is spent, so a job with max_attempts=1 would end Failed at lease
+        expiry without ever running. The release statement (id + token, leased) gives the
+        attempt back; a row that does not match (the COMMIT did not land, or the lease was
+        reclaimed meanwhile) is left alone. Rows another session holds locked are skipped
+        and tried again next time. Returns the ids settled (the caller commits)."""
+        if not self._unconfirmed_claims:
+            return []
+        settled: list[int] = []
+        for chunk in chunks(sorted(self._unconfirmed_claims), IN_LIST_SIZE):
+            locked = sorted(await self._lock_ids(tx, chunk))
+            present = await self._existing(tx, chunk) if len(locked) < len(chunk) else set()
+            settled += [i for i in chunk if i not in locked and i not in present]  # gone
+            if not locked:
+                continue
+            rows = [{"id": i, "lease_token": self._unconfirmed_claims[i]} for i in locked]
+            with tx.cursor() as cur:
+                await cur.executemany(self.sql.release, rows, arraydmlrowcounts=True)
+            settled += locked
+        return settled
+
+    def _settle_claims(self, ids: Sequence[int]) -> None:
+        for row_id in ids:
+            self._unconfirmed_claims.pop(row_id, None)
 
     async def _limit_slots(self, tx: _Tx, microservice: str, limits: dict[str, int]) -> _Slots:
         """Take this claim's turn for the limited actions and count what they may still run.
