@@ -493,6 +493,40 @@ class TestEnqueueAndGet:
         assert plain.run_at == utc(fake_db.now)
         assert plain.created_at == utc(fake_db.now)
 
+    async def test_enqueue_many_inserts_in_key_order(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Issue 22 item 5: the batch is inserted in key order (unique keys, then
+        idempotency keys, keyless last), so two batches taking the same keys cannot wait
+        on each other crosswise (ORA-00060); the jobs come back in request order."""
+        requests = [
+            req(unique_key="c"),
+            req(),
+            req(unique_key="a", idempotency_key="z"),
+            req(idempotency_key="y"),
+            req(unique_key="b"),
+            req(idempotency_key="x"),
+        ]
+        jobs = await queue.enqueue_many(requests)
+        assert [(j.unique_key, j.idempotency_key) for j in jobs] == [
+            (r.unique_key, r.idempotency_key) for r in requests
+        ]
+        inserted = sorted(jobs, key=lambda j: int(j.id))  # identity values follow inserts
+        assert [(j.unique_key, j.idempotency_key) for j in inserted] == [
+            ("a", "z"),
+            ("b", None),
+            ("c", None),
+            (None, "x"),
+            (None, "y"),
+            (None, None),
+        ]
+        for job in jobs:
+            row = fake_db.rows[int(job.id)]
+            assert (row["UNIQUE_KEY"], row["IDEMPOTENCY_KEY"]) == (
+                job.unique_key,
+                job.idempotency_key,
+            )
+
     async def test_duplicate_idempotency_key(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:

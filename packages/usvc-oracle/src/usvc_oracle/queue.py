@@ -154,6 +154,12 @@ def _id_binds(cur: CursorLike, **more: Any) -> None:
     cur.setinputsizes(**dict.fromkeys(in_list_binds(), _NUMBER), **more)
 
 
+def _key_order(row: Mapping[str, Any]) -> tuple[str, bool, str, bool, str]:
+    """Rows with a unique key first, by key, then by idempotency key; keyless rows last."""
+    unique, idem = row["unique_key"], row["idempotency_key"]
+    return (row["microservice"], unique is None, unique or "", idem is None, idem or "")
+
+
 def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
     limits = dict(max_running or {})
     for action, most in limits.items():
@@ -447,6 +453,11 @@ class OracleQueue:
                         raise DuplicateJobError(f"{what} {key[1]!r} appears twice in one batch")
                     seen.add(key)
 
+        # Insert in key order: two batches taking the same keys then wait on each other's
+        # index entries in one order, never crosswise (ORA-00060).
+        order = sorted(range(len(rows)), key=lambda i: _key_order(rows[i]))
+        ordered = [rows[i] for i in order]
+
         async def work(tx: _Tx) -> list[Job]:
             with tx.cursor() as cur:
                 outs = {c: cur.var(_out_type(c), arraysize=len(rows)) for c in _ENQUEUE_OUT}
@@ -455,13 +466,14 @@ class OracleQueue:
                     **clob_inputs(rows, ("payload",)),
                 )
                 try:
-                    await cur.executemany(self.sql.enqueue, rows)
+                    await cur.executemany(self.sql.enqueue, ordered)
                 except oracledb.IntegrityError as exc:
-                    raise await self._refused(tx, rows, exc) from exc
-                ids = [int(outs["ID"].getvalue(i)[0]) for i in range(len(rows))]
-                returned = {
-                    c: [outs[c].getvalue(i)[0] for i in range(len(rows))] for c in _ENQUEUE_OUT
-                }
+                    raise await self._refused(tx, ordered, exc) from exc
+                returned: dict[str, list[Any]] = {c: [None] * len(rows) for c in _ENQUEUE_OUT}
+                for position, i in enumerate(order):
+                    for c in _ENQUEUE_OUT:
+                        returned[c][i] = outs[c].getvalue(position)[0]
+                ids = [int(v) for v in returned["ID"]]
             untokened = [{"id": ids[i]} for i, row in enumerate(rows) if row["token"] is None]
             if untokened:
                 with tx.cursor() as cur:
