@@ -340,14 +340,20 @@ class Worker:
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
         structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
-        action = self._known_action(job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None
         kind = "lost"
         policy = self.config.job_retry
+        routed = route(job, self.actions)
+        # The metrics label: the job's action when route found it registered (no second
+        # registry lookup), else a registered name or the placeholder.
+        action = (
+            job.action
+            if not isinstance(routed, Outcome) and routed.name == job.action
+            else self._known_action(job.action)
+        )
         try:
             self.metrics.job_started(action)
-            routed = route(job, self.actions)
             if isinstance(routed, Outcome):
                 outcome = routed
             else:
