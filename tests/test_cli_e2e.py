@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 from tests.conftest import ROOT, ServiceProcess, free_port, wait_until
 

@@ -51,7 +51,12 @@ METRICS_GROUP = "usvc.metrics"
 SETTINGS_GROUP = "usvc.settings"
 
 #: The distribution to install for each queue scheme, for error messages.
-QUEUE_PACKAGES = {"memory": "usvc-testing", "sqlite": "usvc-testing", "oracle": "usvc-oracle"}
+QUEUE_PACKAGES = {
+    "memory": "usvc-testing",
+    "sqlite": "usvc-sqlite",
+    "postgresql": "usvc-postgres",
+    "oracle": "usvc-oracle",
+}
 #: The HTTP surface's entry point name and distribution.
 HTTP_SURFACE = "http"
 HTTP_PACKAGE = "usvc-http"

@@ -1,8 +1,9 @@
 """The ports: what the core needs from the outside world, as ``typing.Protocol``s.
 
-Adapters implement them (``usvc-testing``: in-memory and SQLite queues; ``usvc-oracle``:
-the Oracle queue; ``usvc-http``: Prometheus metrics and the HTTP surface; ``usvc-mongo``:
-the service registry) and are passed to :class:`usvc_core.Application` through its
+Adapters implement them (``usvc-testing``: the in-memory queue; ``usvc-sqlite``: the SQLite
+queue; ``usvc-postgres``: the PostgreSQL queue; ``usvc-oracle``: the Oracle queue;
+``usvc-http``: Prometheus metrics and the HTTP surface; ``usvc-mongo``: the service
+registry) and are passed to :class:`usvc_core.Application` through its
 constructor, or found by entry point from the settings alone.
 """
 

@@ -6,10 +6,20 @@ import heapq
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from usvc_core.adapter_support import (
+    QueueBase,
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    decode_cursor,
+    decode_payload,
+    encode_cursor,
+)
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
@@ -27,17 +37,6 @@ from usvc_core.ports import (
     ReclaimResult,
 )
 
-from usvc_testing.queues.admin import (
-    check_filter,
-    check_minutes,
-    check_page_limit,
-    check_retry_target,
-    decode_cursor,
-    encode_cursor,
-)
-from usvc_testing.queues.limits import checked_limits
-from usvc_testing.queues.payload import decode_payload
-
 __all__ = ["InMemoryQueue"]
 
 _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.PROCESSING
@@ -45,7 +44,7 @@ _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
 
 
-class InMemoryQueue(JobQueue, QueueAdmin):
+class InMemoryQueue(QueueBase, JobQueue, QueueAdmin):
     """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
     in memory; lost when the process ends.
 
@@ -54,6 +53,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
     """
 
     def __init__(self, clock: Clock | None = None, *, id_prefix: str = "dev-") -> None:
+        super().__init__()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._prefix = id_prefix
         self._ids = itertools.count(1)
@@ -74,7 +74,6 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         self._idempotency: dict[tuple[str, str], str] = {}
         # (service, unique key) -> job id; dropped only when purge deletes the job
         self._unique: dict[tuple[str, str], str] = {}
-        self._listeners: list[Callable[[], None]] = []
         # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count(1)
@@ -91,15 +90,11 @@ class InMemoryQueue(JobQueue, QueueAdmin):
     async def ping(self) -> None:
         return None
 
-    def on_enqueue(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
     # --- producing ---------------------------------------------------------------------------
 
     async def enqueue(self, request: EnqueueRequest) -> Job:
         job = self._add(request)
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
@@ -125,8 +120,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
                     )
                 idempotency.add(key)
         jobs = [self._add(r) for r in requests]
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return [j.snapshot() for j in jobs]
 
     async def enqueue_raw(self, microservice: str, raw: str | bytes, *, action: str = "") -> Job:
@@ -149,8 +143,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         self._jobs[job_id] = job
         self._order[job_id] = next(self._orders)
         self._push_ready(job)
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return job.snapshot()
 
     def _holder(self, key: tuple[str, str]) -> str | None:
@@ -227,33 +220,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
 
     # --- claiming ----------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return self._claim(
-            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
-        )
-
-    async def claim_and_start(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return self._claim(
-            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
-        )
-
-    def _claim(
+    async def _claim(
         self,
         microservice: str,
         worker_id: str,
@@ -261,9 +228,8 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         lease_seconds: float,
         *,
         start: bool,
-        max_running: Mapping[str, int] | None,
+        limits: dict[str, int],
     ) -> list[Job]:
-        limits = checked_limits(max_running)
         now = self._clock.now()
         due = self._due.setdefault(microservice, [])
         delayed = self._delayed.get(microservice)
@@ -473,8 +439,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             self._push_ready(stored)
             released += 1
         if released:
-            for listener in self._listeners:
-                listener()
+            self._notify()
         return released
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
@@ -593,8 +558,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             self._push_ready(job)
             retried += 1
         if retried:
-            for listener in self._listeners:
-                listener()
+            self._notify()
         return retried
 
     async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:

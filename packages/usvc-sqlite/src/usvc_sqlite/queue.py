@@ -8,10 +8,19 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from usvc_core.adapter_support import (
+    QueueBase,
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    decode_cursor,
+    encode_cursor,
+)
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
@@ -26,18 +35,9 @@ from usvc_core.ports import (
     ReclaimResult,
 )
 
-from usvc_testing.queues.admin import (
-    check_filter,
-    check_minutes,
-    check_page_limit,
-    check_retry_target,
-    decode_cursor,
-    encode_cursor,
-)
-from usvc_testing.queues.limits import checked_limits
-from usvc_testing.queues.sqlite import statements as sql
-from usvc_testing.queues.sqlite.connection import Durability, SqliteConnection
-from usvc_testing.queues.sqlite.schema import SqliteFileError, prepare
+from usvc_sqlite import statements as sql
+from usvc_sqlite.connection import Durability, SqliteConnection
+from usvc_sqlite.schema import SqliteFileError, prepare
 
 __all__ = ["SqliteQueue"]
 
@@ -47,7 +47,7 @@ _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lo
 _RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
-class SqliteQueue(JobQueue, QueueAdmin):
+class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
     """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
     on an SQLite file (WAL mode).
 
@@ -76,6 +76,7 @@ class SqliteQueue(JobQueue, QueueAdmin):
         durability: Durability | str = Durability.FULL,
         busy_timeout: float = 5.0,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
         try:
             self.durability = Durability(durability)
@@ -88,7 +89,6 @@ class SqliteQueue(JobQueue, QueueAdmin):
             raise ConfigurationError(f"busy_timeout={busy_timeout!r} must not be negative")
         self.busy_timeout = busy_timeout
         self._db: SqliteConnection | None = None
-        self._listeners: list[Callable[[], None]] = []
         self._closed_counts = (0, 0)
 
     def __repr__(self) -> str:
@@ -168,13 +168,6 @@ class SqliteQueue(JobQueue, QueueAdmin):
     async def ping(self) -> None:
         await self._conn().call(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    def on_enqueue(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    def _notify(self) -> None:
-        for listener in self._listeners:
-            listener()
-
     # --- producing -------------------------------------------------------------------------
 
     @staticmethod
@@ -210,32 +203,6 @@ class SqliteQueue(JobQueue, QueueAdmin):
 
     # --- owning ------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
-        )
-
-    async def claim_and_start(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
-        )
-
     async def _claim(
         self,
         microservice: str,
@@ -244,9 +211,8 @@ class SqliteQueue(JobQueue, QueueAdmin):
         lease: float,
         *,
         start: bool,
-        max_running: Mapping[str, int] | None,
+        limits: dict[str, int],
     ) -> list[Job]:
-        limits = checked_limits(max_running)
         if limit <= 0:
             return []
         if limits:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from usvc_core.ports import JobQueue
+from usvc_sqlite import SqliteQueue
 from usvc_testing.contract import JobQueueContract
-from usvc_testing.queues import SqliteQueue
 
 
 class TestSqliteQueue(JobQueueContract):
