@@ -47,7 +47,7 @@ synchronous_for = sqlite_connection().synchronous_for
 CLAIM_STARTED: str = sqlite_statements().CLAIM_STARTED
 COMPLETE: str = sqlite_statements().COMPLETE
 
-__all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "depth_rates", "main", "run", "prototype"]
+__all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "depth_rates", "main", "prototype", "run"]
 
 SERVICE = "bench-noop"
 JOBS = 20_000

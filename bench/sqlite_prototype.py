@@ -65,7 +65,9 @@ async def drain_prototype(
         conn.execute("BEGIN IMMEDIATE")
         if done:
             conn.executemany(complete_sql, done)
-        rows = conn.execute(claim_sql, ("prototype", 30.0, service, limit)).fetchall() if limit else []
+        rows = (
+            conn.execute(claim_sql, ("prototype", 30.0, service, limit)).fetchall() if limit else []
+        )
         conn.execute("COMMIT")
         return rows
 
