@@ -41,11 +41,22 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
     return proc.stdout.strip()
 
 
-def _uv() -> str:
-    found = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    if not Path(found).exists():
-        raise SystemExit("compare needs uv on PATH (it syncs each revision's environment)")
-    return found
+def _base_python() -> str:
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
+def _uv() -> list[str]:
+    """uv on PATH, else the one installed next to the base interpreter (what scripts/dev.sh
+    installs)."""
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    probe = subprocess.run(
+        [_base_python(), "-m", "uv", "--version"], capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        return [_base_python(), "-m", "uv"]
+    raise SystemExit("compare needs uv (it syncs each revision's environment): bash scripts/dev.sh")
 
 
 def _checkout(rev: str, where: Path) -> Path:
@@ -55,8 +66,8 @@ def _checkout(rev: str, where: Path) -> Path:
         k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
     }
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
-    env.setdefault("UV_PYTHON", getattr(sys, "_base_executable", sys.executable))
-    subprocess.run([_uv(), "sync", "--frozen", "--quiet"], cwd=where, env=env, check=True)
+    env.setdefault("UV_PYTHON", _base_python())
+    subprocess.run([*_uv(), "sync", "--frozen", "--quiet"], cwd=where, env=env, check=True)
     return where / ".venv" / "bin" / "python"
 
 
