@@ -36,7 +36,7 @@ from usvc_core.execution import (
 )
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.logging import is_enabled_for
+from usvc_core.logging import bind_job_context, is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, JobQueue, Metrics
 from usvc_core.resilience.retry import RetryPolicy
@@ -339,7 +339,7 @@ class Worker:
         job = state.job
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
-        structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
+        bind_job_context(job.token, job.id, job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None
         kind = "lost"
