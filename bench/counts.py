@@ -6,6 +6,7 @@ suspend), loop iterations, and memory allocated per job (tracemalloc).
     uv run python bench/counts.py --jobs 5000               # the table, grouped by layer
     uv run python bench/counts.py --jobs 5000 --json        # one JSON line
     uv run python bench/counts.py --jobs 5000 --top 40      # and the 40 costliest functions
+    uv run python bench/counts.py --ablate --jobs 20000     # CPU µs/job without each part
 
 Only the drain is counted: the jobs are enqueued and the application started before the
 profiler is switched on, and it is switched off once the last outcome is recorded.
@@ -19,7 +20,9 @@ import collections
 import cProfile
 import json
 import pstats
+import statistics
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -126,6 +129,78 @@ def count_drain(count: int, top: int = 0) -> dict[str, Any]:
     }
 
 
+#: What ``--ablate`` takes away, one at a time, to price it without a profiler's overhead.
+_ABLATIONS = ("kit", "no metrics", "no log context", "minimal queue", "floor")
+
+
+def _minimal_queue(queue: Any, jobs: list[Any]) -> Any:
+    """``queue`` with claim and complete replaced by the least a queue can do: hand out
+    ready-made Processing jobs from a deque, count completions. Prices the in-memory
+    queue's own per-job work (heaps, snapshots, lease tokens, timestamps)."""
+    import collections as _collections
+    import dataclasses
+
+    from usvc_core import JobStatus
+
+    ready = _collections.deque(
+        dataclasses.replace(j, status=JobStatus.PROCESSING, attempts=1, lease_token="t")
+        for j in jobs
+    )
+    done = [0]
+
+    async def claim_and_start(*_args: Any, **_kwargs: Any) -> list[Any]:
+        limit = _args[2]
+        return [ready.popleft() for _ in range(min(limit, len(ready)))]
+
+    async def complete(*_args: Any) -> None:
+        done[0] += 1
+
+    queue.claim_and_start, queue.complete = claim_and_start, complete
+    return done
+
+
+async def _ablated_drain(count: int, variant: str) -> float:
+    """CPU seconds per job of one drain with ``variant``'s part switched off."""
+    import usvc_core.worker as worker_module
+    from usvc_core import JobStatus
+    from usvc_core.metrics import NullMetrics
+
+    if variant == "floor":
+        return (await drain.drain_floor(count))[1] / count
+    app, queue, jobs = await drain.started_kit(count)
+    bind = worker_module.bind_job_context
+    try:
+        if variant == "no metrics":
+            app.worker.metrics = NullMetrics()
+        if variant == "no log context":
+            worker_module.bind_job_context = lambda *_args: None
+        done = _minimal_queue(queue, jobs) if variant == "minimal queue" else None
+        last = app.worker.watch(jobs[-1].id)
+        cpu = time.process_time()
+        await last
+        while (  # noqa: ASYNC110
+            done[0] < count
+            if done is not None
+            else (await queue.stats(drain.SERVICE)).counts[JobStatus.COMPLETED] < count
+        ):
+            await asyncio.sleep(0)
+        return (time.process_time() - cpu) / count
+    finally:
+        worker_module.bind_job_context = bind
+        await app.stop()
+
+
+def ablate(count: int, rounds: int) -> dict[str, float]:
+    """Median CPU µs per job of each variant over ``rounds`` alternating rounds."""
+    drain.configure_quiet_logging()
+    samples: dict[str, list[float]] = {v: [] for v in _ABLATIONS}
+    for n in range(rounds):
+        order = _ABLATIONS if n % 2 == 0 else tuple(reversed(_ABLATIONS))
+        for variant in order:
+            samples[variant].append(asyncio.run(_ablated_drain(count, variant)) * 1e6)
+    return {v: statistics.median(s) for v, s in samples.items()}
+
+
 def _print(report: dict[str, Any]) -> None:
     print(
         f"{report['jobs']} jobs: {report['calls_per_job']:.1f} calls, "
@@ -150,7 +225,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=5_000)
     parser.add_argument("--top", type=int, default=0, help="also list the N costliest functions")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--ablate", action="store_true", help="CPU µs/job without each part")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of --ablate")
     args = parser.parse_args(argv)
+    if args.ablate:
+        medians = ablate(args.jobs, args.rounds)
+        if args.json:
+            print(json.dumps(medians))
+            return
+        kit = medians["kit"]
+        for variant, us in medians.items():
+            print(
+                f"{variant:16} {us:6.2f} µs CPU/job"
+                + ("" if variant == "kit" else f"  (kit - this: {kit - us:5.2f})")
+            )
+        return
     report = count_drain(args.jobs, args.top)
     if args.json:
         print(json.dumps(report))
