@@ -281,6 +281,14 @@ class Worker:
             heapq.heappop(due)  # due before the last claim: that claim has seen them
         if due:
             seconds = min(seconds, due[0] - self.clock.monotonic())
+        if type(self.clock) is SystemClock:
+            # The real clock: the poll loop waits on the event itself under one timer, so an
+            # enqueue wakes it in one step of the event loop; _until's two helper tasks and
+            # their cancellation cost three more per idle wait (a dev job pays them all).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+            return
         await self._until(seconds, self._wake.wait())
 
     async def _until(self, seconds: float, *waits: Coroutine[Any, Any, Any]) -> None:
