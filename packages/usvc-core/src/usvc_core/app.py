@@ -590,8 +590,13 @@ class Application:
                 if left <= 0:
                     return job
                 # Woken at once when this process finishes it; the poll covers other processes.
-                await asyncio.wait([fut], timeout=min(left, 0.5))
-                if fut.done():
-                    fut.result()  # ShuttingDownError once the worker stops
+                # The future itself is awaited (one event-loop step when it resolves; what
+                # asyncio.wait adds costs two more); a timeout cancels it, so watch anew.
+                try:
+                    async with asyncio.timeout(min(left, 0.5)):
+                        await fut  # ShuttingDownError once the worker stops
+                except TimeoutError:
+                    self.worker.unwatch(job_id, fut)
+                    fut = self.worker.watch(job_id)
         finally:
             self.worker.unwatch(job_id, fut)
