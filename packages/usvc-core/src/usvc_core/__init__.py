@@ -29,6 +29,7 @@ from usvc_core.ports import (
     ActionSchema,
     Clock,
     EnqueueRequest,
+    FleetAdmin,
     InstanceInfo,
     JobFilter,
     JobPage,
@@ -43,6 +44,7 @@ from usvc_core.ports import (
     ServiceDescription,
     ServiceRegistry,
     Surface,
+    WorkerRecord,
 )
 from usvc_core.resilience import CircuitBreaker, CircuitState, RateLimiter, RetryPolicy
 from usvc_core.services import ServiceContainer, ServiceProvider
@@ -67,6 +69,7 @@ __all__ = [
     "DuplicateJobError",
     "EnqueueRequest",
     "ErrorCode",
+    "FleetAdmin",
     "HealthCheck",
     "HealthRegistry",
     "HealthSnapshot",
@@ -110,6 +113,7 @@ __all__ = [
     "UsvcError",
     "Worker",
     "WorkerConfig",
+    "WorkerRecord",
     "WorkerSettings",
     "action",
     "configure_logging",
