@@ -18,6 +18,7 @@ from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
 __all__ = [
+    "GONE_AFTER_HEARTBEATS",
     "ActionSchema",
     "Clock",
     "EnqueueRequest",
@@ -293,6 +294,10 @@ class QueueAdmin(Protocol):
 
 
 # --- the fleet: worker records, gone workers, paused actions ---------------------------------
+
+
+#: A worker is gone once it missed this many heartbeats.
+GONE_AFTER_HEARTBEATS = 2
 
 
 @dataclass(frozen=True, slots=True)

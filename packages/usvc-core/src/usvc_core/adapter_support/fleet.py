@@ -6,12 +6,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from usvc_core.ports import WorkerRecord
+from usvc_core.ports import GONE_AFTER_HEARTBEATS, WorkerRecord
 
 __all__ = ["GONE_AFTER_HEARTBEATS", "check_action_name", "check_worker_record", "gone_since"]
-
-#: A worker is gone once it missed this many heartbeats.
-GONE_AFTER_HEARTBEATS = 2
 
 
 def check_action_name(action: str) -> None:
