@@ -195,6 +195,8 @@ class Application:
                 cap_seconds=s.JOB_RETRY_BACKOFF_MAX_SECONDS,
             ),
             retention_seconds=s.JOB_RETENTION_SECONDS,
+            heartbeat_seconds=s.WORKER_HEARTBEAT_SECONDS,
+            version=s.SERVICE_VERSION,
         )
 
     def _load_actions(self) -> None:
