@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         ActionSchema,
         Clock,
         EnqueueRequest,
+        FleetAdmin,
         InstanceInfo,
         JobFilter,
         JobPage,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         ServiceDescription,
         ServiceRegistry,
         Surface,
+        WorkerRecord,
     )
     from usvc_core.resilience import CircuitBreaker, CircuitState, RateLimiter, RetryPolicy
     from usvc_core.services import ServiceContainer, ServiceProvider
@@ -77,6 +79,7 @@ __all__ = [
     "DuplicateJobError",
     "EnqueueRequest",
     "ErrorCode",
+    "FleetAdmin",
     "HealthCheck",
     "HealthRegistry",
     "HealthSnapshot",
@@ -120,6 +123,7 @@ __all__ = [
     "UsvcError",
     "Worker",
     "WorkerConfig",
+    "WorkerRecord",
     "WorkerSettings",
     "action",
     "configure_logging",
@@ -143,6 +147,7 @@ _WHERE = {
     "DuplicateJobError": "usvc_core.errors",
     "EnqueueRequest": "usvc_core.ports",
     "ErrorCode": "usvc_core.jobs",
+    "FleetAdmin": "usvc_core.ports",
     "HealthCheck": "usvc_core.health",
     "HealthRegistry": "usvc_core.health",
     "HealthSnapshot": "usvc_core.health",
@@ -186,6 +191,7 @@ _WHERE = {
     "UsvcError": "usvc_core.errors",
     "Worker": "usvc_core.worker",
     "WorkerConfig": "usvc_core.worker",
+    "WorkerRecord": "usvc_core.ports",
     "WorkerSettings": "usvc_core.settings",
     "action": "usvc_core.actions",
     "configure_logging": "usvc_core.logging",

@@ -198,6 +198,8 @@ class Application:
                 cap_seconds=s.JOB_RETRY_BACKOFF_MAX_SECONDS,
             ),
             retention_seconds=s.JOB_RETENTION_SECONDS,
+            heartbeat_seconds=s.WORKER_HEARTBEAT_SECONDS,
+            version=s.SERVICE_VERSION,
         )
 
     def _load_actions(self) -> None:
@@ -294,7 +296,12 @@ class Application:
             instance=self.instance,
             enqueue=self.enqueue,
             wait_for_job=self.wait_for_job,
+            worker_running=self._worker_running,
         )
+
+    def _worker_running(self) -> bool:
+        task = self._worker_task
+        return task is not None and not task.done()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -597,8 +604,13 @@ class Application:
                 if left <= 0:
                     return job
                 # Woken at once when this process finishes it; the poll covers other processes.
-                await asyncio.wait([fut], timeout=min(left, 0.5))
-                if fut.done():
-                    fut.result()  # ShuttingDownError once the worker stops
+                # The future itself is awaited (one event-loop step when it resolves; what
+                # asyncio.wait adds costs two more); a timeout cancels it, so watch anew.
+                try:
+                    async with asyncio.timeout(min(left, 0.5)):
+                        await fut  # ShuttingDownError once the worker stops
+                except TimeoutError:
+                    self.worker.unwatch(job_id, fut)
+                    fut = self.worker.watch(job_id)
         finally:
             self.worker.unwatch(job_id, fut)

@@ -147,6 +147,10 @@ class WorkerSettings(BaseSettings):
     QUEUE_URL: str = ""
     #: How long a claim owns a job without news from its worker; extended every third of it.
     LEASE_SECONDS: float = Field(default=30, ge=1)
+    #: How often a worker records itself in the store (its heartbeat); one silent for two
+    #: heartbeats is gone and its jobs go back to Ready at once, without waiting for their
+    #: leases. 0 turns the records off (dead workers are then noticed at lease expiry).
+    WORKER_HEARTBEAT_SECONDS: float = Field(default=1.5, ge=0, le=3600)
     #: Default number of attempts of a job (runs after a worker crash count too).
     JOB_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=1000)
     #: First delay before retrying a job whose handler raised a retryable error (doubles, capped).
