@@ -20,6 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Tests that start ``bash scripts/dev.sh example``: one at a time under pytest-xdist (one
+#: worker runs the group), because each runs ``uv sync`` on the shared environment and
+#: writes examples/greeting/.env.
+DEV_SH_EXAMPLE = pytest.mark.xdist_group("dev_sh_example")
+
 
 #: Ports this process handed out: never handed out twice (a stopped service's port may
 #: still be in TIME_WAIT, or about to be taken again by the OS for another test).
