@@ -170,3 +170,34 @@ def test_latest_and_next_agree(case: tuple[str, str, datetime]) -> None:
     assert s.next_after(latest) == following
     assert s.latest_at_or_before(following) == following
     assert s.latest_at_or_before(following - timedelta(microseconds=1)) == latest
+
+
+#: Syntax coverage: names, ranges, steps, lists, both day fields (either may match).
+SYNTAX = [
+    "*/7 * * * *",
+    "5-40/5 9-17 * * mon-fri",
+    "0 0 29 2 *",
+    "15 10 13 * fri",
+    "0 12 1,15 jan,jul *",
+    "30 7/5 * * 7",
+    "10,20 */3 1-7 * 1",
+    "*/13 5 4 * * sun",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(SYNTAX),
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
+)
+def test_utc_slots_match_croniter(cron: str, moment: datetime) -> None:
+    """Without daylight saving, the field search agrees with croniter on the same syntax."""
+    from croniter import croniter
+
+    moment = moment.replace(tzinfo=UTC)
+    six = len(cron.split()) == 6
+    s = parse_schedule("a", cron, where="test")
+    expected_next = croniter(cron, moment, second_at_beginning=six).get_next(datetime)
+    expected_prev = croniter(cron, moment + timedelta(microseconds=1), second_at_beginning=six)
+    assert s.next_after(moment) == expected_next
+    assert s.latest_at_or_before(moment) == expected_prev.get_prev(datetime)

@@ -58,6 +58,10 @@ class CronExpression:
 
     # -- days -------------------------------------------------------------------------
 
+    @property
+    def _sorted_days(self) -> list[int]:
+        return sorted(self.days)
+
     def day_matches(self, day: date) -> bool:
         if day.month not in self.months:
             return False
@@ -84,6 +88,14 @@ class CronExpression:
                 continue
             if self.day_matches(day):
                 return day
+            if self.weekday_star and not self.day_star:
+                # Only the day of the month counts: jump to the next allowed one.
+                last_day = calendar.monthrange(day.year, day.month)[1]
+                later = [d for d in self._sorted_days if day.day < d <= last_day]
+                if later:
+                    day = day.replace(day=later[0])
+                    continue
+                day = day.replace(day=last_day)
             day += timedelta(days=1)
         return None
 
@@ -98,6 +110,12 @@ class CronExpression:
                 continue
             if self.day_matches(day):
                 return day
+            if self.weekday_star and not self.day_star:
+                earlier = [d for d in self._sorted_days if d < day.day]
+                if earlier:
+                    day = day.replace(day=earlier[-1])
+                    continue
+                day = day.replace(day=1)
             day -= timedelta(days=1)
         return None
 

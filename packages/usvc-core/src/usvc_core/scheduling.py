@@ -32,6 +32,7 @@ from usvc_core.zone_transitions import (
     offset_at,
     transition_after,
     transition_at_or_before,
+    warm,
 )
 
 __all__ = [
@@ -213,6 +214,7 @@ class Scheduler:
         self._metrics = metrics
         self._health = health
         self.next_runs: dict[str, datetime] = {}
+        self._warm_year = 0
         if health is not None:
             health.register(SCHEDULER_CHECK, Status.GREEN, self._details())
 
@@ -230,6 +232,7 @@ class Scheduler:
     async def run(self) -> None:
         """Catch up once, then enqueue every slot as it comes, until cancelled."""
         now = self._clock.now()
+        await self._warm_zones(now)
         for schedule in self.schedules:
             await self._catch_up(schedule, now)
             self._set_next(schedule, schedule.next_after(now))
@@ -241,6 +244,7 @@ class Scheduler:
         )
         while True:
             now = self._clock.now()
+            await self._warm_zones(now)
             due = [s for s in self.schedules if self.next_runs[s.action] <= now]
             if not due:
                 wait = min(self.next_runs.values()) - now
@@ -259,6 +263,14 @@ class Scheduler:
                     continue
                 await self._fire(schedule, slot)
                 self._set_next(schedule, schedule.next_after(slot))
+
+    async def _warm_zones(self, now: datetime) -> None:
+        """Zone transitions for last, this and next year, computed off the event loop."""
+        if now.year == self._warm_year:
+            return
+        self._warm_year = now.year
+        zones = {ZoneInfo(s.timezone) for s in self.schedules}
+        await asyncio.to_thread(warm, zones, range(now.year - 1, now.year + 2))
 
     async def _catch_up(self, schedule: Schedule, now: datetime) -> None:
         last = schedule.latest_at_or_before(now)

@@ -10,12 +10,19 @@ that cancel out would be missed; tzdata has none in the years a scheduler runs.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-__all__ = ["Transition", "offset_at", "transition_after", "transition_at_or_before"]
+__all__ = [
+    "Transition",
+    "offset_at",
+    "transition_after",
+    "transition_at_or_before",
+    "warm",
+]
 
 _STEP = 6 * 3600
 
@@ -98,3 +105,11 @@ def transition_at_or_before(zone: ZoneInfo, moment: datetime, limit: datetime) -
             return tr if tr.at >= limit else None
         year -= 1
     return None
+
+
+def warm(zones: Iterable[ZoneInfo], years: Iterable[int]) -> None:
+    """Compute (and cache) the transitions ahead of need: the scheduler does this in a
+    thread, so the first slot computed in a new year costs the event loop nothing."""
+    for zone in zones:
+        for year in years:
+            _year(zone, year)
