@@ -314,6 +314,10 @@ class Metrics(Protocol):
 
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None: ...
 
+    def event_loop_lag(self, seconds: float) -> None:
+        """The event loop's recent lag (the largest over the monitor's window)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ActionSchema:
