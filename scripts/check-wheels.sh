@@ -8,7 +8,7 @@ cd "$root"
 dist="$(mktemp -d)"
 venv="$(mktemp -d)/venv"
 trap 'rm -rf "$dist" "$(dirname "$venv")"' EXIT
-packages=(usvc-core usvc-testing usvc-http usvc-oracle usvc-mongo)
+packages=(usvc-core usvc-sqlite usvc-testing usvc-http usvc-oracle usvc-mongo)
 for p in "${packages[@]}"; do
   uv build --quiet --package "$p" --wheel -o "$dist"
 done
@@ -19,24 +19,25 @@ uv pip install --quiet --python "$venv/bin/python" --find-links "$dist" \
   --no-sources "${packages[@]}"
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
-import usvc_core, usvc_http, usvc_mongo, usvc_oracle, usvc_testing  # noqa: F401
-for name in ("usvc-core", "usvc-testing", "usvc-http", "usvc-oracle", "usvc-mongo"):
+import usvc_core, usvc_http, usvc_mongo, usvc_oracle, usvc_sqlite, usvc_testing  # noqa: F401
+for name in ("usvc-core", "usvc-sqlite", "usvc-testing", "usvc-http", "usvc-oracle", "usvc-mongo"):
     print(f"{name}=={md.version(name)} installed from its wheel")
 eps = {ep.name for ep in md.entry_points(group="usvc.queues")}
 assert {"memory", "sqlite", "oracle"} <= eps, eps
 print("entry points:", sorted(eps))
 PY
 
-# A single-node production install: the SQLite queue without a test runner.
+# A single-node production install: usvc-core + usvc-sqlite, no test runner, no usvc-testing.
 prod="$(dirname "$venv")/prod"
 uv venv --quiet "$prod"
 uv pip install --quiet --python "$prod/bin/python" --find-links "$dist" --no-sources \
-  usvc-core usvc-testing
+  usvc-core usvc-sqlite
 "$prod/bin/python" - <<'PY'
 import asyncio, importlib.util, tempfile, pathlib
-assert importlib.util.find_spec("pytest") is None, "usvc-testing pulled pytest into a production install"
+assert importlib.util.find_spec("pytest") is None, "usvc-sqlite pulled pytest into a production install"
+assert importlib.util.find_spec("usvc_testing") is None, "usvc-sqlite pulled usvc-testing in"
 from usvc_core import EnqueueRequest
-from usvc_testing import Durability, SqliteQueue
+from usvc_sqlite import Durability, SqliteQueue
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as d:
@@ -48,8 +49,18 @@ async def main() -> None:
         await q.complete(claimed, {"ok": True}, 1.0)
         await q.close()
 asyncio.run(main())
-print("usvc-core + usvc-testing without pytest: SqliteQueue works")
+print("usvc-core + usvc-sqlite: SqliteQueue works")
 PY
+# usvc-testing re-exports the SQLite queue without pulling pytest in.
+uv pip install --quiet --python "$prod/bin/python" --find-links "$dist" --no-sources usvc-testing
+"$prod/bin/python" -c "
+import importlib.util
+assert importlib.util.find_spec('pytest') is None, 'usvc-testing pulled pytest into a production install'
+from usvc_testing import SqliteQueue
+import usvc_sqlite
+assert SqliteQueue is usvc_sqlite.SqliteQueue
+print('usvc-testing without pytest re-exports SqliteQueue')
+"
 # With the extra, the plugin's fixtures and the contract suite are there.
 uv pip install --quiet --python "$prod/bin/python" --find-links "$dist" --no-sources \
   "usvc-testing[pytest]"

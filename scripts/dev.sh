@@ -62,7 +62,7 @@ case "$cmd" in
     [ -n "$py313" ] || { echo "dev.sh: no Python 3.13 found" >&2; exit 1; }
     export UV_PYTHON="$py313" UV_PROJECT_ENVIRONMENT="$root/.venv-py313"
     "${UV[@]}" sync --frozen --quiet
-    exec "${UV[@]}" run --frozen pytest -q -p no:cacheprovider packages/usvc-core/tests packages/usvc-http/tests packages/usvc-testing/tests "$@"
+    exec "${UV[@]}" run --frozen pytest -q -p no:cacheprovider packages/usvc-core/tests packages/usvc-http/tests packages/usvc-testing/tests packages/usvc-sqlite/tests "$@"
     ;;
   wheels)
     sync

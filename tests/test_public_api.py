@@ -6,7 +6,14 @@ import importlib
 
 import pytest
 
-PACKAGES = ["usvc_core", "usvc_testing", "usvc_http", "usvc_oracle", "usvc_mongo"]
+PACKAGES = [
+    "usvc_core",
+    "usvc_sqlite",
+    "usvc_testing",
+    "usvc_http",
+    "usvc_oracle",
+    "usvc_mongo",
+]
 
 
 def test_spec_names_migrate_by_changing_imports_alone() -> None:
@@ -29,9 +36,9 @@ def test_spec_names_migrate_by_changing_imports_alone() -> None:
 
 
 def test_queues_are_exported_from_the_testing_package() -> None:
-    """The SQLite queue and its durability modes come from the package itself."""
+    """usvc-testing re-exports the SQLite queue of usvc-sqlite, for CI and test use."""
+    import usvc_sqlite as sqlite
     from usvc_testing import Durability, InMemoryQueue, SqliteQueue
-    from usvc_testing.queues import sqlite
 
     assert SqliteQueue is sqlite.SqliteQueue
     assert Durability is sqlite.Durability

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from usvc_core import JobFilter, JobStatus
 from usvc_core.ports import EnqueueRequest
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 SERVICE_DIR = Path(__file__).parent / "services" / "scheduled"
 SERVICE = "scheduled"

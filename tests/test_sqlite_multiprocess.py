@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from usvc_core.jobs import JobStatus
 from usvc_core.ports import EnqueueRequest
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 SERVICE_DIR = Path(__file__).parent / "services" / "counting"
 SERVICE = "counting"

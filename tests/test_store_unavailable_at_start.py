@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 from tests.conftest import ROOT, ServiceProcess, free_port, wait_until
 

@@ -237,7 +237,7 @@ _ENQUEUE_ONE = textwrap.dedent(
     """
     import asyncio, sys, time
     from usvc_core import EnqueueRequest
-    from usvc_testing.queues import SqliteQueue
+    from usvc_sqlite import SqliteQueue
 
     async def main():
         queue = SqliteQueue(sys.argv[1])

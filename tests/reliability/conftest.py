@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from usvc_core import EnqueueRequest
-from usvc_testing.queues import SqliteQueue
-from usvc_testing.queues.sqlite.schema import TABLE
+from usvc_sqlite import SqliteQueue
+from usvc_sqlite.schema import TABLE
 
 from tests.conftest import ServiceProcess, free_port
 
@@ -148,7 +148,7 @@ def can_connect(host: str, port: int) -> bool:
 class JobsDb:
     """The SQLite queue file seen from outside, as an operator would inspect it.
 
-    Producers go through :class:`~usvc_testing.queues.SqliteQueue`; this reads rows directly
+    Producers go through :class:`~usvc_sqlite.SqliteQueue`; this reads rows directly
     (``lease_owner`` is the worker id ``host:pid:suffix``), and writes the rows a badly
     behaved producer might write.
     """

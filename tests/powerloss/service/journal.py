@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from usvc_core.jobs import Job, JobStatus
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 __all__ = ["Journal", "JournaledQueue"]
 

@@ -8,7 +8,7 @@ from journal import JournaledQueue
 from usvc_core import Application
 from usvc_core.plugins import queue_from_settings
 from usvc_core.settings import WorkerSettings
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 settings = WorkerSettings()
 configured = queue_from_settings(settings)  # QUEUE_URL parsed as a user's would be

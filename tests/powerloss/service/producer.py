@@ -15,7 +15,7 @@ import sabotage  # noqa: F401 - only with POWERLOSS_SKIP_FSYNC=1
 from journal import Journal
 from usvc_core import EnqueueRequest
 from usvc_core.errors import QueueError
-from usvc_testing.queues import SqliteQueue
+from usvc_sqlite import SqliteQueue
 
 MICROSERVICE = "powerloss"
 

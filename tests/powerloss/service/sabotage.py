@@ -4,7 +4,7 @@ suite runs this once to prove that its checks notice such a loss."""
 
 import os
 
-from usvc_testing.queues.sqlite.connection import SqliteConnection
+from usvc_sqlite.connection import SqliteConnection
 
 if os.environ.get("POWERLOSS_SKIP_FSYNC") == "1":
     SqliteConnection._sync_wal = lambda self: None  # type: ignore[method-assign]

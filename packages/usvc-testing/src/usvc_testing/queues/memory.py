@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from usvc_core.adapter_support import (
+    QueueBase,
+    check_action_name,
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    check_worker_record,
+    decode_cursor,
+    decode_payload,
+    encode_cursor,
+    gone_since,
+)
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.ports import (
     Clock,
     EnqueueRequest,
+    FleetAdmin,
     JobFilter,
     JobPage,
     JobQueue,
@@ -25,18 +40,8 @@ from usvc_core.ports import (
     QueueAdmin,
     QueueStats,
     ReclaimResult,
+    WorkerRecord,
 )
-
-from usvc_testing.queues.admin import (
-    check_filter,
-    check_minutes,
-    check_page_limit,
-    check_retry_target,
-    decode_cursor,
-    encode_cursor,
-)
-from usvc_testing.queues.limits import checked_limits
-from usvc_testing.queues.payload import decode_payload
 
 __all__ = ["InMemoryQueue"]
 
@@ -45,15 +50,16 @@ _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
 
 
-class InMemoryQueue(JobQueue, QueueAdmin):
-    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
-    in memory; lost when the process ends.
+class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue`, :class:`usvc_core.ports.QueueAdmin`
+    and :class:`usvc_core.ports.FleetAdmin` in memory; lost when the process ends.
 
     Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
     ``dev-2``, ... (``id_prefix``). Returned jobs are snapshots: changing them changes nothing.
     """
 
     def __init__(self, clock: Clock | None = None, *, id_prefix: str = "dev-") -> None:
+        super().__init__()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._prefix = id_prefix
         self._ids = itertools.count(1)
@@ -74,10 +80,12 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         self._idempotency: dict[tuple[str, str], str] = {}
         # (service, unique key) -> job id; dropped only when purge deletes the job
         self._unique: dict[tuple[str, str], str] = {}
-        self._listeners: list[Callable[[], None]] = []
         # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count(1)
+        # The fleet: service -> worker id -> record; service -> paused action -> since.
+        self._workers: dict[str, dict[str, WorkerRecord]] = {}
+        self._paused: dict[str, dict[str, datetime]] = {}
         self.closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -91,15 +99,11 @@ class InMemoryQueue(JobQueue, QueueAdmin):
     async def ping(self) -> None:
         return None
 
-    def on_enqueue(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
     # --- producing ---------------------------------------------------------------------------
 
     async def enqueue(self, request: EnqueueRequest) -> Job:
         job = self._add(request)
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return job.snapshot()
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Job]:
@@ -125,8 +129,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
                     )
                 idempotency.add(key)
         jobs = [self._add(r) for r in requests]
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return [j.snapshot() for j in jobs]
 
     async def enqueue_raw(self, microservice: str, raw: str | bytes, *, action: str = "") -> Job:
@@ -149,8 +152,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         self._jobs[job_id] = job
         self._order[job_id] = next(self._orders)
         self._push_ready(job)
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return job.snapshot()
 
     def _holder(self, key: tuple[str, str]) -> str | None:
@@ -227,33 +229,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
 
     # --- claiming ----------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return self._claim(
-            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
-        )
-
-    async def claim_and_start(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return self._claim(
-            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
-        )
-
-    def _claim(
+    async def _claim(
         self,
         microservice: str,
         worker_id: str,
@@ -261,9 +237,8 @@ class InMemoryQueue(JobQueue, QueueAdmin):
         lease_seconds: float,
         *,
         start: bool,
-        max_running: Mapping[str, int] | None,
+        limits: dict[str, int],
     ) -> list[Job]:
-        limits = checked_limits(max_running)
         now = self._clock.now()
         due = self._due.setdefault(microservice, [])
         delayed = self._delayed.get(microservice)
@@ -274,6 +249,9 @@ class InMemoryQueue(JobQueue, QueueAdmin):
                 key = (-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id)
                 heapq.heappush(due, key)
         expires = now + timedelta(seconds=lease_seconds)
+        paused = self._paused.get(microservice)
+        if paused:  # a paused action is held back like one at a limit of 0
+            limits = {**limits, **dict.fromkeys(paused, 0)}
         if limits or microservice in self._parked:
             return self._claim_limited(
                 microservice, worker_id, limit, now, expires, start=start, limits=limits
@@ -473,8 +451,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             self._push_ready(stored)
             released += 1
         if released:
-            for listener in self._listeners:
-                listener()
+            self._notify()
         return released
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
@@ -593,8 +570,7 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             self._push_ready(job)
             retried += 1
         if retried:
-            for listener in self._listeners:
-                listener()
+            self._notify()
         return retried
 
     async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
@@ -645,7 +621,11 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             if job.status is _READY and job.created_at is not None:
                 oldest = job.created_at if oldest is None else min(oldest, job.created_at)
         age = (self._clock.now() - oldest).total_seconds() if oldest is not None else None
-        return QueueStats(counts=counts, oldest_ready_age_seconds=age)
+        return QueueStats(
+            counts=counts,
+            oldest_ready_age_seconds=age,
+            paused_actions=frozenset(self._paused.get(microservice, ())),
+        )
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
@@ -664,3 +644,74 @@ class InMemoryQueue(JobQueue, QueueAdmin):
             self._heap_seq.pop(job_id, None)
             self._order.pop(job_id, None)
         return len(doomed)
+
+    # --- the fleet (FleetAdmin) --------------------------------------------------------------
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        seen = dataclasses.replace(record, last_seen_at=self._clock.now(), gone=False)
+        self._workers.setdefault(record.microservice, {})[record.worker_id] = seen
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        self._workers.get(microservice, {}).pop(worker_id, None)
+
+    def _gone(self, microservice: str) -> dict[str, WorkerRecord]:
+        now = self._clock.now()
+        return {
+            worker_id: record
+            for worker_id, record in self._workers.get(microservice, {}).items()
+            if gone_since(record) < now
+        }
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        gone = self._gone(microservice)
+        records = [
+            dataclasses.replace(record, gone=worker_id in gone)
+            for worker_id, record in self._workers.get(microservice, {}).items()
+        ]
+        return sorted(records, key=lambda r: (r.started_at, r.worker_id))
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        gone = self._gone(microservice)
+        if not gone:
+            return ReclaimResult()
+        # Their leases end now; what follows is exactly what an expired lease gets.
+        ended = self._clock.now() - timedelta(microseconds=1)
+        for job_id in self._leased.get(microservice, ()):
+            stored = self._jobs[job_id]
+            if stored.lease_owner in gone:
+                stored.lease_expires_at = ended
+        return await self.reclaim_expired(microservice)
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
+        records = self._workers.get(microservice, {})
+        doomed = [
+            worker_id
+            for worker_id in self._gone(microservice)
+            if (seen := records[worker_id].last_seen_at) is not None and seen < cutoff
+        ]
+        for worker_id in doomed:
+            del records[worker_id]
+        return len(doomed)
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        paused = self._paused.setdefault(microservice, {})
+        if action in paused:
+            return False
+        paused[action] = self._clock.now()
+        return True
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        paused = self._paused.get(microservice, {})
+        if paused.pop(action, None) is None:
+            return False
+        if not paused:
+            self._paused.pop(microservice, None)
+        self._notify()  # its waiting jobs may be claimed now
+        return True
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        return dict(self._paused.get(microservice, {}))

@@ -1,14 +1,10 @@
-"""What the queues of this package share for the operator port (``QueueAdmin``): argument
-checks that say what to fix, and the opaque cursors of ``list_jobs``."""
+"""Argument checks of the operator port (``QueueAdmin``) that every adapter makes the
+same way, each saying what to fix."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from usvc_core.ports import JobFilter
 
@@ -19,8 +15,6 @@ __all__ = [
     "check_minutes",
     "check_page_limit",
     "check_retry_target",
-    "decode_cursor",
-    "encode_cursor",
 ]
 
 MAX_PAGE = 1000  #: the most jobs one ``list_jobs`` page holds
@@ -57,31 +51,3 @@ def check_retry_target(microservice: str, job_ids: Sequence[str], where: JobFilt
                 f"the filter is for service {where.microservice!r}, not {microservice!r}"
             )
         check_filter(where)
-
-
-def encode_cursor(*parts: str | int | float) -> str:
-    """An opaque cursor holding ``parts`` (the sort key of a page's last job)."""
-    raw = json.dumps(list(parts), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
-    """The parts of a cursor made by :func:`encode_cursor`, checked against ``kinds``;
-    ValueError for anything else."""
-    bad = ValueError(f"cursor {cursor!r} is not one that list_jobs gave out")
-    if not isinstance(cursor, str):
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = json.loads(raw)
-    except (ValueError, binascii.Error):
-        raise bad from None
-    if (
-        not isinstance(parts, list)
-        or len(parts) != len(kinds)
-        or not all(
-            isinstance(p, k) and not isinstance(p, bool) for p, k in zip(parts, kinds, strict=True)
-        )
-    ):
-        raise bad
-    return parts

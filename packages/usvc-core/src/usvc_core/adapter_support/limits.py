@@ -1,4 +1,4 @@
-"""The per-action limits a claim is given (``max_running``), checked once for every queue."""
+"""The per-action limits a claim is given (``max_running``), checked the same way by every queue."""
 
 from __future__ import annotations
 

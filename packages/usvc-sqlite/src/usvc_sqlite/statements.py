@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from usvc_core.adapter_support.payload import decode_payload
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
@@ -27,8 +28,7 @@ from usvc_core.ports import (
     ReclaimResult,
 )
 
-from usvc_testing.queues.payload import decode_payload
-from usvc_testing.queues.sqlite.schema import NOW, TABLE
+from usvc_sqlite.schema import NOW, TABLE
 
 __all__ = [
     "CLAIM",

@@ -18,10 +18,14 @@ from usvc_core.errors import ConfigurationError, LeaseLostError, QueueUnavailabl
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import EnqueueRequest, JobFilter
 from usvc_core.settings import WorkerSettings
-from usvc_testing.queues import SqliteQueue, sqlite_queue_from_url
-from usvc_testing.queues.sqlite import SCHEMA_VERSION, SqliteFileError, statements
-from usvc_testing.queues.sqlite import queue as queue_module
-from usvc_testing.queues.sqlite.schema import prepare
+from usvc_sqlite import (
+    SqliteFileError,
+    SqliteQueue,
+    sqlite_queue_from_url,
+    statements,
+)
+from usvc_sqlite import queue as queue_module
+from usvc_sqlite.schema import SCHEMA_VERSION, prepare
 
 SERVICE = "sqlite-tests"
 

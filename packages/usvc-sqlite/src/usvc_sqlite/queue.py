@@ -3,19 +3,33 @@ of one machine."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from usvc_core.adapter_support import (
+    QueueBase,
+    check_action_name,
+    check_filter,
+    check_minutes,
+    check_page_limit,
+    check_retry_target,
+    check_worker_record,
+    decode_cursor,
+    encode_cursor,
+)
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
     EnqueueRequest,
+    FleetAdmin,
     JobFilter,
     JobPage,
     JobQueue,
@@ -24,20 +38,13 @@ from usvc_core.ports import (
     QueueAdmin,
     QueueStats,
     ReclaimResult,
+    WorkerRecord,
 )
 
-from usvc_testing.queues.admin import (
-    check_filter,
-    check_minutes,
-    check_page_limit,
-    check_retry_target,
-    decode_cursor,
-    encode_cursor,
-)
-from usvc_testing.queues.limits import checked_limits
-from usvc_testing.queues.sqlite import statements as sql
-from usvc_testing.queues.sqlite.connection import Durability, SqliteConnection
-from usvc_testing.queues.sqlite.schema import SqliteFileError, prepare
+from usvc_sqlite import fleet
+from usvc_sqlite import statements as sql
+from usvc_sqlite.connection import Durability, SqliteConnection
+from usvc_sqlite.schema import SqliteFileError, prepare
 
 __all__ = ["SqliteQueue"]
 
@@ -47,9 +54,9 @@ _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lo
 _RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
-class SqliteQueue(JobQueue, QueueAdmin):
-    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
-    on an SQLite file (WAL mode).
+class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue`, :class:`usvc_core.ports.QueueAdmin`
+    and :class:`usvc_core.ports.FleetAdmin` on an SQLite file (WAL mode).
 
     Any number of processes on one machine may open the same file: claims take the write
     lock (``BEGIN IMMEDIATE``) and move jobs with one ``UPDATE ... RETURNING``, so a job is
@@ -76,6 +83,7 @@ class SqliteQueue(JobQueue, QueueAdmin):
         durability: Durability | str = Durability.FULL,
         busy_timeout: float = 5.0,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
         try:
             self.durability = Durability(durability)
@@ -88,7 +96,6 @@ class SqliteQueue(JobQueue, QueueAdmin):
             raise ConfigurationError(f"busy_timeout={busy_timeout!r} must not be negative")
         self.busy_timeout = busy_timeout
         self._db: SqliteConnection | None = None
-        self._listeners: list[Callable[[], None]] = []
         self._closed_counts = (0, 0)
 
     def __repr__(self) -> str:
@@ -168,13 +175,6 @@ class SqliteQueue(JobQueue, QueueAdmin):
     async def ping(self) -> None:
         await self._conn().call(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    def on_enqueue(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    def _notify(self) -> None:
-        for listener in self._listeners:
-            listener()
-
     # --- producing -------------------------------------------------------------------------
 
     @staticmethod
@@ -210,32 +210,6 @@ class SqliteQueue(JobQueue, QueueAdmin):
 
     # --- owning ------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
-        )
-
-    async def claim_and_start(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
-        )
-
     async def _claim(
         self,
         microservice: str,
@@ -244,22 +218,21 @@ class SqliteQueue(JobQueue, QueueAdmin):
         lease: float,
         *,
         start: bool,
-        max_running: Mapping[str, int] | None,
+        limits: dict[str, int],
     ) -> list[Job]:
-        limits = checked_limits(max_running)
         if limit <= 0:
             return []
-        if limits:
-            return await self._conn().write(
-                lambda conn: sql.claim_limited(
-                    conn, microservice, worker_id, limit, lease, limits=limits, start=start
-                ),
-                durable=False,
-            )
-        return await self._conn().write(
-            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease, start=start),
-            durable=False,
-        )
+
+        def claim(conn: sqlite3.Connection) -> list[Job]:
+            # Paused actions are held back as actions at a limit of 0.
+            held = {**limits, **fleet.paused_limits(conn, microservice)}
+            if held:
+                return sql.claim_limited(
+                    conn, microservice, worker_id, limit, lease, limits=held, start=start
+                )
+            return sql.claim(conn, microservice, worker_id, limit, lease, start=start)
+
+        return await self._conn().write(claim, durable=False)
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
         return await self._conn().write(
@@ -372,7 +345,11 @@ class SqliteQueue(JobQueue, QueueAdmin):
         return await self._conn().call(lambda conn: sql.get(conn, job_id))
 
     async def stats(self, microservice: str) -> QueueStats:
-        return await self._conn().call(lambda conn: sql.stats(conn, microservice))
+        def read(conn: sqlite3.Connection) -> QueueStats:
+            paused = frozenset(fleet.paused_limits(conn, microservice))
+            return dataclasses.replace(sql.stats(conn, microservice), paused_actions=paused)
+
+        return await self._conn().call(read)
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         total = 0
@@ -384,6 +361,51 @@ class SqliteQueue(JobQueue, QueueAdmin):
             total += deleted
             if deleted < _PURGE_CHUNK:
                 return total
+
+    # --- the fleet (FleetAdmin) --------------------------------------------------------------
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        await self._conn().write(lambda conn: fleet.heartbeat(conn, record), durable=False)
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        await self._conn().write(
+            lambda conn: fleet.remove(conn, microservice, worker_id), durable=False
+        )
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        return await self._conn().call(lambda conn: fleet.list_workers(conn, microservice))
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        if not await self._conn().call(lambda conn: fleet.has_gone_owner(conn, microservice)):
+            return ReclaimResult()
+        return await self._conn().write(
+            lambda conn: fleet.reclaim_gone(conn, microservice), durable=False
+        )
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        return await self._conn().write(
+            lambda conn: fleet.forget_gone(conn, microservice, older_than_seconds),
+            durable=False,
+        )
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        return await self._conn().write(
+            lambda conn: fleet.pause(conn, microservice, action), durable=True
+        )
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        resumed = await self._conn().write(
+            lambda conn: fleet.resume(conn, microservice, action), durable=True
+        )
+        if resumed:
+            self._notify()  # its waiting jobs may be claimed now
+        return resumed
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        return await self._conn().call(lambda conn: fleet.paused(conn, microservice))
 
 
 def _use_wal(conn: sqlite3.Connection, where: str, *, patience: float) -> None:
