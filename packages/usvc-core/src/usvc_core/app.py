@@ -44,7 +44,7 @@ from usvc_core.plugins import (
     named_entry_points,
     queue_from_settings,
 )
-from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
+from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, StoreClock, Surface
 from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.scheduling import Schedule, Scheduler, cancel_and_wait, parse_schedule
 from usvc_core.services import S, ServiceContainer, ServiceProvider
@@ -394,6 +394,7 @@ class Application:
                 catchup_seconds=self.settings.SCHEDULE_CATCHUP_SECONDS,
                 metrics=self.metrics,
                 health=self.health,
+                store_clock=self.queue if isinstance(self.queue, StoreClock) else None,
             )
             self._scheduler_task = asyncio.create_task(scheduler.run(), name="usvc-scheduler")
         try:

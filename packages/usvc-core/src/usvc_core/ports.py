@@ -36,6 +36,7 @@ __all__ = [
     "ReclaimResult",
     "ServiceDescription",
     "ServiceRegistry",
+    "StoreClock",
     "Surface",
     "WorkerRecord",
 ]
@@ -55,6 +56,17 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
+        ...
+
+
+@runtime_checkable
+class StoreClock(Protocol):
+    """Optional for a queue: the store's own time, which the fleet agrees on. The scheduler
+    enqueues a slot only once the store's time has reached it, so a worker whose clock runs
+    fast cannot enqueue early."""
+
+    async def store_now(self) -> datetime:
+        """The store's current UTC time, timezone-aware."""
         ...
 
 

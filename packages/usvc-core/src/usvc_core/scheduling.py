@@ -26,7 +26,7 @@ import structlog
 from usvc_core.cron import SEARCH_YEARS, CronExpression, CronSyntaxError, parse_cron
 from usvc_core.errors import ConfigurationError, DuplicateJobError
 from usvc_core.health import HealthRegistry, Status
-from usvc_core.ports import Clock, Metrics
+from usvc_core.ports import Clock, Metrics, StoreClock
 from usvc_core.zone_transitions import (
     Transition,
     offset_at,
@@ -54,6 +54,8 @@ _HORIZON = timedelta(days=366 * SEARCH_YEARS)
 #: Longer than any fall-back in tzdata (they repeat at most a few hours of wall time).
 _LONGEST_FOLD = timedelta(days=1)
 _TICK = timedelta(microseconds=1)
+#: A store clock behind ours by more than this is logged (NTP keeps hosts within ms).
+_SKEW_WARNING_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +195,11 @@ class Scheduler:
     """Enqueues the slots of ``schedules`` through ``enqueue(schedule, slot, unique_key)``.
 
     Time comes from ``clock`` (``FakeClock`` in tests); each sleep is computed from the wall
-    clock again, so wake-ups do not drift. A failing store is retried (same slot, backoff)
-    and shown as the ``scheduler`` health check; it never stops the scheduler.
+    clock again, so wake-ups do not drift. With a ``store_clock`` (the queue, when it
+    implements :class:`~usvc_core.ports.StoreClock`), a slot is enqueued only once the
+    store's time has reached it: a worker whose clock runs fast waits for the store. A
+    failing store is retried (same slot, backoff) and shown as the ``scheduler`` health
+    check; it never stops the scheduler.
     """
 
     def __init__(
@@ -206,8 +211,10 @@ class Scheduler:
         catchup_seconds: float,
         metrics: Metrics | None = None,
         health: HealthRegistry | None = None,
+        store_clock: StoreClock | None = None,
     ) -> None:
         self.schedules = list(schedules)
+        self._store_clock = store_clock
         self._enqueue = enqueue
         self._clock = clock
         self._catchup = timedelta(seconds=catchup_seconds)
@@ -232,7 +239,7 @@ class Scheduler:
     async def run(self) -> None:
         """Catch up once, then enqueue every slot as it comes, until cancelled."""
         now = self._clock.now()
-        await self._warm_zones(now)
+        self._warm_zones(now)
         for schedule in self.schedules:
             await self._catch_up(schedule, now)
             self._set_next(schedule, schedule.next_after(now))
@@ -244,7 +251,7 @@ class Scheduler:
         )
         while True:
             now = self._clock.now()
-            await self._warm_zones(now)
+            self._warm_zones(now)
             due = [s for s in self.schedules if self.next_runs[s.action] <= now]
             if not due:
                 wait = min(self.next_runs.values()) - now
@@ -264,13 +271,33 @@ class Scheduler:
                 await self._fire(schedule, slot)
                 self._set_next(schedule, schedule.next_after(slot))
 
-    async def _warm_zones(self, now: datetime) -> None:
-        """Zone transitions for last, this and next year, computed off the event loop."""
+    def _warm_zones(self, now: datetime) -> None:
+        """Zone transitions for last, this and next year, computed once a year (a few ms
+        per zone and year) rather than inside a slot computation."""
         if now.year == self._warm_year:
             return
         self._warm_year = now.year
         zones = {ZoneInfo(s.timezone) for s in self.schedules}
-        await asyncio.to_thread(warm, zones, range(now.year - 1, now.year + 2))
+        warm(zones, range(now.year - 1, now.year + 2))
+
+    async def _wait_for_store(self, schedule: Schedule, slot: datetime) -> None:
+        """Sleep until the store's clock has reached ``slot`` (ours may run fast)."""
+        if self._store_clock is None:
+            return
+        warned = False
+        while True:
+            ahead = (slot - await self._store_clock.store_now()).total_seconds()
+            if ahead <= 0:
+                return
+            if not warned and ahead > _SKEW_WARNING_SECONDS:
+                warned = True
+                _log.warning(
+                    "this worker's clock runs ahead of the store's; waiting for the store",
+                    action=schedule.action,
+                    slot=slot.isoformat(),
+                    ahead_seconds=round(ahead, 3),
+                )
+            await self._clock.sleep(min(ahead, _MAX_SLEEP))
 
     async def _catch_up(self, schedule: Schedule, now: datetime) -> None:
         last = schedule.latest_at_or_before(now)
@@ -291,6 +318,7 @@ class Scheduler:
         failures = 0
         while True:
             try:
+                await self._wait_for_store(schedule, slot)
                 await self._enqueue(schedule, slot, key)
             except DuplicateJobError:
                 _log.debug("schedule slot already enqueued", action=schedule.action, key=key)

@@ -108,8 +108,8 @@ def transition_at_or_before(zone: ZoneInfo, moment: datetime, limit: datetime) -
 
 
 def warm(zones: Iterable[ZoneInfo], years: Iterable[int]) -> None:
-    """Compute (and cache) the transitions ahead of need: the scheduler does this in a
-    thread, so the first slot computed in a new year costs the event loop nothing."""
+    """Compute (and cache) the transitions ahead of need: the scheduler does this at start
+    and once a year, so a slot computation never pays for it."""
     for zone in zones:
         for year in years:
             _year(zone, year)
