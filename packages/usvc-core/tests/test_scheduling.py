@@ -81,6 +81,9 @@ class TestSchedule:
         [
             ("* * * *", "UTC", "five fields"),
             ("61 * * * *", "UTC", "not a valid cron expression"),
+            ("0 0 L * *", "UTC", "not a valid cron expression"),
+            ("0 0 30 2 *", "UTC", "no day of the calendar matches"),
+            ("0 0 * * 1-", "UTC", "not a valid cron expression"),
             ("*/15 * * * *", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
         ],
     )
