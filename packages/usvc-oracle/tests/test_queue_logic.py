@@ -1008,3 +1008,16 @@ class TestMaxRunning:
         with pytest.raises(ValueError, match="'a'"):
             await queue.claim("svc", "w", 1, 30, max_running={"a": -1})
         assert fake_db.log == []
+
+
+class TestStoreClock:
+    async def test_store_now_is_the_database_clock(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The scheduler waits for this clock (StoreClock), not the worker's."""
+        from usvc_core.ports import StoreClock
+
+        assert isinstance(queue, StoreClock)
+        assert await queue.store_now() == utc(fake_db.now)
+        fake_db.now += _seconds(5)
+        assert await queue.store_now() == utc(fake_db.now)

@@ -33,6 +33,7 @@ from usvc_core.errors import (
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import TRACE_KEY, Job
 from usvc_core.logging import configure_logging
+from usvc_core.loop_lag import EVENT_LOOP_CHECK, LoopLagMonitor
 from usvc_core.metrics import NullMetrics
 from usvc_core.plugins import (
     HTTP_PACKAGE,
@@ -43,7 +44,7 @@ from usvc_core.plugins import (
     named_entry_points,
     queue_from_settings,
 )
-from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
+from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, StoreClock, Surface
 from usvc_core.resilience.retry import RetryPolicy
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
@@ -114,6 +115,7 @@ class Application:
         self._worker_task: asyncio.Task[None] | None = None
         self._schedules: list[Schedule] = []
         self._scheduler_task: asyncio.Task[None] | None = None
+        self._loop_lag_task: asyncio.Task[None] | None = None
         self._telemetry = Telemetry()
         self._global_telemetry = False  # serve() makes the trace provider process-wide
         self._started = False
@@ -324,6 +326,8 @@ class Application:
             raise
         assert self._worker is not None
         self._stop_requested.clear()
+        monitor = LoopLagMonitor(health=self.health, metrics=self.metrics)
+        self._loop_lag_task = asyncio.create_task(monitor.run(), name="usvc-loop-lag")
         self._worker_task = asyncio.create_task(self._run_worker(), name="usvc-worker")
         self._started = True
         _log.info(
@@ -399,6 +403,7 @@ class Application:
                 catchup_seconds=self.settings.SCHEDULE_CATCHUP_SECONDS,
                 metrics=self.metrics,
                 health=self.health,
+                store_clock=self.queue if isinstance(self.queue, StoreClock) else None,
             )
             self._scheduler_task = asyncio.create_task(scheduler.run(), name="usvc-scheduler")
         try:
@@ -474,6 +479,9 @@ class Application:
         if self._worker is not None and self._worker_task is not None:
             self._worker.request_stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        await cancel_and_wait(self._loop_lag_task)
+        self._loop_lag_task = None
+        self.health.unregister(EVENT_LOOP_CHECK)
         await self._stop_surfaces()
         await self.container.cleanup()
         await self.queue.close()

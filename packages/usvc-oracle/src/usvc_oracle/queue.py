@@ -291,6 +291,19 @@ class OracleQueue:
     async def _ping(self, tx: _Tx) -> None:
         await tx.conn.ping()
 
+    async def store_now(self) -> datetime:
+        """The database's clock, UTC (:class:`~usvc_core.ports.StoreClock`): the scheduler
+        enqueues a slot only once this has reached it."""
+
+        async def work(tx: _Tx) -> datetime:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.db_now)
+                ((now,),) = await cur.fetchall()
+            stamp: datetime = now.replace(tzinfo=UTC)
+            return stamp
+
+        return await self._run("store_now", work)
+
     def on_enqueue(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
