@@ -9,6 +9,7 @@ from typing import Any
 
 import oracledb
 import pytest
+from structlog.testing import capture_logs
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -17,6 +18,7 @@ from usvc_core.errors import (
     QueueUnavailableError,
 )
 from usvc_core.jobs import ErrorCode, JobStatus
+from usvc_core.metrics import NullMetrics
 from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
 from usvc_oracle import JobLockedError, OracleQueue, OracleQueueError, OracleSettings
 from usvc_oracle_fake import (
@@ -99,10 +101,14 @@ class TestClaim:
     async def test_empty_queue_commits_nothing(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Claiming from an empty queue sends no update and no commit."""
+        """Claiming from an empty queue sends no update and no commit: the lock query, and
+        the look for due delayed jobs (it came back short), nothing else."""
         fake_db.log.clear()
         assert await queue.claim("svc", "w1", 4, 30) == []
-        assert fake_db.calls("commit", "execute") == [("execute", "claim_lock", 4, 4)]
+        assert fake_db.calls("commit", "execute") == [
+            ("execute", "claim_lock", 4, 4),
+            ("execute", "promote_lock", 100, 100),
+        ]
 
     async def test_large_batches_update_in_fixed_width_chunks(
         self, queue: OracleQueue, fake_db: FakeDatabase
@@ -242,6 +248,91 @@ class TestClaim:
         assert jobs[0].payload_error
         assert jobs[1].payload == {"action": "greet"}
         assert jobs[1].payload_error is None
+
+
+class TestDelayedJobs:
+    """Issue 22 item 6: delayed jobs stay out of the claim's index until due."""
+
+    async def test_a_delayed_job_waits_in_the_delay_index(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Enqueued with a delay: DELAYED = 1 (not in the claim index); a claim before it
+        is due promotes nothing; once due, the claim that comes back short promotes it and
+        takes it in the same transaction."""
+        job = await queue.enqueue(req(delay_seconds=60))
+        assert fake_db.rows[int(job.id)]["DELAYED"] == 1
+        assert await queue.claim("svc", "w", 1, 30) == []
+        assert fake_db.rows[int(job.id)]["DELAYED"] == 1
+        fake_db.advance(61)
+        fake_db.log.clear()
+        (claimed,) = await queue.claim("svc", "w", 1, 30)
+        assert claimed.id == job.id
+        assert [c[1] for c in fake_db.calls("execute", "executemany")] == [
+            "claim_lock",
+            "promote_lock",
+            "promote",
+            "claim_lock",
+            "claim_update",
+        ]
+        assert fake_db.rows[int(job.id)]["DELAYED"] is None
+
+    async def test_a_promoted_job_keeps_its_priority(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A due delayed job of higher priority is taken before undelayed ones once
+        promoted: the second pick orders the whole claim index again."""
+        low = await queue.enqueue_many([req(priority=0) for _ in range(2)])
+        high = await queue.enqueue(req(priority=5, delay_seconds=10))
+        fake_db.advance(11)
+        jobs = await queue.claim("svc", "w", 3, 30)
+        assert [j.id for j in jobs] == [high.id, low[0].id, low[1].id]
+
+    async def test_a_retry_with_backoff_is_delayed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """retry() with a delay defers the job the same way; without one it is claimable
+        at once."""
+        await queue.enqueue_many([req(), req()])
+        first, second = await queue.claim_and_start("svc", "w", 2, 30)
+        await queue.retry(first, "HANDLER_ERROR", "x", 30, 1.0)
+        await queue.retry(second, "HANDLER_ERROR", "x", 0, 1.0)
+        assert fake_db.rows[int(first.id)]["DELAYED"] == 1
+        assert fake_db.rows[int(second.id)]["DELAYED"] is None
+
+    async def test_busy_claims_promote_now_and_then(self, fake_db: FakeDatabase) -> None:
+        """Claims that always find a full batch still promote due delayed jobs once per
+        second, so a stream of undelayed work cannot keep a due retry out for ever."""
+        clock = [0.0]
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret")
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        await queue.open()
+        try:
+            await queue.enqueue_many([req() for _ in range(4)])
+            urgent = await queue.enqueue(req(priority=9, delay_seconds=5))
+            fake_db.advance(6)
+            fake_db.log.clear()
+            assert len(await queue.claim("svc", "w", 1, 30)) == 1  # full: no promotion
+            assert "promote_lock" not in [c[1] for c in fake_db.calls("execute")]
+            clock[0] = 1.0
+            (job,) = await queue.claim("svc", "w", 1, 30)
+            assert job.id == urgent.id
+        finally:
+            await queue.close()
+
+    async def test_stats_age_is_the_oldest_due_job(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Issue 22 item 7: the Ready age is how long the oldest due job has waited since
+        its RUN_AT (not since it was created); delayed jobs count as Ready, and a due one
+        not yet promoted counts for the age too."""
+        await queue.enqueue(req(delay_seconds=100))
+        await queue.enqueue(req(delay_seconds=30))
+        fake_db.advance(50)
+        stats = await queue.stats("svc")
+        assert stats.counts[JobStatus.READY] == 2
+        assert stats.oldest_ready_age_seconds == 20
 
 
 def _seconds(n: float) -> Any:
@@ -484,11 +575,16 @@ class TestEnqueueAndGet:
     async def test_token_defaults_to_the_job_id(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Without a token the job id is the token, in the job and in the TOKEN column."""
+        """Without a token the job id is the token: TOKEN stays NULL and reads back as the
+        id, with one INSERT and no second statement (issue 22 item 9)."""
+        fake_db.log.clear()
         plain = await queue.enqueue(req())
+        assert [c[1] for c in fake_db.calls("execute", "executemany")] == ["enqueue"]
         tagged = await queue.enqueue(req(token="corr-1"))
         assert plain.token == plain.id
-        assert fake_db.rows[int(plain.id)]["TOKEN"] == plain.id
+        assert fake_db.rows[int(plain.id)]["TOKEN"] is None
+        stored = await queue.get(plain.id)
+        assert stored is not None and stored.token == plain.id
         assert tagged.token == "corr-1"
         assert plain.run_at == utc(fake_db.now)
         assert plain.created_at == utc(fake_db.now)
@@ -949,6 +1045,16 @@ class TestStartup:
             await self.make(fake_db).open()
 
 
+class RecordingMetrics(NullMetrics):
+    """Metrics that remember the queue errors they were told of."""
+
+    def __init__(self) -> None:
+        self.queue_errors: list[str] = []
+
+    def queue_error(self, operation: str) -> None:
+        self.queue_errors.append(operation)
+
+
 class TestMaxRunning:
     """Per-action limits inside the claim: the limits row, the count, the re-query."""
 
@@ -957,19 +1063,22 @@ class TestMaxRunning:
     ) -> None:
         """The first lock query brings only rows of the limited action; once its remainder
         is taken the query runs again without it, so the batch fills from the others. The
-        first claim creates the action's limits row, later ones lock it."""
+        first claim creates the action's limits row in a transaction of its own, committed
+        before the claim (issue 22 item 2); later ones only lock it."""
         slow = [j.id for j in await queue.enqueue_many([req("slow", 9) for _ in range(5)])]
         fast = [j.id for j in await queue.enqueue_many([req("fast") for _ in range(3)])]
         fake_db.log.clear()
         jobs = await queue.claim_and_start("svc", "w1", 3, 30, max_running={"slow": 1})
         assert [j.id for j in jobs] == [slow[0], fast[0], fast[1]]
-        assert [c[1] for c in fake_db.calls("execute")] == [
-            "limit_lock",
-            "limit_insert",
-            "running_counts",
-            "claim_lock",
-            "claim_lock_except",
-            "claim_start_update",
+        assert [c[:2] for c in fake_db.calls("execute", "executemany", "commit")] == [
+            ("executemany", "limit_insert"),
+            ("commit",),
+            ("execute", "limit_lock"),
+            ("execute", "running_counts"),
+            ("execute", "claim_lock"),
+            ("execute", "claim_lock_except"),
+            ("execute", "claim_start_update"),
+            ("commit",),
         ]
         assert fake_db.limits == {("svc", "slow")}
         assert {fake_db.status(i) for i in slow[1:]} == {"Ready"}
@@ -996,6 +1105,85 @@ class TestMaxRunning:
         del fake_db.locks[("LIMITS", "svc", "slow")]
         jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 5})
         assert [j.action for j in jobs] == ["slow", "slow"]
+
+    async def test_an_existing_limits_row_is_not_an_error(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Another worker created the row first: the insert's ORA-00001 is skipped (batch
+        errors), committed, and the claim goes on."""
+        await queue.enqueue(req("slow"))
+        fake_db.limits.add(("svc", "slow"))
+        jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 1, "other": 2})
+        assert [j.action for j in jobs] == ["slow"]
+        assert fake_db.limits == {("svc", "slow"), ("svc", "other")}
+
+    async def test_a_limits_row_held_for_long_is_reported(self, fake_db: FakeDatabase) -> None:
+        """Issue 22 item 2: a session that died holding an action's limits row keeps its
+        lock until the server notices; meanwhile every claim skips that action. Once this
+        queue has not held the row for ORACLE_LIMIT_STALL_SECONDS while a due job of the
+        action waited as long, it warns: a log line, the health check YELLOW, a
+        max_running_stalled queue error. Holding the row again clears it."""
+        from usvc_core.health import HealthRegistry, Status
+        from usvc_oracle.queue import LIMITS_CHECK
+
+        clock = [0.0]
+        settings = OracleSettings(
+            ORACLE_USER="app", ORACLE_PASSWORD="secret", ORACLE_LIMIT_STALL_SECONDS=60
+        )
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        health, metrics = HealthRegistry(), RecordingMetrics()
+        queue.observe(health, metrics)
+        await queue.open()
+        try:
+            await queue.enqueue(req("slow"))
+            fake_db.limits.add(("svc", "slow"))
+            fake_db.locks[("LIMITS", "svc", "slow")] = 999  # a dead session's lock
+            limits = {"slow": 1}
+            assert await queue.claim("svc", "w1", 1, 30, max_running=limits) == []
+            clock[0] = fake_db_seconds = 61.0
+            fake_db.advance(fake_db_seconds)
+            with capture_logs() as logs:
+                assert await queue.claim("svc", "w1", 1, 30, max_running=limits) == []
+            assert [e["event"][:30] for e in logs if e["log_level"] == "warning"] == [
+                "limited action skipped: anothe"
+            ]
+            check = health.get(LIMITS_CHECK)
+            assert check is not None and check.status is Status.YELLOW
+            assert check.details == {"stalled_seconds": {"svc/slow": 61}}
+            assert metrics.queue_errors == ["max_running_stalled"]
+            del fake_db.locks[("LIMITS", "svc", "slow")]
+            assert [
+                j.action for j in await queue.claim("svc", "w1", 1, 30, max_running=limits)
+            ] == ["slow"]
+            check = health.get(LIMITS_CHECK)
+            assert check is not None and check.status is Status.GREEN
+        finally:
+            await queue.close()
+
+    async def test_no_warning_without_a_waiting_job(self, fake_db: FakeDatabase) -> None:
+        """The row held elsewhere for long but no due job of the action waiting: no
+        warning (nothing was held back)."""
+        clock = [0.0]
+        settings = OracleSettings(
+            ORACLE_USER="app", ORACLE_PASSWORD="secret", ORACLE_LIMIT_STALL_SECONDS=60
+        )
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        await queue.open()
+        try:
+            fake_db.limits.add(("svc", "slow"))
+            fake_db.locks[("LIMITS", "svc", "slow")] = 999
+            await queue.claim("svc", "w1", 1, 30, max_running={"slow": 1})
+            clock[0] = 61.0
+            with capture_logs() as logs:
+                await queue.claim("svc", "w1", 1, 30, max_running={"slow": 1})
+            assert not [e for e in logs if e["log_level"] == "warning"]
+            del fake_db.locks[("LIMITS", "svc", "slow")]
+        finally:
+            await queue.close()
 
     async def test_limits_are_checked_before_the_database(
         self, queue: OracleQueue, fake_db: FakeDatabase

@@ -536,6 +536,7 @@ class FakeCursor:
                 ATTEMPTS=0,
                 MAX_ATTEMPTS=p["max_attempts"],
                 RUN_AT=now + timedelta(seconds=p["delay_seconds"]),
+                DELAYED=1 if p["delay_seconds"] > 0 else None,
                 CREATED_AT=now,
                 UPDATED_AT=now,
             )
@@ -543,11 +544,6 @@ class FakeCursor:
             db.locks[row_id] = conn.id
             self.rowcount = 1
             self._returning(p, i, [row], ["ID", "RUN_AT", "CREATED_AT", "UPDATED_AT"])
-        elif name == "set_default_token":
-            row = view.get(p["id"])
-            if row is not None and row["TOKEN"] is None:
-                conn.write(p["id"])["TOKEN"] = str(p["id"])
-                self.rowcount = 1
         elif name == "unique_holder":
             self._query(
                 [
@@ -574,6 +570,7 @@ class FakeCursor:
                 r
                 for r in view.values()
                 if r["STATUS"] == READY
+                and r["DELAYED"] is None
                 and r["MICROSERVICE"] == p["microservice"]
                 and r["RUN_AT"] <= now
                 and (r["ACTION"] is None or r["ACTION"] not in skip)
@@ -581,6 +578,34 @@ class FakeCursor:
             due.sort(key=lambda r: (-r["PRIORITY"], r["RUN_AT"], r["ID"]))
             rows = [(r["ID"], r["ACTION"], r["ATTEMPTS"], r["MAX_ATTEMPTS"]) for r in due]
             self._query(rows, lock=True)
+        elif name == "promote_lock":
+            due = [
+                r
+                for r in view.values()
+                if r["STATUS"] == READY
+                and r["DELAYED"] == 1
+                and r["MICROSERVICE"] == p["microservice"]
+                and r["RUN_AT"] <= now
+            ]
+            due.sort(key=lambda r: (r["RUN_AT"], r["ID"]))
+            self._query([(r["ID"],) for r in due], lock=True)
+        elif name == "promote":
+            for row_id in self._ids(p):
+                r = view.get(row_id)
+                if r and r["STATUS"] == READY and r["DELAYED"] == 1:
+                    conn.write(row_id)["DELAYED"] = None
+                    self.rowcount += 1
+        elif name == "limit_waiting":
+            due = [
+                r["RUN_AT"]
+                for r in view.values()
+                if r["STATUS"] == READY
+                and r["DELAYED"] is None
+                and r["MICROSERVICE"] == p["microservice"]
+                and r["ACTION"] == p["action"]
+                and r["RUN_AT"] <= now
+            ]
+            self._query([(min(due, default=None), now)])
         elif name == "fail_exhausted":
             for row_id in self._ids(p):
                 r = view.get(row_id)
@@ -704,6 +729,7 @@ class FakeCursor:
                 row.update(
                     STATUS=READY if again else FAILED,
                     RUN_AT=now + timedelta(seconds=p["delay_seconds"]) if again else row["RUN_AT"],
+                    DELAYED=1 if again and p["delay_seconds"] > 0 else None,
                     FINISHED_AT=None if again else now,
                     LEASE_OWNER=None if again else row["LEASE_OWNER"],
                     ERROR_CODE=p["error_code"],
@@ -791,20 +817,17 @@ class FakeCursor:
             self.rowcount = len(done)
             self._returning(p, i, done, ["ID", "STATUS"])
         elif name == "stats":
-            groups: dict[str, list[dict[str, Any]]] = {}
-            for r in view.values():
-                if r["MICROSERVICE"] == p["microservice"]:
-                    groups.setdefault(r["STATUS"], []).append(r)
-            ready = groups.pop(READY, [])
-            out = [
-                (
-                    READY,
-                    len(ready),
-                    min((r["CREATED_AT"] for r in ready), default=None),
-                    now if ready else None,
-                )
-            ]
-            out += [(s, len(rs), None, None) for s, rs in groups.items()]
+            mine = [r for r in view.values() if r["MICROSERVICE"] == p["microservice"]]
+            out = []
+            for delayed in (None, 1):  # the claim index's branch, then the delay index's
+                ready = [r for r in mine if r["STATUS"] == READY and r["DELAYED"] == delayed]
+                due = [r["RUN_AT"] for r in ready if r["RUN_AT"] <= now]
+                out.append((READY, len(ready), min(due, default=None), now if ready else None))
+            groups: dict[str, int] = {}
+            for r in mine:
+                if r["STATUS"] != READY:
+                    groups[r["STATUS"]] = groups.get(r["STATUS"], 0) + 1
+            out += [(st, n, None, None) for st, n in groups.items()]
             self._query(out)
         elif name == "purge_lock":
             cutoff = now - timedelta(seconds=p["older_than_seconds"])
@@ -824,14 +847,14 @@ class FakeCursor:
             self.rowcount = len(doomed)
         elif name == "limits_probe":
             self._query([])
-        elif name == "list_jobs":
+        elif name in ("list_jobs", "list_jobs_after"):
             statuses = self._list(p, "status", STATUS_LIST_SIZE)
             rows = [
                 r
                 for r in self._filtered(view, p)
                 if (p["any_status"] == 1 or r["STATUS"] in statuses)
                 and (
-                    p["after_id"] is None
+                    name == "list_jobs"
                     or (r["CREATED_AT"], r["ID"]) < (p["after_created"], p["after_id"])
                 )
             ]
@@ -865,6 +888,7 @@ class FakeCursor:
                     ERROR_MESSAGE=None,
                     RUNTIME_MS=None,
                     CANCEL_REQUESTED=0,
+                    DELAYED=None,
                     UPDATED_AT=now,
                 )
                 self.rowcount = 1
@@ -886,10 +910,11 @@ class FakeCursor:
                 conn.write(p["id"]).update(CANCEL_REQUESTED=1, UPDATED_AT=now)
                 self.rowcount = 1
         elif name == "activity_counts":
-            groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+            counted: dict[tuple[Any, str, Any], list[dict[str, Any]]] = {}
             for r in view.values():
                 if r["MICROSERVICE"] == p["microservice"]:
-                    groups.setdefault((r["ACTION"], r["STATUS"]), []).append(r)
+                    branch = r["DELAYED"] if r["STATUS"] == READY else None
+                    counted.setdefault((r["ACTION"], r["STATUS"], branch), []).append(r)
             self._query(
                 [
                     (
@@ -901,7 +926,7 @@ class FakeCursor:
                             default=None,
                         ),
                     )
-                    for (action, status), rs in groups.items()
+                    for (action, status, _), rs in counted.items()
                 ]
             )
         elif name == "activity_minutes":

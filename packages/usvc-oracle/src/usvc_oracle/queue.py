@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,12 +35,15 @@ from usvc_core.errors import (
     QueueUnavailableError,
     UsvcError,
 )
+from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.logging import logger
 from usvc_core.ports import (
     EnqueueRequest,
     JobFilter,
     JobPage,
     LeaseRenewal,
+    Metrics,
     MinuteActivity,
     QueueActivity,
     QueueStats,
@@ -75,7 +80,11 @@ from usvc_oracle.sql import (
     in_list_binds,
 )
 
-__all__ = ["OracleQueue"]
+__all__ = ["LIMITS_CHECK", "OracleQueue"]
+
+_log = logger.bind(queue="oracle")
+#: The health check the max_running stall warning sets (see OracleQueue.observe).
+LIMITS_CHECK = "oracle_max_running"
 
 T = TypeVar("T")
 
@@ -85,6 +94,10 @@ PURGE_BATCH = 500
 #: Bounds on the loops that repeat a full batch (the worker calls again later anyway).
 _MAX_BATCHES = 20
 _BACKOFF_CAP_SECONDS = 2.0
+#: Due delayed jobs one claim moves into the claim's index, and how often a claim does so
+#: even when it finds enough undelayed work.
+PROMOTE_BATCH = 2 * IN_LIST_SIZE
+_PROMOTE_EVERY_SECONDS = 1.0
 #: Owned writes remembered as sent-but-unconfirmed (a worker repeats them within seconds).
 _MAX_UNCONFIRMED = 10_000
 #: Most jobs one admin page may hold.
@@ -172,12 +185,21 @@ def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
 
 
 @dataclass(slots=True)
+class _Pick:
+    """What one claim has locked so far: rows to take, rows to fail, every row seen."""
+
+    ids: list[int] = field(default_factory=list)
+    exhausted: list[int] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    promoted: bool = False
+
+
+@dataclass(slots=True)
 class _Slots:
     """The claim's view of the ``max_running`` limits, while it holds their rows."""
 
     remaining: dict[str, int]  #: held limited actions -> jobs this claim may still take
     skip: set[str]  #: limited actions this claim must not take (full, or another's turn)
-    wrote: bool = False  #: a limits row was inserted (commit it, even with no job)
 
 
 class OracleQueue:
@@ -194,15 +216,26 @@ class OracleQueue:
         *,
         pool_factory: Callable[[OracleSettings], PoolLike] = create_pool,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.table = settings.table
         self.sql = Statements.render(self.table)
         self._pool_factory = pool_factory
         self._sleep = sleep
+        self._monotonic = monotonic
+        self._promoted_at = monotonic()
         self._pool: PoolLike | None = None
         self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
+        #: (service, action) of LIMITS rows known to exist
+        self._limit_rows: set[tuple[str, str]] = set()
+        #: (service, action) -> (since when this queue has not held its row, last check)
+        self._limit_missed: dict[tuple[str, str], tuple[float, float]] = {}
+        #: (service, action) -> seconds its oldest due job had waited, while stalled
+        self._limit_stalled: dict[tuple[str, str], float] = {}
+        self._health: HealthRegistry | None = None
+        self._metrics: Metrics | None = None
         #: row id -> lease token of claimed rows whose COMMIT went unanswered
         self._unconfirmed_claims: dict[int, str] = {}
         #: (job id, lease token, operation) of owned writes whose COMMIT went unanswered
@@ -474,10 +507,7 @@ class OracleQueue:
                     for c in _ENQUEUE_OUT:
                         returned[c][i] = outs[c].getvalue(position)[0]
                 ids = [int(v) for v in returned["ID"]]
-            untokened = [{"id": ids[i]} for i, row in enumerate(rows) if row["token"] is None]
-            if untokened:
-                with tx.cursor() as cur:
-                    await cur.executemany(self.sql.set_default_token, untokened)
+            # A job without a token keeps TOKEN NULL, read back as its id (no second DML).
             await tx.commit()
             jobs = []
             for i, (row, r) in enumerate(zip(rows, requests, strict=True)):
@@ -607,11 +637,22 @@ class OracleQueue:
         async def work(tx: _Tx) -> list[Job]:
             given_back = await self._give_back_unconfirmed_claims(tx)
             slots = await self._limit_slots(tx, microservice, limits)
-            ids, exhausted = await self._pick(tx, microservice, limit, slots, len(limits))
+            pick = _Pick()
+            # Due delayed jobs join the claim's index before the pick now and then (so a
+            # steady stream of undelayed work cannot keep them out), and whenever the pick
+            # comes back short (so an idle queue takes them as soon as they are due).
+            if self._monotonic() - self._promoted_at >= _PROMOTE_EVERY_SECONDS:
+                pick.promoted = await self._promote(tx, microservice)
+            await self._pick(tx, microservice, limit, slots, rounds=len(limits), pick=pick)
+            if len(pick.ids) < limit and not pick.promoted:
+                pick.promoted = await self._promote(tx, microservice)
+                if pick.promoted:
+                    await self._pick(tx, microservice, limit, slots, rounds=len(limits), pick=pick)
+            ids, exhausted = pick.ids, pick.exhausted
             if exhausted:
                 await self._fail_exhausted(tx, exhausted)
             if not ids:
-                if exhausted or slots.wrote or given_back:
+                if exhausted or pick.promoted or given_back:
                     await tx.commit()
                     self._settle_claims(given_back)
                 return []
@@ -642,7 +683,94 @@ class OracleQueue:
             return jobs
 
         operation = "claim_and_start" if start else "claim"
+        if limits:
+            await self._ensure_limit_rows(microservice, sorted(limits), operation)
         return sorted(await self._run(operation, work), key=dispatch_order)
+
+    async def _ensure_limit_rows(
+        self, microservice: str, actions: list[str], operation: str
+    ) -> None:
+        """Create the limited actions' ``<table>_LIMITS`` rows in a transaction of their
+        own, committed at once, the first time this queue claims them (issue 22 item 2):
+        inside a claim, an uncommitted insert would make every other first claimer wait on
+        it, for the whole call timeout if its session died. A row that exists is skipped."""
+        missing = [a for a in actions if (microservice, a) not in self._limit_rows]
+        if not missing:
+            return
+
+        async def work(tx: _Tx) -> None:
+            rows = [{"microservice": microservice, "action": a} for a in missing]
+            with tx.cursor() as cur:
+                await cur.executemany(self.sql.limit_insert, rows, batcherrors=True)
+                for error in cur.getbatcherrors():
+                    if getattr(error, "code", 1) != 1:  # ORA-00001: there already
+                        raise oracledb.DatabaseError(error)
+            await tx.commit()
+
+        await self._run(operation, work)
+        self._limit_rows.update((microservice, a) for a in missing)
+
+    async def _watch_stalls(
+        self, tx: _Tx, microservice: str, actions: list[str], held: set[str]
+    ) -> None:
+        """Warn when a limited action's jobs wait because its limits row stays locked.
+
+        A claimer whose network died while it held the row keeps that lock until the
+        server notices the dead session (SQLNET.EXPIRE_TIME, MAX_IDLE_BLOCKER_TIME); every
+        other claimer skips the action meanwhile, silently. When this queue has not held an
+        action's row for ORACLE_LIMIT_STALL_SECONDS and the action has had a due job
+        waiting that long, it logs a warning, turns its health check YELLOW and counts a
+        ``max_running_stalled`` queue error; both clear once it holds the row again."""
+        now = self._monotonic()
+        bound = self.settings.ORACLE_LIMIT_STALL_SECONDS
+        for action in actions:
+            key = (microservice, action)
+            if action in held:
+                self._limit_missed.pop(key, None)
+                if self._limit_stalled.pop(key, None) is not None:
+                    _log.info("limited action claimable again", action=action)
+                    self._report_stalls()
+                continue
+            since, checked = self._limit_missed.setdefault(key, (now, -math.inf))
+            if now - since < bound or now - checked < bound:
+                continue
+            self._limit_missed[key] = (since, now)
+            self._limit_rows.discard(key)  # a deleted row is created again
+            with tx.cursor() as cur:
+                await cur.execute(
+                    self.sql.limit_waiting, {"microservice": microservice, "action": action}
+                )
+                ((oldest_due, db_now),) = await cur.fetchall()
+            waited = (db_now - oldest_due).total_seconds() if oldest_due and db_now else 0.0
+            if waited < bound:
+                continue
+            self._limit_stalled[key] = waited
+            _log.warning(
+                "limited action skipped: another session has held its limits row for "
+                f"{now - since:.0f} s while its oldest due job waits; a dead session keeps "
+                "the lock until the server notices (SQLNET.EXPIRE_TIME, MAX_IDLE_BLOCKER_TIME)",
+                action=action,
+                microservice=microservice,
+                table=f"{self.table}_LIMITS",
+                oldest_due_seconds=round(waited),
+            )
+            if self._metrics is not None:
+                self._metrics.queue_error("max_running_stalled")
+            self._report_stalls()
+
+    def _report_stalls(self) -> None:
+        if self._health is None:
+            return
+        if self._limit_stalled:
+            details = {f"{ms}/{a}": round(s) for (ms, a), s in sorted(self._limit_stalled.items())}
+            self._health.update(LIMITS_CHECK, Status.YELLOW, {"stalled_seconds": details})
+        else:
+            self._health.update(LIMITS_CHECK, Status.GREEN)
+
+    def observe(self, health: HealthRegistry, metrics: Metrics) -> None:
+        """Report to the application's health and metrics (the ``max_running`` stall
+        warning); called by the application when present."""
+        self._health, self._metrics = health, metrics
 
     async def _give_back_unconfirmed_claims(self, tx: _Tx) -> list[int]:
         """Put back to Ready, in this claim's transaction, the rows of earlier claims whose
@@ -691,19 +819,7 @@ class OracleQueue:
                 self.sql.limit_lock, {"microservice": microservice, **padded(actions, "action")}
             )
             held = {str(r[0]) for r in await cur.fetchall()}
-        wrote = False
-        for action in actions:
-            if action in held:
-                continue
-            with tx.cursor() as cur:
-                try:
-                    await cur.execute(
-                        self.sql.limit_insert, {"microservice": microservice, "action": action}
-                    )
-                except oracledb.IntegrityError:
-                    continue  # the row exists and another claimer holds it: its turn
-            held.add(action)  # the first claim of this action: its new row is ours
-            wrote = True
+        await self._watch_stalls(tx, microservice, actions, held)
         running: dict[str, int] = {}
         if held:
             with tx.cursor() as cur:
@@ -714,19 +830,34 @@ class OracleQueue:
                 running = {str(a): int(n) for a, n in await cur.fetchall()}
         remaining = {a: max(0, limits[a] - running.get(a, 0)) for a in held}
         skip = {a for a in actions if remaining.get(a, 0) == 0}
-        return _Slots(remaining, skip, wrote)
+        return _Slots(remaining, skip)
+
+    async def _promote(self, tx: _Tx, microservice: str) -> bool:
+        """Move due delayed jobs (oldest first, at most PROMOTE_BATCH, skipping rows
+        another session holds) into the claim's index. One round trip when none is due."""
+        self._promoted_at = self._monotonic()
+        with tx.cursor() as cur:
+            cur.prefetchrows = PROMOTE_BATCH
+            cur.arraysize = PROMOTE_BATCH
+            await cur.execute(self.sql.promote_lock, {"microservice": microservice})
+            ids = sorted(int(r[0]) for r in await cur.fetchmany(PROMOTE_BATCH))
+        if not ids:
+            return False
+        with tx.cursor() as cur:
+            _id_binds(cur)
+            await cur.executemany(
+                self.sql.promote, [padded(chunk) for chunk in chunks(ids, IN_LIST_SIZE)]
+            )
+        return True
 
     async def _pick(
-        self, tx: _Tx, microservice: str, limit: int, slots: _Slots, rounds: int
-    ) -> tuple[list[int], list[int]]:
-        """Lock due Ready rows in dispatch order, taking at most ``limit``, none of a
-        skipped action and at most the remainder of a limited one. When an action fills up
-        part-way, its other rows are left and the lock query runs again without it, so a
+        self, tx: _Tx, microservice: str, limit: int, slots: _Slots, *, rounds: int, pick: _Pick
+    ) -> None:
+        """Lock due Ready rows in dispatch order into ``pick``, up to ``limit`` in all, none
+        of a skipped action and at most the remainder of a limited one. When an action fills
+        up part-way, its other rows are left and the lock query runs again without it, so a
         full action never holds back the others (at most once per limited action). Rows
-        whose attempts are already spent are returned apart, to be failed."""
-        picked: list[int] = []
-        exhausted: list[int] = []
-        seen: set[int] = set()
+        whose attempts are already spent are set apart, to be failed."""
         for _ in range(rounds + 1):
             params: dict[str, Any] = {"microservice": microservice}
             sql = self.sql.claim_lock
@@ -735,33 +866,35 @@ class OracleQueue:
                 skipped = sorted(slots.skip)
                 # NOT IN with a NULL in its list matches nothing: pad with a real value.
                 params.update(padded(skipped, "skip", pad=skipped[0]))
+            # Rows this claim already locked come back first (its own locks are not
+            # skipped): fetch past them.
+            want = limit - len(pick.ids) + len(pick.seen)
             with tx.cursor() as cur:
                 # SKIP LOCKED locks rows as the driver fetches them: never let it fetch
                 # (and lock) more than we take.
-                cur.prefetchrows = limit
-                cur.arraysize = limit
+                cur.prefetchrows = want
+                cur.arraysize = want
                 await cur.execute(sql, params)
-                rows = await cur.fetchmany(limit)
+                rows = await cur.fetchmany(want)
             for raw_id, action, attempts, max_attempts in rows:
                 row_id = int(raw_id)
-                if row_id in seen:
+                if row_id in pick.seen:
                     continue  # locked by this claim in an earlier round
-                seen.add(row_id)
+                pick.seen.add(row_id)
                 if number(attempts) >= number(max_attempts, 1):
-                    exhausted.append(row_id)
+                    pick.exhausted.append(row_id)
                     continue
                 if action in slots.remaining:
                     if slots.remaining[action] <= 0:
                         continue
                     slots.remaining[action] -= 1
-                picked.append(row_id)
-                if len(picked) >= limit:
-                    return picked, exhausted
+                pick.ids.append(row_id)
+                if len(pick.ids) >= limit:
+                    return
             full = {a for a, n in slots.remaining.items() if n <= 0} - slots.skip
-            if len(rows) < limit or not full:
+            if len(rows) < want or not full:
                 break
             slots.skip |= full
-        return picked, exhausted
 
     async def _fail_exhausted(self, tx: _Tx, ids: list[int]) -> None:
         for chunk in chunks(sorted(ids), IN_LIST_SIZE):
@@ -1116,12 +1249,12 @@ class OracleQueue:
 
         counts = dict.fromkeys(JobStatus, 0)
         age: float | None = None
-        for status, count, oldest, now in await self._run("stats", work):
+        for status, count, oldest_due, now in await self._run("stats", work):
             if status is None:
                 continue
             counts[JobStatus(status)] += int(count)
-            if oldest is not None and now is not None:
-                age = max(0.0, (now - oldest).total_seconds())
+            if oldest_due is not None and now is not None:
+                age = max(age or 0.0, (now - oldest_due).total_seconds())
         return QueueStats(counts=counts, oldest_ready_age_seconds=age)
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
@@ -1165,21 +1298,21 @@ class OracleQueue:
         after = decode_cursor(cursor) if cursor is not None else None
         params: dict[str, Any] = {
             **filter_binds(where, statuses=True),
-            "after_created": after[0] if after else None,
-            "after_id": after[1] if after else None,
             "page_size": limit + 1,  # one more, to know whether a next page exists
         }
+        sql = self.sql.list_jobs
+        if after is not None:
+            sql = self.sql.list_jobs_after
+            params.update(after_created=after[0], after_id=after[1])
 
         async def work(tx: _Tx) -> list[Any]:
             with tx.cursor() as cur:
                 cur.outputtypehandler = clob_as_text
-                cur.setinputsizes(
-                    created_after=_TIMESTAMP,
-                    created_before=_TIMESTAMP,
-                    after_created=_TIMESTAMP,
-                    after_id=_NUMBER,
-                )
-                await cur.execute(self.sql.list_jobs, params)
+                sizes = {"created_after": _TIMESTAMP, "created_before": _TIMESTAMP}
+                if after is not None:
+                    sizes.update(after_created=_TIMESTAMP, after_id=_NUMBER)
+                cur.setinputsizes(**sizes)
+                await cur.execute(sql, params)
                 return await cur.fetchall()
 
         rows = [dict(zip(JOB_COLUMNS, r, strict=True)) for r in await self._run("list_jobs", work)]
@@ -1299,9 +1432,10 @@ class OracleQueue:
         oldest: dict[str, float] = {}
         for action, status, count, due in count_rows:
             name = str(action or "")
-            counts.setdefault(name, {})[JobStatus(status)] = int(count)
+            per_status = counts.setdefault(name, {})
+            per_status[JobStatus(status)] = per_status.get(JobStatus(status), 0) + int(count)
             if due is not None:
-                oldest[name] = max(0.0, (now - due).total_seconds())
+                oldest[name] = max(oldest.get(name, 0.0), (now - due).total_seconds())
         first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
         slots = {first + timedelta(minutes=i): [0, 0] for i in range(minutes)}
         for minute, status, count in minute_rows:
