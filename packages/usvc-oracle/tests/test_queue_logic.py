@@ -52,9 +52,10 @@ class TestClaim:
     async def test_statement_order_and_fetch_sizes(
         self, queue: OracleQueue, fake_db: FakeDatabase, start: bool
     ) -> None:
-        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update, commit;
-        claim_and_start folds the start into that UPDATE: no mark_processing round trip or
-        commit per job."""
+        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update carrying
+        the commit (autocommit: no commit round trip, issue 22 item 9); claim_and_start
+        folds the start into that UPDATE: no mark_processing round trip or commit per job.
+        The session names itself in V$SESSION (module, action)."""
         update = "claim_start_update" if start else "claim_update"
         status, attempts = (JobStatus.PROCESSING, 1) if start else (JobStatus.ASSIGNED, 0)
         await fill(queue, 5)
@@ -66,9 +67,15 @@ class TestClaim:
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
             ("execute", update, 2, 100),
-            ("commit",),
+            ("autocommit",),
             ("release",),
         ]
+        conn = fake_db.connections[-1]
+        assert (conn.module, conn.action) == (
+            "usvc MICRO_SVC",
+            "claim_and_start" if start else "claim",
+        )
+        assert conn.autocommit is False  # turned off before the session went back
         assert [j.priority for j in jobs] == [4, 3, 2]
         assert {fake_db.status(j.id) for j in jobs} == {status.value}
         for job in jobs:
@@ -113,18 +120,26 @@ class TestClaim:
     async def test_large_batches_update_in_fixed_width_chunks(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """120 jobs are claimed with three fixed-width updates and one commit."""
+        """120 jobs are claimed with three fixed-width updates, the last carrying the commit."""
         await fill(queue, 120)
         fake_db.log.clear()
         jobs = await queue.claim("svc", "w1", 120, 30)
         assert len(jobs) == 120
-        assert [c[1] for c in fake_db.calls("execute")] == ["claim_lock"] + ["claim_update"] * 3
-        assert fake_db.calls("commit") == [("commit",)]
+        calls = fake_db.calls("execute", "autocommit", "commit")
+        assert [c[1] if c[0] == "execute" else c[0] for c in calls] == [
+            "claim_lock",
+            "claim_update",
+            "claim_update",
+            "claim_update",
+            "autocommit",
+        ]
 
     async def test_connection_lost_mid_claim_is_retried_and_claims_once(
         self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
     ) -> None:
-        """A DPY-4011 between lock and update drops the session and retries on a new one."""
+        """A DPY-4011 on the update (which carries the commit: it may have landed) drops the
+        session and retries on a new one, which first puts back whatever that update may
+        have committed (nothing here: the release matches no row), then claims."""
         ids = await fill(queue, 3)
         fake_db.log.clear()
         fake_db.fail("claim_update", connection_lost)
@@ -137,10 +152,13 @@ class TestClaim:
             ("execute", "claim_update", 2, 100),
             ("drop",),
             ("acquire",),
+            ("execute", "lock_ids", 4, 4),
+            ("fetchall",),
+            ("executemany", "release", 3),
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
             ("execute", "claim_update", 2, 100),
-            ("commit",),
+            ("autocommit",),
             ("release",),
         ]
         assert len(sleeps) == 1
@@ -415,11 +433,36 @@ class TestTransitions:
         job = await queue.mark_processing(job, 30)
         assert job.attempts == 1
         assert fake_db.rows[int(job.id)]["ATTEMPTS"] == 1
-        assert fake_db.calls("rollback", "release", "commit", "drop") == [
+        assert fake_db.calls("rollback", "release", "commit", "autocommit", "drop") == [
             ("rollback",),
             ("release",),
-            ("commit",),
+            ("autocommit",),
             ("release",),
+        ]
+
+    @pytest.mark.parametrize("outcome", ["mark_processing", "complete", "fail", "retry"])
+    async def test_a_transition_is_two_round_trips(
+        self, queue: OracleQueue, fake_db: FakeDatabase, outcome: str
+    ) -> None:
+        """Issue 22 item 9: lock, then the guarded UPDATE carrying the COMMIT (the driver's
+        autocommit on the last statement): no separate commit round trip."""
+        if outcome == "mark_processing":
+            await fill(queue, 1)
+            (job,) = await queue.claim("svc", "w", 1, 30)
+        else:
+            (job,) = await started(queue)
+        write = {
+            "mark_processing": lambda: queue.mark_processing(job, 30),
+            "complete": lambda: queue.complete(job, None, 1.0),
+            "fail": lambda: queue.fail(job, "HANDLER_ERROR", "x", 1.0),
+            "retry": lambda: queue.retry(job, "HANDLER_ERROR", "x", 0, 1.0),
+        }[outcome]
+        fake_db.log.clear()
+        await write()
+        assert [c[:2] for c in fake_db.calls("execute", "commit", "autocommit")] == [
+            ("execute", "lock_job"),
+            ("execute", outcome),
+            ("autocommit",),
         ]
 
     async def test_permanent_error_is_raised_at_once(
@@ -1070,7 +1113,7 @@ class TestMaxRunning:
         fake_db.log.clear()
         jobs = await queue.claim_and_start("svc", "w1", 3, 30, max_running={"slow": 1})
         assert [j.id for j in jobs] == [slow[0], fast[0], fast[1]]
-        assert [c[:2] for c in fake_db.calls("execute", "executemany", "commit")] == [
+        assert [c[:2] for c in fake_db.calls("execute", "executemany", "commit", "autocommit")] == [
             ("executemany", "limit_insert"),
             ("commit",),
             ("execute", "limit_lock"),
@@ -1078,7 +1121,7 @@ class TestMaxRunning:
             ("execute", "claim_lock"),
             ("execute", "claim_lock_except"),
             ("execute", "claim_start_update"),
-            ("commit",),
+            ("autocommit",),
         ]
         assert fake_db.limits == {("svc", "slow")}
         assert {fake_db.status(i) for i in slow[1:]} == {"Ready"}

@@ -204,6 +204,12 @@ class FakeConnection:
         self.pending: dict[int, dict[str, Any] | None] = {}  # None: deleted
         self.pending_limits: set[tuple[str, str]] = set()
         self.call_timeout = 0
+        #: the thin driver sends a commit with each statement while this is set (one
+        #: round trip for the statement and its commit)
+        self.autocommit = False
+        #: V$SESSION.MODULE / ACTION as the session set them (write-only in the driver)
+        self.module: str | None = None
+        self.action: str | None = None
         self.dead = False
         self.released = False
 
@@ -248,18 +254,24 @@ class FakeConnection:
         self._check()
         return FakeCursor(self)
 
-    async def commit(self) -> None:
-        def apply() -> None:
-            for row_id, row in self.pending.items():
-                if row is None:
-                    self.db.rows.pop(row_id, None)
-                else:
-                    self.db.rows[row_id] = row
-            self.db.limits |= self.pending_limits
-            self._end()
+    def _apply_commit(self) -> None:
+        for row_id, row in self.pending.items():
+            if row is None:
+                self.db.rows.pop(row_id, None)
+            else:
+                self.db.rows[row_id] = row
+        self.db.limits |= self.pending_limits
+        self._end()
 
+    async def commit(self) -> None:
         self.db.log.append(("commit", self.id))
-        self._call("commit", apply)
+        self._call("commit", self._apply_commit)
+
+    def _autocommit(self) -> None:
+        """The commit an autocommitting statement carries (faults on "commit" apply)."""
+        if self.autocommit:
+            self.db.log.append(("autocommit", self.id))
+            self._call("commit", self._apply_commit)
 
     async def rollback(self) -> None:
         self.db.log.append(("rollback", self.id))
@@ -353,6 +365,7 @@ class FakeCursor:
         self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, params)
         self.conn._call(name, lambda: self._run(name, params, 0))
+        self.conn._autocommit()
 
     async def executemany(
         self,
@@ -383,6 +396,7 @@ class FakeCursor:
             self.rowcount = sum(counts)
 
         self.conn._call(name, run_all)
+        self.conn._autocommit()
 
     async def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         want = self.arraysize if size is None else size
