@@ -443,6 +443,22 @@ def test_check_verifies_every_index(
 
 
 @pytest.mark.usefixtures("credentials")
+def test_check_reports_names_over_the_identifier_limit(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database with 30-byte identifiers (connection.max_identifier_length): a table name
+    whose derived index names do not fit is reported with the longest name that would."""
+    monkeypatch.setenv("ORACLE_TABLE", "A_RATHER_LONG_QUEUE_NAME")
+    conn = DdlConnection(set(JOB_COLUMNS), table="A_RATHER_LONG_QUEUE_NAME")
+    conn.max_identifier_length = 30  # type: ignore[attr-defined]
+    code, _ = _check_with(monkeypatch, conn)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "identifiers of 30 bytes, too few for A_RATHER_LONG_QUEUE_NAME_CLAIM_IX" in err
+    assert "at most 18 characters" in err
+
+
+@pytest.mark.usefixtures("credentials")
 def test_check_follows_a_synonym(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker account that reaches the table through a synonym: `check` follows it to
     the table (and the limits table's own synonym) and checks that table's indexes."""

@@ -146,6 +146,17 @@ async def index_report(conn: ConnectionLike, table: TableName) -> tuple[list[str
     older version still there). ``table`` is the real table (see resolve_table)."""
     problems: list[str] = []
     warnings: list[str] = []
+    # The database's identifier limit (30 bytes before 12.2 compatibility, else 128), as
+    # the driver reports it: every derived name (<table>_FINISHED_IX...) must fit.
+    most = getattr(conn, "max_identifier_length", None)
+    derived = [f"{table.table}_{s}" for s in (*INDEXES, "LIMITS_PK", "ATTEMPTS_CK")]
+    too_long = [n for n in derived if isinstance(most, int) and len(n.encode()) > most]
+    if too_long and isinstance(most, int):
+        problems.append(
+            f"the database allows identifiers of {most} bytes, too few for "
+            f"{', '.join(too_long)}: choose an ORACLE_TABLE of at most "
+            f"{most - (max(len(n) for n in derived) - len(table.table))} characters"
+        )
     limits = await resolve_table(conn, _limits_table(table))
     expected = {
         table: {f"{table.table}_PK", *(f"{table.table}_{s}" for s in INDEXES)},
