@@ -24,7 +24,7 @@ from usvc_core.ports import EnqueueRequest, JobQueue
 from usvc_oracle import JobLockedError, OracleQueue, OracleSettings, TableName, ddl_statements
 from usvc_oracle.cli import apply_schema, table_columns
 from usvc_oracle.sql import JOB_COLUMNS, UPGRADE_COLUMNS
-from usvc_testing.contract import JobQueueContract
+from usvc_testing.contract import FleetContract
 
 _ENV = ("USVC_TEST_ORACLE_DSN", "USVC_TEST_ORACLE_USER", "USVC_TEST_ORACLE_PASSWORD")
 _MISSING = [name for name in _ENV if not os.environ.get(name)]
@@ -60,7 +60,12 @@ async def _connect(settings: OracleSettings) -> Any:
 async def _drop(table: TableName) -> None:
     conn = await _connect(_settings(str(table)))
     try:
-        for name in (table.quoted, table.qualified_object("LIMITS")):
+        for name in (
+            table.quoted,
+            table.qualified_object("LIMITS"),
+            table.qualified_object("WORKERS"),
+            table.qualified_object("PAUSED"),
+        ):
             with conn.cursor() as cur, contextlib.suppress(oracledb.DatabaseError):
                 await cur.execute(f"DROP TABLE {name} PURGE")
     finally:
@@ -88,11 +93,13 @@ def oracle_table() -> Iterator[str]:
     asyncio.run(drop())
 
 
-class TestOracleQueue(JobQueueContract):
-    """OracleQueue keeps every promise of the queue port on a real Oracle database."""
+class TestOracleQueue(FleetContract):
+    """OracleQueue keeps every promise of the queue port and of FleetAdmin on a real
+    Oracle database."""
 
     short_lease = 1.0  # leases expire on the database clock: the tests really wait
     delay = 1.0
+    heartbeat = 1.0
 
     @pytest.fixture
     async def queue(self, oracle_table: str) -> AsyncIterator[OracleQueue]:
@@ -148,7 +155,7 @@ class TestOracleOnly:
         finally:
             await conn.close()
         assert created == 0
-        assert out.getvalue().count("exists:") == 10
+        assert out.getvalue().count("exists:") == 12
 
     async def test_apply_upgrades_a_table_of_the_first_layout(self) -> None:
         """A table created without UNIQUE_KEY and CANCEL_REQUESTED gets them from apply

@@ -759,6 +759,10 @@ class TestOpen:
             ("fetchall",),
             ("execute", "limits_probe", 2, 100),
             ("fetchall",),
+            ("execute", "workers_probe", 2, 100),
+            ("fetchall",),
+            ("execute", "paused_probe", 2, 100),
+            ("fetchall",),
             ("release",),
         ]
         await queue.ping()

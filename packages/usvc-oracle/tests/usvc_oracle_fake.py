@@ -110,6 +110,10 @@ class FakeDatabase:
     missing_limits_table: bool = False
     #: committed rows of the LIMITS table: (microservice, action)
     limits: set[tuple[str, str]] = field(default_factory=set)
+    #: the fleet's tables (committed at once: the queue writes them in one autocommitted
+    #: statement each): (microservice, worker id) -> row; (microservice, action) -> paused at
+    workers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    paused: dict[tuple[str, str], datetime] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1))
     conn_ids: Any = field(default_factory=lambda: itertools.count(1))
     connections: list[FakeConnection] = field(default_factory=list)
@@ -490,6 +494,10 @@ class FakeCursor:
             out.append(r)
         return out
 
+    def _gone(self, worker: dict[str, Any], gone_after: int) -> bool:
+        beat = timedelta(seconds=gone_after * worker["heartbeat_seconds"])
+        return bool(worker["last_seen_at"] + beat < self.db.now)
+
     def _lock_now(self, row_id: Any) -> bool:
         """Lock a row for this session unless another holds it (SKIP LOCKED)."""
         holder = self.db.locks.get(row_id)
@@ -588,6 +596,7 @@ class FakeCursor:
                 and r["MICROSERVICE"] == p["microservice"]
                 and r["RUN_AT"] <= now
                 and (r["ACTION"] is None or r["ACTION"] not in skip)
+                and (p["microservice"], r["ACTION"]) not in db.paused
             ]
             due.sort(key=lambda r: (-r["PRIORITY"], r["RUN_AT"], r["ID"]))
             rows = [(r["ID"], r["ACTION"], r["ATTEMPTS"], r["MAX_ATTEMPTS"]) for r in due]
@@ -956,6 +965,87 @@ class FakeCursor:
             self._query([(m, s, n) for (m, s), n in per.items()])
         elif name == "db_now":
             self._query([(now,)])
+        elif name in ("workers_probe", "paused_probe"):
+            self._query([])
+        elif name == "heartbeat":
+            assert isinstance(p["started_at"], datetime) and p["started_at"].tzinfo is None
+            db.workers[(p["microservice"], p["worker_id"])] = {
+                **p,
+                "last_seen_at": now,
+            }
+            self.rowcount = 1
+        elif name == "remove_worker":
+            self.rowcount = int(
+                db.workers.pop((p["microservice"], p["worker_id"]), None) is not None
+            )
+        elif name == "list_workers":
+            rows = sorted(
+                (w for (ms, _), w in db.workers.items() if ms == p["microservice"]),
+                key=lambda w: (w["started_at"], w["worker_id"]),
+            )
+            self._query(
+                [
+                    (
+                        w["worker_id"],
+                        w["microservice"],
+                        w["host"],
+                        w["pid"],
+                        w["version"],
+                        w["started_at"],
+                        w["heartbeat_seconds"],
+                        w["actions"],
+                        w["concurrency"],
+                        w["running"],
+                        w["last_seen_at"],
+                        int(self._gone(w, p["gone_after"])),
+                    )
+                    for w in rows
+                ]
+            )
+        elif name == "gone_lock":
+            gone = {
+                wid
+                for (ms, wid), w in db.workers.items()
+                if ms == p["microservice"] and self._gone(w, p["gone_after"])
+            }
+            leased = [
+                (r["ID"],)
+                for r in sorted(view.values(), key=lambda r: r["ID"])
+                if r["MICROSERVICE"] == p["microservice"]
+                and r["STATUS"] in (ASSIGNED, PROCESSING)
+                and r["LEASE_OWNER"] in gone
+            ]
+            self._query(leased, lock=True)
+        elif name == "end_leases":
+            for row_id in self._ids(p):
+                r = view.get(row_id)
+                if r and r["STATUS"] in (ASSIGNED, PROCESSING):
+                    conn.write(row_id)["LEASE_EXPIRES_AT"] = now - timedelta(seconds=1)
+                    self.rowcount += 1
+        elif name == "forget_gone":
+            cutoff = now - timedelta(seconds=p["older_than_seconds"])
+            doomed = [
+                key
+                for key, w in db.workers.items()
+                if key[0] == p["microservice"]
+                and self._gone(w, p["gone_after"])
+                and w["last_seen_at"] < cutoff
+            ]
+            for key in doomed:
+                del db.workers[key]
+            self.rowcount = len(doomed)
+        elif name == "pause":
+            key = (p["microservice"], p["action"])
+            if key in db.paused:
+                raise unique_violation(f"{db.table.table}_PAUSED_PK")
+            db.paused[key] = now
+            self.rowcount = 1
+        elif name == "resume":
+            self.rowcount = int(db.paused.pop((p["microservice"], p["action"]), None) is not None)
+        elif name == "paused":
+            self._query(
+                sorted((a, at) for (ms, a), at in db.paused.items() if ms == p["microservice"])
+            )
         else:  # pragma: no cover - every name above
             raise AssertionError(name)
 

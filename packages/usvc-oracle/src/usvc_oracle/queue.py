@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
+from usvc_core.adapter_support.fleet import check_action_name, check_worker_record
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -39,6 +40,7 @@ from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import ErrorCode, Job, JobStatus
 from usvc_core.logging import logger
 from usvc_core.ports import (
+    GONE_AFTER_HEARTBEATS,
     EnqueueRequest,
     JobFilter,
     JobPage,
@@ -48,6 +50,7 @@ from usvc_core.ports import (
     QueueActivity,
     QueueStats,
     ReclaimResult,
+    WorkerRecord,
 )
 
 from usvc_oracle.admin import decode_cursor, encode_cursor, filter_binds
@@ -299,15 +302,21 @@ class OracleQueue:
         with tx.cursor() as cur:
             await cur.execute(self.sql.probe)
             await cur.fetchall()
-        with tx.cursor() as cur:
-            try:
-                await cur.execute(self.sql.limits_probe)
-            except oracledb.DatabaseError as exc:
-                failure = classify(exc)
-                if failure.kind is not FailureKind.PERMANENT:
-                    raise
-                raise self._permanent("open", failure, table=f"{self.table}_LIMITS") from exc
-            await cur.fetchall()
+        for sql, suffix in (
+            (self.sql.limits_probe, "LIMITS"),
+            (self.sql.workers_probe, "WORKERS"),
+            (self.sql.paused_probe, "PAUSED"),
+        ):
+            with tx.cursor() as cur:
+                try:
+                    await cur.execute(sql)
+                except oracledb.DatabaseError as exc:
+                    failure = classify(exc)
+                    if failure.kind is not FailureKind.PERMANENT:
+                        raise
+                    table = f"{self.table}_{suffix}"
+                    raise self._permanent("open", failure, table=table) from exc
+                await cur.fetchall()
 
     @property
     def _acquire_limit(self) -> float:
@@ -1192,18 +1201,30 @@ class OracleQueue:
         return released
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
+        return await self._reclaim("reclaim_expired", self.sql.reclaim_lock, microservice)
+
+    async def _reclaim(self, operation: str, lock_sql: str, microservice: str) -> ReclaimResult:
+        """Lock the rows ``lock_sql`` finds (SKIP LOCKED, a batch at a time) and end their
+        leases: Assigned -> Ready; Processing -> Ready or Failed (LEASE_EXPIRED)."""
         requeued: list[str] = []
         failed: list[str] = []
+        params = {"microservice": microservice, "gone_after": GONE_AFTER_HEARTBEATS}
+        if ":gone_after" not in lock_sql:
+            del params["gone_after"]
 
         async def work(tx: _Tx) -> int:
             with tx.cursor() as cur:
                 cur.prefetchrows = RECLAIM_BATCH
                 cur.arraysize = RECLAIM_BATCH
-                await cur.execute(self.sql.reclaim_lock, {"microservice": microservice})
+                await cur.execute(lock_sql, params)
                 ids = sorted(int(r[0]) for r in await cur.fetchmany(RECLAIM_BATCH))
             back: list[str] = []
             dead: list[str] = []
             for chunk in chunks(ids, IN_LIST_SIZE):
+                if lock_sql is not self.sql.reclaim_lock:
+                    with tx.cursor() as cur:  # a gone worker's leases end now
+                        _id_binds(cur)
+                        await cur.execute(self.sql.end_leases, padded(chunk))
                 with tx.cursor() as cur:
                     _id_binds(cur)
                     out_id = cur.var(_NUMBER)
@@ -1235,9 +1256,139 @@ class OracleQueue:
             return len(ids)
 
         for _ in range(_MAX_BATCHES):
-            if await self._run("reclaim_expired", work) < RECLAIM_BATCH:
+            if await self._run(operation, work) < RECLAIM_BATCH:
                 break
+        if requeued:
+            self._notify()
         return ReclaimResult(requeued=requeued, failed=failed)
+
+    # --- the fleet (FleetAdmin) ------------------------------------------------------------------
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        check_length("microservice", record.microservice)
+        check_length("worker_id", record.worker_id)
+        started = record.started_at.astimezone(UTC).replace(tzinfo=None)
+        params: dict[str, Any] = {
+            "microservice": record.microservice,
+            "worker_id": record.worker_id,
+            "host": record.host[:255],
+            "pid": int(record.pid),
+            "version": record.version[:128],
+            "started_at": started,
+            "heartbeat_seconds": float(record.heartbeat_seconds),
+            "actions": json.dumps(list(record.actions)),
+            "concurrency": int(record.concurrency),
+            "running": int(record.running),
+        }
+
+        async def work(tx: _Tx) -> None:
+            with tx.cursor() as cur:
+                cur.setinputsizes(started_at=_TIMESTAMP, **clob_inputs([params], ("actions",)))
+                tx.commit_with_next()
+                await cur.execute(self.sql.heartbeat, params)
+
+        await self._run("heartbeat_worker", work)
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        async def work(tx: _Tx) -> None:
+            with tx.cursor() as cur:
+                tx.commit_with_next()
+                await cur.execute(
+                    self.sql.remove_worker, {"microservice": microservice, "worker_id": worker_id}
+                )
+
+        await self._run("remove_worker", work)
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        async def work(tx: _Tx) -> list[Any]:
+            with tx.cursor() as cur:
+                cur.outputtypehandler = clob_as_text
+                await cur.execute(
+                    self.sql.list_workers,
+                    {"microservice": microservice, "gone_after": GONE_AFTER_HEARTBEATS},
+                )
+                return await cur.fetchall()
+
+        records = []
+        for row in await self._run("list_workers", work):
+            (worker_id, service, host, pid, version, started, beat, actions) = row[:8]
+            concurrency, running, seen, gone = row[8:]
+            records.append(
+                WorkerRecord(
+                    worker_id=str(worker_id),
+                    microservice=str(service),
+                    host=host or "",
+                    pid=number(pid),
+                    version=version or "",
+                    started_at=utc(started) or datetime.min.replace(tzinfo=UTC),
+                    heartbeat_seconds=float(beat),
+                    actions=tuple(json.loads(actions or "[]")),
+                    concurrency=number(concurrency),
+                    running=number(running),
+                    last_seen_at=utc(seen),
+                    gone=bool(number(gone)),
+                )
+            )
+        return records
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        return await self._reclaim("reclaim_gone_workers", self.sql.gone_lock, microservice)
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        params = {
+            "microservice": microservice,
+            "gone_after": GONE_AFTER_HEARTBEATS,
+            "older_than_seconds": seconds(older_than_seconds),
+        }
+
+        async def work(tx: _Tx) -> int:
+            with tx.cursor() as cur:
+                tx.commit_with_next()
+                await cur.execute(self.sql.forget_gone, params)
+                return int(cur.rowcount)
+
+        return await self._run("forget_gone_workers", work)
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        check_length("action", action)
+
+        async def work(tx: _Tx) -> bool:
+            with tx.cursor() as cur:
+                try:
+                    tx.commit_with_next()
+                    await cur.execute(
+                        self.sql.pause, {"microservice": microservice, "action": action}
+                    )
+                except oracledb.IntegrityError:
+                    return False  # paused already (the primary key)
+            return True
+
+        return await self._run("pause_action", work)
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+
+        async def work(tx: _Tx) -> bool:
+            with tx.cursor() as cur:
+                tx.commit_with_next()
+                await cur.execute(self.sql.resume, {"microservice": microservice, "action": action})
+                return int(cur.rowcount) == 1
+
+        resumed = await self._run("resume_action", work)
+        if resumed:
+            self._notify()  # its waiting jobs may be claimed now
+        return resumed
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        async def work(tx: _Tx) -> list[Any]:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.paused, {"microservice": microservice})
+                return await cur.fetchall()
+
+        rows = await self._run("paused_actions", work)
+        return {str(a): at for a, when in rows if (at := utc(when)) is not None}
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -1258,20 +1409,28 @@ class OracleQueue:
         return await self._run("get", work)
 
     async def stats(self, microservice: str) -> QueueStats:
-        async def work(tx: _Tx) -> list[Any]:
+        async def work(tx: _Tx) -> tuple[list[Any], list[Any]]:
             with tx.cursor() as cur:
                 await cur.execute(self.sql.stats, {"microservice": microservice})
-                return await cur.fetchall()
+                rows = await cur.fetchall()
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.paused, {"microservice": microservice})
+                return rows, await cur.fetchall()
 
         counts = dict.fromkeys(JobStatus, 0)
         age: float | None = None
-        for status, count, oldest_due, now in await self._run("stats", work):
+        rows, paused = await self._run("stats", work)
+        for status, count, oldest_due, now in rows:
             if status is None:
                 continue
             counts[JobStatus(status)] += int(count)
             if oldest_due is not None and now is not None:
                 age = max(age or 0.0, (now - oldest_due).total_seconds())
-        return QueueStats(counts=counts, oldest_ready_age_seconds=age)
+        return QueueStats(
+            counts=counts,
+            oldest_ready_age_seconds=age,
+            paused_actions=frozenset(str(a) for a, _ in paused),
+        )
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         """Delete old finished jobs in batches; rows another session holds locked are

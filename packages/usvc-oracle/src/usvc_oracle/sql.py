@@ -321,11 +321,26 @@ class Statements:
     activity_counts: str
     activity_minutes: str
     db_now: str
+    heartbeat: str
+    remove_worker: str
+    list_workers: str
+    gone_lock: str
+    end_leases: str
+    forget_gone: str
+    pause: str
+    resume: str
+    paused: str
+    workers_probe: str
+    paused_probe: str
 
     @classmethod
     def render(cls, table: TableName) -> Statements:
         t = table.quoted
         limits = table.qualified_object("LIMITS")
+        workers = table.qualified_object("WORKERS")
+        paused = table.qualified_object("PAUSED")
+        # A worker is gone once the database clock passes two of its heartbeats.
+        gone = f"LAST_SEEN_AT + NUMTODSINTERVAL(:gone_after * HEARTBEAT_SECONDS, 'SECOND') < {NOW}"
         claim_ix = table.object_name("CLAIM_IX")
         owned = "WHERE ID = :id\n   AND LEASE_TOKEN = :lease_token"
         claim_lock = (
@@ -334,6 +349,10 @@ class Statements:
             f" WHERE {CLAIM_MS} = :microservice\n"
             f"   AND {CLAIM_RUN_AT} <= {NOW}\n"
             "{extra}"
+            # An operator's pause (FleetAdmin): a primary-key probe per candidate row, in
+            # the claim's own statement (no round trip; every claimer sees it at once).
+            f"   AND NOT EXISTS (SELECT 1 FROM {paused} p\n"
+            "                    WHERE p.MICROSERVICE = :microservice AND p.ACTION = q.ACTION)\n"
             f" ORDER BY {CLAIM_PRIORITY},\n"
             f"          {CLAIM_RUN_AT},\n"
             f"          {CLAIM_ID}\n"
@@ -705,6 +724,68 @@ class Statements:
                 f" GROUP BY TRUNC({DONE_FINISHED}, 'MI'), {DONE_STATUS}"
             ),
             db_now=f"SELECT {NOW}\n  FROM DUAL",
+            heartbeat=(
+                f"MERGE INTO {workers} w\nUSING DUAL\n"
+                "   ON (w.MICROSERVICE = :microservice AND w.WORKER_ID = :worker_id)\n"
+                " WHEN MATCHED THEN UPDATE SET HOST = :host, PID = :pid, VERSION = :version,\n"
+                "      STARTED_AT = :started_at, HEARTBEAT_SECONDS = :heartbeat_seconds,\n"
+                "      ACTIONS = :actions, CONCURRENCY = :concurrency, RUNNING = :running,\n"
+                f"      LAST_SEEN_AT = {NOW}\n"
+                " WHEN NOT MATCHED THEN INSERT (MICROSERVICE, WORKER_ID, HOST, PID, VERSION,\n"
+                "      STARTED_AT, HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING,\n"
+                "      LAST_SEEN_AT)\n"
+                "      VALUES (:microservice, :worker_id, :host, :pid, :version, :started_at,\n"
+                "      :heartbeat_seconds, :actions, :concurrency, :running,\n"
+                f"      {NOW})"
+            ),
+            remove_worker=(
+                f"DELETE FROM {workers}\n WHERE MICROSERVICE = :microservice\n"
+                "   AND WORKER_ID = :worker_id"
+            ),
+            list_workers=(
+                "SELECT WORKER_ID, MICROSERVICE, HOST, PID, VERSION, STARTED_AT,\n"
+                "       HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING, LAST_SEEN_AT,\n"
+                f"       CASE WHEN {gone} THEN 1 ELSE 0 END\n"
+                f"  FROM {workers}\n WHERE MICROSERVICE = :microservice\n"
+                " ORDER BY STARTED_AT, WORKER_ID"
+            ),
+            # The leased jobs of the service's gone workers (their leases end at once).
+            gone_lock=(
+                f"SELECT ID\n  FROM {t}\n"
+                f" WHERE {LEASED_MS} = :microservice\n"
+                f"   AND LEASE_OWNER IN (SELECT WORKER_ID FROM {workers}\n"
+                f"                        WHERE MICROSERVICE = :microservice AND {gone})\n"
+                "   FOR UPDATE SKIP LOCKED"
+            ),
+            end_leases=(
+                f"UPDATE {t}\n   SET LEASE_EXPIRES_AT = {NOW} - NUMTODSINTERVAL(1, 'SECOND')\n"
+                f" WHERE {_in_list()}\n   AND {_LEASED}"
+            ),
+            forget_gone=(
+                f"DELETE FROM {workers}\n WHERE MICROSERVICE = :microservice\n"
+                f"   AND {gone}\n"
+                f"   AND LAST_SEEN_AT < {NOW} - NUMTODSINTERVAL(:older_than_seconds, 'SECOND')"
+            ),
+            pause=(
+                f"INSERT INTO {paused} (MICROSERVICE, ACTION, PAUSED_AT)\n"
+                f"VALUES (:microservice, :action, {NOW})"
+            ),
+            resume=(
+                f"DELETE FROM {paused}\n WHERE MICROSERVICE = :microservice\n"
+                "   AND ACTION = :action"
+            ),
+            paused=(
+                f"SELECT ACTION, PAUSED_AT\n  FROM {paused}\n"
+                " WHERE MICROSERVICE = :microservice\n ORDER BY ACTION"
+            ),
+            workers_probe=(
+                "SELECT MICROSERVICE, WORKER_ID, HOST, PID, VERSION, STARTED_AT,\n"
+                "       HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING, LAST_SEEN_AT\n"
+                f"  FROM {workers}\n WHERE WORKER_ID IS NULL"
+            ),
+            paused_probe=(
+                f"SELECT MICROSERVICE, ACTION, PAUSED_AT\n  FROM {paused}\n WHERE ACTION IS NULL"
+            ),
         )
 
     def as_dict(self) -> dict[str, str]:
@@ -719,7 +800,8 @@ DDL_IGNORED_ERRORS = frozenset({955, 1408, 1430, 2260, 2261, 2275})
 
 def ddl_statements(table: TableName, *, online: bool = False) -> list[str]:
     """CREATE TABLE and CREATE INDEX statements for ``table`` (19c and later), then the
-    small table that serializes the claimers of actions with a ``max_running``.
+    small tables of the fleet (worker records, paused actions) and the one that serializes
+    the claimers of actions with a ``max_running``.
 
     Sizing for a queue table (rows grow after the insert: timestamps, results, errors; many
     workers update rows of the same blocks): PCTFREE 30 and INITRANS 8 on the table,
@@ -770,6 +852,30 @@ def ddl_statements(table: TableName, *, online: bool = False) -> list[str]:
         statements.append(
             f"CREATE {kind} {table.qualified_object(suffix)} ON {t} (\n{cols}\n) {tail}"
         )
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('WORKERS')} (\n"
+        "    MICROSERVICE      VARCHAR2(128 CHAR) NOT NULL,\n"
+        "    WORKER_ID         VARCHAR2(200 CHAR) NOT NULL,\n"
+        "    HOST              VARCHAR2(255 CHAR),\n"
+        "    PID               NUMBER(10),\n"
+        "    VERSION           VARCHAR2(128 CHAR),\n"
+        "    STARTED_AT        TIMESTAMP(6),\n"
+        "    HEARTBEAT_SECONDS NUMBER NOT NULL,\n"
+        "    ACTIONS           CLOB,\n"
+        "    CONCURRENCY       NUMBER(10),\n"
+        "    RUNNING           NUMBER(10),\n"
+        "    LAST_SEEN_AT      TIMESTAMP(6) NOT NULL,\n"
+        f"    CONSTRAINT {table.object_name('WORKERS_PK')} PRIMARY KEY (MICROSERVICE, WORKER_ID)\n"
+        ")"
+    )
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('PAUSED')} (\n"
+        "    MICROSERVICE      VARCHAR2(128 CHAR) NOT NULL,\n"
+        "    ACTION            VARCHAR2(256 CHAR) NOT NULL,\n"
+        "    PAUSED_AT         TIMESTAMP(6) NOT NULL,\n"
+        f"    CONSTRAINT {table.object_name('PAUSED_PK')} PRIMARY KEY (MICROSERVICE, ACTION)\n"
+        ")"
+    )
     statements.append(
         f"CREATE TABLE {table.qualified_object('LIMITS')} (\n"
         "    MICROSERVICE     VARCHAR2(128 CHAR) NOT NULL,\n"
