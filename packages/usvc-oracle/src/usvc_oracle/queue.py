@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
-from usvc_core.adapter_support.fleet import check_action_name, check_worker_record
+from usvc_core.adapter_support import check_action_name, check_worker_record, checked_limits
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -184,10 +184,8 @@ def _key_order(row: Mapping[str, Any]) -> tuple[str, bool, str, bool, str]:
 
 
 def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
-    limits = dict(max_running or {})
-    for action, most in limits.items():
-        if not isinstance(most, int) or most < 0:
-            raise ValueError(f"max_running[{action!r}] must be a whole number >= 0, got {most!r}")
+    limits = checked_limits(max_running)
+    for action in limits:
         check_length("action", action)
     if len(limits) > IN_LIST_SIZE:
         raise ValueError(f"at most {IN_LIST_SIZE} actions may have a max_running")
