@@ -339,6 +339,34 @@ class TestDelayedJobs:
         finally:
             await queue.close()
 
+    async def test_a_paused_action_is_skipped_in_the_index(self, fake_db: FakeDatabase) -> None:
+        """A paused action's jobs are stepped over by the lock query's NOT EXISTS at once,
+        and, once the queue has read the paused list (at most once a second), inside the
+        claim index like a full limited action: its rows cost no table visit."""
+        clock = [0.0]
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret")
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        await queue.open()
+        try:
+            await queue.enqueue_many([req("slow", 9), req("fast")])
+            assert await queue.pause_action("svc", "slow")
+            fake_db.log.clear()
+            (job,) = await queue.claim("svc", "w", 5, 30)
+            assert job.action == "fast"
+            assert fake_db.calls("execute")[0][1] == "claim_lock"
+            await queue.enqueue(req("fast"))
+            clock[0] = 1.0
+            fake_db.log.clear()
+            (job,) = await queue.claim("svc", "w", 5, 30)
+            assert job.action == "fast"
+            executed = [c[1] for c in fake_db.calls("execute")]
+            assert executed[0] == "paused"
+            assert "claim_lock_except" in executed and "claim_lock" not in executed
+        finally:
+            await queue.close()
+
     async def test_stats_age_is_the_oldest_due_job(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:

@@ -101,6 +101,7 @@ _BACKOFF_CAP_SECONDS = 2.0
 #: even when it finds enough undelayed work.
 PROMOTE_BATCH = 2 * IN_LIST_SIZE
 _PROMOTE_EVERY_SECONDS = 1.0
+_PAUSED_REFRESH_SECONDS = 1.0
 #: Owned writes remembered as sent-but-unconfirmed (a worker repeats them within seconds).
 _MAX_UNCONFIRMED = 10_000
 #: Most jobs one admin page may hold.
@@ -235,6 +236,9 @@ class OracleQueue:
         #: V$SESSION.MODULE of this queue's sessions (at most 48 bytes)
         self._module = f"usvc {self.table}"[:48]
         self._promoted_at = monotonic()
+        self._opened_at = monotonic()
+        #: service -> (when read, its paused actions), for the claim's index filter
+        self._paused_cache: dict[str, tuple[float, set[str]]] = {}
         self._pool: PoolLike | None = None
         self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
@@ -657,6 +661,12 @@ class OracleQueue:
         async def work(tx: _Tx) -> list[Job]:
             given_back = await self._give_back_unconfirmed_claims(tx)
             slots = await self._limit_slots(tx, microservice, limits)
+            # Paused actions are skipped inside the claim index too (a pause of a large
+            # backlog must not cost a table visit per paused row); the lock query's NOT
+            # EXISTS on the paused table keeps a fresher pause from being claimed meanwhile.
+            paused = await self._paused_names(tx, microservice)
+            room = IN_LIST_SIZE - len(slots.skip)
+            slots.skip |= set(sorted(paused - slots.skip)[: max(room, 0)])
             pick = _Pick()
             # Due delayed jobs join the claim's index before the pick now and then (so a
             # steady stream of undelayed work cannot keep them out), and whenever the pick
@@ -853,6 +863,20 @@ class OracleQueue:
         remaining = {a: max(0, limits[a] - running.get(a, 0)) for a in held}
         skip = {a for a in actions if remaining.get(a, 0) == 0}
         return _Slots(remaining, skip)
+
+    async def _paused_names(self, tx: _Tx, microservice: str) -> set[str]:
+        """The service's paused actions, read again at most once a second per queue."""
+        now = self._monotonic()
+        cached = self._paused_cache.get(microservice)
+        if cached is not None and now - cached[0] < _PAUSED_REFRESH_SECONDS:
+            return cached[1]
+        if cached is None and now - self._opened_at < _PAUSED_REFRESH_SECONDS:
+            return set()  # just opened: the lock query's NOT EXISTS covers the first second
+        with tx.cursor() as cur:
+            await cur.execute(self.sql.paused, {"microservice": microservice})
+            names = {str(r[0]) for r in await cur.fetchall()}
+        self._paused_cache[microservice] = (now, names)
+        return names
 
     async def _promote(self, tx: _Tx, microservice: str) -> bool:
         """Move due delayed jobs (oldest first, at most PROMOTE_BATCH, skipping rows
