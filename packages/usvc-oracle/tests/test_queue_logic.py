@@ -493,6 +493,27 @@ class TestTransitions:
             ("autocommit",),
         ]
 
+    async def test_a_renewal_and_a_cancel_are_two_round_trips(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Lease renewal (the hot path: every worker, every lease/3) and an operator's
+        cancel: lock, then the UPDATE carrying the COMMIT."""
+        jobs = await started(queue, 2)
+        fake_db.log.clear()
+        assert (await queue.extend_leases(jobs, 30)).lost == frozenset()
+        assert [c[:2] for c in fake_db.calls("execute", "executemany", "commit", "autocommit")] == [
+            ("execute", "lock_ids"),
+            ("executemany", "extend_lease"),
+            ("autocommit",),
+        ]
+        fake_db.log.clear()
+        await queue.cancel("svc", jobs[0].id)
+        assert [c[:2] for c in fake_db.calls("execute", "commit", "autocommit")] == [
+            ("execute", "lock_job"),
+            ("execute", "cancel_running"),
+            ("autocommit",),
+        ]
+
     async def test_permanent_error_is_raised_at_once(
         self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
     ) -> None:

@@ -1178,6 +1178,8 @@ class OracleQueue:
                     for i in order
                 ]
                 with tx.cursor() as cur:
+                    if len(owned) <= IN_LIST_SIZE:
+                        tx.commit_with_next()  # one batch: it carries the COMMIT
                     await cur.executemany(self.sql.extend_lease, rows, arraydmlrowcounts=True)
                     counts = [int(n) for n in cur.getarraydmlrowcounts()]
                 for i, n in zip(order, counts, strict=True):
@@ -1598,8 +1600,8 @@ class OracleQueue:
             else:
                 return status
             with tx.cursor() as cur:
+                tx.commit_with_next()
                 await cur.execute(sql, params)
-            await tx.commit()
             return after
 
         return await self._run("cancel", work)
