@@ -120,20 +120,20 @@ class DdlConnection:
 
 
 async def test_apply_is_idempotent() -> None:
-    """The first apply creates the table, eight indexes, the fleet's two tables and the
-    limits table; a second
+    """The first apply creates the table, nine indexes, the fleet's two tables, the
+    sessions table and the limits table; a second
     reports them all as there. Each apply first bounds its wait for the table's DDL lock."""
     conn = DdlConnection()
     table = TableName.parse("app.jobs")
     first, second = io.StringIO(), io.StringIO()
-    assert await apply_schema(conn, table, first) == 12  # type: ignore[arg-type]
+    assert await apply_schema(conn, table, first) == 14  # type: ignore[arg-type]
     assert conn.executed[0] == SET_DDL_LOCK_TIMEOUT == "ALTER SESSION SET DDL_LOCK_TIMEOUT = 30"
     assert not [s for s in conn.executed if s.endswith(" ONLINE")]  # a new table: no need
     conn.executed.clear()
     assert await apply_schema(conn, table, second) == 0  # type: ignore[arg-type]
     assert conn.executed[0] == SET_DDL_LOCK_TIMEOUT
-    assert first.getvalue().count("created: ") == 12
-    assert second.getvalue().count("exists:  ") == 12
+    assert first.getvalue().count("created: ") == 14
+    assert second.getvalue().count("exists:  ") == 14
     assert 'CREATE TABLE "APP"."JOBS"' in first.getvalue()
     assert 'CREATE TABLE "APP"."JOBS_LIMITS"' in first.getvalue()
     assert not [s for s in conn.executed if s.startswith("ALTER TABLE")]
@@ -150,8 +150,8 @@ async def test_apply_upgrades_an_older_usvc_table() -> None:
     conn.created.append('CREATE TABLE "JOBS" ')
     conn.created.append('CREATE UNIQUE INDEX "JOBS_IDEM_UX" ON "JOBS" ')
     out = io.StringIO()
-    # 3 columns, 7 indexes (IDEM_UX was there), the fleet's and the limits tables
-    assert await apply_schema(conn, TableName.parse("jobs"), out) == 13  # type: ignore[arg-type]
+    # 3 columns, 8 indexes (IDEM_UX was there), the fleet's, sessions and limits tables
+    assert await apply_schema(conn, TableName.parse("jobs"), out) == 15  # type: ignore[arg-type]
     alters = [i for i, s in enumerate(conn.executed) if s.startswith("ALTER TABLE")]
     unique_index = next(i for i, s in enumerate(conn.executed) if "JOBS_UNIQ_UX" in s)
     assert len(alters) == 3
@@ -193,8 +193,8 @@ async def test_apply_builds_plainly_where_online_is_not_available() -> None:
     conn = StandardEdition(set(JOB_COLUMNS), indexes={})
     conn.created.append('CREATE TABLE "MICRO_SVC" ')
     out = io.StringIO()
-    assert await apply_schema(conn, TableName.parse("micro_svc"), out) == 11  # type: ignore[arg-type]
-    assert out.getvalue().count("note:    ONLINE is not available here") == 8
+    assert await apply_schema(conn, TableName.parse("micro_svc"), out) == 13  # type: ignore[arg-type]
+    assert out.getvalue().count("note:    ONLINE is not available here") == 9
     assert conn.indexes.keys() >= {f"MICRO_SVC_{s}" for s in INDEXES}
 
 
@@ -205,7 +205,7 @@ async def test_apply_follows_a_synonym() -> None:
         set(JOB_COLUMNS), synonyms={"JOBS": ("APP", "MICRO_SVC")}, table="MICRO_SVC"
     )
     out = io.StringIO()
-    assert await apply_schema(conn, TableName.parse("jobs"), out) == 12  # type: ignore[arg-type]
+    assert await apply_schema(conn, TableName.parse("jobs"), out) == 14  # type: ignore[arg-type]
     assert "note:    JOBS is a synonym of APP.MICRO_SVC: applying to APP.MICRO_SVC" in (
         out.getvalue()
     )
@@ -259,7 +259,7 @@ def test_ddl_prints_statements_for_sqlplus() -> None:
     out = io.StringIO()
     assert main(["ddl", "--table", "app.jobs"], out=out) == 0
     text = out.getvalue()
-    assert text.count(";\n\n") == 12
+    assert text.count(";\n\n") == 14
     assert 'CREATE UNIQUE INDEX "APP"."JOBS_IDEM_UX"' in text
     assert '-- ALTER TABLE "APP"."JOBS" ADD (UNIQUE_KEY VARCHAR2(256 CHAR));' in text
     assert " DESC" not in text

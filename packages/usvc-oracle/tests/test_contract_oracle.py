@@ -65,6 +65,7 @@ async def _drop(table: TableName) -> None:
             table.qualified_object("LIMITS"),
             table.qualified_object("WORKERS"),
             table.qualified_object("PAUSED"),
+            table.qualified_object("SESSIONS"),
         ):
             with conn.cursor() as cur, contextlib.suppress(oracledb.DatabaseError):
                 await cur.execute(f"DROP TABLE {name} PURGE")
@@ -155,7 +156,7 @@ class TestOracleOnly:
         finally:
             await conn.close()
         assert created == 0
-        assert out.getvalue().count("exists:") == 12
+        assert out.getvalue().count("exists:") == 14
 
     async def test_apply_upgrades_a_table_of_the_first_layout(self) -> None:
         """A table created without UNIQUE_KEY and CANCEL_REQUESTED gets them from apply

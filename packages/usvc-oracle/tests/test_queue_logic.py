@@ -1292,3 +1292,47 @@ class TestMaxRunning:
         with pytest.raises(ValueError, match="'a'"):
             await queue.claim("svc", "w", 1, 30, max_running={"a": -1})
         assert fake_db.log == []
+
+
+class TestLookupAndSessions:
+    """The operators' lookup by id or key, and revoked admin sessions (ahead of the
+    store's port additions: the contract will check them once they land)."""
+
+    async def test_find_jobs(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """By id, unique key or idempotency key (finished jobs too), newest first, only of
+        the service asked; one index probe each."""
+        old = await queue.enqueue(req(idempotency_key="order-7"))
+        (started_job,) = await queue.claim_and_start("svc", "w", 1, 30)
+        await queue.complete(started_job, None, 1.0)
+        fake_db.advance(1)
+        slot = await queue.enqueue(req(unique_key="schedule:x:1"))
+        fake_db.advance(1)
+        new = await queue.enqueue(req(idempotency_key="order-7"))
+        fake_db.log.clear()
+        assert [j.id for j in await queue.find_jobs("svc", slot.id)] == [slot.id]
+        assert [c[1] for c in fake_db.calls("execute")] == [
+            "find_by_id",
+            "find_by_unique",
+            "find_by_idempotency",
+        ]
+        assert [j.id for j in await queue.find_jobs("svc", "schedule:x:1")] == [slot.id]
+        assert [j.id for j in await queue.find_jobs("svc", "order-7")] == [new.id, old.id]
+        assert await queue.find_jobs("svc", "nothing") == []
+        assert await queue.find_jobs("other", slot.id) == []
+
+    async def test_revoked_sessions(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """Revoked until a time (aware, on the database clock); past ones are forgotten."""
+        from datetime import UTC, timedelta
+
+        now = fake_db.now.replace(tzinfo=UTC)
+        await queue.revoke_session("s1", now + timedelta(seconds=10))
+        await queue.revoke_session("old", now - timedelta(seconds=1))
+        assert await queue.session_revoked("s1")
+        assert not await queue.session_revoked("old")
+        assert not await queue.session_revoked("s2")
+        fake_db.advance(11)
+        assert not await queue.session_revoked("s1")
+        await queue.revoke_session("s3", now + timedelta(hours=1))
+        assert set(fake_db.sessions) == {"s3"}
+        with pytest.raises(ValueError, match="timezone"):
+            await queue.revoke_session("naive", fake_db.now)

@@ -114,6 +114,8 @@ class FakeDatabase:
     #: statement each): (microservice, worker id) -> row; (microservice, action) -> paused at
     workers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     paused: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    #: revoked admin sessions: id -> until
+    sessions: dict[str, datetime] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1))
     conn_ids: Any = field(default_factory=lambda: itertools.count(1))
     connections: list[FakeConnection] = field(default_factory=list)
@@ -965,6 +967,27 @@ class FakeCursor:
             self._query([(m, s, n) for (m, s), n in per.items()])
         elif name == "db_now":
             self._query([(now,)])
+        elif name in ("find_by_id", "find_by_unique", "find_by_idempotency"):
+            if name == "find_by_id":
+                hits = [view[p["id"]]] if p["id"] in view else []
+            else:
+                column = "UNIQUE_KEY" if name == "find_by_unique" else "IDEMPOTENCY_KEY"
+                hits = [r for r in view.values() if r[column] == p["key"]]
+                hits.sort(key=lambda r: r["ID"], reverse=True)
+            hits = [r for r in hits if r["MICROSERVICE"] == p["microservice"]]
+            self._query([tuple(r[c] for c in JOB_COLUMNS) for r in hits[: p.get("most", 100)]])
+        elif name == "forget_sessions":
+            for sid in [k for k, until in db.sessions.items() if until <= now]:
+                del db.sessions[sid]
+        elif name == "revoke_session":
+            assert p["until"].tzinfo is None
+            db.sessions[p["session_id"]] = max(
+                db.sessions.get(p["session_id"], p["until"]), p["until"]
+            )
+            self.rowcount = 1
+        elif name == "session_revoked":
+            until = db.sessions.get(p["session_id"])
+            self._query([(int(until is not None and until > now),)])
         elif name in ("workers_probe", "paused_probe"):
             self._query([])
         elif name == "heartbeat":

@@ -104,6 +104,8 @@ _PROMOTE_EVERY_SECONDS = 1.0
 _PAUSED_REFRESH_SECONDS = 1.0
 #: Owned writes remembered as sent-but-unconfirmed (a worker repeats them within seconds).
 _MAX_UNCONFIRMED = 10_000
+#: Most jobs find_jobs returns (the port's FIND_LIMIT).
+FIND_LIMIT = 100
 #: Most jobs one admin page may hold.
 MAX_PAGE = 1000
 
@@ -1605,6 +1607,68 @@ class OracleQueue:
             return after
 
         return await self._run("cancel", work)
+
+    async def find_jobs(self, microservice: str, key: str) -> list[Job]:
+        """The jobs ``key`` names in ``microservice``: by id, by unique key, by idempotency
+        key (finished ones too), newest first, at most FIND_LIMIT. Each lookup is one
+        index probe (primary key, UNIQ_UX, KEYS_IX)."""
+        row_id = db_id(key)
+
+        async def work(tx: _Tx) -> list[Any]:
+            found: list[Any] = []
+            lookups: list[tuple[str, dict[str, Any]]] = [
+                (self.sql.find_by_unique, {"microservice": microservice, "key": key}),
+                (
+                    self.sql.find_by_idempotency,
+                    {"microservice": microservice, "key": key, "most": FIND_LIMIT},
+                ),
+            ]
+            if row_id is not None:
+                lookups.insert(
+                    0, (self.sql.find_by_id, {"id": row_id, "microservice": microservice})
+                )
+            for sql, params in lookups:
+                with tx.cursor() as cur:
+                    cur.outputtypehandler = clob_as_text
+                    await cur.execute(sql, params)
+                    found += await cur.fetchall()
+            return found
+
+        rows = {
+            int(r[0]): dict(zip(JOB_COLUMNS, r, strict=True))
+            for r in await self._run("find_jobs", work)
+        }
+        newest = sorted(rows.values(), key=lambda r: (r["CREATED_AT"], int(r["ID"])), reverse=True)
+        return [job_from_row(r) for r in newest[:FIND_LIMIT]]
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        """Remember an ended admin session until ``until`` (aware); every process on this
+        table refuses it meanwhile. Revocations past their time are deleted on the way."""
+        if not isinstance(until, datetime) or until.utcoffset() is None:
+            raise ValueError(f"until={until!r} must be a timezone-aware datetime")
+        params = {
+            "session_id": session_id[:128],
+            "until": until.astimezone(UTC).replace(tzinfo=None),
+        }
+
+        async def work(tx: _Tx) -> None:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.forget_sessions)
+            with tx.cursor() as cur:
+                cur.setinputsizes(until=_TIMESTAMP)
+                tx.commit_with_next()
+                await cur.execute(self.sql.revoke_session, params)
+
+        await self._run("revoke_session", work)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        async def work(tx: _Tx) -> bool:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.session_revoked, {"session_id": session_id[:128]})
+                ((count,),) = await cur.fetchall()
+            return int(count) > 0
+
+        return await self._run("session_revoked", work)
 
     async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
         if not 1 <= minutes <= 24 * 60:

@@ -117,6 +117,7 @@ FAILED_ERROR = _when(f"STATUS = {_FAILED}", "ERROR_CODE")
 IDEM_MS = _when(f"{_UNFINISHED} AND IDEMPOTENCY_KEY IS NOT NULL", "MICROSERVICE")
 IDEM_KEY = _when(_UNFINISHED, "IDEMPOTENCY_KEY")
 UNIQ_MS = _when("UNIQUE_KEY IS NOT NULL", "MICROSERVICE")
+KEYS_MS = _when("IDEMPOTENCY_KEY IS NOT NULL", "MICROSERVICE")
 
 #: suffix -> (unique, key expressions); every key ascending (see the module docstring).
 #: Each query that runs often or reads many rows finds every column it needs in one of these
@@ -137,6 +138,9 @@ INDEXES: dict[str, tuple[bool, tuple[str, ...]]] = {
     # The operators' listing, newest first; its columns never change after the insert,
     # so transitions do not maintain it.
     "LIST_IX": (False, ("MICROSERVICE", "CREATED_AT", "ID")),
+    # An operator's lookup by idempotency key, finished jobs too (IDEM_UX holds only the
+    # unfinished ones); written once at the insert, never maintained by a transition.
+    "KEYS_IX": (False, (KEYS_MS, "IDEMPOTENCY_KEY", "ID")),
 }
 #: Indexes of earlier versions that the ones above replace: ``check`` names them, and the
 #: README says when to drop them (once no worker of an older version runs).
@@ -332,6 +336,12 @@ class Statements:
     paused: str
     workers_probe: str
     paused_probe: str
+    find_by_id: str
+    find_by_unique: str
+    find_by_idempotency: str
+    forget_sessions: str
+    revoke_session: str
+    session_revoked: str
 
     @classmethod
     def render(cls, table: TableName) -> Statements:
@@ -339,6 +349,7 @@ class Statements:
         limits = table.qualified_object("LIMITS")
         workers = table.qualified_object("WORKERS")
         paused = table.qualified_object("PAUSED")
+        sessions = table.qualified_object("SESSIONS")
         # A worker is gone once the database clock passes two of its heartbeats.
         gone = f"LAST_SEEN_AT + NUMTODSINTERVAL(:gone_after * HEARTBEAT_SECONDS, 'SECOND') < {NOW}"
         claim_ix = table.object_name("CLAIM_IX")
@@ -783,6 +794,30 @@ class Statements:
                 "       HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING, LAST_SEEN_AT\n"
                 f"  FROM {workers}\n WHERE WORKER_ID IS NULL"
             ),
+            find_by_id=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n WHERE ID = :id\n"
+                "   AND MICROSERVICE = :microservice"
+            ),
+            find_by_unique=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
+                f" WHERE {UNIQ_MS} = :microservice\n   AND UNIQUE_KEY = :key"
+            ),
+            find_by_idempotency=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
+                f" WHERE {KEYS_MS} = :microservice\n   AND IDEMPOTENCY_KEY = :key\n"
+                " ORDER BY ID DESC\n FETCH FIRST :most ROWS ONLY"
+            ),
+            forget_sessions=f"DELETE FROM {sessions}\n WHERE UNTIL_AT <= {NOW}",
+            revoke_session=(
+                f"MERGE INTO {sessions} s\nUSING DUAL\n   ON (s.SESSION_ID = :session_id)\n"
+                " WHEN MATCHED THEN UPDATE SET UNTIL_AT = GREATEST(UNTIL_AT, :until)\n"
+                " WHEN NOT MATCHED THEN INSERT (SESSION_ID, UNTIL_AT)\n"
+                "      VALUES (:session_id, :until)"
+            ),
+            session_revoked=(
+                f"SELECT COUNT(*)\n  FROM {sessions}\n WHERE SESSION_ID = :session_id\n"
+                f"   AND UNTIL_AT > {NOW}"
+            ),
             paused_probe=(
                 f"SELECT MICROSERVICE, ACTION, PAUSED_AT\n  FROM {paused}\n WHERE ACTION IS NULL"
             ),
@@ -874,6 +909,13 @@ def ddl_statements(table: TableName, *, online: bool = False) -> list[str]:
         "    ACTION            VARCHAR2(256 CHAR) NOT NULL,\n"
         "    PAUSED_AT         TIMESTAMP(6) NOT NULL,\n"
         f"    CONSTRAINT {table.object_name('PAUSED_PK')} PRIMARY KEY (MICROSERVICE, ACTION)\n"
+        ")"
+    )
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('SESSIONS')} (\n"
+        "    SESSION_ID        VARCHAR2(128 CHAR) NOT NULL,\n"
+        "    UNTIL_AT          TIMESTAMP(6) NOT NULL,\n"
+        f"    CONSTRAINT {table.object_name('SESSIONS_PK')} PRIMARY KEY (SESSION_ID)\n"
         ")"
     )
     statements.append(
