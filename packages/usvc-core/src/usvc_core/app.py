@@ -345,6 +345,9 @@ class Application:
         self._schedules = self._schedules_from_actions_and_settings()
         queue = self.queue
         metrics = self.metrics
+        observe = getattr(queue, "observe", None)
+        if callable(observe):  # an adapter with its own health checks (usvc-oracle)
+            observe(self.health, metrics)
         self.health.subscribe(
             lambda h: metrics.health_changed(
                 h.aggregate(), {n: c.status for n, c in h.snapshot().checks.items()}
