@@ -433,6 +433,49 @@ def startup(opts: Options, result: CaseResult) -> None:
             cold.add(svc.wait_healthy())
 
 
+# --- figures measured by other scripts -----------------------------------------------------
+
+#: Scripts that other parts of the kit bring along (the operator command's start-up, the
+#: scheduler's cost). Each, run with ``--json`` (and ``--quick`` in quick mode), prints one
+#: JSON object per figure: ``{"figure", "unit", "value"}`` plus, where it has one,
+#: ``"floor"`` and ``"floor_name"``, and optionally ``"target"``: ``{"bound": "min"|"max",
+#: "limit": x, "on": "value"|"ratio"}``. Until a script is on the branch its case reports
+#: itself unavailable.
+EXTERNAL = {
+    "cli_startup": BENCH / "cli_startup.py",
+    "schedule_cost": BENCH / "schedule_cost.py",
+}
+
+
+def _external(name: str) -> Callable[[Options, CaseResult], None]:
+    script = EXTERNAL[name]
+
+    def run(opts: Options, result: CaseResult) -> None:
+        if not script.exists():
+            raise CaseUnavailableError(f"bench/{script.name} is not on this branch yet")
+        figures: dict[str, Any] = {}
+        for _ in range(opts.repeat):
+            args = [f"bench/{script.name}", "--json", *(["--quick"] if opts.quick else [])]
+            for line in child_json(args, timeout=600):
+                fig = figures.get(line["figure"])
+                if fig is None:
+                    goal: dict[str, Any] | None = line.get("target")
+                    targets = (
+                        (Target(goal["bound"], goal["limit"], goal.get("on", "value")),)
+                        if goal
+                        else ()
+                    )
+                    fig = figures[line["figure"]] = result.figure(
+                        line["figure"],
+                        line["unit"],
+                        floor_name=line.get("floor_name"),
+                        targets=targets,
+                    )
+                fig.add(float(line["value"]), line.get("floor"))
+
+    return run
+
+
 CASES: dict[str, Case] = {
     c.name: c
     for c in [
@@ -448,6 +491,16 @@ CASES: dict[str, Case] = {
         Case("memory", "RSS of the idle example service; peak RSS while draining", memory),
         Case("startup", "example service: process start to first 200 from /health", startup),
         Case("scaling", "SQLite drain with 1 and 2 worker processes", scaling),
+        Case(
+            "cli_startup",
+            "the usvc operator command's start-up (bench/cli_startup.py)",
+            _external("cli_startup"),
+        ),
+        Case(
+            "schedule_cost",
+            "what the scheduler costs (bench/schedule_cost.py)",
+            _external("schedule_cost"),
+        ),
     ]
 }
 
