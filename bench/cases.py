@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cli_startup import case as cli_case
 from harness import (
     BENCH,
     ROOT,
@@ -460,16 +461,12 @@ def startup(opts: Options, result: CaseResult) -> None:
 
 # --- figures measured by other scripts -----------------------------------------------------
 
-#: Scripts that other parts of the kit bring along (the operator command's start-up, the
-#: scheduler's cost). Each, run with ``--json`` (and ``--quick`` in quick mode), prints one
-#: JSON object per figure: ``{"figure", "unit", "value"}`` plus, where it has one,
+#: Scripts that other parts of the kit bring along (the scheduler's cost). Each, run with
+#: ``--json`` (and ``--quick`` in quick mode), prints one JSON object per figure: ``{"figure", "unit", "value"}`` plus, where it has one,
 #: ``"floor"`` and ``"floor_name"``, and optionally ``"target"``: ``{"bound": "min"|"max",
 #: "limit": x, "on": "value"|"ratio"}``. Until a script is on the branch its case reports
 #: itself unavailable.
-EXTERNAL = {
-    "cli_startup": BENCH / "cli_startup.py",
-    "schedule_cost": BENCH / "schedule_cost.py",
-}
+EXTERNAL = {"schedule_cost": BENCH / "schedule_cost.py"}
 
 
 def _external(name: str) -> Callable[[Options, CaseResult], None]:
@@ -516,11 +513,7 @@ CASES: dict[str, Case] = {
         Case("memory", "RSS of the idle example service; peak RSS while draining", memory),
         Case("startup", "example service: process start to first 200 from /health", startup),
         Case("scaling", "SQLite drain with 1 and 2 worker processes", scaling),
-        Case(
-            "cli_startup",
-            "the usvc operator command's start-up (bench/cli_startup.py)",
-            _external("cli_startup"),
-        ),
+        Case("cli", "CPU time of usvc --help and usvc jobs ls beside their floor", cli_case),
         Case(
             "schedule_cost",
             "what the scheduler costs (bench/schedule_cost.py)",

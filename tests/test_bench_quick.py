@@ -26,14 +26,13 @@ CASES = [
     "memory",
     "startup",
     "scaling",
-    "cli_startup",
+    "cli",
     "schedule_cost",
 ]
 SQLITE_CASES = {"sqlite", "sqlite_depth", "scaling"}
 #: Cases whose script comes from another part of the kit: unavailable until it is there.
 HOOKS = {
     "postgres_depth": "bench/postgres_depth.py",
-    "cli_startup": "bench/cli_startup.py",
     "schedule_cost": "bench/schedule_cost.py",
 }
 

@@ -15,6 +15,7 @@ from pydantic_core import SchemaValidator
 
 from usvc_core.actions.context import JobContext, RetryJob
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
+from usvc_core.errors import CircuitOpenError
 from usvc_core.jobs import RESERVED_PAYLOAD_KEYS, ErrorCode, Job
 
 __all__ = [
@@ -40,6 +41,8 @@ class Outcome:
     retry: bool = False
     retry_delay: float | None = None
     runtime_ms: float = 0.0
+    #: A retry waits at least this long (an open circuit's next trial), whatever the delay.
+    retry_not_before: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -300,6 +303,7 @@ async def execute_job(
             error_message=_truncate(_exception_text(exc)),
             retry=isinstance(exc, definition.options.retry_on),
             runtime_ms=(time.perf_counter() - started) * 1000,
+            retry_not_before=_circuit_wait(exc),
         )
     runtime_s = time.perf_counter() - started
     if runtime_s > timeout:
@@ -320,3 +324,16 @@ async def execute_job(
             runtime_ms=runtime_s * 1000,
         )
     return Outcome(results=value, runtime_ms=runtime_s * 1000)
+
+
+def _circuit_wait(exc: BaseException) -> float | None:
+    """Seconds until the next trial of an open circuit that refused this attempt (the
+    error itself or one it was raised from), else None."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a short chain: the handler's own wrapping
+        if seen is None:
+            return None
+        if isinstance(seen, CircuitOpenError):
+            return seen.retry_after
+        seen = seen.__cause__ or seen.__context__
+    return None

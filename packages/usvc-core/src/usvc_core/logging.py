@@ -48,8 +48,9 @@ _STDLIB_LOGGERS = (
     "pymongo",
     "asyncio",
 )
-#: Too chatty below these levels even with DEBUG=True (wire-level detail).
-_LEVEL_FLOORS = {"httpcore": logging.WARNING, "pymongo": logging.INFO}
+#: Too chatty below these levels even with DEBUG=True (wire-level detail; httpx's INFO is
+#: one line per request, which the REST services' own spans and metrics already cover).
+_LEVEL_FLOORS = {"httpcore": logging.WARNING, "httpx": logging.WARNING, "pymongo": logging.INFO}
 # A tuple, replaced whole on change, so a line being logged in another thread never sees
 # a list mid-update.
 _extra_processors: tuple[structlog.typing.Processor, ...] = ()
