@@ -462,10 +462,10 @@ def startup(opts: Options, result: CaseResult) -> None:
 # --- figures measured by other scripts -----------------------------------------------------
 
 #: Scripts that other parts of the kit bring along (the scheduler's cost). Each, run with
-#: ``--json`` (and ``--quick`` in quick mode), prints one JSON object per figure: ``{"figure", "unit", "value"}`` plus, where it has one,
-#: ``"floor"`` and ``"floor_name"``, and optionally ``"target"``: ``{"bound": "min"|"max",
-#: "limit": x, "on": "value"|"ratio"}``. Until a script is on the branch its case reports
-#: itself unavailable.
+#: ``--json`` (and ``--quick`` in quick mode), prints one JSON object per figure:
+#: ``{"figure", "unit", "value"}`` plus, where it has one, ``"floor"`` and ``"floor_name"``,
+#: and optionally ``"target"``: ``{"bound": "min"|"max", "limit": x, "on": "value"|"ratio"}``.
+#: Until a script is on the branch its case reports itself unavailable.
 EXTERNAL = {"schedule_cost": BENCH / "schedule_cost.py"}
 
 
