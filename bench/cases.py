@@ -172,7 +172,7 @@ def sqlite_depth(opts: Options, result: CaseResult) -> None:
     fig = result.figure(
         f"drain, {opts.depth:,} Ready jobs deep",
         "jobs/s",
-        floor_name=f"the same {opts.sqlite_jobs:,} jobs from a shallow queue",
+        floor_name=f"the same {opts.sqlite_jobs:,} jobs from a shallow queue, before and after",
         targets=(Target("min", 0.9, "ratio"),),
     )
     for _ in range(opts.repeat):

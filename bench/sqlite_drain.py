@@ -389,13 +389,17 @@ def run(
 def depth_rates(
     jobs: int, depth: int, durability: str = "full", concurrency: int = 10
 ) -> dict[str, float]:
-    """jobs/s of one worker draining ``jobs`` from a shallow queue and from one holding
-    ``depth`` Ready jobs (stopped after ``jobs``), measured back to back."""
+    """jobs/s of one worker draining ``jobs`` from a queue holding ``depth`` Ready jobs
+    (stopped after ``jobs``), and from a shallow queue measured just before and just after
+    it (their mean is the floor: a machine whose load drifts during the case moves both
+    sides alike)."""
     with tempfile.TemporaryDirectory(prefix="usvc-bench-depth-") as tmp:
-        shallow, _, _ = end_to_end(Path(tmp) / "shallow.db", jobs, durability, concurrency)
+        before, _, _ = end_to_end(Path(tmp) / "shallow-1.db", jobs, durability, concurrency)
         deep, _, _ = end_to_end(
             Path(tmp) / "deep.db", jobs, durability, concurrency, depth=max(depth, jobs + 1)
         )
+        after, _, _ = end_to_end(Path(tmp) / "shallow-2.db", jobs, durability, concurrency)
+    shallow = (before + after) / 2
     return {"jobs": jobs, "depth": depth, "shallow_jobs_per_second": shallow,
             "deep_jobs_per_second": deep, "ratio": deep / shallow}  # fmt: skip
 
