@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, QueueError
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import JobFilter, QueueAdmin
+from usvc_core.ports import FleetAdmin, JobFilter, QueueAdmin
 
 from usvc_http.admin.auth import AdminAuth, Caller
+from usvc_http.admin.fleet_api import add_fleet_routes
 
 if TYPE_CHECKING:
     from usvc_core.surface_context import SurfaceContext
@@ -303,4 +304,6 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             outcome = "already_finished"
         return CancelOut(id=job_id, status=status, outcome=outcome)
 
+    if isinstance(queue, FleetAdmin):  # workers and paused actions
+        add_fleet_routes(router, context, admin, queue)
     return router
