@@ -13,7 +13,7 @@ import httpx
 import pytest
 from usvc_core import Application, WorkerSettings
 
-TOKEN = "s3cret-admin-token-1234"
+TOKEN = "fleet-admin-token-0123456789-abcdefghijklmnop"
 SERVICE = "fleet-svc"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

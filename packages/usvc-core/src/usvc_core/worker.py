@@ -37,7 +37,7 @@ from usvc_core.execution import (
 from usvc_core.fleet import FleetMember
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.logging import is_enabled_for
+from usvc_core.logging import bind_job_context, is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, FleetAdmin, JobQueue, Metrics, ReclaimResult, WorkerRecord
 from usvc_core.resilience.retry import RetryPolicy
@@ -307,6 +307,14 @@ class Worker:
             heapq.heappop(due)  # due before the last claim: that claim has seen them
         if due:
             seconds = min(seconds, due[0] - self.clock.monotonic())
+        if type(self.clock) is SystemClock:
+            # The real clock: the poll loop waits on the event itself under one timer, so an
+            # enqueue wakes it in one step of the event loop; _until's two helper tasks and
+            # their cancellation cost three more per idle wait (a dev job pays them all).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+            return
         await self._until(seconds, self._wake.wait())
 
     async def _until(self, seconds: float, *waits: Coroutine[Any, Any, Any]) -> None:
@@ -365,15 +373,21 @@ class Worker:
         job = state.job
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
-        structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
-        action = self._known_action(job.action)
+        bind_job_context(job.token, job.id, job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None
         kind = "lost"
         policy = self.config.job_retry
+        routed = route(job, self.actions)
+        # The metrics label: the job's action when route found it registered (no second
+        # registry lookup), else a registered name or the placeholder.
+        action = (
+            job.action
+            if not isinstance(routed, Outcome) and routed.name == job.action
+            else self._known_action(job.action)
+        )
         try:
             self.metrics.job_started(action)
-            routed = route(job, self.actions)
             if isinstance(routed, Outcome):
                 outcome = routed
             else:

@@ -5,11 +5,11 @@ resume. Present when the queue implements ``FleetAdmin`` (every queue of the kit
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
+from fastapi import Path as PathParam
 from pydantic import BaseModel
-from usvc_core.errors import QueueError
 from usvc_core.jobs import JobStatus
 from usvc_core.ports import FleetAdmin, QueueAdmin
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["ActionOut", "WorkerOut", "add_fleet_routes"]
 
 _RUNNING = (JobStatus.ASSIGNED, JobStatus.PROCESSING)
+# Errors of the store get their status from usvc_http.errors, as on every admin route.
+ActionName = Annotated[str, PathParam(min_length=1, max_length=200)]
 
 
 class WorkerOut(BaseModel):
@@ -74,10 +76,7 @@ def add_fleet_routes(
     async def workers() -> WorkersOut:
         """This service's worker processes, oldest first; ``gone``: silent for two
         heartbeats (its jobs went back to Ready)."""
-        try:
-            records = await fleet.list_workers(service)
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        records = await fleet.list_workers(service)
         return WorkersOut(
             workers=[
                 WorkerOut(
@@ -100,11 +99,8 @@ def add_fleet_routes(
     @router.get("/actions", response_model=ActionsOut)
     async def actions() -> ActionsOut:
         """Every action handled here, with jobs, or paused: depth, running, limit, pause."""
-        try:
-            paused = await fleet.paused_actions(service)
-            counts = (await admin.activity(service, minutes=1)).counts
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        paused = await fleet.paused_actions(service)
+        counts = (await admin.activity(service, minutes=1)).counts
         names = sorted({*context.actions.names, *counts, *paused})
         return ActionsOut(
             actions=[
@@ -122,20 +118,14 @@ def add_fleet_routes(
         )
 
     @router.post("/actions/{action}/pause", response_model=PauseOut)
-    async def pause(action: str) -> PauseOut:
+    async def pause(action: ActionName) -> PauseOut:
         """No worker of the service claims the action's jobs until it is resumed; jobs
         already running finish."""
-        try:
-            changed = await fleet.pause_action(service, action)
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        changed = await fleet.pause_action(service, action)
         return PauseOut(action=action, paused=True, changed=changed)
 
     @router.post("/actions/{action}/resume", response_model=PauseOut)
-    async def resume(action: str) -> PauseOut:
+    async def resume(action: ActionName) -> PauseOut:
         """The action's jobs are claimed again."""
-        try:
-            changed = await fleet.resume_action(service, action)
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        changed = await fleet.resume_action(service, action)
         return PauseOut(action=action, paused=False, changed=changed)
