@@ -236,3 +236,30 @@ async def test_a_paused_action_waits_and_health_says_why(fleet: Any) -> None:
     await tick_until(clock, lambda: started == [2, 1])
     await tick_until(clock, lambda: worker.health.get(PAUSED_CHECK) is None)
     assert worker.health.aggregate() is Status.GREEN
+
+
+async def test_after_a_store_outage_no_worker_takes_the_jobs_of_another(fleet: Any) -> None:
+    """An outage silences every worker at once: when it ends, a worker back first does not
+    take the jobs of one whose heartbeat comes a moment later; it judges others only after
+    two heartbeats of its own in a row."""
+    clock, queue, start = fleet
+    start()
+    await queue.heartbeat_worker(_dead_record("late"))
+    await enqueue(queue, "quick", 1)
+    [held] = await queue.claim(MS, "late", 1, LEASE)
+    await tick_until(clock, lambda: True)
+    queue.beats_fail = True  # the store is out for both
+    clock.advance(3 * BEAT)
+    await settle()
+    queue.beats_fail = False
+    for _ in range(int(1.9 * BEAT / 0.1)):  # back; "late" beats again within two heartbeats
+        clock.advance(0.1)
+        await settle()
+    await queue.heartbeat_worker(_dead_record("late"))
+    for _ in range(int(1.5 * BEAT / 0.1)):
+        clock.advance(0.1)
+        await settle()
+    still = await queue.get(held.id)
+    assert still is not None
+    assert (still.status, still.lease_owner) == (JobStatus.ASSIGNED, "late")
+    assert started == []

@@ -68,6 +68,8 @@ class FleetMember:
         self._on_reclaimed = on_reclaimed
         self._on_error = on_error
         self._last_beat: float | None = None  # clock time at which the last good beat began
+        # Since when every heartbeat went through (None: the last one failed, or none yet).
+        self._connected_since: float | None = None
         self._last_forget = float("-inf")
         self._paused: tuple[str, ...] = ()
 
@@ -89,8 +91,11 @@ class FleetMember:
             await self.fleet.heartbeat_worker(record)
             paused = await self.fleet.paused_actions(record.microservice)
         except Exception as exc:
+            self._connected_since = None
             await self._on_error("heartbeat_worker", exc)
             return
+        if self._connected_since is None or was_silent:
+            self._connected_since = began
         self._last_beat = began
         if was_silent:
             _log.warning(
@@ -117,11 +122,22 @@ class FleetMember:
         else:
             self._health.unregister(PAUSED_CHECK)
 
+    def _can_judge(self) -> bool:
+        """Whether this worker's own heartbeats have gone through for two heartbeats in a
+        row: only then does another worker's silence mean that worker, not the store (an
+        outage silences every worker at once, and none of them is gone when it ends)."""
+        since = self._connected_since
+        return (
+            since is not None
+            and not self.silent()
+            and self._clock.monotonic() - since >= GONE_AFTER_HEARTBEATS * self.heartbeat_seconds
+        )
+
     async def reclaim(self) -> None:
         """Put the jobs of gone workers back to Ready now; now and then, forget workers
-        gone for long. Skipped while this worker is silent itself: the store may count
-        it among the gone."""
-        if self.silent():
+        gone for long. Only once this worker has reached the store for two heartbeats in
+        a row (see :meth:`_can_judge`)."""
+        if not self._can_judge():
             return
         microservice = self.microservice
         try:
