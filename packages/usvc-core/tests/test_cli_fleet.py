@@ -105,6 +105,10 @@ def test_actions_pause_holds_jobs_back_until_resume(
     code, out = usvc(queue, capsys, "actions", "pause", "greet")
     assert (code, out.strip()) == (0, "greet was paused already")
     assert asyncio.run(queue.claim_and_start(SERVICE, "w", 10, 30)) == []
+    code, out = usvc(queue, capsys, "stats")
+    assert out.splitlines()[-1] == "paused: greet"
+    code, out = usvc(queue, capsys, "stats", "--json")
+    assert json.loads(out)["paused_actions"] == ["greet"]
 
     code, out = usvc(queue, capsys, "actions", "ls")
     assert code == 0

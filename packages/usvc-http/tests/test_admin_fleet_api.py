@@ -101,6 +101,7 @@ async def test_a_paused_action_waits_until_resumed_and_health_says_why(
         assert (greet["ready"], greet["running"]) == (1, 0)
         assert greet["paused_at"] is not None
         assert (await c.get(f"/admin/api/jobs/{job['id']}")).json()["status"] == "Ready"
+        assert (await c.get("/admin/api/stats")).json()["paused_actions"] == ["greet"]
 
         resumed = (await c.post("/admin/api/actions/greet/resume")).json()
         assert resumed == {"action": "greet", "paused": False, "changed": True}

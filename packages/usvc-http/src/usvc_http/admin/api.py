@@ -104,6 +104,7 @@ class StatsOut(BaseModel):
     oldest_ready_age_seconds: float | None
     actions: list[ActionStats]
     per_minute: list[MinuteOut]
+    paused_actions: list[str] = Field(default=[], description="paused across the fleet")
 
 
 class EnqueueIn(BaseModel):
@@ -236,6 +237,7 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             service=service,
             counts={s: totals.counts.get(s, 0) for s in JobStatus},
             oldest_ready_age_seconds=totals.oldest_ready_age_seconds,
+            paused_actions=sorted(totals.paused_actions),
             actions=[
                 ActionStats(
                     action=name,
