@@ -57,6 +57,12 @@ async def quick(input: In) -> dict[str, int]:
     return {"n": input.n}
 
 
+@action("limited", max_running=2)
+async def limited(input: In) -> dict[str, int]:
+    started.append(input.n)
+    return {"n": input.n}
+
+
 class FlakyFleetQueue(InMemoryQueue):
     """The in-memory queue whose heartbeats can be made to fail (a worker cut off)."""
 
@@ -101,6 +107,7 @@ async def fleet() -> AsyncIterator[tuple[FakeClock, FlakyFleetQueue, Callable[..
         registry = ActionRegistry()
         registry.add(hold)
         registry.add(quick)
+        registry.add(limited)
         config = WorkerConfig(
             microservice=MS,
             max_concurrent=4,
@@ -148,7 +155,7 @@ async def test_a_worker_records_itself_and_leaves_on_a_clean_stop(fleet: Any) ->
     [record] = await queue.list_workers(MS)
     assert (record.worker_id, record.version, record.concurrency) == (worker.worker_id, "2.0.1", 4)
     assert (record.actions, record.heartbeat_seconds, record.running) == (
-        ("hold", "quick"),
+        ("hold", "limited", "quick"),
         BEAT,
         0,
     )
@@ -263,3 +270,16 @@ async def test_after_a_store_outage_no_worker_takes_the_jobs_of_another(fleet: A
     assert still is not None
     assert (still.status, still.lease_owner) == (JobStatus.ASSIGNED, "late")
     assert started == []
+
+
+async def test_a_dead_worker_no_longer_holds_an_action_at_its_limit(fleet: Any) -> None:
+    """Two jobs of a max_running=2 action held by a dead worker stopped the action for a
+    whole lease; now it runs again about two heartbeats after the worker's last one."""
+    clock, queue, start = fleet
+    await queue.heartbeat_worker(_dead_record("dead"))
+    for n in range(3):
+        await enqueue(queue, "limited", n)
+    await queue.claim_and_start(MS, "dead", 2, LEASE, max_running={"limited": 2})
+    start()
+    took = await tick_until(clock, lambda: len(started) == 3)
+    assert took <= 2 * BEAT + BEAT / 2 + 0.2, took
