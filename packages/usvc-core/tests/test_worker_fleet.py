@@ -241,8 +241,10 @@ async def test_a_paused_action_waits_and_health_says_why(fleet: Any) -> None:
     assert worker.health.aggregate() is Status.YELLOW
     await queue.resume_action(MS, "quick")
     await tick_until(clock, lambda: started == [2, 1])
-    await tick_until(clock, lambda: worker.health.get(PAUSED_CHECK) is None)
-    assert worker.health.aggregate() is Status.GREEN
+    await tick_until(clock, lambda: worker.health.aggregate() is Status.GREEN)
+    check = worker.health.get(PAUSED_CHECK)
+    assert check is not None
+    assert (check.status, check.details) == (Status.GREEN, {"paused": []})
 
 
 async def test_after_a_store_outage_no_worker_takes_the_jobs_of_another(fleet: Any) -> None:

@@ -119,8 +119,8 @@ class FleetMember:
                     "reason": f"paused by an operator: {', '.join(paused)} (jobs wait Ready)",
                 },
             )
-        else:
-            self._health.unregister(PAUSED_CHECK)
+        else:  # kept, GREEN: /metrics shows health_check_status of every check it saw
+            self._health.update(PAUSED_CHECK, Status.GREEN, {"paused": []})
 
     def _can_judge(self) -> bool:
         """Whether this worker's own heartbeats have gone through for two heartbeats in a
