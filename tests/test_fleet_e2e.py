@@ -25,6 +25,10 @@ def _health(proc: ServiceProcess) -> dict[str, Any]:
     return body
 
 
+def _status_is(proc: ServiceProcess, status: str) -> Callable[[], bool]:
+    return lambda: _health(proc)["status"] == status
+
+
 def test_workers_and_paused_actions_across_two_processes(
     usvc: Usvc,  # noqa: F811 - the fixture
     workdir: Path,  # noqa: F811 - the fixture
@@ -51,7 +55,7 @@ def test_workers_and_paused_actions_across_two_processes(
     done = usvc.json("enqueue", "sleep", "--data", '{"ms": 0}', "--wait")  # others still run
     assert done["job"]["status"] == "Completed"
     for proc in (first, second):  # every process says why, within a heartbeat or two
-        wait_until(lambda p=proc: _health(p)["status"] == "YELLOW", 15)
+        wait_until(_status_is(proc, "YELLOW"), 15)
         assert "greet" in _health(proc)["checks"]["paused_actions"]["details"]["reason"]
     actions = {a["action"]: a for a in usvc.json("actions", "ls")["actions"]}
     assert (actions["greet"]["paused"], actions["greet"]["ready"]) == (True, 4)
@@ -64,7 +68,7 @@ def test_workers_and_paused_actions_across_two_processes(
 
     assert usvc("actions", "resume", "greet").code == 0
     wait_until(lambda: statuses() == {"Completed"}, 30)
-    wait_until(lambda: _health(first)["status"] == "GREEN", 15)
+    wait_until(_status_is(first, "GREEN"), 15)
 
     # A SIGKILLed worker turns gone; a stopped one removes its record.
     first.signal(signal.SIGKILL)
