@@ -108,16 +108,16 @@ async def fleet() -> AsyncIterator[tuple[FakeClock, FlakyFleetQueue, Callable[..
         registry.add(hold)
         registry.add(quick)
         registry.add(limited)
-        config = WorkerConfig(
-            microservice=MS,
-            max_concurrent=4,
-            polling_interval=3600.0,
-            lease_seconds=LEASE,
-            shutdown_timeout=0.5,
-            heartbeat_seconds=BEAT,
-            version="2.0.1",
-            **kw,
-        )
+        options: dict[str, Any] = {
+            "microservice": MS,
+            "max_concurrent": 4,
+            "polling_interval": 3600.0,
+            "lease_seconds": LEASE,
+            "shutdown_timeout": 0.5,
+            "heartbeat_seconds": BEAT,
+            "version": "2.0.1",
+        }
+        config = WorkerConfig(**{**options, **kw})
         worker = Worker(queue, registry, config, health=HealthRegistry(), clock=clock)
         tasks.append((worker, asyncio.create_task(worker.run())))
         return worker
@@ -286,3 +286,14 @@ async def test_a_dead_worker_no_longer_holds_an_action_at_its_limit(fleet: Any) 
     start()
     took = await tick_until(clock, lambda: len(started) == 3)
     assert took <= 2 * BEAT + BEAT / 2 + 0.2, took
+
+
+async def test_without_heartbeats_paused_actions_show_with_the_stats(fleet: Any) -> None:
+    clock, queue, start = fleet
+    await queue.pause_action(MS, "quick")
+    worker = start(heartbeat_seconds=0.0, stats_interval=5.0)
+    await tick_until(clock, lambda: worker.health.get(PAUSED_CHECK) is not None)
+    check = worker.health.get(PAUSED_CHECK)
+    assert check is not None
+    assert (check.status, check.details["paused"]) == (Status.YELLOW, ["quick"])
+    assert await queue.list_workers(MS) == []  # no record without heartbeats

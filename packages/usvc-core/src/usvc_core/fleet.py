@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
@@ -19,7 +19,7 @@ from usvc_core.ports import (
     WorkerRecord,
 )
 
-__all__ = ["FORGET_GONE_AFTER_SECONDS", "PAUSED_CHECK", "FleetMember"]
+__all__ = ["FORGET_GONE_AFTER_SECONDS", "PAUSED_CHECK", "FleetMember", "show_paused"]
 
 #: The health check that turns YELLOW while an operator has paused some action.
 PAUSED_CHECK = "paused_actions"
@@ -29,6 +29,17 @@ _FORGET_EVERY_SECONDS = 60.0
 _LEAVE_TIMEOUT_SECONDS = 5.0
 
 _log = structlog.get_logger("usvc.fleet")
+
+
+def show_paused(health: HealthRegistry, paused: Iterable[str]) -> None:
+    """The ``paused_actions`` check: YELLOW naming the paused actions; GREEN again once none
+    is (kept, not removed: /metrics keeps showing the last status of every check it saw)."""
+    names = sorted(paused)
+    if names:
+        reason = f"paused by an operator: {', '.join(names)} (their jobs wait Ready)"
+        health.update(PAUSED_CHECK, Status.YELLOW, {"paused": names, "reason": reason})
+    elif health.get(PAUSED_CHECK) is not None:
+        health.update(PAUSED_CHECK, Status.GREEN, {"paused": []})
 
 
 class FleetMember:
@@ -71,7 +82,6 @@ class FleetMember:
         # Since when every heartbeat went through (None: the last one failed, or none yet).
         self._connected_since: float | None = None
         self._last_forget = float("-inf")
-        self._paused: tuple[str, ...] = ()
 
     def silent(self) -> bool:
         """Whether this worker's last good heartbeat is two heartbeats old (or none yet)."""
@@ -104,23 +114,7 @@ class FleetMember:
                 worker_id=record.worker_id,
             )
             await self._renew_leases()
-        self._show_paused(tuple(sorted(paused)))
-
-    def _show_paused(self, paused: tuple[str, ...]) -> None:
-        if paused == self._paused:
-            return
-        self._paused = paused
-        if paused:
-            self._health.update(
-                PAUSED_CHECK,
-                Status.YELLOW,
-                {
-                    "paused": list(paused),
-                    "reason": f"paused by an operator: {', '.join(paused)} (jobs wait Ready)",
-                },
-            )
-        else:  # kept, GREEN: /metrics shows health_check_status of every check it saw
-            self._health.update(PAUSED_CHECK, Status.GREEN, {"paused": []})
+        show_paused(self._health, paused)
 
     def _can_judge(self) -> bool:
         """Whether this worker's own heartbeats have gone through for two heartbeats in a
