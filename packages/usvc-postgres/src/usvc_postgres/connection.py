@@ -9,6 +9,7 @@ a cancel request over that same dead path and wait for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -31,7 +32,9 @@ _REFUSED_STATES = frozenset({"28000", "28P01", "3D000"})  # bad login, bad passw
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the server cannot be reached right now (worth retrying)."""
-    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError):
+    if isinstance(
+        exc, OSError | TimeoutError | asyncpg.PostgresConnectionError | asyncpg.InternalClientError
+    ):
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         text = str(exc)
@@ -68,6 +71,12 @@ async def _no_reset(connection: asyncpg.Connection) -> None:
     """The pool's reset on release, a round trip per operation by default: not needed, no
     operation leaves session state behind (advisory locks are transaction-scoped, LISTEN
     runs on a connection of its own)."""
+
+
+def _terminate(conn: asyncpg.Connection) -> None:
+    with contextlib.suppress(asyncpg.InterfaceError):  # released already: closed by asyncpg
+        if not conn.is_closed():
+            conn.terminate()
 
 
 class Connections:
@@ -147,13 +156,17 @@ class Connections:
             async with asyncio.timeout(timeout):
                 return await work(conn)
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError) or is_unavailable(exc):
-                conn.terminate()  # its state is unknown: never hand it out again
+            broken = isinstance(exc, asyncio.CancelledError | asyncpg.InternalClientError)
+            if broken or is_unavailable(exc):
+                _terminate(conn)  # its state is unknown: never hand it out again
                 if not isinstance(exc, asyncio.CancelledError):
-                    await pool.expire_connections()
+                    with contextlib.suppress(Exception):
+                        await pool.expire_connections()
             raise self.translate(exc, operation) from exc
         finally:
-            await pool.release(conn)
+            # A connection asyncpg saw die was released already (and may be released twice).
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await pool.release(conn)
 
     async def fetch(self, operation: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self.run(operation, lambda conn: conn.fetch(sql, *args))

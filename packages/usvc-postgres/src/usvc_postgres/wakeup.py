@@ -86,7 +86,7 @@ class Listener:
             server_settings=self.server_settings,
         )
         try:
-            await conn.add_listener(self.channel, self._on_notification)
+            await asyncio.wait_for(conn.add_listener(self.channel, self._on_notification), 5.0)
             conn.add_termination_listener(lambda _conn: self._lost.set())
             self._conn = conn
             self._lost.clear()
@@ -112,9 +112,9 @@ class Listener:
         try:
             other = await asyncpg.connect(**self.settings.connect_kwargs(), statement_cache_size=0)
             try:
-                await other.execute(f"NOTIFY {self.channel}, '{marker}'")
+                await asyncio.wait_for(other.execute(f"NOTIFY {self.channel}, '{marker}'"), 5.0)
             finally:
-                await other.close()
+                other.terminate()
             await asyncio.wait_for(asyncio.shield(arrived), _PROBE_WAIT)
         except TimeoutError:
             return False
