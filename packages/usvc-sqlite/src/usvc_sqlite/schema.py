@@ -16,9 +16,21 @@ import sqlite3
 
 from usvc_core.errors import ConfigurationError
 
-__all__ = ["MIGRATIONS", "NOW", "SCHEMA_VERSION", "TABLE", "SqliteFileError", "prepare"]
+__all__ = [
+    "MIGRATIONS",
+    "NOW",
+    "PAUSED_TABLE",
+    "SCHEMA_VERSION",
+    "TABLE",
+    "WORKERS_TABLE",
+    "SqliteFileError",
+    "prepare",
+]
 
 TABLE = "usvc_jobs"
+#: The fleet (``FleetAdmin``): one row per worker process, one per paused action.
+WORKERS_TABLE = "usvc_workers"
+PAUSED_TABLE = "usvc_paused_actions"
 
 #: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
 #: needs SQLite 3.42; this works from 3.35, the first version with RETURNING).
@@ -107,6 +119,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"""
         CREATE INDEX {TABLE}_finished_action ON {TABLE} (microservice, action, status)
         WHERE status IN ('Completed', 'Failed')
+        """,
+    ),
+    # 6 (the fleet): worker processes with their heartbeats, and paused actions. Small
+    # tables, read by primary key: a claim looks up its service's paused actions.
+    (
+        f"""
+        CREATE TABLE {WORKERS_TABLE} (
+            microservice      TEXT    NOT NULL,
+            worker_id         TEXT    NOT NULL,
+            host              TEXT    NOT NULL,
+            pid               INTEGER NOT NULL,
+            version           TEXT    NOT NULL,
+            started_at        REAL    NOT NULL,
+            heartbeat_seconds REAL    NOT NULL CHECK (heartbeat_seconds > 0),
+            actions           TEXT    NOT NULL,
+            concurrency       INTEGER NOT NULL,
+            running           INTEGER NOT NULL,
+            last_seen_at      REAL    NOT NULL,
+            PRIMARY KEY (microservice, worker_id)
+        ) WITHOUT ROWID
+        """,
+        f"""
+        CREATE TABLE {PAUSED_TABLE} (
+            microservice TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            paused_at    REAL NOT NULL,
+            PRIMARY KEY (microservice, action)
+        ) WITHOUT ROWID
         """,
     ),
 )
