@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 from opentelemetry import propagate, trace
@@ -46,12 +46,15 @@ from usvc_core.plugins import (
 )
 from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, StoreClock, Surface
 from usvc_core.resilience.retry import RetryPolicy
-from usvc_core.scheduling import Schedule, Scheduler, cancel_and_wait, parse_schedule
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.surface_context import InstanceIdentity, SurfaceContext, SurfaceFactory
 from usvc_core.telemetry import Telemetry, setup_telemetry
 from usvc_core.worker import QUEUE_CHECK, Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    # croniter costs a noticeable part of start-up: imported only when a schedule exists.
+    from usvc_core.scheduling import Schedule
 
 __all__ = ["Application"]
 
@@ -214,6 +217,10 @@ class Application:
         """``@action(schedule=...)`` plus ``SCHEDULES`` (which wins for an action in both)."""
         settings = self.settings
         found: dict[str, Schedule] = {}
+        if not settings.SCHEDULES and all(d.options.schedule is None for d in self.actions):
+            return []
+        from usvc_core.scheduling import parse_schedule
+
         for d in self.actions:
             if d.options.schedule is not None:
                 where = f"@action({d.name!r}) handler ({d.source})"
@@ -338,6 +345,9 @@ class Application:
         self._schedules = self._schedules_from_actions_and_settings()
         queue = self.queue
         metrics = self.metrics
+        observe = getattr(queue, "observe", None)
+        if callable(observe):  # an adapter with its own health checks (usvc-oracle)
+            observe(self.health, metrics)
         self.health.subscribe(
             lambda h: metrics.health_changed(
                 h.aggregate(), {n: c.status for n, c in h.snapshot().checks.items()}
@@ -387,6 +397,8 @@ class Application:
         if not self._queue_open and not await self._open_queue():
             return
         if self._schedules and not self._stop_requested.is_set():
+            from usvc_core.scheduling import Scheduler
+
             scheduler = Scheduler(
                 self._schedules,
                 self._enqueue_slot,
@@ -400,7 +412,10 @@ class Application:
         try:
             await self.worker.run()
         finally:
-            await cancel_and_wait(self._scheduler_task)
+            if self._scheduler_task is not None:
+                from usvc_core.scheduling import cancel_and_wait
+
+                await cancel_and_wait(self._scheduler_task)
             self._scheduler_task = None
 
     async def _open_queue(self) -> bool:
@@ -467,7 +482,10 @@ class Application:
         if self._worker is not None and self._worker_task is not None:
             self._worker.request_stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
-        await cancel_and_wait(self._loop_lag_task)
+        if self._loop_lag_task is not None:
+            from usvc_core.scheduling import cancel_and_wait
+
+            await cancel_and_wait(self._loop_lag_task)
         self._loop_lag_task = None
         self.health.unregister(EVENT_LOOP_CHECK)
         await self._stop_surfaces()

@@ -295,7 +295,13 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         return released
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
-        return await self._conn().write(lambda conn: sql.reclaim(conn, microservice), durable=False)
+        return await self._conn().write(
+            lambda conn: self._reclaim(conn, microservice), durable=False
+        )
+
+    def _reclaim(self, conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
+        """The reclaim of expired leases (also ends the leases of gone workers)."""
+        return sql.reclaim(conn, microservice)
 
     # --- operating (QueueAdmin) ------------------------------------------------------------
 
@@ -389,7 +395,7 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         if not await self._conn().call(lambda conn: fleet.has_gone_owner(conn, microservice)):
             return ReclaimResult()
         return await self._conn().write(
-            lambda conn: fleet.reclaim_gone(conn, microservice), durable=False
+            lambda conn: fleet.reclaim_gone(conn, microservice, self._reclaim), durable=False
         )
 
     async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
