@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from usvc_core import Application
 from usvc_core.errors import ConfigurationError, LeaseLostError, QueueUnavailableError
-from usvc_core.jobs import Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, Job, JobStatus
 from usvc_core.ports import EnqueueRequest, JobFilter
 from usvc_core.settings import WorkerSettings
 from usvc_sqlite import (
@@ -511,7 +511,7 @@ class TestRowsToJobs:
         """job_from_row builds Jobs positionally: the column list must stay in field order."""
         columns = [c.strip() for c in statements._COLUMNS.split(",")]
         fields = [f.name for f in dataclasses.fields(Job)]
-        assert fields == [*columns, "payload_error"]
+        assert fields == [*columns, "payload_error", "attempt_history"]
 
     async def test_every_field_comes_from_its_column(self, queue: SqliteQueue) -> None:
         """A row with a distinct value in every column reads back field by field."""
@@ -567,6 +567,18 @@ class TestRowsToJobs:
             "finished_at": at(3000.0),
             "cancel_requested": True,
             "payload_error": None,
+            # a Failed job with a start and no log: its one attempt is the row's own
+            "attempt_history": (
+                {
+                    "number": 0,
+                    "worker_id": "owner",
+                    "started_at": at(1500.0),
+                    "finished_at": at(3000.0),
+                    "outcome": AttemptOutcome.FAILED,
+                    "error_code": "HANDLER_ERROR",
+                    "error_message": "boom",
+                },
+            ),
         }
 
 
@@ -625,14 +637,32 @@ class TestQueryPlans:
         [
             ("CLAIM", ["usvc_jobs_ready (microservice=?)"]),
             ("CLAIM_STARTED", ["usvc_jobs_ready (microservice=?)"]),
-            ("_COUNTS", ["usvc_jobs_leased", "usvc_jobs_finished (microservice=? AND status=?)"]),
-            ("_OLDEST", ["usvc_jobs_ready"]),
+            ("_COUNTS", ["COVERING INDEX usvc_jobs_status_created (microservice=? AND status=?)"]),
+            ("_READY_COUNT", ["COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=?"]),
+            (
+                "_SCHEDULED_COUNT",
+                [
+                    "COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=? AND action=? "
+                    "AND run_at>?)"
+                ],
+            ),
+            (
+                "_DUE_IN_ORDER",
+                [
+                    "COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=? AND action=? "
+                    "AND run_at<?)"
+                ],
+            ),
+            ("_NEXT_READY_DUE_ACTION", ["COVERING INDEX usvc_jobs_ready_due"]),
+            ("_DISTINCT_CODE", ["COVERING INDEX usvc_jobs_error_created (microservice=? AND "]),
+            ("_BY_IDEMPOTENCY", ["usvc_jobs_idempotency_all (microservice=? AND idempotency_"]),
+            ("_REVOKED", ["PRIMARY KEY (session_id=?)"]),
+            ("_FORGET_SESSIONS", ["usvc_revoked_sessions_until (until<?)"]),
             ("_RECLAIM", ["usvc_jobs_leased (microservice=? AND lease_expires_at<?)"]),
             ("_PURGE", ["usvc_jobs_finished (microservice=? AND status=? AND finished_at<?)"]),
             ("_RUNNING", ["usvc_jobs_leased (microservice=?)"]),
             ("_NEXT_READY_ACTION", ["usvc_jobs_ready_action (microservice=? AND action>?)"]),
             ("_DUE_OF_ACTION", ["usvc_jobs_ready_action (microservice=? AND action=?)"]),
-            ("_READY_BY_ACTION", ["usvc_jobs_ready_action (microservice=?)"]),
             ("_OTHERS_BY_ACTION", ["usvc_jobs_leased", "usvc_jobs_finished_action"]),
             ("_IN_MINUTE", ["usvc_jobs_finished (microservice=? AND status=? AND finished_at>?"]),
             ("_UNIQUE_HOLDER", ["usvc_jobs_unique (microservice=? AND unique_key=?)"]),
@@ -651,25 +681,60 @@ class TestQueryPlans:
         assert not any(step.strip() == "SCAN usvc_jobs" for step in plan.split(";")), plan
 
     @pytest.mark.parametrize(
-        ("statuses", "index"),
+        ("where", "searches"),
         [
-            (frozenset(), "usvc_jobs_created"),
-            (frozenset({JobStatus.FAILED}), "usvc_jobs_failed"),
-            (frozenset({JobStatus.FAILED, JobStatus.READY}), "usvc_jobs_created"),
+            (JobFilter(SERVICE), ["usvc_jobs_created (created_at<?)"]),
+            (
+                JobFilter(SERVICE, statuses=frozenset({JobStatus.FAILED, JobStatus.READY})),
+                [
+                    "usvc_jobs_status_created (microservice=? AND status=? AND created_at<?)",
+                    "usvc_jobs_status_created (microservice=? AND status=? AND created_at<?)",
+                ],
+            ),
+            (
+                JobFilter(SERVICE, statuses=frozenset({JobStatus.FAILED}), actions=frozenset("a")),
+                ["usvc_jobs_action_created (microservice=? AND action=? AND created_at<?)"],
+            ),
+            (
+                JobFilter(SERVICE, actions=frozenset("a"), error_codes=frozenset({"X", "Y"})),
+                ["usvc_jobs_error_created (microservice=? AND error_code=? AND created_at<?)"] * 2,
+            ),
+            (
+                JobFilter(SERVICE, scheduled=True),
+                ["usvc_jobs_status_created (microservice=? AND status=? AND created_at<?)"],
+            ),
+            (
+                JobFilter(SERVICE, error_text="refused"),
+                ["usvc_jobs_error_created (microservice=? AND error_code=? AND created_at<?)"],
+            ),
         ],
     )
-    def test_pages_of_jobs_walk_an_index_by_creation_time(
-        self, conn: sqlite3.Connection, statuses: frozenset[JobStatus], index: str
+    def test_pages_of_jobs_seek_their_filters_index_in_creation_order(
+        self, conn: sqlite3.Connection, where: JobFilter, searches: list[str]
     ) -> None:
-        """list_jobs reads newest first along an index by creation time (the Failed jobs'
-        own when only they are asked for), from the cursor on, sorting nothing but ties."""
-        where = JobFilter(SERVICE, statuses=statuses, actions=frozenset({"a"}))
-        source, params = statements._newest_first(where, (1.0, 1))
-        plan = _plan(conn, f"SELECT id {source}", [*params, 10])
-        assert f"USING INDEX {index} (created_at<?)" in plan or (
-            f"USING COVERING INDEX {index} (created_at<?)" in plan
-        ), plan
-        assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # only the RIGHT PART (ties)
+        """list_jobs reads newest first along the index of its filter's most selective
+        kind of value (error code, action, status), one seek per value from the cursor
+        on, merged in order: it sorts nothing (but ties on the index of every job) and
+        never walks the rows of other values (a rare error code or an absent action costs
+        a seek, not a scan)."""
+        conn.execute(
+            "INSERT INTO usvc_jobs (microservice, payload, error_code) VALUES (?, '{}', 'X')",
+            (SERVICE,),
+        )
+        plans: list[str] = []
+
+        class Recording:
+            def execute(self, statement: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+                if statement.lstrip().startswith("SELECT created_at"):
+                    plans.append(_plan(conn, statement, params))
+                return conn.execute(statement, params)
+
+        statements.newest_first(Recording(), "1", where, (1e12, 1), 10)  # type: ignore[arg-type]
+        assert len(plans) == len(searches), plans
+        for plan, search in zip(plans, searches, strict=True):
+            assert search in plan, plan
+            assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # only RIGHT PART (ties)
+            assert not any(step.strip() == "SCAN usvc_jobs" for step in plan.split(";")), plan
 
 
 class TestClaimLimits:

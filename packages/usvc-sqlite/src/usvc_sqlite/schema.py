@@ -16,9 +16,19 @@ import sqlite3
 
 from usvc_core.errors import ConfigurationError
 
-__all__ = ["MIGRATIONS", "NOW", "SCHEMA_VERSION", "TABLE", "SqliteFileError", "prepare"]
+__all__ = [
+    "MIGRATIONS",
+    "NOW",
+    "SCHEMA_VERSION",
+    "SESSIONS",
+    "TABLE",
+    "SqliteFileError",
+    "prepare",
+]
 
 TABLE = "usvc_jobs"
+#: Admin sessions ended by a logout, until they would have expired (schema 6).
+SESSIONS = "usvc_revoked_sessions"
 
 #: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
 #: needs SQLite 3.42; this works from 3.35, the first version with RETURNING).
@@ -109,6 +119,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE status IN ('Completed', 'Failed')
         """,
     ),
+    # --- store (issues 19 items 4 and 9, 21 items 1, 2, 5 and 10, 22 item 3) ---------------
+    # 6: attempt history (closed attempts as a JSON array; the current attempt is the row's
+    # own columns), the never-started rescue (a claim_and_start whose claimer never
+    # confirmed, given back once), admin session revocations, and indexes for what
+    # operators read on a large file: pages by status, action and error code in creation
+    # order, due Ready jobs by when they became due, any job by idempotency key. The index
+    # of Failed jobs by creation time is replaced by the one by status.
+    (
+        f"ALTER TABLE {TABLE} ADD COLUMN attempt_log TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN attempt_no INTEGER NOT NULL DEFAULT 0",
+        f"ALTER TABLE {TABLE} ADD COLUMN start_confirmed INTEGER NOT NULL DEFAULT 1",
+        f"ALTER TABLE {TABLE} ADD COLUMN attempt_given_back INTEGER NOT NULL DEFAULT 0",
+        f"""
+        CREATE TABLE {SESSIONS} (
+            session_id TEXT PRIMARY KEY,
+            until      REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        f"CREATE INDEX {SESSIONS}_until ON {SESSIONS} (until)",
+        f"DROP INDEX {TABLE}_failed",
+        f"CREATE INDEX {TABLE}_status_created ON {TABLE} (microservice, status, created_at)",
+        f"CREATE INDEX {TABLE}_action_created ON {TABLE} (microservice, action, created_at)",
+        f"""
+        CREATE INDEX {TABLE}_error_created ON {TABLE} (microservice, error_code, created_at)
+        WHERE error_code IS NOT NULL
+        """,
+        f"""
+        CREATE INDEX {TABLE}_ready_due
+        ON {TABLE} (microservice, status, action, run_at, created_at)
+        WHERE status = 'Ready'
+        """,
+        f"""
+        CREATE INDEX {TABLE}_idempotency_all ON {TABLE} (microservice, idempotency_key)
+        WHERE idempotency_key IS NOT NULL
+        """,
+    ),
+    # --- end store -------------------------------------------------------------------------
 )
 
 #: The version this code writes and understands.

@@ -20,4 +20,4 @@ __all__ = [
 
 def memory_queue_from_url(url: str, settings: WorkerSettings) -> JobQueue:
     """Entry point ``usvc.queues: memory``."""
-    return InMemoryQueue()
+    return InMemoryQueue(attempt_history=settings.JOB_ATTEMPT_HISTORY)
