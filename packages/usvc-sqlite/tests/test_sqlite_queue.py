@@ -637,7 +637,6 @@ class TestQueryPlans:
         [
             ("CLAIM", ["usvc_jobs_ready (microservice=?)"]),
             ("CLAIM_STARTED", ["usvc_jobs_ready (microservice=?)"]),
-            ("_COUNTS", ["COVERING INDEX usvc_jobs_status_created (microservice=? AND status=?)"]),
             ("_READY_COUNT", ["COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=?"]),
             (
                 "_SCHEDULED_COUNT",
@@ -663,7 +662,10 @@ class TestQueryPlans:
             ("_RUNNING", ["usvc_jobs_leased (microservice=?)"]),
             ("_NEXT_READY_ACTION", ["usvc_jobs_ready_action (microservice=? AND action>?)"]),
             ("_DUE_OF_ACTION", ["usvc_jobs_ready_action (microservice=? AND action=?)"]),
-            ("_OTHERS_BY_ACTION", ["usvc_jobs_leased", "usvc_jobs_finished_action"]),
+            (
+                "_OTHERS_BY_ACTION",
+                ["usvc_jobs_leased", "usvc_job_counts USING PRIMARY KEY (microse"],
+            ),
             ("_IN_MINUTE", ["usvc_jobs_finished (microservice=? AND status=? AND finished_at>?"]),
             ("_UNIQUE_HOLDER", ["usvc_jobs_unique (microservice=? AND unique_key=?)"]),
         ],
@@ -820,3 +822,89 @@ class TestOperatorWrites:
         assert queue.commits[0] - before == 3  # 3 + 3 + 2
         stats = await queue.stats(SERVICE)
         assert (stats.counts[JobStatus.READY], stats.counts[JobStatus.FAILED]) == (8, 0)
+
+
+# --- store: what operators read on a large file ------------------------------------------------
+
+
+class TestOperatorReads:
+    """Counts kept by triggers stay exact; a text search reads a bounded stretch per call."""
+
+    async def test_counts_kept_by_triggers_match_the_rows(self, queue: SqliteQueue) -> None:
+        """Finishing, an operator's retry, purge, and rows other programs write all keep
+        the table of counts equal to a count of the rows themselves."""
+        jobs = await queue.enqueue_many([_request(n) for n in range(6)])
+        started = await queue.claim_and_start(SERVICE, "w", 6, 30.0)
+        for job in started[:3]:
+            await queue.complete(job, {}, 1.0)
+        for job in started[3:5]:
+            await queue.fail(job, "TIMEOUT", "slow", 1.0)
+        assert await queue.retry_failed(SERVICE, [started[3].id]) == 1
+        with sqlite3.connect(queue.path, isolation_level=None) as conn:
+            conn.execute(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, finished_at) "
+                "VALUES (?, 'other', '{}', 'Completed', 0)",
+                (SERVICE,),
+            )
+        conn.close()
+        await asyncio.sleep(0.05)
+        assert await queue.purge(SERVICE, 3600.0) == 1  # the row finished in 1970
+
+        def recount() -> tuple[dict[str, int], dict[str, int]]:
+            with sqlite3.connect(queue.path, isolation_level=None) as c:
+                kept = dict(
+                    c.execute(
+                        "SELECT status, sum(jobs) FROM usvc_job_counts WHERE microservice = ? "
+                        "GROUP BY status",
+                        (SERVICE,),
+                    ).fetchall()
+                )
+                rows = dict(
+                    c.execute(
+                        "SELECT status, count(*) FROM usvc_jobs WHERE microservice = ? "
+                        "AND status IN ('Completed', 'Failed') GROUP BY status",
+                        (SERVICE,),
+                    ).fetchall()
+                )
+            c.close()
+            return {k: v for k, v in kept.items() if v}, rows
+
+        kept, rows = recount()
+        assert kept == rows == {"Completed": 3, "Failed": 1}
+        stats = await queue.stats(SERVICE)
+        assert {s: stats.counts[s] for s in JobStatus} == {
+            JobStatus.READY: 1,
+            JobStatus.ASSIGNED: 0,
+            JobStatus.PROCESSING: 1,
+            JobStatus.COMPLETED: 3,
+            JobStatus.FAILED: 1,
+        }
+        assert len(jobs) == 6
+
+    async def test_a_text_search_reads_a_bounded_stretch_and_pages_on(
+        self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With 4 jobs read per error code and call, a rare text comes back in short
+        pages whose cursors search on; together they hold every match once, newest first."""
+        monkeypatch.setattr(statements, "TEXT_SCAN", 4)
+        await queue.enqueue_many([_request(n) for n in range(23)])
+        matches: list[str] = []
+        for n, job in enumerate(await queue.claim_and_start(SERVICE, "w", 23, 30.0)):
+            code = "TIMEOUT" if n % 2 else "HANDLER_ERROR"
+            text = "needle in the hay" if n % 5 == 0 else "hay only"
+            await queue.fail(job, code, text, 1.0)
+            if n % 5 == 0:
+                matches.append(job.id)
+        where = JobFilter(SERVICE, error_text="NEEDLE")
+        found: list[str] = []
+        cursor: str | None = None
+        calls = 0
+        while True:
+            page = await queue.list_jobs(where, limit=2, cursor=cursor)
+            calls += 1
+            found.extend(job.id for job in page.jobs)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert found == sorted(matches, key=int, reverse=True)
+        assert calls > 3  # short pages: the search went on in steps

@@ -3,6 +3,7 @@ of one machine."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -48,7 +49,11 @@ DEFAULT_ATTEMPT_HISTORY = 20
 
 # Compact, standard JSON (no NaN); built once, json.dumps with options builds one per call.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
+_PURGE_CHUNK = 1000  # rows per purge transaction, so other processes get the lock in between
+# Pause after each purge chunk, at least as long as the chunk took: a writer of another
+# process that found the lock taken sleeps in SQLite's busy handler (steps of 1 to 100 ms)
+# and would miss a shorter gap, again and again, while the purge goes on.
+_PURGE_PAUSE = 0.02
 _RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
@@ -393,6 +398,7 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         total = 0
         while True:
+            started = time.monotonic()
             deleted = await self._conn().write(
                 lambda conn: sql.purge_chunk(conn, microservice, older_than_seconds, _PURGE_CHUNK),
                 durable=False,
@@ -400,6 +406,7 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
             total += deleted
             if deleted < _PURGE_CHUNK:
                 return total
+            await asyncio.sleep(max(_PURGE_PAUSE, time.monotonic() - started))
 
 
 def _use_wal(conn: sqlite3.Connection, where: str, *, patience: float) -> None:

@@ -17,6 +17,7 @@ import sqlite3
 from usvc_core.errors import ConfigurationError
 
 __all__ = [
+    "COUNTS",
     "MIGRATIONS",
     "NOW",
     "SCHEMA_VERSION",
@@ -29,12 +30,15 @@ __all__ = [
 TABLE = "usvc_jobs"
 #: Admin sessions ended by a logout, until they would have expired (schema 6).
 SESSIONS = "usvc_revoked_sessions"
+#: Finished jobs by service, action and status, kept by triggers (schema 6).
+COUNTS = "usvc_job_counts"
 
 #: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
 #: needs SQLite 3.42; this works from 3.35, the first version with RETURNING).
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
+_FINISHED = "('Completed', 'Failed')"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the jobs table, the claim index, the lease index, idempotency keys.
@@ -153,6 +157,56 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"""
         CREATE INDEX {TABLE}_idempotency_all ON {TABLE} (microservice, idempotency_key)
         WHERE idempotency_key IS NOT NULL
+        """,
+        # Finished jobs by service, action and status, kept by triggers: stats and the
+        # overview read a few rows instead of counting a million index entries. Only a
+        # job's finish (and purge) pays for it, with one small write in its transaction;
+        # claims do not (unfinished jobs are few enough to count on their indexes).
+        f"""
+        CREATE TABLE {COUNTS} (
+            microservice TEXT    NOT NULL,
+            action       TEXT    NOT NULL,
+            status       TEXT    NOT NULL,
+            jobs         INTEGER NOT NULL,
+            PRIMARY KEY (microservice, action, status)
+        ) WITHOUT ROWID
+        """,
+        f"""
+        INSERT INTO {COUNTS} (microservice, action, status, jobs)
+        SELECT microservice, action, status, count(*) FROM {TABLE}
+        WHERE status IN {_FINISHED} GROUP BY microservice, action, status
+        """,
+        f"""
+        CREATE TRIGGER {TABLE}_count_insert AFTER INSERT ON {TABLE}
+        WHEN new.status IN {_FINISHED}
+        BEGIN
+            INSERT INTO {COUNTS} (microservice, action, status, jobs)
+            VALUES (new.microservice, new.action, new.status, 1)
+            ON CONFLICT DO UPDATE SET jobs = jobs + 1;
+        END
+        """,
+        f"""
+        CREATE TRIGGER {TABLE}_count_update AFTER UPDATE OF status, action, microservice
+        ON {TABLE}
+        WHEN (old.status IN {_FINISHED} OR new.status IN {_FINISHED})
+            AND (old.status IS NOT new.status OR old.action IS NOT new.action
+                OR old.microservice IS NOT new.microservice)
+        BEGIN
+            UPDATE {COUNTS} SET jobs = jobs - 1 WHERE old.status IN {_FINISHED}
+                AND microservice = old.microservice AND action = old.action
+                AND status = old.status;
+            INSERT INTO {COUNTS} (microservice, action, status, jobs)
+            SELECT new.microservice, new.action, new.status, 1 WHERE new.status IN {_FINISHED}
+            ON CONFLICT DO UPDATE SET jobs = jobs + 1;
+        END
+        """,
+        f"""
+        CREATE TRIGGER {TABLE}_count_delete AFTER DELETE ON {TABLE}
+        WHEN old.status IN {_FINISHED}
+        BEGIN
+            UPDATE {COUNTS} SET jobs = jobs - 1 WHERE microservice = old.microservice
+                AND action = old.action AND status = old.status;
+        END
         """,
     ),
     # --- end store -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from usvc_core.ports import (
     ReclaimResult,
 )
 
-from usvc_sqlite.schema import NOW, SESSIONS, TABLE
+from usvc_sqlite.schema import COUNTS, NOW, SESSIONS, TABLE
 
 __all__ = [
     "CLAIM",
@@ -302,14 +302,14 @@ WHERE id = ? AND microservice = ? AND status = 'Processing'
 _STATUS_IN = f"SELECT status FROM {TABLE} WHERE id = ? AND microservice = ?"
 _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
 # One query per partial index, so that counting never scans the whole table.
-_COUNTS = f"""
-SELECT 'Ready', count(*) FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+# Jobs by action and status: the unfinished ones counted on the index of leased jobs (the
+# Ready ones: see ready_by_action), the finished ones read from the table of counts the
+# triggers keep (see the schema, version 6): no walk over a million finished jobs.
+_OTHERS_BY_ACTION = f"""
+SELECT action, status, count(*) FROM {TABLE} INDEXED BY {TABLE}_leased
+WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
 UNION ALL
-SELECT status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN {_OWNED} GROUP BY status
-UNION ALL
-SELECT status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY status
+SELECT action, status, jobs FROM {COUNTS} WHERE microservice = ? AND jobs > 0
 """
 _PURGE = f"""
 DELETE FROM {TABLE} WHERE id IN (
@@ -747,33 +747,33 @@ def _error_codes_present(conn: sqlite3.Connection, microservice: str) -> list[st
     return codes
 
 
-def _filtered(where: JobFilter, skip: str | None) -> tuple[str, list[Any]]:
+def _filtered(where: JobFilter, skip: str | None, *, text: bool = True) -> tuple[str, list[Any]]:
     """The conditions of ``where`` but its ``skip`` column, after ``microservice = ?``
     (and the driving column's ``= ?``), and their parameters."""
-    text = ""
+    conditions = ""
     params: list[Any] = []
     statuses = sorted(JobStatus(status).value for status in where.statuses)
     if where.scheduled is True:
-        text += f" AND status = 'Ready' AND run_at > {NOW}"
+        conditions += f" AND status = 'Ready' AND run_at > {NOW}"
     elif where.scheduled is False:
-        text += f" AND NOT (status = 'Ready' AND run_at > {NOW})"
+        conditions += f" AND NOT (status = 'Ready' AND run_at > {NOW})"
     if statuses and skip != "status":
         # Written out: a closed set of names, and SQLite plans better with literals.
-        text += f" AND status IN ({', '.join(repr(name) for name in statuses)})"
+        conditions += f" AND status IN ({', '.join(repr(name) for name in statuses)})"
     for column, values in (("action", where.actions), ("error_code", where.error_codes)):
         if values and skip != column:
-            text += f" AND {column} IN ({', '.join('?' * len(values))})"
+            conditions += f" AND {column} IN ({', '.join('?' * len(values))})"
             params.extend(sorted(values))
-    if where.error_text is not None:
-        text += " AND instr(lower(error_message), lower(?)) > 0"
+    if where.error_text is not None and text:
+        conditions += _HAS_TEXT
         params.append(where.error_text)
     if where.created_after is not None:
-        text += " AND created_at >= ?"
+        conditions += " AND created_at >= ?"
         params.append(_bound(where.created_after))
     if where.created_before is not None:
-        text += " AND created_at < ?"
+        conditions += " AND created_at < ?"
         params.append(_bound(where.created_before))
-    return text, params
+    return conditions, params
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -836,16 +836,71 @@ def newest_first(
     return list(itertools.islice(merged, count))
 
 
+_HAS_TEXT = " AND instr(lower(error_message), lower(?)) > 0"
+
+#: Jobs with an error a text search reads per error code in one call: past them, the page
+#: comes back short with a cursor that searches on (each call stays fast however rare the
+#: text is; the dashboard offers to search further).
+TEXT_SCAN = 2000
+
+
+def _searched(
+    conn: sqlite3.Connection, where: JobFilter, after: tuple[float, int] | None, count: int
+) -> tuple[list[Any], tuple[float, int] | None]:
+    """:func:`newest_first` for a filter with ``error_text``, reading at most
+    :data:`TEXT_SCAN` jobs per error code: the rows found, and the key down to which every
+    code was searched when some code has more (None when all were searched)."""
+    column, index, values = _driver(conn, where)
+    conditions, params = _filtered(where, column, text=False)
+    if after is not None:
+        conditions += " AND (created_at, id) < (?, ?)"
+        params.extend(after)
+    source = f"FROM {TABLE} INDEXED BY {index} WHERE microservice = ? AND {column} = ?"
+    order = "ORDER BY created_at DESC, id DESC"
+    floors: list[tuple[float, int]] = []
+    runs: list[list[Any]] = []
+    for value in values:
+        head = [where.microservice, value]
+        window = conn.execute(
+            f"SELECT created_at, id {source}{conditions} {order} LIMIT ?",
+            (*head, *params, TEXT_SCAN),
+        ).fetchall()
+        bound = ""
+        extra: list[Any] = []
+        if len(window) == TEXT_SCAN:
+            deepest = (window[-1][0], window[-1][1])
+            floors.append(deepest)
+            bound = " AND (created_at, id) >= (?, ?)"
+            extra = list(deepest)
+        statement = f"SELECT created_at, id, {_COLUMNS} {source}{conditions}{bound}{_HAS_TEXT}"
+        runs.append(
+            conn.execute(
+                f"{statement} {order} LIMIT ?",
+                (*head, *params, *extra, where.error_text, count),
+            ).fetchall()
+        )
+    floor: tuple[float, int] | None = max(floors) if floors else None
+    merged = heapq.merge(*runs, key=lambda row: (row[0], row[1]), reverse=True)
+    rows = [row for row in merged if floor is None or (row[0], row[1]) >= floor]
+    return rows[:count], floor
+
+
 def list_jobs(
     conn: sqlite3.Connection, where: JobFilter, limit: int, after: tuple[float, int] | None
 ) -> tuple[list[Job], tuple[float, int] | None]:
     """Up to ``limit`` jobs matching ``where``, newest first, after the sort key ``after``
-    (created_at, id) of the previous page's last job; and the key of this page's last job
-    when there are more."""
-    rows = newest_first(conn, _COLUMNS, where, after, limit + 1)
+    (created_at, id) of the previous page's last job; and the key to go on from when there
+    may be more (a text search may return a short page with such a key: see TEXT_SCAN)."""
+    floor = None
+    if where.error_text is None:
+        rows = newest_first(conn, _COLUMNS, where, after, limit + 1)
+    else:
+        rows, floor = _searched(conn, where, after, limit + 1)
     more = len(rows) > limit
     del rows[limit:]
-    last = (rows[-1][0], rows[-1][1]) if more else None
+    last: tuple[float, int] | None = (rows[-1][0], rows[-1][1]) if more else None
+    if not more and floor is not None:
+        last = floor  # searched down to there: the next call searches on from it
     times = _Times()
     return [job_from_row(row[2:], times) for row in rows], last
 
@@ -956,13 +1011,6 @@ def ready_by_action(
     return found
 
 
-_OTHERS_BY_ACTION = f"""
-SELECT action, status, count(*) FROM {TABLE} INDEXED BY {TABLE}_leased
-WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
-UNION ALL
-SELECT action, status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY action, status
-"""
 # One count per minute: a range of the finished index each, counted in index order (one
 # GROUP BY over the window would sort all of its rows first).
 _IN_MINUTE = f"""
@@ -1048,9 +1096,10 @@ def stats(conn: sqlite3.Connection, microservice: str) -> QueueStats:
     try:
         now = float(conn.execute(f"SELECT {NOW}").fetchone()[0])
         counts = dict.fromkeys(JobStatus, 0)
-        for status, count in conn.execute(_COUNTS, (microservice,) * 3):
-            counts[JobStatus(status)] = count
+        for _, status, count in conn.execute(_OTHERS_BY_ACTION, (microservice,) * 2):
+            counts[JobStatus(status)] += count
         ready = ready_by_action(conn, microservice, now).values()
+        counts[JobStatus.READY] = sum(count for count, _, _ in ready)
     finally:
         conn.execute("COMMIT")
     dues = [due for _, _, due in ready if due is not None]
