@@ -253,7 +253,9 @@ class JobFilter:
 @dataclass(frozen=True, slots=True)
 class JobPage:
     """One page of :meth:`QueueAdmin.list_jobs`, newest first. ``next_cursor`` is opaque:
-    pass it back for the next page; None on the last page."""
+    pass it back for the next page; None on the last page. A page may hold fewer than
+    ``limit`` jobs and still have a cursor: an adapter may bound the work of one call (the
+    SQLite queue's search for text in error messages does) and go on from there."""
 
     jobs: Sequence[Job]
     next_cursor: str | None = None

@@ -32,7 +32,7 @@ def mount_admin(api: FastAPI, context: SurfaceContext, token: str) -> bool:
             queue=type(queue).__name__,
         )
         return False
-    auth = AdminAuth(token)
+    auth = AdminAuth(token, revocations=queue)  # logouts kept in the store (every process)
     api.include_router(admin_router(context, auth, queue))
     api.include_router(pages_router(context, auth))
     secure_admin_responses(api)

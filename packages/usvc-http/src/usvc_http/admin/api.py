@@ -145,8 +145,11 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
     service = context.settings.MICROSERVICE_NAME
     queue = context.queue
 
-    def caller(request: Request) -> Caller:
-        who = auth.caller(request)
+    async def caller(request: Request) -> Caller:
+        try:
+            who = await auth.authenticate(request)  # a revoked session is refused
+        except QueueError as exc:
+            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
         if who is None:
             raise HTTPException(
                 401,

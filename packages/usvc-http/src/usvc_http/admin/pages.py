@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from usvc_core.errors import QueueError
 
 from usvc_http.admin.auth import SESSION_COOKIE, SESSION_SECONDS, AdminAuth, foreign_origin
 
@@ -150,7 +151,7 @@ def pages_router(context: SurfaceContext, auth: AdminAuth) -> APIRouter:
 
     @router.get("/")
     async def dashboard(request: Request) -> Response:
-        caller = auth.caller(request)
+        caller = await auth.authenticate(request)
         if caller is None or caller.via != "session" or caller.csrf_token is None:
             return RedirectResponse("/admin/login", status_code=303)
         return HTMLResponse(_shell(service, caller.csrf_token))
@@ -181,6 +182,11 @@ def pages_router(context: SurfaceContext, auth: AdminAuth) -> APIRouter:
         token = caller.csrf_token if caller is not None else None
         if token is not None and not auth.csrf_matches(sent[0], token):
             return HTMLResponse(_login_page(service, "sign out from the dashboard"), 403)
+        if token is not None:
+            try:
+                await auth.end_session(request)  # refused by every process from now on
+            except QueueError:
+                return HTMLResponse(_login_page(service, "job queue unavailable; retry"), 503)
         response = RedirectResponse("/admin/login", status_code=303)
         _cookie(response, "", 0)
         return response
