@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 from usvc_core.cli.connect import AdminQueue, Session
@@ -184,11 +185,12 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
     job = await session.queue.get(args.job_id)
     if job is None:
         raise CliError(f"job {safe(args.job_id)} not found")
+    now = datetime.now(UTC)  # store: a Ready job not due yet shows as Scheduled
     fields: list[tuple[str, Any]] = [
         ("id", job.id),
         ("service", job.microservice),
         ("action", job.action),
-        ("status", job.status.value + (" (cancel requested)" if job.cancel_requested else "")),
+        ("status", job.shown_status(now) + (" (cancel requested)" if job.cancel_requested else "")),
         ("priority", job.priority),
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
         ("token", job.token),
@@ -211,10 +213,43 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
     lines = [f"{name.ljust(width)}  {safe(str('-' if v is None else v))}" for name, v in fields]
     if job.payload_error is not None:
         lines.append(f"{'payload error'.ljust(width)}  {safe(job.payload_error)}")
+    # --- store: every attempt, oldest first (issue 21 item 1)
+    attempts = [
+        (
+            str(a.number),
+            a.worker_id or "-",
+            format_time(a.started_at),
+            format_time(a.finished_at),
+            a.outcome.value,
+            f"{a.error_code}: {a.error_message}" if a.error_code else "",
+        )
+        for a in job.attempt_history
+    ]
+    if attempts:
+        lines.append("attempts:")
+        headers = ("#", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR")
+        lines.extend("  " + line for line in table(headers, attempts).splitlines())
+    # --- end store
     for title, value in (("payload", job.payload), ("results", job.results)):
         lines.append(f"{title}:")
         lines.extend("  " + line for line in pretty_json(value).splitlines())
-    return Result(document={"job": job_document(job)}, text="\n".join(lines))
+    document = {
+        **job_document(job),
+        "scheduled": job.is_scheduled(now),
+        "attempt_history": [
+            {
+                "number": a.number,
+                "worker_id": a.worker_id,
+                "started_at": a.started_at.isoformat() if a.started_at else None,
+                "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                "outcome": a.outcome.value,
+                "error_code": a.error_code,
+                "error_message": a.error_message,
+            }
+            for a in job.attempt_history
+        ],
+    }
+    return Result(document={"job": document}, text="\n".join(lines))
 
 
 async def retry_jobs(session: Session, args: argparse.Namespace) -> Result:

@@ -5,13 +5,13 @@ Built on the ports only (``QueueAdmin`` and ``JobQueue``), so it works on every 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, QueueError
-from usvc_core.jobs import Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, Job, JobStatus
 from usvc_core.ports import JobFilter, QueueAdmin
 
 from usvc_http.admin.auth import AdminAuth, Caller
@@ -39,6 +39,21 @@ class JobSummary(BaseModel):
     finished_at: datetime | None
     runtime_ms: float | None
     cancel_requested: bool
+    # --- store: the scheduled view (issue 21 item 2)
+    run_at: datetime | None = None
+    scheduled: bool = Field(default=False, description="Ready, but not due before run_at")
+
+
+class AttemptOut(BaseModel):
+    """One attempt of a job (issue 21 item 1)."""
+
+    number: int
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: AttemptOutcome
+    error_code: str | None
+    error_message: str | None
 
 
 class JobOut(BaseModel):
@@ -68,6 +83,11 @@ class JobOut(BaseModel):
     updated_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    # --- store: the scheduled view and the attempt history (issue 21 items 1-2)
+    scheduled: bool = Field(default=False, description="Ready, but not due before run_at")
+    attempt_history: list[AttemptOut] = Field(
+        default_factory=list, description="the last attempts, oldest first"
+    )
 
 
 class JobPageOut(BaseModel):
@@ -79,6 +99,7 @@ class ActionStats(BaseModel):
     action: str
     counts: dict[JobStatus, int]
     oldest_ready_age_seconds: float | None
+    scheduled: int = Field(default=0, description="Ready jobs not due yet")
 
 
 class MinuteOut(BaseModel):
@@ -90,7 +111,10 @@ class MinuteOut(BaseModel):
 class StatsOut(BaseModel):
     service: str
     counts: dict[JobStatus, int]
-    oldest_ready_age_seconds: float | None
+    oldest_ready_age_seconds: float | None = Field(
+        description="how long the longest-waiting due job has waited since it became due"
+    )
+    scheduled: int = Field(default=0, description="Ready jobs not due yet (in counts.Ready)")
     actions: list[ActionStats]
     per_minute: list[MinuteOut]
 
@@ -124,6 +148,7 @@ class CancelOut(BaseModel):
 
 def _summary(job: Job) -> JobSummary:
     summary = JobSummary.model_validate(job, from_attributes=True)
+    summary.scheduled = job.is_scheduled(datetime.now(UTC))
     message = job.error_message
     if message is not None and len(message) > _MESSAGE_PREVIEW:
         summary.error_message = message[:_MESSAGE_PREVIEW] + "…"
@@ -131,7 +156,9 @@ def _summary(job: Job) -> JobSummary:
 
 
 def _whole(job: Job) -> JobOut:
-    return JobOut.model_validate(job, from_attributes=True)
+    whole = JobOut.model_validate(job, from_attributes=True)
+    whole.scheduled = job.is_scheduled(datetime.now(UTC))
+    return whole
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -188,11 +215,13 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             service=service,
             counts={s: totals.counts.get(s, 0) for s in JobStatus},
             oldest_ready_age_seconds=totals.oldest_ready_age_seconds,
+            scheduled=totals.scheduled,
             actions=[
                 ActionStats(
                     action=name,
                     counts=dict(counts),
                     oldest_ready_age_seconds=activity.oldest_ready_age_seconds.get(name),
+                    scheduled=activity.scheduled.get(name, 0),
                 )
                 for name, counts in sorted(activity.counts.items())
             ],
@@ -212,8 +241,13 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
         created_before: datetime | None = None,
         limit: int = Query(50, ge=1, le=1000),
         cursor: str | None = None,
+        scheduled: bool | None = Query(
+            None, description="true: only jobs not due yet; false: none of them"
+        ),
+        error_text: str | None = Query(None, min_length=1, max_length=200),
     ) -> JobPageOut:
-        """This service's jobs, newest first, a page at a time."""
+        """This service's jobs, newest first, a page at a time (a page may come back short
+        with a cursor when a text search stopped to keep the call fast)."""
         where = JobFilter(
             service,
             statuses=frozenset(status),
@@ -221,6 +255,8 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             error_codes=frozenset(error_code),
             created_after=_aware(created_after, "created_after"),
             created_before=_aware(created_before, "created_before"),
+            scheduled=scheduled,
+            error_text=error_text,
         )
         try:
             page = await admin.list_jobs(where, limit=limit, cursor=cursor)
@@ -229,6 +265,15 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
         except QueueError as exc:
             raise HTTPException(503, f"job queue unavailable: {exc}") from exc
         return JobPageOut(jobs=[_summary(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+    @router.get("/find", response_model=JobPageOut)
+    async def find(key: str = Query(min_length=1, max_length=500)) -> JobPageOut:
+        """The jobs a job id, a unique key or an idempotency key names, newest first."""
+        try:
+            jobs = await admin.find_jobs(service, key)
+        except QueueError as exc:
+            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        return JobPageOut(jobs=[_summary(j) for j in jobs], next_cursor=None)
 
     @router.get("/jobs/{job_id}", response_model=JobOut)
     async def show(job_id: str) -> JobOut:
