@@ -143,7 +143,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         f"CREATE INDEX {SESSIONS}_until ON {SESSIONS} (until)",
         f"DROP INDEX {TABLE}_failed",
-        f"CREATE INDEX {TABLE}_status_created ON {TABLE} (microservice, status, created_at)",
+        # Ready, Completed and Failed jobs by creation time, one partial index each (a query
+        # names its status as a literal: SQLite then proves the index usable): a claim
+        # takes a job out of one, its finish puts it into another, one index write each.
+        # Leased jobs (few) are listed from the index of leases.
+        *(
+            f"""
+            CREATE INDEX {TABLE}_{status.lower()}_created ON {TABLE} (microservice, created_at)
+            WHERE status = '{status}'
+            """
+            for status in ("Ready", "Completed", "Failed")
+        ),
         f"CREATE INDEX {TABLE}_action_created ON {TABLE} (microservice, action, created_at)",
         f"""
         CREATE INDEX {TABLE}_error_created ON {TABLE} (microservice, error_code, created_at)

@@ -727,11 +727,6 @@ def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatu
 # creation time is read. Text in the error message drives by error code too (every job
 # with a message has one): the distinct codes present are found by index seeks.
 
-_DRIVERS = (
-    ("error_code", f"{TABLE}_error_created"),
-    ("action", f"{TABLE}_action_created"),
-    ("status", f"{TABLE}_status_created"),
-)
 _DISTINCT_CODE = f"""
 SELECT error_code FROM {TABLE} INDEXED BY {TABLE}_error_created
 WHERE microservice = ? AND error_code > ? ORDER BY error_code LIMIT 1
@@ -787,6 +782,9 @@ def _bound(moment: datetime) -> float:
     return ((moment - _EPOCH) // _MICROSECOND - 0.5) / 1e6
 
 
+_LEASED_NAMES = frozenset({JobStatus.ASSIGNED.value, JobStatus.PROCESSING.value})
+
+
 def _driver(conn: sqlite3.Connection, where: JobFilter) -> tuple[str | None, str, list[Any]]:
     """The driving column, its index and its values (``[None]``: the creation-time index)."""
     codes: list[Any] = sorted(where.error_codes)
@@ -802,7 +800,7 @@ def _driver(conn: sqlite3.Connection, where: JobFilter) -> tuple[str | None, str
     if not statuses and where.scheduled:
         statuses = [JobStatus.READY.value]
     if statuses:
-        return "status", f"{TABLE}_status_created", statuses
+        return "status", f"{TABLE}_ready_created", statuses  # the index is per status
     return None, f"{TABLE}_created", [None]
 
 
@@ -824,8 +822,23 @@ def newest_first(
     for value in values:
         drive = "" if column is None else f" AND {column} = ?"
         head = [where.microservice] if column is None else [where.microservice, value]
+        source = index
+        if column == "status":
+            # A literal (a closed set) saying the partial index's own WHERE word for word:
+            # SQLite uses a partial index only for a query whose terms imply its WHERE.
+            name = JobStatus(value).value
+            head = [where.microservice]
+            if name in _LEASED_NAMES:
+                # Leased jobs are in no index by creation time (a claim would move them in
+                # and out of one): their own index, bounded by the jobs running, is read
+                # and sorted.
+                drive = f" AND status IN {_OWNED} AND status = '{name}'"
+                source = f"{TABLE}_leased"
+            else:
+                drive = f" AND status = '{name}'"
+                source = f"{TABLE}_{name.lower()}_created"
         statement = (
-            f"SELECT created_at, id, {columns} FROM {TABLE} INDEXED BY {index} "
+            f"SELECT created_at, id, {columns} FROM {TABLE} INDEXED BY {source} "
             f"WHERE microservice = ?{drive}{conditions} "
             "ORDER BY created_at DESC, id DESC LIMIT ?"
         )
