@@ -29,6 +29,7 @@ from usvc_core import (
     ActionDefinition,
     Application,
     EnqueueRequest,
+    Job,
     JobStatus,
     WorkerSettings,
     configure_logging,
@@ -41,7 +42,14 @@ SERVICE = "bench"
 CONCURRENCY = 10
 FLOOR_RUNS = 3
 
-__all__ = ["drain_floor", "drain_kit", "noop_definition", "payloads"]
+__all__ = [
+    "configure_quiet_logging",
+    "drain_floor",
+    "drain_kit",
+    "noop_definition",
+    "payloads",
+    "started_kit",
+]
 
 
 def noop_definition() -> ActionDefinition:
@@ -73,9 +81,9 @@ async def drain_floor(count: int) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-async def drain_kit(count: int) -> tuple[float, float]:
-    """Wall and CPU seconds for one worker to drain ``count`` queued no-op jobs to
-    Completed."""
+async def started_kit(count: int) -> tuple[Application, InMemoryQueue, list[Job]]:
+    """An started ``Application`` whose in-memory queue holds ``count`` no-op jobs; its worker
+    task has not run yet, so nothing is claimed before the caller's next ``await``."""
     settings = WorkerSettings(
         _env_file=None,  # only what is passed here
         MICROSERVICE_NAME=SERVICE,
@@ -89,6 +97,13 @@ async def drain_kit(count: int) -> tuple[float, float]:
     )
     jobs = await queue.enqueue_many([EnqueueRequest(p, SERVICE) for p in payloads(count)])
     await app.start()
+    return app, queue, jobs
+
+
+async def drain_kit(count: int) -> tuple[float, float]:
+    """Wall and CPU seconds for one worker to drain ``count`` queued no-op jobs to
+    Completed."""
+    app, queue, jobs = await started_kit(count)
     try:
         # The worker task has not run yet: nothing can finish before this watch.
         last = app.worker.watch(jobs[-1].id)
@@ -104,11 +119,16 @@ async def drain_kit(count: int) -> tuple[float, float]:
     return elapsed
 
 
+def configure_quiet_logging() -> None:
+    """What the ``kit`` mode runs with: JSON lines at WARNING (no line per job)."""
+    configure_logging(json=True, stream=sys.stderr, level=logging.WARNING)
+
+
 def _configure(mode: str, log_file: Path) -> None:
     if mode == "kit-logs":
         configure_logging(json=True, stream=log_file.open("w", encoding="utf-8"))
     else:
-        configure_logging(json=True, stream=sys.stderr, level=logging.WARNING)
+        configure_quiet_logging()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@
     uv run python bench/run.py --quick               # a few seconds: every case, tiny sizes
     uv run python bench/run.py --cases inmemory,devjob --repeat 3
     uv run python bench/run.py --list
+    uv run python bench/run.py compare REV_A REV_B --rounds 5 --cases inmemory,sqlite
 
 Each case runs ``--repeat`` times; the table shows each figure's median, its spread (half
 the range, relative to the median), the median of its floor and the median of the
@@ -35,6 +36,8 @@ QUICK = Options(
     memory_jobs=500,
     sqlite_enqueue_jobs=50,
     batch=50,
+    sqlite_jobs=500,
+    depth=5_000,
     quick=True,
 )
 
@@ -46,6 +49,8 @@ def _options(args: argparse.Namespace) -> Options:
         "jobs": args.jobs,
         "requests": args.requests,
         "memory_jobs": args.memory_jobs,
+        "sqlite_jobs": args.sqlite_jobs,
+        "depth": args.depth,
     }
     return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
 
@@ -62,6 +67,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, help="jobs per drain (20000; quick 500)")
     parser.add_argument("--requests", type=int, help="POST /dev/job calls (2000; quick 50)")
     parser.add_argument("--memory-jobs", type=int, help="jobs queued for peak RSS (10000)")
+    parser.add_argument("--sqlite-jobs", type=int, help="jobs per SQLite drain (5000; quick 500)")
+    parser.add_argument(
+        "--depth", type=int, help="Ready jobs of the deep queue (500000; quick 5000)"
+    )
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     args = parser.parse_args(argv)
@@ -69,7 +78,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         unknown = set(args.cases.split(",")) - set(CASES)
         if unknown:
             parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; see --list")
-    for name in ("repeat", "jobs", "requests", "memory_jobs"):
+    for name in ("repeat", "jobs", "requests", "memory_jobs", "sqlite_jobs", "depth"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -93,6 +102,11 @@ def run_case(name: str, options: Options) -> CaseResult:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["compare"]:
+        from compare import main as compare
+
+        return compare(given[1:])
     args = _parse(argv)
     if args.list:
         for case in CASES.values():

@@ -37,13 +37,17 @@ from pathlib import Path
 
 from harness import cpu_model
 from pydantic import BaseModel
+from sqlite_modules import sqlite_connection, sqlite_package, sqlite_statements
 from usvc_core import Application, action
 from usvc_core.ports import EnqueueRequest
-from usvc_sqlite import Durability, SqliteQueue
-from usvc_sqlite.connection import synchronous_for
-from usvc_sqlite.statements import CLAIM_STARTED, COMPLETE
 
-__all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "main", "run"]
+SqliteQueue = sqlite_package().SqliteQueue
+Durability = sqlite_package().Durability
+synchronous_for = sqlite_connection().synchronous_for
+CLAIM_STARTED: str = sqlite_statements().CLAIM_STARTED
+COMPLETE: str = sqlite_statements().COMPLETE
+
+__all__ = ["JOBS", "QUICK_JOBS", "DrainResult", "depth_rates", "main", "prototype", "run"]
 
 SERVICE = "bench-noop"
 JOBS = 20_000
@@ -63,6 +67,9 @@ class DrainResult:
     end_to_end_jobs_per_second: float
     floor_jobs_per_second: float
     ratio: float
+    #: the hand-written prototype of the same design (bench/sqlite_prototype.py), same file size
+    prototype_jobs_per_second: float
+    prototype_ratio: float
     transactions: int  #: commits the worker's queue made (group commit shares them)
     #: the worker process's CPU time per job, in its event-loop thread and its other threads
     end_to_end_cpu_us_per_job: tuple[float, ...] | None
@@ -91,6 +98,54 @@ async def _fill(path: Path, jobs: int, durability: str) -> None:
             )
     finally:
         await queue.close()
+
+
+def _deepen(path: Path, depth: int) -> None:
+    """Copy the service's Ready jobs (same columns, new ids) until ``depth`` are Ready: a
+    deep queue in seconds, built by SQLite itself, whatever the schema's revision."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(usvc_jobs)")]
+        copied = ", ".join(c for c in columns if c != "id")
+        while True:
+            (ready,) = conn.execute(
+                "SELECT count(*) FROM usvc_jobs WHERE microservice = ? AND status = 'Ready'",
+                (SERVICE,),
+            ).fetchone()
+            if ready >= depth:
+                break
+            conn.execute("BEGIN")
+            conn.execute(
+                f"INSERT INTO usvc_jobs ({copied}) SELECT {copied} FROM usvc_jobs "
+                "WHERE microservice = ? AND status = 'Ready' LIMIT ?",
+                (SERVICE, depth - ready),
+            )
+            conn.execute("COMMIT")
+        # Start the drain from a settled file, as a queue that grew over days would be: the
+        # copies written into the database, the WAL emptied.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def _completed(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (done,) = conn.execute(
+            "SELECT count(*) FROM usvc_jobs WHERE microservice = ? AND status = 'Completed'",
+            (SERVICE,),
+        ).fetchone()
+    conn.close()
+    return int(done)
+
+
+def _completed_rate(path: Path) -> float:
+    """Completed jobs over the time from the first one's start to the last one's finish."""
+    with sqlite3.connect(path) as conn:
+        done, first, last = conn.execute(
+            "SELECT count(*), min(started_at), max(finished_at) FROM usvc_jobs "
+            "WHERE microservice = ? AND status = 'Completed'",
+            (SERVICE,),
+        ).fetchone()
+    conn.close()
+    return float(done / (last - first))
 
 
 def _unfinished(path: Path) -> tuple[int, int]:
@@ -146,14 +201,21 @@ def _cpu_seconds(pid: int) -> tuple[float, float] | None:
 
 
 def end_to_end(
-    path: Path, jobs: int, durability: str, concurrency: int
+    path: Path, jobs: int, durability: str, concurrency: int, *, depth: int = 0
 ) -> tuple[float, int, tuple[float, ...] | None]:
     """Drain ``jobs`` no-op jobs through one worker process.
 
     Returns jobs/s, the commits its queue made, and its CPU time per job in microseconds
     (event-loop thread, other threads), from its first claim to the end of the drain (None
-    without /proc)."""
+    without /proc).
+
+    With ``depth`` above ``jobs`` the file holds ``depth`` Ready jobs and the worker is
+    stopped once ``jobs`` of them are Completed; the rate is over the jobs it completed.
+    """
     asyncio.run(_fill(path, jobs, durability))
+    deep = depth > jobs
+    if deep:
+        _deepen(path, depth)
     stats_file = path.with_suffix(".stats.json")
     env = {
         **os.environ,
@@ -178,7 +240,11 @@ def end_to_end(
     cpu_at_start: tuple[float, float] | None = None
     try:
         deadline = time.monotonic() + max(120.0, jobs / 100)
-        while (left := _unfinished(path)) != (0, 0):
+        # Deep: only the count of Completed jobs is watched (on the small index of finished
+        # jobs); counting 500,000 Ready ones every poll would load the machine measured.
+        while (left := (jobs - _completed(path), 0) if deep else _unfinished(path)) != (0, 0):
+            if deep and left[0] <= 0:
+                break
             if cpu_at_start is None and left[0] < jobs:  # the first claim happened
                 cpu_at_start = _cpu_seconds(worker.pid)
             if worker.poll() is not None:
@@ -187,7 +253,7 @@ def end_to_end(
                 raise RuntimeError(f"not drained in time: {_counts(path)}")
             time.sleep(0.02 if cpu_at_start is None else 0.25)
         cpu_at_end = _cpu_seconds(worker.pid)
-        if (counts := _counts(path)) != {"Completed": jobs}:
+        if not deep and (counts := _counts(path)) != {"Completed": jobs}:
             raise RuntimeError(f"the drain did not complete every job: {counts}")
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -204,6 +270,8 @@ def end_to_end(
         if cpu_at_start is not None and cpu_at_end is not None
         else None
     )
+    if deep:
+        return _completed_rate(path), transactions, None
     return jobs / _drain_seconds(path), transactions, cpu_per_job
 
 
@@ -239,6 +307,17 @@ def floor(path: Path, jobs: int, durability: str) -> tuple[float, float]:
     if done != jobs:
         raise RuntimeError(f"the floor loop finished {done} of {jobs} jobs")
     return jobs / elapsed, cpu / jobs * 1e6
+
+
+def prototype(path: Path, jobs: int, durability: str, concurrency: int) -> float:
+    """bench/sqlite_prototype.py on a file filled the same way; jobs/s from the rows."""
+    from sqlite_prototype import drain_prototype
+
+    asyncio.run(_fill(path, jobs, durability))
+    done = asyncio.run(drain_prototype(path, SERVICE, jobs, durability, concurrency))
+    if done != jobs or _counts(path) != {"Completed": jobs}:
+        raise RuntimeError(f"the prototype completed {done} of {jobs} jobs: {_counts(path)}")
+    return jobs / _drain_seconds(path)
 
 
 def fsync_ms(directory: Path, commits: int = 50) -> float:
@@ -282,6 +361,7 @@ def run(
             Path(tmp) / "drain.db", jobs, durability, concurrency
         )
         bare, bare_cpu = floor(Path(tmp) / "floor.db", jobs, durability)
+        proto = prototype(Path(tmp) / "prototype.db", jobs, durability, concurrency)
         commit_ms = fsync_ms(Path(tmp))
     return DrainResult(
         jobs=jobs,
@@ -290,6 +370,8 @@ def run(
         end_to_end_jobs_per_second=e2e,
         floor_jobs_per_second=bare,
         ratio=e2e / bare,
+        prototype_jobs_per_second=proto,
+        prototype_ratio=e2e / proto,
         transactions=transactions,
         end_to_end_cpu_us_per_job=e2e_cpu,
         floor_cpu_us_per_job=bare_cpu,
@@ -297,6 +379,20 @@ def run(
         fsync_ms=commit_ms,
         load_average=os.getloadavg()[0],
     )
+
+
+def depth_rates(
+    jobs: int, depth: int, durability: str = "full", concurrency: int = 10
+) -> dict[str, float]:
+    """jobs/s of one worker draining ``jobs`` from a shallow queue and from one holding
+    ``depth`` Ready jobs (stopped after ``jobs``), measured back to back."""
+    with tempfile.TemporaryDirectory(prefix="usvc-bench-depth-") as tmp:
+        shallow, _, _ = end_to_end(Path(tmp) / "shallow.db", jobs, durability, concurrency)
+        deep, _, _ = end_to_end(
+            Path(tmp) / "deep.db", jobs, durability, concurrency, depth=max(depth, jobs + 1)
+        )
+    return {"jobs": jobs, "depth": depth, "shallow_jobs_per_second": shallow,
+            "deep_jobs_per_second": deep, "ratio": deep / shallow}  # fmt: skip
 
 
 class NoopInput(BaseModel):
@@ -329,12 +425,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--durability", choices=[d.value for d in Durability], default="full")
     parser.add_argument("--concurrency", type=int, default=10, help="MAX_CONCURRENT_JOBS (10)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=0,
+        help="only the depth figures: --jobs drained from a queue DEPTH Ready jobs deep, "
+        "and from a shallow one (--jobs deep), alternating",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         _serve()
         return 0
     jobs = QUICK_JOBS if args.quick else args.jobs
+    if args.depth:
+        print(json.dumps(depth_rates(jobs, args.depth, args.durability, args.concurrency)))
+        return 0
     result = run(jobs, durability=args.durability, concurrency=args.concurrency)
     if args.json:
         print(json.dumps({**asdict(result), "meets_target": result.meets_target}))
@@ -363,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.floor_cpu_us_per_job:.0f} us CPU per job)"
     )
     print(f"ratio:       {result.ratio:8.2f}")
+    print(
+        f"prototype:   {result.prototype_jobs_per_second:8.0f} jobs/s  (same design, no kit: "
+        f"bench/sqlite_prototype.py); ratio {result.prototype_ratio:.2f}"
+    )
     if result.transactions:
         print(
             f"commits:     {result.transactions} by the worker's queue "

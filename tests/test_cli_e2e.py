@@ -91,6 +91,9 @@ def create_queue_file(path: Path) -> None:
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / ".env").write_text(f"MICROSERVICE_NAME={SERVICE}\nQUEUE_URL=sqlite:///jobs.db\n")
     create_queue_file(tmp_path / "jobs.db")
+    # As where the service runs: usvc enqueue reads its actions' own max_attempts there.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "actions").symlink_to(ROOT / "tests" / "e2e_service" / "actions")
     return tmp_path
 
 
@@ -180,7 +183,7 @@ def test_operate_a_running_service(
     dup = usvc("enqueue", "sleep", "--idempotency-key", "long")
     assert dup.code == 1 and sleeping[0]["id"] in dup.err
     requested = usvc.json("jobs", "cancel", sleeping[0]["id"])
-    assert requested["outcome"] == "cancel_requested"
+    assert [j["outcome"] for j in requested["jobs"]] == ["cancel_requested"]
 
     def stopped() -> dict[str, Any] | None:
         job: dict[str, Any] = usvc.json("jobs", "show", sleeping[0]["id"])["job"]

@@ -3,12 +3,18 @@ service process on a SQLite queue: log in, read the counts, open a failed job, r
 watch it complete, cancel a Ready job; a wrong token and a cross-site POST are refused; a
 ``<script>`` payload shows as text and does not run.
 
+Behind TLS: Debian's nginx terminates https with a throw-away certificate in front of the
+same kind of service (``HTTP_TRUSTED_PROXIES``, ``ADMIN_PUBLIC_ORIGIN``); the browser logs
+in, retries and cancels through it, and the session cookie is ``Secure``.
+
 ``USVC_SCREENSHOTS=docs/screenshots`` also saves the main pages there (the README shows them).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,8 @@ import pytest
 from tests.conftest import ROOT, ServiceProcess, free_port, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-TOKEN = "dashboard-test-token-7f3a"
+NGINX = Path("/usr/sbin/nginx")
+TOKEN = "dashboard-test-token-7f3a-0a9b8c7d6e5f4g3h2"
 SERVICE = "billing"
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -32,9 +39,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def dashboard(
-    tmp_path: Path, service: Callable[..., ServiceProcess]
+def _start_dashboard(
+    tmp_path: Path, service: Callable[..., ServiceProcess], **extra: str
 ) -> tuple[ServiceProcess, Path]:
     marker = tmp_path / "provider-down"
     marker.touch()
@@ -48,10 +54,93 @@ def dashboard(
             "HTTP_PORT": str(free_port()),
             "ADMIN_TOKEN": TOKEN,
             "FLAKY_MARKER": str(marker),
+            **extra,
         },
     )
     svc.wait_healthy()
     return svc, marker
+
+
+@pytest.fixture
+def dashboard(
+    tmp_path: Path, service: Callable[..., ServiceProcess]
+) -> tuple[ServiceProcess, Path]:
+    return _start_dashboard(tmp_path, service)
+
+
+_NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {tmp}/cert.pem;
+        ssl_certificate_key {tmp}/key.pem;
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            # The usual lines: Host without the port, the scheme and client forwarded.
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def behind_tls(
+    tmp_path: Path, service: Callable[..., ServiceProcess]
+) -> Iterator[tuple[str, ServiceProcess, Path]]:
+    """The dashboard's service behind nginx terminating TLS: (https URL, service, marker)."""
+    if not NGINX.exists() or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's nginx and openssl (bash scripts/install-nginx.sh)")
+    conf_dir = tmp_path / "nginx"
+    conf_dir.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(conf_dir / "key.pem"), "-out", str(conf_dir / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    public = f"https://127.0.0.1:{port}"
+    svc, marker = _start_dashboard(
+        tmp_path, service, HTTP_TRUSTED_PROXIES="127.0.0.1", ADMIN_PUBLIC_ORIGIN=public
+    )
+    conf = conf_dir / "nginx.conf"
+    conf.write_text(_NGINX_CONF.format(tmp=conf_dir, port=port, upstream=svc.port))
+    nginx = subprocess.Popen(
+        [str(NGINX), "-p", str(conf_dir), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def proxied() -> bool:
+            if nginx.poll() is not None:
+                raise AssertionError((conf_dir / "error.log").read_text())
+            try:
+                return httpx.get(f"{public}/health", verify=False, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(proxied)
+        yield public, svc, marker
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
 
 
 @pytest.fixture
@@ -195,5 +284,51 @@ def test_operate_the_queue_from_the_dashboard(
         evil.goto(evil_url)
     assert "log in at /admin/login" in evil.content()  # 401: the cookie stayed home
     assert _api(svc, "GET", f"/jobs/{target['id']}")["status"] == "Ready"
+    assert errors == []
+    context.close()
+
+
+def test_the_dashboard_behind_a_tls_proxy(
+    behind_tls: tuple[str, ServiceProcess, Path], browser: Any
+) -> None:
+    """nginx terminates TLS; the service trusts its X-Forwarded-* and knows its public
+    origin: the cookie is Secure, and the dashboard's own Retry and Cancel pass the
+    Origin check."""
+    from playwright.sync_api import expect
+
+    public, svc, marker = behind_tls
+    flaky = _api(svc, "POST", "/jobs", json={"payload": {"action": "flaky", "order": 7}})
+    later = _api(
+        svc,
+        "POST",
+        "/jobs",
+        json={"payload": {"action": "greet", "name": "Later"}, "delay_seconds": 3600},
+    )
+    wait_until(lambda: _api(svc, "GET", f"/jobs/{flaky['id']}")["status"] == "Failed")
+
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{public}/admin/")
+    assert page.url == f"{public}/admin/login"  # the redirect stayed on the public origin
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{public}/admin/")
+    [cookie] = [c for c in context.cookies() if c["name"] == "usvc_admin"]
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    marker.unlink()
+    page.goto(f"{public}/admin/#/job/{flaky['id']}")
+    page.wait_for_selector("#retry")
+    page.click("#retry")
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=20_000)
+
+    page.goto(f"{public}/admin/#/job/{later['id']}")
+    page.wait_for_selector("#cancel")
+    page.click("#cancel")
+    expect(page.locator("#job-error-code")).to_have_text("CANCELLED")
+    assert _api(svc, "GET", f"/jobs/{later['id']}")["status"] == "Failed"
+
     assert errors == []
     context.close()

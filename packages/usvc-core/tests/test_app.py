@@ -185,7 +185,7 @@ def test_bad_queue_url_is_a_configuration_error() -> None:
     """An unknown scheme reaching the app is reported as a configuration error."""
     s = settings()
     object.__setattr__(s, "QUEUE_URL", "redis://x")
-    with pytest.raises(ConfigurationError, match="unknown scheme"):
+    with pytest.raises(ConfigurationError, match="no installed package provides the queue scheme"):
         _ = Application(settings=s).queue
 
 
@@ -348,3 +348,62 @@ async def test_surfaces_receive_a_narrow_context(actions_dir: Path) -> None:
         job = await ctx.enqueue({"action": "greet", "name": "Ada"})
         done = await ctx.wait_for_job(job.id, 30)
         assert done is not None and done.results == {"message": "Hello, Ada!"}
+
+
+# --- bounds on every number of an enqueue (issue 19 item 3) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"priority": 10**20}, "priority"),
+        ({"priority": -(10**20)}, "priority"),
+        ({"priority": 1e309}, "priority"),
+        ({"priority": 1.5}, "priority"),
+        ({"delay_seconds": 1e300}, "delay_seconds"),
+        ({"delay_seconds": float("inf")}, "delay_seconds"),
+        ({"delay_seconds": float("nan")}, "delay_seconds"),
+        ({"delay_seconds": -1}, "delay_seconds"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 10**6}, "max_attempts"),
+    ],
+)
+async def test_enqueue_refuses_numbers_out_of_bounds_naming_the_field(
+    actions_dir: Path, options: dict[str, Any], field: str
+) -> None:
+    """Never an OverflowError from a store: OutOfBoundsError (a UsvcError and ValueError)
+    naming the field, and nothing enqueued."""
+    from usvc_core.bounds import OutOfBoundsError
+
+    app = Application(actions_dir, settings=settings(), configure_logging=False)
+    async with app:
+        with pytest.raises(OutOfBoundsError) as info:
+            await app.enqueue({"action": "greet", "name": "x"}, **options)
+        assert info.value.field == field
+        assert str(info.value).startswith(f"{field} ")
+        assert len(str(info.value)) < 200
+        stats = await app.queue.stats("svc")
+        assert sum(stats.counts.values()) == 0
+        # The bounds themselves are accepted.
+        await app.enqueue(
+            {"action": "greet", "name": "x"},
+            priority=1_000_000_000,
+            delay_seconds=10 * 366 * 86_400,
+            max_attempts=1000,
+        )
+
+
+async def test_enqueue_takes_the_actions_own_max_attempts(tmp_path: Path) -> None:
+    """One default everywhere: ``ActionRegistry.max_attempts_for`` (the CLI uses it too)."""
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "handler.py").write_text(
+        "from usvc_core import action\n\n\n"
+        '@action("report", max_attempts=7)\n'
+        "async def handle() -> None:\n"
+        "    return None\n"
+    )
+    app = Application(tmp_path, settings=settings(JOB_MAX_ATTEMPTS=4), configure_logging=False)
+    async with app:
+        assert (await app.enqueue({"action": "report"}, delay_seconds=60)).max_attempts == 7
+        assert (await app.enqueue({"action": "other"}, delay_seconds=60)).max_attempts == 4
+        assert app.actions.max_attempts_for("report", 4) == 7

@@ -65,6 +65,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith(("MICROSERVICE", "QUEUE_", "DEV_", "ORACLE_", "JOB_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env
+    (tmp_path / "src" / "actions").mkdir(parents=True)  # the service's actions: none
 
 
 @pytest.fixture
@@ -235,8 +236,8 @@ def test_ages_read_naturally() -> None:
         (["enqueue", "greet", "--timeout", "5"], "--timeout goes with --wait"),
         (["enqueue", "greet", "--wait", "--timeout", "0"], "must be more than zero"),
         (["enqueue", "greet", "--priority", "high"], "invalid priority 'high'"),
-        (["enqueue", "greet", "--max-attempts", "0"], "between 1 and 1000"),
-        (["enqueue"], "the following arguments are required: ACTION"),
+        (["enqueue", "greet", "--max-attempts", "0"], "from 1 to 1000"),
+        (["enqueue"], "give the ACTION to run (or --jsonl FILE)"),
         (["jobs", "ls", "--status", "Done"], "unknown status 'Done'"),
         (["jobs", "ls", "--error-code", "nope"], "unknown error code 'nope'"),
         (["jobs", "ls", "--limit", "0"], "invalid limit 0"),
@@ -304,7 +305,7 @@ def test_settings_come_from_dotenv_and_env_file(
         ({"DEV_MODE": "True"}, "the in-memory queue (DEV_MODE=True without QUEUE_URL"),
         ({"QUEUE_URL": "memory://"}, "lives inside the service's process"),
         ({"QUEUE_URL": "sqlite:///nowhere.db"}, "QUEUE_URL=sqlite:///nowhere.db: no queue file"),
-        ({"QUEUE_URL": "redis://x"}, "unknown scheme 'redis'"),
+        ({"QUEUE_URL": "redis://x"}, "no installed package provides the queue scheme 'redis'"),
         ({}, "ORACLE_USER and ORACLE_PASSWORD required"),
     ],
 )
@@ -464,8 +465,9 @@ def test_jobs_cancel(cli: Cli, queue: Queue) -> None:
     assert stored(queue, ready.id).error_code == ErrorCode.CANCELLED
     code, doc = cli.json("jobs", "cancel", running.id)
     assert code == 0
-    assert (doc["outcome"], doc["previous_status"]) == ("cancel_requested", "Processing")
-    assert doc["job"]["cancel_requested"] is True
+    (only,) = doc["jobs"]
+    assert (only["outcome"], only["previous_status"]) == ("cancel_requested", "Processing")
+    assert only["job"]["cancel_requested"] is True
     assert cli("jobs", "cancel", ready.id) == ExitCode.FAILED
     assert cli.out == ""
     assert cli.err == f"usvc: error: nothing to cancel: job {ready.id} is already Failed\n"
@@ -607,6 +609,190 @@ def test_the_command_imports_no_adapter() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- issue 19 items 3, 7 and 15: bounds, one max_attempts default, conveniences ----------
+
+
+def _write_action(root: Path, name: str, decorator: str) -> None:
+    folder = root / "src" / "actions" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "handler.py").write_text(
+        "from usvc_core import action\n\n\n"
+        f"@{decorator}\n"
+        "async def handle() -> None:\n"
+        "    return None\n"
+    )
+
+
+def test_enqueue_uses_the_actions_own_max_attempts_like_the_api(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default is the action's own ``@action(max_attempts=...)``, else JOB_MAX_ATTEMPTS:
+    the rule ``Application.enqueue`` (and so the HTTP API) follows."""
+    _write_action(tmp_path, "report", '@action("report", max_attempts=7)'[1:])
+    _write_action(tmp_path, "plain", 'action("plain")')
+    monkeypatch.setenv("JOB_MAX_ATTEMPTS", "4")
+    code, doc = cli.json("enqueue", "report")
+    assert (code, doc["job"]["max_attempts"]) == (0, 7)
+    assert cli.err == ""
+    code, doc = cli.json("enqueue", "plain")
+    assert (code, doc["job"]["max_attempts"]) == (0, 4)
+    code, doc = cli.json("enqueue", "report", "--max-attempts", "2")
+    assert (code, doc["job"]["max_attempts"]) == (0, 2)
+
+
+def test_enqueue_away_from_the_service_says_which_default_it_used(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "src" / "actions").rmdir()
+    code, doc = cli.json("enqueue", "report")
+    assert (code, doc["job"]["max_attempts"]) == (0, 3)
+    assert "no src/actions here" in cli.err and "JOB_MAX_ATTEMPTS used" in cli.err
+    elsewhere = tmp_path / "svc" / "src" / "actions"
+    _write_action(tmp_path / "svc", "report", 'action("report", max_attempts=9)')
+    code, doc = cli.json("enqueue", "report", "--actions-dir", str(elsewhere))
+    assert (code, doc["job"]["max_attempts"]) == (0, 9)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--priority", str(10**20)], "invalid priority 100000000000000000000: must be"),
+        (["--priority", "-" + "9" * 12], "invalid priority"),
+        (["--priority", "1" * 5000], "invalid priority"),
+        (["--delay", "1e300"], "invalid delay 1e+300: must be a number from 0 to"),
+        (["--delay", "inf"], "invalid duration 'inf'"),
+        (["--delay", "-5m"], "a duration cannot be negative"),
+        (["--max-attempts", "1001"], "must be a whole number from 1 to 1000"),
+    ],
+)
+def test_enqueue_numbers_out_of_bounds_exit_2_naming_the_option(
+    cli: Cli, queue: Queue, argv: list[str], message: str
+) -> None:
+    assert cli("enqueue", "greet", *argv) == ExitCode.USAGE
+    assert message in cli.err and cli.err.count("\n") == 1
+    assert "Traceback" not in cli.err and "OverflowError" not in cli.err
+    assert asyncio.run(queue.stats(SERVICE)).counts.get(JobStatus.READY, 0) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["purge", "--older-than", "-7d"],
+        ["purge", "--older-than", "-5"],
+        ["jobs", "ls", "--since", "-2h"],
+        ["enqueue", "greet", "--wait", "--timeout", "-1s"],
+    ],
+)
+def test_negative_durations_get_a_clear_message(cli: Cli, argv: list[str]) -> None:
+    assert cli(*argv) == ExitCode.USAGE
+    assert "cannot be negative" in cli.err, cli.err
+    assert "expected one argument" not in cli.err
+
+
+def test_jobs_cancel_takes_several_ids(cli: Cli, queue: Queue) -> None:
+    first, second = enqueue(queue), enqueue(queue)
+    assert cli("jobs", "cancel", first.id, second.id) == 0
+    assert cli.out.splitlines() == [
+        f"cancelled job {first.id} (Ready -> Failed CANCELLED)",
+        f"cancelled job {second.id} (Ready -> Failed CANCELLED)",
+    ]
+    third = enqueue(queue)
+    code, doc = cli.json("jobs", "cancel", third.id, first.id, "ghost")
+    assert code == ExitCode.FAILED
+    assert [j["outcome"] for j in doc["jobs"]] == [
+        "cancelled",
+        "already_finished",
+        "not_cancelled",
+    ]
+    assert stored(queue, third.id).error_code == ErrorCode.CANCELLED
+    assert "usvc: error: 2 of 3 jobs not cancelled" in cli.err
+    assert f"not cancelled: nothing to cancel: job {first.id} is already Failed" in cli.err
+    assert "not cancelled: job ghost not found" in cli.err
+
+
+def test_retry_all_failed_leaves_cancelled_jobs_unless_asked(cli: Cli, queue: Queue) -> None:
+    broken, stopped = enqueue(queue), enqueue(queue)
+    asyncio.run(queue.cancel(SERVICE, stopped.id))
+    fail(queue, start(queue)[0])
+    assert stored(queue, broken.id).status is JobStatus.FAILED
+
+    code, doc = cli.json("jobs", "retry", "--all-failed", "--dry-run")
+    assert (code, doc) == (0, {"would_retry": 1, "skipped": [], "dry_run": True})
+    assert stored(queue, broken.id).status is JobStatus.FAILED  # dry run: nothing changed
+    assert cli("jobs", "retry", "--all-failed", "--include-cancelled", "--dry-run") == 0
+    assert cli.out == "would retry 2 jobs (dry run: nothing changed)\n"
+
+    assert cli("jobs", "retry", "--all-failed") == 0
+    assert cli.out == "retried 1 job\n"
+    assert stored(queue, broken.id).status is JobStatus.READY
+    assert stored(queue, stopped.id).status is JobStatus.FAILED
+    assert cli("jobs", "retry", "--all-failed", "--include-cancelled") == 0
+    assert stored(queue, stopped.id).status is JobStatus.READY
+    assert cli("jobs", "retry", "x", "--include-cancelled") == ExitCode.USAGE
+
+
+def test_purge_dry_run_counts_and_deletes_nothing(cli: Cli, queue: Queue) -> None:
+    done = enqueue(queue)
+    fail(queue, start(queue)[0])
+    enqueue(queue)  # Ready: never purged
+    code, doc = cli.json("purge", "--older-than", "0", "--dry-run")
+    assert code == 0
+    assert doc == {
+        "service": SERVICE,
+        "would_purge": 1,
+        "dry_run": True,
+        "older_than_seconds": 0.0,
+    }
+    assert stored(queue, done.id).status is JobStatus.FAILED
+    assert cli("purge", "--older-than", "1h", "--dry-run") == 0
+    assert (
+        cli.out
+        == f"would purge 0 finished jobs of {SERVICE} older than 1h00m (dry run: nothing deleted)\n"
+    )
+    assert cli("purge", "--older-than", "0") == 0
+    assert asyncio.run(queue.get(done.id)) is None
+
+
+class BatchQueue(Queue):
+    """Counts the batches and the single enqueues it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def enqueue_many(self, requests: Any) -> list[Job]:
+        self.batches.append(len(requests))
+        return await super().enqueue_many(requests)
+
+
+def test_enqueue_jsonl_from_stdin_is_one_batch(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import io
+
+    _write_action(tmp_path, "report", 'action("report", max_attempts=6)')
+    batch = BatchQueue()
+    cli.queue = batch
+    lines = '{"action": "greet", "name": "A"}\n\n{"action": "report"}\n{"action": "greet"}\n'
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    code, doc = cli.json("enqueue", "--jsonl", "-", "--priority", "3")
+    assert code == 0, cli.err
+    assert batch.batches == [3]
+    assert [j["action"] for j in doc["jobs"]] == ["greet", "report", "greet"]
+    assert [j["max_attempts"] for j in doc["jobs"]] == [3, 6, 3]
+    assert {j["priority"] for j in doc["jobs"]} == {3}
+
+    # ACTION given: lines are inputs of that action; a wrong line enqueues nothing.
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"name": "B"}\n{"name": "C"}\n'))
+    assert cli("enqueue", "greet", "--jsonl", "-") == 0
+    assert cli.out.splitlines()[-1] == "enqueued 2 jobs"
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"name": "D"}\n[1]\n'))
+    assert cli("enqueue", "greet", "--jsonl", "-") == ExitCode.USAGE
+    assert "stdin line 2 must be a JSON object" in cli.err
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"name": "E"}\n'))
+    assert cli("enqueue", "--jsonl", "-") == ExitCode.USAGE
+    assert "stdin line 1 names no action" in cli.err
+    assert batch.batches == [3, 2]
 
 
 # --- store: attempts in `jobs show`, scheduled jobs in `stats` (issues 19.9, 21.1-2) -----------

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 from usvc_core import Application, ConfigurationError, WorkerSettings, load_settings
 from usvc_core.errors import MissingPackageError
-from usvc_core.plugins import queue_from_settings, settings_models
-from usvc_core.settings import SettingsSource, queue_scheme
+from usvc_core.plugins import queue_from_settings, queue_scheme, settings_models
+from usvc_core.settings import SettingsSource
 from usvc_http.settings import HttpSettings
 from usvc_mongo.settings import MongoSettings
 from usvc_oracle.settings import OracleSettings
@@ -186,10 +186,93 @@ def test_queue_choice(overrides: dict[str, object], scheme: str) -> None:
     assert queue_scheme(load_settings(MICROSERVICE_NAME="svc", **overrides)) == scheme
 
 
-def test_unknown_queue_scheme_is_refused() -> None:
-    """A QUEUE_URL with an unknown scheme fails at startup saying what is allowed."""
-    with pytest.raises(ConfigurationError, match="unknown scheme 'redis'"):
-        load_settings(MICROSERVICE_NAME="svc", QUEUE_URL="redis://x")
+def test_queue_url_without_a_scheme_is_refused() -> None:
+    """A QUEUE_URL that is no URL fails at startup, naming the variable."""
+    with pytest.raises(ConfigurationError, match=r"QUEUE_URL='jobs.db' is not a URL"):
+        load_settings(MICROSERVICE_NAME="svc", QUEUE_URL="jobs.db")
+
+
+class _EntryPoint:
+    """Stands for an installed ``usvc.queues`` entry point of a third-party package."""
+
+    def __init__(self, name: str, target: object) -> None:
+        self.name, self._target = name, target
+
+    def load(self) -> object:
+        return self._target
+
+
+def test_a_third_party_queue_scheme_loads_from_its_entry_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Which schemes exist is the installed entry points' answer: a scheme the kit never
+    heard of passes the settings and is built by its package's factory."""
+    from usvc_core import plugins
+    from usvc_testing.queues import InMemoryQueue
+
+    built: list[str] = []
+
+    def redis_queue(url: str, settings: WorkerSettings) -> InMemoryQueue:
+        built.append(url)
+        return InMemoryQueue()
+
+    real = plugins.named_entry_points
+
+    def with_redis(group: str) -> dict[str, object]:
+        eps: dict[str, object] = dict(real(group))
+        if group == plugins.QUEUE_GROUP:
+            eps["redis"] = _EntryPoint("redis", redis_queue)
+        return eps
+
+    monkeypatch.setattr(plugins, "named_entry_points", with_redis)
+    settings = load_settings(MICROSERVICE_NAME="svc", QUEUE_URL="redis://cache:6379/0")
+    assert isinstance(queue_from_settings(settings), InMemoryQueue)
+    assert built == ["redis://cache:6379/0"]
+
+
+def test_an_unknown_scheme_lists_the_installed_queues_and_the_package_to_add(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scheme no installed package provides fails when the queue is built, listing the
+    installed schemes; for one of the kit's own, naming the package to add."""
+    from usvc_core import plugins
+
+    with pytest.raises(ConfigurationError) as info:
+        queue_from_settings(load_settings(MICROSERVICE_NAME="svc", QUEUE_URL="redis://x"))
+    message = str(info.value)
+    assert "no installed package provides the queue scheme 'redis'" in message
+    assert "memory://" in message and "oracle://" in message
+    assert "entry point 'redis' in the group usvc.queues" in message
+
+    real = plugins.named_entry_points
+    monkeypatch.setattr(
+        plugins,
+        "named_entry_points",
+        lambda group: {k: v for k, v in real(group).items() if k != "oracle"},
+    )
+    with pytest.raises(MissingPackageError, match=r"uv add usvc-postgres"):
+        queue_from_settings(
+            load_settings(MICROSERVICE_NAME="svc", QUEUE_URL="postgresql://db/jobs")
+        )
+    with pytest.raises(MissingPackageError) as missing:
+        queue_from_settings(load_settings(MICROSERVICE_NAME="svc", QUEUE_URL="oracle://db/x"))
+    assert "uv add usvc-oracle" in str(missing.value)
+    assert "oracle://" not in str(missing.value).split("installed queues:")[1]
+
+
+def test_settings_and_the_plugin_loader_import_without_a_circle() -> None:
+    """plugins.py needs nothing of settings.py at run time: each imports alone, in a fresh
+    interpreter, in either order."""
+    import subprocess
+    import sys
+
+    for first in ("usvc_core.plugins", "usvc_core.settings"):
+        code = (
+            f"import sys; import {first}; "
+            "assert 'usvc_core.settings' not in sys.modules or "
+            f"{first!r} == 'usvc_core.settings'"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_each_mistake_gets_a_line() -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from usvc_core import Application, WorkerSettings
 
-TOKEN = "s3cret-admin-token-1234"
+TOKEN = "s3cret-admin-token-1234-0a9b8c7d6e5f4g3h"
 SERVICE = "admin-svc"
 
 HANDLER = """

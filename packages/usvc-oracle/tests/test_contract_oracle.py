@@ -228,6 +228,66 @@ class TestOracleOnly:
         finally:
             await queue.close()
 
+    @pytest.mark.parametrize("n_bytes", [1_001, 4_000, 4_001, 20_000, 40_000])
+    async def test_strings_around_the_string_limit(self, oracle_table: str, n_bytes: int) -> None:
+        """Issue 22 item 1 on the server: payloads and error messages of 4 001-40 000 bytes
+        (bound as CLOB) and of 1 001-4 000 bytes (bound as VARCHAR) pass enqueue,
+        enqueue_many, fail and retry (statements with RETURNING), whatever MAX_STRING_SIZE
+        the server has."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"len-{uuid.uuid4().hex[:8]}"
+        overhead = len(json.dumps({"action": "a", "blob": ""}))
+        blob = "x" * (n_bytes - overhead)
+        message = "é" * (n_bytes // 2) + "x" * (n_bytes % 2)
+        try:
+            one = await queue.enqueue(
+                EnqueueRequest(payload={"action": "a", "blob": blob}, microservice=service)
+            )
+            many = await queue.enqueue_many(
+                [
+                    EnqueueRequest(payload={"action": "a", "blob": b}, microservice=service)
+                    for b in ("s", blob)
+                ]
+            )
+            jobs = {j.id: j for j in await queue.claim_and_start(service, "w", 3, 30)}
+            assert jobs[one.id].payload == {"action": "a", "blob": blob}
+            assert jobs[many[1].id].payload == {"action": "a", "blob": blob}
+            await queue.fail(jobs[one.id], "HANDLER_ERROR", message, 1.0)
+            status = await queue.retry(jobs[many[1].id], "HANDLER_ERROR", message, 0, 1.0)
+            assert status is JobStatus.READY
+            for job_id in (one.id, many[1].id):
+                stored = await queue.get(job_id)
+                assert stored is not None
+                assert stored.error_message == (
+                    message if len(message) <= 32_000 else message[:32_000] + "..."
+                )
+        finally:
+            await queue.close()
+
+    async def test_a_claim_whose_commit_went_unanswered_is_given_back(
+        self, oracle_table: str
+    ) -> None:
+        """Issue 22 item 3 on the server: rows claimed (and started) by a claim whose
+        COMMIT answer was lost are put back by the next claim, attempt returned, in the
+        same transaction, and handed out again. The lost answer is simulated by telling the
+        queue the rows are unconfirmed, as its commit failure does."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"doubt-{uuid.uuid4().hex[:8]}"
+        try:
+            await queue.enqueue_many(
+                [EnqueueRequest(payload={"action": "a"}, microservice=service, max_attempts=1)] * 2
+            )
+            lost = await queue.claim_and_start(service, "w", 2, 30)
+            queue._unconfirmed_claims.update({int(j.id): str(j.lease_token) for j in lost})
+            again = await queue.claim_and_start(service, "w", 2, 30)
+            assert sorted(j.id for j in again) == sorted(j.id for j in lost)
+            assert [j.attempts for j in again] == [1, 1]
+            assert not queue._unconfirmed_claims
+        finally:
+            await queue.close()
+
     async def test_enqueue_many_with_payloads_over_32_kb(self, oracle_table: str) -> None:
         """enqueue_many (executemany with RETURNING) of payloads beyond a VARCHAR bind,
         mixed with small ones: every job is stored and claimed whole."""

@@ -145,18 +145,59 @@ class TestClaim:
     async def test_commit_lost_after_it_landed_never_delivers_twice(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Jobs whose claim committed unseen stay Assigned until their lease expires, then
-        go back to Ready without spending an attempt; no job is handed out twice."""
+        """A claim whose COMMIT landed unseen: the retry puts those rows back to Ready in
+        its own transaction (by id and token) and claims again, so the best jobs are handed
+        out once, under the new token, and nothing is stranded until a lease expires."""
         ids = await fill(queue, 4)
         fake_db.fail("commit", connection_lost, after=True)
         first = await queue.claim("svc", "w1", 2, 30)
-        stranded = [ids[3], ids[2]]  # the top two, committed by the lost attempt
-        assert [j.id for j in first] == [ids[1], ids[0]]
-        assert {fake_db.status(i) for i in stranded} == {"Assigned"}
-        fake_db.advance(31)
-        result = await queue.reclaim_expired("svc")
-        assert sorted(result.requeued) == sorted([*stranded, *(j.id for j in first)])
+        assert [j.id for j in first] == [ids[3], ids[2]]
+        assert {fake_db.status(i) for i in ids[:2]} == {"Ready"}
+        assert {fake_db.rows[int(j.id)]["LEASE_TOKEN"] for j in first} == {
+            j.lease_token for j in first
+        }
         assert all(fake_db.rows[int(i)]["ATTEMPTS"] == 0 for i in ids)
+
+    async def test_a_lost_claim_and_start_commit_gives_the_attempt_back(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Issue 22 item 3: claim_and_start's COMMIT lands but its answer is lost, and the
+        outage outlasts the retries. The jobs (max_attempts=1) are Processing with their
+        one attempt spent under a token no worker holds; the next claim gives the attempt
+        back and hands them out, so they run instead of ending Failed at lease expiry."""
+        jobs = await queue.enqueue_many([req(max_attempts=1) for _ in range(2)])
+        fake_db.fail("commit", connection_lost, after=True)
+        fake_db.fail("acquire", connection_lost, times=3)
+        with pytest.raises(QueueUnavailableError):
+            await queue.claim_and_start("svc", "w1", 2, 30)
+        assert {fake_db.status(j.id) for j in jobs} == {"Processing"}
+        assert {fake_db.rows[int(j.id)]["ATTEMPTS"] for j in jobs} == {1}
+        fake_db.log.clear()
+        again = await queue.claim_and_start("svc", "w1", 2, 30)
+        assert sorted(j.id for j in again) == sorted(j.id for j in jobs)
+        assert [j.attempts for j in again] == [1, 1]
+        assert [c[1] for c in fake_db.calls("execute", "executemany")][:2] == [
+            "lock_ids",
+            "release",
+        ]
+        fake_db.log.clear()
+        assert await queue.claim_and_start("svc", "w1", 2, 30) == []
+        assert "release" not in [c[1] for c in fake_db.calls("executemany")]
+
+    async def test_a_lost_claim_that_did_not_land_is_forgotten(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A COMMIT that failed before it landed: the rows are Ready again (the server
+        rolled back); the next claim's give-back matches nothing and forgets them."""
+        jobs = await queue.enqueue_many([req() for _ in range(2)])
+        fake_db.fail("commit", connection_lost)
+        fake_db.fail("acquire", connection_lost, times=3)
+        with pytest.raises(QueueUnavailableError):
+            await queue.claim_and_start("svc", "w1", 2, 30)
+        assert {fake_db.status(j.id) for j in jobs} == {"Ready"}
+        again = await queue.claim_and_start("svc", "w1", 2, 30)
+        assert [j.attempts for j in again] == [1, 1]
+        assert queue._unconfirmed_claims == {}
 
     async def test_outage_becomes_queue_unavailable_after_bounded_retries(
         self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
@@ -452,6 +493,40 @@ class TestEnqueueAndGet:
         assert plain.run_at == utc(fake_db.now)
         assert plain.created_at == utc(fake_db.now)
 
+    async def test_enqueue_many_inserts_in_key_order(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Issue 22 item 5: the batch is inserted in key order (unique keys, then
+        idempotency keys, keyless last), so two batches taking the same keys cannot wait
+        on each other crosswise (ORA-00060); the jobs come back in request order."""
+        requests = [
+            req(unique_key="c"),
+            req(),
+            req(unique_key="a", idempotency_key="z"),
+            req(idempotency_key="y"),
+            req(unique_key="b"),
+            req(idempotency_key="x"),
+        ]
+        jobs = await queue.enqueue_many(requests)
+        assert [(j.unique_key, j.idempotency_key) for j in jobs] == [
+            (r.unique_key, r.idempotency_key) for r in requests
+        ]
+        inserted = sorted(jobs, key=lambda j: int(j.id))  # identity values follow inserts
+        assert [(j.unique_key, j.idempotency_key) for j in inserted] == [
+            ("a", "z"),
+            ("b", None),
+            ("c", None),
+            (None, "x"),
+            (None, "y"),
+            (None, None),
+        ]
+        for job in jobs:
+            row = fake_db.rows[int(job.id)]
+            assert (row["UNIQUE_KEY"], row["IDEMPOTENCY_KEY"]) == (
+                job.unique_key,
+                job.idempotency_key,
+            )
+
     async def test_duplicate_idempotency_key(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
@@ -626,8 +701,9 @@ class TestHardening:
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
         """retry()'s COMMIT reached the database but its answer was lost: the repeated
-        call finds the row Ready, without a token, with its own error code, and reports
-        Ready (before: LeaseLostError) - as complete and fail do for their settled states."""
+        call finds the row Ready with its own claim's token (kept until the next claim)
+        and reports Ready (before: LeaseLostError) - as complete and fail do for their
+        settled states. The job as read has no token: it is Ready."""
         (job,) = await started(queue)
         fake_db.fail("commit", connection_lost, after=True)
         status = await queue.retry(job, "HANDLER_ERROR", "again", 5, 1.0)
@@ -635,9 +711,50 @@ class TestHardening:
         row = fake_db.rows[int(job.id)]
         assert (row["STATUS"], row["LEASE_TOKEN"], row["ERROR_CODE"]) == (
             "Ready",
-            None,
+            job.lease_token,
             "HANDLER_ERROR",
         )
+        stored = await queue.get(job.id)
+        assert stored is not None and stored.lease_token is None
+
+    @pytest.mark.parametrize("outcome", ["complete", "fail", "retry"])
+    async def test_a_write_repeated_after_job_locked_finds_its_own_commit(
+        self, queue: OracleQueue, fake_db: FakeDatabase, outcome: str
+    ) -> None:
+        """Issue 22 item 4: the write commits but its answer is lost; the call's retry finds
+        the row locked by another session and raises JobLockedError; the worker then calls
+        again (a new call, first attempt), finds the row settled with its own token and
+        reports success, not a lost lease."""
+        (job,) = await started(queue)
+        fake_db.fail("commit", connection_lost, after=True)
+        fake_db.fail(
+            "lock_job",
+            lambda: ora_error("ORA-30006: resource busy; acquire with WAIT timeout", code=30006),
+            skip=1,
+        )
+        write = {
+            "complete": lambda: queue.complete(job, {"ok": 1}, 1.0),
+            "fail": lambda: queue.fail(job, "HANDLER_ERROR", "boom", 1.0),
+            "retry": lambda: queue.retry(job, "HANDLER_ERROR", "boom", 5, 1.0),
+        }[outcome]
+        with pytest.raises(JobLockedError):
+            await write()
+        await write()  # no LeaseLostError: the first call's write is there
+        expected = {"complete": "Completed", "fail": "Failed", "retry": "Ready"}[outcome]
+        assert fake_db.status(job.id) == expected
+
+    async def test_another_claims_requeue_is_still_a_lost_lease(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A Ready row with the same error code but another claim's token (that claim
+        retried it) is not this claim's write: a stale worker's retry is a lost lease."""
+        (job,) = await started(queue)
+        fake_db.advance(31)
+        await queue.reclaim_expired("svc")
+        (again,) = await queue.claim_and_start("svc", "w2", 1, 30)
+        assert await queue.retry(again, "HANDLER_ERROR", "boom", 5, 1.0) is JobStatus.READY
+        with pytest.raises(LeaseLostError):
+            await queue.retry(job, "HANDLER_ERROR", "boom", 5, 1.0)
 
     async def test_a_retry_after_a_reclaim_is_still_a_lost_lease(
         self, queue: OracleQueue, fake_db: FakeDatabase
@@ -750,9 +867,9 @@ class TestHardening:
     async def test_long_values_are_bound_as_clob(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Payloads, results and error messages beyond a VARCHAR bind (32 767 bytes) are
-        bound as CLOB, since Oracle refuses the LONG binds the driver would otherwise send
-        in a statement with RETURNING (ORA-22816); shorter ones stay plain strings."""
+        """Payloads, results and error messages beyond the server's string limit (4 000
+        bytes) are bound as CLOB, since Oracle refuses the LONG binds the driver would
+        otherwise send in a statement with RETURNING (ORA-22816); see test_long_binds."""
         big = "é" * 20_000  # 40 000 bytes in UTF-8
         request = EnqueueRequest(payload={"action": "greet", "blob": big}, microservice="svc")
         first, _ = await queue.enqueue_many([request, req()])

@@ -38,8 +38,11 @@ READY, ASSIGNED, PROCESSING, COMPLETED, FAILED = (
     "Failed",
 )
 UNFINISHED = (READY, ASSIGNED, PROCESSING)
-#: Longest string the driver binds as VARCHAR; a longer one goes as LONG.
-MAX_VARCHAR_BIND_BYTES = 32_767
+#: The server's string limit as the thin driver reads it from the server's runtime
+#: capabilities: 4 000 bytes with MAX_STRING_SIZE=STANDARD (19c's default), 32 767 with
+#: EXTENDED. A longer str bind is sent as LONG.
+STANDARD_MAX_STRING_SIZE = 4_000
+EXTENDED_MAX_STRING_SIZE = 32_767
 #: The schema the fake's user owns (constraint names are reported qualified by it).
 SCHEMA = "USVC"
 
@@ -98,8 +101,12 @@ class FakeDatabase:
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     locks: dict[int, int] = field(default_factory=dict)  # row id -> connection id
     log: list[tuple[Any, ...]] = field(default_factory=list)
+    #: (statement name, the cursor's setinputsizes) of every execute/executemany
+    input_sizes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     missing_table: bool = False
+    #: the server's MAX_STRING_SIZE as the driver sees it (see STANDARD_MAX_STRING_SIZE)
+    max_string_size: int = STANDARD_MAX_STRING_SIZE
     missing_limits_table: bool = False
     #: committed rows of the LIMITS table: (microservice, action)
     limits: set[tuple[str, str]] = field(default_factory=set)
@@ -315,9 +322,11 @@ class FakeCursor:
         return list(self._batch_errors)
 
     def _check_long_binds(self, statement: str, parameters: Any) -> None:
-        """A str bind longer than a VARCHAR bind goes as LONG; Oracle refuses a LONG bind
-        in a statement with RETURNING (ORA-22816): such values must be bound as CLOB.
-        (Modelled from Oracle's documented restriction; a real database confirms it.)"""
+        """A str bind longer than the server's string limit goes as LONG (the thin driver's
+        ``_write_bind_params_row`` compares it with ``max_string_size`` from the server's
+        capabilities); Oracle refuses a LONG bind in a statement with RETURNING
+        (ORA-22816): such values must be bound as CLOB. (Modelled from the driver's source
+        and Oracle's documented restriction; a real database confirms it.)"""
         if "RETURNING" not in statement:
             return
         rows = parameters if isinstance(parameters, list) else [parameters or {}]
@@ -325,7 +334,7 @@ class FakeCursor:
             for name, value in dict(row).items():
                 if (
                     isinstance(value, str)
-                    and len(value.encode("utf-8")) > MAX_VARCHAR_BIND_BYTES
+                    and len(value.encode("utf-8")) > self.db.max_string_size
                     and self.input_sizes.get(name) is not oracledb.DB_TYPE_CLOB
                 ):
                     raise ora_error(
@@ -341,6 +350,7 @@ class FakeCursor:
         name = self._name(statement)
         params = dict(parameters or {})
         self.db.log.append(("execute", self.conn.id, name, self.prefetchrows, self.arraysize))
+        self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, params)
         self.conn._call(name, lambda: self._run(name, params, 0))
 
@@ -354,6 +364,7 @@ class FakeCursor:
     ) -> None:
         name = self._name(statement)
         self.db.log.append(("executemany", self.conn.id, name, len(parameters)))
+        self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, parameters)
 
         def run_all() -> None:
@@ -695,7 +706,6 @@ class FakeCursor:
                     RUN_AT=now + timedelta(seconds=p["delay_seconds"]) if again else row["RUN_AT"],
                     FINISHED_AT=None if again else now,
                     LEASE_OWNER=None if again else row["LEASE_OWNER"],
-                    LEASE_TOKEN=None if again else row["LEASE_TOKEN"],
                     ERROR_CODE=p["error_code"],
                     ERROR_MESSAGE=p["error_message"] or None,
                     RUNTIME_MS=p["runtime_ms"],

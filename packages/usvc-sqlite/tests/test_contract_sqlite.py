@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from usvc_core.ports import JobQueue
 from usvc_sqlite import SqliteQueue
-from usvc_testing.contract import JobQueueContract
+from usvc_testing.contract import FleetContract
 
 
-class TestSqliteQueue(JobQueueContract):
-    """SqliteQueue keeps every promise of the queue port; a peer is a second connection."""
+class TestSqliteQueue(FleetContract):
+    """SqliteQueue keeps every promise of the queue and fleet ports; a peer is a second
+    connection."""
 
     @pytest.fixture
     async def queue(self, tmp_path: Path) -> AsyncIterator[SqliteQueue]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from usvc_core.ports import JobQueue
 from usvc_testing import FakeClock, InMemoryQueue
-from usvc_testing.contract import JobQueueContract
+from usvc_testing.contract import FleetContract
 
 
-class TestInMemoryQueue(JobQueueContract):
-    """InMemoryQueue keeps every promise of the queue port."""
+class TestInMemoryQueue(FleetContract):
+    """InMemoryQueue keeps every promise of the queue and fleet ports."""
 
     clock: FakeClock
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from usvc_core.actions.discovery import discover_actions, resolve_actions_dir
 from usvc_core.actions.registry import ActionRegistry
+from usvc_core.bounds import check_enqueue
 from usvc_core.clock import SystemClock
 from usvc_core.errors import (
     ConfigurationError,
@@ -194,6 +195,8 @@ class Application:
                 cap_seconds=s.JOB_RETRY_BACKOFF_MAX_SECONDS,
             ),
             retention_seconds=s.JOB_RETENTION_SECONDS,
+            heartbeat_seconds=s.WORKER_HEARTBEAT_SECONDS,
+            version=s.SERVICE_VERSION,
         )
 
     def _load_actions(self) -> None:
@@ -286,7 +289,12 @@ class Application:
             instance=self.instance,
             enqueue=self.enqueue,
             wait_for_job=self.wait_for_job,
+            worker_running=self._worker_running,
         )
+
+    def _worker_running(self) -> bool:
+        task = self._worker_task
+        return task is not None and not task.done()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -536,7 +544,9 @@ class Application:
     ) -> Job:
         """Add a job for this service; the current trace context travels with it (unless the
         payload already carries one under ``TRACE_KEY``: an explicit producer context wins).
-        Raises QueueUnavailableError while the store could not be opened yet."""
+        Raises QueueUnavailableError while the store could not be opened yet, and
+        :class:`~usvc_core.bounds.OutOfBoundsError` (naming the field) for a priority,
+        delay or number of attempts outside :mod:`usvc_core.bounds`."""
         if self._started and not self._queue_open:
             check = self.health.get(QUEUE_CHECK)
             reason = check.details.get("error") if check is not None else None
@@ -547,10 +557,10 @@ class Application:
             propagate.inject(carrier)
             if carrier:
                 body[TRACE_KEY] = carrier
+        check_enqueue(priority=priority, delay_seconds=delay_seconds, max_attempts=max_attempts)
         if max_attempts is None:
-            definition = self.actions.get(str(body.get("action")))
-            opt = definition.options.max_attempts if definition else None
-            max_attempts = opt or self.settings.JOB_MAX_ATTEMPTS
+            action = str(body.get("action"))
+            max_attempts = self.actions.max_attempts_for(action, self.settings.JOB_MAX_ATTEMPTS)
         return await self.queue.enqueue(
             EnqueueRequest(
                 payload=body,
@@ -582,8 +592,13 @@ class Application:
                 if left <= 0:
                     return job
                 # Woken at once when this process finishes it; the poll covers other processes.
-                await asyncio.wait([fut], timeout=min(left, 0.5))
-                if fut.done():
-                    fut.result()  # ShuttingDownError once the worker stops
+                # The future itself is awaited (one event-loop step when it resolves; what
+                # asyncio.wait adds costs two more); a timeout cancels it, so watch anew.
+                try:
+                    async with asyncio.timeout(min(left, 0.5)):
+                        await fut  # ShuttingDownError once the worker stops
+                except TimeoutError:
+                    self.worker.unwatch(job_id, fut)
+                    fut = self.worker.watch(job_id)
         finally:
             self.worker.unwatch(job_id, fut)

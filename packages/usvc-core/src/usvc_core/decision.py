@@ -39,7 +39,8 @@ def decide(outcome: Outcome, job: Job, policy: RetryPolicy) -> Decision:
     is one that can pass (not in ``NON_RETRYABLE_CODES``) and the job has attempts left
     (``job.attempts`` counts this one); the delay is the one the handler asked for
     (``RetryJob(delay_seconds=...)``), else the policy's backoff after this attempt (the
-    policy's jitter is the only randomness, from its own ``rng``). Failed otherwise."""
+    policy's jitter is the only randomness, from its own ``rng``), and never sooner than
+    ``outcome.retry_not_before`` (an open circuit's next trial). Failed otherwise."""
     if outcome.error_code is None:
         return COMPLETED
     if (
@@ -48,5 +49,8 @@ def decide(outcome: Outcome, job: Job, policy: RetryPolicy) -> Decision:
         and job.attempts < job.max_attempts
     ):
         delay = outcome.retry_delay
-        return Retry(delay if delay is not None else policy.delay(job.attempts))
+        chosen = delay if delay is not None else policy.delay(job.attempts)
+        # An open circuit refuses every call until its next trial: retrying sooner would
+        # only burn attempts.
+        return Retry(max(chosen, outcome.retry_not_before or 0.0))
     return FAILED

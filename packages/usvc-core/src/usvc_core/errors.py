@@ -100,7 +100,13 @@ class DuplicateJobError(QueueError):
 
 
 class CircuitOpenError(UsvcError):
-    """The circuit breaker is open: the call was not attempted."""
+    """The circuit breaker is open: the call was not attempted. ``retry_after``: seconds
+    until the breaker's next trial (None: unknown); a job retried because of this error
+    waits at least that long."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ShuttingDownError(UsvcError):

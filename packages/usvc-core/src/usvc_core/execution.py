@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaValidator
 
 from usvc_core.actions.context import JobContext, RetryJob
 from usvc_core.actions.registry import ActionDefinition, ActionRegistry
+from usvc_core.errors import CircuitOpenError
 from usvc_core.jobs import RESERVED_PAYLOAD_KEYS, ErrorCode, Job
 
 __all__ = [
@@ -38,6 +41,8 @@ class Outcome:
     retry: bool = False
     retry_delay: float | None = None
     runtime_ms: float = 0.0
+    #: A retry waits at least this long (an open circuit's next trial), whatever the delay.
+    retry_not_before: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,6 +102,51 @@ def route(job: Job, actions: ActionRegistry) -> ActionDefinition | Outcome:
             error_message=_truncate(f"no action handler matched: {name} (known actions: {known})"),
         )
     return definition
+
+
+#: How each input model reads a payload: its validator, and whether the payload must be
+#: copied without the reserved keys first. Built once per model (models are classes).
+_INPUT_READERS: dict[type[BaseModel], tuple[Callable[[Any], BaseModel], bool]] = {}
+
+
+def _sees_reserved_keys(model: type[BaseModel]) -> bool:
+    """Whether validating a payload that still holds the reserved keys (``action``,
+    ``_trace``) could differ from validating it without them: the model keeps or refuses
+    extra keys, is a root model, has a validator that sees the raw input, or has a field
+    or alias that could read a reserved key."""
+    if model.model_config.get("extra") not in (None, "ignore"):
+        return True
+    if getattr(model, "__pydantic_root_model__", False):
+        return True
+    validators = model.__pydantic_decorators__.model_validators.values()
+    if any(d.info.mode != "after" for d in validators):
+        return True
+    for name, info in model.model_fields.items():
+        if name in RESERVED_PAYLOAD_KEYS or info.alias in RESERVED_PAYLOAD_KEYS:
+            return True
+        alias = info.validation_alias
+        if alias is not None and (not isinstance(alias, str) or alias in RESERVED_PAYLOAD_KEYS):
+            return True
+    return False
+
+
+def _input_reader(model: type[BaseModel]) -> tuple[Callable[[Any], BaseModel], bool]:
+    """(validate, copy without reserved keys first) for ``model``: its schema validator
+    itself when ``model_validate`` is pydantic's own (the same call without a wrapper
+    frame), and no copy of the payload when nobody could see the difference."""
+    reader = _INPUT_READERS.get(model)
+    if reader is None:
+        validator = model.__pydantic_validator__
+        own = getattr(model.model_validate, "__func__", None) is getattr(
+            BaseModel.model_validate, "__func__", None
+        )
+        validate: Callable[[Any], BaseModel] = (
+            validator.validate_python
+            if own and isinstance(validator, SchemaValidator)
+            else model.model_validate
+        )
+        reader = _INPUT_READERS[model] = (validate, _sees_reserved_keys(model))
+    return reader
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -186,12 +236,17 @@ async def execute_job(
     started = time.perf_counter()
     payload: dict[str, Any] = job.payload
     kwargs: dict[str, Any] = dict(definition.bound_services) if definition.bound_services else {}
-    if definition.input_model is not None:
-        data = payload.copy()
-        for key in RESERVED_PAYLOAD_KEYS:
-            data.pop(key, None)
+    model = definition.input_model
+    if model is not None:
+        validate, strip = _INPUT_READERS.get(model) or _input_reader(model)
+        if strip:
+            data = payload.copy()
+            for key in RESERVED_PAYLOAD_KEYS:
+                data.pop(key, None)
+        else:
+            data = payload  # read, never changed: extra keys are ignored by the model
         try:
-            kwargs[definition.input_param] = definition.input_model.model_validate(data)  # type: ignore[index]
+            kwargs[definition.input_param] = validate(data)  # type: ignore[index]
         except ValidationError as exc:
             return Outcome(
                 error_code=ErrorCode.VALIDATION_ERROR,
@@ -248,6 +303,7 @@ async def execute_job(
             error_message=_truncate(_exception_text(exc)),
             retry=isinstance(exc, definition.options.retry_on),
             runtime_ms=(time.perf_counter() - started) * 1000,
+            retry_not_before=_circuit_wait(exc),
         )
     runtime_s = time.perf_counter() - started
     if runtime_s > timeout:
@@ -258,6 +314,8 @@ async def execute_job(
             "without yielding to the event loop; run blocking work with asyncio.to_thread",
             runtime_ms=runtime_s * 1000,
         )
+    if result is None:  # most handlers return nothing
+        return Outcome(runtime_ms=runtime_s * 1000)
     value, error = _serialize(result)
     if error is not None:
         return Outcome(
@@ -266,3 +324,16 @@ async def execute_job(
             runtime_ms=runtime_s * 1000,
         )
     return Outcome(results=value, runtime_ms=runtime_s * 1000)
+
+
+def _circuit_wait(exc: BaseException) -> float | None:
+    """Seconds until the next trial of an open circuit that refused this attempt (the
+    error itself or one it was raised from), else None."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a short chain: the handler's own wrapping
+        if seen is None:
+            return None
+        if isinstance(seen, CircuitOpenError):
+            return seen.retry_after
+        seen = seen.__cause__ or seen.__context__
+    return None

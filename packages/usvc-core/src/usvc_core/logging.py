@@ -19,12 +19,20 @@ import logging
 import sys
 import time
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import structlog
 import structlog.tracebacks
 
-__all__ = ["add_processor", "configure_logging", "is_enabled_for", "logger", "remove_processor"]
+__all__ = [
+    "add_processor",
+    "bind_job_context",
+    "configure_logging",
+    "is_enabled_for",
+    "logger",
+    "remove_processor",
+]
 
 #: The kit's logger; ``logger.info("event", key=value)``.
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("usvc")
@@ -40,8 +48,9 @@ _STDLIB_LOGGERS = (
     "pymongo",
     "asyncio",
 )
-#: Too chatty below these levels even with DEBUG=True (wire-level detail).
-_LEVEL_FLOORS = {"httpcore": logging.WARNING, "pymongo": logging.INFO}
+#: Too chatty below these levels even with DEBUG=True (wire-level detail; httpx's INFO is
+#: one line per request, which the REST services' own spans and metrics already cover).
+_LEVEL_FLOORS = {"httpcore": logging.WARNING, "httpx": logging.WARNING, "pymongo": logging.INFO}
 # A tuple, replaced whole on change, so a line being logged in another thread never sees
 # a list mid-update.
 _extra_processors: tuple[structlog.typing.Processor, ...] = ()
@@ -85,6 +94,26 @@ class _Output:
     #: the renderers at the end of both pipelines
     final: tuple[structlog.typing.Processor, ...] = ()
     json: bool = False
+
+
+#: structlog's context variables for a job's keys, taken from the tokens of the first bind
+#: (``Token.var``): later jobs set them directly, without structlog's per-key name
+#: formatting and lookups. They are the variables ``merge_contextvars`` reads, so handlers
+#: and their code see the keys exactly as after ``bind_contextvars``.
+_job_vars: list[ContextVar[Any]] = []
+
+
+def bind_job_context(token: str, job_id: str, action: str) -> None:
+    """``structlog.contextvars.bind_contextvars(token=..., job_id=..., action=...)``, made
+    cheap for the worker's once-per-job call (in the job task's own context)."""
+    if not _job_vars:
+        bound = structlog.contextvars.bind_contextvars(token=token, job_id=job_id, action=action)
+        _job_vars[:] = [bound["token"].var, bound["job_id"].var, bound["action"].var]
+        return
+    token_var, id_var, action_var = _job_vars
+    token_var.set(token)
+    id_var.set(job_id)
+    action_var.set(action)
 
 
 def is_enabled_for(level: int) -> bool:

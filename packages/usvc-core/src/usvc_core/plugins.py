@@ -3,7 +3,8 @@ command) can wire themselves from settings alone.
 
 Groups (any installed distribution may add to them):
 
-- ``usvc.queues``: name = the QUEUE_URL scheme (``memory``, ``sqlite``, ``oracle``);
+- ``usvc.queues``: name = the QUEUE_URL scheme (``memory``, ``sqlite``, ``oracle``, or any
+  other: the installed entry points alone decide which schemes exist);
   value: ``factory(url: str, settings: WorkerSettings) -> JobQueue``. The factory reads its
   own variables with ``settings.source.load(ItsSettings)``; its ``open()`` raises
   QueueUnavailableError for what may pass (the store is unreachable: the application keeps
@@ -14,17 +15,22 @@ Groups (any installed distribution may add to them):
 - ``usvc.settings``: value: a pydantic-settings model of the package's own variables;
   :func:`usvc_core.settings.load_settings` checks it with the core's, so that every mistake
   is reported at startup in one message.
+
+This module imports nothing of the kit at run time but its errors (settings.py imports it,
+not the other way round), and loads an entry point only when it is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from usvc_core.errors import ConfigurationError, MissingPackageError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from pydantic_settings import BaseSettings
 
     from usvc_core.ports import JobQueue
@@ -42,6 +48,7 @@ __all__ = [
     "missing_setting_packages",
     "named_entry_points",
     "queue_from_settings",
+    "queue_scheme",
     "settings_models",
 ]
 
@@ -50,7 +57,8 @@ SURFACE_GROUP = "usvc.surfaces"
 METRICS_GROUP = "usvc.metrics"
 SETTINGS_GROUP = "usvc.settings"
 
-#: The distribution to install for each queue scheme, for error messages.
+#: The kit's own queue packages by scheme: only a hint for error messages (which schemes
+#: exist is the installed entry points' answer, so a third-party queue loads like these).
 QUEUE_PACKAGES = {
     "memory": "usvc-testing",
     "sqlite": "usvc-sqlite",
@@ -76,6 +84,8 @@ _DEFAULT_QUEUE_ALTERNATIVE = {
 
 
 def named_entry_points(group: str) -> dict[str, EntryPoint]:
+    from importlib.metadata import entry_points  # ~20 ms: only when a plugin is looked up
+
     return {ep.name: ep for ep in entry_points(group=group)}
 
 
@@ -107,21 +117,45 @@ def missing_setting_packages(source: SettingsSource, surfaces: dict[str, EntryPo
     ]
 
 
-def queue_from_settings(settings: WorkerSettings) -> JobQueue:
-    """The queue the settings name (QUEUE_URL, else DEV_MODE), not yet opened."""
-    from usvc_core.settings import queue_scheme
+def queue_scheme(settings: WorkerSettings) -> str:
+    """Which queue the settings choose: QUEUE_URL's scheme, else memory in dev mode, else
+    Oracle (the spec's behaviour). Whether a package provides it is not checked here."""
+    if settings.QUEUE_URL:
+        return urlsplit(settings.QUEUE_URL).scheme.lower()
+    return "memory" if settings.DEV_MODE else "oracle"
 
-    try:
-        scheme = queue_scheme(settings)
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
-    url = settings.QUEUE_URL or f"{scheme}://"
-    package = QUEUE_PACKAGES.get(scheme, scheme)
-    if not settings.QUEUE_URL and scheme not in named_entry_points(QUEUE_GROUP):
-        raise MissingPackageError(
+
+def _unknown_scheme(settings: WorkerSettings, scheme: str, installed: list[str]) -> str:
+    have = ", ".join(f"{name}://" for name in installed) or "none"
+    package = QUEUE_PACKAGES.get(scheme)
+    add = (
+        f"add its package: uv add {package}"
+        if package
+        else f"install the package that provides it (an entry point {scheme!r} in the "
+        f"group {QUEUE_GROUP})"
+    )
+    if not settings.QUEUE_URL:
+        return (
             f"{_DEFAULT_QUEUE_REASON[scheme]}, which needs the package {package}, which is "
-            f"not installed: uv add {package} ({_DEFAULT_QUEUE_ALTERNATIVE[scheme]})"
+            f"not installed: uv add {package} ({_DEFAULT_QUEUE_ALTERNATIVE[scheme]}; "
+            f"installed queues: {have})"
         )
-    factory = load_entry_point(QUEUE_GROUP, scheme, package)
-    queue: JobQueue = factory(url, settings)
+    return (
+        f"QUEUE_URL={settings.QUEUE_URL!r}: no installed package provides the queue scheme "
+        f"{scheme!r} (installed queues: {have}); {add}"
+    )
+
+
+def queue_from_settings(settings: WorkerSettings) -> JobQueue:
+    """The queue the settings name (QUEUE_URL, else DEV_MODE), not yet opened. Only the
+    chosen scheme's entry point is loaded."""
+    scheme = queue_scheme(settings)
+    installed = named_entry_points(QUEUE_GROUP)
+    if scheme not in installed:
+        message = _unknown_scheme(settings, scheme, sorted(installed))
+        if QUEUE_PACKAGES.get(scheme):
+            raise MissingPackageError(message)
+        raise ConfigurationError(message)
+    factory: Callable[..., Any] = installed[scheme].load()
+    queue: JobQueue = factory(settings.QUEUE_URL or f"{scheme}://", settings)
     return queue

@@ -19,9 +19,11 @@ from usvc_core.jobs import Job, JobStatus
 
 __all__ = [
     "FIND_LIMIT",
+    "GONE_AFTER_HEARTBEATS",
     "ActionSchema",
     "Clock",
     "EnqueueRequest",
+    "FleetAdmin",
     "InstanceInfo",
     "JobFilter",
     "JobPage",
@@ -36,6 +38,7 @@ __all__ = [
     "ServiceDescription",
     "ServiceRegistry",
     "Surface",
+    "WorkerRecord",
 ]
 
 
@@ -82,6 +85,9 @@ class QueueStats:
     #: run_at)``, on the store's clock); None when no Ready job is due. Jobs scheduled for
     #: later never count: a delayed job is not a waiting one.
     oldest_ready_age_seconds: float | None = None
+    #: actions of the service an operator paused (see :class:`FleetAdmin`; empty for a
+    #: queue that does not implement it)
+    paused_actions: frozenset[str] = frozenset()
     # --- store: scheduled jobs (issue 19 item 9) ---------------------------------------------
     #: Ready jobs not due yet (``run_at`` in the future): shown as *scheduled*
     scheduled: int = 0
@@ -344,6 +350,93 @@ class QueueAdmin(Protocol):
         ...
 
     # --- end store ---------------------------------------------------------------------------
+
+
+# --- the fleet: worker records, gone workers, paused actions ---------------------------------
+
+
+#: A worker is gone once it missed this many heartbeats.
+GONE_AFTER_HEARTBEATS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """One worker process as it records itself in the store at each heartbeat.
+
+    The worker fills in who it is; the store sets ``last_seen_at`` (its own clock) when it
+    writes the record and ``gone`` when it reads it back: a worker silent for more than two
+    of its heartbeats (``2 * heartbeat_seconds``) is gone."""
+
+    worker_id: str  #: the ``lease_owner`` of the jobs it claims
+    microservice: str
+    host: str
+    pid: int
+    version: str  #: the service's version (``SERVICE_VERSION``)
+    started_at: datetime
+    heartbeat_seconds: float  #: how often it promises to heartbeat
+    actions: tuple[str, ...] = ()  #: the actions it handles
+    concurrency: int = 0  #: its ``MAX_CONCURRENT_JOBS``
+    running: int = 0  #: jobs it owned at this heartbeat
+    last_seen_at: datetime | None = None  #: set by the store
+    gone: bool = False  #: set by the store when read
+
+
+@runtime_checkable
+class FleetAdmin(Protocol):
+    """What a store keeps about a service's fleet, beside its jobs: the worker processes
+    (heartbeats; the leases of a gone worker are released at once, not at lease expiry) and
+    the actions an operator paused. Every queue adapter of the kit implements it (the
+    ``FleetContract`` suite of ``usvc_testing.contract`` checks it); the worker uses it
+    when its queue does.
+
+    Rules every adapter follows:
+
+    - Times are the store's: ``last_seen_at`` is its clock at the heartbeat, and a worker
+      is gone once that clock passes ``last_seen_at + 2 * heartbeat_seconds``.
+    - A paused action's Ready jobs are not claimed by any worker (``claim`` and
+      ``claim_and_start`` step over them as over an action at its ``max_running``, without
+      holding back other actions) until it is resumed; its running jobs are left alone.
+    """
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        """Insert or replace the record of ``record.worker_id`` in its service, last seen
+        now. A gone worker that heartbeats again is live again (its released jobs stay
+        with whoever claimed them: the fencing tokens refuse its late writes)."""
+        ...
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        """Delete a worker's record (a clean shutdown, after releasing its jobs)."""
+        ...
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        """The service's worker records, oldest start first, ``gone`` set."""
+        ...
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        """End at once the leases of the service's jobs whose owner is a gone worker, with
+        the rules of an expired lease (see :meth:`JobQueue.reclaim_expired`): Assigned ->
+        Ready, no attempt spent; Processing -> Ready with the attempt spent and
+        ``LEASE_EXPIRED`` recorded, or Failed with ``LEASE_EXPIRED`` when no attempts are
+        left. Jobs whose owner has no record are left to lease expiry."""
+        ...
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        """Delete the records of gone workers last seen more than ``older_than_seconds``
+        ago; returns how many."""
+        ...
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        """Stop every worker of the service from claiming ``action``'s jobs; False when it
+        was paused already. An empty action name raises ValueError."""
+        ...
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        """Let ``action``'s jobs be claimed again; False when it was not paused."""
+        ...
+
+    async def paused_actions(self, microservice: str) -> Mapping[str, datetime]:
+        """The service's paused actions, each with when it was paused (store's clock)."""
+        ...
 
 
 class Metrics(Protocol):

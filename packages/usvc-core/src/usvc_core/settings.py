@@ -6,17 +6,18 @@ usvc-oracle, HTTP_* in usvc-http, MONGODB_* in usvc-mongo) and reads it from the
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from usvc_core.errors import ConfigurationError
+from usvc_core.plugins import settings_models
 
 __all__ = [
     "ENV_FILE",
@@ -25,10 +26,11 @@ __all__ = [
     "WorkerSettings",
     "describe_validation_error",
     "load_settings",
-    "queue_scheme",
 ]
 
-_KNOWN_SCHEMES = ("memory", "sqlite", "oracle")
+#: ``scheme://...``: which scheme a QUEUE_URL names is for the installed queue packages
+#: (entry points ``usvc.queues``) to answer, when the queue is built.
+_URL_WITH_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 #: The dotenv file every settings model reads (relative to the working directory).
 ENV_FILE = ".env"
@@ -122,10 +124,15 @@ class WorkerSettings(BaseSettings):
     DEBUG: bool = False
 
     # --- the kit's additions -------------------------------------------------------------
-    #: Explicit queue choice: ``memory://``, ``sqlite:///path/to/jobs.db`` or ``oracle://``.
+    #: Explicit queue choice: ``memory://``, ``sqlite:///path/to/jobs.db``, ``oracle://``, or
+    #: the scheme of any installed queue package (entry points ``usvc.queues``).
     QUEUE_URL: str = ""
     #: How long a claim owns a job without news from its worker; extended every third of it.
     LEASE_SECONDS: float = Field(default=30, ge=1)
+    #: How often a worker records itself in the store (its heartbeat); one silent for two
+    #: heartbeats is gone and its jobs go back to Ready at once, without waiting for their
+    #: leases. 0 turns the records off (dead workers are then noticed at lease expiry).
+    WORKER_HEARTBEAT_SECONDS: float = Field(default=1.5, ge=0, le=3600)
     #: Default number of attempts of a job (runs after a worker crash count too).
     JOB_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=1000)
     #: First delay before retrying a job whose handler raised a retryable error (doubles, capped).
@@ -161,8 +168,12 @@ class WorkerSettings(BaseSettings):
         return self._source
 
     @model_validator(mode="after")
-    def _check_queue_choice(self) -> Self:
-        queue_scheme(self)
+    def _check_queue_url(self) -> Self:
+        if self.QUEUE_URL and not _URL_WITH_SCHEME.match(self.QUEUE_URL):
+            raise ValueError(
+                f"QUEUE_URL={self.QUEUE_URL!r} is not a URL: write scheme://..., e.g. "
+                "sqlite:///jobs.db, memory:// or oracle://"
+            )
         return self
 
     @model_validator(mode="after")
@@ -179,27 +190,11 @@ class WorkerSettings(BaseSettings):
         return self
 
 
-def queue_scheme(settings: WorkerSettings) -> str:
-    """Which queue adapter the settings choose: QUEUE_URL's scheme, else memory in dev mode,
-    else Oracle (the spec's behaviour)."""
-    if settings.QUEUE_URL:
-        scheme = urlsplit(settings.QUEUE_URL).scheme.lower()
-        if scheme not in _KNOWN_SCHEMES:
-            raise ValueError(
-                f"QUEUE_URL={settings.QUEUE_URL!r}: unknown scheme {scheme!r}; use "
-                "memory://, sqlite:///path/to/jobs.db or oracle://"
-            )
-        return scheme
-    return "memory" if settings.DEV_MODE else "oracle"
-
-
 def load_settings(**overrides: Any) -> WorkerSettings:
     """Read the core's settings and check those of every installed adapter (entry points
     ``usvc.settings``) from the same source: one ConfigurationError with one clear line per
     mistake, whichever package owns the variable. Adapters read their own model from the
     result's :attr:`~WorkerSettings.source` when they start."""
-    from usvc_core.plugins import settings_models
-
     lines: list[str] = []
     settings: WorkerSettings | None = None
     try:

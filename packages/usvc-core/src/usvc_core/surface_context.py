@@ -68,6 +68,8 @@ class SurfaceContext:
     instance: InstanceIdentity
     enqueue: Enqueue
     wait_for_job: WaitForJob
+    #: Whether the worker loop runs (a liveness probe's question); True when not told.
+    worker_running: Callable[[], bool] = field(default=lambda: True)
 
     @property
     def instance_id(self) -> str:

@@ -34,11 +34,12 @@ from usvc_core.execution import (
     route,
     timeout_outcome,
 )
+from usvc_core.fleet import FleetMember
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.logging import is_enabled_for
+from usvc_core.logging import bind_job_context, is_enabled_for
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import Clock, JobQueue, Metrics
+from usvc_core.ports import Clock, FleetAdmin, JobQueue, Metrics, ReclaimResult, WorkerRecord
 from usvc_core.resilience.retry import RetryPolicy
 
 __all__ = ["QUEUE_CHECK", "UNKNOWN_ACTION_LABEL", "CancelReason", "Worker", "WorkerConfig"]
@@ -70,6 +71,10 @@ class WorkerConfig:
     retention_seconds: float = 0.0
     stats_interval: float = 15.0
     worker_id: str = ""
+    #: Heartbeat of this worker's record in the store (0: none; the queue must implement
+    #: FleetAdmin). Two missed heartbeats make it gone: its jobs go to other workers.
+    heartbeat_seconds: float = 0.0
+    version: str = "0.0.0"  #: the service's version, shown in the worker's record
 
     def with_worker_id(self) -> WorkerConfig:
         if self.worker_id:
@@ -148,6 +153,19 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.health.register(QUEUE_CHECK, Status.GREEN, {"last_poll": "not yet"})
         queue.on_enqueue(self.notify)
+        self._started_at = self.clock.now()
+        self._fleet: FleetMember | None = None
+        if self.config.heartbeat_seconds > 0 and isinstance(queue, FleetAdmin):
+            self._fleet = FleetMember(
+                queue,
+                self._worker_record,
+                heartbeat_seconds=self.config.heartbeat_seconds,
+                clock=self.clock,
+                health=self.health,
+                renew_leases=self._extend_leases,
+                on_reclaimed=self._reclaimed,
+                on_error=lambda operation, exc: self._queue_failed(operation, exc, sleep=False),
+            )
 
     # --- control -----------------------------------------------------------------------------
 
@@ -223,6 +241,12 @@ class Worker:
             ),
             asyncio.create_task(self._every(self._watchdog_interval(), self._enforce_timeouts)),
         ]
+        if self._fleet is not None:
+            beat = self._fleet.heartbeat_seconds
+            self._background += [
+                asyncio.create_task(self._every(beat, self._fleet.beat, at_once=True)),
+                asyncio.create_task(self._every(beat / 2, self._fleet.reclaim)),
+            ]
         _log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -237,6 +261,8 @@ class Worker:
             for task in self._background:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
+            if self._fleet is not None:
+                await self._fleet.leave()
             _log.info("worker stopped", worker_id=self.worker_id)
 
     async def _poll_loop(self) -> None:
@@ -281,6 +307,14 @@ class Worker:
             heapq.heappop(due)  # due before the last claim: that claim has seen them
         if due:
             seconds = min(seconds, due[0] - self.clock.monotonic())
+        if type(self.clock) is SystemClock:
+            # The real clock: the poll loop waits on the event itself under one timer, so an
+            # enqueue wakes it in one step of the event loop; _until's two helper tasks and
+            # their cancellation cost three more per idle wait (a dev job pays them all).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+            return
         await self._until(seconds, self._wake.wait())
 
     async def _until(self, seconds: float, *waits: Coroutine[Any, Any, Any]) -> None:
@@ -339,15 +373,21 @@ class Worker:
         job = state.job
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
-        structlog.contextvars.bind_contextvars(token=job.token, job_id=job.id, action=job.action)
-        action = self._known_action(job.action)
+        bind_job_context(job.token, job.id, job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None
         kind = "lost"
         policy = self.config.job_retry
+        routed = route(job, self.actions)
+        # The metrics label: the job's action when route found it registered (no second
+        # registry lookup), else a registered name or the placeholder.
+        action = (
+            job.action
+            if not isinstance(routed, Outcome) and routed.name == job.action
+            else self._known_action(job.action)
+        )
         try:
             self.metrics.job_started(action)
-            routed = route(job, self.actions)
             if isinstance(routed, Outcome):
                 outcome = routed
             else:
@@ -584,17 +624,37 @@ class Worker:
             await self._queue_failed("reclaim_expired", exc, sleep=False)
             return
         if len(result):
-            self.metrics.jobs_reclaimed(len(result.requeued), len(result.failed))
             _log.warning(
                 "reclaimed jobs with expired leases",
                 requeued=len(result.requeued),
                 failed=len(result.failed),
             )
-            self.notify()
+            self._reclaimed(result)
         if self.config.retention_seconds > 0:
             purged = await self.queue.purge(self.config.microservice, self.config.retention_seconds)
             if purged:
                 _log.info("purged finished jobs", count=purged)
+
+    def _reclaimed(self, result: ReclaimResult) -> None:
+        """Jobs of dead workers went back to Ready (or failed): count them, claim now."""
+        self.metrics.jobs_reclaimed(len(result.requeued), len(result.failed))
+        self.notify()
+
+    def _worker_record(self) -> WorkerRecord:
+        """This worker as its record in the store shows it (``FleetAdmin``)."""
+        cfg = self.config
+        return WorkerRecord(
+            worker_id=cfg.worker_id,
+            microservice=cfg.microservice,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=cfg.version,
+            started_at=self._started_at,
+            heartbeat_seconds=cfg.heartbeat_seconds,
+            actions=tuple(self.actions.names),
+            concurrency=cfg.max_concurrent,
+            running=len(self._jobs),
+        )
 
     async def _sample_stats(self) -> None:
         try:

@@ -1,5 +1,8 @@
-"""The FastAPI app: ``GET /health``, ``GET /metrics`` and, in dev mode only, ``POST /dev/job``
-(which answers 503 at once when the service starts shutting down while it waits)."""
+"""The FastAPI app: ``GET /health`` (and its probes ``/health/live``, ``/health/ready``),
+``GET /metrics`` and, in dev mode only, ``POST /dev/job`` (which answers 503 at once when
+the service starts shutting down while it waits). Every body is limited while it streams
+in (:mod:`usvc_http.body_limit`); errors get their status in one place
+(:mod:`usvc_http.errors`)."""
 
 from __future__ import annotations
 
@@ -9,13 +12,16 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from usvc_core.errors import DuplicateJobError, QueueError, ShuttingDownError
+from usvc_core.errors import QueueError, ShuttingDownError
 from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
 from usvc_http.admin import mount_admin
+from usvc_http.body_limit import BodyLimit
+from usvc_http.errors import clip, install_error_handlers
 from usvc_http.metrics import PrometheusMetrics
 from usvc_http.settings import HttpSettings, http_settings
+from usvc_http.slashes import redirect_slashes_relatively
 
 if TYPE_CHECKING:
     from usvc_core.ports import JobQueue
@@ -63,38 +69,48 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    install_error_handlers(api)
+    redirect_slashes_relatively(api)
     metrics = app.metrics
     own_registry = metrics if isinstance(metrics, PrometheusMetrics) else PrometheusMetrics()
 
     @api.get("/health")
     async def health() -> JSONResponse:
+        """The aggregate of every check: 200 GREEN or YELLOW, 503 RED (the spec's)."""
         snapshot = app.health.snapshot()
         code = 503 if snapshot.status is Status.RED else 200
         return JSONResponse(snapshot.to_dict(), status_code=code)
+
+    @api.get("/health/ready")
+    async def ready() -> JSONResponse:
+        """Readiness: the same answer as /health (RED: take this instance out of rotation)."""
+        return await health()
+
+    @api.get("/health/live")
+    async def live() -> JSONResponse:
+        """Liveness: 200 while the process answers and its worker loop runs; an open circuit
+        or a store outage does not make it 503 (a restart would not cure those)."""
+        running = app.worker_running()
+        return JSONResponse(
+            {"status": "alive" if running else "stopped", "worker_running": running},
+            status_code=200 if running else 503,
+        )
 
     @api.get("/metrics")
     async def metrics_endpoint() -> Response:
         return Response(own_registry.render(), media_type=CONTENT_TYPE_LATEST)
 
     if settings.DEV_MODE:
-        max_body = http.HTTP_MAX_BODY_BYTES
         wait_seconds = http.DEV_JOB_WAIT_SECONDS
 
         @api.post("/dev/job", response_model=None)
         async def dev_job(request: Request) -> JSONResponse:
             """Submit a job and wait for its result (dev mode only)."""
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > max_body:
-                return _problem(413, f"body is larger than {max_body} bytes")
-            raw = bytearray()
-            async for chunk in request.stream():
-                raw += chunk
-                if len(raw) > max_body:
-                    return _problem(413, f"body is larger than {max_body} bytes")
+            raw = await request.body()  # at most HTTP_MAX_BODY_BYTES (BodyLimit)
             try:
                 payload = json.loads(raw)
             except (ValueError, RecursionError) as exc:
-                return _problem(400, f"body is not valid JSON: {exc}")
+                return _problem(400, clip(f"body is not valid JSON: {exc}"))
             if not isinstance(payload, dict):
                 return _problem(
                     422,
@@ -105,12 +121,8 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
                 return _problem(422, 'body must have an "action" string naming the handler')
             try:
                 job = await app.enqueue(payload)
-            except DuplicateJobError as exc:
-                return _problem(409, str(exc))
-            except QueueError as exc:
-                return _problem(503, f"job queue unavailable: {exc}")
             except ValueError as exc:  # e.g. NaN in the payload
-                return _problem(422, f"payload cannot be stored as JSON: {exc}")
+                return _problem(422, clip(f"payload cannot be stored as JSON: {exc}"))
             try:
                 final = await app.wait_for_job(job.id, wait_seconds)
             except ShuttingDownError:
@@ -133,5 +145,8 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
             code = 200 if final.status is JobStatus.COMPLETED else 422
             return JSONResponse(_job_body(final), status_code=code)
 
-    mount_admin(api, app, http.ADMIN_TOKEN.get_secret_value())
+    # Added first, so it runs inside the admin tree's gate: anonymous callers are refused
+    # before their body is counted, and every 413 under /admin gets its headers.
+    api.add_middleware(BodyLimit, max_bytes=http.HTTP_MAX_BODY_BYTES)
+    mount_admin(api, app, http)
     return api

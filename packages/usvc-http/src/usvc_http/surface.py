@@ -59,8 +59,16 @@ class HttpSurface:
                 f"cannot listen on {self.host}:{self.port} (HTTP_HOST/HTTP_PORT): {exc}"
             ) from exc
         self.port = sock.getsockname()[1]
+        settings = (
+            self._settings if self._settings is not None else http_settings(self._app.settings)
+        )
+        trusted = [a.strip() for a in settings.HTTP_TRUSTED_PROXIES.split(",") if a.strip()]
         config = uvicorn.Config(
-            build_api(self._app, self._settings),
+            build_api(self._app, settings),
+            # X-Forwarded-For/-Proto only from the proxies named (uvicorn's default trusts
+            # 127.0.0.1, whoever runs there).
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
             log_config=None,
             access_log=False,
             lifespan="off",

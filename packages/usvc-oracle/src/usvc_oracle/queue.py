@@ -85,6 +85,8 @@ PURGE_BATCH = 500
 #: Bounds on the loops that repeat a full batch (the worker calls again later anyway).
 _MAX_BATCHES = 20
 _BACKOFF_CAP_SECONDS = 2.0
+#: Owned writes remembered as sent-but-unconfirmed (a worker repeats them within seconds).
+_MAX_UNCONFIRMED = 10_000
 #: Most jobs one admin page may hold.
 MAX_PAGE = 1000
 
@@ -152,6 +154,12 @@ def _id_binds(cur: CursorLike, **more: Any) -> None:
     cur.setinputsizes(**dict.fromkeys(in_list_binds(), _NUMBER), **more)
 
 
+def _key_order(row: Mapping[str, Any]) -> tuple[str, bool, str, bool, str]:
+    """Rows with a unique key first, by key, then by idempotency key; keyless rows last."""
+    unique, idem = row["unique_key"], row["idempotency_key"]
+    return (row["microservice"], unique is None, unique or "", idem is None, idem or "")
+
+
 def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
     limits = dict(max_running or {})
     for action, most in limits.items():
@@ -195,6 +203,10 @@ class OracleQueue:
         self._pool: PoolLike | None = None
         self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
+        #: row id -> lease token of claimed rows whose COMMIT went unanswered
+        self._unconfirmed_claims: dict[int, str] = {}
+        #: (job id, lease token, operation) of owned writes whose COMMIT went unanswered
+        self._unconfirmed: dict[tuple[str, str, str], None] = {}
 
     def __repr__(self) -> str:
         return (
@@ -441,6 +453,11 @@ class OracleQueue:
                         raise DuplicateJobError(f"{what} {key[1]!r} appears twice in one batch")
                     seen.add(key)
 
+        # Insert in key order: two batches taking the same keys then wait on each other's
+        # index entries in one order, never crosswise (ORA-00060).
+        order = sorted(range(len(rows)), key=lambda i: _key_order(rows[i]))
+        ordered = [rows[i] for i in order]
+
         async def work(tx: _Tx) -> list[Job]:
             with tx.cursor() as cur:
                 outs = {c: cur.var(_out_type(c), arraysize=len(rows)) for c in _ENQUEUE_OUT}
@@ -449,13 +466,14 @@ class OracleQueue:
                     **clob_inputs(rows, ("payload",)),
                 )
                 try:
-                    await cur.executemany(self.sql.enqueue, rows)
+                    await cur.executemany(self.sql.enqueue, ordered)
                 except oracledb.IntegrityError as exc:
-                    raise await self._refused(tx, rows, exc) from exc
-                ids = [int(outs["ID"].getvalue(i)[0]) for i in range(len(rows))]
-                returned = {
-                    c: [outs[c].getvalue(i)[0] for i in range(len(rows))] for c in _ENQUEUE_OUT
-                }
+                    raise await self._refused(tx, ordered, exc) from exc
+                returned: dict[str, list[Any]] = {c: [None] * len(rows) for c in _ENQUEUE_OUT}
+                for position, i in enumerate(order):
+                    for c in _ENQUEUE_OUT:
+                        returned[c][i] = outs[c].getvalue(position)[0]
+                ids = [int(v) for v in returned["ID"]]
             untokened = [{"id": ids[i]} for i, row in enumerate(rows) if row["token"] is None]
             if untokened:
                 with tx.cursor() as cur:
@@ -587,13 +605,15 @@ class OracleQueue:
             status = JobStatus.ASSIGNED
 
         async def work(tx: _Tx) -> list[Job]:
+            given_back = await self._give_back_unconfirmed_claims(tx)
             slots = await self._limit_slots(tx, microservice, limits)
             ids, exhausted = await self._pick(tx, microservice, limit, slots, len(limits))
             if exhausted:
                 await self._fail_exhausted(tx, exhausted)
             if not ids:
-                if exhausted or slots.wrote:
+                if exhausted or slots.wrote or given_back:
                     await tx.commit()
+                    self._settle_claims(given_back)
                 return []
             token = uuid.uuid4().hex  # the row's token is this plus its id
             jobs: list[Job] = []
@@ -613,11 +633,44 @@ class OracleQueue:
                 for i in range(len(columns["ID"])):
                     row = {c: columns[c][i] for c in columns_out}
                     jobs.append(job_from_row(row, status=status, lease_owner=worker_id))
+            # Until the COMMIT's answer arrives these rows may be ours without our knowing:
+            # if it never comes, a later claim puts them back (see below).
+            sent = {int(j.id): str(j.lease_token) for j in jobs}
+            self._unconfirmed_claims.update(sent)
             await tx.commit()
+            self._settle_claims([*given_back, *sent])
             return jobs
 
         operation = "claim_and_start" if start else "claim"
         return sorted(await self._run(operation, work), key=dispatch_order)
+
+    async def _give_back_unconfirmed_claims(self, tx: _Tx) -> list[int]:
+        """Put back to Ready, in this claim's transaction, the rows of earlier claims whose
+        COMMIT was sent but never answered (issue 22 item 3). If that COMMIT landed, the
+        rows sit Assigned/Processing under a token no worker holds; with claim_and_start
+        their attempt is spent, so a job with max_attempts=1 would end Failed at lease
+        expiry without ever running. The release statement (id + token, leased) gives the
+        attempt back; a row that does not match (the COMMIT did not land, or the lease was
+        reclaimed meanwhile) is left alone. Rows another session holds locked are skipped
+        and tried again next time. Returns the ids settled (the caller commits)."""
+        if not self._unconfirmed_claims:
+            return []
+        settled: list[int] = []
+        for chunk in chunks(sorted(self._unconfirmed_claims), IN_LIST_SIZE):
+            locked = sorted(await self._lock_ids(tx, chunk))
+            present = await self._existing(tx, chunk) if len(locked) < len(chunk) else set()
+            settled += [i for i in chunk if i not in locked and i not in present]  # gone
+            if not locked:
+                continue
+            rows = [{"id": i, "lease_token": self._unconfirmed_claims[i]} for i in locked]
+            with tx.cursor() as cur:
+                await cur.executemany(self.sql.release, rows, arraydmlrowcounts=True)
+            settled += locked
+        return settled
+
+    def _settle_claims(self, ids: Sequence[int]) -> None:
+        for row_id in ids:
+            self._unconfirmed_claims.pop(row_id, None)
 
     async def _limit_slots(self, tx: _Tx, microservice: str, limits: dict[str, int]) -> _Slots:
         """Take this claim's turn for the limited actions and count what they may still run.
@@ -759,28 +812,31 @@ class OracleQueue:
         params: dict[str, Any],
         expected: JobStatus,
         settled: frozenset[JobStatus],
-        requeued_code: str | None = None,
         outputs: Sequence[str] = (),
         clob: Sequence[str] = (),
     ) -> dict[str, Any] | JobStatus:
         """Lock ``job``'s row, check it is still owned, run one guarded UPDATE and commit.
 
-        Returns the RETURNING values, or the job's status when a retry of this call found
-        its write already done (its first COMMIT reached the database before the connection
-        failed): the row is in one of the ``settled`` statuses with this claim's token, or,
-        with ``requeued_code``, Ready again with no token and that error code (a retry that
-        requeued the job). Raises LeaseLostError when the row is no longer owned,
+        Returns the RETURNING values, or the job's status when the write was already done
+        (a COMMIT that reached the database unseen): the row is in one of the ``settled``
+        statuses with this claim's token (a requeued row keeps its last token until the
+        next claim), and this call's earlier attempt or an earlier same call sent a COMMIT
+        whose answer never came. Writing twice otherwise is a lost lease (the port's
+        promise). Raises LeaseLostError when the row is no longer owned,
         JobNotFoundError when it is gone, JobLockedError when another session holds it.
         """
         row_id = db_id(job.id)
         if row_id is None or job.lease_token is None:
             raise JobNotFoundError(f"no job {job.id!r} in {self.table}")
 
+        key = (job.id, job.lease_token, operation)
+
         async def work(tx: _Tx) -> dict[str, Any] | JobStatus:
             state = await self._lock_job(tx, row_id, job.id, operation)
             if state is None:
                 raise JobNotFoundError(f"job {job.id} no longer exists in {self.table}")
-            status, token, code, _ = state
+            status, token, _, _ = state
+            unconfirmed = tx.attempt > 0 or key in self._unconfirmed
             if token == job.lease_token and status == expected.value:
                 with tx.cursor() as cur:
                     outs = {c: cur.var(_out_type(c)) for c in outputs}
@@ -793,18 +849,20 @@ class OracleQueue:
                     changed = cur.rowcount
                     values = {c: (outs[c].getvalue() or [None])[0] for c in outputs}
                 if changed == 1:
+                    if len(self._unconfirmed) >= _MAX_UNCONFIRMED:  # bounded: oldest out
+                        self._unconfirmed.pop(next(iter(self._unconfirmed)))
+                    self._unconfirmed[key] = None  # until the COMMIT's answer arrives
                     await tx.commit()
+                    self._unconfirmed.pop(key, None)
                     return values
-            elif tx.attempt > 0 and (
-                (token == job.lease_token and JobStatus(status) in settled)
-                or (
-                    requeued_code is not None
-                    and status == JobStatus.READY.value
-                    and token is None
-                    and code == requeued_code
-                )
-            ):
-                return JobStatus(status)  # an earlier attempt of this very call committed
+            elif token == job.lease_token and JobStatus(status) in settled and unconfirmed:
+                # A write of this call's kind with this claim's token committed unseen: on
+                # an earlier attempt of this call, or of an earlier call that ended without
+                # knowing (JobLockedError or an outage on its retry), which the worker now
+                # repeats - so the check cannot hang on this call's attempt count.
+                self._unconfirmed.pop(key, None)
+                return JobStatus(status)
+            self._unconfirmed.pop(key, None)
             raise LeaseLostError(
                 f"job {job.id} is no longer owned by this claim (status {status}; "
                 "its lease expired or it was reclaimed)"
@@ -884,8 +942,7 @@ class OracleQueue:
                 "runtime_ms": runtime_ms,
             },
             expected=JobStatus.PROCESSING,
-            settled=frozenset({JobStatus.FAILED}),
-            requeued_code=error_code,
+            settled=frozenset({JobStatus.FAILED, JobStatus.READY}),
             outputs=("STATUS",),
             clob=("error_message",),
         )

@@ -15,6 +15,7 @@ from usvc_oracle.sql import IN_LIST_SIZE, in_list_binds
 
 __all__ = [
     "MAX_LENGTHS",
+    "MAX_VARCHAR_BIND_BYTES",
     "check_length",
     "chunks",
     "clob_inputs",
@@ -30,10 +31,12 @@ __all__ = [
 ]
 
 MAX_ERROR_MESSAGE = 32_000
-#: Longest string python-oracledb binds as VARCHAR; longer ones go as LONG, which Oracle
-#: refuses in some statements (RETURNING, a LONG bind before other binds): those are
-#: bound as CLOB instead.
-_MAX_VARCHAR_BIND_BYTES = 32_767
+#: Longest string bound as VARCHAR. The thin driver sends a longer string bind as LONG
+#: once it exceeds the server's string limit, which it reads from the server's runtime
+#: capabilities (``Capabilities.max_string_size``: 32 767 with MAX_STRING_SIZE=EXTENDED,
+#: else 4 000) and does not expose; Oracle refuses a LONG bind next to RETURNING
+#: (ORA-22816). 4 000 is right for both settings: on EXTENDED a CLOB bind is merely unneeded.
+MAX_VARCHAR_BIND_BYTES = 4_000
 MAX_LENGTHS = {
     "microservice": 128,
     "token": 256,
@@ -105,7 +108,10 @@ def job_from_row(row: dict[str, Any], **extra: Any) -> Job:
         "token": row.get("TOKEN") or "",
         "idempotency_key": row.get("IDEMPOTENCY_KEY"),
         "lease_owner": row.get("LEASE_OWNER"),
-        "lease_token": row.get("LEASE_TOKEN"),
+        # A requeued row keeps its last token (see the retry statement); a Ready job has none.
+        "lease_token": row.get("LEASE_TOKEN")
+        if row.get("STATUS") != JobStatus.READY.value
+        else None,
         "lease_expires_at": utc(row.get("LEASE_EXPIRES_AT")),
         "results": _decode_results(row.get("RESULTS")),
         "error_code": error_code,
@@ -172,7 +178,7 @@ def clob_inputs(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict
         for row in rows
         for name in names
         if isinstance(value := row.get(name), str)
-        and len(value) * 4 > _MAX_VARCHAR_BIND_BYTES  # cheap test before encoding
-        and len(value.encode("utf-8")) > _MAX_VARCHAR_BIND_BYTES
+        and len(value) * 4 > MAX_VARCHAR_BIND_BYTES  # cheap test before encoding
+        and len(value.encode("utf-8")) > MAX_VARCHAR_BIND_BYTES
     }
     return dict.fromkeys(sorted(big), oracledb.DB_TYPE_CLOB)

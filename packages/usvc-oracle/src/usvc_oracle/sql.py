@@ -401,6 +401,8 @@ class Statements:
                 f"   AND STATUS = {_PROCESSING}"
             ),
             # Right-hand sides see the row as it was, so every CASE tests the old ATTEMPTS.
+            # LEASE_TOKEN is kept (the next claim replaces it): a repeated retry() knows its
+            # own requeue by it, and no lease statement matches a Ready row.
             retry=(
                 f"UPDATE {t}\n"
                 "   SET STATUS = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
@@ -411,8 +413,6 @@ class Statements:
                 f" THEN NULL ELSE {NOW} END,\n"
                 "       LEASE_OWNER = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 " THEN NULL ELSE LEASE_OWNER END,\n"
-                "       LEASE_TOKEN = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
-                " THEN NULL ELSE LEASE_TOKEN END,\n"
                 "       ERROR_CODE = :error_code,\n"
                 "       ERROR_MESSAGE = :error_message,\n"
                 "       RUNTIME_MS = :runtime_ms,\n"

@@ -4,6 +4,7 @@ of one machine."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -16,10 +17,12 @@ from typing import Any
 
 from usvc_core.adapter_support import (
     QueueBase,
+    check_action_name,
     check_filter,
     check_minutes,
     check_page_limit,
     check_retry_target,
+    check_worker_record,
     decode_cursor,
     encode_cursor,
 )
@@ -28,6 +31,7 @@ from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
     FIND_LIMIT,
     EnqueueRequest,
+    FleetAdmin,
     JobFilter,
     JobPage,
     JobQueue,
@@ -36,8 +40,10 @@ from usvc_core.ports import (
     QueueAdmin,
     QueueStats,
     ReclaimResult,
+    WorkerRecord,
 )
 
+from usvc_sqlite import fleet
 from usvc_sqlite import statements as sql
 from usvc_sqlite.connection import Durability, SqliteConnection
 from usvc_sqlite.schema import SqliteFileError, prepare
@@ -57,9 +63,9 @@ _PURGE_PAUSE = 0.02
 _RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
-class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
-    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
-    on an SQLite file (WAL mode).
+class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue`, :class:`usvc_core.ports.QueueAdmin`
+    and :class:`usvc_core.ports.FleetAdmin` on an SQLite file (WAL mode).
 
     Any number of processes on one machine may open the same file: claims take the write
     lock (``BEGIN IMMEDIATE``) and move jobs with one ``UPDATE ... RETURNING``, so a job is
@@ -235,17 +241,17 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
     ) -> list[Job]:
         if limit <= 0:
             return []
-        if limits:
-            return await self._conn().write(
-                lambda conn: sql.claim_limited(
-                    conn, microservice, worker_id, limit, lease, limits=limits, start=start
-                ),
-                durable=False,
-            )
-        return await self._conn().write(
-            lambda conn: sql.claim(conn, microservice, worker_id, limit, lease, start=start),
-            durable=False,
-        )
+
+        def claim(conn: sqlite3.Connection) -> list[Job]:
+            # Paused actions are held back as actions at a limit of 0.
+            held = {**limits, **fleet.paused_limits(conn, microservice)}
+            if held:
+                return sql.claim_limited(
+                    conn, microservice, worker_id, limit, lease, limits=held, start=start
+                )
+            return sql.claim(conn, microservice, worker_id, limit, lease, start=start)
+
+        return await self._conn().write(claim, durable=False)
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
         return await self._conn().write(
@@ -393,7 +399,11 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
         return await self._conn().call(lambda conn: sql.get(conn, job_id, self.attempt_history))
 
     async def stats(self, microservice: str) -> QueueStats:
-        return await self._conn().call(lambda conn: sql.stats(conn, microservice))
+        def read(conn: sqlite3.Connection) -> QueueStats:
+            paused = frozenset(fleet.paused_limits(conn, microservice))
+            return dataclasses.replace(sql.stats(conn, microservice), paused_actions=paused)
+
+        return await self._conn().call(read)
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         total = 0
@@ -407,6 +417,51 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin):
             if deleted < _PURGE_CHUNK:
                 return total
             await asyncio.sleep(max(_PURGE_PAUSE, time.monotonic() - started))
+
+    # --- the fleet (FleetAdmin) --------------------------------------------------------------
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        await self._conn().write(lambda conn: fleet.heartbeat(conn, record), durable=False)
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        await self._conn().write(
+            lambda conn: fleet.remove(conn, microservice, worker_id), durable=False
+        )
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        return await self._conn().call(lambda conn: fleet.list_workers(conn, microservice))
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        if not await self._conn().call(lambda conn: fleet.has_gone_owner(conn, microservice)):
+            return ReclaimResult()
+        return await self._conn().write(
+            lambda conn: fleet.reclaim_gone(conn, microservice), durable=False
+        )
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        return await self._conn().write(
+            lambda conn: fleet.forget_gone(conn, microservice, older_than_seconds),
+            durable=False,
+        )
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        return await self._conn().write(
+            lambda conn: fleet.pause(conn, microservice, action), durable=True
+        )
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        resumed = await self._conn().write(
+            lambda conn: fleet.resume(conn, microservice, action), durable=True
+        )
+        if resumed:
+            self._notify()  # its waiting jobs may be claimed now
+        return resumed
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        return await self._conn().call(lambda conn: fleet.paused(conn, microservice))
 
 
 def _use_wal(conn: sqlite3.Connection, where: str, *, patience: float) -> None:

@@ -20,17 +20,22 @@ __all__ = [
     "COUNTS",
     "MIGRATIONS",
     "NOW",
+    "PAUSED_TABLE",
     "SCHEMA_VERSION",
     "SESSIONS",
     "TABLE",
+    "WORKERS_TABLE",
     "SqliteFileError",
     "prepare",
 ]
 
 TABLE = "usvc_jobs"
-#: Admin sessions ended by a logout, until they would have expired (schema 6).
+#: The fleet (``FleetAdmin``): one row per worker process, one per paused action.
+WORKERS_TABLE = "usvc_workers"
+PAUSED_TABLE = "usvc_paused_actions"
+#: Admin sessions ended by a logout, until they would have expired (schema 7).
 SESSIONS = "usvc_revoked_sessions"
-#: Finished jobs by service, action and status, kept by triggers (schema 6).
+#: Finished jobs by service, action and status, kept by triggers (schema 7).
 COUNTS = "usvc_job_counts"
 
 #: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
@@ -123,8 +128,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE status IN ('Completed', 'Failed')
         """,
     ),
+    # 6 (the fleet): worker processes with their heartbeats, and paused actions. Small
+    # tables, read by primary key: a claim looks up its service's paused actions.
+    (
+        f"""
+        CREATE TABLE {WORKERS_TABLE} (
+            microservice      TEXT    NOT NULL,
+            worker_id         TEXT    NOT NULL,
+            host              TEXT    NOT NULL,
+            pid               INTEGER NOT NULL,
+            version           TEXT    NOT NULL,
+            started_at        REAL    NOT NULL,
+            heartbeat_seconds REAL    NOT NULL CHECK (heartbeat_seconds > 0),
+            actions           TEXT    NOT NULL,
+            concurrency       INTEGER NOT NULL,
+            running           INTEGER NOT NULL,
+            last_seen_at      REAL    NOT NULL,
+            PRIMARY KEY (microservice, worker_id)
+        ) WITHOUT ROWID
+        """,
+        f"""
+        CREATE TABLE {PAUSED_TABLE} (
+            microservice TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            paused_at    REAL NOT NULL,
+            PRIMARY KEY (microservice, action)
+        ) WITHOUT ROWID
+        """,
+    ),
     # --- store (issues 19 items 4 and 9, 21 items 1, 2, 5 and 10, 22 item 3) ---------------
-    # 6: attempt history (closed attempts as a JSON array; the current attempt is the row's
+    # 7: attempt history (closed attempts as a JSON array; the current attempt is the row's
     # own columns), the never-started rescue (a claim_and_start whose claimer never
     # confirmed, given back once), admin session revocations, and indexes for what
     # operators read on a large file: pages by status, action and error code in creation

@@ -28,6 +28,10 @@ Optional hooks, for what a store-agnostic suite cannot do by itself:
 - ``short_lease`` and ``delay`` (class attributes): the lease and run-at delay, in
   seconds, of the tests that wait for them to pass; keep them small for a real clock.
 
+An adapter that also implements :class:`~usvc_core.ports.FleetAdmin` (worker records, gone
+workers, paused actions: every queue of the kit) subclasses :class:`FleetContract` instead,
+which adds those tests to the contract.
+
 Each test uses its own service name (the ``service`` fixture), so the suite also runs on a
 store shared with other data, such as a real Oracle table.
 """
@@ -40,7 +44,7 @@ import dataclasses
 import itertools
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,10 +55,18 @@ from usvc_core.app import Application
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import SCHEDULED, AttemptOutcome, ErrorCode, Job, JobStatus
 from usvc_core.metrics import NullMetrics
-from usvc_core.ports import EnqueueRequest, JobFilter, JobQueue, LeaseRenewal, QueueAdmin
+from usvc_core.ports import (
+    EnqueueRequest,
+    FleetAdmin,
+    JobFilter,
+    JobQueue,
+    LeaseRenewal,
+    QueueAdmin,
+    WorkerRecord,
+)
 from usvc_core.settings import WorkerSettings
 
-__all__ = ["JobQueueContract"]
+__all__ = ["FleetContract", "JobQueueContract"]
 
 _LONG_LEASE = 60.0
 
@@ -1611,3 +1623,241 @@ async def _wait_finished(queue: JobQueue, ids: Sequence[str], within: float) -> 
     missing = [i for i in ids if i not in finished]
     assert not missing, f"jobs not finished after {within}s: {missing[:5]}"
     return finished
+
+
+# --- the fleet: worker records, gone workers, paused actions ------------------------------
+
+
+def _record(service: str, worker_id: str, heartbeat: float, **fields: Any) -> WorkerRecord:
+    values: dict[str, Any] = {
+        "worker_id": worker_id,
+        "microservice": service,
+        "host": "host-1",
+        "pid": 4242,
+        "version": "1.2.3",
+        "started_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "heartbeat_seconds": heartbeat,
+        "actions": ("contract_echo", "slow"),
+        "concurrency": 8,
+        "running": 0,
+    }
+    values.update(fields)
+    return WorkerRecord(**values)
+
+
+class FleetContract(JobQueueContract):
+    """The queue contract plus :class:`~usvc_core.ports.FleetAdmin`: worker records with
+    heartbeats, the release of a gone worker's leases, paused actions. An adapter that
+    implements ``FleetAdmin`` runs this class instead of :class:`JobQueueContract`.
+
+    ``heartbeat`` (class attribute): the heartbeat, in seconds, of the tests that wait for
+    a worker to turn gone (two heartbeats); keep it small for a real clock."""
+
+    heartbeat: float = 0.2
+
+    @staticmethod
+    def _fleet(queue: JobQueue) -> FleetAdmin:
+        assert isinstance(queue, FleetAdmin), f"{type(queue).__name__} is no FleetAdmin"
+        return queue
+
+    async def _silence(self, queue: JobQueue, service: str, *live: str) -> None:
+        """Let two heartbeats and a bit pass, the ``live`` workers heartbeating meanwhile."""
+        fleet = self._fleet(queue)
+        for _ in range(3):
+            await self.travel(self.heartbeat * 0.9)
+            for worker_id in live:
+                await fleet.heartbeat_worker(_record(service, worker_id, self.heartbeat))
+
+    # --- worker records ------------------------------------------------------------------
+
+    async def test_a_heartbeat_records_the_worker_for_its_service(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """Every field a worker sends comes back, with the store's last-seen time; another
+        handle on the store sees it, another service does not."""
+        fleet = self._fleet(queue)
+        sent = _record(service, "worker-a", 5.0, running=3)
+        await fleet.heartbeat_worker(sent)
+        [seen] = await self._fleet(peer).list_workers(service)
+        assert seen.last_seen_at is not None
+        assert seen.last_seen_at.utcoffset() is not None
+        assert not seen.gone
+        assert dataclasses.replace(seen, last_seen_at=None) == sent
+        assert await fleet.list_workers(f"{service}-other") == []
+
+    async def test_a_heartbeat_replaces_the_record_and_list_is_oldest_first(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        fleet = self._fleet(queue)
+        early = datetime(2026, 1, 1, tzinfo=UTC)
+        await fleet.heartbeat_worker(_record(service, "worker-b", 5.0))
+        await fleet.heartbeat_worker(_record(service, "worker-a", 5.0, started_at=early))
+        [_, before] = await fleet.list_workers(service)
+        await self.travel(0.05)
+        await fleet.heartbeat_worker(_record(service, "worker-b", 5.0, running=7))
+        first, second = await fleet.list_workers(service)
+        assert (first.worker_id, second.worker_id) == ("worker-a", "worker-b")
+        assert second.running == 7
+        assert second.last_seen_at is not None
+        assert before.last_seen_at is not None
+        assert second.last_seen_at > before.last_seen_at
+        await fleet.remove_worker(service, "worker-b")
+        assert [r.worker_id for r in await fleet.list_workers(service)] == ["worker-a"]
+
+    async def test_a_worker_silent_for_two_heartbeats_is_gone_and_forgotten_later(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        fleet = self._fleet(queue)
+        await fleet.heartbeat_worker(_record(service, "worker-a", self.heartbeat))
+        await fleet.heartbeat_worker(_record(service, "worker-b", self.heartbeat))
+        await self.travel(self.heartbeat * 1.5)  # one missed heartbeat: still there
+        assert [r.gone for r in await fleet.list_workers(service)] == [False, False]
+        await self._silence(queue, service, "worker-b")
+        gone = {r.worker_id: r.gone for r in await fleet.list_workers(service)}
+        assert gone == {"worker-a": True, "worker-b": False}
+        assert await fleet.forget_gone_workers(service, 3600.0) == 0  # not long enough
+        assert await fleet.forget_gone_workers(service, 0.0) == 1
+        assert [r.worker_id for r in await fleet.list_workers(service)] == ["worker-b"]
+        # A worker that heartbeats again is live again.
+        await self._silence(queue, service)
+        await fleet.heartbeat_worker(_record(service, "worker-b", self.heartbeat))
+        assert [r.gone for r in await fleet.list_workers(service)] == [False]
+
+    async def test_a_heartbeat_must_be_judgeable(self, queue: JobQueue, service: str) -> None:
+        fleet = self._fleet(queue)
+        for bad, why in (
+            (_record(service, "worker-a", 0.0), "heartbeat_seconds"),
+            (_record(service, "worker-a", float("nan")), "heartbeat_seconds"),
+            (_record(service, "worker-a", 1.0, started_at=datetime(2026, 1, 1)), "timezone"),
+            (_record(service, "", 1.0), "worker_id"),
+        ):
+            with pytest.raises(ValueError, match=why):
+                await fleet.heartbeat_worker(bad)
+        assert await fleet.list_workers(service) == []
+
+    # --- gone workers' leases ------------------------------------------------------------
+
+    async def test_the_leases_of_a_gone_worker_are_released_at_once(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """Long before its leases expire, a gone worker's jobs go back to Ready under the
+        rules of an expired lease, another worker takes them, and the gone worker's late
+        writes are refused by the fencing tokens."""
+        fleet = self._fleet(queue)
+        await fleet.heartbeat_worker(_record(service, "worker-a", self.heartbeat))
+        await fleet.heartbeat_worker(_record(service, "worker-b", self.heartbeat))
+        first, second = await queue.enqueue_many([_request(service, n) for n in range(2)])
+        [assigned] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        [started] = await queue.claim_and_start(service, "worker-a", 1, _LONG_LEASE)
+        # its worker confirmed the start (store: else a rescue gives the attempt back once)
+        await queue.extend_leases([started], _LONG_LEASE)
+        assert len(await fleet.reclaim_gone_workers(service)) == 0  # a is live
+        await self._silence(queue, service, "worker-b")
+        result = await self._fleet(peer).reclaim_gone_workers(service)
+        assert (sorted(result.requeued), list(result.failed)) == (
+            sorted([assigned.id, started.id]),
+            [],
+        )
+        was_assigned = await self._get(queue, assigned.id)
+        was_started = await self._get(queue, started.id)
+        assert (was_assigned.status, was_assigned.attempts) == (JobStatus.READY, 0)
+        assert (was_started.status, was_started.attempts) == (JobStatus.READY, 1)
+        assert was_started.error_code == ErrorCode.LEASE_EXPIRED.value
+        assert was_started.lease_owner is None
+        taken = await peer.claim_and_start(service, "worker-b", 5, _LONG_LEASE)
+        assert sorted(j.id for j in taken) == sorted([first.id, second.id])
+        with pytest.raises(LeaseLostError):
+            await queue.complete(started, {"who": "a"}, 1.0)
+        with pytest.raises(LeaseLostError):
+            await queue.mark_processing(assigned, _LONG_LEASE)
+        assert (await queue.extend_leases([started], _LONG_LEASE)).lost == {started.id}
+        assert len(await fleet.reclaim_gone_workers(service)) == 0  # nothing twice
+
+    async def test_a_gone_worker_on_its_last_attempt_fails_the_job(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        fleet = self._fleet(queue)
+        await fleet.heartbeat_worker(_record(service, "worker-a", self.heartbeat))
+        job = await self._started(queue, service, max_attempts=1)
+        await self._silence(queue, service)
+        assert (await fleet.reclaim_gone_workers(service)).failed == [job.id]
+        failed = await self._get(queue, job.id)
+        assert (failed.status, failed.error_code) == (
+            JobStatus.FAILED,
+            ErrorCode.LEASE_EXPIRED.value,
+        )
+
+    async def test_live_workers_unknown_owners_and_other_services_keep_their_jobs(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Only a gone worker's jobs of the service are released: not a live worker's, not
+        those of an owner that keeps no record (they wait for their lease), not another
+        service's jobs of a worker of the same id."""
+        fleet = self._fleet(queue)
+        other = f"{service}-other"
+        await fleet.heartbeat_worker(_record(service, "worker-a", self.heartbeat))
+        await fleet.heartbeat_worker(_record(other, "worker-a", 3600.0))
+        await queue.enqueue_many([_request(service, n) for n in range(3)])
+        await queue.enqueue(_request(other))
+        await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        [live] = await queue.claim(service, "worker-b", 1, _LONG_LEASE)
+        [unknown] = await queue.claim(service, "worker-c", 1, _LONG_LEASE)
+        [elsewhere] = await queue.claim(other, "worker-a", 1, _LONG_LEASE)
+        await self._silence(queue, service, "worker-b")
+        assert len((await fleet.reclaim_gone_workers(service)).requeued) == 1
+        assert len(await fleet.reclaim_gone_workers(other)) == 0
+        for job in (live, unknown, elsewhere):
+            assert (await self._get(queue, job.id)).status is JobStatus.ASSIGNED
+
+    # --- paused actions ------------------------------------------------------------------
+
+    @pytest.mark.parametrize("method", ["claim", "claim_and_start"])
+    async def test_a_paused_action_is_not_claimed_until_resumed(
+        self, queue: JobQueue, peer: JobQueue, service: str, method: str
+    ) -> None:
+        """Its jobs stay Ready for every claimer while other actions, lower-priority ones
+        too, are claimed; once resumed they are claimed in their usual order."""
+        fleet = self._fleet(queue)
+        slow = await queue.enqueue_many([_of(service, "slow", n, priority=9) for n in range(3)])
+        fast = await queue.enqueue_many([_of(service, "fast", n) for n in range(2)])
+        assert await fleet.pause_action(service, "slow") is True
+        assert await fleet.pause_action(service, "slow") is False
+        batch = await getattr(peer, method)(service, "worker-b", 10, _LONG_LEASE)
+        assert [j.id for j in batch] == [j.id for j in fast]
+        assert await getattr(queue, method)(service, "worker-a", 10, _LONG_LEASE) == []
+        for job in slow:
+            assert (await self._get(queue, job.id)).status is JobStatus.READY
+        assert set(await self._fleet(peer).paused_actions(service)) == {"slow"}
+        assert (await queue.stats(service)).paused_actions == {"slow"}
+        assert await fleet.paused_actions(f"{service}-other") == {}
+        assert await fleet.resume_action(service, "slow") is True
+        assert await fleet.resume_action(service, "slow") is False
+        batch = await getattr(peer, method)(service, "worker-b", 10, _LONG_LEASE)
+        assert [j.id for j in batch] == [j.id for j in slow]
+        assert (await queue.stats(service)).paused_actions == frozenset()
+
+    async def test_pausing_leaves_running_jobs_alone_and_beats_max_running(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A job running when its action is paused keeps its lease and finishes; a pause
+        holds an action whatever its limit; another service's action of the same name is
+        not paused."""
+        fleet = self._fleet(queue)
+        other = f"{service}-other"
+        running = await self._started(queue, service)
+        await queue.enqueue_many([_request(service, n) for n in range(2)])
+        await queue.enqueue(_request(other))
+        assert await fleet.pause_action(service, "contract_echo")
+        assert (await queue.extend_leases([running], _LONG_LEASE)).lost == frozenset()
+        await queue.complete(running, {"n": 0}, 1.0)
+        assert (await self._get(queue, running.id)).status is JobStatus.COMPLETED
+        limits = {"contract_echo": 5}
+        assert await queue.claim(service, "worker-a", 5, _LONG_LEASE, max_running=limits) == []
+        assert len(await queue.claim(other, "worker-a", 5, _LONG_LEASE)) == 1
+
+    async def test_pause_needs_an_action_name(self, queue: JobQueue, service: str) -> None:
+        fleet = self._fleet(queue)
+        with pytest.raises(ValueError, match="name the action"):
+            await fleet.pause_action(service, "")
+        with pytest.raises(ValueError, match="name the action"):
+            await fleet.resume_action(service, "")

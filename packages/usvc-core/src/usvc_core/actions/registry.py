@@ -121,6 +121,14 @@ class ActionRegistry:
     def names(self) -> list[str]:
         return sorted(self._actions)
 
+    def max_attempts_for(self, action: str, default: int) -> int:
+        """A new job's attempts when its producer gives none: the action's own
+        ``@action(max_attempts=...)``, else ``default`` (``JOB_MAX_ATTEMPTS``). The one rule
+        for every door: ``Application.enqueue`` (and so the HTTP API) and ``usvc enqueue``."""
+        definition = self._actions.get(action)
+        own = definition.options.max_attempts if definition is not None else None
+        return own or default
+
     def max_running_limits(self) -> dict[str, int]:
         """``@action(max_running=...)`` by action name (the claim's ``max_running``)."""
         return {

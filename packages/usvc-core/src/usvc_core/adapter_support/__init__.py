@@ -11,19 +11,29 @@ from usvc_core.adapter_support.admin_checks import (
 )
 from usvc_core.adapter_support.base import QueueBase
 from usvc_core.adapter_support.cursors import decode_cursor, encode_cursor
+from usvc_core.adapter_support.fleet import (
+    GONE_AFTER_HEARTBEATS,
+    check_action_name,
+    check_worker_record,
+    gone_since,
+)
 from usvc_core.adapter_support.limits import checked_limits
 from usvc_core.adapter_support.payload import decode_payload
 
 __all__ = [
+    "GONE_AFTER_HEARTBEATS",
     "MAX_MINUTES",
     "MAX_PAGE",
     "QueueBase",
+    "check_action_name",
     "check_filter",
     "check_minutes",
     "check_page_limit",
     "check_retry_target",
+    "check_worker_record",
     "checked_limits",
     "decode_cursor",
     "decode_payload",
     "encode_cursor",
+    "gone_since",
 ]

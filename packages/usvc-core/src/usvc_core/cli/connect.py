@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
+from pydantic import ValidationError
+
 from usvc_core.cli.exitcodes import CliError, ExitCode
-from usvc_core.errors import ConfigurationError
-from usvc_core.plugins import queue_from_settings
+from usvc_core.plugins import queue_from_settings, queue_scheme
 from usvc_core.ports import JobQueue, QueueAdmin
-from usvc_core.settings import WorkerSettings, load_settings, queue_scheme
+from usvc_core.settings import WorkerSettings, describe_validation_error
 
 __all__ = [
     "AdminQueue",
@@ -63,7 +64,10 @@ QueueFactory = Callable[[WorkerSettings], JobQueue]
 def cli_settings(
     env_file: str | None = None, service: str | None = None, queue_url: str | None = None
 ) -> WorkerSettings:
-    """The service's settings, with the command line's overrides."""
+    """The service's settings, with the command line's overrides: the core's alone. The
+    queue's package reads its own when the queue is built; the other packages' settings
+    (HTTP, registries) are the service's business, and loading their models would import
+    their frameworks into every command."""
     overrides: dict[str, Any] = {}
     if env_file is not None:
         if not Path(env_file).is_file():
@@ -74,18 +78,16 @@ def cli_settings(
     if queue_url is not None:
         overrides["QUEUE_URL"] = queue_url
     try:
-        return load_settings(**overrides)
-    except ConfigurationError as exc:
-        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+        return WorkerSettings(**overrides)
+    except ValidationError as exc:
+        lines = describe_validation_error(exc).splitlines()[1:]
+        detail = "; ".join(line.strip() for line in lines if line.strip())
         raise CliError(f"invalid settings: {detail}; {_SETTINGS_HINT}", ExitCode.USAGE) from None
 
 
 def settings_queue(settings: WorkerSettings) -> JobQueue:
     """The queue the service itself uses, refusing the ones another process cannot share."""
-    try:
-        scheme = queue_scheme(settings)
-    except ValueError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
+    scheme = queue_scheme(settings)
     if scheme == "memory":
         raise CliError(
             "the in-memory queue (DEV_MODE=True without QUEUE_URL, or QUEUE_URL=memory://) "
@@ -116,9 +118,13 @@ def _require_sqlite_file(url: str) -> None:
 
 
 @asynccontextmanager
-async def open_queue(settings: WorkerSettings, factory: QueueFactory) -> AsyncIterator[JobQueue]:
-    """The queue, opened; closed on the way out."""
+async def open_queue(
+    settings: WorkerSettings, factory: QueueFactory, on_built: Callable[[], None] = lambda: None
+) -> AsyncIterator[JobQueue]:
+    """The queue, opened; closed on the way out. ``on_built`` runs once its package is
+    imported, before it opens."""
     queue = factory(settings)
+    on_built()
     await queue.open()
     try:
         yield queue

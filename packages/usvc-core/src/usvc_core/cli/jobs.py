@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvc_core.cli.connect import AdminQueue, Session
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.cli.output import (
     Result,
@@ -23,7 +23,10 @@ from usvc_core.cli.values import (
     parse_when,
 )
 from usvc_core.jobs import ErrorCode, Job, JobStatus
-from usvc_core.ports import JobFilter
+
+if TYPE_CHECKING:
+    from usvc_core.cli.connect import AdminQueue, Session
+    from usvc_core.ports import JobFilter
 
 __all__ = ["add_parser"]
 
@@ -65,7 +68,17 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     retry.add_argument("job_ids", metavar="ID", nargs="*")
     retry.add_argument(
-        "--all-failed", action="store_true", help="every Failed job matching the filters"
+        "--all-failed",
+        action="store_true",
+        help="every Failed job matching the filters, except CANCELLED ones",
+    )
+    retry.add_argument(
+        "--include-cancelled",
+        action="store_true",
+        help="with --all-failed: jobs an operator cancelled too",
+    )
+    retry.add_argument(
+        "--dry-run", action="store_true", help="say how many jobs would be retried; change nothing"
     )
     _add_filters(retry, statuses=False)
     retry.set_defaults(handler=retry_jobs)
@@ -73,12 +86,12 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     cancel = sub.add_parser(
         "cancel",
         parents=[common],
-        help="cancel a Ready/Assigned job, or ask a Processing one to stop",
-        description="Cancel a job: a Ready or Assigned job fails at once with CANCELLED; a "
+        help="cancel Ready/Assigned jobs, or ask Processing ones to stop",
+        description="Cancel jobs: a Ready or Assigned job fails at once with CANCELLED; a "
         "Processing job's worker stops its handler at its next lease renewal.",
     )
-    cancel.add_argument("job_id", metavar="ID")
-    cancel.set_defaults(handler=cancel_job)
+    cancel.add_argument("job_ids", metavar="ID", nargs="+")
+    cancel.set_defaults(handler=cancel_jobs)
 
 
 def _add_filters(parser: argparse.ArgumentParser, *, statuses: bool) -> None:
@@ -114,6 +127,8 @@ def _add_filters(parser: argparse.ArgumentParser, *, statuses: bool) -> None:
 
 
 def _filter(service: str, args: argparse.Namespace, statuses: frozenset[JobStatus]) -> JobFilter:
+    from usvc_core.ports import JobFilter
+
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise CliError("--since must be earlier than --until", ExitCode.USAGE)
     return JobFilter(
@@ -252,16 +267,41 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
     return Result(document={"job": document}, text="\n".join(lines))
 
 
+async def count_matching(queue: AdminQueue, where: JobFilter) -> int:
+    """How many jobs match ``where`` (pages of 1000 through the operator's port)."""
+    count, cursor = 0, None
+    while True:
+        page = await queue.list_jobs(where, limit=1000, cursor=cursor)
+        count += len(page.jobs)
+        if page.next_cursor is None:
+            return count
+        cursor = page.next_cursor
+
+
+def _retry_filter(service: str, args: argparse.Namespace) -> JobFilter:
+    where = _filter(service, args, frozenset({JobStatus.FAILED}))
+    if args.include_cancelled or args.error_codes:
+        return where  # asked: the codes given (CANCELLED among them or not), or all
+    # A cancelled job was stopped on purpose: retrying "all failed" must not undo that.
+    codes = frozenset(c.value for c in ErrorCode if c is not ErrorCode.CANCELLED)
+    return replace(where, error_codes=codes)
+
+
 async def retry_jobs(session: Session, args: argparse.Namespace) -> Result:
     queue, service = session.admin, session.service
     if args.all_failed and args.job_ids:
         raise CliError("give job ids or --all-failed, not both", ExitCode.USAGE)
     if not args.all_failed and not args.job_ids:
         raise CliError("give the ids of the jobs to retry, or --all-failed", ExitCode.USAGE)
+    if args.include_cancelled and not args.all_failed:
+        raise CliError("--include-cancelled goes with --all-failed", ExitCode.USAGE)
     skipped: list[dict[str, str]] = []
     if args.all_failed:
-        where = _filter(service, args, frozenset({JobStatus.FAILED}))
-        count = await queue.retry_failed(service, where=where)
+        where = _retry_filter(service, args)
+        if args.dry_run:
+            count = await count_matching(queue, where)
+        else:
+            count = await queue.retry_failed(service, where=where)
     else:
         if args.actions or args.error_codes or args.since or args.until:
             raise CliError("filters go with --all-failed, not with job ids", ExitCode.USAGE)
@@ -276,11 +316,16 @@ async def retry_jobs(session: Session, args: argparse.Namespace) -> Result:
                 skipped.append({"id": job_id, "reason": f"{job.status.value}, not Failed"})
             else:
                 failed.append(job_id)
-        count = await queue.retry_failed(service, failed) if failed else 0
-    text = f"retried {count} job{'s' if count != 1 else ''}"
+        if args.dry_run:
+            count = len(failed)
+        else:
+            count = await queue.retry_failed(service, failed) if failed else 0
+    jobs = f"{count} job{'s' if count != 1 else ''}"
+    text = f"would retry {jobs} (dry run: nothing changed)" if args.dry_run else f"retried {jobs}"
     notes = [f"not retried: {safe(s['id'])} ({safe(s['reason'])})" for s in skipped]
+    key = "would_retry" if args.dry_run else "retried"
     return Result(
-        document={"retried": count, "skipped": skipped},
+        document={key: count, "skipped": skipped, **({"dry_run": True} if args.dry_run else {})},
         text=text,
         code=ExitCode.FAILED if skipped else ExitCode.OK,
         error=f"{len(skipped)} of the given jobs not retried" if skipped else None,
@@ -288,9 +333,12 @@ async def retry_jobs(session: Session, args: argparse.Namespace) -> Result:
     )
 
 
-async def cancel_job(session: Session, args: argparse.Namespace) -> Result:
-    queue, service = session.admin, session.service
-    before = await _job_of_service(queue, service, args.job_id)
+async def _cancel_one(queue: AdminQueue, service: str, job_id: str) -> dict[str, Any]:
+    """One job's cancellation: its outcome, and the line that tells it."""
+    try:
+        before = await _job_of_service(queue, service, job_id)
+    except CliError as exc:
+        return {"id": job_id, "outcome": "not_cancelled", "message": str(exc)}
     if before.status.is_finished:
         outcome, after = "already_finished", before
     else:
@@ -306,16 +354,34 @@ async def cancel_job(session: Session, args: argparse.Namespace) -> Result:
         "cancelled": f"cancelled job {safe(after.id)} ({before.status.value} -> Failed CANCELLED)",
         "cancel_requested": f"asked the worker running job {safe(after.id)} to stop it "
         "(it records CANCELLED at its next lease renewal)",
-        "already_finished": f"job {safe(after.id)} is already {after.status.value}",
+        "already_finished": f"nothing to cancel: job {safe(after.id)} is already "
+        f"{after.status.value}",
     }
-    failed = outcome == "already_finished"
+    return {
+        "id": after.id,
+        "outcome": outcome,
+        "previous_status": before.status.value,
+        "job": job_document(after),
+        "message": texts[outcome],
+    }
+
+
+async def cancel_jobs(session: Session, args: argparse.Namespace) -> Result:
+    queue, service = session.admin, session.service
+    results = [await _cancel_one(queue, service, i) for i in dict.fromkeys(args.job_ids)]
+    done = [r for r in results if r["outcome"] in ("cancelled", "cancel_requested")]
+    missed = [r for r in results if r not in done]
+    error = None
+    notes: list[str] = []
+    if len(results) == 1 and missed:
+        error = missed[0]["message"]
+    elif missed:
+        notes = [f"not cancelled: {r['message']}" for r in missed]
+        error = f"{len(missed)} of {len(results)} jobs not cancelled"
     return Result(
-        document={
-            "outcome": outcome,
-            "previous_status": before.status.value,
-            "job": job_document(after),
-        },
-        text="" if failed else texts[outcome],
-        code=ExitCode.FAILED if failed else ExitCode.OK,
-        error=f"nothing to cancel: {texts[outcome]}" if failed else None,
+        document={"jobs": [{k: v for k, v in r.items() if k != "message"} for r in results]},
+        text="\n".join(r["message"] for r in done),
+        code=ExitCode.FAILED if missed else ExitCode.OK,
+        error=error,
+        notes=notes,
     )

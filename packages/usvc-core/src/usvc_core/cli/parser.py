@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import PackageNotFoundError, version
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from usvc_core.cli import enqueue, jobs, purge, stats
 from usvc_core.cli.exitcodes import ExitCode
 
-__all__ = ["build_parser"]
+__all__ = ["attach_negative_durations", "build_parser"]
+
+#: Options that take a duration: ``--older-than -7d`` must reach the duration's own check
+#: (which says a duration cannot be negative) instead of argparse's "expected one argument".
+_DURATION_OPTIONS = frozenset({"--older-than", "--delay", "--timeout", "--since", "--until"})
 
 _EPILOG = """\
 exit codes:
@@ -59,10 +63,41 @@ def _common(*, leaf: bool) -> argparse.ArgumentParser:
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("usvc-core")
     except PackageNotFoundError:  # run from a source tree that is not installed
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looking the version up only when asked (package metadata is slow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"usvc {_version()}")
+        parser.exit()
+
+
+def attach_negative_durations(argv: Sequence[str]) -> list[str]:
+    """``--delay -5m`` as ``--delay=-5m``, so that argparse does not read ``-5m`` as an
+    option."""
+    out: list[str] = []
+    for arg in argv:
+        if (
+            out
+            and out[-1] in _DURATION_OPTIONS
+            and len(arg) > 1
+            and arg[0] == "-"
+            and (arg[1].isdigit() or arg[1] == ".")
+        ):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common(leaf=False)],
     )
-    parser.add_argument("--version", action="version", version=f"usvc {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common(leaf=True)
     jobs.add_parser(commands, common)

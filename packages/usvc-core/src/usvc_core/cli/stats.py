@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvc_core.cli.connect import Session
 from usvc_core.cli.output import Result, format_age, safe, table
 from usvc_core.cli.values import parse_minutes
 from usvc_core.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from usvc_core.cli.connect import Session
 
 __all__ = ["add_parser"]
 

@@ -13,11 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from usvc_core.bounds import DELAY_SECONDS, MAX_ATTEMPTS, PRIORITY, Bound, OutOfBoundsError
 from usvc_core.jobs import ErrorCode, JobStatus
 
 __all__ = [
     "parse_attempts",
     "parse_data",
+    "parse_delay",
     "parse_duration",
     "parse_error_codes",
     "parse_limit",
@@ -38,6 +40,11 @@ _DURATION_HELP = (
 def parse_duration(text: str) -> float:
     """``90``, ``1.5``, ``90s``, ``15m``, ``1h30m``, ``7d``, ``250ms`` -> seconds (>= 0)."""
     raw = text.strip().lower()
+    if raw.startswith("-"):
+        raise ArgumentTypeError(
+            f"invalid duration {text!r}: a duration cannot be negative; write how long, "
+            f"e.g. {raw.lstrip('-') or '7d'}"
+        )
     try:
         seconds = float(raw)
     except ValueError:
@@ -48,6 +55,18 @@ def parse_duration(text: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ArgumentTypeError(f"invalid duration {text!r}: must be zero or more")
     return seconds
+
+
+def _bounded[N: (int, float)](bound: Bound, value: N, option: str) -> N:
+    try:
+        return bound.check(value)
+    except OutOfBoundsError:
+        raise ArgumentTypeError(f"invalid {option} {value!r}: must be {bound.describe()}") from None
+
+
+def parse_delay(text: str) -> float:
+    """A duration within :data:`usvc_core.bounds.DELAY_SECONDS`."""
+    return _bounded(DELAY_SECONDS, parse_duration(text), "delay")
 
 
 def parse_positive_duration(text: str) -> float:
@@ -61,6 +80,11 @@ def parse_when(text: str) -> datetime:
     """A point in time: ISO 8601 (``2026-12-05``, ``2026-12-05T07:30``, with or without an
     offset; no offset means UTC), or a duration meaning that long ago (``1h``, ``7d``)."""
     raw = text.strip()
+    if raw.startswith("-"):
+        raise ArgumentTypeError(
+            f"invalid time {text!r}: a duration ago cannot be negative; write how long ago, "
+            f"e.g. {raw.lstrip('-') or '2h'}"
+        )
     try:
         when = datetime.fromisoformat(raw)
     except ValueError:
@@ -126,14 +150,11 @@ def parse_minutes(text: str) -> int:
 
 
 def parse_priority(text: str) -> int:
-    return _int(text, "priority")
+    return _bounded(PRIORITY, _int(text, "priority"), "priority")
 
 
 def parse_attempts(text: str) -> int:
-    value = _int(text, "number of attempts")
-    if not 1 <= value <= 1000:
-        raise ArgumentTypeError(f"invalid number of attempts {value}: must be between 1 and 1000")
-    return value
+    return _bounded(MAX_ATTEMPTS, _int(text, "number of attempts"), "number of attempts")
 
 
 def _json_kind(value: Any) -> str:

@@ -153,7 +153,9 @@ class CircuitBreaker:
         """The error to raise for a refused call."""
         wait = self.seconds_until_trial()
         if wait > 0:
-            return CircuitOpenError(f"circuit {self.name!r} is open; next trial in {wait:.1f} s")
+            return CircuitOpenError(
+                f"circuit {self.name!r} is open; next trial in {wait:.1f} s", retry_after=wait
+            )
         return CircuitOpenError(f"circuit {self.name!r} is half-open; a trial call is running")
 
     # --- async with / decorator ------------------------------------------------------------

@@ -11,18 +11,28 @@ from usvc_core.ports import QueueAdmin
 
 from usvc_http.admin.api import admin_router
 from usvc_http.admin.auth import AdminAuth
-from usvc_http.admin.pages import pages_router, secure_admin_responses
+from usvc_http.admin.gate import AdminApiGate
+from usvc_http.admin.login_limit import LoginLimiter
+from usvc_http.admin.pages import pages_router
+from usvc_http.security import AdminHeaders
 
 if TYPE_CHECKING:
     from usvc_core.surface_context import SurfaceContext
+
+    from usvc_http.settings import HttpSettings
 
 __all__ = ["mount_admin"]
 
 _log = structlog.get_logger("usvc.http.admin")
 
 
-def mount_admin(api: FastAPI, context: SurfaceContext, token: str) -> bool:
-    """Add the admin API and dashboard to ``api``; False when the queue cannot serve them."""
+def mount_admin(api: FastAPI, context: SurfaceContext, http: HttpSettings) -> bool:
+    """Add the admin API and dashboard to ``api``; False when the queue cannot serve them.
+
+    Every response under /admin carries the security headers (AdminHeaders, outermost
+    of the two), and the API authenticates before anything reads a body (AdminApiGate).
+    """
+    token = http.ADMIN_TOKEN.get_secret_value()
     if not token:
         return False
     queue = context.queue
@@ -32,8 +42,11 @@ def mount_admin(api: FastAPI, context: SurfaceContext, token: str) -> bool:
             queue=type(queue).__name__,
         )
         return False
-    auth = AdminAuth(token, revocations=queue)  # logouts kept in the store (every process)
+    # Logouts are kept in the queue store, so every process refuses a revoked session.
+    auth = AdminAuth(token, http.ADMIN_PUBLIC_ORIGIN, revocations=queue)
+    limiter = LoginLimiter(http.ADMIN_LOGIN_ATTEMPTS_PER_MINUTE)
     api.include_router(admin_router(context, auth, queue))
-    api.include_router(pages_router(context, auth))
-    secure_admin_responses(api)
+    api.include_router(pages_router(context, auth, limiter))
+    api.add_middleware(AdminApiGate, auth=auth)
+    api.add_middleware(AdminHeaders)
     return True

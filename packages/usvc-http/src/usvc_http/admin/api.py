@@ -5,16 +5,22 @@ Built on the ports only (``QueueAdmin`` and ``JobQueue``), so it works on every 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
-from usvc_core.errors import DuplicateJobError, JobNotFoundError, QueueError
+from pydantic import BaseModel, ConfigDict, Field
+from usvc_core.bounds import DELAY_SECONDS, MAX_ATTEMPTS, PRIORITY
 from usvc_core.jobs import AttemptOutcome, Job, JobStatus
 from usvc_core.ports import JobFilter, QueueAdmin
 
 from usvc_http.admin.auth import AdminAuth, Caller
+from usvc_http.admin.gate import UNAUTHENTICATED
+from usvc_http.errors import clip
 
 if TYPE_CHECKING:
     from usvc_core.surface_context import SurfaceContext
@@ -22,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["JobOut", "JobSummary", "StatsOut", "admin_router"]
 
 _MESSAGE_PREVIEW = 300
+_MAX_KEY = 255  #: characters of an idempotency key
+_MAX_FILTER_VALUES = 100  #: values of one filter list
+_STATUS_NAMES = {s.value.lower(): s for s in JobStatus}
+_INT64 = 2**63
 
 
 class JobSummary(BaseModel):
@@ -120,18 +130,23 @@ class StatsOut(BaseModel):
 
 
 class EnqueueIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     payload: dict[str, Any] = Field(description='a JSON object with an "action" string')
-    priority: int = 0
-    delay_seconds: float = Field(default=0.0, ge=0)
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
-    idempotency_key: str | None = None
+    priority: int = Field(default=0, ge=PRIORITY.low, le=PRIORITY.high)
+    delay_seconds: float = Field(default=0.0, ge=DELAY_SECONDS.low, le=DELAY_SECONDS.high)
+    max_attempts: int | None = Field(default=None, ge=MAX_ATTEMPTS.low, le=MAX_ATTEMPTS.high)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=_MAX_KEY)
+
+
+_FilterValues = Annotated[list[str], Field(max_length=_MAX_FILTER_VALUES)]
 
 
 class RetryFilterIn(BaseModel):
     """Which Failed jobs to retry; empty lists match everything."""
 
-    actions: list[str] = []
-    error_codes: list[str] = []
+    actions: _FilterValues = []
+    error_codes: _FilterValues = []
     created_after: datetime | None = None
     created_before: datetime | None = None
 
@@ -167,21 +182,56 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
+def _statuses(names: list[str]) -> frozenset[JobStatus]:
+    """Status names in any case (``failed``, ``FAILED``, ``Failed``)."""
+    found = set()
+    for name in names:
+        status = _STATUS_NAMES.get(name.lower())
+        if status is None:
+            known = ", ".join(s.value for s in JobStatus)
+            raise HTTPException(422, f"status {clip(name, 40)!r} is not one of {known}")
+        found.add(status)
+    return frozenset(found)
+
+
+def _no_strange_numbers(cursor: str) -> None:
+    """A cursor that decodes to JSON holding NaN, an infinity or an integer past 64 bits
+    is none we gave out; refused here whichever store made the cursors."""
+
+    def refuse(_: object) -> None:
+        raise HTTPException(422, "cursor is not one that a job list gave out")
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            refuse(value)
+        return value
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if not -_INT64 <= value < _INT64:
+            refuse(value)
+        return value
+
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        json.loads(raw, parse_constant=refuse, parse_float=number, parse_int=integer)
+    except (ValueError, binascii.Error, RecursionError):
+        return  # not JSON: the store judges its own format
+
+
 def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) -> APIRouter:
     """The ``/admin/api`` routes of one service."""
     service = context.settings.MICROSERVICE_NAME
     queue = context.queue
 
     async def caller(request: Request) -> Caller:
-        try:
-            who = await auth.authenticate(request)  # a revoked session is refused
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        # AdminApiGate has checked this before the body was read; checked again here so the
+        # routes stay safe wherever they are mounted. A logged-out session is refused.
+        who = await auth.authenticate(request)
         if who is None:
             raise HTTPException(
-                401,
-                "send Authorization: Bearer <ADMIN_TOKEN>, or log in at /admin/login",
-                headers={"WWW-Authenticate": 'Bearer realm="usvc admin"'},
+                401, UNAUTHENTICATED, headers={"WWW-Authenticate": 'Bearer realm="usvc admin"'}
             )
         if not auth.csrf_ok(request, who):
             raise HTTPException(403, "missing or wrong X-CSRF-Token (or a foreign Origin)")
@@ -197,20 +247,17 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
     async def own_job(job_id: str) -> Job:
         try:
             job = await queue.get(job_id)
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        except (ValueError, OverflowError):  # an id no store could have given out
+            job = None
         if job is None or job.microservice != service:
-            raise HTTPException(404, f"service {service} has no job {job_id}")
+            raise HTTPException(404, f"service {service} has no job {clip(job_id, 100)}")
         return job
 
     @router.get("/stats", response_model=StatsOut)
     async def stats(minutes: int = Query(60, ge=1, le=1440)) -> StatsOut:
         """Counts by status and by action, oldest Ready age, completed and failed per minute."""
-        try:
-            activity = await admin.activity(service, minutes=minutes)
-            totals = await queue.stats(service)
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        activity = await admin.activity(service, minutes=minutes)
+        totals = await queue.stats(service)
         return StatsOut(
             service=service,
             counts={s: totals.counts.get(s, 0) for s in JobStatus},
@@ -234,23 +281,29 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
     @router.get("/jobs", response_model=JobPageOut)
     async def list_jobs(
         *,
-        status: list[JobStatus] = Query(default_factory=list),  # noqa: B008 - FastAPI's way
-        action: list[str] = Query(default_factory=list),  # noqa: B008
-        error_code: list[str] = Query(default_factory=list),  # noqa: B008
+        status: list[str] = Query(default_factory=list, max_length=_MAX_FILTER_VALUES),  # noqa: B008 - FastAPI's way
+        action: list[str] = Query(default_factory=list, max_length=_MAX_FILTER_VALUES),  # noqa: B008
+        error_code: list[str] = Query(default_factory=list, max_length=_MAX_FILTER_VALUES),  # noqa: B008
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         limit: int = Query(50, ge=1, le=1000),
-        cursor: str | None = None,
+        cursor: str | None = Query(None, max_length=1000),
         scheduled: bool | None = Query(
             None, description="true: only jobs not due yet; false: none of them"
         ),
         error_text: str | None = Query(None, min_length=1, max_length=200),
     ) -> JobPageOut:
-        """This service's jobs, newest first, a page at a time (a page may come back short
-        with a cursor when a text search stopped to keep the call fast)."""
+        """This service's jobs, newest first, a page at a time (``status`` in any case;
+        ``status=scheduled``: Ready jobs not due yet). A page may come back short with a
+        cursor when a text search stopped to keep the call fast."""
+        if cursor is not None:
+            _no_strange_numbers(cursor)
+        if any(name.lower() == "scheduled" for name in status):  # the derived status
+            status = [name for name in status if name.lower() != "scheduled"] + ["Ready"]
+            scheduled = True
         where = JobFilter(
             service,
-            statuses=frozenset(status),
+            statuses=_statuses(status),
             actions=frozenset(action),
             error_codes=frozenset(error_code),
             created_after=_aware(created_after, "created_after"),
@@ -260,19 +313,14 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
         )
         try:
             page = await admin.list_jobs(where, limit=limit, cursor=cursor)
-        except ValueError as exc:
-            raise HTTPException(422, f"invalid cursor or filter: {exc}") from exc
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        except (ValueError, OverflowError) as exc:  # the port's word for a bad cursor/filter
+            raise HTTPException(422, clip(f"invalid cursor or filter: {exc}")) from exc
         return JobPageOut(jobs=[_summary(j) for j in page.jobs], next_cursor=page.next_cursor)
 
     @router.get("/find", response_model=JobPageOut)
     async def find(key: str = Query(min_length=1, max_length=500)) -> JobPageOut:
         """The jobs a job id, a unique key or an idempotency key names, newest first."""
-        try:
-            jobs = await admin.find_jobs(service, key)
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        jobs = await admin.find_jobs(service, key)
         return JobPageOut(jobs=[_summary(j) for j in jobs], next_cursor=None)
 
     @router.get("/jobs/{job_id}", response_model=JobOut)
@@ -294,12 +342,8 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
                 max_attempts=body.max_attempts,
                 idempotency_key=body.idempotency_key,
             )
-        except DuplicateJobError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
-        except ValueError as exc:
-            raise HTTPException(422, f"payload cannot be stored as JSON: {exc}") from exc
+        except ValueError as exc:  # NaN or an infinity inside the payload
+            raise HTTPException(422, clip(f"payload cannot be stored as JSON: {exc}")) from exc
         return _whole(job)
 
     @router.post("/jobs/retry", response_model=RetriedOut)
@@ -313,21 +357,15 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             created_after=_aware(body.created_after, "created_after"),
             created_before=_aware(body.created_before, "created_before"),
         )
-        try:
-            return RetriedOut(retried=await admin.retry_failed(service, where=where))
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        return RetriedOut(retried=await admin.retry_failed(service, where=where))
 
     @router.post("/jobs/{job_id}/retry", response_model=RetriedOut)
     async def retry_one(job_id: str) -> RetriedOut:
         """One Failed job back to Ready (409 when it is not Failed)."""
         job = await own_job(job_id)
         if job.status is not JobStatus.FAILED:
-            raise HTTPException(409, f"job {job_id} is {job.status.value}; only Failed jobs retry")
-        try:
-            return RetriedOut(retried=await admin.retry_failed(service, [job_id]))
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+            raise HTTPException(409, f"job {job.id} is {job.status.value}; only Failed jobs retry")
+        return RetriedOut(retried=await admin.retry_failed(service, [job_id]))
 
     @router.post("/jobs/{job_id}/cancel", response_model=CancelOut)
     async def cancel(job_id: str) -> CancelOut:
@@ -336,12 +374,7 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
         before = await own_job(job_id)
         if before.status.is_finished:
             return CancelOut(id=job_id, status=before.status, outcome="already_finished")
-        try:
-            status = await admin.cancel(service, job_id)
-        except JobNotFoundError as exc:
-            raise HTTPException(404, f"service {service} has no job {job_id}") from exc
-        except QueueError as exc:
-            raise HTTPException(503, f"job queue unavailable: {exc}") from exc
+        status = await admin.cancel(service, job_id)
         outcome: Literal["cancelled", "cancel_requested", "already_finished"]
         if status is JobStatus.PROCESSING:
             outcome = "cancel_requested"

@@ -28,7 +28,6 @@ __all__ = [
     "AdminAuth",
     "Caller",
     "SessionRevocations",
-    "foreign_origin",
 ]
 
 SESSION_COOKIE = "usvc_admin"
@@ -60,8 +59,15 @@ class AdminAuth:
     sharing the store: :meth:`end_session` records it there, :meth:`authenticate`
     refuses it from then on."""
 
-    def __init__(self, token: str, revocations: SessionRevocations | None = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        public_origin: str = "",
+        *,
+        revocations: SessionRevocations | None = None,
+    ) -> None:
         self._token = token.encode()
+        self._public_origin = public_origin.lower().rstrip("/")
         self._key = hmac.new(self._token, b"usvc-admin-session-v1", hashlib.sha256).digest()
         self._revocations = revocations
 
@@ -131,14 +137,23 @@ class AdminAuth:
         token, and no foreign Origin."""
         if caller.via == "bearer" or request.method in _SAFE_METHODS:
             return True
-        if foreign_origin(request):
+        if self.foreign_origin(request):
             return False
         sent = request.headers.get(CSRF_HEADER, "")
         return caller.csrf_token is not None and self.csrf_matches(sent, caller.csrf_token)
 
+    def own_origin(self, request: Request) -> str:
+        """The dashboard's origin as the browser sees it: ADMIN_PUBLIC_ORIGIN, else the
+        request's scheme (a trusted proxy's X-Forwarded-Proto) and Host."""
+        if self._public_origin:
+            return self._public_origin
+        return f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
 
-def foreign_origin(request: Request) -> bool:
-    """Whether the browser says the request comes from a page of another origin."""
-    origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    return origin is not None and origin != own
+    def foreign_origin(self, request: Request) -> bool:
+        """Whether the browser says the request comes from a page of another origin."""
+        origin = request.headers.get("origin")
+        return origin is not None and origin.lower() != self.own_origin(request)
+
+    def secure_cookie(self, request: Request) -> bool:
+        """Whether the session cookie is ``Secure``: the browser reaches us over https."""
+        return self.own_origin(request).startswith("https://")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import json
@@ -12,13 +13,16 @@ from typing import Any
 
 from usvc_core.adapter_support import (
     QueueBase,
+    check_action_name,
     check_filter,
     check_minutes,
     check_page_limit,
     check_retry_target,
+    check_worker_record,
     decode_cursor,
     decode_payload,
     encode_cursor,
+    gone_since,
 )
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
@@ -27,6 +31,7 @@ from usvc_core.ports import (
     FIND_LIMIT,
     Clock,
     EnqueueRequest,
+    FleetAdmin,
     JobFilter,
     JobPage,
     JobQueue,
@@ -36,6 +41,7 @@ from usvc_core.ports import (
     QueueAdmin,
     QueueStats,
     ReclaimResult,
+    WorkerRecord,
 )
 
 __all__ = ["DEFAULT_ATTEMPT_HISTORY", "InMemoryQueue"]
@@ -48,9 +54,9 @@ _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
 
 
-class InMemoryQueue(QueueBase, JobQueue, QueueAdmin):
-    """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
-    in memory; lost when the process ends.
+class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
+    """Implements :class:`usvc_core.ports.JobQueue`, :class:`usvc_core.ports.QueueAdmin`
+    and :class:`usvc_core.ports.FleetAdmin` in memory; lost when the process ends.
 
     Time comes from the injected clock (``FakeClock`` in tests). Job ids are ``dev-1``,
     ``dev-2``, ... (``id_prefix``). Returned jobs are snapshots: changing them changes nothing.
@@ -92,6 +98,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin):
         # Fencing tokens: unique per claim; a counter is as good as a uuid here and cheaper.
         self._token_prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count(1)
+        # The fleet: service -> worker id -> record; service -> paused action -> since.
+        self._workers: dict[str, dict[str, WorkerRecord]] = {}
+        self._paused: dict[str, dict[str, datetime]] = {}
         self.closed = False
         # --- store: attempts, never-started rescues, session revocations ---------------------
         self._history: dict[str, list[JobAttempt]] = {}  # closed attempts, oldest first
@@ -262,6 +271,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin):
                 key = (-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id)
                 heapq.heappush(due, key)
         expires = now + timedelta(seconds=lease_seconds)
+        paused = self._paused.get(microservice)
+        if paused:  # a paused action is held back like one at a limit of 0
+            limits = {**limits, **dict.fromkeys(paused, 0)}
         if limits or microservice in self._parked:
             return self._claim_limited(
                 microservice, worker_id, limit, now, expires, start=start, limits=limits
@@ -748,7 +760,12 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin):
                 elif oldest is None or due < oldest:
                     oldest = due
         age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else None
-        return QueueStats(counts=counts, oldest_ready_age_seconds=age, scheduled=scheduled)
+        return QueueStats(
+            counts=counts,
+            oldest_ready_age_seconds=age,
+            scheduled=scheduled,
+            paused_actions=frozenset(self._paused.get(microservice, ())),
+        )
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
@@ -770,6 +787,77 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin):
             self._attempt_no.pop(job_id, None)
             self._given_back.discard(job_id)
         return len(doomed)
+
+    # --- the fleet (FleetAdmin) --------------------------------------------------------------
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        seen = dataclasses.replace(record, last_seen_at=self._clock.now(), gone=False)
+        self._workers.setdefault(record.microservice, {})[record.worker_id] = seen
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        self._workers.get(microservice, {}).pop(worker_id, None)
+
+    def _gone(self, microservice: str) -> dict[str, WorkerRecord]:
+        now = self._clock.now()
+        return {
+            worker_id: record
+            for worker_id, record in self._workers.get(microservice, {}).items()
+            if gone_since(record) < now
+        }
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        gone = self._gone(microservice)
+        records = [
+            dataclasses.replace(record, gone=worker_id in gone)
+            for worker_id, record in self._workers.get(microservice, {}).items()
+        ]
+        return sorted(records, key=lambda r: (r.started_at, r.worker_id))
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        gone = self._gone(microservice)
+        if not gone:
+            return ReclaimResult()
+        # Their leases end now; what follows is exactly what an expired lease gets.
+        ended = self._clock.now() - timedelta(microseconds=1)
+        for job_id in self._leased.get(microservice, ()):
+            stored = self._jobs[job_id]
+            if stored.lease_owner in gone:
+                stored.lease_expires_at = ended
+        return await self.reclaim_expired(microservice)
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
+        records = self._workers.get(microservice, {})
+        doomed = [
+            worker_id
+            for worker_id in self._gone(microservice)
+            if (seen := records[worker_id].last_seen_at) is not None and seen < cutoff
+        ]
+        for worker_id in doomed:
+            del records[worker_id]
+        return len(doomed)
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        paused = self._paused.setdefault(microservice, {})
+        if action in paused:
+            return False
+        paused[action] = self._clock.now()
+        return True
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        paused = self._paused.get(microservice, {})
+        if paused.pop(action, None) is None:
+            return False
+        if not paused:
+            self._paused.pop(microservice, None)
+        self._notify()  # its waiting jobs may be claimed now
+        return True
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        return dict(self._paused.get(microservice, {}))
 
 
 def _became_due(job: Job) -> datetime:

@@ -1,6 +1,11 @@
-"""``work``: sleeps ``ms`` milliseconds (0-50 in the kill suite) and records its execution."""
+"""``work``: sleeps ``ms`` milliseconds (0-50 in the kill suite) and records its execution.
+
+``linger``: on its first attempt sleeps ``seconds`` (a job a worker is caught holding);
+later attempts return at once. Records its executions too and returns the pid of the
+process that ran it, so a test can tell whose outcome was kept."""
 
 import asyncio
+import os
 
 from pydantic import BaseModel, Field
 from usvc_core import JobContext, action
@@ -19,3 +24,16 @@ async def handle(input: WorkInput, job: JobContext) -> dict[str, int]:
     await asyncio.sleep(input.ms / 1000)
     record("E", job.job_id)
     return {"n": input.n, "attempt": job.attempt}
+
+
+class LingerInput(BaseModel):
+    seconds: float = Field(default=0, ge=0)
+
+
+@action("linger")
+async def linger(input: LingerInput, job: JobContext) -> dict[str, int]:
+    record("S", job.job_id)
+    if job.attempt == 1:
+        await asyncio.sleep(input.seconds)
+    record("E", job.job_id)
+    return {"pid": os.getpid(), "attempt": job.attempt}
