@@ -304,7 +304,7 @@ _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
 # One query per partial index, so that counting never scans the whole table.
 # Jobs by action and status: the unfinished ones counted on the index of leased jobs (the
 # Ready ones: see ready_by_action), the finished ones read from the table of counts the
-# triggers keep (see the schema, version 6): no walk over a million finished jobs.
+# triggers keep (see the schema, version 7): no walk over a million finished jobs.
 _OTHERS_BY_ACTION = f"""
 SELECT action, status, count(*) FROM {TABLE} INDEXED BY {TABLE}_leased
 WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
