@@ -159,6 +159,8 @@ async def measure_reads(
         mid = middle.created_at
         deep_cursor = _cursor_before(mid)
         s = SERVICE
+        idempotency_key = f"order-{jobs // 20 * 10}"  # every tenth job has one
+        unique_key = f"schedule:act:{jobs // 300 * 100}"  # every hundredth
         failed = frozenset({JobStatus.FAILED})
         ready = frozenset({JobStatus.READY})
         cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
@@ -244,8 +246,8 @@ async def measure_reads(
                 ),
             ),
             ("find: by id", lambda: queue.find_jobs(s, str(jobs // 3))),
-            ("find: by idempotency key", lambda: queue.find_jobs(s, "order-5000")),
-            ("find: by unique key", lambda: queue.find_jobs(s, "schedule:act:7000")),
+            ("find: by idempotency key", lambda: queue.find_jobs(s, idempotency_key)),
+            ("find: by unique key", lambda: queue.find_jobs(s, unique_key)),
             ("get: a job with its attempts", lambda: queue.get(str(jobs // 2))),
             ("stats", lambda: queue.stats(s)),
             ("overview (activity, 60 min)", lambda: queue.activity(s)),

@@ -55,7 +55,7 @@ DEFAULT_ATTEMPT_HISTORY = 20
 
 # Compact, standard JSON (no NaN); built once, json.dumps with options builds one per call.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_PURGE_CHUNK = 1000  # rows per purge transaction, so other processes get the lock in between
+_PURGE_CHUNK = 500  # rows per purge transaction, so other processes get the lock in between
 # Pause after each purge chunk, at least as long as the chunk took: a writer of another
 # process that found the lock taken sleeps in SQLite's busy handler (steps of 1 to 100 ms)
 # and would miss a shorter gap, again and again, while the purge goes on.
