@@ -9,7 +9,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -913,3 +913,49 @@ class TestOperatorReads:
             cursor = page.next_cursor
         assert found == sorted(matches, key=int, reverse=True)
         assert calls > 3  # short pages: the search went on in steps
+
+    async def test_a_file_of_schema_5_gets_its_counts_and_keeps_its_running_jobs(
+        self, tmp_path: Path
+    ) -> None:
+        """Migrating counts the finished jobs already there, and a job Processing before
+        the upgrade counts as started (a rescue spends its attempt, as it did before)."""
+        path = tmp_path / "v5.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            prepare(conn, str(path), upto=5)
+            conn.executemany(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, attempts, "
+                "lease_owner, lease_token, lease_expires_at, started_at) "
+                "VALUES (?, 'a', '{}', ?, ?, ?, ?, ?, ?)",
+                [
+                    (SERVICE, "Completed", 1, None, None, None, 1.0),
+                    (SERVICE, "Completed", 1, None, None, None, 1.0),
+                    (SERVICE, "Failed", 1, None, None, None, 1.0),
+                    (SERVICE, "Processing", 1, "old-worker", "t", 1.0, 1.0),
+                ],
+            )
+        conn.close()
+        q = SqliteQueue(path)
+        await q.open()
+        try:
+            stats = await q.stats(SERVICE)
+            assert (stats.counts[JobStatus.COMPLETED], stats.counts[JobStatus.FAILED]) == (2, 1)
+            rescued = await q.reclaim_expired(SERVICE)
+            assert len(rescued.requeued) == 1
+            [job] = (
+                await q.list_jobs(JobFilter(SERVICE, statuses=frozenset({JobStatus.READY})))
+            ).jobs
+            assert job.attempts == 1  # spent: it may well have run
+        finally:
+            await q.close()
+
+    async def test_revocations_past_their_time_are_deleted(self, queue: SqliteQueue) -> None:
+        """The table of revoked sessions holds only live ones, however many logouts."""
+        soon = datetime.now(UTC) + timedelta(seconds=0.3)
+        for n in range(50):
+            await queue.revoke_session(f"s{n}", soon)
+        await asyncio.sleep(0.5)
+        await queue.revoke_session("last", datetime.now(UTC) + timedelta(hours=1))
+        with sqlite3.connect(queue.path) as conn:
+            rows = conn.execute("SELECT session_id FROM usvc_revoked_sessions").fetchall()
+        conn.close()
+        assert rows == [("last",)]

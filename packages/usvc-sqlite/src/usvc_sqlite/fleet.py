@@ -122,9 +122,9 @@ def has_gone_owner(conn: sqlite3.Connection, microservice: str) -> bool:
     return conn.execute(_ANY_GONE_OWNER, (microservice, microservice)).fetchone() is not None
 
 
-def reclaim_gone(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
+def reclaim_gone(conn: sqlite3.Connection, microservice: str, history: int = 20) -> ReclaimResult:
     conn.execute(_END_GONE_LEASES, (microservice, microservice))
-    return sql.reclaim(conn, microservice)
+    return sql.reclaim(conn, microservice, history)  # history: attempts kept per job
 
 
 def forget_gone(conn: sqlite3.Connection, microservice: str, older_than: float) -> int:

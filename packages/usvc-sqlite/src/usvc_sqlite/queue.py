@@ -436,7 +436,8 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         if not await self._conn().call(lambda conn: fleet.has_gone_owner(conn, microservice)):
             return ReclaimResult()
         return await self._conn().write(
-            lambda conn: fleet.reclaim_gone(conn, microservice), durable=False
+            lambda conn: fleet.reclaim_gone(conn, microservice, self.attempt_history),
+            durable=False,
         )
 
     async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
