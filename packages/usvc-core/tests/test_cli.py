@@ -826,3 +826,16 @@ def test_stats_tell_scheduled_jobs_from_waiting_ones(cli: Cli, queue: Queue) -> 
     assert doc["actions"]["greet"]["scheduled"] == 1
     assert cli("stats") == 0
     assert "scheduled for later: 1 of the Ready jobs" in cli.out
+
+
+def test_jobs_ls_lists_scheduled_jobs_and_finds_error_text(cli: Cli, queue: Queue) -> None:
+    later = asyncio.run(
+        queue.enqueue(EnqueueRequest({"action": "greet"}, microservice=SERVICE, delay_seconds=60))
+    )
+    now = enqueue(queue)
+    assert cli("jobs", "ls", "--scheduled") == 0
+    assert later.id in cli.out and "Scheduled" in cli.out and f"\n{now.id} " not in cli.out
+    (started,) = start(queue)
+    fail(queue, started, msg="Connection REFUSED")
+    code, doc = cli.json("jobs", "ls", "--error-text", "refused")
+    assert code == 0 and [j["id"] for j in doc["jobs"]] == [now.id]

@@ -104,6 +104,14 @@ def _add_filters(parser: argparse.ArgumentParser, *, statuses: bool) -> None:
             metavar="STATUS",
             help="Ready, Assigned, Processing, Completed or Failed (repeat or comma-separate)",
         )
+        parser.add_argument(  # store: the derived status (issue 21 item 2)
+            "--scheduled",
+            action="store_true",
+            help="only Ready jobs that are not due yet (run at in the future)",
+        )
+        parser.add_argument(
+            "--error-text", metavar="TEXT", help="text in the error message (any case)"
+        )
     parser.add_argument(
         "--action", dest="actions", action="append", metavar="ACTION", help="(repeatable)"
     )
@@ -138,6 +146,8 @@ def _filter(service: str, args: argparse.Namespace, statuses: frozenset[JobStatu
         error_codes=frozenset(args.error_codes or ()),
         created_after=args.since,
         created_before=args.until,
+        scheduled=True if getattr(args, "scheduled", False) else None,
+        error_text=getattr(args, "error_text", None) or None,
     )
 
 
@@ -156,11 +166,12 @@ async def list_jobs(session: Session, args: argparse.Namespace) -> Result:
         if args.cursor is None:  # only a cursor is the operator's to fix
             raise
         raise CliError(f"invalid --cursor: {exc}", ExitCode.USAGE) from None
+    now = datetime.now(UTC)
     rows = [
         (
             j.id,
             j.action,
-            j.status.value,
+            j.shown_status(now),
             f"{j.attempts}/{j.max_attempts}",
             format_time(j.created_at),
             _error(j),
