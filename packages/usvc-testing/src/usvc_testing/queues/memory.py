@@ -414,6 +414,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         stored.lease_expires_at = None
         stored.runtime_ms = runtime_ms
         self._unlease(stored)
+        self._confirmed.discard(stored.id)  # store: only leased jobs need the mark
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         stored = self._owned(job, _PROCESSING)
