@@ -48,6 +48,7 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
         "counts": counts,
         "total": sum(counts.values()),
         "oldest_ready_age_seconds": depth.oldest_ready_age_seconds,
+        "paused_actions": sorted(depth.paused_actions),
         "scheduled": depth.scheduled,
         "actions": {
             action: {
@@ -90,4 +91,6 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
         f"scheduled for later: {depth.scheduled} of the Ready jobs",
         f"last {args.minutes} min: {completed} completed, {failed} failed",
     ]
+    if depth.paused_actions:  # their jobs wait Ready until resumed
+        lines.append(f"paused: {', '.join(safe(a) for a in sorted(depth.paused_actions))}")
     return Result(document=document, text="\n".join(lines))
