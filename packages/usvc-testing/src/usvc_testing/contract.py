@@ -27,6 +27,8 @@ Optional hooks, for what a store-agnostic suite cannot do by itself:
   (possibly not JSON). Default: the bad-payload tests skip, saying the hook is missing.
 - ``short_lease`` and ``delay`` (class attributes): the lease and run-at delay, in
   seconds, of the tests that wait for them to pass; keep them small for a real clock.
+- ``attempt_history`` (class attribute, default 20): how many attempts of a job the
+  adapter under test keeps (its default ``JOB_ATTEMPT_HISTORY``).
 
 An adapter that also implements :class:`~usvc_core.ports.FleetAdmin` (worker records, gone
 workers, paused actions: every queue of the kit) subclasses :class:`FleetContract` instead,
