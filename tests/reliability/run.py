@@ -61,6 +61,28 @@ def summarize(figures: list[dict[str, Any]]) -> list[str]:
                 f"{k['run_seconds']} s ({k['arrival_seconds']} s), seed {k['seed']}",
             ),
         ]
+    d = by_suite.get("dead_worker_sigkill")
+    if d:
+        lines.append(
+            _row(
+                f"dead worker: SIGKILL of a worker holding jobs, recovery worst / median "
+                f"({d['kills']} kills, {d['jobs_held']} jobs; heartbeat, lease)",
+                f"{d['worst_recovery_seconds']} s / {d['median_recovery_seconds']} s "
+                f"({d['heartbeat_seconds']:g} s, {d['lease_seconds']:g} s)",
+            )
+        )
+    frozen = by_suite.get("dead_worker_sigstop")
+    if frozen:
+        lines += [
+            _row(
+                "dead worker: SIGSTOP, jobs taken over after",
+                f"{frozen['taken_over_after_seconds']} s",
+            ),
+            _row(
+                "dead worker: SIGCONT, late completion refused; running handler stopped after",
+                f"{frozen['handler_stopped_after_resume_seconds']} s",
+            ),
+        ]
     s = by_suite.get("shutdown")
     if s:
         lines += [

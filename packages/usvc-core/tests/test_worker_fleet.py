@@ -57,6 +57,12 @@ async def quick(input: In) -> dict[str, int]:
     return {"n": input.n}
 
 
+@action("limited", max_running=2)
+async def limited(input: In) -> dict[str, int]:
+    started.append(input.n)
+    return {"n": input.n}
+
+
 class FlakyFleetQueue(InMemoryQueue):
     """The in-memory queue whose heartbeats can be made to fail (a worker cut off)."""
 
@@ -101,16 +107,17 @@ async def fleet() -> AsyncIterator[tuple[FakeClock, FlakyFleetQueue, Callable[..
         registry = ActionRegistry()
         registry.add(hold)
         registry.add(quick)
-        config = WorkerConfig(
-            microservice=MS,
-            max_concurrent=4,
-            polling_interval=3600.0,
-            lease_seconds=LEASE,
-            shutdown_timeout=0.5,
-            heartbeat_seconds=BEAT,
-            version="2.0.1",
-            **kw,
-        )
+        registry.add(limited)
+        options: dict[str, Any] = {
+            "microservice": MS,
+            "max_concurrent": 4,
+            "polling_interval": 3600.0,
+            "lease_seconds": LEASE,
+            "shutdown_timeout": 0.5,
+            "heartbeat_seconds": BEAT,
+            "version": "2.0.1",
+        }
+        config = WorkerConfig(**{**options, **kw})
         worker = Worker(queue, registry, config, health=HealthRegistry(), clock=clock)
         tasks.append((worker, asyncio.create_task(worker.run())))
         return worker
@@ -148,7 +155,7 @@ async def test_a_worker_records_itself_and_leaves_on_a_clean_stop(fleet: Any) ->
     [record] = await queue.list_workers(MS)
     assert (record.worker_id, record.version, record.concurrency) == (worker.worker_id, "2.0.1", 4)
     assert (record.actions, record.heartbeat_seconds, record.running) == (
-        ("hold", "quick"),
+        ("hold", "limited", "quick"),
         BEAT,
         0,
     )
@@ -175,7 +182,8 @@ async def test_the_jobs_of_a_gone_worker_are_taken_in_about_two_heartbeats(fleet
     await queue.heartbeat_worker(_dead_record("dead"))
     jobs = [await enqueue(queue, "quick", n) for n in range(3)]
     await queue.claim(MS, "dead", 1, LEASE)
-    await queue.claim_and_start(MS, "dead", 2, LEASE)
+    running = await queue.claim_and_start(MS, "dead", 2, LEASE)
+    await queue.extend_leases(running, LEASE)  # it had them in hand when it died
     start()
     took = await tick_until(clock, lambda: len(started) == 3)
     assert took <= 2 * BEAT + BEAT / 2 + 0.2, took
@@ -234,5 +242,58 @@ async def test_a_paused_action_waits_and_health_says_why(fleet: Any) -> None:
     assert worker.health.aggregate() is Status.YELLOW
     await queue.resume_action(MS, "quick")
     await tick_until(clock, lambda: started == [2, 1])
-    await tick_until(clock, lambda: worker.health.get(PAUSED_CHECK) is None)
-    assert worker.health.aggregate() is Status.GREEN
+    await tick_until(clock, lambda: worker.health.aggregate() is Status.GREEN)
+    check = worker.health.get(PAUSED_CHECK)
+    assert check is not None
+    assert (check.status, check.details) == (Status.GREEN, {"paused": []})
+
+
+async def test_after_a_store_outage_no_worker_takes_the_jobs_of_another(fleet: Any) -> None:
+    """An outage silences every worker at once: when it ends, a worker back first does not
+    take the jobs of one whose heartbeat comes a moment later; it judges others only after
+    two heartbeats of its own in a row."""
+    clock, queue, start = fleet
+    start()
+    await queue.heartbeat_worker(_dead_record("late"))
+    await enqueue(queue, "quick", 1)
+    [held] = await queue.claim(MS, "late", 1, LEASE)
+    await tick_until(clock, lambda: True)
+    queue.beats_fail = True  # the store is out for both
+    clock.advance(3 * BEAT)
+    await settle()
+    queue.beats_fail = False
+    for _ in range(int(1.9 * BEAT / 0.1)):  # back; "late" beats again within two heartbeats
+        clock.advance(0.1)
+        await settle()
+    await queue.heartbeat_worker(_dead_record("late"))
+    for _ in range(int(1.5 * BEAT / 0.1)):
+        clock.advance(0.1)
+        await settle()
+    still = await queue.get(held.id)
+    assert still is not None
+    assert (still.status, still.lease_owner) == (JobStatus.ASSIGNED, "late")
+    assert started == []
+
+
+async def test_a_dead_worker_no_longer_holds_an_action_at_its_limit(fleet: Any) -> None:
+    """Two jobs of a max_running=2 action held by a dead worker stopped the action for a
+    whole lease; now it runs again about two heartbeats after the worker's last one."""
+    clock, queue, start = fleet
+    await queue.heartbeat_worker(_dead_record("dead"))
+    for n in range(3):
+        await enqueue(queue, "limited", n)
+    await queue.claim_and_start(MS, "dead", 2, LEASE, max_running={"limited": 2})
+    start()
+    took = await tick_until(clock, lambda: len(started) == 3)
+    assert took <= 2 * BEAT + BEAT / 2 + 0.2, took
+
+
+async def test_without_heartbeats_paused_actions_show_with_the_stats(fleet: Any) -> None:
+    clock, queue, start = fleet
+    await queue.pause_action(MS, "quick")
+    worker = start(heartbeat_seconds=0.0, stats_interval=5.0)
+    await tick_until(clock, lambda: worker.health.get(PAUSED_CHECK) is not None)
+    check = worker.health.get(PAUSED_CHECK)
+    assert check is not None
+    assert (check.status, check.details["paused"]) == (Status.YELLOW, ["quick"])
+    assert await queue.list_workers(MS) == []  # no record without heartbeats

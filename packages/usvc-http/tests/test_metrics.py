@@ -138,6 +138,19 @@ def test_queue_depth_and_oldest_ready_age_follow_the_samples() -> None:
     assert samples[("queue_oldest_ready_age_seconds", ())] == 0
 
 
+def test_paused_actions_show_as_a_gauge_that_drops_to_0_on_resume() -> None:
+    m = PrometheusMetrics()
+    m.queue_stats(QueueStats({}, None, paused_actions=frozenset({"report", "sync"})))
+    samples, families = scrape(m)
+    assert families["action_paused"][0] == "gauge"
+    assert samples[("action_paused", (("action", "report"),))] == 1
+    assert samples[("action_paused", (("action", "sync"),))] == 1
+    m.queue_stats(QueueStats({}, None, paused_actions=frozenset({"sync"})))
+    samples, _ = scrape(m)
+    assert samples[("action_paused", (("action", "report"),))] == 0
+    assert samples[("action_paused", (("action", "sync"),))] == 1
+
+
 def test_health_overall_and_per_check() -> None:
     """health_status is the aggregate; health_check_status has one series per check."""
     m = PrometheusMetrics()

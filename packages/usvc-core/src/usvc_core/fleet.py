@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
@@ -19,7 +19,7 @@ from usvc_core.ports import (
     WorkerRecord,
 )
 
-__all__ = ["FORGET_GONE_AFTER_SECONDS", "PAUSED_CHECK", "FleetMember"]
+__all__ = ["FORGET_GONE_AFTER_SECONDS", "PAUSED_CHECK", "FleetMember", "show_paused"]
 
 #: The health check that turns YELLOW while an operator has paused some action.
 PAUSED_CHECK = "paused_actions"
@@ -29,6 +29,17 @@ _FORGET_EVERY_SECONDS = 60.0
 _LEAVE_TIMEOUT_SECONDS = 5.0
 
 _log = structlog.get_logger("usvc.fleet")
+
+
+def show_paused(health: HealthRegistry, paused: Iterable[str]) -> None:
+    """The ``paused_actions`` check: YELLOW naming the paused actions; GREEN again once none
+    is (kept, not removed: /metrics keeps showing the last status of every check it saw)."""
+    names = sorted(paused)
+    if names:
+        reason = f"paused by an operator: {', '.join(names)} (their jobs wait Ready)"
+        health.update(PAUSED_CHECK, Status.YELLOW, {"paused": names, "reason": reason})
+    elif health.get(PAUSED_CHECK) is not None:
+        health.update(PAUSED_CHECK, Status.GREEN, {"paused": []})
 
 
 class FleetMember:
@@ -68,8 +79,9 @@ class FleetMember:
         self._on_reclaimed = on_reclaimed
         self._on_error = on_error
         self._last_beat: float | None = None  # clock time at which the last good beat began
+        # Since when every heartbeat went through (None: the last one failed, or none yet).
+        self._connected_since: float | None = None
         self._last_forget = float("-inf")
-        self._paused: tuple[str, ...] = ()
 
     def silent(self) -> bool:
         """Whether this worker's last good heartbeat is two heartbeats old (or none yet)."""
@@ -89,8 +101,11 @@ class FleetMember:
             await self.fleet.heartbeat_worker(record)
             paused = await self.fleet.paused_actions(record.microservice)
         except Exception as exc:
+            self._connected_since = None
             await self._on_error("heartbeat_worker", exc)
             return
+        if self._connected_since is None or was_silent:
+            self._connected_since = began
         self._last_beat = began
         if was_silent:
             _log.warning(
@@ -99,29 +114,24 @@ class FleetMember:
                 worker_id=record.worker_id,
             )
             await self._renew_leases()
-        self._show_paused(tuple(sorted(paused)))
+        show_paused(self._health, paused)
 
-    def _show_paused(self, paused: tuple[str, ...]) -> None:
-        if paused == self._paused:
-            return
-        self._paused = paused
-        if paused:
-            self._health.update(
-                PAUSED_CHECK,
-                Status.YELLOW,
-                {
-                    "paused": list(paused),
-                    "reason": f"paused by an operator: {', '.join(paused)} (jobs wait Ready)",
-                },
-            )
-        else:
-            self._health.unregister(PAUSED_CHECK)
+    def _can_judge(self) -> bool:
+        """Whether this worker's own heartbeats have gone through for two heartbeats in a
+        row: only then does another worker's silence mean that worker, not the store (an
+        outage silences every worker at once, and none of them is gone when it ends)."""
+        since = self._connected_since
+        return (
+            since is not None
+            and not self.silent()
+            and self._clock.monotonic() - since >= GONE_AFTER_HEARTBEATS * self.heartbeat_seconds
+        )
 
     async def reclaim(self) -> None:
         """Put the jobs of gone workers back to Ready now; now and then, forget workers
-        gone for long. Skipped while this worker is silent itself: the store may count
-        it among the gone."""
-        if self.silent():
+        gone for long. Only once this worker has reached the store for two heartbeats in
+        a row (see :meth:`_can_judge`)."""
+        if not self._can_judge():
             return
         microservice = self.microservice
         try:

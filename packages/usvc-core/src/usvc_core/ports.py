@@ -36,6 +36,7 @@ __all__ = [
     "ReclaimResult",
     "ServiceDescription",
     "ServiceRegistry",
+    "StoreClock",
     "Surface",
     "WorkerRecord",
 ]
@@ -55,6 +56,17 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
+        ...
+
+
+@runtime_checkable
+class StoreClock(Protocol):
+    """Optional for a queue: the store's own time, which the fleet agrees on. The scheduler
+    enqueues a slot only once the store's time has reached it, so a worker whose clock runs
+    fast cannot enqueue early."""
+
+    async def store_now(self) -> datetime:
+        """The store's current UTC time, timezone-aware."""
         ...
 
 
@@ -337,6 +349,14 @@ class FleetAdmin(Protocol):
     - A paused action's Ready jobs are not claimed by any worker (``claim`` and
       ``claim_and_start`` step over them as over an action at its ``max_running``, without
       holding back other actions) until it is resumed; its running jobs are left alone.
+
+    How the kit's adapters do it (``usvc_sqlite.fleet``): a table of worker records keyed by
+    (service, worker id) written by an upsert; ``reclaim_gone_workers`` sets the lease
+    expiry of the gone owners' jobs to the past and runs the reclaim of expired leases, in
+    one transaction (a cheap read first, so the usual call takes no lock); a table of
+    paused actions keyed by (service, action), read inside the claim's transaction and
+    merged into ``max_running`` as limits of 0. ``usvc_core.adapter_support`` has the
+    argument checks (``check_worker_record``, ``check_action_name``).
     """
 
     async def heartbeat_worker(self, record: WorkerRecord) -> None:
@@ -407,6 +427,10 @@ class Metrics(Protocol):
         ...
 
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None: ...
+
+    def event_loop_lag(self, seconds: float) -> None:
+        """The event loop's recent lag (the largest over the monitor's window)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from usvc_core.execution import (
     route,
     timeout_outcome,
 )
-from usvc_core.fleet import FleetMember
+from usvc_core.fleet import FleetMember, show_paused
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.logging import bind_job_context, is_enabled_for
@@ -673,6 +673,8 @@ class Worker:
             await self._queue_failed("stats", exc, sleep=False)
             return
         self.metrics.queue_stats(stats)
+        if self._fleet is None:  # else the heartbeat shows them, sooner
+            show_paused(self.health, stats.paused_actions)
 
     # --- shutdown ------------------------------------------------------------------------------
 

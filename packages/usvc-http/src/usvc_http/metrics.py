@@ -131,6 +131,18 @@ class PrometheusMetrics:
             ["action"],
             registry=r,
         )
+        self.loop_lag = Gauge(
+            "event_loop_lag_seconds",
+            "How late the event loop ran: the largest lag over the last few seconds",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "action_paused",
+            "1 while an operator has paused the action across the fleet (sampled)",
+            ["action"],
+            registry=r,
+        )
+        self._paused: frozenset[str] = frozenset()
         self.health.set(Status.GREEN)
         for status in JobStatus:
             self.depth.labels(status=status.value)
@@ -171,6 +183,12 @@ class PrometheusMetrics:
         for status in JobStatus:  # a status absent from the sample has no jobs now
             self.depth.labels(status=status.value).set(stats.counts.get(status, 0))
         self.oldest_ready.set(stats.oldest_ready_age_seconds or 0.0)
+        # A resumed action shows 0 (not a vanished series) until the process ends.
+        for action in self._paused - stats.paused_actions:
+            self.paused.labels(action=action).set(0)
+        for action in stats.paused_actions:
+            self.paused.labels(action=action).set(1)
+        self._paused = self._paused | stats.paused_actions
 
     def schedule_next_run(self, action: str, timestamp: float) -> None:
         self.next_run.labels(action=action).set(timestamp)
@@ -179,6 +197,9 @@ class PrometheusMetrics:
         self.health.set(int(overall))
         for name, status in checks.items():
             self.check_health.labels(check=name).set(int(status))
+
+    def event_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.set(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from usvc_core.adapter_support import GONE_AFTER_HEARTBEATS
 from usvc_core.ports import ReclaimResult, WorkerRecord
 
-from usvc_sqlite import statements as sql
 from usvc_sqlite.schema import NOW, PAUSED_TABLE, TABLE, WORKERS_TABLE
 
 __all__ = [
@@ -122,9 +122,15 @@ def has_gone_owner(conn: sqlite3.Connection, microservice: str) -> bool:
     return conn.execute(_ANY_GONE_OWNER, (microservice, microservice)).fetchone() is not None
 
 
-def reclaim_gone(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
+def reclaim_gone(
+    conn: sqlite3.Connection,
+    microservice: str,
+    reclaim: Callable[[sqlite3.Connection, str], ReclaimResult],
+) -> ReclaimResult:
+    """End the leases of the service's jobs held by gone workers, then ``reclaim`` (the
+    queue's reclaim of expired leases) in the same transaction: the same rules apply."""
     conn.execute(_END_GONE_LEASES, (microservice, microservice))
-    return sql.reclaim(conn, microservice)
+    return reclaim(conn, microservice)
 
 
 def forget_gone(conn: sqlite3.Connection, microservice: str, older_than: float) -> int:

@@ -1463,6 +1463,7 @@ class FleetContract(JobQueueContract):
         first, second = await queue.enqueue_many([_request(service, n) for n in range(2)])
         [assigned] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
         [started] = await queue.claim_and_start(service, "worker-a", 1, _LONG_LEASE)
+        await queue.extend_leases([started], _LONG_LEASE)  # its worker has it in hand
         assert len(await fleet.reclaim_gone_workers(service)) == 0  # a is live
         await self._silence(queue, service, "worker-b")
         result = await self._fleet(peer).reclaim_gone_workers(service)

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from usvc_core.cli import enqueue, jobs, purge, stats
+from usvc_core.cli import enqueue, fleet, jobs, purge, stats
 from usvc_core.cli.exitcodes import ExitCode
 
 __all__ = ["attach_negative_durations", "build_parser"]
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="usvc",
         description="Operate a usvc service's job queue: list, show, retry, cancel and\n"
-        "enqueue jobs, see statistics, purge old jobs.",
+        "enqueue jobs, see statistics, purge old jobs, list workers, pause actions.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common(leaf=False)],
@@ -116,4 +116,5 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_parser(commands, common)
     stats.add_parser(commands, common)
     purge.add_parser(commands, common)
+    fleet.add_parser(commands, common)
     return parser

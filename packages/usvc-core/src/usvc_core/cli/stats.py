@@ -48,6 +48,7 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
         "counts": counts,
         "total": sum(counts.values()),
         "oldest_ready_age_seconds": depth.oldest_ready_age_seconds,
+        "paused_actions": sorted(depth.paused_actions),
         "actions": {
             action: {
                 "counts": per,
@@ -86,4 +87,6 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
         f"oldest Ready job: {format_age(depth.oldest_ready_age_seconds)}",
         f"last {args.minutes} min: {completed} completed, {failed} failed",
     ]
+    if depth.paused_actions:  # their jobs wait Ready until resumed
+        lines.append(f"paused: {', '.join(safe(a) for a in sorted(depth.paused_actions))}")
     return Result(document=document, text="\n".join(lines))

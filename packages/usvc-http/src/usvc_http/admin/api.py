@@ -16,9 +16,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from usvc_core.bounds import DELAY_SECONDS, MAX_ATTEMPTS, PRIORITY
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.ports import JobFilter, QueueAdmin
+from usvc_core.ports import FleetAdmin, JobFilter, QueueAdmin
 
 from usvc_http.admin.auth import AdminAuth, Caller
+from usvc_http.admin.fleet_api import add_fleet_routes
 from usvc_http.admin.gate import UNAUTHENTICATED
 from usvc_http.errors import clip
 
@@ -103,6 +104,7 @@ class StatsOut(BaseModel):
     oldest_ready_age_seconds: float | None
     actions: list[ActionStats]
     per_minute: list[MinuteOut]
+    paused_actions: list[str] = Field(default=[], description="paused across the fleet")
 
 
 class EnqueueIn(BaseModel):
@@ -235,6 +237,7 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             service=service,
             counts={s: totals.counts.get(s, 0) for s in JobStatus},
             oldest_ready_age_seconds=totals.oldest_ready_age_seconds,
+            paused_actions=sorted(totals.paused_actions),
             actions=[
                 ActionStats(
                     action=name,
@@ -338,4 +341,6 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             outcome = "already_finished"
         return CancelOut(id=job_id, status=status, outcome=outcome)
 
+    if isinstance(queue, FleetAdmin):  # workers and paused actions
+        add_fleet_routes(router, context, admin, queue)
     return router

@@ -1,8 +1,9 @@
 """``work``: sleeps ``ms`` milliseconds (0-50 in the kill suite) and records its execution.
 
-``linger``: on its first attempt sleeps ``seconds`` (a job a worker is caught holding);
-later attempts return at once. Records its executions too and returns the pid of the
-process that ran it, so a test can tell whose outcome was kept."""
+``linger``: the first time it runs sleeps ``seconds`` (a job a worker is caught holding);
+runs after that, by any process (as its record file shows), return at once. Records its
+executions too and returns the pid of the process that ran it, so a test can tell whose
+outcome was kept."""
 
 import asyncio
 import os
@@ -10,7 +11,7 @@ import os
 from pydantic import BaseModel, Field
 from usvc_core import JobContext, action
 
-from .recorder import record
+from .recorder import record, started_before
 
 
 class WorkInput(BaseModel):
@@ -32,8 +33,9 @@ class LingerInput(BaseModel):
 
 @action("linger")
 async def linger(input: LingerInput, job: JobContext) -> dict[str, int]:
+    first = not started_before(job.job_id)
     record("S", job.job_id)
-    if job.attempt == 1:
+    if first:
         await asyncio.sleep(input.seconds)
     record("E", job.job_id)
     return {"pid": os.getpid(), "attempt": job.attempt}

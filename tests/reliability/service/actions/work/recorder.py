@@ -21,3 +21,12 @@ def record(mark: str, job_id: str) -> None:
     if _fd is None:
         _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(_fd, f"{mark} {job_id} {os.getpid()} {time.time():.6f}\n".encode())
+
+
+def started_before(job_id: str) -> bool:
+    """Whether some process recorded a start of ``job_id`` already."""
+    path = os.environ.get("RELIABILITY_RECORD_FILE")
+    if not path or not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as lines:
+        return any(line.startswith(f"S {job_id} ") for line in lines)
