@@ -143,6 +143,11 @@ def sqlite(opts: Options, result: CaseResult) -> None:
         "jobs/s",
         floor_name="the adapter's statements in a bare blocking sqlite3 loop, batches of 10",
     )
+    cpu = result.figure(
+        "worker process CPU per job",
+        "µs",
+        floor_name="the prototype's CPU per job (load- and disk-independent)",
+    )
     commits = []
     for _ in range(opts.repeat):
         (line,) = child_json(
@@ -151,6 +156,8 @@ def sqlite(opts: Options, result: CaseResult) -> None:
         e2e = float(line["end_to_end_jobs_per_second"])
         fig.add(e2e, float(line["prototype_jobs_per_second"]))
         bare.add(e2e, float(line["floor_jobs_per_second"]))
+        if line.get("end_to_end_cpu_us_per_job") and line.get("prototype_cpu_us_per_job"):
+            cpu.add(sum(line["end_to_end_cpu_us_per_job"]), line["prototype_cpu_us_per_job"])
         if line.get("transactions"):
             commits.append(opts.sqlite_jobs / float(line["transactions"]))
     result.details["jobs"] = opts.sqlite_jobs
@@ -165,7 +172,7 @@ def sqlite_depth(opts: Options, result: CaseResult) -> None:
     fig = result.figure(
         f"drain, {opts.depth:,} Ready jobs deep",
         "jobs/s",
-        floor_name=f"the same {opts.sqlite_jobs:,} jobs from a shallow queue",
+        floor_name=f"the same {opts.sqlite_jobs:,} jobs from a shallow queue, before and after",
         targets=(Target("min", 0.9, "ratio"),),
     )
     for _ in range(opts.repeat):
@@ -269,14 +276,21 @@ def scaling(opts: Options, result: CaseResult) -> None:
 # --- dev job latency -----------------------------------------------------------------------
 
 
-def _latencies_ms(url: str, calls: int, warmup: int, check: bool) -> list[float]:
-    """Sequential ``POST /dev/job`` round trips on one keep-alive connection, in ms."""
+def _latencies_ms(
+    server: ServerProcess, calls: int, warmup: int, check: bool
+) -> tuple[list[float], float]:
+    """Sequential ``POST /dev/job`` round trips on one keep-alive connection, in ms, and
+    the server's CPU time per timed call in µs (from /proc: independent of the machine's
+    load, unlike the latencies)."""
     out = []
     # httpcore writes a request's head and body separately: without TCP_NODELAY the client's
     # own Nagle delay (waiting for the server's delayed ACK) would be measured.
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    with httpx.Client(base_url=url, timeout=30.0, transport=transport) as client:
+    cpu = 0.0
+    with httpx.Client(base_url=server.url, timeout=30.0, transport=transport) as client:
         for i in range(warmup + calls):
+            if i == warmup:
+                cpu = server.cpu_seconds()
             began = time.perf_counter()
             response = client.post("/dev/job", json=NOOP_BODY)
             elapsed = time.perf_counter() - began
@@ -286,7 +300,7 @@ def _latencies_ms(url: str, calls: int, warmup: int, check: bool) -> list[float]
                 raise RuntimeError(f"POST /dev/job: {response.status_code} {response.text}")
             if i >= warmup:
                 out.append(elapsed * 1000)
-    return out
+    return out, (server.cpu_seconds() - cpu) / calls * 1e6
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -303,16 +317,27 @@ def devjob(opts: Options, result: CaseResult) -> None:
     p99 = result.figure(
         "p99", "ms", floor_name="bare FastAPI endpoint p99", targets=(Target("max", 10.0),)
     )
+    cpu = result.figure(
+        "server CPU per request",
+        "µs",
+        floor_name="bare FastAPI server CPU per request (load-independent)",
+    )
     env = {"MICROSERVICE_NAME": "bench", "DEV_MODE": "True"}
-    for _ in range(opts.repeat):
-        with ServerProcess(BENCH, "bare_fastapi.py", {}) as bare:
-            bare.wait_healthy()
-            floor = _latencies_ms(bare.url, opts.requests, opts.warmup, check=False)
-        with ServerProcess(SERVICE, "main.py", env) as svc:
-            svc.wait_healthy()
-            kit = _latencies_ms(svc.url, opts.requests, opts.warmup, check=True)
+    for rep in range(opts.repeat):
+        runs: dict[str, tuple[list[float], float]] = {}
+        for side in ("bare", "kit") if rep % 2 == 0 else ("kit", "bare"):
+            if side == "bare":
+                with ServerProcess(BENCH, "bare_fastapi.py", {}) as bare:
+                    bare.wait_healthy()
+                    runs[side] = _latencies_ms(bare, opts.requests, opts.warmup, check=False)
+            else:
+                with ServerProcess(SERVICE, "main.py", env) as svc:
+                    svc.wait_healthy()
+                    runs[side] = _latencies_ms(svc, opts.requests, opts.warmup, check=True)
+        (kit, kit_cpu), (floor, floor_cpu) = runs["kit"], runs["bare"]
         p50.add(_percentile(kit, 50), _percentile(floor, 50))
         p99.add(_percentile(kit, 99), _percentile(floor, 99))
+        cpu.add(kit_cpu, floor_cpu)
     result.details["requests"] = opts.requests
 
 
@@ -434,6 +459,45 @@ def startup(opts: Options, result: CaseResult) -> None:
             cold.add(svc.wait_healthy())
 
 
+# --- figures measured by other scripts -----------------------------------------------------
+
+#: Scripts that other parts of the kit bring along (the scheduler's cost). Each, run with
+#: ``--json`` (and ``--quick`` in quick mode), prints one JSON object per figure:
+#: ``{"figure", "unit", "value"}`` plus, where it has one, ``"floor"`` and ``"floor_name"``,
+#: and optionally ``"target"``: ``{"bound": "min"|"max", "limit": x, "on": "value"|"ratio"}``.
+#: Until a script is on the branch its case reports itself unavailable.
+EXTERNAL = {"schedule_cost": BENCH / "schedule_cost.py"}
+
+
+def _external(name: str) -> Callable[[Options, CaseResult], None]:
+    script = EXTERNAL[name]
+
+    def run(opts: Options, result: CaseResult) -> None:
+        if not script.exists():
+            raise CaseUnavailableError(f"bench/{script.name} is not on this branch yet")
+        figures: dict[str, Any] = {}
+        for _ in range(opts.repeat):
+            args = [f"bench/{script.name}", "--json", *(["--quick"] if opts.quick else [])]
+            for line in child_json(args, timeout=600):
+                fig = figures.get(line["figure"])
+                if fig is None:
+                    goal: dict[str, Any] | None = line.get("target")
+                    targets = (
+                        (Target(goal["bound"], goal["limit"], goal.get("on", "value")),)
+                        if goal
+                        else ()
+                    )
+                    fig = figures[line["figure"]] = result.figure(
+                        line["figure"],
+                        line["unit"],
+                        floor_name=line.get("floor_name"),
+                        targets=targets,
+                    )
+                fig.add(float(line["value"]), line.get("floor"))
+
+    return run
+
+
 CASES: dict[str, Case] = {
     c.name: c
     for c in [
@@ -450,6 +514,11 @@ CASES: dict[str, Case] = {
         Case("startup", "example service: process start to first 200 from /health", startup),
         Case("scaling", "SQLite drain with 1 and 2 worker processes", scaling),
         Case("cli", "CPU time of usvc --help and usvc jobs ls beside their floor", cli_case),
+        Case(
+            "schedule_cost",
+            "what the scheduler costs (bench/schedule_cost.py)",
+            _external("schedule_cost"),
+        ),
     ]
 }
 

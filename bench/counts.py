@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import collections
 import cProfile
+import gc
 import json
 import pstats
 import statistics
@@ -130,7 +131,7 @@ def count_drain(count: int, top: int = 0) -> dict[str, Any]:
 
 
 #: What ``--ablate`` takes away, one at a time, to price it without a profiler's overhead.
-_ABLATIONS = ("kit", "no metrics", "no log context", "minimal queue", "floor")
+_ABLATIONS = ("kit", "no metrics", "no log context", "minimal queue", "no gc", "floor")
 
 
 def _minimal_queue(queue: Any, jobs: list[Any]) -> Any:
@@ -175,6 +176,8 @@ async def _ablated_drain(count: int, variant: str) -> float:
         if variant == "no log context":
             worker_module.bind_job_context = lambda *_args: None
         done = _minimal_queue(queue, jobs) if variant == "minimal queue" else None
+        if variant == "no gc":
+            gc.disable()
         last = app.worker.watch(jobs[-1].id)
         cpu = time.process_time()
         await last
@@ -186,6 +189,7 @@ async def _ablated_drain(count: int, variant: str) -> float:
             await asyncio.sleep(0)
         return (time.process_time() - cpu) / count
     finally:
+        gc.enable()
         worker_module.bind_job_context = bind
         await app.stop()
 

@@ -70,6 +70,7 @@ class DrainResult:
     #: the hand-written prototype of the same design (bench/sqlite_prototype.py), same file size
     prototype_jobs_per_second: float
     prototype_ratio: float
+    prototype_cpu_us_per_job: float  #: all its threads (the loop, SQLite's, the flusher's)
     transactions: int  #: commits the worker's queue made (group commit shares them)
     #: the worker process's CPU time per job, in its event-loop thread and its other threads
     end_to_end_cpu_us_per_job: tuple[float, ...] | None
@@ -309,15 +310,18 @@ def floor(path: Path, jobs: int, durability: str) -> tuple[float, float]:
     return jobs / elapsed, cpu / jobs * 1e6
 
 
-def prototype(path: Path, jobs: int, durability: str, concurrency: int) -> float:
-    """bench/sqlite_prototype.py on a file filled the same way; jobs/s from the rows."""
+def prototype(path: Path, jobs: int, durability: str, concurrency: int) -> tuple[float, float]:
+    """bench/sqlite_prototype.py on a file filled the same way: jobs/s from the rows, and
+    CPU µs per job (every thread of this process while it drains)."""
     from sqlite_prototype import drain_prototype
 
     asyncio.run(_fill(path, jobs, durability))
+    cpu = time.process_time()
     done = asyncio.run(drain_prototype(path, SERVICE, jobs, durability, concurrency))
+    cpu = time.process_time() - cpu
     if done != jobs or _counts(path) != {"Completed": jobs}:
         raise RuntimeError(f"the prototype completed {done} of {jobs} jobs: {_counts(path)}")
-    return jobs / _drain_seconds(path)
+    return jobs / _drain_seconds(path), cpu / jobs * 1e6
 
 
 def fsync_ms(directory: Path, commits: int = 50) -> float:
@@ -361,7 +365,7 @@ def run(
             Path(tmp) / "drain.db", jobs, durability, concurrency
         )
         bare, bare_cpu = floor(Path(tmp) / "floor.db", jobs, durability)
-        proto = prototype(Path(tmp) / "prototype.db", jobs, durability, concurrency)
+        proto, proto_cpu = prototype(Path(tmp) / "prototype.db", jobs, durability, concurrency)
         commit_ms = fsync_ms(Path(tmp))
     return DrainResult(
         jobs=jobs,
@@ -372,6 +376,7 @@ def run(
         ratio=e2e / bare,
         prototype_jobs_per_second=proto,
         prototype_ratio=e2e / proto,
+        prototype_cpu_us_per_job=proto_cpu,
         transactions=transactions,
         end_to_end_cpu_us_per_job=e2e_cpu,
         floor_cpu_us_per_job=bare_cpu,
@@ -384,13 +389,17 @@ def run(
 def depth_rates(
     jobs: int, depth: int, durability: str = "full", concurrency: int = 10
 ) -> dict[str, float]:
-    """jobs/s of one worker draining ``jobs`` from a shallow queue and from one holding
-    ``depth`` Ready jobs (stopped after ``jobs``), measured back to back."""
+    """jobs/s of one worker draining ``jobs`` from a queue holding ``depth`` Ready jobs
+    (stopped after ``jobs``), and from a shallow queue measured just before and just after
+    it (their mean is the floor: a machine whose load drifts during the case moves both
+    sides alike)."""
     with tempfile.TemporaryDirectory(prefix="usvc-bench-depth-") as tmp:
-        shallow, _, _ = end_to_end(Path(tmp) / "shallow.db", jobs, durability, concurrency)
+        before, _, _ = end_to_end(Path(tmp) / "shallow-1.db", jobs, durability, concurrency)
         deep, _, _ = end_to_end(
             Path(tmp) / "deep.db", jobs, durability, concurrency, depth=max(depth, jobs + 1)
         )
+        after, _, _ = end_to_end(Path(tmp) / "shallow-2.db", jobs, durability, concurrency)
+    shallow = (before + after) / 2
     return {"jobs": jobs, "depth": depth, "shallow_jobs_per_second": shallow,
             "deep_jobs_per_second": deep, "ratio": deep / shallow}  # fmt: skip
 
@@ -471,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio:       {result.ratio:8.2f}")
     print(
         f"prototype:   {result.prototype_jobs_per_second:8.0f} jobs/s  (same design, no kit: "
-        f"bench/sqlite_prototype.py); ratio {result.prototype_ratio:.2f}"
+        f"bench/sqlite_prototype.py, {result.prototype_cpu_us_per_job:.0f} us CPU per job); "
+        f"ratio {result.prototype_ratio:.2f}"
     )
     if result.transactions:
         print(

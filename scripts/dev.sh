@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: finds Python 3.12+, installs uv if missing, syncs the
 # workspace, then runs what was asked.
 #   bash scripts/dev.sh example   # the greeting example in dev mode on http://127.0.0.1:8000
-#   bash scripts/dev.sh test      # the whole test suite (what CI runs)
+#   bash scripts/dev.sh test      # the whole test suite (what CI runs), in parallel (pytest-xdist)
 #   bash scripts/dev.sh lint      # ruff + mypy
 #   bash scripts/dev.sh wheels    # build each package alone, co-install the wheels in a fresh venv
 #   bash scripts/dev.sh test-py313  # the package unit suites on Python 3.13
@@ -35,7 +35,9 @@ fi
 UV=(uv)
 uv --version >/dev/null 2>&1 || UV=("$UV_PYTHON" -m uv)
 
-sync() { "${UV[@]}" sync --frozen --quiet; }
+# Bytecode compiled at install: where PYTHONDONTWRITEBYTECODE is set, every Python process a
+# test starts would otherwise compile all its imports again (about a second of CPU each).
+sync() { "${UV[@]}" sync --frozen --quiet --compile-bytecode; }
 
 cmd="${1:-help}"; shift || true
 case "$cmd" in
@@ -48,8 +50,11 @@ case "$cmd" in
   test)
     sync
     if [ "$#" -eq 0 ]; then
-      # The whole suite, with the core's coverage gate.
-      exec "${UV[@]}" run --frozen pytest --cov=usvc_core --cov-report=term --cov-fail-under=90
+      # The whole suite, with the core's coverage gate, on one pytest-xdist worker per CPU
+      # (USVC_TEST_WORKERS overrides: a number, or 0 for one process). Tests marked
+      # xdist_group run on one worker, one after the other (--dist loadgroup).
+      exec "${UV[@]}" run --frozen pytest -n "${USVC_TEST_WORKERS:-auto}" --dist loadgroup \
+        --cov=usvc_core --cov-report=term --cov-fail-under=90
     fi
     exec "${UV[@]}" run --frozen pytest "$@"
     ;;

@@ -20,12 +20,39 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Tests that start ``bash scripts/dev.sh example``: one at a time under pytest-xdist (one
+#: worker runs the group), because each runs ``uv sync`` on the shared environment and
+#: writes examples/greeting/.env.
+DEV_SH_EXAMPLE = pytest.mark.xdist_group("dev_sh_example")
+
+
+#: Ports this process handed out: never handed out twice (a stopped service's port may
+#: still be in TIME_WAIT, or about to be taken again by the OS for another test).
+_handed_out: set[int] = set()
+
+
+def _xdist_slot() -> tuple[int, int]:
+    """(this worker's index, number of workers) under pytest-xdist; (0, 1) otherwise."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return index, max(count, 1)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free local port for a service a test starts. Under pytest-xdist each worker only
+    takes its share of the ports (``p // 2 % workers == its index``: Linux hands out odd
+    ports to ``bind(0)``), so two workers never pick the same port in the moment between
+    this check and the service binding it."""
+    index, count = _xdist_slot()
+    for _ in range(10_000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port // 2 % count == index and port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free local port found")
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from usvc_sqlite import SqliteQueue
 
-from tests.conftest import ROOT, ServiceProcess, free_port, wait_until
+from tests.conftest import DEV_SH_EXAMPLE, ROOT, ServiceProcess, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -210,6 +210,7 @@ def test_operate_a_running_service(
     assert usvc("jobs", "show", later_id).code == 1
 
 
+@DEV_SH_EXAMPLE
 def test_the_readme_walkthrough_on_the_example(
     tmp_path: Path, service: Callable[..., ServiceProcess]
 ) -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, ServiceProcess
+from tests.conftest import DEV_SH_EXAMPLE, ROOT, ServiceProcess
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,7 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
+@DEV_SH_EXAMPLE
 def test_greeting_example(service: Callable[..., ServiceProcess]) -> None:
     """The README's command starts the example; it answers jobs, health and metrics, and
     exits 0 on SIGTERM."""

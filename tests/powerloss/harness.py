@@ -88,18 +88,19 @@ class LazyMount:
     def _tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:]
 
-    def cut(self, keep: float = 0.0, seed: int = 0) -> None:
+    def cut(
+        self, keep: float = 0.0, seed: int = 0, *, sector: bool = False, meta: bool = False
+    ) -> None:
         """Power cut: everything not synced is lost at this instant, except, with ``keep``,
-        that share of the unsynced blocks (chosen at random, ``seed``)."""
+        that share of the unsynced blocks (chosen at random, ``seed``). ``sector``: the
+        share is of 512-byte sectors, so blocks tear; ``meta``: sizes and names reach the
+        disk without the data (see lazyfs.py)."""
         assert self.proc is not None
-        if keep:
+        if keep or sector or meta:
+            order = f"keep={keep} seed={seed} sector={int(sector)} meta={int(meta)}"
             # The filesystem serves one request at a time: this one is its last.
             with contextlib.suppress(OSError):  # it exits without answering
-                fd = os.open(self.mnt / CONTROL, os.O_WRONLY | os.O_CREAT)
-                try:
-                    os.write(fd, f"keep={keep} seed={seed}".encode())
-                finally:
-                    os.close(fd)
+                self._control(order)
             self.proc.wait(10)
         else:
             self.proc.kill()
@@ -107,6 +108,17 @@ class LazyMount:
         self.proc = None
         self.cuts += 1
         self._detach(lazy=True)
+
+    def fail_fsyncs(self, count: int) -> None:
+        """The next ``count`` fsyncs fail with EIO, dropping the dirty blocks (lazyfs.py)."""
+        self._control(f"eio={count}")
+
+    def _control(self, order: str) -> None:
+        fd = os.open(self.mnt / CONTROL, os.O_WRONLY | os.O_CREAT)
+        try:
+            os.write(fd, order.encode())
+        finally:
+            os.close(fd)
 
     def stop(self) -> None:
         """Unmount cleanly (only after every process on the mount has stopped)."""

@@ -18,7 +18,22 @@ Two kinds of cut:
   some of its blocks written);
 * a write of ``keep=P seed=S`` to the control file ``/.lazyfs-cut``: each unsynced
   4 KiB block reaches the disk with probability P (the page cache wrote some dirty pages
-  back, in no order), then the process exits at once. Names stay as last synced.
+  back, in no order), then the process exits at once. Names stay as last synced. Options
+  in the same write:
+
+  * ``sector=1``: each 512-byte sector of an unsynced block reaches the disk on its own
+    (probability P), so a block can be torn: part new, part old (a disk writes sectors
+    atomically, not filesystem blocks);
+  * ``meta=1``: the metadata reached the disk without the data (a journaling filesystem
+    commits its journal before the data blocks, as ext4 ``data=writeback`` may): every
+    file's current size and the current names are what the disk keeps, while unsynced
+    data blocks follow ``keep`` as above, so a grown file reads zeros where its data was.
+
+Failing fsync: a write of ``eio=N`` to the control file makes the next N ``fsync`` or
+``fdatasync`` calls fail with ``EIO``, as Linux reports a write-back error: the dirty
+blocks are dropped as if written (the page cache marks them clean, they never reach the
+disk) and reads still show them until the next cut; the fsync after that succeeds
+("fsyncgate": a program that retries the fsync is told its data is safe when it is not).
 
 STORE holds ``names.json`` (the synced directory: name -> inode number) and one
 ``ino-N`` file per inode (its synced data). The real disk is not cut, so STORE is written
@@ -38,6 +53,7 @@ import random
 import stat
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +63,7 @@ import mfusepy
 __all__ = ["BLOCK", "LazyFs", "main"]
 
 BLOCK = 4096  # unit of the unsynced-write bookkeeping
+SECTOR = 512  # what a disk writes atomically
 NAMES = "names.json"
 CONTROL = ".lazyfs-cut"  # write "keep=P seed=S" here to cut the power
 
@@ -85,6 +102,7 @@ class LazyFs(mfusepy.Operations):
                 path.unlink()
         self.next_ino = max((n.ino for n in self.names.values()), default=0) + 1
         self.root_mtime_ns = time.time_ns()
+        self.failing_fsyncs = 0  # armed by ``eio=N``
 
     def _load_names(self) -> dict[str, int]:
         path = self.store / NAMES
@@ -222,7 +240,7 @@ class LazyFs(mfusepy.Operations):
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         if fh == 0 and self._name(path) == CONTROL:
-            self._cut(data.decode())
+            return self._control(data.decode())
         node = self._node(path, fh)
         end = offset + len(data)
         if end > len(node.data):
@@ -250,32 +268,64 @@ class LazyFs(mfusepy.Operations):
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         node = self._node(path, fh)
+        if self.failing_fsyncs:
+            # Linux after a write-back error: the pages are clean now, never written.
+            self.failing_fsyncs -= 1
+            node.dirty.clear()
+            raise mfusepy.FuseOSError(errno.EIO)
         self._write_back(node, sorted(node.dirty), len(node.data))
         node.dirty.clear()
         return 0
 
-    def _write_back(self, node: _Node, blocks: list[int], size: int | None) -> None:
-        """Write ``blocks`` of ``node`` to its disk file, then set its size (if given)."""
+    def _write_back(
+        self, node: _Node, blocks: list[int], size: int | None, *, sectors: Sequence[int] = ()
+    ) -> None:
+        """Write ``blocks`` and ``sectors`` of ``node`` to its disk file, then set its size
+        (if given)."""
         fd = os.open(self.store / f"ino-{node.ino}", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            for block in blocks:
-                chunk = node.data[block * BLOCK : (block + 1) * BLOCK]
-                if chunk:
-                    os.pwrite(fd, chunk, block * BLOCK)
+            for unit, numbers in ((BLOCK, blocks), (SECTOR, sectors)):
+                for number in numbers:
+                    chunk = node.data[number * unit : (number + 1) * unit]
+                    if chunk:
+                        os.pwrite(fd, chunk, number * unit)
             if size is not None:
                 os.ftruncate(fd, size)
         finally:
             os.close(fd)
 
-    def _cut(self, order: str) -> None:
-        """The power cut with write-back: a random share of the unsynced blocks reaches
-        the disk, then the process ends without answering (as a machine that lost power)."""
+    def _control(self, order: str) -> int:
         fields = dict(item.split("=", 1) for item in order.split())
+        if "eio" in fields:
+            self.failing_fsyncs = int(fields["eio"])
+            return len(order)
+        self._cut(fields)
+        return 0  # not reached
+
+    def _cut(self, fields: dict[str, str]) -> None:
+        """The power cut with write-back: a random share of the unsynced blocks (or
+        sectors) reaches the disk, and with ``meta=1`` every size and name too; then the
+        process ends without answering (as a machine that lost power)."""
         keep, rng = float(fields["keep"]), random.Random(int(fields["seed"]))
+        by_sector, meta = fields.get("sector") == "1", fields.get("meta") == "1"
         for node in {id(n): n for n in [*self.names.values(), *self.handles.values()]}.values():
-            kept = [b for b in sorted(node.dirty) if rng.random() < keep]
-            if kept:
-                self._write_back(node, kept, None)
+            size = len(node.data) if meta else None
+            if by_sector:
+                per_block = BLOCK // SECTOR
+                sectors = [
+                    b * per_block + i
+                    for b in sorted(node.dirty)
+                    for i in range(per_block)
+                    if rng.random() < keep
+                ]
+                kept: list[int] = []
+            else:
+                sectors = []
+                kept = [b for b in sorted(node.dirty) if rng.random() < keep]
+            if kept or sectors or size is not None:
+                self._write_back(node, kept, size, sectors=sectors)
+        if meta:
+            self.fsyncdir("/", 0, 0)
         os._exit(0)
 
 

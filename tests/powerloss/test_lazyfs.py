@@ -164,3 +164,59 @@ def test_missing_fuse_pieces_give_a_reason_to_skip(monkeypatch: pytest.MonkeyPat
     else:
         assert reason is not None
         assert "/dev/fuse" in reason
+
+
+# --- the harsher states (issue 24 item 6) ------------------------------------------------------
+
+
+def test_metadata_reaches_the_disk_without_the_data(lazy_mount: LazyMount) -> None:
+    """``meta``: a grown file keeps its new size with zeros where the unsynced data was; a
+    rename and a new name reach the disk though the directory was never synced."""
+    mnt = lazy_mount.mnt
+    (mnt / "grown").write_bytes(b"g" * 4096)
+    _fsync(mnt / "grown")
+    _fsync(mnt)
+    with (mnt / "grown").open("ab") as f:
+        f.write(b"n" * 8192)
+    (mnt / "grown").rename(mnt / "renamed")
+    (mnt / "created").write_bytes(b"c" * 100)
+    lazy_mount.cut(keep=0.0, seed=1, meta=True)
+    lazy_mount.start()
+    assert sorted(p.name for p in mnt.iterdir()) == ["created", "renamed"]
+    assert (mnt / "renamed").read_bytes() == b"g" * 4096 + bytes(8192)
+    assert (mnt / "created").read_bytes() == bytes(100)
+
+
+def test_a_block_tears_at_sector_boundaries(lazy_mount: LazyMount) -> None:
+    """``sector``: one unsynced 4 KiB block reaches the disk in part: some of its 512-byte
+    sectors new, the others old, never a sector half written."""
+    mnt = lazy_mount.mnt
+    (mnt / "f").write_bytes(b"o" * 4096)
+    _fsync(mnt / "f")
+    _fsync(mnt)
+    with (mnt / "f").open("r+b") as f:
+        f.write(b"N" * 4096)
+    lazy_mount.cut(keep=0.5, seed=7, sector=True)
+    lazy_mount.start()
+    data = (mnt / "f").read_bytes()
+    sectors = {data[i : i + 512] for i in range(0, 4096, 512)}
+    assert sectors == {b"o" * 512, b"N" * 512}  # torn: both, sector by sector
+
+
+def test_a_failed_fsync_drops_the_data_and_the_next_one_succeeds(lazy_mount: LazyMount) -> None:
+    """``eio``: the fsync fails, the data still reads back until the cut, then it is gone;
+    a second fsync reports success though nothing was written (fsyncgate)."""
+    mnt = lazy_mount.mnt
+    (mnt / "f").write_bytes(b"o" * 100)
+    _fsync(mnt / "f")
+    _fsync(mnt)
+    with (mnt / "f").open("r+b") as f:
+        f.write(b"N" * 100)
+    lazy_mount.fail_fsyncs(1)
+    with pytest.raises(OSError) as info:
+        _fsync(mnt / "f")
+    assert info.value.errno == 5  # EIO
+    assert (mnt / "f").read_bytes() == b"N" * 100
+    _fsync(mnt / "f")  # succeeds: the error was reported once
+    _power_cycle(lazy_mount)
+    assert (mnt / "f").read_bytes() == b"o" * 100

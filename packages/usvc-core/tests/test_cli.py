@@ -658,7 +658,8 @@ def test_enqueue_away_from_the_service_says_which_default_it_used(cli: Cli, tmp_
         (["--priority", str(10**20)], "invalid priority 100000000000000000000: must be"),
         (["--priority", "-" + "9" * 12], "invalid priority"),
         (["--priority", "1" * 5000], "invalid priority"),
-        (["--delay", "1e300"], "invalid delay 1e+300: must be a number from 0 to"),
+        (["--delay", "4000d"], "invalid delay 345600000.0: must be a number from 0 to"),
+        (["--delay", "1e300"], "at most 100 years"),
         (["--delay", "inf"], "invalid duration 'inf'"),
         (["--delay", "-5m"], "a duration cannot be negative"),
         (["--max-attempts", "1001"], "must be a whole number from 1 to 1000"),
@@ -792,3 +793,24 @@ def test_enqueue_jsonl_from_stdin_is_one_batch(
     assert cli("enqueue", "--jsonl", "-") == ExitCode.USAGE
     assert "stdin line 1 names no action" in cli.err
     assert batch.batches == [3, 2]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["purge", "--older-than", "1e308"],
+        ["purge", "--older-than", "1e308", "--dry-run"],
+        ["jobs", "ls", "--since", "1e308"],
+        ["jobs", "retry", "--all-failed", "--until", "99999999999d"],
+        ["enqueue", "greet", "--wait", "--timeout", "1e300"],
+    ],
+)
+def test_huge_durations_are_a_usage_error_not_an_overflow(cli: Cli, argv: list[str]) -> None:
+    assert cli(*argv) == ExitCode.USAGE
+    assert "at most 100 years" in cli.err and cli.err.count("\n") == 1
+    assert "Overflow" not in cli.err
+
+
+def test_times_past_the_calendar_are_a_usage_error(cli: Cli) -> None:
+    assert cli("jobs", "ls", "--until", "9999-12-31T23:00:00-05:00") == ExitCode.USAGE
+    assert "out of range" in cli.err and "Overflow" not in cli.err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,9 @@ class TestSchedule:
         [
             ("* * * *", "UTC", "five fields"),
             ("61 * * * *", "UTC", "not a valid cron expression"),
+            ("0 0 L * *", "UTC", "not a valid cron expression"),
+            ("0 0 30 2 *", "UTC", "no day of the calendar matches"),
+            ("0 0 * * 1-", "UTC", "not a valid cron expression"),
             ("*/15 * * * *", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
         ],
     )
@@ -411,3 +414,65 @@ async def test_the_worker_claims_within_max_running() -> None:
     finally:
         w.request_stop()
         await task
+
+
+class StoreBehind:
+    """A store whose clock is ``behind`` seconds behind the worker's (its clock runs fast)."""
+
+    def __init__(self, clock: FakeClock, behind: float) -> None:
+        self.clock, self.behind = clock, behind
+
+    async def store_now(self) -> datetime:
+        return self.clock.now() - timedelta(seconds=self.behind)
+
+
+class TestStoreClock:
+    async def test_a_slot_waits_for_the_stores_time(self) -> None:
+        """The worker's clock runs 3 s fast: each slot is enqueued once the store's clock
+        reaches it, not when the worker's does."""
+        clock = FakeClock(at("2026-01-01T10:00:30"))
+        q = InMemoryQueue(clock)
+        store = StoreBehind(clock, 3.0)
+        enqueued: list[tuple[str, datetime]] = []
+
+        async def enqueue(schedule: Schedule, slot: datetime, key: str) -> object:
+            enqueued.append((key, await store.store_now()))
+            return await q.enqueue(EnqueueRequest({"action": schedule.action}, MS, unique_key=key))
+
+        every_minute = [parse_schedule("tick", "* * * * *", where="t")]
+        s = Scheduler(every_minute, enqueue, clock=clock, catchup_seconds=300, store_clock=store)
+        task = asyncio.create_task(s.run())
+        try:
+            await settle()
+            await advance(clock, 3 * 60, step=0.5)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert [k for k, _ in enqueued] == [
+            f"schedule:tick:2026-01-01T10:0{m}:00+00:00" for m in range(4)
+        ]
+        for key, store_time in enqueued:
+            slot = datetime.fromisoformat(key.removeprefix("schedule:tick:"))
+            assert store_time >= slot, (key, store_time)
+        # Not later than needed either: at the slot on the store's clock (0.5 s steps).
+        assert enqueued[1][1] - at("2026-01-01T10:01:00") <= timedelta(seconds=0.5)
+
+    def test_store_clock_is_a_port(self) -> None:
+        from usvc_core import StoreClock
+        from usvc_sqlite import SqliteQueue
+
+        assert isinstance(StoreBehind(FakeClock(), 1), StoreClock)
+        assert isinstance(SqliteQueue(":memory:"), StoreClock)
+        assert not isinstance(InMemoryQueue(), StoreClock)
+
+
+async def test_sqlite_store_now_is_the_file_systems_clock(tmp_path: Path) -> None:
+    from usvc_sqlite import SqliteQueue
+
+    queue = SqliteQueue(tmp_path / "jobs.db")
+    before = datetime.now(UTC) - timedelta(seconds=1)  # the file system's clock is coarser
+    first = await queue.store_now()
+    second = await queue.store_now()
+    assert before <= first <= second <= datetime.now(UTC) + timedelta(seconds=1)
+    assert first.tzinfo is UTC
+    assert (tmp_path / "jobs.db-clock").exists()

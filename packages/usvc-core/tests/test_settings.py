@@ -3,6 +3,7 @@ adapter's model is read from the same source as the core's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,18 @@ def test_core_keeps_only_its_own_variables() -> None:
     assert {"MONGODB_URI", "MONGODB_HEARTBEAT_SECONDS"} <= set(MongoSettings.model_fields)
 
 
+@pytest.fixture
+def service_dotenv() -> Iterator[None]:
+    """The service's default (read ./.env), which usvc-testing's plugin turns off in tests."""
+    from usvc_core.settings import ENV_FILE, default_env_file, use_env_file
+
+    before = default_env_file()
+    use_env_file(ENV_FILE)
+    yield
+    use_env_file(before)
+
+
+@pytest.mark.usefixtures("service_dotenv")
 def test_dotenv_is_read(tmp_path: Path) -> None:
     """A .env file in the working directory configures the service and its adapters."""
     (tmp_path / ".env").write_text("MICROSERVICE_NAME=from-dotenv\nDEV_MODE=True\nHTTP_PORT=9001\n")
@@ -150,6 +163,7 @@ def test_secrets_never_print() -> None:
     assert "hunter2" not in repr(s.source)
 
 
+@pytest.mark.usefixtures("service_dotenv")
 def test_unknown_package_setting_names_the_package(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

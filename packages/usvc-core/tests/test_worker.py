@@ -27,7 +27,7 @@ from usvc_core import (
 )
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import LeaseRenewal, QueueStats
-from usvc_core.worker import QUEUE_CHECK
+from usvc_core.worker import OUTCOMES_PER_SLOT, QUEUE_CHECK
 from usvc_testing import FakeClock, InMemoryQueue
 
 MS = "svc"
@@ -228,41 +228,43 @@ async def test_a_slot_frees_when_its_handler_returns_and_outcomes_in_flight_are_
     running: Any,
 ) -> None:
     """Two slots, completions held back by the store: the next jobs run while earlier
-    outcomes are written, but no more than three per slot (6) may be in flight, so a stuck
-    store stops the claims. Every job is still owned (and its lease renewed) until its
-    outcome is written."""
+    outcomes are written, but no more than OUTCOMES_PER_SLOT per slot may be in flight, so
+    a stuck store stops the claims. Every job is still owned (and its lease renewed) until
+    its outcome is written."""
+    owned = 2 * (1 + OUTCOMES_PER_SLOT)  # 2 handler slots + their outcomes in flight
     w, q, _ = running(max_concurrent=2, lease_seconds=1.0)  # renewed every ~0.3 s
     q.hold_completions = asyncio.Event()
-    jobs = [await enqueue(q, "noop", i) for i in range(10)]
-    await until(lambda: len(runs) == 8)
-    await settle()  # room for a wrong ninth run
-    assert len(runs) == 8  # 2 handler slots + 6 outcomes in flight
-    assert w.active_jobs == 8  # owned until recorded
+    jobs = [await enqueue(q, "noop", i) for i in range(owned + 2)]
+    await until(lambda: len(runs) == owned)
+    await settle()  # room for a wrong extra run
+    assert len(runs) == owned
+    assert w.active_jobs == owned  # owned until recorded
     await tick_until(fake(w), lambda: q.extended)
-    assert max(q.extended) == 8
+    assert max(q.extended) == owned
     q.hold_completions.set()
-    await until(lambda: len(runs) == 10)
+    await until(lambda: len(runs) == owned + 2)
     await until(lambda: w.active_jobs == 0)
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 
 async def test_a_written_outcome_makes_room_for_the_next_claim(running: Any) -> None:
-    """One slot, so three outcomes in flight: jobs 0-3 ran and are being written (3 in
-    flight beside the slot). When job 0's outcome is written, the worker claims job 4 at
-    once, while jobs 1-3 are still being written."""
+    """One slot, so OUTCOMES_PER_SLOT outcomes in flight beside it: jobs 0-N ran and are
+    being written. When job 0's outcome is written, the worker claims job N+1 at once,
+    while jobs 1-N are still being written."""
+    owned = 1 + OUTCOMES_PER_SLOT
     w, q, _ = running(max_concurrent=1)
     q.hold_completions = asyncio.Event()
-    jobs = [await enqueue(q, "noop", i) for i in range(6)]
-    await until(lambda: len(runs) == 4)
+    jobs = [await enqueue(q, "noop", i) for i in range(owned + 2)]
+    await until(lambda: len(runs) == owned)
     await settle()
-    assert len(runs) == 4
+    assert len(runs) == owned
     q.let_through(jobs[0].id)
-    await until(lambda: len(runs) == 5)
-    assert runs.keys() == {"0", "1", "2", "3", "4"}
+    await until(lambda: len(runs) == owned + 1)
+    assert runs.keys() == {str(i) for i in range(owned + 1)}
     await settle()
-    assert len(runs) == 5  # jobs 1-4 fill the slot and the outcomes in flight again
+    assert len(runs) == owned + 1  # jobs 1..N+1 fill the slot and the outcomes in flight again
     q.hold_completions.set()
-    await until(lambda: w.active_jobs == 0 and len(runs) == 6)
+    await until(lambda: w.active_jobs == 0 and len(runs) == owned + 2)
     assert set(await statuses(q, jobs)) == {JobStatus.COMPLETED}
 
 

@@ -35,7 +35,9 @@ async def queue(fake_db: FakeDatabase, sleeps: list[float]) -> Any:
         sleeps.append(seconds)
 
     settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret", ORACLE_RETRIES=3)
-    q = OracleQueue(settings, pool_factory=lambda s: FakePool(fake_db), sleep=sleep)
+    q = OracleQueue(
+        settings, pool_factory=lambda s: FakePool(fake_db), sleep=sleep, monotonic=lambda: 0.0
+    )
     await q.open()
     yield q
     await q.close()

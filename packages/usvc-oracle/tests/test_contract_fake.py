@@ -13,7 +13,7 @@ import pytest
 from usvc_core.ports import JobQueue
 from usvc_oracle import OracleQueue, OracleSettings
 from usvc_oracle_fake import FakeDatabase, FakePool
-from usvc_testing.contract import JobQueueContract
+from usvc_testing.contract import FleetContract
 
 
 def _open_queue(db: FakeDatabase) -> OracleQueue:
@@ -21,7 +21,7 @@ def _open_queue(db: FakeDatabase) -> OracleQueue:
     return OracleQueue(settings, pool_factory=lambda s: FakePool(db))
 
 
-class TestOracleQueueOnFakeDriver(JobQueueContract):
+class TestOracleQueueOnFakeDriver(FleetContract):
     """OracleQueue keeps the port's promises when the driver behaves as the fake models it."""
 
     db: FakeDatabase

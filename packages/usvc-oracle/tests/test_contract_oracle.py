@@ -24,7 +24,7 @@ from usvc_core.ports import EnqueueRequest, JobQueue
 from usvc_oracle import JobLockedError, OracleQueue, OracleSettings, TableName, ddl_statements
 from usvc_oracle.cli import apply_schema, table_columns
 from usvc_oracle.sql import JOB_COLUMNS, UPGRADE_COLUMNS
-from usvc_testing.contract import JobQueueContract
+from usvc_testing.contract import FleetContract
 
 _ENV = ("USVC_TEST_ORACLE_DSN", "USVC_TEST_ORACLE_USER", "USVC_TEST_ORACLE_PASSWORD")
 _MISSING = [name for name in _ENV if not os.environ.get(name)]
@@ -60,7 +60,13 @@ async def _connect(settings: OracleSettings) -> Any:
 async def _drop(table: TableName) -> None:
     conn = await _connect(_settings(str(table)))
     try:
-        for name in (table.quoted, table.qualified_object("LIMITS")):
+        for name in (
+            table.quoted,
+            table.qualified_object("LIMITS"),
+            table.qualified_object("WORKERS"),
+            table.qualified_object("PAUSED"),
+            table.qualified_object("SESSIONS"),
+        ):
             with conn.cursor() as cur, contextlib.suppress(oracledb.DatabaseError):
                 await cur.execute(f"DROP TABLE {name} PURGE")
     finally:
@@ -88,11 +94,13 @@ def oracle_table() -> Iterator[str]:
     asyncio.run(drop())
 
 
-class TestOracleQueue(JobQueueContract):
-    """OracleQueue keeps every promise of the queue port on a real Oracle database."""
+class TestOracleQueue(FleetContract):
+    """OracleQueue keeps every promise of the queue port and of FleetAdmin on a real
+    Oracle database."""
 
     short_lease = 1.0  # leases expire on the database clock: the tests really wait
     delay = 1.0
+    heartbeat = 1.0
 
     @pytest.fixture
     async def queue(self, oracle_table: str) -> AsyncIterator[OracleQueue]:
@@ -148,7 +156,7 @@ class TestOracleOnly:
         finally:
             await conn.close()
         assert created == 0
-        assert out.getvalue().count("exists:") == 8
+        assert out.getvalue().count("exists:") == 14
 
     async def test_apply_upgrades_a_table_of_the_first_layout(self) -> None:
         """A table created without UNIQUE_KEY and CANCEL_REQUESTED gets them from apply
@@ -182,9 +190,10 @@ class TestOracleOnly:
             await conn.close()
             await _drop(table)
 
-    async def test_the_ready_index_holds_only_ready_rows(self, oracle_table: str) -> None:
-        """The Ready index's keys are ascending CASE expressions, NULL for every row that
-        is not Ready, so finished rows are not in it (a DESC key would index them all)."""
+    async def test_the_claim_index_holds_only_claimable_rows(self, oracle_table: str) -> None:
+        """The claim index's keys are ascending CASE expressions, NULL for every row that is
+        not Ready or is delayed, so finished and delayed rows are not in it (a DESC key
+        would index them all)."""
         queue = OracleQueue(_settings(oracle_table))
         await queue.open()
         service = f"ix-{uuid.uuid4().hex[:8]}"
@@ -192,17 +201,21 @@ class TestOracleOnly:
             await queue.enqueue_many(
                 [EnqueueRequest(payload={"action": "a"}, microservice=service)] * 5
             )
+            await queue.enqueue(
+                EnqueueRequest(payload={"action": "a"}, microservice=service, delay_seconds=3600)
+            )
             for job in await queue.claim_and_start(service, "w", 3, 30):
                 await queue.complete(job, None, 1.0)
             conn = await _connect(_settings(oracle_table))
             try:
                 with conn.cursor() as cur:
                     await cur.execute(
-                        f'SELECT COUNT(*) FROM "{oracle_table}" WHERE STATUS = :s',
+                        f'SELECT COUNT(*) FROM "{oracle_table}" WHERE STATUS = :s'
+                        " AND DELAYED IS NULL",
                         {"s": "Ready"},
                     )
                     ((ready,),) = await cur.fetchall()
-                    await cur.execute(f'ANALYZE INDEX "{oracle_table}_READY_IX" VALIDATE STRUCTURE')
+                    await cur.execute(f'ANALYZE INDEX "{oracle_table}_CLAIM_IX" VALIDATE STRUCTURE')
                     await cur.execute("SELECT LF_ROWS - DEL_LF_ROWS FROM INDEX_STATS")
                     ((entries,),) = await cur.fetchall()
             finally:
@@ -287,6 +300,147 @@ class TestOracleOnly:
             assert not queue._unconfirmed_claims
         finally:
             await queue.close()
+
+    async def test_plans(self, oracle_table: str) -> None:
+        """Issue 22 items 6 and 7 on the server, after statistics on a table of a few
+        thousand rows in every state: the claim reads CLAIM_IX in order (no SORT), the
+        promotion DELAY_IX, and the index-only queries never touch the table."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        service = f"plan-{uuid.uuid4().hex[:8]}"
+        try:
+            for _ in range(4):
+                await queue.enqueue_many(
+                    [
+                        EnqueueRequest(
+                            payload={"action": f"a{i % 7}"},
+                            microservice=service,
+                            priority=i % 3,
+                            delay_seconds=3600 if i % 5 == 0 else 0,
+                        )
+                        for i in range(500)
+                    ]
+                )
+            jobs = await queue.claim_and_start(service, "w", 800, 300)
+            for n, job in enumerate(jobs):
+                if n % 3:
+                    await queue.complete(job, None, 1.0)
+                elif n % 2:
+                    await queue.fail(job, "HANDLER_ERROR", "x", 1.0)
+        finally:
+            await queue.close()
+        conn = await _connect(_settings(oracle_table))
+        sql = queue.sql.as_dict()
+
+        async def plan(name: str) -> list[tuple[str, str, str]]:
+            statement_id = uuid.uuid4().hex[:20]
+            with conn.cursor() as cur:
+                await cur.execute(
+                    f"EXPLAIN PLAN SET STATEMENT_ID = '{statement_id}' FOR {sql[name]}"
+                )
+                await cur.execute(
+                    "SELECT OPERATION, NVL(OPTIONS, ' '), NVL(OBJECT_NAME, ' ') FROM PLAN_TABLE"
+                    " WHERE STATEMENT_ID = :s ORDER BY ID",
+                    {"s": statement_id},
+                )
+                return [tuple(r) for r in await cur.fetchall()]
+
+        try:
+            with conn.cursor() as cur:
+                await cur.execute(
+                    "BEGIN DBMS_STATS.GATHER_TABLE_STATS(USER, :t, cascade => TRUE); END;",
+                    {"t": oracle_table},
+                )
+            claim = await plan("claim_lock")
+            assert ("INDEX", "RANGE SCAN", f"{oracle_table}_CLAIM_IX") in claim, claim
+            assert not [p for p in claim if p[0] == "SORT"], claim
+            promote = await plan("promote_lock")
+            assert ("INDEX", "RANGE SCAN", f"{oracle_table}_DELAY_IX") in promote, promote
+            assert not [p for p in promote if p[0] == "SORT" and p[1] == "ORDER BY"], promote
+            for name in (
+                "stats",
+                "running_counts",
+                "activity_counts",
+                "activity_minutes",
+                "filter_failed",
+                "limit_waiting",
+            ):
+                steps = await plan(name)
+                assert not [p for p in steps if p[0] == "TABLE ACCESS"], (name, steps)
+            after = await plan("list_jobs_after")
+            assert [p for p in after if p[2] == f"{oracle_table}_LIST_IX"], after
+        finally:
+            await conn.close()
+
+    async def test_session_names_itself(self, oracle_table: str) -> None:
+        """Issue 22 item 9: MODULE and ACTION reach the server with the next call."""
+        queue = OracleQueue(_settings(oracle_table))
+        await queue.open()
+        try:
+
+            async def names(tx: Any) -> Any:
+                with tx.cursor() as cur:
+                    await cur.execute(
+                        "SELECT SYS_CONTEXT('USERENV', 'MODULE'),"
+                        " SYS_CONTEXT('USERENV', 'ACTION') FROM DUAL"
+                    )
+                    return (await cur.fetchall())[0]
+
+            assert await queue._run("names_check", names) == (
+                f"usvc {oracle_table}",
+                "names_check",
+            )
+        finally:
+            await queue.close()
+
+    async def test_apply_on_a_live_table_builds_online(self, oracle_table: str) -> None:
+        """Issue 22 item 10: apply on the existing table sets DDL_LOCK_TIMEOUT and builds a
+        dropped index again ONLINE (or plainly where the edition has no online builds);
+        check then finds every index VALID."""
+        from usvc_oracle.cli import index_report
+
+        conn = await _connect(_settings(oracle_table))
+        try:
+            with conn.cursor() as cur:
+                await cur.execute(f'DROP INDEX "{oracle_table}_FAILED_IX"')
+            problems, _ = await index_report(conn, TableName.parse(oracle_table))
+            assert [p for p in problems if "FAILED_IX is missing" in p]
+            out = io.StringIO()
+            assert await apply_schema(conn, TableName.parse(oracle_table), out) == 1
+            assert "created: CREATE INDEX" in out.getvalue()
+            assert await index_report(conn, TableName.parse(oracle_table)) == ([], [])
+        finally:
+            await conn.close()
+
+    async def test_check_follows_a_synonym(self, oracle_table: str) -> None:
+        """Issue 22 item 10: a private synonym of the table (and of its limits table)
+        resolves to the table in ALL_SYNONYMS; the queue works through it. Needs CREATE
+        SYNONYM (skipped without it)."""
+        from usvc_oracle.cli import index_report, resolve_table
+
+        alias = f"SYN_{uuid.uuid4().hex[:8].upper()}"
+        conn = await _connect(_settings(oracle_table))
+        try:
+            with conn.cursor() as cur:
+                try:
+                    await cur.execute(f'CREATE SYNONYM "{alias}" FOR "{oracle_table}"')
+                    await cur.execute(
+                        f'CREATE SYNONYM "{alias}_LIMITS" FOR "{oracle_table}_LIMITS"'
+                    )
+                except oracledb.DatabaseError as exc:
+                    pytest.skip(f"no CREATE SYNONYM grant: {exc}")
+            real = await resolve_table(conn, TableName.parse(alias))
+            assert real.table == oracle_table
+            assert (await index_report(conn, real))[0] == []
+            queue = OracleQueue(_settings(alias))
+            await queue.open()
+            await queue.close()
+        finally:
+            with conn.cursor() as cur:
+                for name in (alias, f"{alias}_LIMITS"):
+                    with contextlib.suppress(oracledb.DatabaseError):
+                        await cur.execute(f'DROP SYNONYM "{name}"')
+            await conn.close()
 
     async def test_enqueue_many_with_payloads_over_32_kb(self, oracle_table: str) -> None:
         """enqueue_many (executemany with RETURNING) of payloads beyond a VARCHAR bind,
@@ -379,4 +533,5 @@ class TestOracleOnly:
         finally:
             await conn.close()
         assert json.loads(payload) == {"action": "a", "n": 1}
-        assert token == job.id
+        assert token is None  # no token given: NULL, read back as the id
+        assert job.token == job.id

@@ -9,6 +9,7 @@ from typing import Any
 
 import oracledb
 import pytest
+from structlog.testing import capture_logs
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -17,6 +18,7 @@ from usvc_core.errors import (
     QueueUnavailableError,
 )
 from usvc_core.jobs import ErrorCode, JobStatus
+from usvc_core.metrics import NullMetrics
 from usvc_core.ports import EnqueueRequest, JobQueue, LeaseRenewal
 from usvc_oracle import JobLockedError, OracleQueue, OracleQueueError, OracleSettings
 from usvc_oracle_fake import (
@@ -50,9 +52,10 @@ class TestClaim:
     async def test_statement_order_and_fetch_sizes(
         self, queue: OracleQueue, fake_db: FakeDatabase, start: bool
     ) -> None:
-        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update, commit;
-        claim_and_start folds the start into that UPDATE: no mark_processing round trip or
-        commit per job."""
+        """A claim is lock (prefetch = arraysize = n), fetchmany(n), guarded update carrying
+        the commit (autocommit: no commit round trip, issue 22 item 9); claim_and_start
+        folds the start into that UPDATE: no mark_processing round trip or commit per job.
+        The session names itself in V$SESSION (module, action)."""
         update = "claim_start_update" if start else "claim_update"
         status, attempts = (JobStatus.PROCESSING, 1) if start else (JobStatus.ASSIGNED, 0)
         await fill(queue, 5)
@@ -64,9 +67,15 @@ class TestClaim:
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
             ("execute", update, 2, 100),
-            ("commit",),
+            ("autocommit",),
             ("release",),
         ]
+        conn = fake_db.connections[-1]
+        assert (conn.module, conn.action) == (
+            "usvc MICRO_SVC",
+            "claim_and_start" if start else "claim",
+        )
+        assert conn.autocommit is False  # turned off before the session went back
         assert [j.priority for j in jobs] == [4, 3, 2]
         assert {fake_db.status(j.id) for j in jobs} == {status.value}
         for job in jobs:
@@ -99,26 +108,38 @@ class TestClaim:
     async def test_empty_queue_commits_nothing(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Claiming from an empty queue sends no update and no commit."""
+        """Claiming from an empty queue sends no update and no commit: the lock query, and
+        the look for due delayed jobs (it came back short), nothing else."""
         fake_db.log.clear()
         assert await queue.claim("svc", "w1", 4, 30) == []
-        assert fake_db.calls("commit", "execute") == [("execute", "claim_lock", 4, 4)]
+        assert fake_db.calls("commit", "execute") == [
+            ("execute", "claim_lock", 4, 4),
+            ("execute", "promote_lock", 100, 100),
+        ]
 
     async def test_large_batches_update_in_fixed_width_chunks(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """120 jobs are claimed with three fixed-width updates and one commit."""
+        """120 jobs are claimed with three fixed-width updates, the last carrying the commit."""
         await fill(queue, 120)
         fake_db.log.clear()
         jobs = await queue.claim("svc", "w1", 120, 30)
         assert len(jobs) == 120
-        assert [c[1] for c in fake_db.calls("execute")] == ["claim_lock"] + ["claim_update"] * 3
-        assert fake_db.calls("commit") == [("commit",)]
+        calls = fake_db.calls("execute", "autocommit", "commit")
+        assert [c[1] if c[0] == "execute" else c[0] for c in calls] == [
+            "claim_lock",
+            "claim_update",
+            "claim_update",
+            "claim_update",
+            "autocommit",
+        ]
 
     async def test_connection_lost_mid_claim_is_retried_and_claims_once(
         self, queue: OracleQueue, fake_db: FakeDatabase, sleeps: list[float]
     ) -> None:
-        """A DPY-4011 between lock and update drops the session and retries on a new one."""
+        """A DPY-4011 on the update (which carries the commit: it may have landed) drops the
+        session and retries on a new one, which first puts back whatever that update may
+        have committed (nothing here: the release matches no row), then claims."""
         ids = await fill(queue, 3)
         fake_db.log.clear()
         fake_db.fail("claim_update", connection_lost)
@@ -131,10 +152,13 @@ class TestClaim:
             ("execute", "claim_update", 2, 100),
             ("drop",),
             ("acquire",),
+            ("execute", "lock_ids", 4, 4),
+            ("fetchall",),
+            ("executemany", "release", 3),
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
             ("execute", "claim_update", 2, 100),
-            ("commit",),
+            ("autocommit",),
             ("release",),
         ]
         assert len(sleeps) == 1
@@ -244,6 +268,119 @@ class TestClaim:
         assert jobs[1].payload_error is None
 
 
+class TestDelayedJobs:
+    """Issue 22 item 6: delayed jobs stay out of the claim's index until due."""
+
+    async def test_a_delayed_job_waits_in_the_delay_index(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Enqueued with a delay: DELAYED = 1 (not in the claim index); a claim before it
+        is due promotes nothing; once due, the claim that comes back short promotes it and
+        takes it in the same transaction."""
+        job = await queue.enqueue(req(delay_seconds=60))
+        assert fake_db.rows[int(job.id)]["DELAYED"] == 1
+        assert await queue.claim("svc", "w", 1, 30) == []
+        assert fake_db.rows[int(job.id)]["DELAYED"] == 1
+        fake_db.advance(61)
+        fake_db.log.clear()
+        (claimed,) = await queue.claim("svc", "w", 1, 30)
+        assert claimed.id == job.id
+        assert [c[1] for c in fake_db.calls("execute", "executemany")] == [
+            "claim_lock",
+            "promote_lock",
+            "promote",
+            "claim_lock",
+            "claim_update",
+        ]
+        assert fake_db.rows[int(job.id)]["DELAYED"] is None
+
+    async def test_a_promoted_job_keeps_its_priority(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A due delayed job of higher priority is taken before undelayed ones once
+        promoted: the second pick orders the whole claim index again."""
+        low = await queue.enqueue_many([req(priority=0) for _ in range(2)])
+        high = await queue.enqueue(req(priority=5, delay_seconds=10))
+        fake_db.advance(11)
+        jobs = await queue.claim("svc", "w", 3, 30)
+        assert [j.id for j in jobs] == [high.id, low[0].id, low[1].id]
+
+    async def test_a_retry_with_backoff_is_delayed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """retry() with a delay defers the job the same way; without one it is claimable
+        at once."""
+        await queue.enqueue_many([req(), req()])
+        first, second = await queue.claim_and_start("svc", "w", 2, 30)
+        await queue.retry(first, "HANDLER_ERROR", "x", 30, 1.0)
+        await queue.retry(second, "HANDLER_ERROR", "x", 0, 1.0)
+        assert fake_db.rows[int(first.id)]["DELAYED"] == 1
+        assert fake_db.rows[int(second.id)]["DELAYED"] is None
+
+    async def test_busy_claims_promote_now_and_then(self, fake_db: FakeDatabase) -> None:
+        """Claims that always find a full batch still promote due delayed jobs once per
+        second, so a stream of undelayed work cannot keep a due retry out for ever."""
+        clock = [0.0]
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret")
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        await queue.open()
+        try:
+            await queue.enqueue_many([req() for _ in range(4)])
+            urgent = await queue.enqueue(req(priority=9, delay_seconds=5))
+            fake_db.advance(6)
+            fake_db.log.clear()
+            assert len(await queue.claim("svc", "w", 1, 30)) == 1  # full: no promotion
+            assert "promote_lock" not in [c[1] for c in fake_db.calls("execute")]
+            clock[0] = 1.0
+            (job,) = await queue.claim("svc", "w", 1, 30)
+            assert job.id == urgent.id
+        finally:
+            await queue.close()
+
+    async def test_a_paused_action_is_skipped_in_the_index(self, fake_db: FakeDatabase) -> None:
+        """A paused action's jobs are stepped over by the lock query's NOT EXISTS at once,
+        and, once the queue has read the paused list (at most once a second), inside the
+        claim index like a full limited action: its rows cost no table visit."""
+        clock = [0.0]
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret")
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        await queue.open()
+        try:
+            await queue.enqueue_many([req("slow", 9), req("fast")])
+            assert await queue.pause_action("svc", "slow")
+            fake_db.log.clear()
+            (job,) = await queue.claim("svc", "w", 5, 30)
+            assert job.action == "fast"
+            assert fake_db.calls("execute")[0][1] == "claim_lock"
+            await queue.enqueue(req("fast"))
+            clock[0] = 1.0
+            fake_db.log.clear()
+            (job,) = await queue.claim("svc", "w", 5, 30)
+            assert job.action == "fast"
+            executed = [c[1] for c in fake_db.calls("execute")]
+            assert executed[0] == "paused"
+            assert "claim_lock_except" in executed and "claim_lock" not in executed
+        finally:
+            await queue.close()
+
+    async def test_stats_age_is_the_oldest_due_job(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Issue 22 item 7: the Ready age is how long the oldest due job has waited since
+        its RUN_AT (not since it was created); delayed jobs count as Ready, and a due one
+        not yet promoted counts for the age too."""
+        await queue.enqueue(req(delay_seconds=100))
+        await queue.enqueue(req(delay_seconds=30))
+        fake_db.advance(50)
+        stats = await queue.stats("svc")
+        assert stats.counts[JobStatus.READY] == 2
+        assert stats.oldest_ready_age_seconds == 20
+
+
 def _seconds(n: float) -> Any:
     from datetime import timedelta
 
@@ -324,11 +461,57 @@ class TestTransitions:
         job = await queue.mark_processing(job, 30)
         assert job.attempts == 1
         assert fake_db.rows[int(job.id)]["ATTEMPTS"] == 1
-        assert fake_db.calls("rollback", "release", "commit", "drop") == [
+        assert fake_db.calls("rollback", "release", "commit", "autocommit", "drop") == [
             ("rollback",),
             ("release",),
-            ("commit",),
+            ("autocommit",),
             ("release",),
+        ]
+
+    @pytest.mark.parametrize("outcome", ["mark_processing", "complete", "fail", "retry"])
+    async def test_a_transition_is_two_round_trips(
+        self, queue: OracleQueue, fake_db: FakeDatabase, outcome: str
+    ) -> None:
+        """Issue 22 item 9: lock, then the guarded UPDATE carrying the COMMIT (the driver's
+        autocommit on the last statement): no separate commit round trip."""
+        if outcome == "mark_processing":
+            await fill(queue, 1)
+            (job,) = await queue.claim("svc", "w", 1, 30)
+        else:
+            (job,) = await started(queue)
+        write = {
+            "mark_processing": lambda: queue.mark_processing(job, 30),
+            "complete": lambda: queue.complete(job, None, 1.0),
+            "fail": lambda: queue.fail(job, "HANDLER_ERROR", "x", 1.0),
+            "retry": lambda: queue.retry(job, "HANDLER_ERROR", "x", 0, 1.0),
+        }[outcome]
+        fake_db.log.clear()
+        await write()
+        assert [c[:2] for c in fake_db.calls("execute", "commit", "autocommit")] == [
+            ("execute", "lock_job"),
+            ("execute", outcome),
+            ("autocommit",),
+        ]
+
+    async def test_a_renewal_and_a_cancel_are_two_round_trips(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Lease renewal (the hot path: every worker, every lease/3) and an operator's
+        cancel: lock, then the UPDATE carrying the COMMIT."""
+        jobs = await started(queue, 2)
+        fake_db.log.clear()
+        assert (await queue.extend_leases(jobs, 30)).lost == frozenset()
+        assert [c[:2] for c in fake_db.calls("execute", "executemany", "commit", "autocommit")] == [
+            ("execute", "lock_ids"),
+            ("executemany", "extend_lease"),
+            ("autocommit",),
+        ]
+        fake_db.log.clear()
+        await queue.cancel("svc", jobs[0].id)
+        assert [c[:2] for c in fake_db.calls("execute", "commit", "autocommit")] == [
+            ("execute", "lock_job"),
+            ("execute", "cancel_running"),
+            ("autocommit",),
         ]
 
     async def test_permanent_error_is_raised_at_once(
@@ -484,11 +667,16 @@ class TestEnqueueAndGet:
     async def test_token_defaults_to_the_job_id(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
-        """Without a token the job id is the token, in the job and in the TOKEN column."""
+        """Without a token the job id is the token: TOKEN stays NULL and reads back as the
+        id, with one INSERT and no second statement (issue 22 item 9)."""
+        fake_db.log.clear()
         plain = await queue.enqueue(req())
+        assert [c[1] for c in fake_db.calls("execute", "executemany")] == ["enqueue"]
         tagged = await queue.enqueue(req(token="corr-1"))
         assert plain.token == plain.id
-        assert fake_db.rows[int(plain.id)]["TOKEN"] == plain.id
+        assert fake_db.rows[int(plain.id)]["TOKEN"] is None
+        stored = await queue.get(plain.id)
+        assert stored is not None and stored.token == plain.id
         assert tagged.token == "corr-1"
         assert plain.run_at == utc(fake_db.now)
         assert plain.created_at == utc(fake_db.now)
@@ -619,6 +807,10 @@ class TestOpen:
             ("execute", "probe", 2, 100),
             ("fetchall",),
             ("execute", "limits_probe", 2, 100),
+            ("fetchall",),
+            ("execute", "workers_probe", 2, 100),
+            ("fetchall",),
+            ("execute", "paused_probe", 2, 100),
             ("fetchall",),
             ("release",),
         ]
@@ -949,6 +1141,16 @@ class TestStartup:
             await self.make(fake_db).open()
 
 
+class RecordingMetrics(NullMetrics):
+    """Metrics that remember the queue errors they were told of."""
+
+    def __init__(self) -> None:
+        self.queue_errors: list[str] = []
+
+    def queue_error(self, operation: str) -> None:
+        self.queue_errors.append(operation)
+
+
 class TestMaxRunning:
     """Per-action limits inside the claim: the limits row, the count, the re-query."""
 
@@ -957,19 +1159,22 @@ class TestMaxRunning:
     ) -> None:
         """The first lock query brings only rows of the limited action; once its remainder
         is taken the query runs again without it, so the batch fills from the others. The
-        first claim creates the action's limits row, later ones lock it."""
+        first claim creates the action's limits row in a transaction of its own, committed
+        before the claim (issue 22 item 2); later ones only lock it."""
         slow = [j.id for j in await queue.enqueue_many([req("slow", 9) for _ in range(5)])]
         fast = [j.id for j in await queue.enqueue_many([req("fast") for _ in range(3)])]
         fake_db.log.clear()
         jobs = await queue.claim_and_start("svc", "w1", 3, 30, max_running={"slow": 1})
         assert [j.id for j in jobs] == [slow[0], fast[0], fast[1]]
-        assert [c[1] for c in fake_db.calls("execute")] == [
-            "limit_lock",
-            "limit_insert",
-            "running_counts",
-            "claim_lock",
-            "claim_lock_except",
-            "claim_start_update",
+        assert [c[:2] for c in fake_db.calls("execute", "executemany", "commit", "autocommit")] == [
+            ("executemany", "limit_insert"),
+            ("commit",),
+            ("execute", "limit_lock"),
+            ("execute", "running_counts"),
+            ("execute", "claim_lock"),
+            ("execute", "claim_lock_except"),
+            ("execute", "claim_start_update"),
+            ("autocommit",),
         ]
         assert fake_db.limits == {("svc", "slow")}
         assert {fake_db.status(i) for i in slow[1:]} == {"Ready"}
@@ -997,6 +1202,85 @@ class TestMaxRunning:
         jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 5})
         assert [j.action for j in jobs] == ["slow", "slow"]
 
+    async def test_an_existing_limits_row_is_not_an_error(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Another worker created the row first: the insert's ORA-00001 is skipped (batch
+        errors), committed, and the claim goes on."""
+        await queue.enqueue(req("slow"))
+        fake_db.limits.add(("svc", "slow"))
+        jobs = await queue.claim("svc", "w1", 5, 30, max_running={"slow": 1, "other": 2})
+        assert [j.action for j in jobs] == ["slow"]
+        assert fake_db.limits == {("svc", "slow"), ("svc", "other")}
+
+    async def test_a_limits_row_held_for_long_is_reported(self, fake_db: FakeDatabase) -> None:
+        """Issue 22 item 2: a session that died holding an action's limits row keeps its
+        lock until the server notices; meanwhile every claim skips that action. Once this
+        queue has not held the row for ORACLE_LIMIT_STALL_SECONDS while a due job of the
+        action waited as long, it warns: a log line, the health check YELLOW, a
+        max_running_stalled queue error. Holding the row again clears it."""
+        from usvc_core.health import HealthRegistry, Status
+        from usvc_oracle.queue import LIMITS_CHECK
+
+        clock = [0.0]
+        settings = OracleSettings(
+            ORACLE_USER="app", ORACLE_PASSWORD="secret", ORACLE_LIMIT_STALL_SECONDS=60
+        )
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        health, metrics = HealthRegistry(), RecordingMetrics()
+        queue.observe(health, metrics)
+        await queue.open()
+        try:
+            await queue.enqueue(req("slow"))
+            fake_db.limits.add(("svc", "slow"))
+            fake_db.locks[("LIMITS", "svc", "slow")] = 999  # a dead session's lock
+            limits = {"slow": 1}
+            assert await queue.claim("svc", "w1", 1, 30, max_running=limits) == []
+            clock[0] = fake_db_seconds = 61.0
+            fake_db.advance(fake_db_seconds)
+            with capture_logs() as logs:
+                assert await queue.claim("svc", "w1", 1, 30, max_running=limits) == []
+            assert [e["event"][:30] for e in logs if e["log_level"] == "warning"] == [
+                "limited action skipped: anothe"
+            ]
+            check = health.get(LIMITS_CHECK)
+            assert check is not None and check.status is Status.YELLOW
+            assert check.details == {"stalled_seconds": {"svc/slow": 61}}
+            assert metrics.queue_errors == ["max_running_stalled"]
+            del fake_db.locks[("LIMITS", "svc", "slow")]
+            assert [
+                j.action for j in await queue.claim("svc", "w1", 1, 30, max_running=limits)
+            ] == ["slow"]
+            check = health.get(LIMITS_CHECK)
+            assert check is not None and check.status is Status.GREEN
+        finally:
+            await queue.close()
+
+    async def test_no_warning_without_a_waiting_job(self, fake_db: FakeDatabase) -> None:
+        """The row held elsewhere for long but no due job of the action waiting: no
+        warning (nothing was held back)."""
+        clock = [0.0]
+        settings = OracleSettings(
+            ORACLE_USER="app", ORACLE_PASSWORD="secret", ORACLE_LIMIT_STALL_SECONDS=60
+        )
+        queue = OracleQueue(
+            settings, pool_factory=lambda s: FakePool(fake_db), monotonic=lambda: clock[0]
+        )
+        await queue.open()
+        try:
+            fake_db.limits.add(("svc", "slow"))
+            fake_db.locks[("LIMITS", "svc", "slow")] = 999
+            await queue.claim("svc", "w1", 1, 30, max_running={"slow": 1})
+            clock[0] = 61.0
+            with capture_logs() as logs:
+                await queue.claim("svc", "w1", 1, 30, max_running={"slow": 1})
+            assert not [e for e in logs if e["log_level"] == "warning"]
+            del fake_db.locks[("LIMITS", "svc", "slow")]
+        finally:
+            await queue.close()
+
     async def test_limits_are_checked_before_the_database(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:
@@ -1008,3 +1292,60 @@ class TestMaxRunning:
         with pytest.raises(ValueError, match="'a'"):
             await queue.claim("svc", "w", 1, 30, max_running={"a": -1})
         assert fake_db.log == []
+
+
+class TestStoreClock:
+    async def test_store_now_is_the_database_clock(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The scheduler waits for this clock (StoreClock), not the worker's."""
+        from usvc_core.ports import StoreClock
+
+        assert isinstance(queue, StoreClock)
+        assert await queue.store_now() == utc(fake_db.now)
+        fake_db.now += _seconds(5)
+        assert await queue.store_now() == utc(fake_db.now)
+
+
+class TestLookupAndSessions:
+    """The operators' lookup by id or key, and revoked admin sessions (ahead of the
+    store's port additions: the contract will check them once they land)."""
+
+    async def test_find_jobs(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """By id, unique key or idempotency key (finished jobs too), newest first, only of
+        the service asked; one index probe each."""
+        old = await queue.enqueue(req(idempotency_key="order-7"))
+        (started_job,) = await queue.claim_and_start("svc", "w", 1, 30)
+        await queue.complete(started_job, None, 1.0)
+        fake_db.advance(1)
+        slot = await queue.enqueue(req(unique_key="schedule:x:1"))
+        fake_db.advance(1)
+        new = await queue.enqueue(req(idempotency_key="order-7"))
+        fake_db.log.clear()
+        assert [j.id for j in await queue.find_jobs("svc", slot.id)] == [slot.id]
+        assert [c[1] for c in fake_db.calls("execute")] == [
+            "find_by_id",
+            "find_by_unique",
+            "find_by_idempotency",
+        ]
+        assert [j.id for j in await queue.find_jobs("svc", "schedule:x:1")] == [slot.id]
+        assert [j.id for j in await queue.find_jobs("svc", "order-7")] == [new.id, old.id]
+        assert await queue.find_jobs("svc", "nothing") == []
+        assert await queue.find_jobs("other", slot.id) == []
+
+    async def test_revoked_sessions(self, queue: OracleQueue, fake_db: FakeDatabase) -> None:
+        """Revoked until a time (aware, on the database clock); past ones are forgotten."""
+        from datetime import UTC, timedelta
+
+        now = fake_db.now.replace(tzinfo=UTC)
+        await queue.revoke_session("s1", now + timedelta(seconds=10))
+        await queue.revoke_session("old", now - timedelta(seconds=1))
+        assert await queue.session_revoked("s1")
+        assert not await queue.session_revoked("old")
+        assert not await queue.session_revoked("s2")
+        fake_db.advance(11)
+        assert not await queue.session_revoked("s1")
+        await queue.revoke_session("s3", now + timedelta(hours=1))
+        assert set(fake_db.sessions) == {"s3"}
+        with pytest.raises(ValueError, match="timezone"):
+            await queue.revoke_session("naive", fake_db.now)

@@ -18,7 +18,10 @@ from usvc_oracle import Statements, TableName, ddl_statements
 from usvc_oracle.sql import (
     COLUMNS_QUERY,
     DESCENDING_INDEXES_QUERY,
+    IDENTITY_OPTIONS,
+    INDEX_ATTRIBUTES,
     ROW_LOCK_WAIT_SECONDS,
+    TABLE_ATTRIBUTES,
     upgrade_statements,
 )
 
@@ -31,6 +34,24 @@ _OTHER_TABLE = {
     "limit_insert": "LIMITS",
     "limits_probe": "LIMITS",
     "db_now": "DUAL",
+    "heartbeat": "WORKERS",
+    "remove_worker": "WORKERS",
+    "list_workers": "WORKERS",
+    "forget_gone": "WORKERS",
+    "workers_probe": "WORKERS",
+    "pause": "PAUSED",
+    "resume": "PAUSED",
+    "paused": "PAUSED",
+    "paused_probe": "PAUSED",
+    "forget_sessions": "SESSIONS",
+    "revoke_session": "SESSIONS",
+    "session_revoked": "SESSIONS",
+}
+#: Statements on the queue table and another one.
+_TWO_TABLES = {
+    "claim_lock": "PAUSED",  # a paused action is stepped over
+    "claim_lock_except": "PAUSED",
+    "gone_lock": "WORKERS",  # the jobs of gone workers
 }
 _ALLOWED_NUMBERS = {"0", "1"}
 
@@ -53,6 +74,23 @@ def parse(sql: str) -> tuple[exp.Expression, set[str]]:
     assert tree is not None
     assert not isinstance(tree, exp.Command), "sqlglot did not understand the statement"
     return tree, into
+
+
+def strip_physical(sql: str) -> str:
+    """The DDL without its physical attributes, which sqlglot cannot parse: each must be
+    exactly the shipped one, in its place (table: identity cache and PCTFREE/INITRANS at
+    the end; index: INITRANS, optionally ONLINE, at the end)."""
+    if sql.startswith("CREATE TABLE") and "IDENTITY" in sql:
+        assert f"AS IDENTITY {IDENTITY_OPTIONS}," in sql
+        sql = sql.replace(f" {IDENTITY_OPTIONS}", "", 1)
+        assert sql.endswith(f") {TABLE_ATTRIBUTES}")
+        return sql.removesuffix(f" {TABLE_ATTRIBUTES}")
+    if "INDEX" in sql.split("(", maxsplit=1)[0]:
+        for tail in (f" {INDEX_ATTRIBUTES} ONLINE", f" {INDEX_ATTRIBUTES}"):
+            if sql.endswith(tail):
+                return sql.removesuffix(tail)
+        raise AssertionError(f"index without {INDEX_ATTRIBUTES}: {sql}")
+    return sql
 
 
 def _clauses(tree: exp.Expression) -> list[exp.Expression]:
@@ -84,7 +122,7 @@ def index_keys(table: TableName) -> tuple[list[exp.Case], dict[str, list[tuple[s
     for sql in ddl_statements(TableName(table.table)):
         if not sql.startswith(("CREATE INDEX", "CREATE UNIQUE INDEX")):
             continue
-        tree, _ = parse(sql)
+        tree, _ = parse(strip_physical(sql))
         index = tree.this
         assert isinstance(index, exp.Index)
         columns = [(o.this, bool(o.args.get("desc"))) for o in tree.find_all(exp.Ordered)]
@@ -147,7 +185,7 @@ def test_every_runtime_statement_parses_and_passes_the_lint(table: TableName) ->
     """All runtime statements, for TABLE and SCHEMA.TABLE, parse and pass every rule."""
     keys, _ = index_keys(table)
     statements = Statements.render(table).as_dict()
-    assert len(statements) == 38
+    assert len(statements) == 58
     for name, sql in statements.items():
         tree = lint(sql, keys)
         tables = {
@@ -155,7 +193,12 @@ def test_every_runtime_statement_parses_and_passes_the_lint(table: TableName) ->
             for t in tree.find_all(exp.Table)
         }
         other = _OTHER_TABLE.get(name)
-        if other == "DUAL":
+        if name in ("heartbeat", "revoke_session"):
+            assert tables == {table.qualified_object(other or ""), '"DUAL"'}, (name, tables)
+        elif name in _TWO_TABLES:
+            expected = {table.quoted, table.qualified_object(_TWO_TABLES[name])}
+            assert tables == expected, (name, tables)
+        elif other == "DUAL":
             assert tables == {'"DUAL"'}, (name, tables)
         elif other is not None:
             assert tables == {table.qualified_object(other)}, (name, tables)
@@ -169,21 +212,29 @@ def test_every_ddl_statement_parses(table: TableName) -> None:
     statements = ddl_statements(table)
     assert [s.split("(")[0].split()[:3] for s in statements] == [
         ["CREATE", "TABLE", table.quoted],
-        ["CREATE", "INDEX", table.qualified_object("READY_IX")],
-        ["CREATE", "INDEX", table.qualified_object("LEASE_IX")],
-        ["CREATE", "INDEX", table.qualified_object("DONE_IX")],
+        ["CREATE", "INDEX", table.qualified_object("CLAIM_IX")],
+        ["CREATE", "INDEX", table.qualified_object("DELAY_IX")],
+        ["CREATE", "INDEX", table.qualified_object("LEASED_IX")],
+        ["CREATE", "INDEX", table.qualified_object("FINISHED_IX")],
+        ["CREATE", "INDEX", table.qualified_object("FAILED_IX")],
         ["CREATE", "UNIQUE", "INDEX"],
         ["CREATE", "UNIQUE", "INDEX"],
         ["CREATE", "INDEX", table.qualified_object("LIST_IX")],
+        ["CREATE", "INDEX", table.qualified_object("KEYS_IX")],
+        ["CREATE", "TABLE", table.qualified_object("WORKERS")],
+        ["CREATE", "TABLE", table.qualified_object("PAUSED")],
+        ["CREATE", "TABLE", table.qualified_object("SESSIONS")],
         ["CREATE", "TABLE", table.qualified_object("LIMITS")],
     ]
-    for statement in statements:
+    online = ddl_statements(table, online=True)
+    assert [s.endswith(" ONLINE") for s in online] == [False] + [True] * 9 + [False] * 4
+    for statement in [*statements, *online[1:-4]]:
         assert ";" not in statement
-        sql = statement
+        sql = strip_physical(statement)
         if table.schema and "INDEX" in statement.split("(", maxsplit=1)[0]:
             prefix = f'"{table.schema}".'
             assert statement.count(prefix) == 2  # the index and its table live in one schema
-            sql = statement.replace(prefix, "", 1)
+            sql = sql.replace(prefix, "", 1)
         tree, _ = parse(sql)
         assert isinstance(tree, exp.Create)
 
@@ -191,8 +242,8 @@ def test_every_ddl_statement_parses(table: TableName) -> None:
 def test_upgrade_and_dictionary_statements_parse(table: TableName) -> None:
     """The ALTER TABLE ... ADD of an older table's missing columns, and the dictionary
     queries `check` and `apply` read the columns and DESC index keys with, parse as SQL."""
-    alters = upgrade_statements(table, {"UNIQUE_KEY", "CANCEL_REQUESTED"})
-    assert len(alters) == 2
+    alters = upgrade_statements(table, {"UNIQUE_KEY", "CANCEL_REQUESTED", "DELAYED"})
+    assert len(alters) == 3
     for sql in [*alters, COLUMNS_QUERY, DESCENDING_INDEXES_QUERY]:
         tree, _ = parse(sql)
         assert isinstance(tree, exp.Alter | exp.Select)
@@ -209,34 +260,129 @@ def test_no_index_key_is_descending(table: TableName) -> None:
 
 
 @pytest.mark.parametrize("name", ["claim_lock", "claim_lock_except"])
-def test_claim_follows_the_ready_index(table: TableName, name: str) -> None:
-    """The claim filters on the Ready index's leading keys and orders by the rest of it,
+def test_claim_follows_the_claim_index(table: TableName, name: str) -> None:
+    """The claim filters on the claim index's leading key and orders by the next three,
     in the index's directions (all ascending: the priority key is negated), so Oracle can
-    stop after n rows without sorting."""
+    stop after n rows without sorting; the skipped actions are tested on the index's ACTION
+    key, so skipping a full action reads no table row."""
     _, per_index = index_keys(table)
-    ready = per_index[f"{table.table}_READY_IX"]
+    claim = per_index[f"{table.table}_CLAIM_IX"]
     tree = lint(Statements.render(table).as_dict()[name], index_keys(table)[0])
     order = [(o.this.sql(dialect="oracle"), bool(o.args.get("desc"))) for o in tree.args["order"]]
-    assert order == ready[1:]
+    assert order == claim[1:4]
     assert "-PRIORITY" in order[0][0]
     where = {c.sql(dialect="oracle") for c in _status_cases(tree.args["where"])}
-    assert where == {ready[0][0], ready[2][0]}
+    expected = {claim[0][0], claim[2][0]} | ({claim[4][0]} if name.endswith("except") else set())
+    assert where == expected
+    columns = {c.name for c in tree.args["where"].find_all(exp.Column)}
+    assert columns <= {"STATUS", "DELAYED", "MICROSERVICE", "RUN_AT", "ACTION"}
+
+
+def test_the_claim_index_holds_due_jobs_only(table: TableName) -> None:
+    """Issue 22 item 6: a job written with a future RUN_AT (enqueue with a delay, a retry's
+    backoff) gets DELAYED = 1, which keeps it out of the claim index (whose keys are NULL
+    unless DELAYED IS NULL) and puts it in the delay index; the promotion reads the delay
+    index's due range only (RUN_AT <= now on its second key, after the service) in key
+    order, and clears DELAYED. So no claim reads a future-dated entry."""
+    _, per_index = index_keys(table)
+    for key, _ in per_index[f"{table.table}_CLAIM_IX"]:
+        assert key.startswith("CASE WHEN STATUS = 'Ready' AND DELAYED IS NULL THEN")
+    for key, _ in per_index[f"{table.table}_DELAY_IX"]:
+        assert key.startswith("CASE WHEN STATUS = 'Ready' AND DELAYED = 1 THEN")
+    sql = Statements.render(table)
+    for text in (sql.enqueue, sql.retry):
+        assert "RUN_AT" in text and "THEN 1 END" in text
+        assert re.search(r"DELAYED = CASE WHEN .*:delay_seconds > 0 THEN 1 END", text) or (
+            "CASE WHEN :delay_seconds > 0 THEN 1 END" in text
+        )
+    delay = per_index[f"{table.table}_DELAY_IX"]
+    tree = lint(sql.promote_lock, index_keys(table)[0])
+    order = [(o.this.sql(dialect="oracle"), bool(o.args.get("desc"))) for o in tree.args["order"]]
+    assert order == delay[1:3]
+    conjuncts = list(tree.args["where"].this.flatten())
+    assert conjuncts[0].sql(dialect="oracle") == f"{delay[0][0]} = :microservice"
+    assert (
+        isinstance(conjuncts[1], exp.LTE)
+        and conjuncts[1].this.sql(dialect="oracle") == (delay[1][0])
+    )
+    assert "DELAYED = NULL" in sql.promote and "DELAYED = 1" in sql.promote
+    assert "DELAYED = NULL" in sql.retry_failed
+
+
+#: Queries that must be answered from one index alone (no table access), and that index.
+INDEX_ONLY = {
+    "stats": {"CLAIM_IX", "DELAY_IX", "LEASED_IX", "FINISHED_IX"},
+    "running_counts": {"LEASED_IX"},
+    "limit_waiting": {"CLAIM_IX"},
+    "activity_counts": {"CLAIM_IX", "DELAY_IX", "LEASED_IX", "FINISHED_IX"},
+    "activity_minutes": {"FINISHED_IX"},
+    "filter_failed": {"FAILED_IX"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDEX_ONLY))
+def test_index_only_queries(table: TableName, name: str) -> None:
+    """Issue 22 item 7: each query block reads only expressions that are keys of one
+    index, filtered on that index's leading key, so Oracle answers it from the index
+    (every other row of the table has NULL keys and is not in it)."""
+    _, per_index = index_keys(table)
+    tree = lint(Statements.render(table).as_dict()[name], index_keys(table)[0])
+    used: set[str] = set()
+    for block in tree.find_all(exp.Select):
+        keys = [
+            c.sql(dialect="oracle")
+            for c in block.find_all(exp.Case)
+            if any(c.sql(dialect="oracle") == k for ks in per_index.values() for k, _ in ks)
+        ]
+        for column in block.find_all(exp.Column):
+            covering = column.find_ancestor(exp.Case)
+            while covering is not None and covering.sql(dialect="oracle") not in keys:
+                covering = covering.find_ancestor(exp.Case)
+            assert covering is not None, f"{name}: {column.sql()} is read from the table"
+        homes = {
+            index.removeprefix(f"{table.table}_")
+            for index, ks in per_index.items()
+            if set(keys) <= {k for k, _ in ks}
+        }
+        assert homes, f"{name}: no single index holds {keys}"
+        where = block.args["where"]
+        leading = {per_index[f"{table.table}_{h}"][0][0] for h in homes}
+        assert {c.sql(dialect="oracle") for c in where.find_all(exp.Case)} & leading
+        used |= homes
+    assert used == INDEX_ONLY[name]
+
+
+def test_the_next_page_seeks(table: TableName) -> None:
+    """Issue 22 item 7: the next page's start is a range predicate on LIST_IX (service,
+    CREATED_AT <= the cursor's), not an OR the optimizer can only filter with; the tie on
+    CREATED_AT is settled among the entries of that one timestamp."""
+    sql = Statements.render(table)
+    tree, _ = parse(sql.list_jobs_after)
+    conjuncts = [c.sql(dialect="oracle") for c in tree.args["where"].this.flatten()]
+    assert conjuncts[:2] == ["MICROSERVICE = :microservice", "CREATED_AT <= :after_created"]
+    assert "after_id" not in sql.list_jobs and "after_created" not in sql.list_jobs
+    order = [(o.this.sql(), bool(o.args.get("desc"))) for o in tree.args["order"]]
+    assert order == [("CREATED_AT", True), ("ID", True)]  # LIST_IX read backwards: no sort
 
 
 @pytest.mark.parametrize(
     ("name", "index"),
     [
-        ("claim_lock", "READY_IX"),
-        ("claim_lock_except", "READY_IX"),
-        ("reclaim_lock", "LEASE_IX"),
-        ("running_counts", "LEASE_IX"),
-        ("purge_lock", "DONE_IX"),
-        ("activity_minutes", "DONE_IX"),
+        ("claim_lock", "CLAIM_IX"),
+        ("claim_lock_except", "CLAIM_IX"),
+        ("promote_lock", "DELAY_IX"),
+        ("reclaim_lock", "LEASED_IX"),
+        ("running_counts", "LEASED_IX"),
+        ("purge_lock", "FINISHED_IX"),
+        ("activity_minutes", "FINISHED_IX"),
+        ("filter_failed", "FAILED_IX"),
         ("idempotency_holder", "IDEM_UX"),
         ("unique_holder", "UNIQ_UX"),
         ("list_jobs", "LIST_IX"),
-        ("filter_failed", "LIST_IX"),
-        ("activity_counts", "LIST_IX"),
+        ("list_jobs_after", "LIST_IX"),
+        ("find_by_unique", "UNIQ_UX"),
+        ("find_by_idempotency", "KEYS_IX"),
+        ("limit_waiting", "CLAIM_IX"),
     ],
 )
 def test_queries_use_their_index(table: TableName, name: str, index: str) -> None:
@@ -248,28 +394,44 @@ def test_queries_use_their_index(table: TableName, name: str, index: str) -> Non
 
 
 def test_stats_counts_from_the_indexes(table: TableName) -> None:
-    """Each branch of the stats query reads one index's rows (no full scan of the table)."""
+    """Each branch of the stats query reads one index's rows (no full scan of the table);
+    the Ready age is the oldest due RUN_AT, not the oldest CREATED_AT."""
     _, per_index = index_keys(table)
-    tree, _ = parse(Statements.render(table).stats)
+    sql = Statements.render(table).stats
+    tree, _ = parse(sql)
     branches = list(tree.find_all(exp.Select, bfs=False))
-    assert len(branches) == 3
-    leading = [per_index[f"{table.table}_{i}"][0][0] for i in ("READY_IX", "LEASE_IX", "DONE_IX")]
+    assert len(branches) == 4
+    leading = [
+        per_index[f"{table.table}_{i}"][0][0]
+        for i in ("CLAIM_IX", "DELAY_IX", "LEASED_IX", "FINISHED_IX")
+    ]
     for branch, key in zip(branches, leading, strict=True):
         where = branch.args["where"]
         assert {c.sql(dialect="oracle") for c in _status_cases(where)} == {key}
+    assert "CREATED_AT" not in sql
 
 
 def test_index_hint_names_the_index() -> None:
-    """The claim's index hint names the Ready index without a schema (Oracle's hint syntax)."""
+    """The claim's index hint names the claim index without a schema (Oracle's hint syntax)."""
     sql = Statements.render(TableName.parse("app.t")).claim_lock
-    assert '/*+ INDEX(q "T_READY_IX") */' in sql
+    assert '/*+ INDEX(q "T_CLAIM_IX") */' in sql
+
+
+def test_ddl_sizes_the_table_for_a_busy_queue(table: TableName) -> None:
+    """Issue 22 item 8: identity CACHE 1000 NOORDER (no sequence round trip per batch, no
+    RAC ordering), PCTFREE 30 for rows that grow after the insert, INITRANS for many
+    concurrent transactions per block."""
+    create, *indexes, _, _, _, _ = ddl_statements(table)
+    assert "GENERATED BY DEFAULT ON NULL AS IDENTITY (CACHE 1000 NOORDER)," in create
+    assert create.endswith(") PCTFREE 30 INITRANS 8")
+    assert all(i.endswith(" INITRANS 16") for i in indexes)
 
 
 class TestTheLintCatches:
     """The lint fails on each mistake it exists for."""
 
     keys = index_keys(TableName.parse("T"))[0]
-    ready_ms = "CASE WHEN STATUS = 'Ready' THEN MICROSERVICE END"
+    ready_ms = "CASE WHEN STATUS = 'Ready' AND DELAYED IS NULL THEN MICROSERVICE END"
 
     @pytest.mark.parametrize(
         ("sql", "why"),

@@ -110,6 +110,12 @@ class FakeDatabase:
     missing_limits_table: bool = False
     #: committed rows of the LIMITS table: (microservice, action)
     limits: set[tuple[str, str]] = field(default_factory=set)
+    #: the fleet's tables (committed at once: the queue writes them in one autocommitted
+    #: statement each): (microservice, worker id) -> row; (microservice, action) -> paused at
+    workers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    paused: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    #: revoked admin sessions: id -> until
+    sessions: dict[str, datetime] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1))
     conn_ids: Any = field(default_factory=lambda: itertools.count(1))
     connections: list[FakeConnection] = field(default_factory=list)
@@ -204,6 +210,12 @@ class FakeConnection:
         self.pending: dict[int, dict[str, Any] | None] = {}  # None: deleted
         self.pending_limits: set[tuple[str, str]] = set()
         self.call_timeout = 0
+        #: the thin driver sends a commit with each statement while this is set (one
+        #: round trip for the statement and its commit)
+        self.autocommit = False
+        #: V$SESSION.MODULE / ACTION as the session set them (write-only in the driver)
+        self.module: str | None = None
+        self.action: str | None = None
         self.dead = False
         self.released = False
 
@@ -248,18 +260,24 @@ class FakeConnection:
         self._check()
         return FakeCursor(self)
 
-    async def commit(self) -> None:
-        def apply() -> None:
-            for row_id, row in self.pending.items():
-                if row is None:
-                    self.db.rows.pop(row_id, None)
-                else:
-                    self.db.rows[row_id] = row
-            self.db.limits |= self.pending_limits
-            self._end()
+    def _apply_commit(self) -> None:
+        for row_id, row in self.pending.items():
+            if row is None:
+                self.db.rows.pop(row_id, None)
+            else:
+                self.db.rows[row_id] = row
+        self.db.limits |= self.pending_limits
+        self._end()
 
+    async def commit(self) -> None:
         self.db.log.append(("commit", self.id))
-        self._call("commit", apply)
+        self._call("commit", self._apply_commit)
+
+    def _autocommit(self) -> None:
+        """The commit an autocommitting statement carries (faults on "commit" apply)."""
+        if self.autocommit:
+            self.db.log.append(("autocommit", self.id))
+            self._call("commit", self._apply_commit)
 
     async def rollback(self) -> None:
         self.db.log.append(("rollback", self.id))
@@ -353,6 +371,7 @@ class FakeCursor:
         self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, params)
         self.conn._call(name, lambda: self._run(name, params, 0))
+        self.conn._autocommit()
 
     async def executemany(
         self,
@@ -383,6 +402,7 @@ class FakeCursor:
             self.rowcount = sum(counts)
 
         self.conn._call(name, run_all)
+        self.conn._autocommit()
 
     async def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         want = self.arraysize if size is None else size
@@ -476,6 +496,10 @@ class FakeCursor:
             out.append(r)
         return out
 
+    def _gone(self, worker: dict[str, Any], gone_after: int) -> bool:
+        beat = timedelta(seconds=gone_after * worker["heartbeat_seconds"])
+        return bool(worker["last_seen_at"] + beat < self.db.now)
+
     def _lock_now(self, row_id: Any) -> bool:
         """Lock a row for this session unless another holds it (SKIP LOCKED)."""
         holder = self.db.locks.get(row_id)
@@ -536,6 +560,7 @@ class FakeCursor:
                 ATTEMPTS=0,
                 MAX_ATTEMPTS=p["max_attempts"],
                 RUN_AT=now + timedelta(seconds=p["delay_seconds"]),
+                DELAYED=1 if p["delay_seconds"] > 0 else None,
                 CREATED_AT=now,
                 UPDATED_AT=now,
             )
@@ -543,11 +568,6 @@ class FakeCursor:
             db.locks[row_id] = conn.id
             self.rowcount = 1
             self._returning(p, i, [row], ["ID", "RUN_AT", "CREATED_AT", "UPDATED_AT"])
-        elif name == "set_default_token":
-            row = view.get(p["id"])
-            if row is not None and row["TOKEN"] is None:
-                conn.write(p["id"])["TOKEN"] = str(p["id"])
-                self.rowcount = 1
         elif name == "unique_holder":
             self._query(
                 [
@@ -574,13 +594,43 @@ class FakeCursor:
                 r
                 for r in view.values()
                 if r["STATUS"] == READY
+                and r["DELAYED"] is None
                 and r["MICROSERVICE"] == p["microservice"]
                 and r["RUN_AT"] <= now
                 and (r["ACTION"] is None or r["ACTION"] not in skip)
+                and (p["microservice"], r["ACTION"]) not in db.paused
             ]
             due.sort(key=lambda r: (-r["PRIORITY"], r["RUN_AT"], r["ID"]))
             rows = [(r["ID"], r["ACTION"], r["ATTEMPTS"], r["MAX_ATTEMPTS"]) for r in due]
             self._query(rows, lock=True)
+        elif name == "promote_lock":
+            due = [
+                r
+                for r in view.values()
+                if r["STATUS"] == READY
+                and r["DELAYED"] == 1
+                and r["MICROSERVICE"] == p["microservice"]
+                and r["RUN_AT"] <= now
+            ]
+            due.sort(key=lambda r: (r["RUN_AT"], r["ID"]))
+            self._query([(r["ID"],) for r in due], lock=True)
+        elif name == "promote":
+            for row_id in self._ids(p):
+                r = view.get(row_id)
+                if r and r["STATUS"] == READY and r["DELAYED"] == 1:
+                    conn.write(row_id)["DELAYED"] = None
+                    self.rowcount += 1
+        elif name == "limit_waiting":
+            due = [
+                r["RUN_AT"]
+                for r in view.values()
+                if r["STATUS"] == READY
+                and r["DELAYED"] is None
+                and r["MICROSERVICE"] == p["microservice"]
+                and r["ACTION"] == p["action"]
+                and r["RUN_AT"] <= now
+            ]
+            self._query([(min(due, default=None), now)])
         elif name == "fail_exhausted":
             for row_id in self._ids(p):
                 r = view.get(row_id)
@@ -704,6 +754,7 @@ class FakeCursor:
                 row.update(
                     STATUS=READY if again else FAILED,
                     RUN_AT=now + timedelta(seconds=p["delay_seconds"]) if again else row["RUN_AT"],
+                    DELAYED=1 if again and p["delay_seconds"] > 0 else None,
                     FINISHED_AT=None if again else now,
                     LEASE_OWNER=None if again else row["LEASE_OWNER"],
                     ERROR_CODE=p["error_code"],
@@ -791,20 +842,17 @@ class FakeCursor:
             self.rowcount = len(done)
             self._returning(p, i, done, ["ID", "STATUS"])
         elif name == "stats":
-            groups: dict[str, list[dict[str, Any]]] = {}
-            for r in view.values():
-                if r["MICROSERVICE"] == p["microservice"]:
-                    groups.setdefault(r["STATUS"], []).append(r)
-            ready = groups.pop(READY, [])
-            out = [
-                (
-                    READY,
-                    len(ready),
-                    min((r["CREATED_AT"] for r in ready), default=None),
-                    now if ready else None,
-                )
-            ]
-            out += [(s, len(rs), None, None) for s, rs in groups.items()]
+            mine = [r for r in view.values() if r["MICROSERVICE"] == p["microservice"]]
+            out = []
+            for delayed in (None, 1):  # the claim index's branch, then the delay index's
+                ready = [r for r in mine if r["STATUS"] == READY and r["DELAYED"] == delayed]
+                due = [r["RUN_AT"] for r in ready if r["RUN_AT"] <= now]
+                out.append((READY, len(ready), min(due, default=None), now if ready else None))
+            groups: dict[str, int] = {}
+            for r in mine:
+                if r["STATUS"] != READY:
+                    groups[r["STATUS"]] = groups.get(r["STATUS"], 0) + 1
+            out += [(st, n, None, None) for st, n in groups.items()]
             self._query(out)
         elif name == "purge_lock":
             cutoff = now - timedelta(seconds=p["older_than_seconds"])
@@ -824,14 +872,14 @@ class FakeCursor:
             self.rowcount = len(doomed)
         elif name == "limits_probe":
             self._query([])
-        elif name == "list_jobs":
+        elif name in ("list_jobs", "list_jobs_after"):
             statuses = self._list(p, "status", STATUS_LIST_SIZE)
             rows = [
                 r
                 for r in self._filtered(view, p)
                 if (p["any_status"] == 1 or r["STATUS"] in statuses)
                 and (
-                    p["after_id"] is None
+                    name == "list_jobs"
                     or (r["CREATED_AT"], r["ID"]) < (p["after_created"], p["after_id"])
                 )
             ]
@@ -865,6 +913,7 @@ class FakeCursor:
                     ERROR_MESSAGE=None,
                     RUNTIME_MS=None,
                     CANCEL_REQUESTED=0,
+                    DELAYED=None,
                     UPDATED_AT=now,
                 )
                 self.rowcount = 1
@@ -886,10 +935,11 @@ class FakeCursor:
                 conn.write(p["id"]).update(CANCEL_REQUESTED=1, UPDATED_AT=now)
                 self.rowcount = 1
         elif name == "activity_counts":
-            groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+            counted: dict[tuple[Any, str, Any], list[dict[str, Any]]] = {}
             for r in view.values():
                 if r["MICROSERVICE"] == p["microservice"]:
-                    groups.setdefault((r["ACTION"], r["STATUS"]), []).append(r)
+                    branch = r["DELAYED"] if r["STATUS"] == READY else None
+                    counted.setdefault((r["ACTION"], r["STATUS"], branch), []).append(r)
             self._query(
                 [
                     (
@@ -901,7 +951,7 @@ class FakeCursor:
                             default=None,
                         ),
                     )
-                    for (action, status), rs in groups.items()
+                    for (action, status, _), rs in counted.items()
                 ]
             )
         elif name == "activity_minutes":
@@ -917,6 +967,108 @@ class FakeCursor:
             self._query([(m, s, n) for (m, s), n in per.items()])
         elif name == "db_now":
             self._query([(now,)])
+        elif name in ("find_by_id", "find_by_unique", "find_by_idempotency"):
+            if name == "find_by_id":
+                hits = [view[p["id"]]] if p["id"] in view else []
+            else:
+                column = "UNIQUE_KEY" if name == "find_by_unique" else "IDEMPOTENCY_KEY"
+                hits = [r for r in view.values() if r[column] == p["key"]]
+                hits.sort(key=lambda r: r["ID"], reverse=True)
+            hits = [r for r in hits if r["MICROSERVICE"] == p["microservice"]]
+            self._query([tuple(r[c] for c in JOB_COLUMNS) for r in hits[: p.get("most", 100)]])
+        elif name == "forget_sessions":
+            for sid in [k for k, until in db.sessions.items() if until <= now]:
+                del db.sessions[sid]
+        elif name == "revoke_session":
+            assert p["until"].tzinfo is None
+            db.sessions[p["session_id"]] = max(
+                db.sessions.get(p["session_id"], p["until"]), p["until"]
+            )
+            self.rowcount = 1
+        elif name == "session_revoked":
+            until = db.sessions.get(p["session_id"])
+            self._query([(int(until is not None and until > now),)])
+        elif name in ("workers_probe", "paused_probe"):
+            self._query([])
+        elif name == "heartbeat":
+            assert isinstance(p["started_at"], datetime) and p["started_at"].tzinfo is None
+            db.workers[(p["microservice"], p["worker_id"])] = {
+                **p,
+                "last_seen_at": now,
+            }
+            self.rowcount = 1
+        elif name == "remove_worker":
+            self.rowcount = int(
+                db.workers.pop((p["microservice"], p["worker_id"]), None) is not None
+            )
+        elif name == "list_workers":
+            rows = sorted(
+                (w for (ms, _), w in db.workers.items() if ms == p["microservice"]),
+                key=lambda w: (w["started_at"], w["worker_id"]),
+            )
+            self._query(
+                [
+                    (
+                        w["worker_id"],
+                        w["microservice"],
+                        w["host"],
+                        w["pid"],
+                        w["version"],
+                        w["started_at"],
+                        w["heartbeat_seconds"],
+                        w["actions"],
+                        w["concurrency"],
+                        w["running"],
+                        w["last_seen_at"],
+                        int(self._gone(w, p["gone_after"])),
+                    )
+                    for w in rows
+                ]
+            )
+        elif name == "gone_lock":
+            gone = {
+                wid
+                for (ms, wid), w in db.workers.items()
+                if ms == p["microservice"] and self._gone(w, p["gone_after"])
+            }
+            leased = [
+                (r["ID"],)
+                for r in sorted(view.values(), key=lambda r: r["ID"])
+                if r["MICROSERVICE"] == p["microservice"]
+                and r["STATUS"] in (ASSIGNED, PROCESSING)
+                and r["LEASE_OWNER"] in gone
+            ]
+            self._query(leased, lock=True)
+        elif name == "end_leases":
+            for row_id in self._ids(p):
+                r = view.get(row_id)
+                if r and r["STATUS"] in (ASSIGNED, PROCESSING):
+                    conn.write(row_id)["LEASE_EXPIRES_AT"] = now - timedelta(seconds=1)
+                    self.rowcount += 1
+        elif name == "forget_gone":
+            cutoff = now - timedelta(seconds=p["older_than_seconds"])
+            doomed = [
+                key
+                for key, w in db.workers.items()
+                if key[0] == p["microservice"]
+                and self._gone(w, p["gone_after"])
+                and w["last_seen_at"] < cutoff
+            ]
+            for key in doomed:
+                del db.workers[key]
+            self.rowcount = len(doomed)
+        elif name == "pause":
+            key = (p["microservice"], p["action"])
+            if key in db.paused:
+                raise unique_violation(f"{db.table.table}_PAUSED_PK")
+            db.paused[key] = now
+            self.rowcount = 1
+        elif name == "resume":
+            self.rowcount = int(db.paused.pop((p["microservice"], p["action"]), None) is not None)
+        elif name == "paused":
+            self._query(
+                sorted((a, at) for (ms, a), at in db.paused.items() if ms == p["microservice"])
+            )
         else:  # pragma: no cover - every name above
             raise AssertionError(name)
 

@@ -281,7 +281,9 @@ class TestDurability:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """When the disk refuses the flush, the caller hears it (it cannot know its write
-        is safe), as an outage the worker retries through; the queue keeps working."""
+        is safe), as an outage; and since the kernel dropped the pages it could not write,
+        a later flush that succeeds proves nothing: the queue refuses every operation until
+        it is reopened (fsyncgate)."""
         q = SqliteQueue(tmp_path / "eio.db")
         await q.open()
         name = "fdatasync" if hasattr(os, "fdatasync") else "fsync"
@@ -295,7 +297,11 @@ class TestDurability:
             with pytest.raises(QueueUnavailableError, match=r"fsync failed.*Input/output"):
                 await q.enqueue(_request(1))
             monkeypatch.setattr(os, name, real)
-            job = await q.enqueue(_request(2))
+            with pytest.raises(QueueUnavailableError, match="until the queue is reopened"):
+                await q.enqueue(_request(2))
+            await q.close()
+            await q.open()
+            job = await q.enqueue(_request(3))
             assert (await q.get(job.id)) is not None
         finally:
             await q.close()

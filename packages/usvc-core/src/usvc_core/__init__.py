@@ -2,7 +2,7 @@
 engine, settings, ``Application`` and the ports that adapters implement.
 
 Names are imported on first use (PEP 562): ``import usvc_core.cli`` or ``usvc_core.jobs``
-must not pay for the worker, OpenTelemetry and croniter, which ``Application`` needs.
+must not pay for the worker and OpenTelemetry, which ``Application`` needs.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         ReclaimResult,
         ServiceDescription,
         ServiceRegistry,
+        StoreClock,
         Surface,
         WorkerRecord,
     )
@@ -117,6 +118,7 @@ __all__ = [
     "ServiceStartError",
     "SettingsSource",
     "Status",
+    "StoreClock",
     "Surface",
     "SurfaceContext",
     "SystemClock",
@@ -185,6 +187,7 @@ _WHERE = {
     "ServiceStartError": "usvc_core.errors",
     "SettingsSource": "usvc_core.settings",
     "Status": "usvc_core.health",
+    "StoreClock": "usvc_core.ports",
     "Surface": "usvc_core.ports",
     "SurfaceContext": "usvc_core.surface_context",
     "SystemClock": "usvc_core.clock",

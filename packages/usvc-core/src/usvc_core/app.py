@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 from opentelemetry import propagate, trace
@@ -33,6 +33,7 @@ from usvc_core.errors import (
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import TRACE_KEY, Job
 from usvc_core.logging import configure_logging
+from usvc_core.loop_lag import EVENT_LOOP_CHECK, LoopLagMonitor
 from usvc_core.metrics import NullMetrics
 from usvc_core.plugins import (
     HTTP_PACKAGE,
@@ -43,14 +44,17 @@ from usvc_core.plugins import (
     named_entry_points,
     queue_from_settings,
 )
-from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, Surface
+from usvc_core.ports import EnqueueRequest, JobQueue, Metrics, StoreClock, Surface
 from usvc_core.resilience.retry import RetryPolicy
-from usvc_core.scheduling import Schedule, Scheduler, cancel_and_wait, parse_schedule
 from usvc_core.services import S, ServiceContainer, ServiceProvider
 from usvc_core.settings import WorkerSettings, load_settings
 from usvc_core.surface_context import InstanceIdentity, SurfaceContext, SurfaceFactory
 from usvc_core.telemetry import Telemetry, setup_telemetry
 from usvc_core.worker import QUEUE_CHECK, Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    # croniter costs a noticeable part of start-up: imported only when a schedule exists.
+    from usvc_core.scheduling import Schedule
 
 __all__ = ["Application"]
 
@@ -111,6 +115,7 @@ class Application:
         self._worker_task: asyncio.Task[None] | None = None
         self._schedules: list[Schedule] = []
         self._scheduler_task: asyncio.Task[None] | None = None
+        self._loop_lag_task: asyncio.Task[None] | None = None
         self._telemetry = Telemetry()
         self._global_telemetry = False  # serve() makes the trace provider process-wide
         self._started = False
@@ -212,6 +217,10 @@ class Application:
         """``@action(schedule=...)`` plus ``SCHEDULES`` (which wins for an action in both)."""
         settings = self.settings
         found: dict[str, Schedule] = {}
+        if not settings.SCHEDULES and all(d.options.schedule is None for d in self.actions):
+            return []
+        from usvc_core.scheduling import parse_schedule
+
         for d in self.actions:
             if d.options.schedule is not None:
                 where = f"@action({d.name!r}) handler ({d.source})"
@@ -317,6 +326,8 @@ class Application:
             raise
         assert self._worker is not None
         self._stop_requested.clear()
+        monitor = LoopLagMonitor(health=self.health, metrics=self.metrics)
+        self._loop_lag_task = asyncio.create_task(monitor.run(), name="usvc-loop-lag")
         self._worker_task = asyncio.create_task(self._run_worker(), name="usvc-worker")
         self._started = True
         _log.info(
@@ -334,6 +345,9 @@ class Application:
         self._schedules = self._schedules_from_actions_and_settings()
         queue = self.queue
         metrics = self.metrics
+        observe = getattr(queue, "observe", None)
+        if callable(observe):  # an adapter with its own health checks (usvc-oracle)
+            observe(self.health, metrics)
         self.health.subscribe(
             lambda h: metrics.health_changed(
                 h.aggregate(), {n: c.status for n, c in h.snapshot().checks.items()}
@@ -383,6 +397,8 @@ class Application:
         if not self._queue_open and not await self._open_queue():
             return
         if self._schedules and not self._stop_requested.is_set():
+            from usvc_core.scheduling import Scheduler
+
             scheduler = Scheduler(
                 self._schedules,
                 self._enqueue_slot,
@@ -390,12 +406,16 @@ class Application:
                 catchup_seconds=self.settings.SCHEDULE_CATCHUP_SECONDS,
                 metrics=self.metrics,
                 health=self.health,
+                store_clock=self.queue if isinstance(self.queue, StoreClock) else None,
             )
             self._scheduler_task = asyncio.create_task(scheduler.run(), name="usvc-scheduler")
         try:
             await self.worker.run()
         finally:
-            await cancel_and_wait(self._scheduler_task)
+            if self._scheduler_task is not None:
+                from usvc_core.scheduling import cancel_and_wait
+
+                await cancel_and_wait(self._scheduler_task)
             self._scheduler_task = None
 
     async def _open_queue(self) -> bool:
@@ -462,6 +482,11 @@ class Application:
         if self._worker is not None and self._worker_task is not None:
             self._worker.request_stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        from usvc_core.scheduling import cancel_and_wait  # lazy, like the other imports here
+
+        await cancel_and_wait(self._loop_lag_task)
+        self._loop_lag_task = None
+        self.health.unregister(EVENT_LOOP_CHECK)
         await self._stop_surfaces()
         await self.container.cleanup()
         await self.queue.close()

@@ -39,3 +39,6 @@ class NullMetrics:
 
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None:
         pass
+
+    def event_loop_lag(self, seconds: float) -> None:
+        pass

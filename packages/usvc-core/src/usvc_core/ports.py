@@ -36,6 +36,7 @@ __all__ = [
     "ReclaimResult",
     "ServiceDescription",
     "ServiceRegistry",
+    "StoreClock",
     "Surface",
     "WorkerRecord",
 ]
@@ -55,6 +56,17 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
+        ...
+
+
+@runtime_checkable
+class StoreClock(Protocol):
+    """Optional for a queue: the store's own time, which the fleet agrees on. The scheduler
+    enqueues a slot only once the store's time has reached it, so a worker whose clock runs
+    fast cannot enqueue early."""
+
+    async def store_now(self) -> datetime:
+        """The store's current UTC time, timezone-aware."""
         ...
 
 
@@ -415,6 +427,10 @@ class Metrics(Protocol):
         ...
 
     def health_changed(self, overall: Status, checks: Mapping[str, Status]) -> None: ...
+
+    def event_loop_lag(self, seconds: float) -> None:
+        """The event loop's recent lag (the largest over the monitor's window)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,20 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-# croniter: maintained (7.0, 2026), handles time zones and DST gaps/repeats, and takes an
-# optional seconds field, which a 1-second schedule needs (cronsim has no seconds).
-from croniter import croniter
-
+from usvc_core.cron import SEARCH_YEARS, CronExpression, CronSyntaxError, parse_cron
 from usvc_core.errors import ConfigurationError, DuplicateJobError
 from usvc_core.health import HealthRegistry, Status
-from usvc_core.ports import Clock, Metrics
+from usvc_core.ports import Clock, Metrics, StoreClock
+from usvc_core.zone_transitions import (
+    Transition,
+    offset_at,
+    transition_after,
+    transition_at_or_before,
+    warm,
+)
 
 __all__ = [
     "SCHEDULER_CHECK",
@@ -45,6 +49,13 @@ _log = structlog.get_logger("usvc.scheduler")
 #: The longest single sleep: a wall clock that jumps (NTP, suspend) is noticed this soon.
 _MAX_SLEEP = 30.0
 _RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+#: How far the slot functions look; every valid expression matches within eight years.
+_HORIZON = timedelta(days=366 * SEARCH_YEARS)
+#: Longer than any fall-back in tzdata (they repeat at most a few hours of wall time).
+_LONGEST_FOLD = timedelta(days=1)
+_TICK = timedelta(microseconds=1)
+#: A store clock behind ours by more than this is logged (NTP keeps hosts within ms).
+_SKEW_WARNING_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,34 +63,102 @@ class Schedule:
     """One action run on a cron expression, in a time zone.
 
     Five fields (minute hour day month weekday) or six, the first then being seconds
-    (``"*/5 * * * * *"``: every five seconds).
+    (``"*/5 * * * * *"``: every five seconds). Daylight saving follows cron's rules:
+
+    - a schedule whose hour field starts with ``*`` (``* * * * *``, ``*/20 * * * * *``,
+      ``30 */2 * * *``) follows real time: it has a slot at every instant whose local wall
+      time matches, so wall times skipped by spring-forward have none and wall times
+      repeated by fall-back have two (they are distinct instants);
+    - any other schedule names fixed hours (``30 2 * * *``, ``*/20 * 2 * * *``): a slot
+      whose wall time falls in a spring-forward gap runs once, at the instant the gap ends
+      (all of the gap's slots become that one); a wall time repeated by fall-back runs at
+      its first occurrence only.
+
+    Both slot functions are bounded: they search wall time field by field inside each
+    stretch of constant UTC offset, and step over the zone's transitions explicitly.
     """
 
     action: str
     cron: str
     timezone: str = "UTC"
+    expression: CronExpression = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expression", parse_cron(self.cron))
 
     @property
     def _tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def _iter(self, start: datetime) -> Any:
-        return croniter(
-            self.cron,
-            start.astimezone(self._tz),
-            second_at_beginning=len(self.cron.split()) == 6,
-        )
+    @property
+    def follows_real_time(self) -> bool:
+        """Cron's "wildcard" job (hour field ``*...``): no DST adjustment."""
+        return self.expression.hour_star
+
+    def _gap_has_slot(self, tr: Transition) -> bool:
+        wall = tr.at.replace(tzinfo=None)
+        return self.expression.next_match(wall + tr.before, wall + tr.after) is not None
 
     def next_after(self, moment: datetime) -> datetime:
         """The first slot strictly after ``moment`` (UTC)."""
-        slot: datetime = self._iter(moment).get_next(datetime)
-        return slot.astimezone(UTC)
+        zone, fixed = self._tz, not self.follows_real_time
+        moment = moment.astimezone(UTC)
+        limit = moment + _HORIZON
+        offset = offset_at(zone, moment)
+        # Wall-time lower bound (inclusive): the next whole second after ``moment``.
+        low = _wall(moment) + offset + _TICK
+        if fixed:
+            # Just after a fall-back, the repeated wall times already ran before it.
+            back = transition_at_or_before(zone, moment, moment - _LONGEST_FOLD)
+            if back is not None and not back.is_gap:
+                low = max(low, _wall(back.at) + back.before)
+        while True:
+            # The first match if the offset stays; valid unless a transition comes first.
+            wall = self.expression.next_match(low, _wall(limit) + offset)
+            candidate = limit if wall is None else (wall - offset).replace(tzinfo=UTC)
+            tr = transition_after(zone, moment, candidate + _TICK)
+            if tr is None:
+                if wall is None:
+                    raise ConfigurationError(f"schedule {self.cron!r} has no slot after {moment}")
+                return candidate
+            if fixed and tr.is_gap and self._gap_has_slot(tr):
+                return tr.at
+            moment, offset = tr.at, tr.after
+            low = _wall(tr.at) + (tr.before if fixed and not tr.is_gap else tr.after)
 
     def latest_at_or_before(self, moment: datetime) -> datetime:
         """The last slot at or before ``moment`` (UTC)."""
-        # croniter's get_prev is strict: step a microsecond past ``moment``.
-        slot: datetime = self._iter(moment + timedelta(microseconds=1)).get_prev(datetime)
-        return slot.astimezone(UTC)
+        zone, fixed = self._tz, not self.follows_real_time
+        moment = moment.astimezone(UTC)
+        limit = moment - _HORIZON
+        offset = offset_at(zone, moment)
+        high = _wall(moment) + offset  # inclusive
+        while True:
+            wall = self.expression.prev_match(high, _wall(limit) + offset)
+            candidate = limit if wall is None else (wall - offset).replace(tzinfo=UTC)
+            # A transition after the candidate (up to ``moment``) starts this stretch.
+            tr = transition_at_or_before(zone, moment, candidate + _TICK)
+            if tr is None:
+                if wall is None:
+                    raise ConfigurationError(f"schedule {self.cron!r} has no slot before {moment}")
+                if not fixed:
+                    return candidate
+                back = transition_at_or_before(zone, candidate, candidate - _LONGEST_FOLD)
+                if back is None or back.is_gap or wall >= _wall(back.at) + back.before:
+                    return candidate
+                # A repeated wall time: it ran at its first occurrence, before ``back``;
+                # nothing earlier in this stretch is a slot either.
+                tr = back
+            if fixed and tr.is_gap and self._gap_has_slot(tr):
+                return tr.at
+            # The stretch before the transition ends one second before it.
+            moment, offset = tr.at - timedelta(seconds=1), tr.before
+            high = _wall(moment) + offset
+
+
+def _wall(moment: datetime) -> datetime:
+    """A UTC instant as a naive datetime, to which an offset is added to get wall time."""
+    return moment.replace(tzinfo=None)
 
 
 def parse_schedule(action: str, cron: str, timezone: str = "UTC", *, where: str) -> Schedule:
@@ -89,8 +168,12 @@ def parse_schedule(action: str, cron: str, timezone: str = "UTC", *, where: str)
             f"{where}: schedule {cron!r} is not a cron expression: give five fields "
             "(minute hour day month weekday) or six (seconds first)"
         )
-    if not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6):
-        raise ConfigurationError(f"{where}: schedule {cron!r} is not a valid cron expression")
+    try:
+        parse_cron(cron)
+    except CronSyntaxError as exc:
+        raise ConfigurationError(
+            f"{where}: schedule {cron!r} is not a valid cron expression ({exc})"
+        ) from None
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -112,8 +195,11 @@ class Scheduler:
     """Enqueues the slots of ``schedules`` through ``enqueue(schedule, slot, unique_key)``.
 
     Time comes from ``clock`` (``FakeClock`` in tests); each sleep is computed from the wall
-    clock again, so wake-ups do not drift. A failing store is retried (same slot, backoff)
-    and shown as the ``scheduler`` health check; it never stops the scheduler.
+    clock again, so wake-ups do not drift. With a ``store_clock`` (the queue, when it
+    implements :class:`~usvc_core.ports.StoreClock`), a slot is enqueued only once the
+    store's time has reached it: a worker whose clock runs fast waits for the store. A
+    failing store is retried (same slot, backoff) and shown as the ``scheduler`` health
+    check; it never stops the scheduler.
     """
 
     def __init__(
@@ -125,14 +211,17 @@ class Scheduler:
         catchup_seconds: float,
         metrics: Metrics | None = None,
         health: HealthRegistry | None = None,
+        store_clock: StoreClock | None = None,
     ) -> None:
         self.schedules = list(schedules)
+        self._store_clock = store_clock
         self._enqueue = enqueue
         self._clock = clock
         self._catchup = timedelta(seconds=catchup_seconds)
         self._metrics = metrics
         self._health = health
         self.next_runs: dict[str, datetime] = {}
+        self._warm_year = 0
         if health is not None:
             health.register(SCHEDULER_CHECK, Status.GREEN, self._details())
 
@@ -150,6 +239,7 @@ class Scheduler:
     async def run(self) -> None:
         """Catch up once, then enqueue every slot as it comes, until cancelled."""
         now = self._clock.now()
+        self._warm_zones(now)
         for schedule in self.schedules:
             await self._catch_up(schedule, now)
             self._set_next(schedule, schedule.next_after(now))
@@ -161,6 +251,7 @@ class Scheduler:
         )
         while True:
             now = self._clock.now()
+            self._warm_zones(now)
             due = [s for s in self.schedules if self.next_runs[s.action] <= now]
             if not due:
                 wait = min(self.next_runs.values()) - now
@@ -179,6 +270,34 @@ class Scheduler:
                     continue
                 await self._fire(schedule, slot)
                 self._set_next(schedule, schedule.next_after(slot))
+
+    def _warm_zones(self, now: datetime) -> None:
+        """Zone transitions for last, this and next year, computed once a year (a few ms
+        per zone and year) rather than inside a slot computation."""
+        if now.year == self._warm_year:
+            return
+        self._warm_year = now.year
+        zones = {ZoneInfo(s.timezone) for s in self.schedules}
+        warm(zones, range(now.year - 1, now.year + 2))
+
+    async def _wait_for_store(self, schedule: Schedule, slot: datetime) -> None:
+        """Sleep until the store's clock has reached ``slot`` (ours may run fast)."""
+        if self._store_clock is None:
+            return
+        warned = False
+        while True:
+            ahead = (slot - await self._store_clock.store_now()).total_seconds()
+            if ahead <= 0:
+                return
+            if not warned and ahead > _SKEW_WARNING_SECONDS:
+                warned = True
+                _log.warning(
+                    "this worker's clock runs ahead of the store's; waiting for the store",
+                    action=schedule.action,
+                    slot=slot.isoformat(),
+                    ahead_seconds=round(ahead, 3),
+                )
+            await self._clock.sleep(min(ahead, _MAX_SLEEP))
 
     async def _catch_up(self, schedule: Schedule, now: datetime) -> None:
         last = schedule.latest_at_or_before(now)
@@ -199,6 +318,7 @@ class Scheduler:
         failures = 0
         while True:
             try:
+                await self._wait_for_store(schedule, slot)
                 await self._enqueue(schedule, slot, key)
             except DuplicateJobError:
                 _log.debug("schedule slot already enqueued", action=schedule.action, key=key)

@@ -24,8 +24,10 @@ __all__ = [
     "SETTINGS_CONFIG",
     "SettingsSource",
     "WorkerSettings",
+    "default_env_file",
     "describe_validation_error",
     "load_settings",
+    "use_env_file",
 ]
 
 #: ``scheme://...``: which scheme a QUEUE_URL names is for the installed queue packages
@@ -36,6 +38,22 @@ _URL_WITH_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 ENV_FILE = ".env"
 
 M = TypeVar("M", bound=BaseSettings)
+
+_default_env_file: str | Path | None = ENV_FILE
+
+
+def use_env_file(path: str | Path | None) -> None:
+    """Which dotenv file settings read when not told (``_env_file=``): ``.env`` unless
+    changed; None reads none. usvc-testing's pytest plugin sets None for a test session, so
+    that a test never reads the developer's ``.env`` unless it asks (``_env_file=".env"``)."""
+    global _default_env_file  # noqa: PLW0603 - one process-wide default, by design
+    _default_env_file = path
+
+
+def default_env_file() -> str | Path | None:
+    """The dotenv file settings read when not told (see :func:`use_env_file`)."""
+    return _default_env_file
+
 
 #: How every settings model of the kit reads its variables (the core's and each adapter's):
 #: the environment and ``.env``, exact names, unknown variables ignored.
@@ -70,7 +88,7 @@ class SettingsSource:
     passed to :class:`WorkerSettings` reaches the adapter that owns the variable."""
 
     values: Mapping[str, Any] = field(default_factory=dict)
-    env_file: str | Path | None = ENV_FILE
+    env_file: str | Path | None = field(default_factory=default_env_file)
 
     def __repr__(self) -> str:
         # Names only: explicit values may be secrets given as plain strings.
@@ -154,10 +172,10 @@ class WorkerSettings(BaseSettings):
     _source: SettingsSource = PrivateAttr(default_factory=SettingsSource)
 
     def __init__(self, **values: Any) -> None:
-        super().__init__(**values)
+        env_file = values.pop("_env_file", _default_env_file)
+        super().__init__(_env_file=env_file, **values)
         self._source = SettingsSource(
-            {k: v for k, v in values.items() if not k.startswith("_")},
-            values.get("_env_file", ENV_FILE),
+            {k: v for k, v in values.items() if not k.startswith("_")}, env_file
         )
 
     @property
@@ -202,7 +220,7 @@ def load_settings(**overrides: Any) -> WorkerSettings:
         lines += _error_lines(exc)
         source = SettingsSource(
             {k: v for k, v in overrides.items() if not k.startswith("_")},
-            overrides.get("_env_file", ENV_FILE),
+            overrides.get("_env_file", _default_env_file),
         )
     for model in settings_models():
         try:

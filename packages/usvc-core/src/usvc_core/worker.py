@@ -42,7 +42,14 @@ from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, FleetAdmin, JobQueue, Metrics, ReclaimResult, WorkerRecord
 from usvc_core.resilience.retry import RetryPolicy
 
-__all__ = ["QUEUE_CHECK", "UNKNOWN_ACTION_LABEL", "CancelReason", "Worker", "WorkerConfig"]
+__all__ = [
+    "OUTCOMES_PER_SLOT",
+    "QUEUE_CHECK",
+    "UNKNOWN_ACTION_LABEL",
+    "CancelReason",
+    "Worker",
+    "WorkerConfig",
+]
 
 QUEUE_CHECK = "job_queue"
 #: The action name in metrics and span names for a job whose action is not registered.
@@ -96,8 +103,11 @@ class CancelReason(Enum):
 #: How many jobs may be writing their outcome per handler slot. A job's handler slot frees
 #: as soon as its handler returns, so the next claim runs while outcomes are written (a
 #: store that commits writes in groups then sends a claim with each commit); the bound
-#: makes a slow or stuck store stop the claims.
-_OUTCOMES_PER_SLOT = 3
+#: makes a slow or stuck store stop the claims. It must cover what one durable flush
+#: carries: at 3 per slot, a 4 ms fsync held a SQLite drain to about half the rate of the
+#: same design without a bound (docs/benchmarks.md); at 10 per slot the flush, not the
+#: bound, sets the pace.
+OUTCOMES_PER_SLOT = 10
 
 
 @dataclass(slots=True, eq=False)
@@ -267,7 +277,7 @@ class Worker:
 
     async def _poll_loop(self) -> None:
         cfg = self.config
-        owned_limit = cfg.max_concurrent * (1 + _OUTCOMES_PER_SLOT)
+        owned_limit = cfg.max_concurrent * (1 + OUTCOMES_PER_SLOT)
         while not self._stopping.is_set():
             # Free handler slots, unless too many outcomes are still being written.
             free = min(cfg.max_concurrent - self._handlers, owned_limit - len(self._jobs))

@@ -92,6 +92,7 @@ class BodyLimit:
             return
         received = 0
         refused = False
+        started = False
 
         async def counted() -> Message:
             nonlocal received, refused
@@ -109,8 +110,6 @@ class BodyLimit:
                     # The app sees a client that went away; what it answers is dropped.
                     return {"type": "http.disconnect"}
             return message
-
-        started = False
 
         async def tracked(message: Message) -> None:
             nonlocal started

@@ -138,6 +138,11 @@ class PrometheusMetrics:
             registry=r,
         )
         self._paused: frozenset[str] = frozenset()
+        self.loop_lag = Gauge(
+            "event_loop_lag_seconds",
+            "How late the event loop ran: the largest lag over the last few seconds",
+            registry=r,
+        )
         self.health.set(Status.GREEN)
         for status in JobStatus:
             self.depth.labels(status=status.value)
@@ -192,6 +197,9 @@ class PrometheusMetrics:
         self.health.set(int(overall))
         for name, status in checks.items():
             self.check_health.labels(check=name).set(int(status))
+
+    def event_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.set(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

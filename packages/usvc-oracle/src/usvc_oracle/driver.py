@@ -56,6 +56,11 @@ class CursorLike(Protocol):
 
 class ConnectionLike(Protocol):
     call_timeout: int
+    #: while set, each statement carries its commit (thin: no extra round trip)
+    autocommit: bool
+    #: V$SESSION.MODULE and ACTION (write-only in the driver; sent with the next call)
+    module: str
+    action: str
 
     @property
     def transaction_in_progress(self) -> bool: ...

@@ -176,6 +176,11 @@ def classify(exc: BaseException) -> Failure:
     code = full_code or (f"ORA-{ora:05d}" if ora else type(exc).__name__)
     lines = str(getattr(err, "message", None) or exc).splitlines() or [""]
     message = lines[0].removeprefix(f"{code}: ")
+    cause = exc.__cause__
+    if cause is not None and not isinstance(cause, oracledb.Error):
+        # DPY-6005 "cannot connect" says why only in the exception it wraps (refused,
+        # timed out, name not resolved...): name it, or the operator sees no cause.
+        message = f"{message} [{type(cause).__name__}: {cause}]"
     if full_code in _DEAD_CODES or getattr(err, "is_session_dead", False):
         kind = FailureKind.DEAD
     elif (

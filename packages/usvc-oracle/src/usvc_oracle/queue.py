@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
+from usvc_core.adapter_support import check_action_name, check_worker_record, checked_limits
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -33,16 +36,21 @@ from usvc_core.errors import (
     QueueUnavailableError,
     UsvcError,
 )
+from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.logging import logger
 from usvc_core.ports import (
+    GONE_AFTER_HEARTBEATS,
     EnqueueRequest,
     JobFilter,
     JobPage,
     LeaseRenewal,
+    Metrics,
     MinuteActivity,
     QueueActivity,
     QueueStats,
     ReclaimResult,
+    WorkerRecord,
 )
 
 from usvc_oracle.admin import decode_cursor, encode_cursor, filter_binds
@@ -75,7 +83,11 @@ from usvc_oracle.sql import (
     in_list_binds,
 )
 
-__all__ = ["OracleQueue"]
+__all__ = ["LIMITS_CHECK", "OracleQueue"]
+
+_log = logger.bind(queue="oracle")
+#: The health check the max_running stall warning sets (see OracleQueue.observe).
+LIMITS_CHECK = "oracle_max_running"
 
 T = TypeVar("T")
 
@@ -85,8 +97,15 @@ PURGE_BATCH = 500
 #: Bounds on the loops that repeat a full batch (the worker calls again later anyway).
 _MAX_BATCHES = 20
 _BACKOFF_CAP_SECONDS = 2.0
+#: Due delayed jobs one claim moves into the claim's index, and how often a claim does so
+#: even when it finds enough undelayed work.
+PROMOTE_BATCH = 2 * IN_LIST_SIZE
+_PROMOTE_EVERY_SECONDS = 1.0
+_PAUSED_REFRESH_SECONDS = 1.0
 #: Owned writes remembered as sent-but-unconfirmed (a worker repeats them within seconds).
 _MAX_UNCONFIRMED = 10_000
+#: Most jobs find_jobs returns (the port's FIND_LIMIT).
+FIND_LIMIT = 100
 #: Most jobs one admin page may hold.
 MAX_PAGE = 1000
 
@@ -140,6 +159,13 @@ class _Tx:
         self.committing = True
         await self.conn.commit()
 
+    def commit_with_next(self) -> None:
+        """The next statement commits the transaction: the thin driver sends the commit
+        with it (autocommit), one round trip instead of two. ``_run`` turns it off before
+        the connection goes back to the pool."""
+        self.committing = True
+        self.conn.autocommit = True
+
     @contextlib.contextmanager
     def cursor(self) -> Iterator[CursorLike]:
         cur = self.conn.cursor()
@@ -161,14 +187,22 @@ def _key_order(row: Mapping[str, Any]) -> tuple[str, bool, str, bool, str]:
 
 
 def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
-    limits = dict(max_running or {})
-    for action, most in limits.items():
-        if not isinstance(most, int) or most < 0:
-            raise ValueError(f"max_running[{action!r}] must be a whole number >= 0, got {most!r}")
+    limits = checked_limits(max_running)
+    for action in limits:
         check_length("action", action)
     if len(limits) > IN_LIST_SIZE:
         raise ValueError(f"at most {IN_LIST_SIZE} actions may have a max_running")
     return limits
+
+
+@dataclass(slots=True)
+class _Pick:
+    """What one claim has locked so far: rows to take, rows to fail, every row seen."""
+
+    ids: list[int] = field(default_factory=list)
+    exhausted: list[int] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    promoted: bool = False
 
 
 @dataclass(slots=True)
@@ -177,7 +211,6 @@ class _Slots:
 
     remaining: dict[str, int]  #: held limited actions -> jobs this claim may still take
     skip: set[str]  #: limited actions this claim must not take (full, or another's turn)
-    wrote: bool = False  #: a limits row was inserted (commit it, even with no job)
 
 
 class OracleQueue:
@@ -194,15 +227,31 @@ class OracleQueue:
         *,
         pool_factory: Callable[[OracleSettings], PoolLike] = create_pool,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.table = settings.table
         self.sql = Statements.render(self.table)
         self._pool_factory = pool_factory
         self._sleep = sleep
+        self._monotonic = monotonic
+        #: V$SESSION.MODULE of this queue's sessions (at most 48 bytes)
+        self._module = f"usvc {self.table}"[:48]
+        self._promoted_at = monotonic()
+        self._opened_at = monotonic()
+        #: service -> (when read, its paused actions), for the claim's index filter
+        self._paused_cache: dict[str, tuple[float, set[str]]] = {}
         self._pool: PoolLike | None = None
         self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
+        #: (service, action) of LIMITS rows known to exist
+        self._limit_rows: set[tuple[str, str]] = set()
+        #: (service, action) -> (since when this queue has not held its row, last check)
+        self._limit_missed: dict[tuple[str, str], tuple[float, float]] = {}
+        #: (service, action) -> seconds its oldest due job had waited, while stalled
+        self._limit_stalled: dict[tuple[str, str], float] = {}
+        self._health: HealthRegistry | None = None
+        self._metrics: Metrics | None = None
         #: row id -> lease token of claimed rows whose COMMIT went unanswered
         self._unconfirmed_claims: dict[int, str] = {}
         #: (job id, lease token, operation) of owned writes whose COMMIT went unanswered
@@ -257,15 +306,21 @@ class OracleQueue:
         with tx.cursor() as cur:
             await cur.execute(self.sql.probe)
             await cur.fetchall()
-        with tx.cursor() as cur:
-            try:
-                await cur.execute(self.sql.limits_probe)
-            except oracledb.DatabaseError as exc:
-                failure = classify(exc)
-                if failure.kind is not FailureKind.PERMANENT:
-                    raise
-                raise self._permanent("open", failure, table=f"{self.table}_LIMITS") from exc
-            await cur.fetchall()
+        for sql, suffix in (
+            (self.sql.limits_probe, "LIMITS"),
+            (self.sql.workers_probe, "WORKERS"),
+            (self.sql.paused_probe, "PAUSED"),
+        ):
+            with tx.cursor() as cur:
+                try:
+                    await cur.execute(sql)
+                except oracledb.DatabaseError as exc:
+                    failure = classify(exc)
+                    if failure.kind is not FailureKind.PERMANENT:
+                        raise
+                    table = f"{self.table}_{suffix}"
+                    raise self._permanent("open", failure, table=table) from exc
+                await cur.fetchall()
 
     @property
     def _acquire_limit(self) -> float:
@@ -290,6 +345,19 @@ class OracleQueue:
 
     async def _ping(self, tx: _Tx) -> None:
         await tx.conn.ping()
+
+    async def store_now(self) -> datetime:
+        """The database's clock, UTC (:class:`~usvc_core.ports.StoreClock`): the scheduler
+        enqueues a slot only once this has reached it."""
+
+        async def work(tx: _Tx) -> datetime:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.db_now)
+                ((now,),) = await cur.fetchall()
+            stamp: datetime = now.replace(tzinfo=UTC)
+            return stamp
+
+        return await self._run("store_now", work)
 
     def on_enqueue(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
@@ -347,6 +415,9 @@ class OracleQueue:
                 last = (failure, exc)
                 continue
             conn.call_timeout = int(self.settings.ORACLE_CALL_TIMEOUT_SECONDS * 1000)
+            # Seen by a DBA in V$SESSION (MODULE, ACTION); sent with the next call.
+            conn.module = self._module
+            conn.action = operation[:32]
             tx = _Tx(conn, attempt)
             try:
                 result = await work(tx)
@@ -397,6 +468,7 @@ class OracleQueue:
 
     async def _give_back(self, pool: PoolLike, conn: ConnectionLike, *, rollback: bool) -> None:
         try:
+            conn.autocommit = False  # pooled sessions start without it
             if rollback:
                 await conn.rollback()
             await pool.release(conn)
@@ -474,10 +546,7 @@ class OracleQueue:
                     for c in _ENQUEUE_OUT:
                         returned[c][i] = outs[c].getvalue(position)[0]
                 ids = [int(v) for v in returned["ID"]]
-            untokened = [{"id": ids[i]} for i, row in enumerate(rows) if row["token"] is None]
-            if untokened:
-                with tx.cursor() as cur:
-                    await cur.executemany(self.sql.set_default_token, untokened)
+            # A job without a token keeps TOKEN NULL, read back as its id (no second DML).
             await tx.commit()
             jobs = []
             for i, (row, r) in enumerate(zip(rows, requests, strict=True)):
@@ -607,17 +676,35 @@ class OracleQueue:
         async def work(tx: _Tx) -> list[Job]:
             given_back = await self._give_back_unconfirmed_claims(tx)
             slots = await self._limit_slots(tx, microservice, limits)
-            ids, exhausted = await self._pick(tx, microservice, limit, slots, len(limits))
+            # Paused actions are skipped inside the claim index too (a pause of a large
+            # backlog must not cost a table visit per paused row); the lock query's NOT
+            # EXISTS on the paused table keeps a fresher pause from being claimed meanwhile.
+            paused = await self._paused_names(tx, microservice)
+            room = IN_LIST_SIZE - len(slots.skip)
+            slots.skip |= set(sorted(paused - slots.skip)[: max(room, 0)])
+            pick = _Pick()
+            # Due delayed jobs join the claim's index before the pick now and then (so a
+            # steady stream of undelayed work cannot keep them out), and whenever the pick
+            # comes back short (so an idle queue takes them as soon as they are due).
+            if self._monotonic() - self._promoted_at >= _PROMOTE_EVERY_SECONDS:
+                pick.promoted = await self._promote(tx, microservice)
+            await self._pick(tx, microservice, limit, slots, rounds=len(limits), pick=pick)
+            if len(pick.ids) < limit and not pick.promoted:
+                pick.promoted = await self._promote(tx, microservice)
+                if pick.promoted:
+                    await self._pick(tx, microservice, limit, slots, rounds=len(limits), pick=pick)
+            ids, exhausted = pick.ids, pick.exhausted
             if exhausted:
                 await self._fail_exhausted(tx, exhausted)
             if not ids:
-                if exhausted or slots.wrote or given_back:
+                if exhausted or pick.promoted or given_back:
                     await tx.commit()
                     self._settle_claims(given_back)
                 return []
             token = uuid.uuid4().hex  # the row's token is this plus its id
             jobs: list[Job] = []
-            for chunk in chunks(sorted(ids), IN_LIST_SIZE):
+            batches = list(chunks(sorted(ids), IN_LIST_SIZE))
+            for n, chunk in enumerate(batches, start=1):
                 with tx.cursor() as cur:
                     _id_binds(cur)
                     outs = {c: cur.var(_out_type(c)) for c in columns_out}
@@ -628,21 +715,109 @@ class OracleQueue:
                         "lease_seconds": lease,
                     }
                     params.update({f"o_{c.lower()}": v for c, v in outs.items()})
+                    if n == len(batches):
+                        # The last UPDATE carries the COMMIT. Until its answer arrives the
+                        # rows may be ours without our knowing: if it never comes, a later
+                        # claim puts them back (see _give_back_unconfirmed_claims).
+                        self._unconfirmed_claims.update({i: f"{token}{i}" for i in ids})
+                        tx.commit_with_next()
                     await cur.execute(statement, params)
                     columns = {c: outs[c].getvalue() for c in columns_out}
                 for i in range(len(columns["ID"])):
                     row = {c: columns[c][i] for c in columns_out}
                     jobs.append(job_from_row(row, status=status, lease_owner=worker_id))
-            # Until the COMMIT's answer arrives these rows may be ours without our knowing:
-            # if it never comes, a later claim puts them back (see below).
-            sent = {int(j.id): str(j.lease_token) for j in jobs}
-            self._unconfirmed_claims.update(sent)
-            await tx.commit()
-            self._settle_claims([*given_back, *sent])
+            self._settle_claims([*given_back, *ids])
             return jobs
 
         operation = "claim_and_start" if start else "claim"
+        if limits:
+            await self._ensure_limit_rows(microservice, sorted(limits), operation)
         return sorted(await self._run(operation, work), key=dispatch_order)
+
+    async def _ensure_limit_rows(
+        self, microservice: str, actions: list[str], operation: str
+    ) -> None:
+        """Create the limited actions' ``<table>_LIMITS`` rows in a transaction of their
+        own, committed at once, the first time this queue claims them (issue 22 item 2):
+        inside a claim, an uncommitted insert would make every other first claimer wait on
+        it, for the whole call timeout if its session died. A row that exists is skipped."""
+        missing = [a for a in actions if (microservice, a) not in self._limit_rows]
+        if not missing:
+            return
+
+        async def work(tx: _Tx) -> None:
+            rows = [{"microservice": microservice, "action": a} for a in missing]
+            with tx.cursor() as cur:
+                await cur.executemany(self.sql.limit_insert, rows, batcherrors=True)
+                for error in cur.getbatcherrors():
+                    if getattr(error, "code", 1) != 1:  # ORA-00001: there already
+                        raise oracledb.DatabaseError(error)
+            await tx.commit()
+
+        await self._run(operation, work)
+        self._limit_rows.update((microservice, a) for a in missing)
+
+    async def _watch_stalls(
+        self, tx: _Tx, microservice: str, actions: list[str], held: set[str]
+    ) -> None:
+        """Warn when a limited action's jobs wait because its limits row stays locked.
+
+        A claimer whose network died while it held the row keeps that lock until the
+        server notices the dead session (SQLNET.EXPIRE_TIME, MAX_IDLE_BLOCKER_TIME); every
+        other claimer skips the action meanwhile, silently. When this queue has not held an
+        action's row for ORACLE_LIMIT_STALL_SECONDS and the action has had a due job
+        waiting that long, it logs a warning, turns its health check YELLOW and counts a
+        ``max_running_stalled`` queue error; both clear once it holds the row again."""
+        now = self._monotonic()
+        bound = self.settings.ORACLE_LIMIT_STALL_SECONDS
+        for action in actions:
+            key = (microservice, action)
+            if action in held:
+                self._limit_missed.pop(key, None)
+                if self._limit_stalled.pop(key, None) is not None:
+                    _log.info("limited action claimable again", action=action)
+                    self._report_stalls()
+                continue
+            since, checked = self._limit_missed.setdefault(key, (now, -math.inf))
+            if now - since < bound or now - checked < bound:
+                continue
+            self._limit_missed[key] = (since, now)
+            self._limit_rows.discard(key)  # a deleted row is created again
+            with tx.cursor() as cur:
+                await cur.execute(
+                    self.sql.limit_waiting, {"microservice": microservice, "action": action}
+                )
+                ((oldest_due, db_now),) = await cur.fetchall()
+            waited = (db_now - oldest_due).total_seconds() if oldest_due and db_now else 0.0
+            if waited < bound:
+                continue
+            self._limit_stalled[key] = waited
+            _log.warning(
+                "limited action skipped: another session has held its limits row for "
+                f"{now - since:.0f} s while its oldest due job waits; a dead session keeps "
+                "the lock until the server notices (SQLNET.EXPIRE_TIME, MAX_IDLE_BLOCKER_TIME)",
+                action=action,
+                microservice=microservice,
+                table=f"{self.table}_LIMITS",
+                oldest_due_seconds=round(waited),
+            )
+            if self._metrics is not None:
+                self._metrics.queue_error("max_running_stalled")
+            self._report_stalls()
+
+    def _report_stalls(self) -> None:
+        if self._health is None:
+            return
+        if self._limit_stalled:
+            details = {f"{ms}/{a}": round(s) for (ms, a), s in sorted(self._limit_stalled.items())}
+            self._health.update(LIMITS_CHECK, Status.YELLOW, {"stalled_seconds": details})
+        else:
+            self._health.update(LIMITS_CHECK, Status.GREEN)
+
+    def observe(self, health: HealthRegistry, metrics: Metrics) -> None:
+        """Report to the application's health and metrics (the ``max_running`` stall
+        warning); called by the application when present."""
+        self._health, self._metrics = health, metrics
 
     async def _give_back_unconfirmed_claims(self, tx: _Tx) -> list[int]:
         """Put back to Ready, in this claim's transaction, the rows of earlier claims whose
@@ -691,19 +866,7 @@ class OracleQueue:
                 self.sql.limit_lock, {"microservice": microservice, **padded(actions, "action")}
             )
             held = {str(r[0]) for r in await cur.fetchall()}
-        wrote = False
-        for action in actions:
-            if action in held:
-                continue
-            with tx.cursor() as cur:
-                try:
-                    await cur.execute(
-                        self.sql.limit_insert, {"microservice": microservice, "action": action}
-                    )
-                except oracledb.IntegrityError:
-                    continue  # the row exists and another claimer holds it: its turn
-            held.add(action)  # the first claim of this action: its new row is ours
-            wrote = True
+        await self._watch_stalls(tx, microservice, actions, held)
         running: dict[str, int] = {}
         if held:
             with tx.cursor() as cur:
@@ -714,19 +877,48 @@ class OracleQueue:
                 running = {str(a): int(n) for a, n in await cur.fetchall()}
         remaining = {a: max(0, limits[a] - running.get(a, 0)) for a in held}
         skip = {a for a in actions if remaining.get(a, 0) == 0}
-        return _Slots(remaining, skip, wrote)
+        return _Slots(remaining, skip)
+
+    async def _paused_names(self, tx: _Tx, microservice: str) -> set[str]:
+        """The service's paused actions, read again at most once a second per queue."""
+        now = self._monotonic()
+        cached = self._paused_cache.get(microservice)
+        if cached is not None and now - cached[0] < _PAUSED_REFRESH_SECONDS:
+            return cached[1]
+        if cached is None and now - self._opened_at < _PAUSED_REFRESH_SECONDS:
+            return set()  # just opened: the lock query's NOT EXISTS covers the first second
+        with tx.cursor() as cur:
+            await cur.execute(self.sql.paused, {"microservice": microservice})
+            names = {str(r[0]) for r in await cur.fetchall()}
+        self._paused_cache[microservice] = (now, names)
+        return names
+
+    async def _promote(self, tx: _Tx, microservice: str) -> bool:
+        """Move due delayed jobs (oldest first, at most PROMOTE_BATCH, skipping rows
+        another session holds) into the claim's index. One round trip when none is due."""
+        self._promoted_at = self._monotonic()
+        with tx.cursor() as cur:
+            cur.prefetchrows = PROMOTE_BATCH
+            cur.arraysize = PROMOTE_BATCH
+            await cur.execute(self.sql.promote_lock, {"microservice": microservice})
+            ids = sorted(int(r[0]) for r in await cur.fetchmany(PROMOTE_BATCH))
+        if not ids:
+            return False
+        with tx.cursor() as cur:
+            _id_binds(cur)
+            await cur.executemany(
+                self.sql.promote, [padded(chunk) for chunk in chunks(ids, IN_LIST_SIZE)]
+            )
+        return True
 
     async def _pick(
-        self, tx: _Tx, microservice: str, limit: int, slots: _Slots, rounds: int
-    ) -> tuple[list[int], list[int]]:
-        """Lock due Ready rows in dispatch order, taking at most ``limit``, none of a
-        skipped action and at most the remainder of a limited one. When an action fills up
-        part-way, its other rows are left and the lock query runs again without it, so a
+        self, tx: _Tx, microservice: str, limit: int, slots: _Slots, *, rounds: int, pick: _Pick
+    ) -> None:
+        """Lock due Ready rows in dispatch order into ``pick``, up to ``limit`` in all, none
+        of a skipped action and at most the remainder of a limited one. When an action fills
+        up part-way, its other rows are left and the lock query runs again without it, so a
         full action never holds back the others (at most once per limited action). Rows
-        whose attempts are already spent are returned apart, to be failed."""
-        picked: list[int] = []
-        exhausted: list[int] = []
-        seen: set[int] = set()
+        whose attempts are already spent are set apart, to be failed."""
         for _ in range(rounds + 1):
             params: dict[str, Any] = {"microservice": microservice}
             sql = self.sql.claim_lock
@@ -735,33 +927,35 @@ class OracleQueue:
                 skipped = sorted(slots.skip)
                 # NOT IN with a NULL in its list matches nothing: pad with a real value.
                 params.update(padded(skipped, "skip", pad=skipped[0]))
+            # Rows this claim already locked come back first (its own locks are not
+            # skipped): fetch past them.
+            want = limit - len(pick.ids) + len(pick.seen)
             with tx.cursor() as cur:
                 # SKIP LOCKED locks rows as the driver fetches them: never let it fetch
                 # (and lock) more than we take.
-                cur.prefetchrows = limit
-                cur.arraysize = limit
+                cur.prefetchrows = want
+                cur.arraysize = want
                 await cur.execute(sql, params)
-                rows = await cur.fetchmany(limit)
+                rows = await cur.fetchmany(want)
             for raw_id, action, attempts, max_attempts in rows:
                 row_id = int(raw_id)
-                if row_id in seen:
+                if row_id in pick.seen:
                     continue  # locked by this claim in an earlier round
-                seen.add(row_id)
+                pick.seen.add(row_id)
                 if number(attempts) >= number(max_attempts, 1):
-                    exhausted.append(row_id)
+                    pick.exhausted.append(row_id)
                     continue
                 if action in slots.remaining:
                     if slots.remaining[action] <= 0:
                         continue
                     slots.remaining[action] -= 1
-                picked.append(row_id)
-                if len(picked) >= limit:
-                    return picked, exhausted
+                pick.ids.append(row_id)
+                if len(pick.ids) >= limit:
+                    return
             full = {a for a, n in slots.remaining.items() if n <= 0} - slots.skip
-            if len(rows) < limit or not full:
+            if len(rows) < want or not full:
                 break
             slots.skip |= full
-        return picked, exhausted
 
     async def _fail_exhausted(self, tx: _Tx, ids: list[int]) -> None:
         for chunk in chunks(sorted(ids), IN_LIST_SIZE):
@@ -838,6 +1032,9 @@ class OracleQueue:
             status, token, _, _ = state
             unconfirmed = tx.attempt > 0 or key in self._unconfirmed
             if token == job.lease_token and status == expected.value:
+                if len(self._unconfirmed) >= _MAX_UNCONFIRMED:  # bounded: oldest out
+                    self._unconfirmed.pop(next(iter(self._unconfirmed)))
+                self._unconfirmed[key] = None  # until the COMMIT's answer arrives
                 with tx.cursor() as cur:
                     outs = {c: cur.var(_out_type(c)) for c in outputs}
                     full = {**params, "id": row_id, "lease_token": job.lease_token}
@@ -845,15 +1042,13 @@ class OracleQueue:
                     sizes = clob_inputs([full], clob)
                     if sizes:
                         cur.setinputsizes(**sizes)
+                    # Lock, then UPDATE carrying the COMMIT: two round trips, not three.
+                    tx.commit_with_next()
                     await cur.execute(sql, full)
                     changed = cur.rowcount
                     values = {c: (outs[c].getvalue() or [None])[0] for c in outputs}
+                self._unconfirmed.pop(key, None)
                 if changed == 1:
-                    if len(self._unconfirmed) >= _MAX_UNCONFIRMED:  # bounded: oldest out
-                        self._unconfirmed.pop(next(iter(self._unconfirmed)))
-                    self._unconfirmed[key] = None  # until the COMMIT's answer arrives
-                    await tx.commit()
-                    self._unconfirmed.pop(key, None)
                     return values
             elif token == job.lease_token and JobStatus(status) in settled and unconfirmed:
                 # A write of this call's kind with this claim's token committed unseen: on
@@ -998,6 +1193,8 @@ class OracleQueue:
                     for i in order
                 ]
                 with tx.cursor() as cur:
+                    if len(owned) <= IN_LIST_SIZE:
+                        tx.commit_with_next()  # one batch: it carries the COMMIT
                     await cur.executemany(self.sql.extend_lease, rows, arraydmlrowcounts=True)
                     counts = [int(n) for n in cur.getarraydmlrowcounts()]
                 for i, n in zip(order, counts, strict=True):
@@ -1043,18 +1240,30 @@ class OracleQueue:
         return released
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
+        return await self._reclaim("reclaim_expired", self.sql.reclaim_lock, microservice)
+
+    async def _reclaim(self, operation: str, lock_sql: str, microservice: str) -> ReclaimResult:
+        """Lock the rows ``lock_sql`` finds (SKIP LOCKED, a batch at a time) and end their
+        leases: Assigned -> Ready; Processing -> Ready or Failed (LEASE_EXPIRED)."""
         requeued: list[str] = []
         failed: list[str] = []
+        params = {"microservice": microservice, "gone_after": GONE_AFTER_HEARTBEATS}
+        if ":gone_after" not in lock_sql:
+            del params["gone_after"]
 
         async def work(tx: _Tx) -> int:
             with tx.cursor() as cur:
                 cur.prefetchrows = RECLAIM_BATCH
                 cur.arraysize = RECLAIM_BATCH
-                await cur.execute(self.sql.reclaim_lock, {"microservice": microservice})
+                await cur.execute(lock_sql, params)
                 ids = sorted(int(r[0]) for r in await cur.fetchmany(RECLAIM_BATCH))
             back: list[str] = []
             dead: list[str] = []
             for chunk in chunks(ids, IN_LIST_SIZE):
+                if lock_sql is not self.sql.reclaim_lock:
+                    with tx.cursor() as cur:  # a gone worker's leases end now
+                        _id_binds(cur)
+                        await cur.execute(self.sql.end_leases, padded(chunk))
                 with tx.cursor() as cur:
                     _id_binds(cur)
                     out_id = cur.var(_NUMBER)
@@ -1086,9 +1295,139 @@ class OracleQueue:
             return len(ids)
 
         for _ in range(_MAX_BATCHES):
-            if await self._run("reclaim_expired", work) < RECLAIM_BATCH:
+            if await self._run(operation, work) < RECLAIM_BATCH:
                 break
+        if requeued:
+            self._notify()
         return ReclaimResult(requeued=requeued, failed=failed)
+
+    # --- the fleet (FleetAdmin) ------------------------------------------------------------------
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        check_length("microservice", record.microservice)
+        check_length("worker_id", record.worker_id)
+        started = record.started_at.astimezone(UTC).replace(tzinfo=None)
+        params: dict[str, Any] = {
+            "microservice": record.microservice,
+            "worker_id": record.worker_id,
+            "host": record.host[:255],
+            "pid": int(record.pid),
+            "version": record.version[:128],
+            "started_at": started,
+            "heartbeat_seconds": float(record.heartbeat_seconds),
+            "actions": json.dumps(list(record.actions)),
+            "concurrency": int(record.concurrency),
+            "running": int(record.running),
+        }
+
+        async def work(tx: _Tx) -> None:
+            with tx.cursor() as cur:
+                cur.setinputsizes(started_at=_TIMESTAMP, **clob_inputs([params], ("actions",)))
+                tx.commit_with_next()
+                await cur.execute(self.sql.heartbeat, params)
+
+        await self._run("heartbeat_worker", work)
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        async def work(tx: _Tx) -> None:
+            with tx.cursor() as cur:
+                tx.commit_with_next()
+                await cur.execute(
+                    self.sql.remove_worker, {"microservice": microservice, "worker_id": worker_id}
+                )
+
+        await self._run("remove_worker", work)
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        async def work(tx: _Tx) -> list[Any]:
+            with tx.cursor() as cur:
+                cur.outputtypehandler = clob_as_text
+                await cur.execute(
+                    self.sql.list_workers,
+                    {"microservice": microservice, "gone_after": GONE_AFTER_HEARTBEATS},
+                )
+                return await cur.fetchall()
+
+        records = []
+        for row in await self._run("list_workers", work):
+            (worker_id, service, host, pid, version, started, beat, actions) = row[:8]
+            concurrency, running, seen, gone = row[8:]
+            records.append(
+                WorkerRecord(
+                    worker_id=str(worker_id),
+                    microservice=str(service),
+                    host=host or "",
+                    pid=number(pid),
+                    version=version or "",
+                    started_at=utc(started) or datetime.min.replace(tzinfo=UTC),
+                    heartbeat_seconds=float(beat),
+                    actions=tuple(json.loads(actions or "[]")),
+                    concurrency=number(concurrency),
+                    running=number(running),
+                    last_seen_at=utc(seen),
+                    gone=bool(number(gone)),
+                )
+            )
+        return records
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        return await self._reclaim("reclaim_gone_workers", self.sql.gone_lock, microservice)
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        params = {
+            "microservice": microservice,
+            "gone_after": GONE_AFTER_HEARTBEATS,
+            "older_than_seconds": seconds(older_than_seconds),
+        }
+
+        async def work(tx: _Tx) -> int:
+            with tx.cursor() as cur:
+                tx.commit_with_next()
+                await cur.execute(self.sql.forget_gone, params)
+                return int(cur.rowcount)
+
+        return await self._run("forget_gone_workers", work)
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        check_length("action", action)
+
+        async def work(tx: _Tx) -> bool:
+            with tx.cursor() as cur:
+                try:
+                    tx.commit_with_next()
+                    await cur.execute(
+                        self.sql.pause, {"microservice": microservice, "action": action}
+                    )
+                except oracledb.IntegrityError:
+                    return False  # paused already (the primary key)
+            return True
+
+        return await self._run("pause_action", work)
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+
+        async def work(tx: _Tx) -> bool:
+            with tx.cursor() as cur:
+                tx.commit_with_next()
+                await cur.execute(self.sql.resume, {"microservice": microservice, "action": action})
+                return int(cur.rowcount) == 1
+
+        resumed = await self._run("resume_action", work)
+        if resumed:
+            self._notify()  # its waiting jobs may be claimed now
+        return resumed
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        async def work(tx: _Tx) -> list[Any]:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.paused, {"microservice": microservice})
+                return await cur.fetchall()
+
+        rows = await self._run("paused_actions", work)
+        return {str(a): at for a, when in rows if (at := utc(when)) is not None}
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -1109,20 +1448,28 @@ class OracleQueue:
         return await self._run("get", work)
 
     async def stats(self, microservice: str) -> QueueStats:
-        async def work(tx: _Tx) -> list[Any]:
+        async def work(tx: _Tx) -> tuple[list[Any], list[Any]]:
             with tx.cursor() as cur:
                 await cur.execute(self.sql.stats, {"microservice": microservice})
-                return await cur.fetchall()
+                rows = await cur.fetchall()
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.paused, {"microservice": microservice})
+                return rows, await cur.fetchall()
 
         counts = dict.fromkeys(JobStatus, 0)
         age: float | None = None
-        for status, count, oldest, now in await self._run("stats", work):
+        rows, paused = await self._run("stats", work)
+        for status, count, oldest_due, now in rows:
             if status is None:
                 continue
             counts[JobStatus(status)] += int(count)
-            if oldest is not None and now is not None:
-                age = max(0.0, (now - oldest).total_seconds())
-        return QueueStats(counts=counts, oldest_ready_age_seconds=age)
+            if oldest_due is not None and now is not None:
+                age = max(age or 0.0, (now - oldest_due).total_seconds())
+        return QueueStats(
+            counts=counts,
+            oldest_ready_age_seconds=age,
+            paused_actions=frozenset(str(a) for a, _ in paused),
+        )
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         """Delete old finished jobs in batches; rows another session holds locked are
@@ -1165,21 +1512,21 @@ class OracleQueue:
         after = decode_cursor(cursor) if cursor is not None else None
         params: dict[str, Any] = {
             **filter_binds(where, statuses=True),
-            "after_created": after[0] if after else None,
-            "after_id": after[1] if after else None,
             "page_size": limit + 1,  # one more, to know whether a next page exists
         }
+        sql = self.sql.list_jobs
+        if after is not None:
+            sql = self.sql.list_jobs_after
+            params.update(after_created=after[0], after_id=after[1])
 
         async def work(tx: _Tx) -> list[Any]:
             with tx.cursor() as cur:
                 cur.outputtypehandler = clob_as_text
-                cur.setinputsizes(
-                    created_after=_TIMESTAMP,
-                    created_before=_TIMESTAMP,
-                    after_created=_TIMESTAMP,
-                    after_id=_NUMBER,
-                )
-                await cur.execute(self.sql.list_jobs, params)
+                sizes = {"created_after": _TIMESTAMP, "created_before": _TIMESTAMP}
+                if after is not None:
+                    sizes.update(after_created=_TIMESTAMP, after_id=_NUMBER)
+                cur.setinputsizes(**sizes)
+                await cur.execute(sql, params)
                 return await cur.fetchall()
 
         rows = [dict(zip(JOB_COLUMNS, r, strict=True)) for r in await self._run("list_jobs", work)]
@@ -1268,11 +1615,73 @@ class OracleQueue:
             else:
                 return status
             with tx.cursor() as cur:
+                tx.commit_with_next()
                 await cur.execute(sql, params)
-            await tx.commit()
             return after
 
         return await self._run("cancel", work)
+
+    async def find_jobs(self, microservice: str, key: str) -> list[Job]:
+        """The jobs ``key`` names in ``microservice``: by id, by unique key, by idempotency
+        key (finished ones too), newest first, at most FIND_LIMIT. Each lookup is one
+        index probe (primary key, UNIQ_UX, KEYS_IX)."""
+        row_id = db_id(key)
+
+        async def work(tx: _Tx) -> list[Any]:
+            found: list[Any] = []
+            lookups: list[tuple[str, dict[str, Any]]] = [
+                (self.sql.find_by_unique, {"microservice": microservice, "key": key}),
+                (
+                    self.sql.find_by_idempotency,
+                    {"microservice": microservice, "key": key, "most": FIND_LIMIT},
+                ),
+            ]
+            if row_id is not None:
+                lookups.insert(
+                    0, (self.sql.find_by_id, {"id": row_id, "microservice": microservice})
+                )
+            for sql, params in lookups:
+                with tx.cursor() as cur:
+                    cur.outputtypehandler = clob_as_text
+                    await cur.execute(sql, params)
+                    found += await cur.fetchall()
+            return found
+
+        rows = {
+            int(r[0]): dict(zip(JOB_COLUMNS, r, strict=True))
+            for r in await self._run("find_jobs", work)
+        }
+        newest = sorted(rows.values(), key=lambda r: (r["CREATED_AT"], int(r["ID"])), reverse=True)
+        return [job_from_row(r) for r in newest[:FIND_LIMIT]]
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        """Remember an ended admin session until ``until`` (aware); every process on this
+        table refuses it meanwhile. Revocations past their time are deleted on the way."""
+        if not isinstance(until, datetime) or until.utcoffset() is None:
+            raise ValueError(f"until={until!r} must be a timezone-aware datetime")
+        params = {
+            "session_id": session_id[:128],
+            "until": until.astimezone(UTC).replace(tzinfo=None),
+        }
+
+        async def work(tx: _Tx) -> None:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.forget_sessions)
+            with tx.cursor() as cur:
+                cur.setinputsizes(until=_TIMESTAMP)
+                tx.commit_with_next()
+                await cur.execute(self.sql.revoke_session, params)
+
+        await self._run("revoke_session", work)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        async def work(tx: _Tx) -> bool:
+            with tx.cursor() as cur:
+                await cur.execute(self.sql.session_revoked, {"session_id": session_id[:128]})
+                ((count,),) = await cur.fetchall()
+            return int(count) > 0
+
+        return await self._run("session_revoked", work)
 
     async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
         if not 1 <= minutes <= 24 * 60:
@@ -1299,9 +1708,10 @@ class OracleQueue:
         oldest: dict[str, float] = {}
         for action, status, count, due in count_rows:
             name = str(action or "")
-            counts.setdefault(name, {})[JobStatus(status)] = int(count)
+            per_status = counts.setdefault(name, {})
+            per_status[JobStatus(status)] = per_status.get(JobStatus(status), 0) + int(count)
             if due is not None:
-                oldest[name] = max(0.0, (now - due).total_seconds())
+                oldest[name] = max(oldest.get(name, 0.0), (now - due).total_seconds())
         first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
         slots = {first + timedelta(minutes=i): [0, 0] for i in range(minutes)}
         for minute, status, count in minute_rows:

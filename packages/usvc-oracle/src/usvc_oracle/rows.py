@@ -105,7 +105,7 @@ def job_from_row(row: dict[str, Any], **extra: Any) -> Job:
         "run_at": utc(row.get("RUN_AT")),
         "attempts": number(row.get("ATTEMPTS")),
         "max_attempts": number(row.get("MAX_ATTEMPTS"), 1),
-        "token": row.get("TOKEN") or "",
+        "token": row.get("TOKEN") or str(int(row["ID"])),  # NULL: the job's id
         "idempotency_key": row.get("IDEMPOTENCY_KEY"),
         "lease_owner": row.get("LEASE_OWNER"),
         # A requeued row keeps its last token (see the retry statement); a Ready job has none.

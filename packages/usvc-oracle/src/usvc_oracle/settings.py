@@ -60,6 +60,10 @@ class OracleSettings(BaseSettings):
     #: First delay between those retries (doubles each time, capped at 2 s, with jitter).
     ORACLE_RETRY_BACKOFF_SECONDS: float = Field(default=0.2, ge=0)
 
+    #: A limited action whose limits row another session has held this long, while its
+    #: oldest due job has waited as long, is reported (log, health YELLOW, metric).
+    ORACLE_LIMIT_STALL_SECONDS: float = Field(default=120.0, gt=0)
+
     @field_validator("ORACLE_TABLE")
     @classmethod
     def _valid_table(cls, value: str) -> str:

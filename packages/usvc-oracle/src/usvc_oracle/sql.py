@@ -36,11 +36,20 @@ __all__ = [
     "CLAIM_STARTED_COLUMNS",
     "COLUMNS_QUERY",
     "DDL_IGNORED_ERRORS",
+    "DDL_LOCK_TIMEOUT_SECONDS",
     "DESCENDING_INDEXES_QUERY",
+    "IDENTITY_OPTIONS",
+    "INDEXES",
+    "INDEX_ATTRIBUTES",
+    "INDEX_STATE_QUERY",
     "IN_LIST_SIZE",
     "JOB_COLUMNS",
+    "OBSOLETE_INDEXES",
     "ROW_LOCK_WAIT_SECONDS",
+    "SET_DDL_LOCK_TIMEOUT",
     "STATUS_LIST_SIZE",
+    "SYNONYM_QUERY",
+    "TABLE_ATTRIBUTES",
     "UPGRADE_COLUMNS",
     "Statements",
     "ddl_statements",
@@ -77,32 +86,72 @@ def _when(condition: str, column: str) -> str:
 
 
 # --- index expressions (the WHERE clauses below repeat them exactly) -------------------------
-READY_MS = _when(f"STATUS = {_READY}", "MICROSERVICE")
-READY_PRIORITY = _when(f"STATUS = {_READY}", "-PRIORITY")  # ascending: highest first
-READY_RUN_AT = _when(f"STATUS = {_READY}", "RUN_AT")
-READY_ID = _when(f"STATUS = {_READY}", "ID")
+#: A Ready job the claim may take now: not deferred. A job written with a delay (enqueue
+#: with delay_seconds, a retry's backoff) is Ready with DELAYED = 1 and sits in the small
+#: DELAY_IX instead; a claim moves the due ones over ("promotes" them), so the claim's index
+#: holds due jobs only and a claim never reads future-dated entries.
+_CLAIMABLE = f"STATUS = {_READY} AND DELAYED IS NULL"
+_DEFERRED = f"STATUS = {_READY} AND DELAYED = 1"
+CLAIM_MS = _when(_CLAIMABLE, "MICROSERVICE")
+CLAIM_PRIORITY = _when(_CLAIMABLE, "-PRIORITY")  # ascending: highest first
+CLAIM_RUN_AT = _when(_CLAIMABLE, "RUN_AT")
+CLAIM_ID = _when(_CLAIMABLE, "ID")
+CLAIM_ACTION = _when(_CLAIMABLE, "ACTION")  # a full action is skipped inside the index
+DELAY_MS = _when(_DEFERRED, "MICROSERVICE")
+DELAY_RUN_AT = _when(_DEFERRED, "RUN_AT")
+DELAY_ID = _when(_DEFERRED, "ID")
+DELAY_ACTION = _when(_DEFERRED, "ACTION")
 LEASED_MS = _when(_LEASED, "MICROSERVICE")
 LEASED_EXPIRES = _when(_LEASED, "LEASE_EXPIRES_AT")
 LEASED_STATUS = _when(_LEASED, "STATUS")
+LEASED_ACTION = _when(_LEASED, "ACTION")
 DONE_MS = _when(_DONE, "MICROSERVICE")
 DONE_FINISHED = _when(_DONE, "FINISHED_AT")
 DONE_STATUS = _when(_DONE, "STATUS")
+DONE_ACTION = _when(_DONE, "ACTION")
+FAILED_MS = _when(f"STATUS = {_FAILED}", "MICROSERVICE")
+FAILED_CREATED = _when(f"STATUS = {_FAILED}", "CREATED_AT")
+FAILED_ID = _when(f"STATUS = {_FAILED}", "ID")
+FAILED_ACTION = _when(f"STATUS = {_FAILED}", "ACTION")
+FAILED_ERROR = _when(f"STATUS = {_FAILED}", "ERROR_CODE")
 IDEM_MS = _when(f"{_UNFINISHED} AND IDEMPOTENCY_KEY IS NOT NULL", "MICROSERVICE")
 IDEM_KEY = _when(_UNFINISHED, "IDEMPOTENCY_KEY")
 UNIQ_MS = _when("UNIQUE_KEY IS NOT NULL", "MICROSERVICE")
+KEYS_MS = _when("IDEMPOTENCY_KEY IS NOT NULL", "MICROSERVICE")
 
 #: suffix -> (unique, key expressions); every key ascending (see the module docstring).
+#: Each query that runs often or reads many rows finds every column it needs in one of these
+#: (no table visit): the claim, the promotion of due delayed jobs, the running counts, the
+#: reclaim, the purge, stats, activity and the failed-job filter.
 INDEXES: dict[str, tuple[bool, tuple[str, ...]]] = {
-    "READY_IX": (False, (READY_MS, READY_PRIORITY, READY_RUN_AT, READY_ID)),
-    "LEASE_IX": (False, (LEASED_MS, LEASED_EXPIRES, LEASED_STATUS)),
-    "DONE_IX": (False, (DONE_MS, DONE_FINISHED, DONE_STATUS)),
+    "CLAIM_IX": (False, (CLAIM_MS, CLAIM_PRIORITY, CLAIM_RUN_AT, CLAIM_ID, CLAIM_ACTION)),
+    "DELAY_IX": (False, (DELAY_MS, DELAY_RUN_AT, DELAY_ID, DELAY_ACTION)),
+    "LEASED_IX": (False, (LEASED_MS, LEASED_EXPIRES, LEASED_STATUS, LEASED_ACTION)),
+    "FINISHED_IX": (False, (DONE_MS, DONE_FINISHED, DONE_STATUS, DONE_ACTION)),
+    "FAILED_IX": (
+        False,
+        (FAILED_MS, FAILED_CREATED, FAILED_ID, FAILED_ACTION, FAILED_ERROR),
+    ),
     "IDEM_UX": (True, (IDEM_MS, IDEM_KEY)),
     # Rows without a unique key have an all-NULL key and stay out of the index.
     "UNIQ_UX": (True, (UNIQ_MS, "UNIQUE_KEY")),
     # The operators' listing, newest first; its columns never change after the insert,
     # so transitions do not maintain it.
     "LIST_IX": (False, ("MICROSERVICE", "CREATED_AT", "ID")),
+    # An operator's lookup by idempotency key, finished jobs too (IDEM_UX holds only the
+    # unfinished ones); written once at the insert, never maintained by a transition.
+    "KEYS_IX": (False, (KEYS_MS, "IDEMPOTENCY_KEY", "ID")),
 }
+#: Indexes of earlier versions that the ones above replace: ``check`` names them, and the
+#: README says when to drop them (once no worker of an older version runs).
+OBSOLETE_INDEXES = ("READY_IX", "LEASE_IX", "DONE_IX")
+#: Physical attributes (sqlglot does not parse them; the tests check them apart).
+TABLE_ATTRIBUTES = "PCTFREE 30 INITRANS 8"
+INDEX_ATTRIBUTES = "INITRANS 16"
+IDENTITY_OPTIONS = "(CACHE 1000 NOORDER)"
+#: How long ``apply`` waits for the table lock a DDL on a live table needs.
+DDL_LOCK_TIMEOUT_SECONDS = 30
+SET_DDL_LOCK_TIMEOUT = f"ALTER SESSION SET DDL_LOCK_TIMEOUT = {DDL_LOCK_TIMEOUT_SECONDS}"
 
 #: The columns of a job row, in the order ``get`` selects them.
 JOB_COLUMNS = (
@@ -131,12 +180,15 @@ JOB_COLUMNS = (
     "RUNTIME_MS",
     "UNIQUE_KEY",
     "CANCEL_REQUESTED",
+    "DELAYED",
 )
 
 #: Columns added after the first layout: ``apply`` adds them to an older table.
 UPGRADE_COLUMNS: dict[str, str] = {
     "UNIQUE_KEY": "VARCHAR2(256 CHAR)",
     "CANCEL_REQUESTED": "NUMBER(1) DEFAULT 0 NOT NULL",
+    # 1: Ready with a future RUN_AT when written (out of the claim's index until due).
+    "DELAYED": "NUMBER(1)",
 }
 #: Columns every usvc queue table has had: a table lacking one has another layout.
 BASE_COLUMNS = tuple(c for c in JOB_COLUMNS if c not in UPGRADE_COLUMNS)
@@ -183,6 +235,24 @@ DESCENDING_INDEXES_QUERY = (
 )
 
 
+#: What a name the user sees stands for: its own table, else a private or public synonym
+#: (followed one level; a worker account often reaches the queue through one).
+SYNONYM_QUERY = (
+    "SELECT TABLE_OWNER, TABLE_NAME\n  FROM ALL_SYNONYMS\n"
+    " WHERE SYNONYM_NAME = :table_name\n"
+    "   AND OWNER IN (NVL(:owner, SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA')), 'PUBLIC')\n"
+    " ORDER BY CASE WHEN OWNER = 'PUBLIC' THEN 1 ELSE 0 END"
+)
+
+#: The table's indexes with their state: VALID (or N/A for a partitioned one) and, for a
+#: function-based one, FUNCIDX_STATUS ENABLED; otherwise the optimizer cannot use it.
+INDEX_STATE_QUERY = (
+    "SELECT INDEX_NAME, STATUS, FUNCIDX_STATUS\n  FROM ALL_INDEXES\n"
+    " WHERE TABLE_OWNER = NVL(:owner, SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA'))\n"
+    "   AND TABLE_NAME = :table_name"
+)
+
+
 def in_list_binds(prefix: str = "id", size: int = IN_LIST_SIZE) -> list[str]:
     """The bind names of one padded IN list: id0 ... id49."""
     return [f"{prefix}{i}" for i in range(size)]
@@ -197,14 +267,17 @@ def _returning(columns: tuple[str, ...]) -> str:
     return f"RETURNING {', '.join(columns)} INTO {outs}"
 
 
-#: The operators' filters (``JobFilter``); a flag bind of 1 means "this set is empty:
-#: match everything", since a padded IN list cannot say that.
-_ADMIN_FILTER = (
-    f"   AND (:any_action = 1 OR {_in_list('ACTION', 'action')})\n"
-    f"   AND (:any_error = 1 OR {_in_list('ERROR_CODE', 'error')})\n"
-    "   AND (:created_after IS NULL OR CREATED_AT >= :created_after)\n"
-    "   AND (:created_before IS NULL OR CREATED_AT < :created_before)"
-)
+def _admin_filter(
+    action: str = "ACTION", error: str = "ERROR_CODE", created: str = "CREATED_AT"
+) -> str:
+    """The operators' filters (``JobFilter``) on these column expressions; a flag bind of
+    1 means "this set is empty: match everything", since a padded IN list cannot say that."""
+    return (
+        f"   AND (:any_action = 1 OR {_in_list(action, 'action')})\n"
+        f"   AND (:any_error = 1 OR {_in_list(error, 'error')})\n"
+        f"   AND (:created_after IS NULL OR {created} >= :created_after)\n"
+        f"   AND (:created_before IS NULL OR {created} < :created_before)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,17 +285,19 @@ class Statements:
     """The runtime SQL for one table. Build with :meth:`render`."""
 
     enqueue: str
-    set_default_token: str
     idempotency_holder: str
     unique_holder: str
     claim_lock: str
     claim_lock_except: str
     claim_update: str
+    promote_lock: str
+    promote: str
     claim_start_update: str
     fail_exhausted: str
     limit_lock: str
     limit_insert: str
     running_counts: str
+    limit_waiting: str
     mark_processing: str
     lock_job: str
     lock_ids: str
@@ -242,6 +317,7 @@ class Statements:
     probe: str
     limits_probe: str
     list_jobs: str
+    list_jobs_after: str
     filter_failed: str
     retry_failed: str
     cancel_waiting: str
@@ -249,36 +325,59 @@ class Statements:
     activity_counts: str
     activity_minutes: str
     db_now: str
+    heartbeat: str
+    remove_worker: str
+    list_workers: str
+    gone_lock: str
+    end_leases: str
+    forget_gone: str
+    pause: str
+    resume: str
+    paused: str
+    workers_probe: str
+    paused_probe: str
+    find_by_id: str
+    find_by_unique: str
+    find_by_idempotency: str
+    forget_sessions: str
+    revoke_session: str
+    session_revoked: str
 
     @classmethod
     def render(cls, table: TableName) -> Statements:
         t = table.quoted
         limits = table.qualified_object("LIMITS")
-        ready_ix = table.object_name("READY_IX")
+        workers = table.qualified_object("WORKERS")
+        paused = table.qualified_object("PAUSED")
+        sessions = table.qualified_object("SESSIONS")
+        # A worker is gone once the database clock passes two of its heartbeats.
+        gone = f"LAST_SEEN_AT + NUMTODSINTERVAL(:gone_after * HEARTBEAT_SECONDS, 'SECOND') < {NOW}"
+        claim_ix = table.object_name("CLAIM_IX")
         owned = "WHERE ID = :id\n   AND LEASE_TOKEN = :lease_token"
         claim_lock = (
-            f"SELECT /*+ INDEX(q {ready_ix}) */ ID, ACTION, ATTEMPTS, MAX_ATTEMPTS\n"
+            f"SELECT /*+ INDEX(q {claim_ix}) */ ID, ACTION, ATTEMPTS, MAX_ATTEMPTS\n"
             f"  FROM {t} q\n"
-            f" WHERE {READY_MS} = :microservice\n"
-            f"   AND {READY_RUN_AT} <= {NOW}\n"
+            f" WHERE {CLAIM_MS} = :microservice\n"
+            f"   AND {CLAIM_RUN_AT} <= {NOW}\n"
             "{extra}"
-            f" ORDER BY {READY_PRIORITY},\n"
-            f"          {READY_RUN_AT},\n"
-            f"          {READY_ID}\n"
+            # An operator's pause (FleetAdmin): a primary-key probe per candidate row, in
+            # the claim's own statement (no round trip; every claimer sees it at once).
+            f"   AND NOT EXISTS (SELECT 1 FROM {paused} p\n"
+            "                    WHERE p.MICROSERVICE = :microservice AND p.ACTION = q.ACTION)\n"
+            f" ORDER BY {CLAIM_PRIORITY},\n"
+            f"          {CLAIM_RUN_AT},\n"
+            f"          {CLAIM_ID}\n"
             "   FOR UPDATE SKIP LOCKED"
         )
         return cls(
             enqueue=(
                 f"INSERT INTO {t} (MICROSERVICE, ACTION, STATUS, PRIORITY, PAYLOAD, TOKEN,\n"
-                "    IDEMPOTENCY_KEY, UNIQUE_KEY, ATTEMPTS, MAX_ATTEMPTS, RUN_AT, CREATED_AT,\n"
-                "    UPDATED_AT)\n"
+                "    IDEMPOTENCY_KEY, UNIQUE_KEY, ATTEMPTS, MAX_ATTEMPTS, RUN_AT, DELAYED,\n"
+                "    CREATED_AT, UPDATED_AT)\n"
                 f"VALUES (:microservice, :action, {_READY}, :priority, :payload, :token,\n"
                 "    :idempotency_key, :unique_key, 0, :max_attempts,\n"
-                f"    {_plus('delay_seconds')}, {NOW}, {NOW})\n"
-                + _returning(("ID", "RUN_AT", "CREATED_AT", "UPDATED_AT"))
-            ),
-            set_default_token=(
-                f"UPDATE {t}\n   SET TOKEN = TO_CHAR(ID)\n WHERE ID = :id\n   AND TOKEN IS NULL"
+                f"    {_plus('delay_seconds')}, CASE WHEN :delay_seconds > 0 THEN 1 END,\n"
+                f"    {NOW}, {NOW})\n" + _returning(("ID", "RUN_AT", "CREATED_AT", "UPDATED_AT"))
             ),
             idempotency_holder=(
                 f"SELECT ID\n  FROM {t}\n WHERE {IDEM_MS} = :microservice\n"
@@ -292,7 +391,20 @@ class Statements:
             # The claim without the actions that reached their max_running.
             claim_lock_except=claim_lock.replace(
                 "{extra}",
-                f"   AND (ACTION IS NULL OR NOT {_in_list('ACTION', 'skip')})\n",
+                f"   AND ({CLAIM_ACTION} IS NULL OR NOT {_in_list(CLAIM_ACTION, 'skip')})\n",
+            ),
+            # Due delayed jobs, oldest first, moved into the claim's index (promote).
+            promote_lock=(
+                f"SELECT ID\n  FROM {t}\n"
+                f" WHERE {DELAY_MS} = :microservice\n"
+                f"   AND {DELAY_RUN_AT} <= {NOW}\n"
+                f" ORDER BY {DELAY_RUN_AT},\n"
+                f"          {DELAY_ID}\n"
+                "   FOR UPDATE SKIP LOCKED"
+            ),
+            promote=(
+                f"UPDATE {t}\n   SET DELAYED = NULL\n WHERE {_in_list()}\n"
+                f"   AND STATUS = {_READY}\n   AND DELAYED = 1"
             ),
             claim_update=(
                 f"UPDATE {t}\n"
@@ -343,8 +455,17 @@ class Statements:
                 f"INSERT INTO {limits} (MICROSERVICE, ACTION)\nVALUES (:microservice, :action)"
             ),
             running_counts=(
-                f"SELECT ACTION, COUNT(*)\n  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
-                f"   AND {_in_list('ACTION', 'action')}\n GROUP BY ACTION"
+                f"SELECT {LEASED_ACTION}, COUNT(*)\n  FROM {t}\n"
+                f" WHERE {LEASED_MS} = :microservice\n"
+                f"   AND {_in_list(LEASED_ACTION, 'action')}\n GROUP BY {LEASED_ACTION}"
+            ),
+            # When the oldest due job of a limited action became due (the claim warns when
+            # that action has been skipped for long, see OracleQueue).
+            limit_waiting=(
+                f"SELECT MIN({CLAIM_RUN_AT}), MAX({NOW})\n  FROM {t}\n"
+                f" WHERE {CLAIM_MS} = :microservice\n"
+                f"   AND {CLAIM_ACTION} = :action\n"
+                f"   AND {CLAIM_RUN_AT} <= {NOW}"
             ),
             mark_processing=(
                 f"UPDATE {t}\n"
@@ -409,6 +530,8 @@ class Statements:
                 f" THEN {_READY} ELSE {_FAILED} END,\n"
                 "       RUN_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 f" THEN {_plus('delay_seconds')} ELSE RUN_AT END,\n"
+                "       DELAYED = CASE WHEN ATTEMPTS < MAX_ATTEMPTS AND :delay_seconds > 0"
+                " THEN 1 END,\n"
                 "       FINISHED_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 f" THEN NULL ELSE {NOW} END,\n"
                 "       LEASE_OWNER = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
@@ -482,11 +605,19 @@ class Statements:
                 "RETURNING ID, STATUS INTO :o_id, :o_status"
             ),
             get=f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n WHERE ID = :id",
-            # One index-driven branch per status group, so no full scan of a large table.
+            # One branch per index, each read from its index alone: counts, and the oldest
+            # due Ready job (its RUN_AT; due delayed ones not yet promoted count too).
             stats=(
                 f"SELECT {_READY} AS JOB_STATUS, COUNT(*) AS JOB_COUNT,\n"
-                f"       MIN(CREATED_AT) AS OLDEST_CREATED_AT, MAX({NOW}) AS DB_NOW\n"
-                f"  FROM {t}\n WHERE {READY_MS} = :microservice\n"
+                f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END)"
+                " AS OLDEST_DUE,\n"
+                f"       MAX({NOW}) AS DB_NOW\n"
+                f"  FROM {t}\n WHERE {CLAIM_MS} = :microservice\n"
+                "UNION ALL\n"
+                f"SELECT {_READY}, COUNT(*),\n"
+                f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END),\n"
+                f"       MAX({NOW})\n"
+                f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
                 "UNION ALL\n"
                 f"SELECT {LEASED_STATUS}, COUNT(*),\n"
                 "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6))\n"
@@ -513,15 +644,26 @@ class Statements:
                 f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
                 " WHERE MICROSERVICE = :microservice\n"
                 f"   AND (:any_status = 1 OR {_in_list('STATUS', 'status', STATUS_LIST_SIZE)})\n"
-                f"{_ADMIN_FILTER}\n"
-                "   AND (:after_id IS NULL OR CREATED_AT < :after_created\n"
-                "        OR (CREATED_AT = :after_created AND ID < :after_id))\n"
+                f"{_admin_filter()}\n"
                 " ORDER BY CREATED_AT DESC, ID DESC\n"
                 " FETCH FIRST :page_size ROWS ONLY"
             ),
+            # The next page starts where the last one ended: CREATED_AT <= the cursor's is
+            # the index range's start (a seek), the tie on CREATED_AT is broken by ID.
+            list_jobs_after=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
+                " WHERE MICROSERVICE = :microservice\n"
+                "   AND CREATED_AT <= :after_created\n"
+                "   AND (CREATED_AT < :after_created OR ID < :after_id)\n"
+                f"   AND (:any_status = 1 OR {_in_list('STATUS', 'status', STATUS_LIST_SIZE)})\n"
+                f"{_admin_filter()}\n"
+                " ORDER BY CREATED_AT DESC, ID DESC\n"
+                " FETCH FIRST :page_size ROWS ONLY"
+            ),
+            # Read from FAILED_IX alone (its ID key is the row's ID).
             filter_failed=(
-                f"SELECT ID\n  FROM {t}\n WHERE MICROSERVICE = :microservice\n"
-                f"   AND STATUS = {_FAILED}\n{_ADMIN_FILTER}"
+                f"SELECT {FAILED_ID}\n  FROM {t}\n WHERE {FAILED_MS} = :microservice\n"
+                f"{_admin_filter(FAILED_ACTION, FAILED_ERROR, FAILED_CREATED)}"
             ),
             # Back to Ready with fresh attempts; a key held meanwhile by another unfinished
             # job refuses the row (ORA-00001), which the batch skips.
@@ -541,6 +683,7 @@ class Statements:
                 "       ERROR_MESSAGE = NULL,\n"
                 "       RUNTIME_MS = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       DELAYED = NULL,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 " WHERE ID = :id\n"
                 "   AND MICROSERVICE = :microservice\n"
@@ -564,11 +707,26 @@ class Statements:
                 " WHERE ID = :id\n"
                 f"   AND STATUS = {_PROCESSING}"
             ),
+            # Per action and status, from the four status indexes alone (the finished
+            # branch reads every finished row of the service: retention keeps it small).
             activity_counts=(
-                "SELECT ACTION, STATUS, COUNT(*),\n"
-                f"       MIN(CASE WHEN STATUS = {_READY} AND RUN_AT <= {NOW} THEN RUN_AT END)\n"
-                f"  FROM {t}\n WHERE MICROSERVICE = :microservice\n"
-                " GROUP BY ACTION, STATUS"
+                f"SELECT {CLAIM_ACTION}, {_READY}, COUNT(*),\n"
+                f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END)\n"
+                f"  FROM {t}\n WHERE {CLAIM_MS} = :microservice\n"
+                f" GROUP BY {CLAIM_ACTION}\n"
+                "UNION ALL\n"
+                f"SELECT {DELAY_ACTION}, {_READY}, COUNT(*),\n"
+                f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END)\n"
+                f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
+                f" GROUP BY {DELAY_ACTION}\n"
+                "UNION ALL\n"
+                f"SELECT {LEASED_ACTION}, {LEASED_STATUS}, COUNT(*), CAST(NULL AS TIMESTAMP(6))\n"
+                f"  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
+                f" GROUP BY {LEASED_ACTION}, {LEASED_STATUS}\n"
+                "UNION ALL\n"
+                f"SELECT {DONE_ACTION}, {DONE_STATUS}, COUNT(*), CAST(NULL AS TIMESTAMP(6))\n"
+                f"  FROM {t}\n WHERE {DONE_MS} = :microservice\n"
+                f" GROUP BY {DONE_ACTION}, {DONE_STATUS}"
             ),
             activity_minutes=(
                 f"SELECT TRUNC({DONE_FINISHED}, 'MI'), {DONE_STATUS}, COUNT(*)\n"
@@ -577,6 +735,92 @@ class Statements:
                 f" GROUP BY TRUNC({DONE_FINISHED}, 'MI'), {DONE_STATUS}"
             ),
             db_now=f"SELECT {NOW}\n  FROM DUAL",
+            heartbeat=(
+                f"MERGE INTO {workers} w\nUSING DUAL\n"
+                "   ON (w.MICROSERVICE = :microservice AND w.WORKER_ID = :worker_id)\n"
+                " WHEN MATCHED THEN UPDATE SET HOST = :host, PID = :pid, VERSION = :version,\n"
+                "      STARTED_AT = :started_at, HEARTBEAT_SECONDS = :heartbeat_seconds,\n"
+                "      ACTIONS = :actions, CONCURRENCY = :concurrency, RUNNING = :running,\n"
+                f"      LAST_SEEN_AT = {NOW}\n"
+                " WHEN NOT MATCHED THEN INSERT (MICROSERVICE, WORKER_ID, HOST, PID, VERSION,\n"
+                "      STARTED_AT, HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING,\n"
+                "      LAST_SEEN_AT)\n"
+                "      VALUES (:microservice, :worker_id, :host, :pid, :version, :started_at,\n"
+                "      :heartbeat_seconds, :actions, :concurrency, :running,\n"
+                f"      {NOW})"
+            ),
+            remove_worker=(
+                f"DELETE FROM {workers}\n WHERE MICROSERVICE = :microservice\n"
+                "   AND WORKER_ID = :worker_id"
+            ),
+            list_workers=(
+                "SELECT WORKER_ID, MICROSERVICE, HOST, PID, VERSION, STARTED_AT,\n"
+                "       HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING, LAST_SEEN_AT,\n"
+                f"       CASE WHEN {gone} THEN 1 ELSE 0 END\n"
+                f"  FROM {workers}\n WHERE MICROSERVICE = :microservice\n"
+                " ORDER BY STARTED_AT, WORKER_ID"
+            ),
+            # The leased jobs of the service's gone workers (their leases end at once).
+            gone_lock=(
+                f"SELECT ID\n  FROM {t}\n"
+                f" WHERE {LEASED_MS} = :microservice\n"
+                f"   AND LEASE_OWNER IN (SELECT WORKER_ID FROM {workers}\n"
+                f"                        WHERE MICROSERVICE = :microservice AND {gone})\n"
+                "   FOR UPDATE SKIP LOCKED"
+            ),
+            end_leases=(
+                f"UPDATE {t}\n   SET LEASE_EXPIRES_AT = {NOW} - NUMTODSINTERVAL(1, 'SECOND')\n"
+                f" WHERE {_in_list()}\n   AND {_LEASED}"
+            ),
+            forget_gone=(
+                f"DELETE FROM {workers}\n WHERE MICROSERVICE = :microservice\n"
+                f"   AND {gone}\n"
+                f"   AND LAST_SEEN_AT < {NOW} - NUMTODSINTERVAL(:older_than_seconds, 'SECOND')"
+            ),
+            pause=(
+                f"INSERT INTO {paused} (MICROSERVICE, ACTION, PAUSED_AT)\n"
+                f"VALUES (:microservice, :action, {NOW})"
+            ),
+            resume=(
+                f"DELETE FROM {paused}\n WHERE MICROSERVICE = :microservice\n"
+                "   AND ACTION = :action"
+            ),
+            paused=(
+                f"SELECT ACTION, PAUSED_AT\n  FROM {paused}\n"
+                " WHERE MICROSERVICE = :microservice\n ORDER BY ACTION"
+            ),
+            workers_probe=(
+                "SELECT MICROSERVICE, WORKER_ID, HOST, PID, VERSION, STARTED_AT,\n"
+                "       HEARTBEAT_SECONDS, ACTIONS, CONCURRENCY, RUNNING, LAST_SEEN_AT\n"
+                f"  FROM {workers}\n WHERE WORKER_ID IS NULL"
+            ),
+            find_by_id=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n WHERE ID = :id\n"
+                "   AND MICROSERVICE = :microservice"
+            ),
+            find_by_unique=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
+                f" WHERE {UNIQ_MS} = :microservice\n   AND UNIQUE_KEY = :key"
+            ),
+            find_by_idempotency=(
+                f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
+                f" WHERE {KEYS_MS} = :microservice\n   AND IDEMPOTENCY_KEY = :key\n"
+                " ORDER BY ID DESC\n FETCH FIRST :most ROWS ONLY"
+            ),
+            forget_sessions=f"DELETE FROM {sessions}\n WHERE UNTIL_AT <= {NOW}",
+            revoke_session=(
+                f"MERGE INTO {sessions} s\nUSING DUAL\n   ON (s.SESSION_ID = :session_id)\n"
+                " WHEN MATCHED THEN UPDATE SET UNTIL_AT = GREATEST(UNTIL_AT, :until)\n"
+                " WHEN NOT MATCHED THEN INSERT (SESSION_ID, UNTIL_AT)\n"
+                "      VALUES (:session_id, :until)"
+            ),
+            session_revoked=(
+                f"SELECT COUNT(*)\n  FROM {sessions}\n WHERE SESSION_ID = :session_id\n"
+                f"   AND UNTIL_AT > {NOW}"
+            ),
+            paused_probe=(
+                f"SELECT MICROSERVICE, ACTION, PAUSED_AT\n  FROM {paused}\n WHERE ACTION IS NULL"
+            ),
         )
 
     def as_dict(self) -> dict[str, str]:
@@ -589,13 +833,21 @@ class Statements:
 DDL_IGNORED_ERRORS = frozenset({955, 1408, 1430, 2260, 2261, 2275})
 
 
-def ddl_statements(table: TableName) -> list[str]:
+def ddl_statements(table: TableName, *, online: bool = False) -> list[str]:
     """CREATE TABLE and CREATE INDEX statements for ``table`` (19c and later), then the
-    small table that serializes the claimers of actions with a ``max_running``."""
+    small tables of the fleet (worker records, paused actions) and the one that serializes
+    the claimers of actions with a ``max_running``.
+
+    Sizing for a queue table (rows grow after the insert: timestamps, results, errors; many
+    workers update rows of the same blocks): PCTFREE 30 and INITRANS 8 on the table,
+    INITRANS 16 on the indexes, an identity cache of 1000 without ordering (RAC).
+    ``online``: build the indexes ONLINE, for ``apply`` on a live table (Enterprise
+    Edition; ``apply`` falls back to a plain build elsewhere)."""
     t = table.quoted
     create = (
         f"CREATE TABLE {t} (\n"
-        "    ID               NUMBER(19) GENERATED BY DEFAULT ON NULL AS IDENTITY,\n"
+        "    ID               NUMBER(19) GENERATED BY DEFAULT ON NULL AS IDENTITY"
+        f" {IDENTITY_OPTIONS},\n"
         "    MICROSERVICE     VARCHAR2(128 CHAR) NOT NULL,\n"
         "    ACTION           VARCHAR2(256 CHAR),\n"
         f"    STATUS           VARCHAR2(16 CHAR) DEFAULT {_READY} NOT NULL,\n"
@@ -620,17 +872,52 @@ def ddl_statements(table: TableName) -> list[str]:
         "    RUNTIME_MS       NUMBER,\n"
         f"    UNIQUE_KEY       {UPGRADE_COLUMNS['UNIQUE_KEY']},\n"
         f"    CANCEL_REQUESTED {UPGRADE_COLUMNS['CANCEL_REQUESTED']},\n"
+        f"    DELAYED          {UPGRADE_COLUMNS['DELAYED']},\n"
         f"    CONSTRAINT {table.object_name('PK')} PRIMARY KEY (ID),\n"
         f"    CONSTRAINT {table.object_name('STATUS_CK')} CHECK (STATUS IN ({_ALL_STATUSES})),\n"
         f"    CONSTRAINT {table.object_name('ATTEMPTS_CK')}"
         " CHECK (ATTEMPTS >= 0 AND MAX_ATTEMPTS >= 1)\n"
-        ")"
+        f") {TABLE_ATTRIBUTES}"
     )
     statements = [create]
+    tail = f"{INDEX_ATTRIBUTES} ONLINE" if online else INDEX_ATTRIBUTES
     for suffix, (unique, exprs) in INDEXES.items():
         cols = ",\n".join(f"    {e}" for e in exprs)
         kind = "UNIQUE INDEX" if unique else "INDEX"
-        statements.append(f"CREATE {kind} {table.qualified_object(suffix)} ON {t} (\n{cols}\n)")
+        statements.append(
+            f"CREATE {kind} {table.qualified_object(suffix)} ON {t} (\n{cols}\n) {tail}"
+        )
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('WORKERS')} (\n"
+        "    MICROSERVICE      VARCHAR2(128 CHAR) NOT NULL,\n"
+        "    WORKER_ID         VARCHAR2(200 CHAR) NOT NULL,\n"
+        "    HOST              VARCHAR2(255 CHAR),\n"
+        "    PID               NUMBER(10),\n"
+        "    VERSION           VARCHAR2(128 CHAR),\n"
+        "    STARTED_AT        TIMESTAMP(6),\n"
+        "    HEARTBEAT_SECONDS NUMBER NOT NULL,\n"
+        "    ACTIONS           CLOB,\n"
+        "    CONCURRENCY       NUMBER(10),\n"
+        "    RUNNING           NUMBER(10),\n"
+        "    LAST_SEEN_AT      TIMESTAMP(6) NOT NULL,\n"
+        f"    CONSTRAINT {table.object_name('WORKERS_PK')} PRIMARY KEY (MICROSERVICE, WORKER_ID)\n"
+        ")"
+    )
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('PAUSED')} (\n"
+        "    MICROSERVICE      VARCHAR2(128 CHAR) NOT NULL,\n"
+        "    ACTION            VARCHAR2(256 CHAR) NOT NULL,\n"
+        "    PAUSED_AT         TIMESTAMP(6) NOT NULL,\n"
+        f"    CONSTRAINT {table.object_name('PAUSED_PK')} PRIMARY KEY (MICROSERVICE, ACTION)\n"
+        ")"
+    )
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('SESSIONS')} (\n"
+        "    SESSION_ID        VARCHAR2(128 CHAR) NOT NULL,\n"
+        "    UNTIL_AT          TIMESTAMP(6) NOT NULL,\n"
+        f"    CONSTRAINT {table.object_name('SESSIONS_PK')} PRIMARY KEY (SESSION_ID)\n"
+        ")"
+    )
     statements.append(
         f"CREATE TABLE {table.qualified_object('LIMITS')} (\n"
         "    MICROSERVICE     VARCHAR2(128 CHAR) NOT NULL,\n"

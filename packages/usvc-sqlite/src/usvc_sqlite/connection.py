@@ -203,6 +203,8 @@ class SqliteConnection:
         self._wal_restart_due = False  # the WAL is long: finish a checkpoint on the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        #: Why the store is broken (a failed fsync), until reopened; see :meth:`_flush_wal`.
+        self.broken: str | None = None
         self.transactions = 0  #: write transactions committed
         self.operations = 0  #: write operations they carried
 
@@ -211,6 +213,8 @@ class SqliteConnection:
     def _enqueue(self, fn: Callable[..., Any], *, write: bool, durable: bool) -> _Item:
         if self._closed:
             raise QueueUnavailableError(f"SQLite queue {self.where} is closed")
+        if self.broken is not None:
+            raise QueueUnavailableError(self.broken)
         loop = asyncio.get_running_loop()
         item = _Item(fn, loop.create_future(), write=write, durable=durable)
         if not self._outbox:
@@ -276,7 +280,7 @@ class SqliteConnection:
             try:
                 outcomes = self._run_writes(items, wait=True)
                 if any(self._needs_sync(i) for i in items):
-                    self._sync_wal()
+                    self._flush_wal()
             except BaseException as exc:  # a bug must not leave callers waiting forever
                 outcomes = [(False, exc)] * len(items)
             self._release(_callers(items, outcomes))
@@ -432,12 +436,31 @@ class SqliteConnection:
             else:
                 following.append(job)  # a round, a read or the stop keeps its place
         try:
-            self._sync_wal()
-        except OSError as exc:
-            failed = QueueUnavailableError(f"SQLite queue {self.where}: fsync failed: {exc}")
+            self._flush_wal()
+        except QueueUnavailableError as failed:
             settled = [(fut, (False, failed)) for fut, _ in settled]
         self._release(settled)
         return following
+
+    def _flush_wal(self) -> None:
+        """Flush the WAL; after one failed flush, refuse every later one until reopened.
+
+        When fsync fails, Linux has already dropped the dirty pages it could not write
+        (they are clean now) and reports the error once: a later fsync succeeds with
+        those commits missing from the disk, and SQLite's WAL checksums then end the log
+        before them at recovery, taking later commits too ("fsyncgate", PostgreSQL 2018).
+        So nothing written since may be acknowledged: the store is broken until the
+        queue is closed and opened again (SQLite recovers from what the disk holds)."""
+        if self.broken is not None:
+            raise QueueUnavailableError(self.broken)
+        try:
+            self._sync_wal()
+        except OSError as exc:
+            self.broken = (
+                f"SQLite queue {self.where}: fsync failed: {exc}; nothing is acknowledged "
+                "until the queue is reopened"
+            )
+            raise QueueUnavailableError(self.broken) from exc
 
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database from the helper's connection (PASSIVE: the

@@ -3,6 +3,7 @@ of one machine."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -10,7 +11,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from usvc_core.ports import (
     QueueAdmin,
     QueueStats,
     ReclaimResult,
+    StoreClock,
     WorkerRecord,
 )
 
@@ -54,7 +56,7 @@ _PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lo
 _RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
-class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
+class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     """Implements :class:`usvc_core.ports.JobQueue`, :class:`usvc_core.ports.QueueAdmin`
     and :class:`usvc_core.ports.FleetAdmin` on an SQLite file (WAL mode).
 
@@ -153,6 +155,13 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         )
         await db.open()
         self._db = db
+
+    async def store_now(self) -> datetime:
+        """The time of the file system holding the database (:class:`StoreClock`): a byte
+        written to ``<path>-clock`` and its modification time read back. On one machine
+        that is the kernel's clock, which every process of the fleet shares; on a network
+        file system, the server's. A process's own clock skew does not reach it."""
+        return await asyncio.to_thread(_file_system_time, Path(f"{self.path}-clock"))
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -431,3 +440,13 @@ def _use_wal(conn: sqlite3.Connection, where: str, *, patience: float) -> None:
             f"{where}: SQLite refused WAL mode (journal_mode={mode}); the queue needs a file "
             "on a local filesystem"
         )
+
+
+def _file_system_time(path: Path) -> datetime:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"\0", 0)  # the kernel (or the file server) stamps the write
+        stamp = os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+    return datetime.fromtimestamp(stamp / 1e9, UTC)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.plugins import queue_from_settings, queue_scheme
 from usvc_core.ports import JobQueue, QueueAdmin
-from usvc_core.settings import WorkerSettings, describe_validation_error
+from usvc_core.settings import ENV_FILE, WorkerSettings, describe_validation_error
 
 __all__ = [
     "AdminQueue",
@@ -68,7 +68,9 @@ def cli_settings(
     queue's package reads its own when the queue is built; the other packages' settings
     (HTTP, registries) are the service's business, and loading their models would import
     their frameworks into every command."""
-    overrides: dict[str, Any] = {}
+    # The command always reads ./.env (or --env-file), as the service does when started
+    # from that directory: also under a test session, where the default reads none.
+    overrides: dict[str, Any] = {"_env_file": ENV_FILE}
     if env_file is not None:
         if not Path(env_file).is_file():
             raise CliError(f"--env-file {env_file}: no such file", ExitCode.USAGE)

@@ -32,9 +32,15 @@ __all__ = [
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+#: The longest duration any option takes (purge, --since, --timeout).
+_MAX_DURATION_SECONDS = 36_500 * 86_400.0
 _DURATION_HELP = (
     "a number of seconds or a number with a unit ms, s, m, h, d, w (30s, 15m, 1h30m, 7d)"
 )
+
+
+class _TooLongError(ArgumentTypeError):
+    """A duration past :data:`_MAX_DURATION_SECONDS`."""
 
 
 def parse_duration(text: str) -> float:
@@ -54,6 +60,9 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(p.group(1)) * _UNITS[p.group(2)] for p in parts)
     if not math.isfinite(seconds) or seconds < 0:
         raise ArgumentTypeError(f"invalid duration {text!r}: must be zero or more")
+    if seconds > _MAX_DURATION_SECONDS:
+        # Beyond this, dates computed from it overflow (OverflowError, not a message).
+        raise _TooLongError(f"invalid duration {text!r}: at most 100 years (36500d)")
     return seconds
 
 
@@ -90,13 +99,20 @@ def parse_when(text: str) -> datetime:
     except ValueError:
         try:
             ago = parse_duration(raw)
+        except _TooLongError:
+            raise ArgumentTypeError(
+                f"invalid time {text!r}: at most 100 years (36500d) ago"
+            ) from None
         except ArgumentTypeError:
             raise ArgumentTypeError(
                 f"invalid time {text!r}: use ISO 8601 (2026-12-05 or 2026-12-05T07:30:00Z; "
                 "UTC unless an offset is given) or a duration ago (30m, 12h, 7d)"
             ) from None
         return datetime.now(UTC) - timedelta(seconds=ago)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime in UTC
+        raise ArgumentTypeError(f"invalid time {text!r}: out of range") from None
 
 
 def _split(values: str) -> list[str]:
