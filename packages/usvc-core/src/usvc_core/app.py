@@ -482,9 +482,10 @@ class Application:
         if self._worker is not None and self._worker_task is not None:
             self._worker.request_stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
-        from usvc_core.scheduling import cancel_and_wait  # lazy, like the other imports here
+        if self._loop_lag_task is not None:
+            from usvc_core.scheduling import cancel_and_wait
 
-        await cancel_and_wait(self._loop_lag_task)
+            await cancel_and_wait(self._loop_lag_task)
         self._loop_lag_task = None
         self.health.unregister(EVENT_LOOP_CHECK)
         await self._stop_surfaces()

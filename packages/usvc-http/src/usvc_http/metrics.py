@@ -131,6 +131,11 @@ class PrometheusMetrics:
             ["action"],
             registry=r,
         )
+        self.loop_lag = Gauge(
+            "event_loop_lag_seconds",
+            "How late the event loop ran: the largest lag over the last few seconds",
+            registry=r,
+        )
         self.paused = Gauge(
             "action_paused",
             "1 while an operator has paused the action across the fleet (sampled)",
@@ -138,11 +143,6 @@ class PrometheusMetrics:
             registry=r,
         )
         self._paused: frozenset[str] = frozenset()
-        self.loop_lag = Gauge(
-            "event_loop_lag_seconds",
-            "How late the event loop ran: the largest lag over the last few seconds",
-            registry=r,
-        )
         self.health.set(Status.GREEN)
         for status in JobStatus:
             self.depth.labels(status=status.value)
