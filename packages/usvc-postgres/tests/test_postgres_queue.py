@@ -24,6 +24,9 @@ from usvc_postgres.cli import main as cli_main
 from usvc_postgres.settings import parse_postgres_url
 from usvc_postgres.wakeup import Listener
 
+# One xdist worker for the module: its analysed table and its pgbouncer are built once.
+pytestmark = pytest.mark.xdist_group("postgres_queue")
+
 
 def _queue(url: str, **overrides: Any) -> PostgresQueue:
     return PostgresQueue(**{**parse_postgres_url(url), **overrides})
