@@ -115,14 +115,20 @@ class _Completions:
     def __init__(self, queue: PostgresQueue) -> None:
         self.queue = queue
         self.pending: list[tuple[Job, str, float, asyncio.Future[None]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()  # the loop keeps weak references
 
     def add(self, job: Job, text: str, runtime_ms: float) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self.pending:
-            loop.call_soon(lambda: asyncio.ensure_future(self.flush()))
+            loop.call_soon(self._start_flush)
         self.pending.append((job, text, runtime_ms, done))
         return done
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
