@@ -404,7 +404,8 @@ def test_jobs_show_prints_payload_result_and_error(cli: Cli, queue: Queue) -> No
     assert '"message": "hi"' in cli.out
     assert '"name": "<script>\\u001b[2J"' in cli.out and "\x1b" not in cli.out
     code, doc = cli.json("jobs", "show", job.id)
-    assert code == 0 and list(doc) == ["job"] and list(doc["job"]) == JOB_KEYS
+    assert code == 0 and list(doc) == ["job"]
+    assert list(doc["job"]) == [*JOB_KEYS, "scheduled", "attempt_history"]
     assert doc["job"]["results"] == {"message": "hi"}
     assert doc["job"]["payload"]["name"] == "<script>\x1b[2J"
     assert cli("jobs", "show", "nope") == ExitCode.FAILED
@@ -814,3 +815,49 @@ def test_huge_durations_are_a_usage_error_not_an_overflow(cli: Cli, argv: list[s
 def test_times_past_the_calendar_are_a_usage_error(cli: Cli) -> None:
     assert cli("jobs", "ls", "--until", "9999-12-31T23:00:00-05:00") == ExitCode.USAGE
     assert "out of range" in cli.err and "Overflow" not in cli.err
+
+
+# --- store: attempts in `jobs show`, scheduled jobs in `stats` (issues 19.9, 21.1-2) -----------
+
+
+def test_jobs_show_lists_every_attempt(cli: Cli, queue: Queue) -> None:
+    request = EnqueueRequest({"action": "greet"}, microservice=SERVICE, max_attempts=3)
+    job = asyncio.run(queue.enqueue(request))
+    (first,) = start(queue)
+    asyncio.run(queue.retry(first, "TIMEOUT", "too slow", 0.0, 1.0))
+    (second,) = start(queue)
+    fail(queue, second, msg="boom again")
+    assert cli("jobs", "show", job.id) == 0
+    rows = cli.out.split("attempts:\n")[1].splitlines()
+    assert rows[0].split() == ["#", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR"]
+    assert rows[1].split()[0:2] == ["1", "w1"] and "retried" in rows[1]
+    assert "TIMEOUT: too slow" in rows[1]
+    assert "failed" in rows[2] and "HANDLER_ERROR: boom again" in rows[2]
+    code, doc = cli.json("jobs", "show", job.id)
+    assert [a["outcome"] for a in doc["job"]["attempt_history"]] == ["retried", "failed"]
+
+
+def test_stats_tell_scheduled_jobs_from_waiting_ones(cli: Cli, queue: Queue) -> None:
+    asyncio.run(
+        queue.enqueue(EnqueueRequest({"action": "greet"}, microservice=SERVICE, delay_seconds=3600))
+    )
+    code, doc = cli.json("stats")
+    assert code == 0
+    assert (doc["counts"]["Ready"], doc["scheduled"]) == (1, 1)
+    assert doc["oldest_ready_age_seconds"] is None
+    assert doc["actions"]["greet"]["scheduled"] == 1
+    assert cli("stats") == 0
+    assert "scheduled for later: 1 of the Ready jobs" in cli.out
+
+
+def test_jobs_ls_lists_scheduled_jobs_and_finds_error_text(cli: Cli, queue: Queue) -> None:
+    later = asyncio.run(
+        queue.enqueue(EnqueueRequest({"action": "greet"}, microservice=SERVICE, delay_seconds=60))
+    )
+    now = enqueue(queue)
+    assert cli("jobs", "ls", "--scheduled") == 0
+    assert later.id in cli.out and "Scheduled" in cli.out and f"\n{now.id} " not in cli.out
+    (started,) = start(queue)
+    fail(queue, started, msg="Connection REFUSED")
+    code, doc = cli.json("jobs", "ls", "--error-text", "refused")
+    assert code == 0 and [j["id"] for j in doc["jobs"]] == [now.id]

@@ -9,13 +9,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from usvc_core import Application
 from usvc_core.errors import ConfigurationError, LeaseLostError, QueueUnavailableError
-from usvc_core.jobs import Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, Job, JobStatus
 from usvc_core.ports import EnqueueRequest, JobFilter
 from usvc_core.settings import WorkerSettings
 from usvc_sqlite import (
@@ -517,7 +517,7 @@ class TestRowsToJobs:
         """job_from_row builds Jobs positionally: the column list must stay in field order."""
         columns = [c.strip() for c in statements._COLUMNS.split(",")]
         fields = [f.name for f in dataclasses.fields(Job)]
-        assert fields == [*columns, "payload_error"]
+        assert fields == [*columns, "payload_error", "attempt_history"]
 
     async def test_every_field_comes_from_its_column(self, queue: SqliteQueue) -> None:
         """A row with a distinct value in every column reads back field by field."""
@@ -573,6 +573,18 @@ class TestRowsToJobs:
             "finished_at": at(3000.0),
             "cancel_requested": True,
             "payload_error": None,
+            # a Failed job with a start and no log: its one attempt is the row's own
+            "attempt_history": (
+                {
+                    "number": 0,
+                    "worker_id": "owner",
+                    "started_at": at(1500.0),
+                    "finished_at": at(3000.0),
+                    "outcome": AttemptOutcome.FAILED,
+                    "error_code": "HANDLER_ERROR",
+                    "error_message": "boom",
+                },
+            ),
         }
 
 
@@ -631,15 +643,35 @@ class TestQueryPlans:
         [
             ("CLAIM", ["usvc_jobs_ready (microservice=?)"]),
             ("CLAIM_STARTED", ["usvc_jobs_ready (microservice=?)"]),
-            ("_COUNTS", ["usvc_jobs_leased", "usvc_jobs_finished (microservice=? AND status=?)"]),
-            ("_OLDEST", ["usvc_jobs_ready"]),
+            ("_READY_COUNT", ["COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=?"]),
+            (
+                "_SCHEDULED_COUNT",
+                [
+                    "COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=? AND action=? "
+                    "AND run_at>?)"
+                ],
+            ),
+            (
+                "_DUE_IN_ORDER",
+                [
+                    "COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=? AND action=? "
+                    "AND run_at<?)"
+                ],
+            ),
+            ("_NEXT_READY_DUE_ACTION", ["COVERING INDEX usvc_jobs_ready_due"]),
+            ("_DISTINCT_CODE", ["COVERING INDEX usvc_jobs_error_created (microservice=? AND "]),
+            ("_BY_IDEMPOTENCY", ["usvc_jobs_idempotency_all (microservice=? AND idempotency_"]),
+            ("_REVOKED", ["PRIMARY KEY (session_id=?)"]),
+            ("_FORGET_SESSIONS", ["usvc_revoked_sessions_until (until<?)"]),
             ("_RECLAIM", ["usvc_jobs_leased (microservice=? AND lease_expires_at<?)"]),
             ("_PURGE", ["usvc_jobs_finished (microservice=? AND status=? AND finished_at<?)"]),
             ("_RUNNING", ["usvc_jobs_leased (microservice=?)"]),
             ("_NEXT_READY_ACTION", ["usvc_jobs_ready_action (microservice=? AND action>?)"]),
             ("_DUE_OF_ACTION", ["usvc_jobs_ready_action (microservice=? AND action=?)"]),
-            ("_READY_BY_ACTION", ["usvc_jobs_ready_action (microservice=?)"]),
-            ("_OTHERS_BY_ACTION", ["usvc_jobs_leased", "usvc_jobs_finished_action"]),
+            (
+                "_OTHERS_BY_ACTION",
+                ["usvc_jobs_leased", "usvc_job_counts USING PRIMARY KEY (microse"],
+            ),
             ("_IN_MINUTE", ["usvc_jobs_finished (microservice=? AND status=? AND finished_at>?"]),
             ("_UNIQUE_HOLDER", ["usvc_jobs_unique (microservice=? AND unique_key=?)"]),
         ],
@@ -657,25 +689,65 @@ class TestQueryPlans:
         assert not any(step.strip() == "SCAN usvc_jobs" for step in plan.split(";")), plan
 
     @pytest.mark.parametrize(
-        ("statuses", "index"),
+        ("where", "searches"),
         [
-            (frozenset(), "usvc_jobs_created"),
-            (frozenset({JobStatus.FAILED}), "usvc_jobs_failed"),
-            (frozenset({JobStatus.FAILED, JobStatus.READY}), "usvc_jobs_created"),
+            (JobFilter(SERVICE), ["usvc_jobs_created (created_at<?)"]),
+            (
+                JobFilter(SERVICE, statuses=frozenset({JobStatus.FAILED, JobStatus.READY})),
+                [
+                    "usvc_jobs_failed_created (microservice=? AND created_at<?)",
+                    "usvc_jobs_ready_created (microservice=? AND created_at<?)",
+                ],
+            ),
+            (
+                JobFilter(SERVICE, statuses=frozenset({JobStatus.FAILED}), actions=frozenset("a")),
+                ["usvc_jobs_action_created (microservice=? AND action=? AND created_at<?)"],
+            ),
+            (
+                JobFilter(SERVICE, actions=frozenset("a"), error_codes=frozenset({"X", "Y"})),
+                ["usvc_jobs_error_created (microservice=? AND error_code=? AND created_at<?)"] * 2,
+            ),
+            (
+                JobFilter(SERVICE, statuses=frozenset({JobStatus.PROCESSING})),
+                ["usvc_jobs_leased (microservice=?)"],  # the running jobs, few: sorted
+            ),
+            (
+                JobFilter(SERVICE, scheduled=True),
+                ["usvc_jobs_ready_created (microservice=? AND created_at<?)"],
+            ),
+            (
+                JobFilter(SERVICE, error_text="refused"),
+                ["usvc_jobs_error_created (microservice=? AND error_code=? AND created_at<?)"],
+            ),
         ],
     )
-    def test_pages_of_jobs_walk_an_index_by_creation_time(
-        self, conn: sqlite3.Connection, statuses: frozenset[JobStatus], index: str
+    def test_pages_of_jobs_seek_their_filters_index_in_creation_order(
+        self, conn: sqlite3.Connection, where: JobFilter, searches: list[str]
     ) -> None:
-        """list_jobs reads newest first along an index by creation time (the Failed jobs'
-        own when only they are asked for), from the cursor on, sorting nothing but ties."""
-        where = JobFilter(SERVICE, statuses=statuses, actions=frozenset({"a"}))
-        source, params = statements._newest_first(where, (1.0, 1))
-        plan = _plan(conn, f"SELECT id {source}", [*params, 10])
-        assert f"USING INDEX {index} (created_at<?)" in plan or (
-            f"USING COVERING INDEX {index} (created_at<?)" in plan
-        ), plan
-        assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # only the RIGHT PART (ties)
+        """list_jobs reads newest first along the index of its filter's most selective
+        kind of value (error code, action, status), one seek per value from the cursor
+        on, merged in order: it sorts nothing (but ties on the index of every job) and
+        never walks the rows of other values (a rare error code or an absent action costs
+        a seek, not a scan)."""
+        conn.execute(
+            "INSERT INTO usvc_jobs (microservice, payload, error_code) VALUES (?, '{}', 'X')",
+            (SERVICE,),
+        )
+        plans: list[str] = []
+
+        class Recording:
+            def execute(self, statement: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+                if statement.lstrip().startswith("SELECT created_at"):
+                    plans.append(_plan(conn, statement, params))
+                return conn.execute(statement, params)
+
+        statements.newest_first(Recording(), "1", where, (1e12, 1), 10)  # type: ignore[arg-type]
+        assert len(plans) == len(searches), plans
+        for plan, search in zip(plans, searches, strict=True):
+            assert search in plan, plan
+            if "usvc_jobs_leased" not in search:
+                assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # only RIGHT PART (ties)
+            assert not any(step.strip() == "SCAN usvc_jobs" for step in plan.split(";")), plan
 
 
 class TestClaimLimits:
@@ -761,3 +833,135 @@ class TestOperatorWrites:
         assert queue.commits[0] - before == 3  # 3 + 3 + 2
         stats = await queue.stats(SERVICE)
         assert (stats.counts[JobStatus.READY], stats.counts[JobStatus.FAILED]) == (8, 0)
+
+
+# --- store: what operators read on a large file ------------------------------------------------
+
+
+class TestOperatorReads:
+    """Counts kept by triggers stay exact; a text search reads a bounded stretch per call."""
+
+    async def test_counts_kept_by_triggers_match_the_rows(self, queue: SqliteQueue) -> None:
+        """Finishing, an operator's retry, purge, and rows other programs write all keep
+        the table of counts equal to a count of the rows themselves."""
+        jobs = await queue.enqueue_many([_request(n) for n in range(6)])
+        started = await queue.claim_and_start(SERVICE, "w", 6, 30.0)
+        for job in started[:3]:
+            await queue.complete(job, {}, 1.0)
+        for job in started[3:5]:
+            await queue.fail(job, "TIMEOUT", "slow", 1.0)
+        assert await queue.retry_failed(SERVICE, [started[3].id]) == 1
+        with sqlite3.connect(queue.path, isolation_level=None) as conn:
+            conn.execute(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, finished_at) "
+                "VALUES (?, 'other', '{}', 'Completed', 0)",
+                (SERVICE,),
+            )
+        conn.close()
+        await asyncio.sleep(0.05)
+        assert await queue.purge(SERVICE, 3600.0) == 1  # the row finished in 1970
+
+        def recount() -> tuple[dict[str, int], dict[str, int]]:
+            with sqlite3.connect(queue.path, isolation_level=None) as c:
+                kept = dict(
+                    c.execute(
+                        "SELECT status, sum(jobs) FROM usvc_job_counts WHERE microservice = ? "
+                        "GROUP BY status",
+                        (SERVICE,),
+                    ).fetchall()
+                )
+                rows = dict(
+                    c.execute(
+                        "SELECT status, count(*) FROM usvc_jobs WHERE microservice = ? "
+                        "AND status IN ('Completed', 'Failed') GROUP BY status",
+                        (SERVICE,),
+                    ).fetchall()
+                )
+            c.close()
+            return {k: v for k, v in kept.items() if v}, rows
+
+        kept, rows = recount()
+        assert kept == rows == {"Completed": 3, "Failed": 1}
+        stats = await queue.stats(SERVICE)
+        assert {s: stats.counts[s] for s in JobStatus} == {
+            JobStatus.READY: 1,
+            JobStatus.ASSIGNED: 0,
+            JobStatus.PROCESSING: 1,
+            JobStatus.COMPLETED: 3,
+            JobStatus.FAILED: 1,
+        }
+        assert len(jobs) == 6
+
+    async def test_a_text_search_reads_a_bounded_stretch_and_pages_on(
+        self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With 4 jobs read per error code and call, a rare text comes back in short
+        pages whose cursors search on; together they hold every match once, newest first."""
+        monkeypatch.setattr(statements, "TEXT_SCAN", 4)
+        await queue.enqueue_many([_request(n) for n in range(23)])
+        matches: list[str] = []
+        for n, job in enumerate(await queue.claim_and_start(SERVICE, "w", 23, 30.0)):
+            code = "TIMEOUT" if n % 2 else "HANDLER_ERROR"
+            text = "needle in the hay" if n % 5 == 0 else "hay only"
+            await queue.fail(job, code, text, 1.0)
+            if n % 5 == 0:
+                matches.append(job.id)
+        where = JobFilter(SERVICE, error_text="NEEDLE")
+        found: list[str] = []
+        cursor: str | None = None
+        calls = 0
+        while True:
+            page = await queue.list_jobs(where, limit=2, cursor=cursor)
+            calls += 1
+            found.extend(job.id for job in page.jobs)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert found == sorted(matches, key=int, reverse=True)
+        assert calls > 3  # short pages: the search went on in steps
+
+    async def test_a_file_of_schema_5_gets_its_counts_and_keeps_its_running_jobs(
+        self, tmp_path: Path
+    ) -> None:
+        """Migrating counts the finished jobs already there, and a job Processing before
+        the upgrade counts as started (a rescue spends its attempt, as it did before)."""
+        path = tmp_path / "v5.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            prepare(conn, str(path), upto=5)
+            conn.executemany(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, attempts, "
+                "lease_owner, lease_token, lease_expires_at, started_at) "
+                "VALUES (?, 'a', '{}', ?, ?, ?, ?, ?, ?)",
+                [
+                    (SERVICE, "Completed", 1, None, None, None, 1.0),
+                    (SERVICE, "Completed", 1, None, None, None, 1.0),
+                    (SERVICE, "Failed", 1, None, None, None, 1.0),
+                    (SERVICE, "Processing", 1, "old-worker", "t", 1.0, 1.0),
+                ],
+            )
+        conn.close()
+        q = SqliteQueue(path)
+        await q.open()
+        try:
+            stats = await q.stats(SERVICE)
+            assert (stats.counts[JobStatus.COMPLETED], stats.counts[JobStatus.FAILED]) == (2, 1)
+            rescued = await q.reclaim_expired(SERVICE)
+            assert len(rescued.requeued) == 1
+            [job] = (
+                await q.list_jobs(JobFilter(SERVICE, statuses=frozenset({JobStatus.READY})))
+            ).jobs
+            assert job.attempts == 1  # spent: it may well have run
+        finally:
+            await q.close()
+
+    async def test_revocations_past_their_time_are_deleted(self, queue: SqliteQueue) -> None:
+        """The table of revoked sessions holds only live ones, however many logouts."""
+        soon = datetime.now(UTC) + timedelta(seconds=0.3)
+        for n in range(50):
+            await queue.revoke_session(f"s{n}", soon)
+        await asyncio.sleep(0.5)
+        await queue.revoke_session("last", datetime.now(UTC) + timedelta(hours=1))
+        with sqlite3.connect(queue.path) as conn:
+            rows = conn.execute("SELECT session_id FROM usvc_revoked_sessions").fetchall()
+        conn.close()
+        assert rows == [("last",)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -52,3 +53,25 @@ async def test_a_saturated_backlog_is_stepped_over_once(monkeypatch: pytest.Monk
     rest = await queue.claim_and_start(SERVICE, "w", 10_000, 60.0)
     assert [j.id for j in rest[:3]] == [slow[3].id, slow[4].id, slow[5].id]
     assert len(rest) == 4997 + 40
+
+
+# --- store: session revocations stay bounded, the history setting is checked ----------------
+
+
+async def test_expired_session_revocations_are_forgotten() -> None:
+    """Revoking a session drops the revocations that have expired: the queue keeps only
+    the live ones, however many logouts there were."""
+    clock = FakeClock()
+    queue = InMemoryQueue(clock)
+    for n in range(100):
+        await queue.revoke_session(f"s{n}", clock.now() + timedelta(seconds=10))
+    clock.advance(11)
+    await queue.revoke_session("last", clock.now() + timedelta(seconds=10))
+    assert set(queue._revoked) == {"last"}
+
+
+def test_attempt_history_must_keep_at_least_one_attempt() -> None:
+    with pytest.raises(ValueError, match="attempt_history"):
+        InMemoryQueue(attempt_history=0)
+    with pytest.raises(TypeError, match="attempt_history"):
+        InMemoryQueue(attempt_history=2.5)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     )
     from usvc_core.execution import Outcome, execute_job
     from usvc_core.health import HealthCheck, HealthRegistry, HealthSnapshot, Status
-    from usvc_core.jobs import ErrorCode, Job, JobStatus
+    from usvc_core.jobs import AttemptOutcome, ErrorCode, Job, JobAttempt, JobStatus
     from usvc_core.logging import configure_logging, logger
     from usvc_core.metrics import NullMetrics
     from usvc_core.ports import (
@@ -72,6 +72,7 @@ __all__ = [
     "ActionRegistry",
     "ActionSchema",
     "Application",
+    "AttemptOutcome",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
@@ -87,6 +88,7 @@ __all__ = [
     "InstanceIdentity",
     "InstanceInfo",
     "Job",
+    "JobAttempt",
     "JobContext",
     "JobFilter",
     "JobLockedError",
@@ -141,6 +143,7 @@ _WHERE = {
     "ActionRegistry": "usvc_core.actions",
     "ActionSchema": "usvc_core.ports",
     "Application": "usvc_core.app",
+    "AttemptOutcome": "usvc_core.jobs",
     "CircuitBreaker": "usvc_core.resilience",
     "CircuitOpenError": "usvc_core.errors",
     "CircuitState": "usvc_core.resilience",
@@ -156,6 +159,7 @@ _WHERE = {
     "InstanceIdentity": "usvc_core.surface_context",
     "InstanceInfo": "usvc_core.ports",
     "Job": "usvc_core.jobs",
+    "JobAttempt": "usvc_core.jobs",
     "JobContext": "usvc_core.actions",
     "JobFilter": "usvc_core.ports",
     "JobLockedError": "usvc_core.errors",

@@ -10,10 +10,13 @@ from typing import Any
 __all__ = [
     "NON_RETRYABLE_CODES",
     "RESERVED_PAYLOAD_KEYS",
+    "SCHEDULED",
     "TRACE_KEY",
     "TRANSITIONS",
+    "AttemptOutcome",
     "ErrorCode",
     "Job",
+    "JobAttempt",
     "JobStatus",
     "can_transition",
 ]
@@ -123,6 +126,11 @@ class Job:
     unique_key: str | None = None  #: unique among all jobs of its service, finished ones too
     cancel_requested: bool = False  #: an operator asked its worker to stop it
     payload_error: str | None = None
+    # --- store: attempt history (issue 21 item 1) -------------------------------------------
+    #: earlier and current attempts, oldest first, the last N (the adapter's
+    #: ``attempt_history``); filled by ``get``, empty in claims and list pages
+    attempt_history: tuple[JobAttempt, ...] = ()
+    # --- end store ---------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -145,3 +153,57 @@ class Job:
     @property
     def attempts_left(self) -> int:
         return max(0, self.max_attempts - self.attempts)
+
+    # --- store: the scheduled view (issue 21 item 2) ------------------------------------------
+
+    def is_scheduled(self, now: datetime) -> bool:
+        """Whether the job is *scheduled*: Ready, but not due before ``run_at`` (a derived
+        view; the stored status stays Ready)."""
+        return self.status is JobStatus.READY and self.run_at is not None and self.run_at > now
+
+    def shown_status(self, now: datetime) -> str:
+        """The status an operator sees: ``Scheduled`` for a Ready job not yet due, else the
+        stored status string."""
+        return SCHEDULED if self.is_scheduled(now) else self.status.value
+
+    # --- end store ---------------------------------------------------------------------------
+
+
+# --- store: attempt history and the scheduled view (issues 21 items 1-2, 22 item 3) ----------
+
+#: The derived status of a Ready job whose ``run_at`` is in the future (never stored).
+SCHEDULED = "Scheduled"
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt of a job ended (see :class:`JobAttempt`)."""
+
+    RUNNING = "running"  #: its worker runs it now
+    COMPLETED = "completed"  #: the job completed
+    FAILED = "failed"  #: the job failed for good (error code and message say why)
+    RETRIED = "retried"  #: it failed and the job went back to Ready for another attempt
+    RELEASED = "released"  #: its worker shut down and gave it back; no attempt spent
+    LEASE_EXPIRED = "lease_expired"  #: its worker stopped renewing the lease; attempt spent
+    #: rescued after its lease expired without its worker ever confirming the start (the
+    #: claim committed but its reply was lost): the attempt was given back (once per job)
+    NOT_STARTED = "not_started"
+
+
+@dataclass(frozen=True, slots=True)
+class JobAttempt:
+    """One attempt of a job: a start by a worker, and how it ended.
+
+    ``number`` counts the job's attempts from 1 over its whole life (an operator's retry
+    does not start again at 1), so that a bounded history still says which ones it holds.
+    """
+
+    number: int
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: AttemptOutcome
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+# --- end store -------------------------------------------------------------------------------

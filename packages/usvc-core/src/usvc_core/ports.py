@@ -18,6 +18,7 @@ from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
 __all__ = [
+    "FIND_LIMIT",
     "GONE_AFTER_HEARTBEATS",
     "ActionSchema",
     "Clock",
@@ -88,13 +89,21 @@ class EnqueueRequest:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """Queue depth by status for one service, and the age of its oldest Ready job."""
+    """Queue depth by status for one service, and how long its oldest due job has waited."""
 
+    #: jobs by stored status; ``counts[READY]`` includes the scheduled ones
     counts: Mapping[JobStatus, int]
+    #: seconds since the longest-waiting *due* Ready job became due (``max(created_at,
+    #: run_at)``, on the store's clock); None when no Ready job is due. Jobs scheduled for
+    #: later never count: a delayed job is not a waiting one.
     oldest_ready_age_seconds: float | None = None
     #: actions of the service an operator paused (see :class:`FleetAdmin`; empty for a
     #: queue that does not implement it)
     paused_actions: frozenset[str] = frozenset()
+    # --- store: scheduled jobs (issue 19 item 9) ---------------------------------------------
+    #: Ready jobs not due yet (``run_at`` in the future): shown as *scheduled*
+    scheduled: int = 0
+    # --- end store ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,18 @@ class JobQueue(Protocol):
       spending an attempt (it gives back the one ``mark_processing`` counted).
     - ``reclaim_expired`` puts Assigned jobs with an expired lease back to Ready, and Processing
       ones back to Ready while attempts are left, else Failed with ``LEASE_EXPIRED``.
+    - *Never started* (store: issue 22 item 3): a job handed out by ``claim_and_start`` is
+      Processing with its attempt counted, but it counts as *started* only once its claimer
+      confirms it holds it: a lease renewal (``extend_leases``) or an outcome. Reclaimed
+      unconfirmed (the claim committed, its reply was lost, so no worker ever knew of it), it
+      gets its attempt back and goes to Ready (history: ``not_started``), once per job: a
+      second unconfirmed rescue spends the attempt like any other, so a job that kills its
+      worker before the first renewal runs at most once more than ``max_attempts``, never
+      forever. ``mark_processing`` is itself the confirmation.
+    - Attempt history (store: issue 21 item 1): every start opens an attempt (worker id,
+      start); its end (complete, fail, retry, release, rescue) closes it with its outcome
+      and error. ``get`` returns the last N (the adapter's ``attempt_history``, default
+      20); retries and rescues never overwrite an earlier attempt's error.
     - A stored payload that is not valid JSON is delivered with ``payload=None`` and
       ``payload_error`` set; it never breaks a claim.
     - Store failures raise :class:`~usvc_core.errors.QueueError` (usually
@@ -238,12 +259,21 @@ class JobFilter:
     error_codes: frozenset[str] = frozenset()
     created_after: datetime | None = None  #: inclusive
     created_before: datetime | None = None  #: exclusive
+    # --- store: more filters (issue 21 items 2 and 5) ----------------------------------------
+    #: True: only *scheduled* jobs (Ready, ``run_at`` in the future on the store's clock);
+    #: False: no scheduled job (with ``statuses={READY}``: the due jobs); None: both
+    scheduled: bool | None = None
+    #: text the error message contains (case-insensitive for ASCII letters)
+    error_text: str | None = None
+    # --- end store ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
     """One page of :meth:`QueueAdmin.list_jobs`, newest first. ``next_cursor`` is opaque:
-    pass it back for the next page; None on the last page."""
+    pass it back for the next page; None on the last page. A page may hold fewer than
+    ``limit`` jobs and still have a cursor: an adapter may bound the work of one call (the
+    SQLite queue's search for text in error messages does) and go on from there."""
 
     jobs: Sequence[Job]
     next_cursor: str | None = None
@@ -268,6 +298,14 @@ class QueueActivity:
     oldest_ready_age_seconds: Mapping[str, float]
     #: one entry per minute of the window, oldest first, the current minute last
     per_minute: Sequence[MinuteActivity]
+    # --- store: scheduled jobs (issue 21 item 2) ---------------------------------------------
+    #: action -> Ready jobs not due yet (counted in ``counts`` as Ready too; absent: none)
+    scheduled: Mapping[str, int] = field(default_factory=dict)
+    # --- end store ---------------------------------------------------------------------------
+
+
+#: The most jobs :meth:`QueueAdmin.find_jobs` returns.
+FIND_LIMIT = 100
 
 
 @runtime_checkable
@@ -303,6 +341,27 @@ class QueueAdmin(Protocol):
         """Counts by action and status, oldest Ready age by action, and completed/failed
         per minute over the last ``minutes`` minutes (on the store's clock)."""
         ...
+
+    # --- store: lookup and session revocation (issues 21 item 5, 19 item 4) ------------------
+
+    async def find_jobs(self, microservice: str, key: str) -> Sequence[Job]:
+        """The jobs of ``microservice`` that ``key`` names: the job with that id, the job
+        holding that unique key, the jobs with that idempotency key (finished ones too),
+        newest first, at most :data:`FIND_LIMIT`. None found: an empty sequence."""
+        ...
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        """Remember that the admin session ``session_id`` was ended (logout), until
+        ``until`` (timezone-aware: when the session would have expired anyway). Every
+        process sharing the store refuses it from then on. Revocations past their
+        ``until`` are forgotten (deleted), so the store keeps only live ones."""
+        ...
+
+    async def session_revoked(self, session_id: str) -> bool:
+        """Whether ``session_id`` was revoked (and its revocation has not expired)."""
+        ...
+
+    # --- end store ---------------------------------------------------------------------------
 
 
 # --- the fleet: worker records, gone workers, paused actions ---------------------------------

@@ -158,6 +158,8 @@ class WorkerSettings(BaseSettings):
     JOB_RETRY_BACKOFF_MAX_SECONDS: float = Field(default=300.0, ge=0)
     #: Finished jobs older than this are purged by the worker; 0 keeps them forever.
     JOB_RETENTION_SECONDS: float = Field(default=0, ge=0)
+    #: How many attempts of each job the queue keeps in its history (the last ones).
+    JOB_ATTEMPT_HISTORY: int = Field(default=20, ge=1, le=1000)
     #: How long shutdown waits for the last spans and logs to reach the OTLP collector
     #: (also bounds shutdown when the collector is down; what is left is dropped).
     OTEL_FLUSH_TIMEOUT_SECONDS: float = Field(default=5, ge=0)

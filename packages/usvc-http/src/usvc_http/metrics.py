@@ -116,7 +116,13 @@ class PrometheusMetrics:
         )
         self.oldest_ready = Gauge(
             "queue_oldest_ready_age_seconds",
-            "Age of the oldest Ready job (sampled; 0 when none)",
+            "Seconds the longest-waiting due Ready job has waited since it became due "
+            "(jobs scheduled for later never count; sampled; 0 when none)",
+            registry=r,
+        )
+        self.scheduled = Gauge(
+            "queue_scheduled_jobs",
+            "Ready jobs of this service not due yet (run_at in the future; sampled)",
             registry=r,
         )
         self.check_health = Gauge(
@@ -183,6 +189,7 @@ class PrometheusMetrics:
         for status in JobStatus:  # a status absent from the sample has no jobs now
             self.depth.labels(status=status.value).set(stats.counts.get(status, 0))
         self.oldest_ready.set(stats.oldest_ready_age_seconds or 0.0)
+        self.scheduled.set(stats.scheduled)
         # A resumed action shows 0 (not a vanished series) until the process ends.
         for action in self._paused - stats.paused_actions:
             self.paused.labels(action=action).set(0)

@@ -30,6 +30,7 @@ from usvc_core.errors import (
 )
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
+    FIND_LIMIT,
     EnqueueRequest,
     FleetAdmin,
     JobFilter,
@@ -710,6 +711,32 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
             )
 
         return await self._db.run("activity", read)
+
+    # --- store: lookup by key and admin session revocations (the rest of the store's port
+    # additions, attempt history and the scheduled view among them, are still to come here)
+
+    async def find_jobs(self, microservice: str, key: str) -> Sequence[Job]:
+        rows = await self._db.fetch(
+            "find_jobs", self.sql.find_jobs, microservice, _row_id(key), key, FIND_LIMIT
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        if not isinstance(until, datetime) or until.utcoffset() is None:
+            raise ValueError(f"until={until!r} must be a timezone-aware datetime")
+
+        async def revoke(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(self.sql.forget_sessions)
+                await conn.execute(self.sql.revoke_session, session_id, until)
+
+        await self._db.run("revoke_session", revoke)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        found = await self._db.fetchval("session_revoked", self.sql.session_revoked, session_id)
+        return found is not None
+
+    # --- end store -----------------------------------------------------------------------------
 
     # --- reading and housekeeping ------------------------------------------------------------
 

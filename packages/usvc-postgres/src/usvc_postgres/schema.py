@@ -79,6 +79,14 @@ def ddl(table: str) -> list[str]:
     (microservice, created_at DESC, id DESC) WHERE status = 'Failed'""",
         # The fleet: worker records (heartbeats) and paused actions.
         *fleet_ddl(t),
+        # --- store (issues 19.4, 21.5): logged-out admin sessions; any job by its key
+        f"""CREATE TABLE IF NOT EXISTS {t}_revoked_sessions (
+    session_id text PRIMARY KEY,
+    until      timestamptz NOT NULL)""",
+        f"""CREATE INDEX IF NOT EXISTS {t}_revoked_sessions_until
+    ON {t}_revoked_sessions (until)""",
+        f"""CREATE INDEX IF NOT EXISTS {t}_idempotency_all ON {t}
+    (microservice, idempotency_key) WHERE idempotency_key IS NOT NULL""",
     ]
 
 

@@ -265,6 +265,32 @@ RETURNING id, status"""
     def get(self) -> str:
         return f"SELECT {COLUMNS} FROM {self.table} WHERE id = $1"
 
+    # --- store: lookup by key, admin session revocations (issues 21.5, 19.4) -------------
+
+    @property
+    def find_jobs(self) -> str:
+        """$1 service, $2 row id (or NULL), $3 key, $4 limit."""
+        return f"""SELECT {COLUMNS} FROM {self.table}
+WHERE microservice = $1 AND (id = $2 OR unique_key = $3 OR idempotency_key = $3)
+ORDER BY created_at DESC, id DESC LIMIT $4"""
+
+    @property
+    def forget_sessions(self) -> str:
+        return f"DELETE FROM {self.table}_revoked_sessions WHERE until <= now()"
+
+    @property
+    def revoke_session(self) -> str:
+        """$1 session id, $2 until (kept only when still ahead)."""
+        return f"""INSERT INTO {self.table}_revoked_sessions (session_id, until)
+SELECT $1, $2 WHERE $2 > now()
+ON CONFLICT (session_id) DO UPDATE
+SET until = greatest({self.table}_revoked_sessions.until, excluded.until)"""
+
+    @property
+    def session_revoked(self) -> str:
+        return f"""SELECT 1 FROM {self.table}_revoked_sessions
+WHERE session_id = $1 AND until > now()"""
+
     @property
     def cancel_waiting(self) -> str:
         return f"""UPDATE {self.table}

@@ -29,6 +29,7 @@ from usvc_core.adapter_support import (
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
+    FIND_LIMIT,
     EnqueueRequest,
     FleetAdmin,
     JobFilter,
@@ -48,11 +49,18 @@ from usvc_sqlite import statements as sql
 from usvc_sqlite.connection import Durability, SqliteConnection
 from usvc_sqlite.schema import SqliteFileError, prepare
 
-__all__ = ["SqliteQueue"]
+__all__ = ["DEFAULT_ATTEMPT_HISTORY", "SqliteQueue"]
+
+#: How many attempts of a job ``get`` shows by default (``JOB_ATTEMPT_HISTORY``).
+DEFAULT_ATTEMPT_HISTORY = 20
 
 # Compact, standard JSON (no NaN); built once, json.dumps with options builds one per call.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_PURGE_CHUNK = 5000  # rows per purge transaction, so other processes get the lock in between
+_PURGE_CHUNK = 500  # rows per purge transaction, so other processes get the lock in between
+# Pause after each purge chunk, at least as long as the chunk took: a writer of another
+# process that found the lock taken sleeps in SQLite's busy handler (steps of 1 to 100 ms)
+# and would miss a shorter gap, again and again, while the purge goes on.
+_PURGE_PAUSE = 0.02
 _RETRY_CHUNK = 1000  # jobs per retry_failed transaction, for the same reason
 
 
@@ -74,6 +82,8 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         durability: ``"full"`` (default) or ``"normal"``; see :class:`Durability`.
         busy_timeout: seconds to wait for another process's write lock before the
             operation fails with :class:`~usvc_core.errors.QueueUnavailableError`.
+        attempt_history: how many attempts of each job ``get`` keeps and shows (the last
+            ones; ``JOB_ATTEMPT_HISTORY``).
 
     .. versionadded:: usvc-testing 0.2.0
     """
@@ -84,8 +94,16 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         *,
         durability: Durability | str = Durability.FULL,
         busy_timeout: float = 5.0,
+        attempt_history: int = DEFAULT_ATTEMPT_HISTORY,
     ) -> None:
         super().__init__()
+        if isinstance(attempt_history, bool) or not isinstance(attempt_history, int):
+            raise ConfigurationError(f"attempt_history={attempt_history!r} must be a whole number")
+        if not 1 <= attempt_history <= 1000:
+            raise ConfigurationError(
+                f"attempt_history={attempt_history!r}: keep 1 to 1000 attempts per job"
+            )
+        self.attempt_history = attempt_history
         self.path = Path(path)
         try:
             self.durability = Durability(durability)
@@ -280,7 +298,13 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     ) -> JobStatus:
         return await self._conn().write(
             lambda conn: sql.retry(
-                conn, job, error_code, error_message, delay=delay_seconds, runtime_ms=runtime_ms
+                conn,
+                job,
+                error_code,
+                error_message,
+                delay=delay_seconds,
+                runtime_ms=runtime_ms,
+                history=self.attempt_history,
             ),
             durable=True,
         )
@@ -289,7 +313,9 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         if not jobs:
             return 0
         owned = list(jobs)
-        released = await self._conn().write(lambda conn: sql.release(conn, owned), durable=True)
+        released = await self._conn().write(
+            lambda conn: sql.release(conn, owned, self.attempt_history), durable=True
+        )
         if released:
             self._notify()
         return released
@@ -301,7 +327,7 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
 
     def _reclaim(self, conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
         """The reclaim of expired leases (also ends the leases of gone workers)."""
-        return sql.reclaim(conn, microservice)
+        return sql.reclaim(conn, microservice, self.attempt_history)
 
     # --- operating (QueueAdmin) ------------------------------------------------------------
 
@@ -334,13 +360,18 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
                     sql.retry_ids,
                     microservice=microservice,
                     job_ids=ids[start : start + _RETRY_CHUNK],
+                    history=self.attempt_history,
                 )
                 retried += await self._conn().write(chunk, durable=True)
         else:
             after: tuple[float, int] | None = None
             while True:
                 step = functools.partial(
-                    sql.retry_matching, where=where, after=after, chunk=_RETRY_CHUNK
+                    sql.retry_matching,
+                    where=where,
+                    after=after,
+                    chunk=_RETRY_CHUNK,
+                    history=self.attempt_history,
                 )
                 done, after = await self._conn().write(step, durable=True)
                 retried += done
@@ -354,10 +385,30 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         check_minutes(minutes)
         return await self._conn().call(lambda conn: sql.activity(conn, microservice, minutes))
 
+    # --- store: lookup and session revocations -----------------------------------------------
+
+    async def find_jobs(self, microservice: str, key: str) -> Sequence[Job]:
+        return await self._conn().call(
+            lambda conn: sql.find_jobs(conn, microservice, key, FIND_LIMIT)
+        )
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        if not isinstance(until, datetime) or until.utcoffset() is None:
+            raise ValueError(f"until={until!r} must be a timezone-aware datetime")
+        moment = until.timestamp()
+        await self._conn().write(
+            lambda conn: sql.revoke_session(conn, session_id, moment), durable=True
+        )
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return await self._conn().call(lambda conn: sql.session_revoked(conn, session_id))
+
+    # --- end store -----------------------------------------------------------------------------
+
     # --- reading and housekeeping --------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        return await self._conn().call(lambda conn: sql.get(conn, job_id))
+        return await self._conn().call(lambda conn: sql.get(conn, job_id, self.attempt_history))
 
     async def stats(self, microservice: str) -> QueueStats:
         def read(conn: sqlite3.Connection) -> QueueStats:
@@ -369,6 +420,7 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         total = 0
         while True:
+            started = time.monotonic()
             deleted = await self._conn().write(
                 lambda conn: sql.purge_chunk(conn, microservice, older_than_seconds, _PURGE_CHUNK),
                 durable=False,
@@ -376,6 +428,7 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
             total += deleted
             if deleted < _PURGE_CHUNK:
                 return total
+            await asyncio.sleep(max(_PURGE_PAUSE, time.monotonic() - started))
 
     # --- the fleet (FleetAdmin) --------------------------------------------------------------
 

@@ -17,10 +17,12 @@ import sqlite3
 from usvc_core.errors import ConfigurationError
 
 __all__ = [
+    "COUNTS",
     "MIGRATIONS",
     "NOW",
     "PAUSED_TABLE",
     "SCHEMA_VERSION",
+    "SESSIONS",
     "TABLE",
     "WORKERS_TABLE",
     "SqliteFileError",
@@ -31,12 +33,17 @@ TABLE = "usvc_jobs"
 #: The fleet (``FleetAdmin``): one row per worker process, one per paused action.
 WORKERS_TABLE = "usvc_workers"
 PAUSED_TABLE = "usvc_paused_actions"
+#: Admin sessions ended by a logout, until they would have expired (schema 7).
+SESSIONS = "usvc_revoked_sessions"
+#: Finished jobs by service, action and status, kept by triggers (schema 7).
+COUNTS = "usvc_job_counts"
 
 #: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
 #: needs SQLite 3.42; this works from 3.35, the first version with RETURNING).
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
+_FINISHED = "('Completed', 'Failed')"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the jobs table, the claim index, the lease index, idempotency keys.
@@ -149,6 +156,103 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # --- store (issues 19 items 4 and 9, 21 items 1, 2, 5 and 10, 22 item 3) ---------------
+    # 7: attempt history (closed attempts as a JSON array; the current attempt is the row's
+    # own columns), the never-started rescue (a claim_and_start whose claimer never
+    # confirmed, given back once), admin session revocations, and indexes for what
+    # operators read on a large file: pages by status, action and error code in creation
+    # order, due Ready jobs by when they became due, any job by idempotency key. The index
+    # of Failed jobs by creation time is replaced by the one by status.
+    (
+        f"ALTER TABLE {TABLE} ADD COLUMN attempt_log TEXT",
+        f"ALTER TABLE {TABLE} ADD COLUMN attempt_no INTEGER NOT NULL DEFAULT 0",
+        f"ALTER TABLE {TABLE} ADD COLUMN start_confirmed INTEGER NOT NULL DEFAULT 1",
+        f"ALTER TABLE {TABLE} ADD COLUMN attempt_given_back INTEGER NOT NULL DEFAULT 0",
+        f"""
+        CREATE TABLE {SESSIONS} (
+            session_id TEXT PRIMARY KEY,
+            until      REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        f"CREATE INDEX {SESSIONS}_until ON {SESSIONS} (until)",
+        f"DROP INDEX {TABLE}_failed",
+        # Ready, Completed and Failed jobs by creation time, one partial index each (a query
+        # names its status as a literal: SQLite then proves the index usable): a claim
+        # takes a job out of one, its finish puts it into another, one index write each.
+        # Leased jobs (few) are listed from the index of leases.
+        *(
+            f"""
+            CREATE INDEX {TABLE}_{status.lower()}_created ON {TABLE} (microservice, created_at)
+            WHERE status = '{status}'
+            """
+            for status in ("Ready", "Completed", "Failed")
+        ),
+        f"CREATE INDEX {TABLE}_action_created ON {TABLE} (microservice, action, created_at)",
+        f"""
+        CREATE INDEX {TABLE}_error_created ON {TABLE} (microservice, error_code, created_at)
+        WHERE error_code IS NOT NULL
+        """,
+        f"""
+        CREATE INDEX {TABLE}_ready_due
+        ON {TABLE} (microservice, status, action, run_at, created_at)
+        WHERE status = 'Ready'
+        """,
+        f"""
+        CREATE INDEX {TABLE}_idempotency_all ON {TABLE} (microservice, idempotency_key)
+        WHERE idempotency_key IS NOT NULL
+        """,
+        # Finished jobs by service, action and status, kept by triggers: stats and the
+        # overview read a few rows instead of counting a million index entries. Only a
+        # job's finish (and purge) pays for it, with one small write in its transaction;
+        # claims do not (unfinished jobs are few enough to count on their indexes).
+        f"""
+        CREATE TABLE {COUNTS} (
+            microservice TEXT    NOT NULL,
+            action       TEXT    NOT NULL,
+            status       TEXT    NOT NULL,
+            jobs         INTEGER NOT NULL,
+            PRIMARY KEY (microservice, action, status)
+        ) WITHOUT ROWID
+        """,
+        f"""
+        INSERT INTO {COUNTS} (microservice, action, status, jobs)
+        SELECT microservice, action, status, count(*) FROM {TABLE}
+        WHERE status IN {_FINISHED} GROUP BY microservice, action, status
+        """,
+        f"""
+        CREATE TRIGGER {TABLE}_count_insert AFTER INSERT ON {TABLE}
+        WHEN new.status IN {_FINISHED}
+        BEGIN
+            INSERT INTO {COUNTS} (microservice, action, status, jobs)
+            VALUES (new.microservice, new.action, new.status, 1)
+            ON CONFLICT DO UPDATE SET jobs = jobs + 1;
+        END
+        """,
+        f"""
+        CREATE TRIGGER {TABLE}_count_update AFTER UPDATE OF status, action, microservice
+        ON {TABLE}
+        WHEN (old.status IN {_FINISHED} OR new.status IN {_FINISHED})
+            AND (old.status IS NOT new.status OR old.action IS NOT new.action
+                OR old.microservice IS NOT new.microservice)
+        BEGIN
+            UPDATE {COUNTS} SET jobs = jobs - 1 WHERE old.status IN {_FINISHED}
+                AND microservice = old.microservice AND action = old.action
+                AND status = old.status;
+            INSERT INTO {COUNTS} (microservice, action, status, jobs)
+            SELECT new.microservice, new.action, new.status, 1 WHERE new.status IN {_FINISHED}
+            ON CONFLICT DO UPDATE SET jobs = jobs + 1;
+        END
+        """,
+        f"""
+        CREATE TRIGGER {TABLE}_count_delete AFTER DELETE ON {TABLE}
+        WHEN old.status IN {_FINISHED}
+        BEGIN
+            UPDATE {COUNTS} SET jobs = jobs - 1 WHERE microservice = old.microservice
+                AND action = old.action AND status = old.status;
+        END
+        """,
+    ),
+    # --- end store -------------------------------------------------------------------------
 )
 
 #: The version this code writes and understands.

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
+import itertools
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,7 +21,7 @@ from typing import Any
 
 from usvc_core.adapter_support.payload import decode_payload
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
-from usvc_core.jobs import Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, ErrorCode, Job, JobAttempt, JobStatus
 from usvc_core.ports import (
     JobFilter,
     LeaseRenewal,
@@ -28,7 +31,7 @@ from usvc_core.ports import (
     ReclaimResult,
 )
 
-from usvc_sqlite.schema import NOW, TABLE
+from usvc_sqlite.schema import COUNTS, NOW, SESSIONS, TABLE
 
 __all__ = [
     "CLAIM",
@@ -44,18 +47,23 @@ __all__ = [
     "complete_many",
     "extend",
     "fail",
+    "find_jobs",
     "get",
     "insert",
     "insert_many",
     "job_from_row",
     "list_jobs",
+    "newest_first",
     "purge_chunk",
+    "ready_by_action",
     "reclaim",
     "release",
     "retry",
     "retry_ids",
     "retry_matching",
+    "revoke_session",
     "row_id",
+    "session_revoked",
     "start",
     "stats",
 ]
@@ -102,9 +110,11 @@ WHERE id IN (<ids>)
 RETURNING {_COLUMNS}
 """
 
+# A start not yet confirmed by its claimer (see reclaim: a lost reply gives the attempt back).
 _ASSIGN_STARTED = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
+    attempt_no = attempt_no + 1, start_confirmed = 0,
     lease_owner = ?, lease_token = lower(hex(randomblob(16))),
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
 WHERE id IN (<ids>)
@@ -121,19 +131,21 @@ CLAIM_STARTED = _ASSIGN_STARTED.replace("<ids>", _DUE)
 
 # For claims under per-action limits (see claim_limited), all on the index by action.
 _RUNNING = f"""
-SELECT action, count(*) FROM {TABLE}
+SELECT action, count(*) FROM {TABLE} INDEXED BY {TABLE}_leased
 WHERE microservice = ? AND status IN ('Assigned', 'Processing') GROUP BY action
 """
 _FIRST_READY_ACTION = f"""
-SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+SELECT action FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND status = 'Ready'
 ORDER BY action LIMIT 1
 """
 _NEXT_READY_ACTION = f"""
-SELECT action FROM {TABLE} WHERE microservice = ? AND status = 'Ready' AND action > ?
+SELECT action FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND status = 'Ready' AND action > ?
 ORDER BY action LIMIT 1
 """
 _DUE_OF_ACTION = f"""
-SELECT id, priority, run_at FROM {TABLE}
+SELECT id, priority, run_at FROM {TABLE} INDEXED BY {TABLE}_ready_action
 WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= {NOW}
 ORDER BY priority DESC, run_at, id
 LIMIT ?
@@ -143,13 +155,14 @@ LIMIT ?
 START = f"""
 UPDATE {TABLE}
 SET status = 'Processing', attempts = attempts + 1, started_at = {NOW},
+    attempt_no = attempt_no + 1, start_confirmed = 1,
     lease_expires_at = {NOW} + ?, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status = 'Assigned'
 RETURNING attempts, started_at, lease_expires_at, updated_at
 """
 
 _EXTEND = f"""
-UPDATE {TABLE} SET lease_expires_at = {NOW} + ?, updated_at = {NOW}
+UPDATE {TABLE} SET lease_expires_at = {NOW} + ?, updated_at = {NOW}, start_confirmed = 1
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
 RETURNING cancel_requested
 """
@@ -170,43 +183,91 @@ SET status = 'Failed', error_code = ?, error_message = ?, runtime_ms = ?,
 WHERE id = ? AND lease_token = ? AND status = 'Processing'
 """
 
+# --- store: attempt history ------------------------------------------------------------------
+# A job's closed attempts are a JSON array in ``attempt_log`` (each ``[number, worker,
+# started, finished, outcome, error code, error message]``), the last ``history`` of them;
+# its current attempt is the row's own columns (lease owner, started_at, status, error).
+# Going back to Ready closes the attempt: it joins the log and ``started_at`` is cleared.
+
+
+def _closed(history: int, outcome: str, code: str, message: str, finished: str = NOW) -> str:
+    """``attempt_log`` with the row's current attempt appended (SQL expressions)."""
+    log = "coalesce(attempt_log, '[]')"
+    return (
+        f"json_insert(CASE WHEN json_array_length({log}) >= {int(history)} "
+        f"THEN json_remove({log}, '$[0]') ELSE {log} END, '$[#]', json_array(attempt_no, "
+        f"lease_owner, started_at, {finished}, {outcome}, {code}, {message}))"
+    )
+
+
 # With no attempts left a retry is a failure; otherwise back to Ready, due after the delay.
-_RETRY = f"""
+@functools.cache
+def _retry_statement(history: int) -> str:
+    spent = "attempts >= max_attempts"
+    return f"""
 UPDATE {TABLE}
-SET status = CASE WHEN attempts >= max_attempts THEN 'Failed' ELSE 'Ready' END,
-    error_code = ?, error_message = ?, runtime_ms = ?,
-    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE {NOW} + max(?, 0) END,
-    finished_at = CASE WHEN attempts >= max_attempts THEN {NOW} END,
-    lease_owner = CASE WHEN attempts >= max_attempts THEN lease_owner END,
-    lease_token = CASE WHEN attempts >= max_attempts THEN lease_token END,
-    cancel_requested = CASE WHEN attempts >= max_attempts THEN cancel_requested ELSE 0 END,
+SET status = CASE WHEN {spent} THEN 'Failed' ELSE 'Ready' END,
+    error_code = :code, error_message = :message, runtime_ms = :runtime,
+    run_at = CASE WHEN {spent} THEN run_at ELSE {NOW} + max(:delay, 0) END,
+    finished_at = CASE WHEN {spent} THEN {NOW} END,
+    attempt_log = CASE WHEN {spent} THEN attempt_log
+        ELSE {_closed(history, "'retried'", ":code", ":message")} END,
+    started_at = CASE WHEN {spent} THEN started_at END,
+    lease_owner = CASE WHEN {spent} THEN lease_owner END,
+    lease_token = CASE WHEN {spent} THEN lease_token END,
+    cancel_requested = CASE WHEN {spent} THEN cancel_requested ELSE 0 END,
     lease_expires_at = NULL, updated_at = {NOW}
-WHERE id = ? AND lease_token = ? AND status = 'Processing'
+WHERE id = :id AND lease_token = :token AND status = 'Processing'
 RETURNING status
 """
 
+
 # Back to Ready in its old place in line (run_at unchanged); a started job gets back the
 # attempt that mark_processing counted.
-_RELEASE = f"""
+@functools.cache
+def _release_statement(history: int) -> str:
+    return f"""
 UPDATE {TABLE}
 SET status = 'Ready',
     attempts = CASE WHEN status = 'Processing' THEN max(attempts - 1, 0) ELSE attempts END,
+    attempt_log = CASE WHEN status = 'Processing'
+        THEN {_closed(history, "'released'", "NULL", "NULL")} ELSE attempt_log END,
     started_at = CASE WHEN status = 'Processing' THEN NULL ELSE started_at END,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
     updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status IN {_OWNED}
 """
 
-_EXHAUSTED = "(status = 'Processing' AND attempts >= max_attempts)"
-_RECLAIM = f"""
+
+# Never started: claimed and started at once, and no word from the claimer since (no lease
+# renewal, no outcome), the first time for this job: the attempt is given back. Afterwards
+# a rescue spends it, so a job that kills its worker cannot loop.
+_UNSTARTED = "(status = 'Processing' AND start_confirmed = 0 AND attempt_given_back = 0)"
+_EXHAUSTED = f"(status = 'Processing' AND NOT {_UNSTARTED} AND attempts >= max_attempts)"
+_RESCUE_MESSAGE = f"""CASE
+        WHEN {_UNSTARTED} THEN printf('claimed by worker %s but never confirmed started '
+            || '(the claim''s reply was probably lost); the attempt was given back',
+            lease_owner)
+        WHEN attempts >= max_attempts THEN printf('the worker running attempt %d of %d '
+            || 'stopped renewing its lease (crashed or stalled); no attempts left',
+            attempts, max_attempts)
+        ELSE 'lease expired; the job will run again' END"""
+
+
+@functools.cache
+def _reclaim_statement(history: int) -> str:
+    outcome = f"CASE WHEN {_UNSTARTED} THEN 'not_started' ELSE 'lease_expired' END"
+    return f"""
 UPDATE {TABLE}
 SET status = CASE WHEN {_EXHAUSTED} THEN 'Failed' ELSE 'Ready' END,
+    attempts = CASE WHEN {_UNSTARTED} THEN max(attempts - 1, 0) ELSE attempts END,
+    attempt_given_back = CASE WHEN {_UNSTARTED} THEN 1 ELSE attempt_given_back END,
     error_code = CASE WHEN status = 'Processing' THEN 'LEASE_EXPIRED' ELSE error_code END,
-    error_message = CASE
-        WHEN status <> 'Processing' THEN error_message
-        WHEN attempts >= max_attempts THEN printf('the worker running attempt %d of %d stopped '
-            || 'renewing its lease (crashed or stalled); no attempts left', attempts, max_attempts)
-        ELSE 'lease expired; the job will run again' END,
+    error_message = CASE WHEN status <> 'Processing' THEN error_message
+        ELSE {_RESCUE_MESSAGE} END,
+    attempt_log = CASE WHEN status <> 'Processing' OR {_EXHAUSTED} THEN attempt_log
+        ELSE {_closed(history, outcome, "'LEASE_EXPIRED'", _RESCUE_MESSAGE)} END,
+    started_at = CASE WHEN {_EXHAUSTED} THEN started_at END,
     finished_at = CASE WHEN {_EXHAUSTED} THEN {NOW} ELSE finished_at END,
     runtime_ms = CASE WHEN {_EXHAUSTED} THEN NULL ELSE runtime_ms END,
     lease_owner = CASE WHEN {_EXHAUSTED} THEN lease_owner END,
@@ -217,7 +278,13 @@ WHERE microservice = ? AND status IN {_OWNED} AND lease_expires_at < {NOW}
 RETURNING id, status
 """
 
-_GET = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ?"
+
+#: The statements as a file's default history bound writes them (for plan tests).
+_RECLAIM = _reclaim_statement(20)
+
+# --- end store -------------------------------------------------------------------------------
+
+_GET = f"SELECT {_COLUMNS}, attempt_log, attempt_no FROM {TABLE} WHERE id = ?"
 
 # An operator's cancellation: a job not yet started fails at once; a running one is asked
 # to stop (its worker sees the flag when it renews its lease, then records CANCELLED).
@@ -235,16 +302,15 @@ WHERE id = ? AND microservice = ? AND status = 'Processing'
 _STATUS_IN = f"SELECT status FROM {TABLE} WHERE id = ? AND microservice = ?"
 _STATUS = f"SELECT status FROM {TABLE} WHERE id = ?"
 # One query per partial index, so that counting never scans the whole table.
-_COUNTS = f"""
-SELECT 'Ready', count(*) FROM {TABLE} WHERE microservice = ? AND status = 'Ready'
+# Jobs by action and status: the unfinished ones counted on the index of leased jobs (the
+# Ready ones: see ready_by_action), the finished ones read from the table of counts the
+# triggers keep (see the schema, version 7): no walk over a million finished jobs.
+_OTHERS_BY_ACTION = f"""
+SELECT action, status, count(*) FROM {TABLE} INDEXED BY {TABLE}_leased
+WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
 UNION ALL
-SELECT status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN {_OWNED} GROUP BY status
-UNION ALL
-SELECT status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY status
+SELECT action, status, jobs FROM {COUNTS} WHERE microservice = ? AND jobs > 0
 """
-_OLDEST = f"SELECT {NOW} - min(created_at) FROM {TABLE} WHERE microservice = ? AND status = 'Ready'"
 _PURGE = f"""
 DELETE FROM {TABLE} WHERE id IN (
     SELECT id FROM {TABLE}
@@ -604,20 +670,30 @@ def retry(
     *,
     delay: float,
     runtime_ms: float | None,
+    history: int = 20,
 ) -> JobStatus:
     rid = row_id(job.id)
-    row = conn.execute(_RETRY, (code, message, runtime_ms, delay, rid, job.lease_token)).fetchone()
+    params = {
+        "code": code,
+        "message": message,
+        "runtime": runtime_ms,
+        "delay": delay,
+        "id": rid,
+        "token": job.lease_token,
+    }
+    row = conn.execute(_retry_statement(history), params).fetchone()
     if row is None:
         raise _lost(conn, job, rid)
     return JobStatus(row[0])
 
 
-def release(conn: sqlite3.Connection, jobs: Sequence[Job]) -> int:
-    return sum(conn.execute(_RELEASE, (row_id(job.id), job.lease_token)).rowcount for job in jobs)
+def release(conn: sqlite3.Connection, jobs: Sequence[Job], history: int = 20) -> int:
+    statement = _release_statement(history)
+    return sum(conn.execute(statement, (row_id(job.id), job.lease_token)).rowcount for job in jobs)
 
 
-def reclaim(conn: sqlite3.Connection, microservice: str) -> ReclaimResult:
-    rows = conn.execute(_RECLAIM, (microservice,)).fetchall()
+def reclaim(conn: sqlite3.Connection, microservice: str, history: int = 20) -> ReclaimResult:
+    rows = conn.execute(_reclaim_statement(history), (microservice,)).fetchall()
     requeued = sorted((r[0] for r in rows if r[1] == JobStatus.READY), key=int)
     failed = sorted((r[0] for r in rows if r[1] == JobStatus.FAILED), key=int)
     return ReclaimResult(requeued=[str(i) for i in requeued], failed=[str(i) for i in failed])
@@ -641,27 +717,58 @@ def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatu
     raise JobNotFoundError(f"service {microservice!r} has no job {job_id!r}")
 
 
-def _filtered(where: JobFilter) -> tuple[str, list[Any]]:
-    """The conditions of ``where`` after ``microservice = ?``, and every parameter."""
-    text = ""
-    params: list[Any] = [where.microservice]
-    if where.statuses == {JobStatus.FAILED}:
-        text += " AND status = 'Failed'"  # as the partial index of Failed jobs says it
-    elif where.statuses:
+# --- store: pages of jobs, each filter on its own index ----------------------------------------
+#
+# A page is newest first (created_at, then id, descending). The filter's most selective
+# kind of value drives: error codes, else actions, else statuses, each read along its own
+# index (microservice, <column>, created_at) from the cursor on, one seek per value, and
+# the per-value runs merged (each already in order: no sort, no OFFSET). The rest of the
+# filter is checked on the rows read. Without any of those, the index of every job by
+# creation time is read. Text in the error message drives by error code too (every job
+# with a message has one): the distinct codes present are found by index seeks.
+
+_DISTINCT_CODE = f"""
+SELECT error_code FROM {TABLE} INDEXED BY {TABLE}_error_created
+WHERE microservice = ? AND error_code > ? ORDER BY error_code LIMIT 1
+"""
+
+
+def _error_codes_present(conn: sqlite3.Connection, microservice: str) -> list[str]:
+    codes: list[str] = []
+    row = conn.execute(_DISTINCT_CODE, (microservice, "")).fetchone()
+    while row is not None:
+        codes.append(row[0])
+        row = conn.execute(_DISTINCT_CODE, (microservice, row[0])).fetchone()
+    return codes
+
+
+def _filtered(where: JobFilter, skip: str | None, *, text: bool = True) -> tuple[str, list[Any]]:
+    """The conditions of ``where`` but its ``skip`` column, after ``microservice = ?``
+    (and the driving column's ``= ?``), and their parameters."""
+    conditions = ""
+    params: list[Any] = []
+    statuses = sorted(JobStatus(status).value for status in where.statuses)
+    if where.scheduled is True:
+        conditions += f" AND status = 'Ready' AND run_at > {NOW}"
+    elif where.scheduled is False:
+        conditions += f" AND NOT (status = 'Ready' AND run_at > {NOW})"
+    if statuses and skip != "status":
         # Written out: a closed set of names, and SQLite plans better with literals.
-        names = sorted(JobStatus(status).value for status in where.statuses)
-        text += f" AND status IN ({', '.join(repr(name) for name in names)})"
+        conditions += f" AND status IN ({', '.join(repr(name) for name in statuses)})"
     for column, values in (("action", where.actions), ("error_code", where.error_codes)):
-        if values:
-            text += f" AND {column} IN ({', '.join('?' * len(values))})"
+        if values and skip != column:
+            conditions += f" AND {column} IN ({', '.join('?' * len(values))})"
             params.extend(sorted(values))
+    if where.error_text is not None and text:
+        conditions += _HAS_TEXT
+        params.append(where.error_text)
     if where.created_after is not None:
-        text += " AND created_at >= ?"
+        conditions += " AND created_at >= ?"
         params.append(_bound(where.created_after))
     if where.created_before is not None:
-        text += " AND created_at < ?"
+        conditions += " AND created_at < ?"
         params.append(_bound(where.created_before))
-    return text, params
+    return conditions, params
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -675,62 +782,182 @@ def _bound(moment: datetime) -> float:
     return ((moment - _EPOCH) // _MICROSECOND - 0.5) / 1e6
 
 
-def _newest_first(where: JobFilter, after: tuple[float, int] | None) -> tuple[str, list[Any]]:
-    """FROM ... ORDER BY of the jobs matching ``where``, newest first, after ``after``.
+_LEASED_NAMES = frozenset({JobStatus.ASSIGNED.value, JobStatus.PROCESSING.value})
 
-    Failed jobs alone are read from their own index (``INDEXED BY``: without statistics
-    SQLite would scan the index of every job, and failures are the rare rows an operator
-    looks for); any other filter reads the index of every job by creation time."""
-    conditions, params = _filtered(where)
+
+def _driver(conn: sqlite3.Connection, where: JobFilter) -> tuple[str | None, str, list[Any]]:
+    """The driving column, its index and its values (``[None]``: the creation-time index)."""
+    codes: list[Any] = sorted(where.error_codes)
+    if not codes and where.error_text is not None:
+        codes = _error_codes_present(conn, where.microservice)
+        if not codes:
+            return "error_code", f"{TABLE}_error_created", []
+    if codes:
+        return "error_code", f"{TABLE}_error_created", codes
+    if where.actions:
+        return "action", f"{TABLE}_action_created", sorted(where.actions)
+    statuses = sorted(JobStatus(status).value for status in where.statuses)
+    if not statuses and where.scheduled:
+        statuses = [JobStatus.READY.value]
+    if statuses:
+        return "status", f"{TABLE}_ready_created", statuses  # the index is per status
+    return None, f"{TABLE}_created", [None]
+
+
+def newest_first(
+    conn: sqlite3.Connection,
+    columns: str,
+    where: JobFilter,
+    after: tuple[float, int] | None,
+    count: int,
+) -> list[Any]:
+    """Up to ``count`` rows (``created_at, id, <columns>``) of the jobs matching ``where``,
+    newest first, after the sort key ``after``."""
+    column, index, values = _driver(conn, where)
+    conditions, params = _filtered(where, column)
     if after is not None:
         conditions += " AND (created_at, id) < (?, ?)"
         params.extend(after)
-    index = f"{TABLE}_failed" if where.statuses == {JobStatus.FAILED} else f"{TABLE}_created"
-    text = (
-        f"FROM {TABLE} INDEXED BY {index} WHERE microservice = ?{conditions} "
-        "ORDER BY created_at DESC, id DESC LIMIT ?"
-    )
-    return text, params
+    runs: list[list[Any]] = []
+    for value in values:
+        drive = "" if column is None else f" AND {column} = ?"
+        head = [where.microservice] if column is None else [where.microservice, value]
+        source = index
+        if column == "status":
+            # A literal (a closed set) saying the partial index's own WHERE word for word:
+            # SQLite uses a partial index only for a query whose terms imply its WHERE.
+            name = JobStatus(value).value
+            head = [where.microservice]
+            if name in _LEASED_NAMES:
+                # Leased jobs are in no index by creation time (a claim would move them in
+                # and out of one): their own index, bounded by the jobs running, is read
+                # and sorted.
+                drive = f" AND status IN {_OWNED} AND status = '{name}'"
+                source = f"{TABLE}_leased"
+            else:
+                drive = f" AND status = '{name}'"
+                source = f"{TABLE}_{name.lower()}_created"
+        statement = (
+            f"SELECT created_at, id, {columns} FROM {TABLE} INDEXED BY {source} "
+            f"WHERE microservice = ?{drive}{conditions} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
+        runs.append(conn.execute(statement, (*head, *params, count)).fetchall())
+    if len(runs) == 1:
+        return runs[0]
+    merged = heapq.merge(*runs, key=lambda row: (row[0], row[1]), reverse=True)
+    return list(itertools.islice(merged, count))
+
+
+_HAS_TEXT = " AND instr(lower(error_message), lower(?)) > 0"
+
+#: Jobs with an error a text search reads per error code in one call: past them, the page
+#: comes back short with a cursor that searches on (each call stays fast however rare the
+#: text is; the dashboard offers to search further).
+TEXT_SCAN = 2000
+
+
+def _searched(
+    conn: sqlite3.Connection, where: JobFilter, after: tuple[float, int] | None, count: int
+) -> tuple[list[Any], tuple[float, int] | None]:
+    """:func:`newest_first` for a filter with ``error_text``, reading at most
+    :data:`TEXT_SCAN` jobs per error code: the rows found, and the key down to which every
+    code was searched when some code has more (None when all were searched)."""
+    column, index, values = _driver(conn, where)
+    conditions, params = _filtered(where, column, text=False)
+    if after is not None:
+        conditions += " AND (created_at, id) < (?, ?)"
+        params.extend(after)
+    source = f"FROM {TABLE} INDEXED BY {index} WHERE microservice = ? AND {column} = ?"
+    order = "ORDER BY created_at DESC, id DESC"
+    floors: list[tuple[float, int]] = []
+    runs: list[list[Any]] = []
+    for value in values:
+        head = [where.microservice, value]
+        window = conn.execute(
+            f"SELECT created_at, id {source}{conditions} {order} LIMIT ?",
+            (*head, *params, TEXT_SCAN),
+        ).fetchall()
+        bound = ""
+        extra: list[Any] = []
+        if len(window) == TEXT_SCAN:
+            deepest = (window[-1][0], window[-1][1])
+            floors.append(deepest)
+            bound = " AND (created_at, id) >= (?, ?)"
+            extra = list(deepest)
+        statement = f"SELECT created_at, id, {_COLUMNS} {source}{conditions}{bound}{_HAS_TEXT}"
+        runs.append(
+            conn.execute(
+                f"{statement} {order} LIMIT ?",
+                (*head, *params, *extra, where.error_text, count),
+            ).fetchall()
+        )
+    floor: tuple[float, int] | None = max(floors) if floors else None
+    merged = heapq.merge(*runs, key=lambda row: (row[0], row[1]), reverse=True)
+    rows = [row for row in merged if floor is None or (row[0], row[1]) >= floor]
+    return rows[:count], floor
 
 
 def list_jobs(
     conn: sqlite3.Connection, where: JobFilter, limit: int, after: tuple[float, int] | None
 ) -> tuple[list[Job], tuple[float, int] | None]:
     """Up to ``limit`` jobs matching ``where``, newest first, after the sort key ``after``
-    (created_at, id) of the previous page's last job; and the key of this page's last job
-    when there are more."""
-    source, params = _newest_first(where, after)
-    rows = conn.execute(f"SELECT {_COLUMNS} {source}", (*params, limit + 1)).fetchall()
+    (created_at, id) of the previous page's last job; and the key to go on from when there
+    may be more (a text search may return a short page with such a key: see TEXT_SCAN)."""
+    floor = None
+    if where.error_text is None:
+        rows = newest_first(conn, _COLUMNS, where, after, limit + 1)
+    else:
+        rows, floor = _searched(conn, where, after, limit + 1)
     more = len(rows) > limit
     del rows[limit:]
-    last = (rows[-1][18], rows[-1][0]) if more else None
+    last: tuple[float, int] | None = (rows[-1][0], rows[-1][1]) if more else None
+    if not more and floor is not None:
+        last = floor  # searched down to there: the next call searches on from it
     times = _Times()
-    return [job_from_row(row, times) for row in rows], last
+    return [job_from_row(row[2:], times) for row in rows], last
+
+
+# --- end store ---------------------------------------------------------------------------------
 
 
 # ``OR IGNORE``: a Failed job whose idempotency key an unfinished job took meanwhile stays
 # Failed (that job does the work); the unique index would refuse it.
-_RETRY_FAILED = f"""
+_FINAL_OUTCOME = "CASE WHEN error_code = 'LEASE_EXPIRED' THEN 'lease_expired' ELSE 'failed' END"
+
+
+@functools.cache
+def _retry_failed_statement(history: int, count: int) -> str:
+    closed = _closed(history, _FINAL_OUTCOME, "error_code", "error_message", "finished_at")
+    return f"""
 UPDATE OR IGNORE {TABLE}
-SET status = 'Ready', attempts = 0, run_at = {NOW}, error_code = NULL, error_message = NULL,
+SET status = 'Ready', attempts = 0, run_at = {NOW},
+    attempt_log = CASE WHEN started_at IS NULL THEN attempt_log ELSE {closed} END,
+    error_code = NULL, error_message = NULL,
     results = NULL, runtime_ms = NULL, started_at = NULL, finished_at = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
     updated_at = {NOW}
-WHERE microservice = ? AND status = 'Failed' AND id IN (<ids>)"""
+WHERE microservice = ? AND status = 'Failed' AND id IN ({", ".join("?" * count)})"""
 
 
-def retry_ids(conn: sqlite3.Connection, microservice: str, job_ids: Sequence[str]) -> int:
+def retry_ids(
+    conn: sqlite3.Connection, microservice: str, job_ids: Sequence[str], history: int = 20
+) -> int:
     """The Failed jobs of the service among ``job_ids`` back to Ready, due now, with fresh
-    attempts and no error; returns how many."""
+    attempts and no error (the last attempt joins the history); returns how many."""
     rids = sorted({rid for rid in map(row_id, job_ids) if rid is not None})
     if not rids:
         return 0
-    statement = _RETRY_FAILED.replace("<ids>", ", ".join("?" * len(rids)))
+    statement = _retry_failed_statement(history, len(rids))
     return conn.execute(statement, (microservice, *rids)).rowcount
 
 
 def retry_matching(
-    conn: sqlite3.Connection, where: JobFilter, after: tuple[float, int] | None, chunk: int
+    conn: sqlite3.Connection,
+    where: JobFilter,
+    after: tuple[float, int] | None,
+    chunk: int,
+    history: int = 20,
 ) -> tuple[int, tuple[float, int] | None]:
     """:func:`retry_ids` for the next ``chunk`` Failed jobs matching ``where`` (newest
     first, after the sort key ``after``); returns how many, and the key to go on from
@@ -738,25 +965,65 @@ def retry_matching(
     if where.statuses and JobStatus.FAILED not in where.statuses:
         return 0, None  # the filter names no Failed job
     failed = dataclasses.replace(where, statuses=frozenset({JobStatus.FAILED}))
-    source, params = _newest_first(failed, after)
-    keys = conn.execute(f"SELECT created_at, id {source}", (*params, chunk)).fetchall()
+    keys = newest_first(conn, "1", failed, after, chunk)
     if not keys:
         return 0, None
-    retried = retry_ids(conn, where.microservice, [str(key[1]) for key in keys])
+    retried = retry_ids(conn, where.microservice, [str(key[1]) for key in keys], history)
     return retried, ((keys[-1][0], keys[-1][1]) if len(keys) == chunk else None)
 
 
-_READY_BY_ACTION = f"""
-SELECT action, count(*), min(CASE WHEN run_at <= ? THEN run_at END) FROM {TABLE}
-WHERE microservice = ? AND status = 'Ready' GROUP BY action
+# Ready jobs by action, each action read on the index of its Ready jobs by run-at (covering:
+# it holds created_at too): how many, how many scheduled (run_at in the future), and when
+# the longest-waiting due one became due (max(created_at, run_at)).
+_SCHEDULED_COUNT = f"""
+SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_due
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at > ?
 """
-_OTHERS_BY_ACTION = f"""
-SELECT action, status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN {_OWNED} GROUP BY action, status
-UNION ALL
-SELECT action, status, count(*) FROM {TABLE}
-WHERE microservice = ? AND status IN ('Completed', 'Failed') GROUP BY action, status
+_READY_COUNT = f"""
+SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_due
+WHERE microservice = ? AND action = ? AND status = 'Ready'
 """
+_DUE_IN_ORDER = f"""
+SELECT run_at, max(created_at, run_at) FROM {TABLE} INDEXED BY {TABLE}_ready_due
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= ?
+ORDER BY run_at
+"""
+_NEXT_READY_DUE_ACTION = f"""
+SELECT action FROM {TABLE} INDEXED BY {TABLE}_ready_due
+WHERE microservice = ? AND status = 'Ready' AND action > ? ORDER BY action LIMIT 1
+"""
+
+
+def _oldest_due(
+    conn: sqlite3.Connection, microservice: str, action: str, now: float
+) -> float | None:
+    """When the longest-waiting due job of ``action`` became due. In run-at order, a job
+    became due no earlier than its run-at, so the walk stops at the first run-at past the
+    best found: at once for the adapter's own jobs (their run-at is never before their
+    creation), a few steps for rows another producer wrote with an earlier run-at."""
+    best: float | None = None
+    for run_at, due in conn.execute(_DUE_IN_ORDER, (microservice, action, now)):
+        if best is not None and run_at >= best:
+            break
+        best = due if best is None else min(best, due)
+    return best
+
+
+def ready_by_action(
+    conn: sqlite3.Connection, microservice: str, now: float
+) -> dict[str, tuple[int, int, float | None]]:
+    """action -> (Ready jobs, of which scheduled, when the oldest due one became due)."""
+    found: dict[str, tuple[int, int, float | None]] = {}
+    row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, "")).fetchone()
+    while row is not None:
+        action = row[0]
+        [count] = conn.execute(_READY_COUNT, (microservice, action)).fetchone()
+        [scheduled] = conn.execute(_SCHEDULED_COUNT, (microservice, action, now)).fetchone()
+        found[action] = (count, scheduled, _oldest_due(conn, microservice, action, now))
+        row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, action)).fetchone()
+    return found
+
+
 # One count per minute: a range of the finished index each, counted in index order (one
 # GROUP BY over the window would sort all of its rows first).
 _IN_MINUTE = f"""
@@ -775,8 +1042,11 @@ def activity(conn: sqlite3.Connection, microservice: str, minutes: int) -> Queue
         now = float(conn.execute(f"SELECT {NOW}").fetchone()[0])
         counts: dict[str, dict[JobStatus, int]] = {}
         waiting: dict[str, float] = {}
-        for action, count, due in conn.execute(_READY_BY_ACTION, (now, microservice)):
+        later: dict[str, int] = {}
+        for action, (count, scheduled, due) in ready_by_action(conn, microservice, now).items():
             counts.setdefault(action, dict.fromkeys(JobStatus, 0))[JobStatus.READY] = count
+            if scheduled:
+                later[action] = scheduled
             if due is not None:
                 waiting[action] = max(now - due, 0.0)
         for action, status, count in conn.execute(_OTHERS_BY_ACTION, (microservice,) * 2):
@@ -795,22 +1065,106 @@ def activity(conn: sqlite3.Connection, microservice: str, minutes: int) -> Queue
             )
     finally:
         conn.execute("COMMIT")
-    return QueueActivity(counts=counts, oldest_ready_age_seconds=waiting, per_minute=per_minute)
+    return QueueActivity(
+        counts=counts, oldest_ready_age_seconds=waiting, per_minute=per_minute, scheduled=later
+    )
 
 
-def get(conn: sqlite3.Connection, job_id: str) -> Job | None:
+def get(conn: sqlite3.Connection, job_id: str, history: int = 20) -> Job | None:
+    """The job with its attempt history (the last ``history`` attempts)."""
     rid = row_id(job_id)
     row = None if rid is None else conn.execute(_GET, (rid,)).fetchone()
-    return None if row is None else job_from_row(row)
+    if row is None:
+        return None
+    job = job_from_row(row)
+    job.attempt_history = _attempts(job, row[-2], row[-1], history)
+    return job
+
+
+def _attempts(job: Job, log: str | None, number: int, history: int) -> tuple[JobAttempt, ...]:
+    """The closed attempts of ``attempt_log`` and the current one the row describes."""
+    attempts = [
+        JobAttempt(n, worker, _time(started), _time(finished), AttemptOutcome(outcome), code, text)
+        for n, worker, started, finished, outcome, code, text in json.loads(log or "[]")
+    ]
+    if job.started_at is not None:
+        if job.status is JobStatus.COMPLETED:
+            outcome, code, text = AttemptOutcome.COMPLETED, None, None
+        elif job.status is JobStatus.FAILED:
+            expired = job.error_code == ErrorCode.LEASE_EXPIRED.value
+            outcome = AttemptOutcome.LEASE_EXPIRED if expired else AttemptOutcome.FAILED
+            code, text = job.error_code, job.error_message
+        else:
+            outcome, code, text = AttemptOutcome.RUNNING, None, None
+        finished = job.finished_at if job.status.is_finished else None
+        attempts.append(
+            JobAttempt(number, job.lease_owner, job.started_at, finished, outcome, code, text)
+        )
+    return tuple(attempts[-history:])
 
 
 def stats(conn: sqlite3.Connection, microservice: str) -> QueueStats:
-    counts = dict.fromkeys(JobStatus, 0)
-    for status, count in conn.execute(_COUNTS, (microservice,) * 3):
-        counts[JobStatus(status)] = count
-    oldest = conn.execute(_OLDEST, (microservice,)).fetchone()[0]
-    age = None if oldest is None else max(float(oldest), 0.0)
-    return QueueStats(counts=counts, oldest_ready_age_seconds=age)
+    """Counts by status, scheduled jobs and the oldest due job's wait, in one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        now = float(conn.execute(f"SELECT {NOW}").fetchone()[0])
+        counts = dict.fromkeys(JobStatus, 0)
+        for _, status, count in conn.execute(_OTHERS_BY_ACTION, (microservice,) * 2):
+            counts[JobStatus(status)] += count
+        ready = ready_by_action(conn, microservice, now).values()
+        counts[JobStatus.READY] = sum(count for count, _, _ in ready)
+    finally:
+        conn.execute("COMMIT")
+    dues = [due for _, _, due in ready if due is not None]
+    age = max(now - min(dues), 0.0) if dues else None
+    scheduled = sum(later for _, later, _ in ready)
+    return QueueStats(counts=counts, oldest_ready_age_seconds=age, scheduled=scheduled)
+
+
+# --- store: lookup and session revocations -----------------------------------------------------
+
+_BY_UNIQUE = f"SELECT {_COLUMNS} FROM {TABLE} WHERE microservice = ? AND unique_key = ?"
+_BY_IDEMPOTENCY = f"""
+SELECT {_COLUMNS} FROM {TABLE} INDEXED BY {TABLE}_idempotency_all
+WHERE microservice = ? AND idempotency_key = ?
+ORDER BY id DESC LIMIT ?
+"""
+_BY_ID = f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = ? AND microservice = ?"
+
+
+def find_jobs(conn: sqlite3.Connection, microservice: str, key: str, most: int) -> list[Job]:
+    """The jobs ``key`` names by id, unique key or idempotency key, newest first."""
+    rows: dict[int, Any] = {}
+    rid = row_id(key)
+    found = [] if rid is None else conn.execute(_BY_ID, (rid, microservice)).fetchall()
+    found += conn.execute(_BY_UNIQUE, (microservice, key)).fetchall()
+    found += conn.execute(_BY_IDEMPOTENCY, (microservice, key, most)).fetchall()
+    for row in found:
+        rows[row[0]] = row
+    ordered = sorted(rows.values(), key=lambda row: (row[18], row[0]), reverse=True)
+    times = _Times()
+    return [job_from_row(row, times) for row in ordered[:most]]
+
+
+_FORGET_SESSIONS = f"DELETE FROM {SESSIONS} WHERE until <= {NOW}"
+_REVOKE = f"""
+INSERT INTO {SESSIONS} (session_id, until) SELECT :sid, :until WHERE :until > {NOW}
+ON CONFLICT (session_id) DO UPDATE SET until = max(until, excluded.until)
+"""
+_REVOKED = f"SELECT 1 FROM {SESSIONS} WHERE session_id = ? AND until > {NOW}"
+
+
+def revoke_session(conn: sqlite3.Connection, session_id: str, until: float) -> None:
+    """Keep ``session_id`` revoked until ``until``; forget revocations past theirs."""
+    conn.execute(_FORGET_SESSIONS)
+    conn.execute(_REVOKE, {"sid": session_id, "until": until})
+
+
+def session_revoked(conn: sqlite3.Connection, session_id: str) -> bool:
+    return conn.execute(_REVOKED, (session_id,)).fetchone() is not None
+
+
+# --- end store ---------------------------------------------------------------------------------
 
 
 def purge_chunk(conn: sqlite3.Connection, microservice: str, older_than: float, limit: int) -> int:

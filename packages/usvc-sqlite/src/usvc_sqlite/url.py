@@ -47,5 +47,8 @@ def sqlite_queue_from_url(url: str, settings: WorkerSettings) -> SqliteQueue:
             f"QUEUE_URL={url!r}: busy_timeout must be a number of seconds"
         ) from None
     return SqliteQueue(
-        path, durability=options.get("durability", Durability.FULL), busy_timeout=busy_timeout
+        path,
+        durability=options.get("durability", Durability.FULL),
+        busy_timeout=busy_timeout,
+        attempt_history=settings.JOB_ATTEMPT_HISTORY,
     )

@@ -27,6 +27,8 @@ Optional hooks, for what a store-agnostic suite cannot do by itself:
   (possibly not JSON). Default: the bad-payload tests skip, saying the hook is missing.
 - ``short_lease`` and ``delay`` (class attributes): the lease and run-at delay, in
   seconds, of the tests that wait for them to pass; keep them small for a real clock.
+- ``attempt_history`` (class attribute, default 20): how many attempts of a job the
+  adapter under test keeps (its default ``JOB_ATTEMPT_HISTORY``).
 
 An adapter that also implements :class:`~usvc_core.ports.FleetAdmin` (worker records, gone
 workers, paused actions: every queue of the kit) subclasses :class:`FleetContract` instead,
@@ -53,7 +55,7 @@ from pydantic import BaseModel
 from usvc_core.actions import action
 from usvc_core.app import Application
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
-from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.jobs import SCHEDULED, AttemptOutcome, ErrorCode, Job, JobStatus
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import (
     EnqueueRequest,
@@ -443,7 +445,8 @@ class JobQueueContract:
         self, queue: JobQueue, service: str
     ) -> None:
         """A job claimed and started at once is released with its attempt given back, and
-        reclaimed after its lease with the attempt spent (LEASE_EXPIRED)."""
+        reclaimed after its lease (its start confirmed by a renewal) with the attempt spent
+        (LEASE_EXPIRED)."""
         first, second = await queue.enqueue_many([_request(service, 1), _request(service, 2)])
         [a] = await queue.claim_and_start(service, "worker-a", 1, _LONG_LEASE)
         assert a.id == first.id
@@ -452,6 +455,7 @@ class JobQueueContract:
         assert (stored.status, stored.attempts) == (JobStatus.READY, 0)
         both = await queue.claim_and_start(service, "worker-b", 2, self.short_lease)
         assert {j.id for j in both} == {first.id, second.id}
+        await queue.extend_leases(both, self.short_lease)  # started: see never-started below
         await self.travel(self.short_lease + 0.2)
         result = await queue.reclaim_expired(service)
         assert sorted(result.requeued) == sorted([first.id, second.id])
@@ -1298,6 +1302,290 @@ class JobQueueContract:
         for job in good:
             done = finished[job.id]
             assert (done.status, done.results) == (JobStatus.COMPLETED, {"n": job.payload["n"]})
+
+    # --- store: sessions, due ages, never-started rescues, attempt history, the scheduled
+    # view, filters and lookup (issues 19 items 4 and 9, 21 items 1, 2 and 5, 22 item 3) ------
+
+    #: How many attempts ``get`` shows with the adapter's default setting.
+    attempt_history: int = 20
+
+    async def _store_now(self, queue: JobQueue, service: str) -> datetime:
+        """Now on the store's clock: the creation time of a job made for the purpose."""
+        probe = await queue.enqueue(_of(service, "clock-probe"))
+        assert probe.created_at is not None
+        return probe.created_at
+
+    async def test_a_revoked_session_is_refused_through_every_handle(
+        self, queue: JobQueue, peer: JobQueue, service: str
+    ) -> None:
+        """A session revoked through one handle is revoked for every process on the store;
+        other sessions are not; revoking twice is harmless."""
+        admin, other = self._admin(queue), self._admin(peer)
+        now = await self._store_now(queue, service)
+        assert not await admin.session_revoked("session-1")
+        await admin.revoke_session("session-1", now + timedelta(hours=12))
+        assert await admin.session_revoked("session-1")
+        assert await other.session_revoked("session-1")
+        assert not await other.session_revoked("session-2")
+        await other.revoke_session("session-1", now + timedelta(hours=12))
+        assert await admin.session_revoked("session-1")
+
+    async def test_a_revocation_ends_when_its_session_would_have_expired(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A revocation is kept until ``until`` only (then the session is dead anyway and
+        the store forgets it); one already past is not kept; naive times are refused."""
+        admin = self._admin(queue)
+        now = await self._store_now(queue, service)
+        await admin.revoke_session("short", now + timedelta(seconds=self.delay))
+        await admin.revoke_session("past", now - timedelta(seconds=1))
+        assert await admin.session_revoked("short")
+        assert not await admin.session_revoked("past")
+        await self.travel(self.delay + 0.2)
+        await admin.revoke_session("later", now + timedelta(hours=1))  # purges expired ones
+        assert not await admin.session_revoked("short")
+        assert await admin.session_revoked("later")
+        with pytest.raises(ValueError, match="timezone"):
+            await admin.revoke_session("naive", datetime(2030, 1, 1))
+
+    async def test_stats_oldest_ready_age_counts_due_jobs_only_from_when_they_became_due(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A job scheduled for later is counted as scheduled, never as waiting; a delayed
+        job that became due waits from its run-at, not from its enqueue."""
+        await queue.enqueue(_request(service, delay_seconds=3600))
+        stats = await queue.stats(service)
+        assert stats.counts[JobStatus.READY] == 1
+        assert stats.scheduled == 1
+        assert stats.oldest_ready_age_seconds is None
+        await queue.enqueue(_request(service, delay_seconds=self.delay))
+        await self.travel(self.delay + 0.2)
+        stats = await queue.stats(service)
+        assert (stats.counts[JobStatus.READY], stats.scheduled) == (2, 1)
+        assert stats.oldest_ready_age_seconds is not None
+        assert 0.1 <= stats.oldest_ready_age_seconds < self.delay
+        activity = await self._admin(queue).activity(service)
+        assert activity.scheduled == {"contract_echo": 1}
+        assert activity.counts["contract_echo"][JobStatus.READY] == 2
+        assert 0.1 <= activity.oldest_ready_age_seconds["contract_echo"] < self.delay
+
+    async def test_a_claim_whose_reply_was_lost_gets_its_attempt_back(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """claim_and_start committed but its caller never heard (no renewal, no outcome):
+        rescued, the job is Ready with its attempt given back (``not_started``). Once its
+        start is confirmed by a renewal, a rescue spends the attempt as before."""
+        job = await queue.enqueue(_request(service, max_attempts=1))
+        [lost] = await queue.claim_and_start(service, "worker-a", 1, self.short_lease)
+        await self.travel(self.short_lease + 0.2)
+        assert list((await queue.reclaim_expired(service)).requeued) == [job.id]
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts) == (JobStatus.READY, 0)
+        assert stored.error_code == ErrorCode.LEASE_EXPIRED.value
+        [attempt] = stored.attempt_history
+        assert (attempt.number, attempt.worker_id) == (1, "worker-a")
+        assert attempt.outcome is AttemptOutcome.NOT_STARTED
+        with pytest.raises(LeaseLostError):
+            await queue.complete(lost, {}, 1.0)
+        [again] = await queue.claim_and_start(service, "worker-b", 1, self.short_lease)
+        renewal = await queue.extend_leases([again], self.short_lease)  # the start, confirmed
+        assert renewal.lost == frozenset()
+        await self.travel(self.short_lease + 0.2)
+        assert list((await queue.reclaim_expired(service)).failed) == [job.id]
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts) == (JobStatus.FAILED, 1)
+        assert stored.error_code == ErrorCode.LEASE_EXPIRED.value
+        assert [a.outcome for a in stored.attempt_history] == [
+            AttemptOutcome.NOT_STARTED,
+            AttemptOutcome.LEASE_EXPIRED,
+        ]
+
+    async def test_a_job_that_kills_its_worker_before_confirming_cannot_loop(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """An attempt is given back once per job: a job whose worker dies every time before
+        its first renewal (a poison job) spends its attempts from the second rescue on."""
+        job = await queue.enqueue(_request(service, max_attempts=1))
+        for _ in range(2):
+            assert len(await queue.claim_and_start(service, "w", 1, self.short_lease)) == 1
+            await self.travel(self.short_lease + 0.2)
+            await queue.reclaim_expired(service)
+        stored = await self._get(queue, job.id)
+        assert (stored.status, stored.attempts) == (JobStatus.FAILED, 1)
+        assert await queue.claim_and_start(service, "w", 1, self.short_lease) == []
+        assert [a.outcome for a in stored.attempt_history] == [
+            AttemptOutcome.NOT_STARTED,
+            AttemptOutcome.LEASE_EXPIRED,
+        ]
+
+    async def test_every_attempt_keeps_its_worker_times_outcome_and_error(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Retries, rescues, releases and an operator's retry each leave the earlier
+        attempts as they were: worker, start, end, outcome, error code and message."""
+        job = await queue.enqueue(_request(service, max_attempts=3))
+        [first] = await queue.claim_and_start(service, "worker-a", 1, _LONG_LEASE)
+        await queue.retry(first, "HANDLER_ERROR", "first failure", 0.0, 1.0)
+        [second] = await queue.claim(service, "worker-b", 1, self.short_lease)
+        await queue.mark_processing(second, self.short_lease)
+        await self.travel(self.short_lease + 0.2)
+        await queue.reclaim_expired(service)
+        [third] = await queue.claim_and_start(service, "worker-c", 1, _LONG_LEASE)
+        assert await queue.release([third]) == 1
+        [fourth] = await queue.claim_and_start(service, "worker-d", 1, _LONG_LEASE)
+        assert fourth.attempts == 3
+        await queue.retry(fourth, "TIMEOUT", "too slow", 0.0, 1.0)  # none left: Failed
+        assert await self._admin(queue).retry_failed(service, [job.id]) == 1
+        [fifth] = await queue.claim_and_start(service, "worker-e", 1, _LONG_LEASE)
+        running = await self._get(queue, job.id)
+        assert running.attempt_history[-1].outcome is AttemptOutcome.RUNNING
+        assert running.attempt_history[-1].worker_id == "worker-e"
+        await queue.complete(fifth, {"ok": True}, 1.0)
+        history = (await self._get(queue, job.id)).attempt_history
+        assert [(a.number, a.worker_id, a.outcome, a.error_code, a.error_message) for a in history][
+            :2
+        ] == [
+            (1, "worker-a", AttemptOutcome.RETRIED, "HANDLER_ERROR", "first failure"),
+            (
+                2,
+                "worker-b",
+                AttemptOutcome.LEASE_EXPIRED,
+                "LEASE_EXPIRED",
+                history[1].error_message,
+            ),
+        ]
+        assert [(a.number, a.worker_id, a.outcome, a.error_code) for a in history[2:]] == [
+            (3, "worker-c", AttemptOutcome.RELEASED, None),
+            (4, "worker-d", AttemptOutcome.FAILED, "TIMEOUT"),
+            (5, "worker-e", AttemptOutcome.COMPLETED, None),
+        ]
+        assert history[3].error_message == "too slow"
+        for attempt in history:
+            assert attempt.started_at is not None
+            assert attempt.finished_at is not None
+            assert attempt.started_at <= attempt.finished_at
+        for earlier, later in itertools.pairwise(history):
+            assert earlier.finished_at is not None
+            assert later.started_at is not None
+            assert earlier.finished_at <= later.started_at
+
+    async def test_the_attempt_history_keeps_the_last_attempts_only(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """The history is bounded: the last ``attempt_history`` attempts, numbered on."""
+        most = self.attempt_history
+        await queue.enqueue(_request(service, max_attempts=most + 3))
+        for n in range(most + 2):
+            [job] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+            await queue.retry(job, "HANDLER_ERROR", f"failure {n + 1}", 0.0, 1.0)
+        stored = await self._get(queue, job.id)
+        assert [a.number for a in stored.attempt_history] == list(range(3, most + 3))
+        assert stored.attempt_history[-1].error_message == f"failure {most + 2}"
+
+    async def test_a_ready_job_not_yet_due_is_shown_as_scheduled(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """A Ready job whose run-at is in the future is *scheduled* (derived: stored Ready);
+        ``scheduled=True`` lists those, ``scheduled=False`` the others. The job view has
+        its run-at, keys, lease owner and expiry."""
+        admin = self._admin(queue)
+        later = await queue.enqueue(
+            _request(service, delay_seconds=3600, idempotency_key="idem-1", unique_key="uniq-1")
+        )
+        due = await queue.enqueue(_request(service))
+        now = await self._store_now(queue, service)
+        stored = await self._get(queue, later.id)
+        assert stored.status is JobStatus.READY
+        assert stored.is_scheduled(now)
+        assert stored.shown_status(now) == SCHEDULED
+        assert stored.run_at is not None
+        assert stored.run_at - now > timedelta(minutes=59)
+        assert (stored.idempotency_key, stored.unique_key) == ("idem-1", "uniq-1")
+        assert (await self._get(queue, due.id)).shown_status(now) == "Ready"
+
+        async def ids(**where: Any) -> list[str]:
+            page = await admin.list_jobs(JobFilter(service, **where), limit=100)
+            return [j.id for j in page.jobs]
+
+        assert await ids(scheduled=True) == [later.id]
+        ready = frozenset({JobStatus.READY})
+        assert later.id not in await ids(statuses=ready, scheduled=False)
+        assert due.id in await ids(statuses=ready, scheduled=False)
+        [claimed] = await queue.claim(service, "worker-a", 1, _LONG_LEASE)
+        leased = await self._get(queue, claimed.id)
+        assert leased.lease_owner == "worker-a"
+        assert leased.lease_expires_at is not None
+        assert leased.lease_expires_at > now
+
+    async def test_list_jobs_finds_text_in_error_messages(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """``error_text`` matches a part of the error message, ASCII letters in any case."""
+        refused = await self._started(queue, service)
+        await queue.fail(refused, "HANDLER_ERROR", "Connection REFUSED by db:5432", 1.0)
+        slow = await self._started(queue, service)
+        await queue.fail(slow, "TIMEOUT", "took 30 s; 100% of the budget_", 1.0)
+        await queue.enqueue(_request(service))
+        admin = self._admin(queue)
+
+        async def ids(text: str, **where: Any) -> list[str]:
+            page = await admin.list_jobs(JobFilter(service, error_text=text, **where))
+            return [j.id for j in page.jobs]
+
+        assert await ids("refused") == [refused.id]
+        assert await ids("connection refused BY") == [refused.id]
+        assert await ids("100%") == [slow.id]  # no wildcard
+        assert await ids("_") == [slow.id]
+        assert await ids("nowhere") == []
+        assert await ids("refused", error_codes=frozenset({"TIMEOUT"})) == []
+
+    async def test_list_jobs_pages_through_every_filter_with_cursors(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """Pages of a filtered list (several statuses, several actions) hold every matching
+        job once, newest first."""
+        admin = self._admin(queue)
+        made: list[Job] = []
+        for n in range(9):
+            made.append(await queue.enqueue(_of(service, "abc"[n % 3], n)))
+            await self.travel(0.002)
+        [gone] = await queue.claim_and_start(service, "w", 1, _LONG_LEASE)
+        await queue.fail(gone, "HANDLER_ERROR", "x", 1.0)  # the oldest leaves the filter
+        assert len(await queue.claim(service, "w", 2, _LONG_LEASE)) == 2  # Assigned: kept
+        where = JobFilter(
+            service,
+            statuses=frozenset({JobStatus.READY, JobStatus.ASSIGNED}),
+            actions=frozenset({"a", "c"}),
+        )
+        expected = [j.id for j in reversed(made) if j.action in {"a", "c"} and j.id != gone.id]
+        listed: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await admin.list_jobs(where, limit=2, cursor=cursor)
+            listed.extend(j.id for j in page.jobs)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert listed == expected
+
+    async def test_find_jobs_by_id_unique_key_or_idempotency_key(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """find_jobs answers the job an id, a unique key or an idempotency key names
+        (finished jobs too, newest first), only of the service asked."""
+        admin = self._admin(queue)
+        old = await self._started(queue, service, idempotency_key="order-7")
+        await queue.complete(old, {}, 1.0)
+        slot = await queue.enqueue(_request(service, unique_key="schedule:x:1"))
+        new = await queue.enqueue(_request(service, idempotency_key="order-7"))
+        await queue.enqueue(_request(f"{service}-other", idempotency_key="order-7"))
+        assert [j.id for j in await admin.find_jobs(service, slot.id)] == [slot.id]
+        assert [j.id for j in await admin.find_jobs(service, "schedule:x:1")] == [slot.id]
+        assert [j.id for j in await admin.find_jobs(service, "order-7")] == [new.id, old.id]
+        assert await admin.find_jobs(service, "nothing-like-it") == []
+        assert await admin.find_jobs(f"{service}-other", slot.id) == []
+
+    # --- end store ---------------------------------------------------------------------------
 
 
 def _application(queue: JobQueue, service: str, tmp_path: Path) -> Application:

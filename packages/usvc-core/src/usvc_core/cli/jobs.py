@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from usvc_core.cli.exitcodes import CliError, ExitCode
@@ -103,6 +104,14 @@ def _add_filters(parser: argparse.ArgumentParser, *, statuses: bool) -> None:
             metavar="STATUS",
             help="Ready, Assigned, Processing, Completed or Failed (repeat or comma-separate)",
         )
+        parser.add_argument(  # store: the derived status (issue 21 item 2)
+            "--scheduled",
+            action="store_true",
+            help="only Ready jobs that are not due yet (run at in the future)",
+        )
+        parser.add_argument(
+            "--error-text", metavar="TEXT", help="text in the error message (any case)"
+        )
     parser.add_argument(
         "--action", dest="actions", action="append", metavar="ACTION", help="(repeatable)"
     )
@@ -137,6 +146,8 @@ def _filter(service: str, args: argparse.Namespace, statuses: frozenset[JobStatu
         error_codes=frozenset(args.error_codes or ()),
         created_after=args.since,
         created_before=args.until,
+        scheduled=True if getattr(args, "scheduled", False) else None,
+        error_text=getattr(args, "error_text", None) or None,
     )
 
 
@@ -155,11 +166,12 @@ async def list_jobs(session: Session, args: argparse.Namespace) -> Result:
         if args.cursor is None:  # only a cursor is the operator's to fix
             raise
         raise CliError(f"invalid --cursor: {exc}", ExitCode.USAGE) from None
+    now = datetime.now(UTC)
     rows = [
         (
             j.id,
             j.action,
-            j.status.value,
+            j.shown_status(now),
             f"{j.attempts}/{j.max_attempts}",
             format_time(j.created_at),
             _error(j),
@@ -199,11 +211,12 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
     job = await session.queue.get(args.job_id)
     if job is None:
         raise CliError(f"job {safe(args.job_id)} not found")
+    now = datetime.now(UTC)  # store: a Ready job not due yet shows as Scheduled
     fields: list[tuple[str, Any]] = [
         ("id", job.id),
         ("service", job.microservice),
         ("action", job.action),
-        ("status", job.status.value + (" (cancel requested)" if job.cancel_requested else "")),
+        ("status", job.shown_status(now) + (" (cancel requested)" if job.cancel_requested else "")),
         ("priority", job.priority),
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
         ("token", job.token),
@@ -226,10 +239,43 @@ async def show_job(session: Session, args: argparse.Namespace) -> Result:
     lines = [f"{name.ljust(width)}  {safe(str('-' if v is None else v))}" for name, v in fields]
     if job.payload_error is not None:
         lines.append(f"{'payload error'.ljust(width)}  {safe(job.payload_error)}")
+    # --- store: every attempt, oldest first (issue 21 item 1)
+    attempts = [
+        (
+            str(a.number),
+            a.worker_id or "-",
+            format_time(a.started_at),
+            format_time(a.finished_at),
+            a.outcome.value,
+            f"{a.error_code}: {a.error_message}" if a.error_code else "",
+        )
+        for a in job.attempt_history
+    ]
+    if attempts:
+        lines.append("attempts:")
+        headers = ("#", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR")
+        lines.extend("  " + line for line in table(headers, attempts).splitlines())
+    # --- end store
     for title, value in (("payload", job.payload), ("results", job.results)):
         lines.append(f"{title}:")
         lines.extend("  " + line for line in pretty_json(value).splitlines())
-    return Result(document={"job": job_document(job)}, text="\n".join(lines))
+    document = {
+        **job_document(job),
+        "scheduled": job.is_scheduled(now),
+        "attempt_history": [
+            {
+                "number": a.number,
+                "worker_id": a.worker_id,
+                "started_at": a.started_at.isoformat() if a.started_at else None,
+                "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                "outcome": a.outcome.value,
+                "error_code": a.error_code,
+                "error_message": a.error_message,
+            }
+            for a in job.attempt_history
+        ],
+    }
+    return Result(document={"job": document}, text="\n".join(lines))
 
 
 async def count_matching(queue: AdminQueue, where: JobFilter) -> int:

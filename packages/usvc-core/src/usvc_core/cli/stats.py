@@ -49,10 +49,12 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
         "total": sum(counts.values()),
         "oldest_ready_age_seconds": depth.oldest_ready_age_seconds,
         "paused_actions": sorted(depth.paused_actions),
+        "scheduled": depth.scheduled,
         "actions": {
             action: {
                 "counts": per,
                 "oldest_ready_age_seconds": activity.oldest_ready_age_seconds.get(action),
+                "scheduled": activity.scheduled.get(action, 0),
             }
             for action, per in by_action.items()
         },
@@ -84,7 +86,9 @@ async def stats(session: Session, args: argparse.Namespace) -> Result:
         lines += ["", table(headers, rows, right=tuple(numbers))]
     lines += [
         "",
-        f"oldest Ready job: {format_age(depth.oldest_ready_age_seconds)}",
+        f"oldest Ready job: {format_age(depth.oldest_ready_age_seconds)} (due jobs only, "
+        "counted from when each became due)",
+        f"scheduled for later: {depth.scheduled} of the Ready jobs",
         f"last {args.minutes} min: {completed} completed, {failed} failed",
     ]
     if depth.paused_actions:  # their jobs wait Ready until resumed

@@ -42,7 +42,8 @@ def mount_admin(api: FastAPI, context: SurfaceContext, http: HttpSettings) -> bo
             queue=type(queue).__name__,
         )
         return False
-    auth = AdminAuth(token, http.ADMIN_PUBLIC_ORIGIN)
+    # Logouts are kept in the queue store, so every process refuses a revoked session.
+    auth = AdminAuth(token, http.ADMIN_PUBLIC_ORIGIN, revocations=queue)
     limiter = LoginLimiter(http.ADMIN_LOGIN_ATTEMPTS_PER_MINUTE)
     api.include_router(admin_router(context, auth, queue))
     api.include_router(pages_router(context, auth, limiter))

@@ -9,13 +9,13 @@ import base64
 import binascii
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from usvc_core.bounds import DELAY_SECONDS, MAX_ATTEMPTS, PRIORITY
-from usvc_core.jobs import Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, Job, JobStatus
 from usvc_core.ports import FleetAdmin, JobFilter, QueueAdmin
 
 from usvc_http.admin.auth import AdminAuth, Caller
@@ -50,6 +50,21 @@ class JobSummary(BaseModel):
     finished_at: datetime | None
     runtime_ms: float | None
     cancel_requested: bool
+    # --- store: the scheduled view (issue 21 item 2)
+    run_at: datetime | None = None
+    scheduled: bool = Field(default=False, description="Ready, but not due before run_at")
+
+
+class AttemptOut(BaseModel):
+    """One attempt of a job (issue 21 item 1)."""
+
+    number: int
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: AttemptOutcome
+    error_code: str | None
+    error_message: str | None
 
 
 class JobOut(BaseModel):
@@ -79,6 +94,11 @@ class JobOut(BaseModel):
     updated_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    # --- store: the scheduled view and the attempt history (issue 21 items 1-2)
+    scheduled: bool = Field(default=False, description="Ready, but not due before run_at")
+    attempt_history: list[AttemptOut] = Field(
+        default_factory=list, description="the last attempts, oldest first"
+    )
 
 
 class JobPageOut(BaseModel):
@@ -90,6 +110,7 @@ class ActionStats(BaseModel):
     action: str
     counts: dict[JobStatus, int]
     oldest_ready_age_seconds: float | None
+    scheduled: int = Field(default=0, description="Ready jobs not due yet")
 
 
 class MinuteOut(BaseModel):
@@ -101,7 +122,10 @@ class MinuteOut(BaseModel):
 class StatsOut(BaseModel):
     service: str
     counts: dict[JobStatus, int]
-    oldest_ready_age_seconds: float | None
+    oldest_ready_age_seconds: float | None = Field(
+        description="how long the longest-waiting due job has waited since it became due"
+    )
+    scheduled: int = Field(default=0, description="Ready jobs not due yet (in counts.Ready)")
     actions: list[ActionStats]
     per_minute: list[MinuteOut]
     paused_actions: list[str] = Field(default=[], description="paused across the fleet")
@@ -141,6 +165,7 @@ class CancelOut(BaseModel):
 
 def _summary(job: Job) -> JobSummary:
     summary = JobSummary.model_validate(job, from_attributes=True)
+    summary.scheduled = job.is_scheduled(datetime.now(UTC))
     message = job.error_message
     if message is not None and len(message) > _MESSAGE_PREVIEW:
         summary.error_message = message[:_MESSAGE_PREVIEW] + "…"
@@ -148,7 +173,9 @@ def _summary(job: Job) -> JobSummary:
 
 
 def _whole(job: Job) -> JobOut:
-    return JobOut.model_validate(job, from_attributes=True)
+    whole = JobOut.model_validate(job, from_attributes=True)
+    whole.scheduled = job.is_scheduled(datetime.now(UTC))
+    return whole
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -200,10 +227,10 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
     service = context.settings.MICROSERVICE_NAME
     queue = context.queue
 
-    def caller(request: Request) -> Caller:
+    async def caller(request: Request) -> Caller:
         # AdminApiGate has checked this before the body was read; checked again here so the
-        # routes stay safe wherever they are mounted.
-        who = auth.caller(request)
+        # routes stay safe wherever they are mounted. A logged-out session is refused.
+        who = await auth.authenticate(request)
         if who is None:
             raise HTTPException(
                 401, UNAUTHENTICATED, headers={"WWW-Authenticate": 'Bearer realm="usvc admin"'}
@@ -237,12 +264,14 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             service=service,
             counts={s: totals.counts.get(s, 0) for s in JobStatus},
             oldest_ready_age_seconds=totals.oldest_ready_age_seconds,
+            scheduled=totals.scheduled,
             paused_actions=sorted(totals.paused_actions),
             actions=[
                 ActionStats(
                     action=name,
                     counts=dict(counts),
                     oldest_ready_age_seconds=activity.oldest_ready_age_seconds.get(name),
+                    scheduled=activity.scheduled.get(name, 0),
                 )
                 for name, counts in sorted(activity.counts.items())
             ],
@@ -262,10 +291,19 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
         created_before: datetime | None = None,
         limit: int = Query(50, ge=1, le=1000),
         cursor: str | None = Query(None, max_length=1000),
+        scheduled: bool | None = Query(
+            None, description="true: only jobs not due yet; false: none of them"
+        ),
+        error_text: str | None = Query(None, min_length=1, max_length=200),
     ) -> JobPageOut:
-        """This service's jobs, newest first, a page at a time (``status`` in any case)."""
+        """This service's jobs, newest first, a page at a time (``status`` in any case;
+        ``status=scheduled``: Ready jobs not due yet). A page may come back short with a
+        cursor when a text search stopped to keep the call fast."""
         if cursor is not None:
             _no_strange_numbers(cursor)
+        if any(name.lower() == "scheduled" for name in status):  # the derived status
+            status = [name for name in status if name.lower() != "scheduled"] + ["Ready"]
+            scheduled = True
         where = JobFilter(
             service,
             statuses=_statuses(status),
@@ -273,12 +311,20 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             error_codes=frozenset(error_code),
             created_after=_aware(created_after, "created_after"),
             created_before=_aware(created_before, "created_before"),
+            scheduled=scheduled,
+            error_text=error_text,
         )
         try:
             page = await admin.list_jobs(where, limit=limit, cursor=cursor)
         except (ValueError, OverflowError) as exc:  # the port's word for a bad cursor/filter
             raise HTTPException(422, clip(f"invalid cursor or filter: {exc}")) from exc
         return JobPageOut(jobs=[_summary(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+    @router.get("/find", response_model=JobPageOut)
+    async def find(key: str = Query(min_length=1, max_length=500)) -> JobPageOut:
+        """The jobs a job id, a unique key or an idempotency key names, newest first."""
+        jobs = await admin.find_jobs(service, key)
+        return JobPageOut(jobs=[_summary(j) for j in jobs], next_cursor=None)
 
     @router.get("/jobs/{job_id}", response_model=JobOut)
     async def show(job_id: str) -> JobOut:

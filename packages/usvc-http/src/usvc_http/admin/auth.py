@@ -16,6 +16,8 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
 
 from fastapi import Request
 
@@ -25,6 +27,7 @@ __all__ = [
     "SESSION_SECONDS",
     "AdminAuth",
     "Caller",
+    "SessionRevocations",
 ]
 
 SESSION_COOKIE = "usvc_admin"
@@ -41,13 +44,32 @@ class Caller:
     csrf_token: str | None = None
 
 
-class AdminAuth:
-    """Checks requests against one ADMIN_TOKEN; every comparison is constant-time."""
+class SessionRevocations(Protocol):
+    """Where logouts are kept for every process of the service (``QueueAdmin`` has it)."""
 
-    def __init__(self, token: str, public_origin: str = "") -> None:
+    async def revoke_session(self, session_id: str, until: datetime) -> None: ...
+
+    async def session_revoked(self, session_id: str) -> bool: ...
+
+
+class AdminAuth:
+    """Checks requests against one ADMIN_TOKEN; every comparison is constant-time.
+
+    With ``revocations`` (the queue store), a logout ends the session on every process
+    sharing the store: :meth:`end_session` records it there, :meth:`authenticate`
+    refuses it from then on."""
+
+    def __init__(
+        self,
+        token: str,
+        public_origin: str = "",
+        *,
+        revocations: SessionRevocations | None = None,
+    ) -> None:
         self._token = token.encode()
         self._public_origin = public_origin.lower().rstrip("/")
         self._key = hmac.new(self._token, b"usvc-admin-session-v1", hashlib.sha256).digest()
+        self._revocations = revocations
 
     def token_matches(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self._token)
@@ -87,6 +109,28 @@ class AdminAuth:
         if session and self.session_valid(session):
             return Caller("session", self.csrf_for(session))
         return None
+
+    # --- store: logout ends the session everywhere (issue 19 item 4) ----------------------
+
+    async def authenticate(self, request: Request) -> Caller | None:
+        """:meth:`caller`, refusing a session that a logout revoked (on any process)."""
+        caller = self.caller(request)
+        if caller is None or caller.via != "session" or self._revocations is None:
+            return caller
+        session = request.cookies.get(SESSION_COOKIE, "")
+        if await self._revocations.session_revoked(session.split(".")[1]):
+            return None
+        return caller
+
+    async def end_session(self, request: Request) -> None:
+        """Revoke the request's (valid) session until it would have expired anyway."""
+        session = request.cookies.get(SESSION_COOKIE)
+        if self._revocations is None or not session or not self.session_valid(session):
+            return
+        expires, nonce, _ = session.split(".")
+        await self._revocations.revoke_session(nonce, datetime.fromtimestamp(int(expires), UTC))
+
+    # --- end store -----------------------------------------------------------------------
 
     def csrf_ok(self, request: Request, caller: Caller) -> bool:
         """A state-changing request made with the session cookie carries the page's CSRF

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
+from usvc_core.errors import QueueError
 
 from usvc_http.admin.auth import AdminAuth
 from usvc_http.body_limit import send_refusal
+from usvc_http.errors import clip
 
 __all__ = ["API_PREFIX", "UNAUTHENTICATED", "AdminApiGate"]
 
@@ -29,7 +31,11 @@ class AdminApiGate:
         path: str = scope.get("path", "")
         if scope["type"] == "http" and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
             request = Request(scope)
-            caller = self.auth.caller(request)
+            try:
+                caller = await self.auth.authenticate(request)  # a logged-out session: None
+            except QueueError as exc:
+                await send_refusal(send, 503, clip(f"job queue unavailable: {exc}"), None, receive)
+                return
             if caller is None:
                 await send_refusal(send, 401, UNAUTHENTICATED, [_CHALLENGE], receive)
                 return

@@ -113,7 +113,7 @@ def pages_router(context: SurfaceContext, auth: AdminAuth, limiter: LoginLimiter
 
     @router.get("/")
     async def dashboard(request: Request) -> Response:
-        caller = auth.caller(request)
+        caller = await auth.authenticate(request)  # a logged-out session is refused
         if caller is None or caller.via != "session" or caller.csrf_token is None:
             return RedirectResponse("/admin/login", status_code=303)
         return HTMLResponse(_shell(service, caller.csrf_token))
@@ -152,6 +152,8 @@ def pages_router(context: SurfaceContext, auth: AdminAuth, limiter: LoginLimiter
         token = caller.csrf_token if caller is not None else None
         if token is not None and not auth.csrf_matches(sent[0], token):
             return HTMLResponse(_login_page(service, "sign out from the dashboard"), 403)
+        if token is not None:
+            await auth.end_session(request)  # refused by every process from now on
         response = RedirectResponse("/admin/login", status_code=303)
         _cookie(request, response, "", 0)
         return response

@@ -23,7 +23,7 @@ __all__ = [
 
 def memory_queue_from_url(url: str, settings: WorkerSettings) -> JobQueue:
     """Entry point ``usvc.queues: memory``."""
-    return InMemoryQueue()
+    return InMemoryQueue(attempt_history=settings.JOB_ATTEMPT_HISTORY)
 
 
 def __getattr__(name: str) -> Any:

@@ -26,8 +26,9 @@ from usvc_core.adapter_support import (
 )
 from usvc_core.clock import SystemClock
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
-from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, ErrorCode, Job, JobAttempt, JobStatus
 from usvc_core.ports import (
+    FIND_LIMIT,
     Clock,
     EnqueueRequest,
     FleetAdmin,
@@ -43,7 +44,10 @@ from usvc_core.ports import (
     WorkerRecord,
 )
 
-__all__ = ["InMemoryQueue"]
+__all__ = ["DEFAULT_ATTEMPT_HISTORY", "InMemoryQueue"]
+
+#: How many attempts of a job ``get`` shows by default (``JOB_ATTEMPT_HISTORY``).
+DEFAULT_ATTEMPT_HISTORY = 20
 
 _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.PROCESSING
 _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
@@ -58,8 +62,19 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     ``dev-2``, ... (``id_prefix``). Returned jobs are snapshots: changing them changes nothing.
     """
 
-    def __init__(self, clock: Clock | None = None, *, id_prefix: str = "dev-") -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        id_prefix: str = "dev-",
+        attempt_history: int = DEFAULT_ATTEMPT_HISTORY,
+    ) -> None:
         super().__init__()
+        if isinstance(attempt_history, bool) or not isinstance(attempt_history, int):
+            raise TypeError(f"attempt_history={attempt_history!r} must be a whole number")
+        if attempt_history < 1:
+            raise ValueError(f"attempt_history={attempt_history!r}: keep at least 1 attempt")
+        self.attempt_history = attempt_history
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._prefix = id_prefix
         self._ids = itertools.count(1)
@@ -87,6 +102,13 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         self._workers: dict[str, dict[str, WorkerRecord]] = {}
         self._paused: dict[str, dict[str, datetime]] = {}
         self.closed = False
+        # --- store: attempts, never-started rescues, session revocations ---------------------
+        self._history: dict[str, list[JobAttempt]] = {}  # closed attempts, oldest first
+        self._attempt_no: dict[str, int] = {}  # number of the job's latest attempt
+        self._confirmed: set[str] = set()  # jobs whose current start its claimer confirmed
+        self._given_back: set[str] = set()  # jobs that already got an unstarted attempt back
+        self._revoked: dict[str, datetime] = {}  # admin session id -> until
+        # --- end store -------------------------------------------------------------------------
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -319,10 +341,11 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     def _lease(
         self, job: Job, worker_id: str, now: datetime, expires: datetime, *, start: bool
     ) -> Job:
-        if start:  # what mark_processing does, at once
+        if start:  # what mark_processing does, at once (unconfirmed: see JobQueue)
             job.status = _PROCESSING
             job.attempts += 1
             job.started_at = now
+            self._open_attempt(job.id, confirmed=False)
         else:
             job.status = _ASSIGNED
         job.lease_owner = worker_id
@@ -360,6 +383,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         stored.started_at = now
         stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
         stored.updated_at = now
+        self._open_attempt(stored.id, confirmed=True)
         return stored.snapshot()
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
@@ -377,6 +401,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 continue
             stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
             stored.updated_at = now
+            self._confirmed.add(stored.id)  # its claimer holds it: the job has started
             if stored.cancel_requested:
                 cancel.add(job.id)
         return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
@@ -389,6 +414,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         stored.lease_expires_at = None
         stored.runtime_ms = runtime_ms
         self._unlease(stored)
+        self._confirmed.discard(stored.id)  # store: only leased jobs need the mark
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
         stored = self._owned(job, _PROCESSING)
@@ -417,6 +443,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         if stored.attempts >= stored.max_attempts:
             self._finish(stored, _FAILED, runtime_ms)
             return _FAILED
+        self._close_attempt(stored, AttemptOutcome.RETRIED)
         self._requeue(stored, delay_seconds)
         stored.runtime_ms = runtime_ms
         return _READY
@@ -443,7 +470,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 continue
             if stored.status is _PROCESSING:
                 stored.attempts = max(0, stored.attempts - 1)  # the attempt was not spent
-                stored.started_at = None
+                self._close_attempt(stored, AttemptOutcome.RELEASED, error=False)
             run_at = stored.run_at
             self._requeue(stored, 0.0)
             stored.run_at = run_at  # keeps its place in line
@@ -462,24 +489,34 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             stored = self._jobs[job_id]
             if stored.lease_expires_at is None or stored.lease_expires_at >= now:
                 continue
-            if stored.status is _PROCESSING and stored.attempts >= stored.max_attempts:
-                stored.error_code = ErrorCode.LEASE_EXPIRED.value
-                stored.error_message = (
-                    f"the worker running attempt {stored.attempts} of {stored.max_attempts} "
-                    "stopped renewing its lease (crashed or stalled); no attempts left"
-                )
-                self._finish(stored, _FAILED, None)
-                failed.append(job_id)
-            else:
-                if stored.status is _PROCESSING:
+            if stored.status is _PROCESSING:
+                unstarted = job_id not in self._confirmed and job_id not in self._given_back
+                if unstarted:  # the claim's reply was lost: nobody ran it (see JobQueue)
+                    stored.attempts = max(0, stored.attempts - 1)
+                    stored.error_code = ErrorCode.LEASE_EXPIRED.value
+                    stored.error_message = _never_started(stored.lease_owner)
+                    self._given_back.add(job_id)
+                    self._close_attempt(stored, AttemptOutcome.NOT_STARTED)
+                elif stored.attempts >= stored.max_attempts:
+                    stored.error_code = ErrorCode.LEASE_EXPIRED.value
+                    stored.error_message = (
+                        f"the worker running attempt {stored.attempts} of "
+                        f"{stored.max_attempts} stopped renewing its lease (crashed or "
+                        "stalled); no attempts left"
+                    )
+                    self._finish(stored, _FAILED, None)
+                    failed.append(job_id)
+                    continue
+                else:
                     stored.error_code = ErrorCode.LEASE_EXPIRED.value
                     stored.error_message = "lease expired; the job will run again"
-                run_at = stored.run_at
-                self._requeue(stored, 0.0)
-                stored.run_at = run_at  # keeps its place in line: recovery skips the backlog
-                self._heap_seq.pop(stored.id, None)
-                self._push_ready(stored)
-                requeued.append(job_id)
+                    self._close_attempt(stored, AttemptOutcome.LEASE_EXPIRED)
+            run_at = stored.run_at
+            self._requeue(stored, 0.0)
+            stored.run_at = run_at  # keeps its place in line: recovery skips the backlog
+            self._heap_seq.pop(stored.id, None)
+            self._push_ready(stored)
+            requeued.append(job_id)
         return ReclaimResult(requeued=requeued, failed=failed)
 
     # --- operating (QueueAdmin) ------------------------------------------------------------
@@ -502,6 +539,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     def _matching(self, where: JobFilter) -> list[Job]:
         statuses, actions, codes = where.statuses, where.actions, where.error_codes
         after, before = where.created_after, where.created_before
+        scheduled, text = where.scheduled, where.error_text
+        now = self._clock.now()
         return [
             job
             for job in self._jobs.values()
@@ -511,6 +550,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             and (not codes or job.error_code in codes)
             and (after is None or (job.created_at is not None and job.created_at >= after))
             and (before is None or (job.created_at is not None and job.created_at < before))
+            and (scheduled is None or job.is_scheduled(now) == scheduled)
+            and (text is None or _contains(job.error_message, text))
         ]
 
     def _list_key(self, job: Job) -> tuple[datetime, int]:
@@ -557,6 +598,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             key = job.idempotency_key
             if key is not None and self._holder((microservice, key)) is not None:
                 continue  # an unfinished job already does this work
+            if job.started_at is not None:  # its last attempt joins the history
+                self._history.setdefault(job.id, []).append(self._current_attempt(job))
+                self._trim(job.id)
             job.status = _READY
             job.attempts = 0
             job.run_at = job.updated_at = now
@@ -579,15 +623,20 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
         counts: dict[str, dict[JobStatus, int]] = {}
         oldest: dict[str, datetime] = {}
+        scheduled: dict[str, int] = {}
         completed = [0] * minutes
         failed = [0] * minutes
         for job in self._jobs.values():
             if job.microservice != microservice:
                 continue
             counts.setdefault(job.action, dict.fromkeys(JobStatus, 0))[job.status] += 1
-            if job.status is _READY and job.run_at is not None and job.run_at <= now:
-                seen = oldest.get(job.action)
-                oldest[job.action] = job.run_at if seen is None else min(seen, job.run_at)
+            if job.status is _READY:
+                due = _became_due(job)
+                if due > now:
+                    scheduled[job.action] = scheduled.get(job.action, 0) + 1
+                else:
+                    seen = oldest.get(job.action)
+                    oldest[job.action] = due if seen is None else min(seen, due)
             elif job.status.is_finished and job.finished_at is not None:
                 index = int((job.finished_at - first).total_seconds() // 60)
                 if 0 <= index < minutes:
@@ -603,27 +652,119 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 )
                 for i in range(minutes)
             ],
+            scheduled=scheduled,
         )
+
+    # --- store: attempt history, lookup, session revocations ----------------------------------
+
+    def _open_attempt(self, job_id: str, *, confirmed: bool) -> None:
+        self._attempt_no[job_id] = self._attempt_no.get(job_id, 0) + 1
+        if confirmed:
+            self._confirmed.add(job_id)
+        else:
+            self._confirmed.discard(job_id)
+
+    def _close_attempt(self, stored: Job, outcome: AttemptOutcome, *, error: bool = True) -> None:
+        """The current attempt of ``stored`` (still leased) ends with ``outcome`` and joins
+        the history; call before the lease is dropped."""
+        self._history.setdefault(stored.id, []).append(
+            JobAttempt(
+                number=self._attempt_no.get(stored.id, 0),
+                worker_id=stored.lease_owner,
+                started_at=stored.started_at,
+                finished_at=self._clock.now(),
+                outcome=outcome,
+                error_code=stored.error_code if error else None,
+                error_message=stored.error_message if error else None,
+            )
+        )
+        self._trim(stored.id)
+        stored.started_at = None
+        self._confirmed.discard(stored.id)
+
+    def _trim(self, job_id: str) -> None:
+        history = self._history[job_id]
+        if len(history) > self.attempt_history:
+            del history[: len(history) - self.attempt_history]
+
+    def _current_attempt(self, job: Job) -> JobAttempt:
+        """The attempt the job's own fields describe (it has ``started_at``)."""
+        number = self._attempt_no.get(job.id, 0)
+        if job.status is _COMPLETED:
+            outcome = AttemptOutcome.COMPLETED
+        elif job.status is _FAILED:
+            expired = job.error_code == ErrorCode.LEASE_EXPIRED.value
+            outcome = AttemptOutcome.LEASE_EXPIRED if expired else AttemptOutcome.FAILED
+        else:
+            return JobAttempt(number, job.lease_owner, job.started_at, None, AttemptOutcome.RUNNING)
+        return JobAttempt(
+            number,
+            job.lease_owner,
+            job.started_at,
+            job.finished_at,
+            outcome,
+            job.error_code,
+            job.error_message,
+        )
+
+    def _with_history(self, job: Job) -> Job:
+        attempts = list(self._history.get(job.id, ()))
+        if job.started_at is not None:
+            attempts.append(self._current_attempt(job))
+        shown = job.snapshot()
+        shown.attempt_history = tuple(attempts[-self.attempt_history :])
+        return shown
+
+    async def find_jobs(self, microservice: str, key: str) -> Sequence[Job]:
+        found = [
+            job
+            for job in self._jobs.values()
+            if job.microservice == microservice
+            and key in (job.id, job.unique_key, job.idempotency_key)
+        ]
+        found.sort(key=self._list_key, reverse=True)
+        return [job.snapshot() for job in found[:FIND_LIMIT]]
+
+    async def revoke_session(self, session_id: str, until: datetime) -> None:
+        _check_aware("until", until)
+        now = self._clock.now()
+        for gone in [sid for sid, end in self._revoked.items() if end <= now]:
+            del self._revoked[gone]  # past their session's expiry: nothing left to refuse
+        if until > now:
+            self._revoked[session_id] = max(until, self._revoked.get(session_id, until))
+
+    async def session_revoked(self, session_id: str) -> bool:
+        until = self._revoked.get(session_id)
+        return until is not None and until > self._clock.now()
+
+    # --- end store -----------------------------------------------------------------------------
 
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
-        return job.snapshot() if job is not None else None
+        return self._with_history(job) if job is not None else None
 
     async def stats(self, microservice: str) -> QueueStats:
+        now = self._clock.now()
         counts = dict.fromkeys(JobStatus, 0)
         oldest: datetime | None = None
+        scheduled = 0
         for job in self._jobs.values():
             if job.microservice != microservice:
                 continue
             counts[job.status] += 1
-            if job.status is _READY and job.created_at is not None:
-                oldest = job.created_at if oldest is None else min(oldest, job.created_at)
-        age = (self._clock.now() - oldest).total_seconds() if oldest is not None else None
+            if job.status is _READY:
+                due = _became_due(job)
+                if due > now:
+                    scheduled += 1
+                elif oldest is None or due < oldest:
+                    oldest = due
+        age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else None
         return QueueStats(
             counts=counts,
             oldest_ready_age_seconds=age,
+            scheduled=scheduled,
             paused_actions=frozenset(self._paused.get(microservice, ())),
         )
 
@@ -643,6 +784,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 self._unique.pop((microservice, job.unique_key), None)
             self._heap_seq.pop(job_id, None)
             self._order.pop(job_id, None)
+            self._history.pop(job_id, None)
+            self._attempt_no.pop(job_id, None)
+            self._given_back.discard(job_id)
         return len(doomed)
 
     # --- the fleet (FleetAdmin) --------------------------------------------------------------
@@ -715,3 +859,30 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
 
     async def paused_actions(self, microservice: str) -> dict[str, datetime]:
         return dict(self._paused.get(microservice, {}))
+
+
+def _became_due(job: Job) -> datetime:
+    """When a Ready job became (or becomes) due: ``max(created_at, run_at)``."""
+    assert job.created_at is not None
+    assert job.run_at is not None
+    return max(job.created_at, job.run_at)
+
+
+def _never_started(worker_id: str | None) -> str:
+    return (
+        f"claimed by worker {worker_id} but never confirmed started (the claim's reply was "
+        "probably lost); the attempt was given back"
+    )
+
+
+def _check_aware(name: str, value: datetime) -> None:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValueError(f"{name}={value!r} must be a timezone-aware datetime")
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _contains(text: str | None, part: str) -> bool:
+    """``part`` in ``text``, ASCII letters compared without case (as SQL's lower() does)."""
+    return text is not None and part.translate(_ASCII_LOWER) in text.translate(_ASCII_LOWER)

@@ -111,7 +111,8 @@ async function overview() {
   const stats = await api("/stats?minutes=60");
   const total = el("dl", { class: "totals" }, ...STATUSES.flatMap((s) => [
     el("dt", {}, s), el("dd", { id: "count-" + s }, stats.counts[s] || 0)]),
-    el("dt", {}, "oldest Ready"), el("dd", {}, age(stats.oldest_ready_age_seconds)));
+    el("dt", {}, "oldest Ready"), el("dd", {}, age(stats.oldest_ready_age_seconds)),
+    el("dt", {}, "scheduled"), el("dd", { id: "count-scheduled" }, stats.scheduled || 0));
   show(
     el("h1", {}, "Overview"),
     total,
@@ -159,7 +160,11 @@ async function jobPage(id) {
       "Cancel"));
   }
   const facts = [
-    ["status", job.status + (job.cancel_requested ? " (cancel requested)" : "")],
+    ["status", (job.scheduled ? "Scheduled" : job.status) +
+      (job.cancel_requested ? " (cancel requested)" : "")],
+    ["due", when(job.run_at)],
+    ["idempotency key", job.idempotency_key || "–"], ["unique key", job.unique_key || "–"],
+    ["lease owner", job.lease_owner || "–"], ["lease expires", when(job.lease_expires_at)],
     ["action", job.action], ["attempts", `${job.attempts}/${job.max_attempts}`],
     ["priority", job.priority], ["token", job.token], ["created", when(job.created_at)],
     ["started", when(job.started_at)], ["finished", when(job.finished_at)],
@@ -174,9 +179,23 @@ async function jobPage(id) {
     job.error_code ? el("section", { class: "error-box" }, el("h2", {}, "Error"),
       el("p", {}, el("strong", { id: "job-error-code" }, job.error_code)),
       el("pre", { id: "job-error-message" }, job.error_message || "")) : null,
+    attemptsTable(job.attempt_history || []),
     block("Payload", job.payload_error ? job.payload_error : job.payload),
     block("Result", job.results),
   );
+}
+
+function attemptsTable(attempts) {
+  if (!attempts.length) return null;
+  const head = el("tr", {}, ...["#", "worker", "started", "ended", "outcome", "error"].map(
+    (name) => el("th", {}, name)));
+  const rows = attempts.map((a) => el("tr", {},
+    el("td", { class: "num" }, a.number), el("td", {}, a.worker_id || "–"),
+    el("td", {}, when(a.started_at)), el("td", {}, when(a.finished_at)), el("td", {}, a.outcome),
+    el("td", { class: "error-cell" }, el("strong", {}, a.error_code || ""), " ",
+      a.error_message || "")));
+  return el("section", { id: "attempts" }, el("h2", {}, "Attempts"),
+    el("table", { class: "jobs" }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
 
 async function render() {
