@@ -1,11 +1,22 @@
 """usvc HTTP: ``/health``, ``/metrics``, ``/dev/job`` on FastAPI + uvicorn, Prometheus metrics,
-and the ``RestAPIService`` client template."""
+and the ``RestAPIService`` client template.
 
-from usvc_http.metrics import PrometheusMetrics
-from usvc_http.rest import RestAPIConfig, RestAPIService
-from usvc_http.routes import build_api
-from usvc_http.settings import HttpSettings
-from usvc_http.surface import HttpSurface, http_surface
+The public names are imported on first use (PEP 562): ``import usvc_http`` alone loads
+neither FastAPI nor httpx, so a worker that only needs the REST client, or the metrics,
+does not pay for the server's imports at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from usvc_http.metrics import PrometheusMetrics
+    from usvc_http.rest import RestAPIConfig, RestAPIService
+    from usvc_http.routes import build_api
+    from usvc_http.settings import HttpSettings
+    from usvc_http.surface import HttpSurface, http_surface
 
 __version__ = "0.1.0"
 
@@ -18,3 +29,27 @@ __all__ = [
     "build_api",
     "http_surface",
 ]
+
+#: Where each public name lives.
+_WHERE = {
+    "HttpSettings": "usvc_http.settings",
+    "HttpSurface": "usvc_http.surface",
+    "PrometheusMetrics": "usvc_http.metrics",
+    "RestAPIConfig": "usvc_http.rest",
+    "RestAPIService": "usvc_http.rest",
+    "build_api": "usvc_http.routes",
+    "http_surface": "usvc_http.surface",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'usvc_http' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -16,7 +16,6 @@ from usvc_core.errors import QueueError, ShuttingDownError
 from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
 
-from usvc_http.admin import mount_admin
 from usvc_http.body_limit import BodyLimit
 from usvc_http.errors import clip, install_error_handlers
 from usvc_http.metrics import PrometheusMetrics
@@ -148,5 +147,9 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
     # Added first, so it runs inside the admin tree's gate: anonymous callers are refused
     # before their body is counted, and every 413 under /admin gets its headers.
     api.add_middleware(BodyLimit, max_bytes=http.HTTP_MAX_BODY_BYTES)
-    mount_admin(api, app, http)
+    if http.ADMIN_TOKEN.get_secret_value():
+        # Imported only when the admin tree is on: its routers and pages are ~10 modules.
+        from usvc_http.admin import mount_admin
+
+        mount_admin(api, app, http)
     return api

@@ -20,6 +20,7 @@ from usvc_http.metrics import PrometheusMetrics
 from usvc_http.rest.config import RestAPIConfig, env_prefix_for, with_env_overrides
 from usvc_http.rest.metrics import OutboundMetrics
 from usvc_http.rest.retry_after import parse_retry_after
+from usvc_http.rest.transport import LazyTransport
 
 __all__ = ["IDEMPOTENT_METHODS", "RestAPIService"]
 
@@ -125,11 +126,13 @@ class RestAPIService(ServiceProvider):
             self._outbound = OutboundMetrics.on(self.app_metrics.registry)
             self._outbound.circuit(name, CircuitState.CLOSED)
         pool = cfg.CONNECTION_POOL_SIZE
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         self._client = httpx.AsyncClient(
             base_url=cfg.BASE_URL,
             timeout=cfg.REQUEST_TIMEOUT_SECONDS,
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            transport=self._transport,
+            limits=limits,
+            # Pools (and the SSL context) are built on first use: not on the start-up path.
+            transport=self._transport or LazyTransport(limits),
         )
 
     async def cleanup(self) -> None:
