@@ -3,11 +3,15 @@ tokens on the server's clock, LISTEN/NOTIFY wake-up with polling behind it) on a
 
 from __future__ import annotations
 
-from usvc_core.settings import WorkerSettings
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from usvc_postgres.queue import PostgresQueue
-from usvc_postgres.schema import ddl
-from usvc_postgres.settings import ListenMode, PostgresSettings, settings_for
+if TYPE_CHECKING:
+    from usvc_core.settings import WorkerSettings
+
+    from usvc_postgres.queue import PostgresQueue
+    from usvc_postgres.schema import ddl
+    from usvc_postgres.settings import ListenMode, PostgresSettings
 
 __version__ = "0.1.0"
 
@@ -27,4 +31,30 @@ def postgres_queue_from_url(url: str, settings: WorkerSettings) -> PostgresQueue
     ``postgresql://[user@]host[:port]/dbname[?table=NAME&pgbouncer=true]``; the password
     always comes from POSTGRES_PASSWORD. Invalid settings raise ConfigurationError here.
     """
+    from usvc_postgres.queue import PostgresQueue
+    from usvc_postgres.settings import settings_for
+
     return PostgresQueue(settings_for(url, settings))
+
+
+# Every service loads ``usvc_postgres.settings`` at start-up (the ``usvc.settings`` entry
+# point) and with it this package: the queue and asyncpg (~0.4 s) load only when used.
+_WHERE = {
+    "ListenMode": "usvc_postgres.settings",
+    "PostgresQueue": "usvc_postgres.queue",
+    "PostgresSettings": "usvc_postgres.settings",
+    "ddl": "usvc_postgres.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'usvc_postgres' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
