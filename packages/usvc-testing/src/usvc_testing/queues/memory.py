@@ -345,7 +345,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             job.status = _PROCESSING
             job.attempts += 1
             job.started_at = now
-            self._open_attempt(job.id, confirmed=False)
+            # _open_attempt(confirmed=False), inlined: this runs once per claimed job.
+            self._attempt_no[job.id] = self._attempt_no.get(job.id, 0) + 1
+            self._confirmed.discard(job.id)
         else:
             job.status = _ASSIGNED
         job.lease_owner = worker_id
@@ -413,7 +415,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         stored.updated_at = now
         stored.lease_expires_at = None
         stored.runtime_ms = runtime_ms
-        self._unlease(stored)
+        leased = self._leased.get(stored.microservice)  # _unlease, inlined: once per job
+        if leased is not None:
+            leased.discard(stored.id)
         self._confirmed.discard(stored.id)  # store: only leased jobs need the mark
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
