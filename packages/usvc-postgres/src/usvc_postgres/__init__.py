@@ -34,7 +34,7 @@ def postgres_queue_from_url(url: str, settings: WorkerSettings) -> PostgresQueue
     from usvc_postgres.queue import PostgresQueue
     from usvc_postgres.settings import settings_for
 
-    return PostgresQueue(settings_for(url, settings))
+    return PostgresQueue(settings_for(url, settings), attempt_history=settings.JOB_ATTEMPT_HISTORY)
 
 
 # Every service loads ``usvc_postgres.settings`` at start-up (the ``usvc.settings`` entry
