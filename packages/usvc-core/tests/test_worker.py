@@ -556,3 +556,45 @@ async def test_watch_resolves_when_this_worker_finishes(running: Any) -> None:
     await asyncio.wait_for(fut, 10)
     w.unwatch(job.id, fut)
     assert w._waiters == {}
+
+
+# --- start_due_jobs: a waiting producer in this process claims for the idle worker ----------
+
+
+async def test_start_due_jobs_runs_a_quick_job_before_the_poll_loop_wakes(running: Any) -> None:
+    w, q, _ = running()
+    await settle()  # the poll loop waits in its idle wait
+    job = await enqueue(q, "noop", n=4)
+    claiming = w.start_due_jobs()
+    assert claiming is not None
+    # No await in between: the in-memory claim never suspends and the job runs eagerly.
+    assert claiming.done()
+    assert await statuses(q, [job]) == [JobStatus.COMPLETED]
+    await settle()  # the poll loop's own wake-up finds nothing left and the job ran once
+    assert runs["4"] == 1
+
+
+async def test_start_due_jobs_never_claims_past_the_free_slots(running: Any) -> None:
+    w, q, _ = running(max_concurrent=2)
+    held = [await enqueue(q, "wait", n=i) for i in range(2)]
+    await settle()
+    assert await statuses(q, held) == [JobStatus.PROCESSING] * 2
+    extra = await enqueue(q, "noop", n=9)
+    assert w.start_due_jobs() is None  # both slots busy: nothing claimed
+    assert await statuses(q, [extra]) == [JobStatus.READY]
+    gate.set()
+
+    async def all_completed() -> bool:
+        done = await statuses(q, [*held, extra])
+        return done == [JobStatus.COMPLETED] * 3
+
+    await until(all_completed)
+
+
+async def test_start_due_jobs_does_nothing_once_stopping(running: Any) -> None:
+    w, q, _ = running()
+    await settle()
+    w.request_stop()
+    job = await enqueue(q, "noop")
+    assert w.start_due_jobs() is None
+    assert await statuses(q, [job]) == [JobStatus.READY]

@@ -610,6 +610,12 @@ class Application:
         deadline = loop.time() + timeout
         fut = self.worker.watch(job_id)  # before the first read, so no finish is missed
         try:
+            # An idle worker claims now rather than one loop step later; with the in-memory
+            # queue a quick job is done before the first read. Shielded: the claim task
+            # must start what it claimed even if this caller is cancelled.
+            claiming = self.worker.start_due_jobs()
+            if claiming is not None:
+                await asyncio.shield(claiming)
             while True:
                 job = await self.queue.get(job_id)
                 if job is None or job.status.is_finished:

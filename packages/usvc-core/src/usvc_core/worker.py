@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import heapq
 import os
@@ -152,6 +153,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._max_running: dict[str, int] | None = None  # set by run()
         self._slot_freed = asyncio.Event()
+        # Held by each claim round (the poll loop's or start_due_jobs'): no two claims in
+        # flight, so neither claims past the free slots it counted.
+        self._claim_lock = asyncio.Lock()
+        self._idle_waiting = False  # the poll loop waits in _idle (nothing in flight)
+        self._job_context = contextvars.copy_context()  # set again when the poll loop starts
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -278,6 +284,7 @@ class Worker:
     async def _poll_loop(self) -> None:
         cfg = self.config
         owned_limit = cfg.max_concurrent * (1 + OUTCOMES_PER_SLOT)
+        self._job_context = contextvars.copy_context()  # what every job's task starts from
         while not self._stopping.is_set():
             # Free handler slots, unless too many outcomes are still being written.
             free = min(cfg.max_concurrent - self._handlers, owned_limit - len(self._jobs))
@@ -287,26 +294,69 @@ class Worker:
                 continue
             self._wake.clear()
             claimed_at = self.clock.monotonic()
-            try:
-                jobs = await self.queue.claim_and_start(
-                    cfg.microservice,
-                    cfg.worker_id,
-                    free,
-                    cfg.lease_seconds,
-                    max_running=self._max_running,
-                )
-            except Exception as exc:
-                await self._queue_failed("claim", exc)
-                continue
-            self._queue_ok()
-            if jobs:
-                self.metrics.jobs_claimed(len(jobs))
-                for job in jobs:
-                    self._start(job)
+            async with self._claim_lock:
+                # Counted again: a start_due_jobs round may have taken slots meanwhile.
+                free = min(cfg.max_concurrent - self._handlers, owned_limit - len(self._jobs))
+                if free <= 0:
+                    continue
+                try:
+                    jobs = await self._claim(free)
+                except Exception as exc:
+                    await self._queue_failed("claim", exc)
+                    continue
             if len(jobs) >= free:
                 # The queue may hold more: claim again as soon as a slot frees up.
                 continue
-            await self._idle(claimed_at)
+            self._idle_waiting = True
+            try:
+                await self._idle(claimed_at)
+            finally:
+                self._idle_waiting = False
+
+    async def _claim(self, free: int) -> list[Job]:
+        """One claim of up to ``free`` jobs, started at once (under ``_claim_lock``)."""
+        cfg = self.config
+        jobs = await self.queue.claim_and_start(
+            cfg.microservice, cfg.worker_id, free, cfg.lease_seconds, max_running=self._max_running
+        )
+        self._queue_ok()
+        if jobs:
+            self.metrics.jobs_claimed(len(jobs))
+            for job in jobs:
+                self._start(job)
+        return jobs
+
+    def start_due_jobs(self) -> asyncio.Future[None] | None:
+        """Claim and start due jobs now, when the poll loop is idle with free slots: what its
+        wake-up would do one event-loop step later. A caller in this process that waits for
+        a job it just enqueued (``POST /dev/job``) saves that step: with a queue whose claim
+        never suspends (in-memory), the job runs, and may finish, before this returns.
+
+        The claim runs in a task of its own, from the worker's context, so that a cancelled
+        caller never drops claimed jobs; await the returned task (None: nothing to do, the
+        poll loop claims as usual). A failed claim is left to the poll loop to report.
+        """
+        if not self._idle_waiting or self._claim_lock.locked() or self._stopping.is_set():
+            return None
+        cfg = self.config
+        free = min(
+            cfg.max_concurrent - self._handlers,
+            cfg.max_concurrent * (1 + OUTCOMES_PER_SLOT) - len(self._jobs),
+        )
+        if free <= 0:
+            return None
+        return asyncio.Task(
+            self._assisted_claim(free),
+            loop=self._loop,
+            name="usvc-claim-now",
+            context=self._job_context.copy(),
+            eager_start=True,
+        )
+
+    async def _assisted_claim(self, free: int) -> None:
+        async with self._claim_lock:
+            with contextlib.suppress(Exception):  # the poll loop's next claim reports it
+                await self._claim(free)
 
     async def _idle(self, claimed_at: float) -> None:
         """Until an enqueue or a stop wakes the worker, the next retried job is due, or the
