@@ -729,6 +729,8 @@ class Worker:
     # --- shutdown ------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
+        async with self._claim_lock:  # a start_due_jobs claim in flight: drain what it starts
+            pass
         tasks = [state.task for state in self._jobs.values() if state.task is not None]
         if tasks:
             _log.info(
