@@ -598,3 +598,18 @@ async def test_start_due_jobs_does_nothing_once_stopping(running: Any) -> None:
     job = await enqueue(q, "noop")
     assert w.start_due_jobs() is None
     assert await statuses(q, [job]) == [JobStatus.READY]
+
+
+async def test_job_tasks_carry_the_job_id_in_asyncio_debug_mode(running: Any) -> None:
+    loop = asyncio.get_running_loop()
+    debug = loop.get_debug()
+    loop.set_debug(True)
+    try:
+        w, q, _ = running()
+        await settle()
+        job = await enqueue(q, "wait")
+        await settle()
+        assert f"job-{job.id}" in {t.get_name() for t in asyncio.all_tasks()}
+        gate.set()
+    finally:
+        loop.set_debug(debug)

@@ -167,6 +167,7 @@ class Worker:
         )
         self._background: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._name_tasks = False
         self.health.register(QUEUE_CHECK, Status.GREEN, {"last_poll": "not yet"})
         queue.on_enqueue(self.notify)
         self._started_at = self.clock.now()
@@ -246,6 +247,7 @@ class Worker:
     async def run(self) -> None:
         """Run until :meth:`request_stop`; then drain, release and return."""
         self._loop = asyncio.get_running_loop()
+        self._name_tasks = self._loop.get_debug()
         # Fleet-wide limits of @action(max_running=...): the queue enforces them in the claim.
         self._max_running = self.actions.max_running_limits() or None
         self._background = [
@@ -395,7 +397,10 @@ class Worker:
         coro = self._run_job(state) if self._tracer is None else self._traced_run_job(state)
         # Eager: the job runs at once up to its first real wait (a job whose queue calls and
         # handler never wait finishes right here), sparing a trip through the loop per job.
-        state.task = asyncio.Task(coro, loop=self._loop, name=f"job-{job.id}", eager_start=True)
+        # Named `job-<id>` only in asyncio's debug mode, where task dumps are read: the name
+        # costs about 1.5 µs per job (a tenth of a no-op job's whole cost in memory).
+        name = f"job-{job.id}" if self._name_tasks else None
+        state.task = asyncio.Task(coro, loop=self._loop, name=name, eager_start=True)
 
     def _cancel(self, state: _JobState, reason: CancelReason) -> bool:
         """Stop a job's handler for ``reason``; False (nothing done) when its handler is
