@@ -25,6 +25,7 @@ from usvc_core import (
     WorkerConfig,
     action,
 )
+from usvc_core.clock import SystemClock
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import LeaseRenewal, QueueStats
 from usvc_core.worker import OUTCOMES_PER_SLOT, QUEUE_CHECK
@@ -613,3 +614,25 @@ async def test_job_tasks_carry_the_job_id_in_asyncio_debug_mode(running: Any) ->
         gate.set()
     finally:
         loop.set_debug(debug)
+
+
+async def test_the_poll_loop_does_not_claim_again_after_start_due_jobs_took_the_job() -> None:
+    q = SpyQueue()
+    w = Worker(q, registry(), config(), health=HealthRegistry(), clock=SystemClock())
+    task = asyncio.create_task(w.run())
+    try:
+        await until(lambda: q.claims)  # the first poll found nothing; now idle
+        await settle()
+        before = len(q.claims)
+        job = await enqueue(q, "noop", n=7)  # wakes the poll loop
+        claiming = w.start_due_jobs()
+        assert claiming is not None and claiming.done()
+        await settle()
+        assert await statuses(q, [job]) == [JobStatus.COMPLETED]
+        assert len(q.claims) == before + 1  # only the assisted claim: no empty one after
+        later = await enqueue(q, "noop", n=8)  # an enqueue still wakes the poll loop
+        await until(lambda: runs.get("8") == 1)
+        assert await statuses(q, [later]) == [JobStatus.COMPLETED]
+    finally:
+        w.request_stop()
+        await task

@@ -357,8 +357,16 @@ class Worker:
 
     async def _assisted_claim(self, free: int) -> None:
         async with self._claim_lock:
-            with contextlib.suppress(Exception):  # the poll loop's next claim reports it
-                await self._claim(free)
+            # Cleared before the claim, as the poll loop does: this claim sees every job
+            # enqueued so far, and one enqueued during it sets the wake again.
+            self._wake.clear()
+            try:
+                jobs = await self._claim(free)
+            except Exception:
+                self._wake.set()  # the poll loop claims again, and reports the failure
+                return
+            if len(jobs) >= free:
+                self._wake.set()  # the queue may hold more: the poll loop claims as usual
 
     async def _idle(self, claimed_at: float) -> None:
         """Until an enqueue or a stop wakes the worker, the next retried job is due, or the
@@ -376,6 +384,10 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
                     await self._wake.wait()
+                    while not self._wake.is_set():
+                        # Woken by an enqueue whose jobs a start_due_jobs claim took since
+                        # (it cleared the wake): nothing left to claim, wait on.
+                        await self._wake.wait()
             return
         await self._until(seconds, self._wake.wait())
 
