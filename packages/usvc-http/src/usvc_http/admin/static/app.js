@@ -77,12 +77,24 @@ function when(iso) {
 }
 
 function ms(value) {
-  return value === null || value === undefined ? "–" : value < 10 ? value.toFixed(2) + " ms" : value.toFixed(0) + " ms";
+  if (value === null || value === undefined) return "–";
+  if (value < 1) return value.toFixed(3) + " ms";
+  return (value < 10 ? value.toFixed(2) : value.toFixed(0)) + " ms";
 }
 
 function stamp() {
   const note = document.getElementById("refreshed");
   note.textContent = (state.paused ? "auto-refresh paused · " : "") + "updated " + new Date().toLocaleTimeString();
+}
+
+function fill(node, ...children) {
+  // replaceChildren would write "null" for a part left out
+  node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+}
+
+function chartWidth() {
+  // drawn at the page's width, so text keeps its size on a phone and on a wide screen
+  return Math.max(300, Math.min(1200, document.getElementById("view").clientWidth - 2));
 }
 
 function tableWrap(table) {
@@ -129,7 +141,7 @@ function timeLabel(date) {
 }
 
 function barChart(title, points, key, cls) {
-  const width = 600, height = 150, left = 34, right = 10, top = 22, bottom = 22;
+  const width = chartWidth(), height = 150, left = 34, right = 10, top = 22, bottom = 22;
   const peak = Math.max(1, ...points.map((p) => p[key]));
   const inner = width - left - right;
   const step = inner / Math.max(1, points.length);
@@ -160,7 +172,7 @@ function barChart(title, points, key, cls) {
 
 function scatterChart(title, points, start, end) {
   // points: [{t: Date, v: number}] on a time axis from start to end.
-  const width = 600, height = 150, left = 48, right = 10, top = 22, bottom = 22;
+  const width = chartWidth(), height = 150, left = 56, right = 10, top = 22, bottom = 22;
   const peak = Math.max(1e-9, ...points.map((p) => p.v));
   const span = Math.max(1, end - start);
   const x = (t) => left + ((t - start) / span) * (width - left - right);
@@ -208,7 +220,7 @@ function mountOverview(view) {
       el("dt", {}, s), el("dd", { id: "count-" + s }, stats.counts[s] || 0)]),
       el("dt", {}, "scheduled"), el("dd", { id: "count-scheduled" }, stats.scheduled || 0),
       el("dt", {}, "oldest Ready"), el("dd", {}, age(stats.oldest_ready_age_seconds)));
-    data.replaceChildren(
+    fill(data,
       total,
       stats.paused_actions.length ? el("p", { class: "warning" }, "Paused: " + stats.paused_actions.join(", ")) : null,
       el("h2", {}, "By action"),
@@ -417,7 +429,7 @@ function mountJobs(view, params) {
     query.set("limit", String(PAGE_SIZE));
     if (cursor) query.set("cursor", cursor);
     const page = await api("/jobs?" + query);
-    data.replaceChildren(page.jobs.length ? jobsTable(page.jobs, true) : el("p", { class: "empty" }, "No job matches."));
+    fill(data, page.jobs.length ? jobsTable(page.jobs, true) : el("p", { class: "empty" }, "No job matches."));
     const previous = el("button", { id: "page-prev", type: "button", class: "plain", disabled: prev.length === 0, onclick: () => {
       const back = new URLSearchParams(filter);
       const earlier = prev.slice(0, -1);
@@ -431,7 +443,7 @@ function mountJobs(view, params) {
       forward.set("cursor", page.next_cursor);
       go("/jobs", forward);
     } }, "Next →");
-    pager.replaceChildren(previous, el("span", { id: "page-number" }, `page ${pageNumber}`), next);
+    fill(pager, previous, el("span", { id: "page-number" }, `page ${pageNumber}`), next);
     updateBulkBar();
   };
 }
@@ -442,7 +454,7 @@ function mountFind(view, params) {
   view.append(el("h1", {}, "Jobs named by ", el("code", {}, key)), findForm(), el("p", { id: "action-note", role: "status" }), data);
   return async () => {
     const found = await api("/find?" + new URLSearchParams({ key }));
-    data.replaceChildren(found.jobs.length ? jobsTable(found.jobs, false) : el("p", {}, "None."));
+    fill(data, found.jobs.length ? jobsTable(found.jobs, false) : el("p", {}, "None."));
   };
 }
 
@@ -494,7 +506,7 @@ function mountJob(view, id) {
     const key = light.status + "|" + light.cancel_requested + "|" + light.attempts;
     if (!loadedFull || key !== shownStatus) {
       const full = await api("/jobs/" + encodeURIComponent(id));
-      payload.replaceChildren(
+      fill(payload,
         block("Payload", full.payload_error ? full.payload_error : full.payload, "payload"),
         block("Result", full.results, "result"));
       loadedFull = true;
@@ -518,7 +530,7 @@ function mountJob(view, id) {
       ["started", when(job.started_at)], ["finished", when(job.finished_at)],
       ["runtime", ms(job.runtime_ms)],
     ];
-    head.replaceChildren(
+    fill(head,
       el("dl", { class: "facts" }, ...facts.flatMap(([k, v, extra]) => [
         el("dt", {}, k), el("dd", { id: "job-" + k }, v + (extra || ""))])),
       buttons,
@@ -544,7 +556,7 @@ function mountWorkers(view) {
       el("td", {}, w.worker_id), el("td", {}, w.host), el("td", { class: "num" }, w.pid),
       el("td", {}, w.version), el("td", {}, when(w.started_at)), el("td", {}, when(w.last_seen_at)),
       el("td", { class: "num" }, `${w.running}/${w.concurrency}`), el("td", {}, w.actions.join(", "))));
-    data.replaceChildren(
+    fill(data,
       el("p", { id: "workers-summary" }, `${live} live, ${workers.length - live} gone`),
       workers.length ? tableWrap(el("table", { class: "workers" }, el("thead", {}, head), el("tbody", {}, ...rows)))
         : el("p", {}, "No worker has recorded itself yet."));
@@ -583,11 +595,11 @@ function mountActions(view) {
         el("td", {}, el("button", { type: "button", id: (a.paused ? "resume-" : "pause-") + a.action,
           class: a.paused ? "" : "danger", onclick: () => pauseOrResume(a.action, a.paused) }, a.paused ? "Resume" : "Pause")));
     });
-    data.replaceChildren(actions.length ? tableWrap(el("table", { class: "actions" }, el("thead", {}, head), el("tbody", {}, ...rows)))
+    fill(data, actions.length ? tableWrap(el("table", { class: "actions" }, el("thead", {}, head), el("tbody", {}, ...rows)))
       : el("p", {}, "No actions."));
     const end = new Date();
     const start = new Date(end.getTime() - runtime.window_seconds * 1000);
-    charts.replaceChildren(...runtime.actions.filter((a) => a.points.length).map((a) =>
+    fill(charts, ...runtime.actions.filter((a) => a.points.length).map((a) =>
       scatterChart(`${a.action}: runtime of completed jobs`, a.points.map((p) => ({ t: new Date(p.finished_at), v: p.runtime_ms })), start, end)));
     if (!charts.childElementCount) charts.append(el("p", { class: "muted" }, "No job completed in the last hour."));
   };
@@ -611,7 +623,7 @@ function mountSchedules(view) {
           : el("span", { class: "slot missing", title: when(slot.slot) + ": no job" }, "○");
         return chip;
       }))));
-    data.replaceChildren(
+    fill(data,
       schedules.length ? tableWrap(el("table", { class: "schedules" }, el("thead", {}, head), el("tbody", {}, ...rows)))
         : el("p", {}, "This service has no schedules."),
       el("p", { class: "muted" }, `Missed: a slot of the last ${age(window)} (at most 20 per schedule) without a job — no worker ran then, or it was older than the catch-up window.`));
