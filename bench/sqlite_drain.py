@@ -127,26 +127,37 @@ def _deepen(path: Path, depth: int) -> None:
     conn.close()
 
 
+#: Completed jobs of the service, counted on the small partial index of finished jobs (the
+#: ``IN`` term makes that index usable): the watcher must not scan a 500,000-row table
+#: every poll, or it measures itself (it did: 170 ms a count, competing with the worker).
+_COUNT_COMPLETED = (
+    "SELECT count(*) FROM usvc_jobs WHERE microservice = ? "
+    "AND status IN ('Completed', 'Failed') AND status = 'Completed'"
+)
+
+
 def _completed(path: Path) -> int:
     with sqlite3.connect(path) as conn:
-        (done,) = conn.execute(
-            "SELECT count(*) FROM usvc_jobs WHERE microservice = ? AND status = 'Completed'",
-            (SERVICE,),
-        ).fetchone()
+        (done,) = conn.execute(_COUNT_COMPLETED, (SERVICE,)).fetchone()
     conn.close()
     return int(done)
 
 
-def _completed_rate(path: Path) -> float:
-    """Completed jobs over the time from the first one's start to the last one's finish."""
+def _completed_rate(path: Path, jobs: int) -> float:
+    """The first ``jobs`` Completed jobs over the time from the first start to the
+    ``jobs``-th finish: jobs finished while the worker was being stopped are not counted,
+    so its shutdown never stretches the window."""
     with sqlite3.connect(path) as conn:
-        done, first, last = conn.execute(
-            "SELECT count(*), min(started_at), max(finished_at) FROM usvc_jobs "
-            "WHERE microservice = ? AND status = 'Completed'",
-            (SERVICE,),
+        done = "microservice = ? AND status IN ('Completed', 'Failed') AND status = 'Completed'"
+        (first,) = conn.execute(
+            f"SELECT min(started_at) FROM usvc_jobs WHERE {done}", (SERVICE,)
+        ).fetchone()
+        (last,) = conn.execute(
+            f"SELECT finished_at FROM usvc_jobs WHERE {done} ORDER BY finished_at LIMIT 1 OFFSET ?",
+            (SERVICE, jobs - 1),
         ).fetchone()
     conn.close()
-    return float(done / (last - first))
+    return float(jobs / (last - first))
 
 
 def _unfinished(path: Path) -> tuple[int, int]:
@@ -272,7 +283,7 @@ def end_to_end(
         else None
     )
     if deep:
-        return _completed_rate(path), transactions, None
+        return _completed_rate(path, jobs), transactions, None
     return jobs / _drain_seconds(path), transactions, cpu_per_job
 
 

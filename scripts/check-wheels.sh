@@ -8,7 +8,7 @@ cd "$root"
 dist="$(mktemp -d)"
 venv="$(mktemp -d)/venv"
 trap 'rm -rf "$dist" "$(dirname "$venv")"' EXIT
-packages=(usvc-core usvc-sqlite usvc-testing usvc-http usvc-oracle usvc-mongo)
+packages=(usvc-core usvc-sqlite usvc-testing usvc-http usvc-oracle usvc-postgres usvc-mongo)
 for p in "${packages[@]}"; do
   uv build --quiet --package "$p" --wheel -o "$dist"
 done
@@ -19,11 +19,12 @@ uv pip install --quiet --python "$venv/bin/python" --find-links "$dist" \
   --no-sources "${packages[@]}"
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
-import usvc_core, usvc_http, usvc_mongo, usvc_oracle, usvc_sqlite, usvc_testing  # noqa: F401
-for name in ("usvc-core", "usvc-sqlite", "usvc-testing", "usvc-http", "usvc-oracle", "usvc-mongo"):
+import usvc_core, usvc_http, usvc_mongo, usvc_oracle, usvc_postgres, usvc_sqlite, usvc_testing  # noqa: F401
+for name in ("usvc-core", "usvc-sqlite", "usvc-testing", "usvc-http", "usvc-oracle",
+             "usvc-postgres", "usvc-mongo"):
     print(f"{name}=={md.version(name)} installed from its wheel")
 eps = {ep.name for ep in md.entry_points(group="usvc.queues")}
-assert {"memory", "sqlite", "oracle"} <= eps, eps
+assert {"memory", "sqlite", "oracle", "postgresql"} <= eps, eps
 print("entry points:", sorted(eps))
 PY
 

@@ -50,7 +50,9 @@ from usvc_core.errors import QueueError
 from usvc_core.worker import QUEUE_CHECK
 from usvc_postgres import PostgresQueue
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs every fault test, one after the other, on one server of their own
+# (they restart and kill it); the fleet test joins them, both being timing-sensitive.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres_faults")]
 
 POLL = 0.5  #: the worker's polling interval in these tests
 LEASE = 3.0  #: short leases: a claim whose answer was lost comes back quickly

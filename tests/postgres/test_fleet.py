@@ -73,6 +73,7 @@ def _max_overlap(events: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("postgres_faults")  # with the fault tests: one worker, in turn
 async def test_slots_once_and_max_running_across_processes_on_postgres(
     pg_server: PgServer, tmp_path: Path
 ) -> None:

@@ -90,6 +90,9 @@ def test_help_and_jobs_ls_import_no_framework_exporter_or_unused_adapter(
     assert "usage: usvc" in output
     assert _forbidden(modules) == []
     assert "usvc_core.cli.parser" in modules
+    # Help is argparse alone: not even the settings or the ports (each command's module
+    # imports them when it runs).
+    assert {"usvc_core.settings", "usvc_core.ports", "pydantic_settings"}.isdisjoint(modules)
 
     code, modules, output = _modules(["jobs", "ls"], tmp_path)
     assert code == 0, output

@@ -476,3 +476,37 @@ async def test_sqlite_store_now_is_the_file_systems_clock(tmp_path: Path) -> Non
     assert before <= first <= second <= datetime.now(UTC) + timedelta(seconds=1)
     assert first.tzinfo is UTC
     assert (tmp_path / "jobs.db-clock").exists()
+
+
+class TestDaylightSavingOnFakeTime:
+    """The scheduler itself across Berlin's 2026 change days (issue 24 items 2 and 3)."""
+
+    async def run(self, cron: str, start: str, seconds: float, step: float) -> list[str]:
+        clock = FakeClock(at(start))
+        q = InMemoryQueue(clock)
+        schedule = [parse_schedule("r", cron, "Europe/Berlin", where="t")]
+        task = asyncio.create_task(scheduler(q, clock, schedule, catchup=300).run())
+        try:
+            await settle()
+            await advance(clock, seconds, step=step)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return await slots(q)
+
+    async def test_the_repeated_hour_runs_a_fixed_slot_once(self) -> None:
+        keys = await self.run("30 2 * * *", "2026-10-24T23:00:00", 4 * 3600, 60)
+        assert keys == ["schedule:r:2026-10-25T00:30:00+00:00"]  # 02:30 CEST only
+
+    async def test_the_skipped_hour_runs_once_right_after_the_gap(self) -> None:
+        keys = await self.run("*/20 * 2 * * *", "2026-03-29T00:30:00", 3600, 10)
+        assert keys == ["schedule:r:2026-03-29T01:00:00+00:00"]  # 03:00 CEST
+
+    async def test_catch_up_after_the_gap_runs_that_days_slot(self) -> None:
+        keys = await self.run("*/20 * 2 * * *", "2026-03-29T01:00:10", 60, 10)
+        assert keys == ["schedule:r:2026-03-29T01:00:00+00:00"]
+
+    async def test_a_sub_hourly_schedule_keeps_real_time_through_fall_back(self) -> None:
+        keys = await self.run("*/30 * * * *", "2026-10-24T23:50:00", 3 * 3600, 60)
+        expected = [f"2026-10-25T{h:02d}:{m:02d}:00+00:00" for h in range(3) for m in (0, 30)]
+        assert keys == [f"schedule:r:{k}" for k in expected]  # every 30 min, no gap, no repeat

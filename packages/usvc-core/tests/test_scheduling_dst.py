@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -201,3 +202,40 @@ def test_utc_slots_match_croniter(cron: str, moment: datetime) -> None:
     expected_prev = croniter(cron, moment + timedelta(microseconds=1), second_at_beginning=six)
     assert s.next_after(moment) == expected_next
     assert s.latest_at_or_before(moment) == expected_prev.get_prev(datetime)
+
+
+def test_the_work_per_slot_is_bounded_at_every_instant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24 item 1 without a stopwatch: croniter stepped through the spring-forward gap
+    one candidate at a time (thousands for a seconds schedule). Here every slot computation
+    around each transition, in every zone and form above, looks at a handful of days and
+    times of day: the count of those steps is pinned, not a duration."""
+    from usvc_core.cron import CronExpression
+
+    steps = 0
+    real_day, real_time = CronExpression.day_matches, CronExpression._first_time_from
+    real_last = CronExpression._last_time_to
+
+    def counted(real: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            nonlocal steps
+            steps += 1
+            return real(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(CronExpression, "day_matches", counted(real_day))
+    monkeypatch.setattr(CronExpression, "_first_time_from", counted(real_time))
+    monkeypatch.setattr(CronExpression, "_last_time_to", counted(real_last))
+    worst = 0
+    for zone, year in ZONES:
+        for cron in CRONS:
+            schedule = parse_schedule("a", cron, zone, where="test")
+            for tr in transitions(zone, year):
+                for s in [*range(-3600, 3601, 31), *range(-5, 6)]:
+                    t = tr.at + timedelta(seconds=s)
+                    for call in (schedule.next_after, schedule.latest_at_or_before):
+                        steps = 0
+                        call(t)
+                        worst = max(worst, steps)
+    print(f"most steps for one slot: {worst}")
+    assert 0 < worst <= 16, worst

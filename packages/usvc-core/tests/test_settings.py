@@ -262,7 +262,7 @@ def test_an_unknown_scheme_lists_the_installed_queues_and_the_package_to_add(
     monkeypatch.setattr(
         plugins,
         "named_entry_points",
-        lambda group: {k: v for k, v in real(group).items() if k != "oracle"},
+        lambda group: {k: v for k, v in real(group).items() if k not in ("oracle", "postgresql")},
     )
     with pytest.raises(MissingPackageError, match=r"uv add usvc-postgres"):
         queue_from_settings(

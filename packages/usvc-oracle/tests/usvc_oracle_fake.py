@@ -847,12 +847,15 @@ class FakeCursor:
             for delayed in (None, 1):  # the claim index's branch, then the delay index's
                 ready = [r for r in mine if r["STATUS"] == READY and r["DELAYED"] == delayed]
                 due = [r["RUN_AT"] for r in ready if r["RUN_AT"] <= now]
-                out.append((READY, len(ready), min(due, default=None), now if ready else None))
+                later = len(ready) - len(due)
+                out.append(
+                    (READY, len(ready), min(due, default=None), now if ready else None, later)
+                )
             groups: dict[str, int] = {}
             for r in mine:
                 if r["STATUS"] != READY:
                     groups[r["STATUS"]] = groups.get(r["STATUS"], 0) + 1
-            out += [(st, n, None, None) for st, n in groups.items()]
+            out += [(st, n, None, None, 0) for st, n in groups.items()]
             self._query(out)
         elif name == "purge_lock":
             cutoff = now - timedelta(seconds=p["older_than_seconds"])
@@ -882,11 +885,27 @@ class FakeCursor:
                     name == "list_jobs"
                     or (r["CREATED_AT"], r["ID"]) < (p["after_created"], p["after_id"])
                 )
+                and (
+                    p["scheduled"] is None
+                    or p["scheduled"] == int(r["STATUS"] == READY and r["RUN_AT"] > now)
+                )
+                and (
+                    p["error_text"] is None
+                    or p["error_text"].lower() in (r["ERROR_MESSAGE"] or "").lower()
+                )
             ]
             rows.sort(key=lambda r: (r["CREATED_AT"], r["ID"]), reverse=True)
             self._query([tuple(r[c] for c in JOB_COLUMNS) for r in rows[: p["page_size"]]])
-        elif name == "filter_failed":
-            self._query([(r["ID"],) for r in self._filtered(view, p) if r["STATUS"] == FAILED])
+        elif name in ("filter_failed", "filter_failed_text"):
+            text = p.get("error_text")
+            self._query(
+                [
+                    (r["ID"],)
+                    for r in self._filtered(view, p)
+                    if r["STATUS"] == FAILED
+                    and (text is None or text.lower() in (r["ERROR_MESSAGE"] or "").lower())
+                ]
+            )
         elif name == "retry_failed":
             r = view.get(p["id"])
             if r and r["MICROSERVICE"] == p["microservice"] and r["STATUS"] == FAILED:
@@ -950,6 +969,7 @@ class FakeCursor:
                             (r["RUN_AT"] for r in rs if status == READY and r["RUN_AT"] <= now),
                             default=None,
                         ),
+                        sum(1 for r in rs if status == READY and r["RUN_AT"] > now),
                     )
                     for (action, status, _), rs in counted.items()
                 ]

@@ -10,7 +10,7 @@ from pgserver import PgServer
 from usvc_core.ports import JobQueue
 from usvc_postgres import PostgresQueue
 from usvc_postgres.settings import parse_postgres_url
-from usvc_testing.contract import JobQueueContract
+from usvc_testing.contract import FleetContract
 
 
 def queue_for(server: PgServer, **overrides: object) -> PostgresQueue:
@@ -18,8 +18,9 @@ def queue_for(server: PgServer, **overrides: object) -> PostgresQueue:
     return PostgresQueue(**values)
 
 
-class TestPostgresQueue(JobQueueContract):
-    """PostgresQueue keeps every promise of the queue port; a peer is a second pool."""
+class TestPostgresQueue(FleetContract):
+    """PostgresQueue keeps every promise of the queue port and the fleet port; a peer is a
+    second pool."""
 
     @pytest.fixture
     async def queue(self, pg_server: PgServer) -> AsyncIterator[PostgresQueue]:

@@ -17,12 +17,16 @@ import pytest
 from pgserver import PgBouncer, PgServer
 from usvc_core.errors import ConfigurationError, QueueUnavailableError
 from usvc_core.jobs import JobStatus
+from usvc_core.plugins import queue_from_settings
 from usvc_core.ports import EnqueueRequest, JobFilter
 from usvc_core.settings import WorkerSettings
 from usvc_postgres import ListenMode, PostgresQueue, PostgresSettings, postgres_queue_from_url
 from usvc_postgres.cli import main as cli_main
 from usvc_postgres.settings import parse_postgres_url
 from usvc_postgres.wakeup import Listener
+
+# One xdist worker for the module: its analysed table and its pgbouncer are built once.
+pytestmark = pytest.mark.xdist_group("postgres_queue")
 
 
 def _queue(url: str, **overrides: Any) -> PostgresQueue:
@@ -73,8 +77,12 @@ def test_the_entry_points_build_the_queue_from_settings_alone() -> None:
     assert {"postgresql", "postgres"} <= set(queues)
     models = {ep.name: ep.load() for ep in entry_points(group="usvc.settings")}
     assert models["postgres"] is PostgresSettings
-    worker = WorkerSettings(MICROSERVICE_NAME="svc", POSTGRES_POOL_SIZE=3)  # type: ignore[call-arg]
-    queue = queues["postgresql"].load()("postgresql://app@db:5433/jobs", worker)
+    worker = WorkerSettings(
+        MICROSERVICE_NAME="svc",
+        QUEUE_URL="postgresql://app@db:5433/jobs",
+        POSTGRES_POOL_SIZE=3,  # type: ignore[call-arg]
+    )
+    queue = queue_from_settings(worker)
     assert isinstance(queue, PostgresQueue)
     s = queue.settings
     assert (s.POSTGRES_HOST, s.POSTGRES_PORT, s.POSTGRES_DB, s.POSTGRES_USER) == (

@@ -4,7 +4,8 @@ zoneinfo answers "what is the offset at this instant" but does not list its tran
 so they are found by probing: the offset every six hours through a year, then a binary
 search to the second wherever two probes differ. One year costs about 1,500 probes (a few
 milliseconds), once per zone and year (cached). Two transitions less than six hours apart
-that cancel out would be missed; tzdata has none in the years a scheduler runs.
+that cancel out would be missed; tzdata has none in the years a scheduler runs (from 1990
+to 2040 the closest two of any zone are 6.9 days apart: America/Cambridge_Bay, 2000).
 """
 
 from __future__ import annotations

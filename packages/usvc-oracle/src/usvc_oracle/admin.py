@@ -41,7 +41,9 @@ def filter_binds(where: JobFilter, *, statuses: bool) -> dict[str, Any]:
         "created_after": naive_utc(where.created_after, "created_after"),
         "created_before": naive_utc(where.created_before, "created_before"),
     }
-    if statuses:
+    if statuses:  # the listing: its further filters too
+        binds["scheduled"] = None if where.scheduled is None else int(where.scheduled)
+        binds["error_text"] = where.error_text or None
         names = sorted(JobStatus(s).value for s in where.statuses)
         binds["any_status"] = 1 if not names else 0
         binds.update(padded(names, "status", STATUS_LIST_SIZE))

@@ -1459,15 +1459,18 @@ class OracleQueue:
         counts = dict.fromkeys(JobStatus, 0)
         age: float | None = None
         rows, paused = await self._run("stats", work)
-        for status, count, oldest_due, now in rows:
+        scheduled = 0
+        for status, count, oldest_due, now, later in rows:
             if status is None:
                 continue
             counts[JobStatus(status)] += int(count)
+            scheduled += int(later or 0)
             if oldest_due is not None and now is not None:
                 age = max(age or 0.0, (now - oldest_due).total_seconds())
         return QueueStats(
             counts=counts,
             oldest_ready_age_seconds=age,
+            scheduled=scheduled,
             paused_actions=frozenset(str(a) for a, _ in paused),
         )
 
@@ -1548,7 +1551,11 @@ class OracleQueue:
             )
         if job_ids:
             ids = sorted({i for j in job_ids if (i := db_id(j)) is not None})
-        elif where is not None and (not where.statuses or JobStatus.FAILED in where.statuses):
+        elif (
+            where is not None
+            and (not where.statuses or JobStatus.FAILED in where.statuses)
+            and where.scheduled is not True  # a Failed job is never scheduled
+        ):
             ids = await self._failed_matching(where)
         else:
             ids = []  # a filter that excludes Failed matches no job to retry
@@ -1581,11 +1588,14 @@ class OracleQueue:
 
     async def _failed_matching(self, where: JobFilter) -> list[int]:
         params = filter_binds(where, statuses=False)
+        sql = self.sql.filter_failed  # from FAILED_IX alone
+        if where.error_text:
+            sql, params["error_text"] = self.sql.filter_failed_text, where.error_text
 
         async def work(tx: _Tx) -> list[int]:
             with tx.cursor() as cur:
                 cur.setinputsizes(created_after=_TIMESTAMP, created_before=_TIMESTAMP)
-                await cur.execute(self.sql.filter_failed, params)
+                await cur.execute(sql, params)
                 return sorted(int(r[0]) for r in await cur.fetchall())
 
         return await self._run("retry_failed", work)
@@ -1706,8 +1716,11 @@ class OracleQueue:
         now, count_rows, minute_rows = await self._run("activity", work)
         counts: dict[str, dict[JobStatus, int]] = {}
         oldest: dict[str, float] = {}
-        for action, status, count, due in count_rows:
+        scheduled: dict[str, int] = {}
+        for action, status, count, due, later in count_rows:
             name = str(action or "")
+            if later:
+                scheduled[name] = scheduled.get(name, 0) + int(later)
             per_status = counts.setdefault(name, {})
             per_status[JobStatus(status)] = per_status.get(JobStatus(status), 0) + int(count)
             if due is not None:
@@ -1721,6 +1734,7 @@ class OracleQueue:
         return QueueActivity(
             counts=counts,
             oldest_ready_age_seconds=oldest,
+            scheduled=scheduled,
             per_minute=[
                 MinuteActivity(minute=m.replace(tzinfo=UTC), completed=c, failed=f)
                 for m, (c, f) in slots.items()

@@ -267,6 +267,17 @@ def _returning(columns: tuple[str, ...]) -> str:
     return f"RETURNING {', '.join(columns)} INTO {outs}"
 
 
+#: The listing's further filters (``JobFilter.scheduled`` and ``error_text``): a scheduled
+#: job is Ready with a RUN_AT still ahead (derived, never stored); the error text is found
+#: with INSTR, which has no wildcards (``%`` and ``_`` match themselves).
+_LIST_FILTER = (
+    "   AND (:scheduled IS NULL\n"
+    f"        OR (:scheduled = 1 AND STATUS = {_READY} AND RUN_AT > {NOW})\n"
+    f"        OR (:scheduled = 0 AND (STATUS <> {_READY} OR RUN_AT <= {NOW})))\n"
+    "   AND (:error_text IS NULL OR INSTR(LOWER(ERROR_MESSAGE), LOWER(:error_text)) > 0)"
+)
+
+
 def _admin_filter(
     action: str = "ACTION", error: str = "ERROR_CODE", created: str = "CREATED_AT"
 ) -> str:
@@ -319,6 +330,7 @@ class Statements:
     list_jobs: str
     list_jobs_after: str
     filter_failed: str
+    filter_failed_text: str
     retry_failed: str
     cancel_waiting: str
     cancel_running: str
@@ -611,21 +623,22 @@ class Statements:
                 f"SELECT {_READY} AS JOB_STATUS, COUNT(*) AS JOB_COUNT,\n"
                 f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END)"
                 " AS OLDEST_DUE,\n"
-                f"       MAX({NOW}) AS DB_NOW\n"
+                f"       MAX({NOW}) AS DB_NOW,\n"
+                f"       COUNT(CASE WHEN {CLAIM_RUN_AT} > {NOW} THEN 1 END) AS SCHEDULED\n"
                 f"  FROM {t}\n WHERE {CLAIM_MS} = :microservice\n"
                 "UNION ALL\n"
                 f"SELECT {_READY}, COUNT(*),\n"
                 f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END),\n"
-                f"       MAX({NOW})\n"
+                f"       MAX({NOW}), COUNT(CASE WHEN {DELAY_RUN_AT} > {NOW} THEN 1 END)\n"
                 f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
                 "UNION ALL\n"
                 f"SELECT {LEASED_STATUS}, COUNT(*),\n"
-                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6))\n"
+                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
                 f"  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
                 f" GROUP BY {LEASED_STATUS}\n"
                 "UNION ALL\n"
                 f"SELECT {DONE_STATUS}, COUNT(*),\n"
-                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6))\n"
+                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
                 f"  FROM {t}\n WHERE {DONE_MS} = :microservice\n"
                 f" GROUP BY {DONE_STATUS}"
             ),
@@ -644,7 +657,7 @@ class Statements:
                 f"SELECT {', '.join(JOB_COLUMNS)}\n  FROM {t}\n"
                 " WHERE MICROSERVICE = :microservice\n"
                 f"   AND (:any_status = 1 OR {_in_list('STATUS', 'status', STATUS_LIST_SIZE)})\n"
-                f"{_admin_filter()}\n"
+                f"{_admin_filter()}\n{_LIST_FILTER}\n"
                 " ORDER BY CREATED_AT DESC, ID DESC\n"
                 " FETCH FIRST :page_size ROWS ONLY"
             ),
@@ -656,7 +669,7 @@ class Statements:
                 "   AND CREATED_AT <= :after_created\n"
                 "   AND (CREATED_AT < :after_created OR ID < :after_id)\n"
                 f"   AND (:any_status = 1 OR {_in_list('STATUS', 'status', STATUS_LIST_SIZE)})\n"
-                f"{_admin_filter()}\n"
+                f"{_admin_filter()}\n{_LIST_FILTER}\n"
                 " ORDER BY CREATED_AT DESC, ID DESC\n"
                 " FETCH FIRST :page_size ROWS ONLY"
             ),
@@ -664,6 +677,12 @@ class Statements:
             filter_failed=(
                 f"SELECT {FAILED_ID}\n  FROM {t}\n WHERE {FAILED_MS} = :microservice\n"
                 f"{_admin_filter(FAILED_ACTION, FAILED_ERROR, FAILED_CREATED)}"
+            ),
+            # The same with a text in the error message (read from the table's rows).
+            filter_failed_text=(
+                f"SELECT {FAILED_ID}\n  FROM {t}\n WHERE {FAILED_MS} = :microservice\n"
+                f"{_admin_filter(FAILED_ACTION, FAILED_ERROR, FAILED_CREATED)}\n"
+                "   AND INSTR(LOWER(ERROR_MESSAGE), LOWER(:error_text)) > 0"
             ),
             # Back to Ready with fresh attempts; a key held meanwhile by another unfinished
             # job refuses the row (ORA-00001), which the batch skips.
@@ -711,20 +730,23 @@ class Statements:
             # branch reads every finished row of the service: retention keeps it small).
             activity_counts=(
                 f"SELECT {CLAIM_ACTION}, {_READY}, COUNT(*),\n"
-                f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END)\n"
+                f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END),\n"
+                f"       COUNT(CASE WHEN {CLAIM_RUN_AT} > {NOW} THEN 1 END)\n"
                 f"  FROM {t}\n WHERE {CLAIM_MS} = :microservice\n"
                 f" GROUP BY {CLAIM_ACTION}\n"
                 "UNION ALL\n"
                 f"SELECT {DELAY_ACTION}, {_READY}, COUNT(*),\n"
-                f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END)\n"
+                f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END),\n"
+                f"       COUNT(CASE WHEN {DELAY_RUN_AT} > {NOW} THEN 1 END)\n"
                 f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
                 f" GROUP BY {DELAY_ACTION}\n"
                 "UNION ALL\n"
-                f"SELECT {LEASED_ACTION}, {LEASED_STATUS}, COUNT(*), CAST(NULL AS TIMESTAMP(6))\n"
+                f"SELECT {LEASED_ACTION}, {LEASED_STATUS}, COUNT(*),\n"
+                "       CAST(NULL AS TIMESTAMP(6)), 0\n"
                 f"  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
                 f" GROUP BY {LEASED_ACTION}, {LEASED_STATUS}\n"
                 "UNION ALL\n"
-                f"SELECT {DONE_ACTION}, {DONE_STATUS}, COUNT(*), CAST(NULL AS TIMESTAMP(6))\n"
+                f"SELECT {DONE_ACTION}, {DONE_STATUS}, COUNT(*), CAST(NULL AS TIMESTAMP(6)), 0\n"
                 f"  FROM {t}\n WHERE {DONE_MS} = :microservice\n"
                 f" GROUP BY {DONE_ACTION}, {DONE_STATUS}"
             ),

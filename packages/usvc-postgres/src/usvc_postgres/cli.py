@@ -71,6 +71,11 @@ async def check_schema(settings: PostgresSettings, out: TextIO) -> list[str]:
                 "SELECT indexname FROM pg_indexes WHERE tablename = $1", table
             )
         }
+        for extra in ("workers", "paused"):
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{table}_{extra}"):
+                problems.append(
+                    f"table {table}_{extra} is missing: run `python -m usvc_postgres apply`"
+                )
         problems += [
             f"index {table}_{suffix} is missing: run `python -m usvc_postgres apply`"
             for suffix in EXPECTED_INDEXES

@@ -103,7 +103,9 @@ class Connections:
                 try:
                     self._pool = await asyncpg.create_pool(
                         **s.connect_kwargs(),
-                        min_size=1,
+                        # No floor: asyncpg would keep reconnecting to restore it through an
+                        # outage (and log each try); connections are made on demand.
+                        min_size=0,
                         max_size=s.POSTGRES_POOL_SIZE,
                         statement_cache_size=0 if s.POSTGRES_PGBOUNCER else 100,
                         max_inactive_connection_lifetime=60.0,

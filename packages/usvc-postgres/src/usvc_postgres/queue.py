@@ -13,10 +13,12 @@ from typing import Any
 import asyncpg
 from usvc_core.adapter_support import (
     QueueBase,
+    check_action_name,
     check_filter,
     check_minutes,
     check_page_limit,
     check_retry_target,
+    check_worker_record,
     decode_cursor,
     encode_cursor,
 )
@@ -30,6 +32,7 @@ from usvc_core.jobs import Job, JobStatus
 from usvc_core.ports import (
     FIND_LIMIT,
     EnqueueRequest,
+    FleetAdmin,
     JobFilter,
     JobPage,
     JobQueue,
@@ -39,9 +42,12 @@ from usvc_core.ports import (
     QueueAdmin,
     QueueStats,
     ReclaimResult,
+    StoreClock,
+    WorkerRecord,
 )
 
 from usvc_postgres.connection import Connections, server_settings
+from usvc_postgres.fleet import FleetStatements
 from usvc_postgres.schema import SCHEMA_LOCK, ddl
 from usvc_postgres.settings import PostgresSettings
 from usvc_postgres.statements import COLUMNS, Statements, job_from_row
@@ -110,14 +116,20 @@ class _Completions:
     def __init__(self, queue: PostgresQueue) -> None:
         self.queue = queue
         self.pending: list[tuple[Job, str, float, asyncio.Future[None]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()  # the loop keeps weak references
 
     def add(self, job: Job, text: str, runtime_ms: float) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self.pending:
-            loop.call_soon(lambda: asyncio.ensure_future(self.flush()))
+            loop.call_soon(self._start_flush)
         self.pending.append((job, text, runtime_ms, done))
         return done
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
@@ -142,7 +154,7 @@ class _Completions:
                 done.set_exception(error)
 
 
-class PostgresQueue(QueueBase, JobQueue, QueueAdmin):
+class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
     on a PostgreSQL table (``POSTGRES_TABLE``, default ``usvc_jobs``).
 
@@ -161,6 +173,7 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin):
             settings = settings.model_copy(update=overrides)
         self.settings = settings
         self.sql = Statements(settings.POSTGRES_TABLE)
+        self.fleet_sql = FleetStatements(settings.POSTGRES_TABLE)
         self._db = Connections(settings)
         self._completions = _Completions(self)
         self._listener = Listener(
@@ -740,8 +753,11 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin):
             for status, count in await conn.fetch(self.sql.counts, microservice):
                 counts[_STATUSES[status]] = count
             age = await conn.fetchval(self.sql.oldest_due, microservice)
+            paused = await conn.fetch(self.fleet_sql.paused, microservice)
             return QueueStats(
-                counts=counts, oldest_ready_age_seconds=None if age is None else max(age, 0.0)
+                counts=counts,
+                oldest_ready_age_seconds=None if age is None else max(age, 0.0),
+                paused_actions=frozenset(row[0] for row in paused),
             )
 
         return await self._db.run("stats", read)
@@ -756,6 +772,95 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin):
             total += deleted
             if deleted < _PURGE_CHUNK:
                 return total
+
+    # --- the fleet (FleetAdmin) and the store's clock --------------------------------------------
+
+    async def store_now(self) -> datetime:
+        moment: datetime = await self._db.fetchval("clock", "SELECT now()")
+        return moment.astimezone(UTC)
+
+    async def heartbeat_worker(self, record: WorkerRecord) -> None:
+        check_worker_record(record)
+        await self._db.execute(
+            "heartbeat",
+            self.fleet_sql.heartbeat,
+            record.microservice,
+            record.worker_id,
+            record.host,
+            record.pid,
+            record.version,
+            record.started_at,
+            float(record.heartbeat_seconds),
+            list(record.actions),
+            record.concurrency,
+            record.running,
+        )
+
+    async def remove_worker(self, microservice: str, worker_id: str) -> None:
+        await self._db.execute("remove worker", self.fleet_sql.remove, microservice, worker_id)
+
+    async def list_workers(self, microservice: str) -> list[WorkerRecord]:
+        rows = await self._db.fetch("list workers", self.fleet_sql.workers, microservice)
+        return [
+            WorkerRecord(
+                worker_id=row[0],
+                microservice=row[1],
+                host=row[2],
+                pid=row[3],
+                version=row[4],
+                started_at=row[5],
+                heartbeat_seconds=row[6],
+                actions=tuple(row[7]),
+                concurrency=row[8],
+                running=row[9],
+                last_seen_at=row[10],
+                gone=bool(row[11]),
+            )
+            for row in rows
+        ]
+
+    async def reclaim_gone_workers(self, microservice: str) -> ReclaimResult:
+        """End the gone owners' leases, then the reclaim of expired leases, in one
+        transaction: the same rules apply."""
+
+        async def reclaim(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            async with conn.transaction():
+                ended = await conn.execute(self.fleet_sql.end_gone_leases, microservice)
+                if ended == "UPDATE 0":
+                    return []
+                return list(await conn.fetch(self.sql.reclaim, microservice))
+
+        rows = await self._db.run("reclaim gone workers", reclaim)
+        requeued = sorted(row[0] for row in rows if row[1] == JobStatus.READY.value)
+        failed = sorted(row[0] for row in rows if row[1] == JobStatus.FAILED.value)
+        if requeued:
+            self._notify()
+        return ReclaimResult(requeued=[str(i) for i in requeued], failed=[str(i) for i in failed])
+
+    async def forget_gone_workers(self, microservice: str, older_than_seconds: float) -> int:
+        status = await self._db.execute(
+            "forget workers", self.fleet_sql.forget, microservice, float(older_than_seconds)
+        )
+        return int(status.split()[-1])
+
+    async def pause_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        status = await self._db.execute("pause", self.fleet_sql.pause, microservice, action)
+        return status == "INSERT 0 1"
+
+    async def resume_action(self, microservice: str, action: str) -> bool:
+        check_action_name(action)
+        status = await self._db.execute("resume", self.fleet_sql.resume, microservice, action)
+        if status == "DELETE 1":
+            if self._notifies:
+                await self._announce([microservice])
+            self._notify()
+            return True
+        return False
+
+    async def paused_actions(self, microservice: str) -> dict[str, datetime]:
+        rows = await self._db.fetch("paused actions", self.fleet_sql.paused, microservice)
+        return {row[0]: row[1] for row in rows}
 
 
 def _refuse_repeated_keys(encoded: Sequence[_Encoded]) -> None:

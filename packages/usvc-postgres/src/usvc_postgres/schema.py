@@ -10,6 +10,8 @@ churns all day.
 
 from __future__ import annotations
 
+from usvc_postgres.fleet import fleet_ddl
+
 __all__ = ["EXPECTED_INDEXES", "SCHEMA_LOCK", "ddl"]
 
 _UNFINISHED = "('Ready', 'Assigned', 'Processing')"
@@ -21,7 +23,8 @@ SCHEMA_LOCK = 0x75737663  # "usvc"
 
 
 def ddl(table: str) -> list[str]:
-    """The statements that create ``table`` and its indexes (each ``IF NOT EXISTS``)."""
+    """The statements that create ``table``, its indexes and the fleet's two tables
+    (``<table>_workers``, ``<table>_paused``), each ``IF NOT EXISTS``."""
     t = table
     return [
         f"""CREATE TABLE IF NOT EXISTS {t} (
@@ -74,6 +77,8 @@ def ddl(table: str) -> list[str]:
     (microservice, created_at DESC, id DESC)""",
         f"""CREATE INDEX IF NOT EXISTS {t}_failed ON {t}
     (microservice, created_at DESC, id DESC) WHERE status = 'Failed'""",
+        # The fleet: worker records (heartbeats) and paused actions.
+        *fleet_ddl(t),
         # --- store (issues 19.4, 21.5): logged-out admin sessions; any job by its key
         f"""CREATE TABLE IF NOT EXISTS {t}_revoked_sessions (
     session_id text PRIMARY KEY,

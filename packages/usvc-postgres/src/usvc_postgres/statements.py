@@ -39,6 +39,15 @@ class Statements:
     table: str
 
     @property
+    def _not_paused(self) -> str:
+        """A claim's condition on a job of service ``$1``: its action is not paused (a
+        primary-key probe of the small paused table, in the claim's own snapshot)."""
+        return (
+            f"NOT EXISTS (SELECT 1 FROM {self.table}_paused p "
+            f"WHERE p.microservice = $1 AND p.action = {self.table}.action)"
+        )
+
+    @property
     def channel(self) -> str:
         """The LISTEN/NOTIFY channel; payload: ``<origin> <service>``, the process that
         made jobs of the service due (it woke its own workers already)."""
@@ -110,7 +119,7 @@ RETURNING {_prefixed("j")}"""
         planner may not turn it into a join that locks more rows than the limit."""
         picked = f"""
     SELECT id FROM {self.table}
-    WHERE microservice = $1 AND status = 'Ready' AND run_at <= now()
+    WHERE microservice = $1 AND status = 'Ready' AND run_at <= now() AND {self._not_paused}
     ORDER BY priority DESC, run_at, id
     LIMIT $4 FOR UPDATE SKIP LOCKED"""
         return self._assign(picked, start=start)
@@ -139,6 +148,7 @@ WHERE microservice = $1 AND status IN {_OWNED} AND action = ANY($2::text[]) GROU
         """$1 service, $2 action, $3 limit."""
         return f"""SELECT id, priority, run_at FROM {self.table}
 WHERE microservice = $1 AND action = $2 AND status = 'Ready' AND run_at <= now()
+    AND {self._not_paused}
 ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"""
 
     @property
@@ -146,7 +156,7 @@ ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"""
         """$1 service, $2 limited actions (excluded), $3 limit."""
         return f"""SELECT id, priority, run_at FROM {self.table}
 WHERE microservice = $1 AND status = 'Ready' AND run_at <= now()
-    AND NOT action = ANY($2::text[])
+    AND NOT action = ANY($2::text[]) AND {self._not_paused}
 ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"""
 
     # --- owning -------------------------------------------------------------------------------

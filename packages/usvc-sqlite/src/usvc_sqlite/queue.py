@@ -176,9 +176,9 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
 
     async def store_now(self) -> datetime:
         """The time of the file system holding the database (:class:`StoreClock`): a byte
-        written to ``<path>-clock`` and its modification time read back. On one machine
-        that is the kernel's clock, which every process of the fleet shares; on a network
-        file system, the server's. A process's own clock skew does not reach it."""
+        written to ``<path>-clock`` and its modification time read back, stamped by the
+        kernel, whose clock every process on the file (one machine) shares. A process's
+        own clock skew does not reach it."""
         return await asyncio.to_thread(_file_system_time, Path(f"{self.path}-clock"))
 
     async def close(self) -> None:
@@ -498,7 +498,7 @@ def _use_wal(conn: sqlite3.Connection, where: str, *, patience: float) -> None:
 def _file_system_time(path: Path) -> datetime:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        os.pwrite(fd, b"\0", 0)  # the kernel (or the file server) stamps the write
+        os.pwrite(fd, b"\0", 0)  # the kernel stamps the write with its own clock
         stamp = os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)

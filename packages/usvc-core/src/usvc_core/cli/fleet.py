@@ -4,13 +4,16 @@ as their heartbeats recorded them, and its actions, paused across the fleet or n
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvc_core.cli.connect import Session
 from usvc_core.cli.exitcodes import CliError, ExitCode
 from usvc_core.cli.output import Result, format_time, safe, table
 from usvc_core.jobs import JobStatus
-from usvc_core.ports import FleetAdmin
+
+if TYPE_CHECKING:
+    # Not at import: ``usvc --help`` must not pay for the settings and the ports.
+    from usvc_core.cli.connect import Session
+    from usvc_core.ports import FleetAdmin
 
 __all__ = ["add_parser"]
 
@@ -55,6 +58,8 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _fleet(session: Session) -> FleetAdmin:
+    from usvc_core.ports import FleetAdmin
+
     queue = session.queue
     if not isinstance(queue, FleetAdmin):
         raise CliError(
