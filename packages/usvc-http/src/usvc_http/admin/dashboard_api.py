@@ -52,6 +52,7 @@ class SlotOut(BaseModel):
     slot: datetime
     job_id: str | None
     status: str | None  #: the slot's job status (Scheduled included); None: no job
+    missed: bool = False  #: counted in ScheduleOut.missed
 
 
 class ScheduleOut(BaseModel):
@@ -61,7 +62,10 @@ class ScheduleOut(BaseModel):
     next_run: datetime
     last_run: SlotOut | None = Field(description="the latest slot that has a job")
     recent_slots: list[SlotOut] = Field(description="the latest slots, newest first")
-    missed: int = Field(description="recent slots without a job (none ran and none is due)")
+    missed: int = Field(
+        description="recent slots without a job, newer than the oldest one with a job (or "
+        "all of them when none has one): no worker ran then, or the slot was skipped"
+    )
 
 
 class SchedulesOut(BaseModel):
@@ -227,6 +231,11 @@ def add_dashboard_routes(
                 )
                 slot = schedule.latest_at_or_before(slot - _TICK)
             ran = [s for s in slots if s.job_id is not None]
+            # Slots before the first run in view are not counted: a new service has no
+            # history. The newest slot may be being enqueued right now: not missed yet.
+            first_run = ran[-1].slot if ran else None
+            for s in slots[1:]:
+                s.missed = s.job_id is None and (first_run is None or s.slot > first_run)
             found.append(
                 ScheduleOut(
                     action=schedule.action,
@@ -235,8 +244,7 @@ def add_dashboard_routes(
                     next_run=schedule.next_after(now),
                     last_run=ran[0] if ran else None,
                     recent_slots=slots,
-                    # the newest slot may be being enqueued right now: not missed yet
-                    missed=sum(1 for s in slots[1:] if s.job_id is None),
+                    missed=sum(s.missed for s in slots),
                 )
             )
         return SchedulesOut(schedules=found, window_seconds=window.total_seconds())

@@ -620,13 +620,14 @@ function mountSchedules(view) {
       el("td", { class: "slots" }, ...s.recent_slots.map((slot) => {
         const chip = slot.job_id
           ? el("a", { href: "#/job/" + encodeURIComponent(slot.job_id), class: "slot " + slot.status, title: when(slot.slot) + ": " + slot.status }, "●")
-          : el("span", { class: "slot missing", title: when(slot.slot) + ": no job" }, "○");
+          : slot.missed ? el("span", { class: "slot missing", title: when(slot.slot) + ": missed (no job)" }, "○")
+            : el("span", { class: "slot before", title: when(slot.slot) + ": no job (before the first run in view, or due now)" }, "·");
         return chip;
       }))));
     fill(data,
       schedules.length ? tableWrap(el("table", { class: "schedules" }, el("thead", {}, head), el("tbody", {}, ...rows)))
         : el("p", {}, "This service has no schedules."),
-      el("p", { class: "muted" }, `Missed: a slot of the last ${age(window)} (at most 20 per schedule) without a job — no worker ran then, or it was older than the catch-up window.`));
+      el("p", { class: "muted" }, `Missed: a slot of the last ${age(window)} (the latest 20 per schedule) without a job, after the first one that ran — no worker ran then, or the slot was past the catch-up window.`));
   };
 }
 
