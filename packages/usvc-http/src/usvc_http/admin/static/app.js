@@ -642,8 +642,10 @@ function mount() {
   const view = document.getElementById("view");
   view.replaceChildren();
   document.querySelectorAll("header nav a").forEach((a) => {
-    a.classList.toggle("current", a.getAttribute("href").split("?")[0] === "#" + path ||
-      (a.dataset.status !== undefined && a.dataset.status === (params.get("status") || "") && path === "/jobs"));
+    const current = a.dataset.status !== undefined
+      ? path === "/jobs" && a.dataset.status.toLowerCase() === (params.get("status") || "").toLowerCase()
+      : a.getAttribute("href") === "#" + path;
+    a.classList.toggle("current", current);
   });
   if (path.startsWith("/job/")) return mountJob(view, decodeURIComponent(path.slice(5)));
   if (path === "/jobs") return mountJobs(view, params);
