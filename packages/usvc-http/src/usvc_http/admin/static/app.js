@@ -643,7 +643,7 @@ function mount() {
   view.replaceChildren();
   document.querySelectorAll("header nav a").forEach((a) => {
     const current = a.dataset.status !== undefined
-      ? path === "/jobs" && a.dataset.status.toLowerCase() === (params.get("status") || "").toLowerCase()
+      ? path === "/jobs" && (a.dataset.status === "Failed") === ((params.get("status") || "").toLowerCase() === "failed")
       : a.getAttribute("href") === "#" + path;
     a.classList.toggle("current", current);
   });
