@@ -156,3 +156,20 @@ async def test_schedules_show_next_last_and_runtimes(served: str) -> None:
         assert by_name["tick"]["failure_rate"] == 0.0
         assert by_name["tick"]["p95_ms"] >= by_name["tick"]["p50_ms"]
         assert by_name["tick"]["points"]
+
+
+async def test_bulk_and_count_refuse_what_they_cannot_do(served: str) -> None:
+    async with httpx.AsyncClient(base_url=served, headers=AUTH) as c:
+        too_many = await c.post("/admin/api/jobs/bulk/retry", json={"ids": ["1"] * 1001})
+        assert too_many.status_code == 422
+        assert (await c.get("/admin/api/jobs/count?status=Done")).status_code == 422
+        naive = await c.post("/admin/api/jobs/bulk/cancel?created_after=2026-01-01T00:00:00")
+        assert naive.status_code == 422
+        # An id no job has touches nothing.
+        none = await c.post("/admin/api/jobs/bulk/cancel", json={"ids": ["999999"]})
+        assert none.json() == {"operation": "cancel", "matched": 0, "touched": 0, "capped": False}
+    async with httpx.AsyncClient(base_url=served) as browser:
+        signed_in = await browser.post("/admin/login", data={"token": TOKEN})
+        assert signed_in.status_code == 303
+        # The session's cookie alone does not act: the CSRF token is missing.
+        assert (await browser.post("/admin/api/jobs/bulk/retry")).status_code == 403
