@@ -20,6 +20,8 @@ const state = {
   paused: false,
   selected: new Set(), // job ids ticked on the job list
   busy: false,
+  pending: false, // an operator's action came in during a refresh
+  forced: false, // this refresh follows an operator's action: redraw even if unchanged
 };
 
 function el(tag, attrs, ...children) {
@@ -417,6 +419,7 @@ function mountJobs(view, params) {
   const data = el("div", { id: "jobs-data" });
   const pager = el("nav", { class: "pager", "aria-label": "pages" });
   const status = params.get("status");
+  let lastSeen = null;
   view.append(
     el("h1", {}, status ? `${status} jobs` : "Jobs"),
     findForm(),
@@ -429,6 +432,9 @@ function mountJobs(view, params) {
     query.set("limit", String(PAGE_SIZE));
     if (cursor) query.set("cursor", cursor);
     const page = await api("/jobs?" + query);
+    const seen = JSON.stringify(page);
+    if (seen === lastSeen && !state.forced) return; // unchanged: no redraw
+    lastSeen = seen;
     fill(data, page.jobs.length ? jobsTable(page.jobs, true) : el("p", { class: "empty" }, "No job matches."));
     const previous = el("button", { id: "page-prev", type: "button", class: "plain", disabled: prev.length === 0, onclick: () => {
       const back = new URLSearchParams(filter);
@@ -499,10 +505,14 @@ function mountJob(view, id) {
     el("p", { id: "action-note", role: "status" }), payload);
   let shownStatus = null;
   let loadedFull = false;
+  let lastSeen = null;
   // The payload and result are fetched when the page opens and again only when the status
   // changes (a result appears); the 5 s refresh reads the job without them.
   return async () => {
     const light = await api("/jobs/" + encodeURIComponent(id) + "?payload=false");
+    const seen = JSON.stringify(light);
+    if (seen === lastSeen && !state.forced) return; // unchanged: leave the page (and any text selection) alone
+    lastSeen = seen;
     const key = light.status + "|" + light.cancel_requested + "|" + light.attempts;
     if (!loadedFull || key !== shownStatus) {
       const full = await api("/jobs/" + encodeURIComponent(id));
@@ -657,7 +667,11 @@ function mount() {
 }
 
 async function refresh(force) {
-  if (!state.update || state.busy) return;
+  if (!state.update) return;
+  if (state.busy) { // one at a time; an operator's action is redrawn right after
+    if (force) state.pending = true;
+    return;
+  }
   if (!force) {
     if (state.paused || document.hidden) return;
     if (document.getElementById("confirm").open) return; // the operator is deciding
@@ -665,6 +679,7 @@ async function refresh(force) {
   // Focus is kept by id: the data region is redrawn with the same ids.
   const focused = document.activeElement && document.activeElement.id;
   state.busy = true;
+  state.forced = Boolean(force);
   try {
     await state.update();
     const alert = document.getElementById("load-error");
@@ -674,6 +689,11 @@ async function refresh(force) {
     if (error.message !== "signed out") showError(error);
   } finally {
     state.busy = false;
+  }
+  if (state.pending) {
+    state.pending = false;
+    await refresh(true);
+    return;
   }
   if (focused && document.activeElement !== document.getElementById(focused)) {
     const again = document.getElementById(focused);
