@@ -146,6 +146,11 @@ def test_operate_a_fleet_from_the_dashboard(
     expect(page.locator("table.jobs tbody tr")).to_have_count(3)
     assert "error_text=PAYMENT+PROVIDER" in page.url
     assert "the payment provider is down" in page.locator("table.jobs").inner_text()
+    # A time range: none of them was created after 2099.
+    page.fill("#f-created_after", "2099-01-01T00:00")
+    page.click("#apply-filter")
+    expect(page.locator("p.empty")).to_have_text("No job matches.")
+    assert "created_after=209" in page.url  # in UTC (2098 east of Greenwich)
 
     # Jump to a job by its id.
     page.fill("#find-key", failing[1])
