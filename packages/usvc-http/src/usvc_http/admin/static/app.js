@@ -174,7 +174,7 @@ function barChart(title, points, key, cls) {
 
 function scatterChart(title, points, start, end) {
   // points: [{t: Date, v: number}] on a time axis from start to end.
-  const width = chartWidth(), height = 150, left = 56, right = 10, top = 22, bottom = 22;
+  const width = chartWidth(), height = 150, left = 68, right = 24, top = 22, bottom = 22;
   const peak = Math.max(1e-9, ...points.map((p) => p.v));
   const span = Math.max(1, end - start);
   const x = (t) => left + ((t - start) / span) * (width - left - right);
@@ -190,7 +190,8 @@ function scatterChart(title, points, start, end) {
     const t = new Date(start.getTime() + (span * i) / 6);
     const tx = x(t);
     box.append(svg("line", { x1: tx, y1: height - bottom, x2: tx, y2: height - bottom + 4, class: "tick" }));
-    box.append(svg("text", { x: tx, y: height - 6, "text-anchor": "middle", class: "axis" }, timeLabel(t)));
+    const anchor = i === 0 ? "start" : i === 6 ? "end" : "middle";
+    box.append(svg("text", { x: tx, y: height - 6, "text-anchor": anchor, class: "axis" }, timeLabel(t)));
   }
   for (const p of points) {
     const dot = svg("circle", { cx: x(p.t), cy: y(p.v), r: 2.5 });
@@ -589,15 +590,17 @@ function mountActions(view) {
   view.append(el("h1", {}, "Actions"), el("p", { id: "action-note", role: "status" }), data,
     el("h2", {}, "Runtime over the last hour"), charts);
   return async () => {
-    const [{ actions }, runtime] = await Promise.all([api("/actions"), api("/actions/runtime")]);
+    const [{ actions }, runtime, stats] = await Promise.all([api("/actions"), api("/actions/runtime"), api("/stats?minutes=1")]);
     const timing = Object.fromEntries(runtime.actions.map((a) => [a.action, a]));
-    const head = el("tr", {}, ...["action", "ready", "running / max", "state", "p50", "p95", "failure rate", ""].map((h) => el("th", {}, h)));
+    const scheduled = Object.fromEntries(stats.actions.map((a) => [a.action, a.scheduled || 0]));
+    const head = el("tr", {}, ...["action", "ready", "scheduled", "running / max", "state", "p50", "p95", "failure rate", ""].map((h) => el("th", {}, h)));
     const rows = actions.map((a) => {
       const t = timing[a.action] || {};
       const rate = t.failure_rate === null || t.failure_rate === undefined ? "–" : (100 * t.failure_rate).toFixed(1) + " %";
       return el("tr", { "data-action": a.action, class: a.paused ? "paused" : "" },
         el("td", {}, el("a", { href: "#/jobs?" + new URLSearchParams({ action: a.action }) }, a.action)),
         el("td", { class: "num" }, a.ready),
+        el("td", { class: "num" }, scheduled[a.action] || 0),
         el("td", { class: "num" }, `${a.running} / ${a.max_running === null ? "∞" : a.max_running}`),
         el("td", { class: "state " + (a.paused ? "paused" : "active") }, a.paused ? "paused" : "active"),
         el("td", { class: "num" }, ms(t.p50_ms)), el("td", { class: "num" }, ms(t.p95_ms)),
