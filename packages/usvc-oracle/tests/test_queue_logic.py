@@ -154,6 +154,7 @@ class TestClaim:
             ("acquire",),
             ("execute", "lock_ids", 4, 4),
             ("fetchall",),
+            ("executemany", "history_release", 3),  # a started one's attempt, closed
             ("executemany", "release", 3),
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
@@ -200,8 +201,9 @@ class TestClaim:
         again = await queue.claim_and_start("svc", "w1", 2, 30)
         assert sorted(j.id for j in again) == sorted(j.id for j in jobs)
         assert [j.attempts for j in again] == [1, 1]
-        assert [c[1] for c in fake_db.calls("execute", "executemany")][:2] == [
+        assert [c[1] for c in fake_db.calls("execute", "executemany")][:3] == [
             "lock_ids",
+            "history_release",
             "release",
         ]
         fake_db.log.clear()
@@ -473,7 +475,8 @@ class TestTransitions:
         self, queue: OracleQueue, fake_db: FakeDatabase, outcome: str
     ) -> None:
         """Issue 22 item 9: lock, then the guarded UPDATE carrying the COMMIT (the driver's
-        autocommit on the last statement): no separate commit round trip."""
+        autocommit on the last statement): no separate commit round trip. A retry writes
+        the attempt it closes in between (issue 21 item 1: same transaction)."""
         if outcome == "mark_processing":
             await fill(queue, 1)
             (job,) = await queue.claim("svc", "w", 1, 30)
@@ -489,6 +492,7 @@ class TestTransitions:
         await write()
         assert [c[:2] for c in fake_db.calls("execute", "commit", "autocommit")] == [
             ("execute", "lock_job"),
+            *([("execute", "history_retry")] if outcome == "retry" else []),
             ("execute", outcome),
             ("autocommit",),
         ]
@@ -811,6 +815,8 @@ class TestOpen:
             ("execute", "workers_probe", 2, 100),
             ("fetchall",),
             ("execute", "paused_probe", 2, 100),
+            ("fetchall",),
+            ("execute", "attempts_probe", 2, 100),
             ("fetchall",),
             ("release",),
         ]
