@@ -1355,3 +1355,98 @@ class TestLookupAndSessions:
         assert set(fake_db.sessions) == {"s3"}
         with pytest.raises(ValueError, match="timezone"):
             await queue.revoke_session("naive", fake_db.now)
+
+
+class TestAttemptHistory:
+    """Issue 21 item 1 and issue 22 item 3 on Oracle: the ATTEMPTS ring and the flags on
+    the row, beyond what the shared contract checks."""
+
+    async def test_the_attempts_table_is_a_ring_of_attempt_history_slots(
+        self, fake_db: FakeDatabase
+    ) -> None:
+        """Six closed attempts with attempt_history=3 leave three rows (no trimming DELETE:
+        slot = attempt number modulo 3), and get shows the last three."""
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret")
+        queue = OracleQueue(settings, pool_factory=lambda s: FakePool(fake_db), attempt_history=3)
+        await queue.open()
+        try:
+            job = await queue.enqueue(req(max_attempts=9))
+            for n in range(6):
+                (running,) = await queue.claim_and_start("svc", "w", 1, 30)
+                await queue.retry(running, "HANDLER_ERROR", f"failure {n + 1}", 0, 1.0)
+            kept = sorted(a["ATTEMPT_NO"] for a in fake_db.attempts.values())
+            assert kept == [4, 5, 6]
+            stored = await queue.get(job.id)
+            assert stored is not None
+            assert [(a.number, a.error_message) for a in stored.attempt_history] == [
+                (4, "failure 4"),
+                (5, "failure 5"),
+                (6, "failure 6"),
+            ]
+        finally:
+            await queue.close()
+
+    async def test_get_of_a_job_started_once_reads_no_attempts(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A job never started or started once has no closed attempt: get is one query."""
+        (job,) = await started(queue)
+        fake_db.log.clear()
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert [a.outcome.value for a in stored.attempt_history] == ["running"]
+        assert [c[1] for c in fake_db.calls("execute")] == ["get"]
+
+    async def test_a_reclaim_closes_the_attempts_in_its_own_transaction(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The history MERGE runs before the reclaim's UPDATE (which clears STARTED_AT and
+        the lease owner it copies) and before the one COMMIT of the batch."""
+        await fill(queue, 1)
+        await queue.claim_and_start("svc", "w", 1, 5)
+        fake_db.advance(6)
+        fake_db.log.clear()
+        assert len((await queue.reclaim_expired("svc")).requeued) == 1
+        assert [
+            c[1] if c[0] == "execute" else c[0] for c in fake_db.calls("execute", "commit")
+        ] == [
+            "reclaim_lock",
+            "reclaim_assigned",
+            "history_reclaim",
+            "reclaim_processing",
+            "commit",
+        ]
+
+    async def test_a_processing_row_of_an_older_version_counts_as_confirmed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """START_CONFIRMED is added with DEFAULT 1: a row a worker of the previous version
+        started is not given an attempt back (it may well have run)."""
+        row_id = fake_db.add(
+            STATUS="Processing",
+            ACTION="greet",
+            ATTEMPTS=1,
+            MAX_ATTEMPTS=1,
+            LEASE_OWNER="old-worker",
+            LEASE_TOKEN="t1",
+            STARTED_AT=fake_db.now,
+            LEASE_EXPIRES_AT=fake_db.now,
+        )
+        fake_db.advance(1)
+        assert list((await queue.reclaim_expired("svc")).failed) == [str(row_id)]
+        assert fake_db.rows[row_id]["ATTEMPTS"] == 1
+
+    async def test_an_operator_retry_refused_by_a_key_leaves_no_duplicate(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """retry_failed writes the last attempt before its UPDATE; when the index refuses the
+        UPDATE (another unfinished job took the key) the row stays Failed with that attempt
+        still on it: get shows it once."""
+        job = await queue.enqueue(req(max_attempts=1, idempotency_key="k"))
+        (running,) = await queue.claim_and_start("svc", "w", 1, 30)
+        await queue.fail(running, "HANDLER_ERROR", "boom", 1.0)
+        await queue.enqueue(req(idempotency_key="k"))  # holds the key now
+        assert await queue.retry_failed("svc", [job.id]) == 0
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert [(a.number, a.outcome.value) for a in stored.attempt_history] == [(1, "failed")]
