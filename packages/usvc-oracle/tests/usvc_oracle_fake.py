@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,8 @@ UNFINISHED = (READY, ASSIGNED, PROCESSING)
 #: EXTENDED. A longer str bind is sent as LONG.
 STANDARD_MAX_STRING_SIZE = 4_000
 EXTENDED_MAX_STRING_SIZE = 32_767
+#: A bind placeholder in a statement's text (no statement has a colon inside a literal).
+_BIND = re.compile(r"(?<![\w:]):([a-z_][a-z0-9_]*)")
 #: The schema the fake's user owns (constraint names are reported qualified by it).
 SCHEMA = "USVC"
 
@@ -384,9 +387,21 @@ class FakeCursor:
         assert name is not None, f"SQL not from Statements:\n{statement}"
         return name
 
+    def _check_bind_names(self, name: str, statement: str, parameters: Any) -> None:
+        """The driver binds by name and refuses a name the text lacks (DPY-4008) or a
+        placeholder left without a value (DPY-4010); out variables may come from
+        setinputsizes."""
+        wanted = set(_BIND.findall(statement))
+        outs = {k for k, v in self.input_sizes.items() if isinstance(v, FakeVar)}
+        rows = parameters if isinstance(parameters, list) else [parameters or {}]
+        for row in rows:
+            given = set(dict(row)) | outs
+            assert given == wanted, (name, sorted(given - wanted), sorted(wanted - given))
+
     async def execute(self, statement: str, parameters: Any = None) -> None:
         name = self._name(statement)
         params = dict(parameters or {})
+        self._check_bind_names(name, statement, params)
         self.db.log.append(("execute", self.conn.id, name, self.prefetchrows, self.arraysize))
         self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, params)
@@ -402,6 +417,7 @@ class FakeCursor:
         batcherrors: bool = False,
     ) -> None:
         name = self._name(statement)
+        self._check_bind_names(name, statement, parameters)
         self.db.log.append(("executemany", self.conn.id, name, len(parameters)))
         self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, parameters)
