@@ -266,6 +266,22 @@ async def test_a_route_answers_the_error_trees_status(
             assert r.headers["retry-after"] == "1"
 
 
+async def test_a_session_the_store_cannot_check_is_refused_with_a_503(serve: Serve) -> None:
+    app, url = await serve()
+
+    async def down(*_: Any, **__: Any) -> Any:
+        raise QueueUnavailableError("the store is down")
+
+    async with httpx.AsyncClient(base_url=url) as c:
+        assert (await c.post("/admin/login", data={"token": TOKEN})).status_code == 303
+        app.queue.session_revoked = down  # type: ignore[method-assign]
+        r = await c.get("/admin/api/stats")
+        assert r.status_code == 503 and "the store is down" in r.json()["detail"]
+        assert r.headers["retry-after"] == "1" and secured(r)
+        # A bearer token needs no store: it still works.
+        assert (await c.get("/admin/api/stats", headers=bearer())).status_code == 200
+
+
 async def test_a_duplicate_key_names_the_holding_job_once(serve: Serve) -> None:
     _, url = await serve()
     body = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import entry_points
@@ -282,6 +283,8 @@ async def test_the_listener_comes_back_after_its_connection_is_killed(
 @pytest.fixture(scope="module")
 def bouncer(pg_server: PgServer) -> Iterator[PgBouncer]:
     """Debian's pgbouncer in transaction pooling in front of the session's server."""
+    if shutil.which("pgbouncer") is None:
+        pytest.skip("no pgbouncer binary: run `bash scripts/install-postgres.sh` (Debian)")
     bouncer = PgBouncer(pg_server, pool_mode="transaction")
     bouncer.start()
     yield bouncer

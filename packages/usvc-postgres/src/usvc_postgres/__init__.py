@@ -27,4 +27,4 @@ def postgres_queue_from_url(url: str, settings: WorkerSettings) -> PostgresQueue
     ``postgresql://[user@]host[:port]/dbname[?table=NAME&pgbouncer=true]``; the password
     always comes from POSTGRES_PASSWORD. Invalid settings raise ConfigurationError here.
     """
-    return PostgresQueue(settings_for(url, settings))
+    return PostgresQueue(settings_for(url, settings), attempt_history=settings.JOB_ATTEMPT_HISTORY)

@@ -4,6 +4,7 @@ worker processes on any number of machines."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from usvc_core.errors import (
     JobNotFoundError,
     LeaseLostError,
 )
-from usvc_core.jobs import Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, ErrorCode, Job, JobAttempt, JobStatus
 from usvc_core.ports import (
     FIND_LIMIT,
     EnqueueRequest,
@@ -56,6 +57,8 @@ from usvc_postgres.wakeup import Listener
 __all__ = ["PostgresQueue"]
 
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: How many attempts of a job ``get`` shows by default (``JOB_ATTEMPT_HISTORY``).
+DEFAULT_ATTEMPT_HISTORY = 20
 _PURGE_CHUNK = 5000
 _RETRY_CHUNK = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -165,14 +168,25 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     Enqueues ``NOTIFY`` listeners (see :mod:`usvc_postgres.wakeup`).
     """
 
-    def __init__(self, settings: PostgresSettings | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: PostgresSettings | None = None,
+        *,
+        attempt_history: int = DEFAULT_ATTEMPT_HISTORY,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         if settings is None:
             settings = PostgresSettings(**overrides)
         elif overrides:
             settings = settings.model_copy(update=overrides)
+        if isinstance(attempt_history, bool) or not isinstance(attempt_history, int):
+            raise ConfigurationError(f"attempt_history={attempt_history!r} must be a whole number")
+        if attempt_history < 1:
+            raise ConfigurationError(f"attempt_history={attempt_history!r} must be at least 1")
         self.settings = settings
-        self.sql = Statements(settings.POSTGRES_TABLE)
+        self.attempt_history = attempt_history
+        self.sql = Statements(settings.POSTGRES_TABLE, attempt_history)
         self.fleet_sql = FleetStatements(settings.POSTGRES_TABLE)
         self._db = Connections(settings)
         self._completions = _Completions(self)
@@ -567,6 +581,12 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
             if values:
                 params.append(sorted(values))
                 text += f" AND {column} = ANY(${len(params)}::text[])"
+        if where.scheduled is not None:
+            later = "(status = 'Ready' AND run_at > now())"
+            text += f" AND {later}" if where.scheduled else f" AND NOT {later}"
+        if where.error_text is not None:
+            params.append(where.error_text.lower())
+            text += f" AND strpos(lower(error_message), ${len(params)}) > 0"
         if where.created_after is not None:
             params.append(where.created_after)
             text += f" AND created_at >= ${len(params)}"
@@ -616,14 +636,7 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
             for start in range(0, len(ids), _RETRY_CHUNK):
                 retried += await self._retry_ids(microservice, ids[start : start + _RETRY_CHUNK])
         elif not where.statuses or JobStatus.FAILED in where.statuses:
-            failed = JobFilter(
-                microservice=where.microservice,
-                statuses=frozenset({JobStatus.FAILED}),
-                actions=where.actions,
-                error_codes=where.error_codes,
-                created_after=where.created_after,
-                created_before=where.created_before,
-            )
+            failed = dataclasses.replace(where, statuses=frozenset({JobStatus.FAILED}))
             after: tuple[datetime, int] | None = None
             while True:
                 source, params = self._where(failed, after)
@@ -679,10 +692,14 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
                 now: datetime = await conn.fetchval("SELECT now()")
                 counts: dict[str, dict[JobStatus, int]] = {}
                 waiting: dict[str, float] = {}
-                for action, count, age in await conn.fetch(self.sql.ready_by_action, microservice):
+                scheduled: dict[str, int] = {}
+                ready = await conn.fetch(self.sql.ready_by_action, microservice)
+                for action, count, age, later in ready:
                     counts.setdefault(action, dict.fromkeys(JobStatus, 0))[JobStatus.READY] = count
                     if age is not None:
                         waiting[action] = max(float(age), 0.0)
+                    if later:
+                        scheduled[action] = later
                 for action, status, count in await conn.fetch(
                     self.sql.others_by_action, microservice
                 ):
@@ -707,7 +724,10 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
                     )
                 )
             return QueueActivity(
-                counts=counts, oldest_ready_age_seconds=waiting, per_minute=per_minute
+                counts=counts,
+                oldest_ready_age_seconds=waiting,
+                per_minute=per_minute,
+                scheduled=scheduled,
             )
 
         return await self._db.run("activity", read)
@@ -745,19 +765,25 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         if rid is None:
             return None
         row = await self._db.fetchrow("get", self.sql.get, rid)
-        return None if row is None else job_from_row(row)
+        if row is None:
+            return None
+        job = job_from_row(row)
+        job.attempt_history = _history(job, row[24], row[25], self.attempt_history)
+        return job
 
     async def stats(self, microservice: str) -> QueueStats:
         async def read(conn: asyncpg.Connection) -> QueueStats:
             counts = dict.fromkeys(JobStatus, 0)
             for status, count in await conn.fetch(self.sql.counts, microservice):
                 counts[_STATUSES[status]] = count
-            age = await conn.fetchval(self.sql.oldest_due, microservice)
+            due = await conn.fetchrow(self.sql.oldest_due, microservice)
+            age, scheduled = (None, 0) if due is None else (due[0], due[1])
             paused = await conn.fetch(self.fleet_sql.paused, microservice)
             return QueueStats(
                 counts=counts,
                 oldest_ready_age_seconds=None if age is None else max(age, 0.0),
                 paused_actions=frozenset(row[0] for row in paused),
+                scheduled=scheduled,
             )
 
         return await self._db.run("stats", read)
@@ -861,6 +887,43 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     async def paused_actions(self, microservice: str) -> dict[str, datetime]:
         rows = await self._db.fetch("paused actions", self.fleet_sql.paused, microservice)
         return {row[0]: row[1] for row in rows}
+
+
+def _history(job: Job, number: int, log: Any, keep: int) -> tuple[JobAttempt, ...]:
+    """The closed attempts (``attempt_log``) and the current one (the row), last ``keep``."""
+    entries = json.loads(log) if isinstance(log, str) else (log or [])
+    attempts = [
+        JobAttempt(
+            e["n"],
+            e["w"],
+            _moment(e["s"]),
+            _moment(e["f"]),
+            AttemptOutcome(e["o"]),
+            e["c"],
+            e["m"],
+        )
+        for e in entries
+    ]
+    if job.started_at is not None:
+        code: str | None = None
+        text: str | None = None
+        if job.status is JobStatus.COMPLETED:
+            outcome = AttemptOutcome.COMPLETED
+        elif job.status is JobStatus.FAILED:
+            expired = job.error_code == ErrorCode.LEASE_EXPIRED.value
+            outcome = AttemptOutcome.LEASE_EXPIRED if expired else AttemptOutcome.FAILED
+            code, text = job.error_code, job.error_message
+        else:
+            outcome = AttemptOutcome.RUNNING
+        finished = job.finished_at if job.status.is_finished else None
+        attempts.append(
+            JobAttempt(number, job.lease_owner, job.started_at, finished, outcome, code, text)
+        )
+    return tuple(attempts[-keep:])
+
+
+def _moment(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
 
 def _refuse_repeated_keys(encoded: Sequence[_Encoded]) -> None:

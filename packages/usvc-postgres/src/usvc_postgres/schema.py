@@ -79,6 +79,15 @@ def ddl(table: str) -> list[str]:
     (microservice, created_at DESC, id DESC) WHERE status = 'Failed'""",
         # The fleet: worker records (heartbeats) and paused actions.
         *fleet_ddl(t),
+        # Attempt history (closed attempts, the last N, as JSON; the current attempt is the
+        # row's own columns) and the never-started rescue (a claim_and_start whose claimer
+        # never confirmed the start gets its attempt back, once per job).
+        f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS attempt_no integer NOT NULL DEFAULT 0",
+        f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS attempt_log jsonb",
+        f"""ALTER TABLE {t} ADD COLUMN IF NOT EXISTS start_confirmed boolean
+    NOT NULL DEFAULT true""",
+        f"""ALTER TABLE {t} ADD COLUMN IF NOT EXISTS attempt_given_back boolean
+    NOT NULL DEFAULT false""",
         # --- store (issues 19.4, 21.5): logged-out admin sessions; any job by its key
         f"""CREATE TABLE IF NOT EXISTS {t}_revoked_sessions (
     session_id text PRIMARY KEY,

@@ -34,9 +34,26 @@ def _prefixed(alias: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Statements:
-    """Every statement of the queue on table ``table`` (a validated plain name)."""
+    """Every statement of the queue on table ``table`` (a validated plain name);
+    ``keep``: how many attempts of a job the history holds."""
 
     table: str
+    keep: int = 20
+
+    def _closing(self, outcome: str, code: str, message: str, finished: str = "now()") -> str:
+        """``attempt_log`` with the row's current attempt appended (its values before the
+        update) as ``outcome``, the last ``keep`` kept."""
+        log = "coalesce(attempt_log, '[]'::jsonb)"
+        entry = (
+            f"jsonb_build_object('n', attempt_no, 'w', lease_owner, 's', started_at, "
+            f"'f', {finished}, 'o', {outcome}, 'c', {code}, 'm', {message})"
+        )
+        return (
+            f"(SELECT coalesce(jsonb_agg(e ORDER BY i), '[]'::jsonb) "
+            f"FROM jsonb_array_elements({log} || jsonb_build_array({entry})) "
+            f"WITH ORDINALITY AS a(e, i) "
+            f"WHERE i > jsonb_array_length({log}) + 1 - {int(self.keep)})"
+        )
 
     @property
     def _not_paused(self) -> str:
@@ -105,10 +122,15 @@ AND NOT id = ANY($3::bigint[])"""
         status = "'Processing'" if start else "'Assigned'"
         attempts = "j.attempts + 1" if start else "j.attempts"
         started = "now()" if start else "j.started_at"
+        # A start counts in the history's numbering; claim_and_start's is unconfirmed
+        # until the claimer renews the lease or records an outcome.
+        numbered = "j.attempt_no + 1" if start else "j.attempt_no"
+        confirmed = "false" if start else "j.start_confirmed"
         return f"""
 WITH picked AS ({picked})
 UPDATE {self.table} j
 SET status = {status}, attempts = {attempts}, started_at = {started},
+    attempt_no = {numbered}, start_confirmed = {confirmed},
     lease_owner = $2, lease_token = gen_random_uuid()::text,
     lease_expires_at = now() + $3 {_SECONDS}, updated_at = now()
 FROM picked WHERE j.id = picked.id
@@ -166,6 +188,7 @@ ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"""
         """$1 lease seconds, $2 id, $3 token."""
         return f"""UPDATE {self.table}
 SET status = 'Processing', attempts = attempts + 1, started_at = now(),
+    attempt_no = attempt_no + 1, start_confirmed = true,
     lease_expires_at = now() + $1 {_SECONDS}, updated_at = now()
 WHERE id = $2 AND lease_token = $3 AND status = 'Assigned'
 RETURNING attempts, started_at, lease_expires_at, updated_at"""
@@ -174,7 +197,7 @@ RETURNING attempts, started_at, lease_expires_at, updated_at"""
     def extend(self) -> str:
         """$1 lease seconds, $2 ids, $3 tokens: the renewed ids and their cancel flags."""
         return f"""UPDATE {self.table} j
-SET lease_expires_at = now() + $1 {_SECONDS}, updated_at = now()
+SET lease_expires_at = now() + $1 {_SECONDS}, updated_at = now(), start_confirmed = true
 FROM unnest($2::bigint[], $3::text[]) AS u(id, token)
 WHERE j.id = u.id AND j.lease_token = u.token AND j.status IN {_OWNED}
 RETURNING j.id, j.cancel_requested"""
@@ -183,7 +206,7 @@ RETURNING j.id, j.cancel_requested"""
     def complete_many(self) -> str:
         """$1 ids, $2 tokens, $3 results, $4 runtimes: the ids completed."""
         return f"""UPDATE {self.table} j
-SET status = 'Completed', results = u.results, runtime_ms = u.runtime_ms,
+SET status = 'Completed', results = u.results, runtime_ms = u.runtime_ms, start_confirmed = true,
     error_code = NULL, error_message = NULL, lease_expires_at = NULL,
     finished_at = now(), updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[])
@@ -196,7 +219,7 @@ RETURNING j.id"""
         """$1 code, $2 message, $3 runtime, $4 id, $5 token."""
         return f"""UPDATE {self.table}
 SET status = 'Failed', error_code = $1, error_message = $2, runtime_ms = $3,
-    lease_expires_at = NULL, finished_at = now(), updated_at = now()
+    start_confirmed = true, lease_expires_at = NULL, finished_at = now(), updated_at = now()
 WHERE id = $4 AND lease_token = $5 AND status = 'Processing'"""
 
     @property
@@ -211,7 +234,10 @@ SET status = CASE WHEN {done} THEN 'Failed' ELSE 'Ready' END,
     lease_owner = CASE WHEN {done} THEN lease_owner END,
     lease_token = CASE WHEN {done} THEN lease_token END,
     cancel_requested = CASE WHEN {done} THEN cancel_requested ELSE false END,
-    lease_expires_at = NULL, updated_at = now()
+    attempt_log = CASE WHEN {done} THEN attempt_log
+        ELSE {self._closing("'retried'", "$1::text", "$2::text")} END,
+    started_at = CASE WHEN {done} THEN started_at END,
+    start_confirmed = true, lease_expires_at = NULL, updated_at = now()
 WHERE id = $5 AND lease_token = $6 AND status = 'Processing'
 RETURNING status"""
 
@@ -224,7 +250,9 @@ SET status = 'Ready',
     attempts = CASE WHEN j.status = 'Processing' THEN greatest(j.attempts - 1, 0)
                ELSE j.attempts END,
     started_at = CASE WHEN j.status = 'Processing' THEN NULL ELSE j.started_at END,
-    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+    attempt_log = CASE WHEN j.status = 'Processing'
+        THEN {self._closing("'released'", "NULL::text", "NULL::text")} ELSE j.attempt_log END,
+    start_confirmed = true, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     cancel_requested = false, updated_at = now()
 FROM unnest($1::bigint[], $2::text[]) AS u(id, token)
 WHERE j.id = u.id AND j.lease_token = u.token AND j.status IN {_OWNED}
@@ -232,21 +260,39 @@ RETURNING j.microservice"""
 
     @property
     def reclaim(self) -> str:
-        exhausted = "(status = 'Processing' AND attempts >= max_attempts)"
+        """Expired leases of service $1: Assigned -> Ready; Processing never confirmed,
+        the first time -> Ready with the attempt given back (``not_started``); Processing
+        -> Ready with the attempt spent (``lease_expired``), or Failed when none is left."""
+        running = "status = 'Processing'"
+        unconfirmed = f"({running} AND NOT start_confirmed AND NOT attempt_given_back)"
+        exhausted = f"({running} AND NOT {unconfirmed} AND attempts >= max_attempts)"
+        requeued = f"({running} AND NOT {exhausted})"
+        never = (
+            "format('claimed by worker %s but never confirmed started (the claim''s reply "
+            "was probably lost); the attempt was given back', lease_owner)"
+        )
+        spent = "'lease expired; the job will run again'"
+        message = f"CASE WHEN {unconfirmed} THEN {never} ELSE {spent} END"
+        outcome = f"CASE WHEN {unconfirmed} THEN 'not_started' ELSE 'lease_expired' END"
         return f"""UPDATE {self.table}
 SET status = CASE WHEN {exhausted} THEN 'Failed' ELSE 'Ready' END,
-    error_code = CASE WHEN status = 'Processing' THEN 'LEASE_EXPIRED' ELSE error_code END,
+    attempts = CASE WHEN {unconfirmed} THEN greatest(attempts - 1, 0) ELSE attempts END,
+    attempt_given_back = attempt_given_back OR {unconfirmed},
+    error_code = CASE WHEN {running} THEN 'LEASE_EXPIRED' ELSE error_code END,
     error_message = CASE
-        WHEN status <> 'Processing' THEN error_message
-        WHEN attempts >= max_attempts THEN format('the worker running attempt %s of %s stopped '
+        WHEN NOT {running} THEN error_message
+        WHEN {exhausted} THEN format('the worker running attempt %s of %s stopped '
             'renewing its lease (crashed or stalled); no attempts left', attempts, max_attempts)
-        ELSE 'lease expired; the job will run again' END,
+        ELSE {message} END,
+    attempt_log = CASE WHEN {requeued}
+        THEN {self._closing(outcome, "'LEASE_EXPIRED'", message)} ELSE attempt_log END,
+    started_at = CASE WHEN {exhausted} THEN started_at END,
     finished_at = CASE WHEN {exhausted} THEN now() ELSE finished_at END,
     runtime_ms = CASE WHEN {exhausted} THEN NULL ELSE runtime_ms END,
     lease_owner = CASE WHEN {exhausted} THEN lease_owner END,
     lease_token = CASE WHEN {exhausted} THEN lease_token END,
     cancel_requested = CASE WHEN {exhausted} THEN cancel_requested ELSE false END,
-    lease_expires_at = NULL, updated_at = now()
+    start_confirmed = true, lease_expires_at = NULL, updated_at = now()
 WHERE microservice = $1 AND status IN {_OWNED} AND lease_expires_at < now()
 RETURNING id, status"""
 
@@ -263,7 +309,8 @@ RETURNING id, status"""
 
     @property
     def get(self) -> str:
-        return f"SELECT {COLUMNS} FROM {self.table} WHERE id = $1"
+        """The job and its attempt history (``attempt_no``, ``attempt_log``)."""
+        return f"SELECT {COLUMNS}, attempt_no, attempt_log FROM {self.table} WHERE id = $1"
 
     # --- store: lookup by key, admin session revocations (issues 21.5, 19.4) -------------
 
@@ -322,9 +369,13 @@ WHERE microservice = $1 AND status IN ('Completed', 'Failed') GROUP BY status"""
 
     @property
     def oldest_due(self) -> str:
-        """$1 service: seconds since the oldest due Ready job became due."""
-        return f"""SELECT extract(epoch FROM now() - min(run_at))::float8 FROM {self.table}
-WHERE microservice = $1 AND status = 'Ready' AND run_at <= now()"""
+        """$1 service: seconds since the longest-waiting due Ready job became due, and
+        how many Ready jobs are not due yet (scheduled)."""
+        return f"""SELECT
+    extract(epoch FROM now() - min(greatest(created_at, run_at))
+        FILTER (WHERE run_at <= now()))::float8,
+    count(*) FILTER (WHERE run_at > now())
+FROM {self.table} WHERE microservice = $1 AND status = 'Ready'"""
 
     @property
     def purge(self) -> str:
@@ -338,7 +389,9 @@ WHERE microservice = $1 AND status = 'Ready' AND run_at <= now()"""
     @property
     def ready_by_action(self) -> str:
         return f"""SELECT action, count(*),
-    extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8
+    extract(epoch FROM now() - min(greatest(created_at, run_at))
+        FILTER (WHERE run_at <= now()))::float8,
+    count(*) FILTER (WHERE run_at > now())
 FROM {self.table} WHERE microservice = $1 AND status = 'Ready' GROUP BY action"""
 
     @property
@@ -364,8 +417,11 @@ GROUP BY 1, 2"""
         idempotency key an unfinished job took meanwhile stays Failed (that job does the
         work)."""
         t = self.table
+        final = "CASE WHEN j.error_code = 'LEASE_EXPIRED' THEN 'lease_expired' ELSE 'failed' END"
+        closing = self._closing(final, "j.error_code", "j.error_message", "j.finished_at")
         return f"""UPDATE {t} j
-SET status = 'Ready', attempts = 0, run_at = now(), error_code = NULL, error_message = NULL,
+SET attempt_log = CASE WHEN j.started_at IS NULL THEN j.attempt_log ELSE {closing} END,
+    status = 'Ready', attempts = 0, run_at = now(), error_code = NULL, error_message = NULL,
     results = NULL, runtime_ms = NULL, started_at = NULL, finished_at = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false,
     updated_at = now()

@@ -10,13 +10,14 @@ from usvc_core.errors import QueueError
 
 from usvc_http.admin.auth import AdminAuth
 from usvc_http.body_limit import send_refusal
-from usvc_http.errors import clip
+from usvc_http.errors import status_for
 
 __all__ = ["API_PREFIX", "UNAUTHENTICATED", "AdminApiGate"]
 
 API_PREFIX = "/admin/api"
 UNAUTHENTICATED = "send Authorization: Bearer <ADMIN_TOKEN>, or log in at /admin/login"
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="usvc admin"')
+_RETRY_SOON = (b"retry-after", b"1")
 
 
 class AdminApiGate:
@@ -33,8 +34,9 @@ class AdminApiGate:
             request = Request(scope)
             try:
                 caller = await self.auth.authenticate(request)  # a logged-out session: None
-            except QueueError as exc:
-                await send_refusal(send, 503, clip(f"job queue unavailable: {exc}"), None, receive)
+            except QueueError as exc:  # the store cannot say: refused, never let through
+                status, message = status_for(exc)
+                await send_refusal(send, status, message, [_RETRY_SOON], receive)
                 return
             if caller is None:
                 await send_refusal(send, 401, UNAUTHENTICATED, [_CHALLENGE], receive)
