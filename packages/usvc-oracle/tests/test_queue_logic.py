@@ -9,6 +9,7 @@ from typing import Any
 
 import oracledb
 import pytest
+import structlog
 from structlog.testing import capture_logs
 from usvc_core.errors import (
     ConfigurationError,
@@ -1219,7 +1220,9 @@ class TestMaxRunning:
         assert [j.action for j in jobs] == ["slow"]
         assert fake_db.limits == {("svc", "slow"), ("svc", "other")}
 
-    async def test_a_limits_row_held_for_long_is_reported(self, fake_db: FakeDatabase) -> None:
+    async def test_a_limits_row_held_for_long_is_reported(
+        self, fake_db: FakeDatabase, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Issue 22 item 2: a session that died holding an action's limits row keeps its
         lock until the server notices; meanwhile every claim skips that action. Once this
         queue has not held the row for ORACLE_LIMIT_STALL_SECONDS while a due job of the
@@ -1247,6 +1250,12 @@ class TestMaxRunning:
             clock[0] = fake_db_seconds = 61.0
             fake_db.advance(fake_db_seconds)
             with capture_logs() as logs:
+                # The module binds its logger at import: once another test configured
+                # logging (cache_logger_on_first_use), that logger no longer sees
+                # capture_logs, so it is swapped for one built under the capture.
+                monkeypatch.setattr(
+                    "usvc_oracle.queue._log", structlog.get_logger("usvc").bind(queue="oracle")
+                )
                 assert await queue.claim("svc", "w1", 1, 30, max_running=limits) == []
             assert [e["event"][:30] for e in logs if e["log_level"] == "warning"] == [
                 "limited action skipped: anothe"
