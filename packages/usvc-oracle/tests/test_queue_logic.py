@@ -1147,6 +1147,15 @@ class TestStartup:
         with pytest.raises(ConfigurationError, match="table MICRO_SVC_LIMITS does not exist"):
             await self.make(fake_db).open()
 
+    async def test_a_missing_attempts_table_names_it(self, fake_db: FakeDatabase) -> None:
+        """A table from before the attempt history (no <table>_ATTEMPTS: `apply` not run
+        after the upgrade) fails open() naming that table and the command that creates it,
+        instead of failing the first retry or reclaim later."""
+        fake_db.missing_attempts_table = True
+        with pytest.raises(ConfigurationError, match="MICRO_SVC_ATTEMPTS does not exist") as caught:
+            await self.make(fake_db).open()
+        assert "apply" in str(caught.value)
+
 
 class RecordingMetrics(NullMetrics):
     """Metrics that remember the queue errors they were told of."""

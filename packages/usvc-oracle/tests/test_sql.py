@@ -482,3 +482,46 @@ class TestTheLintCatches:
         """Two statements in one text are refused."""
         with pytest.raises(AssertionError, match="exactly one statement"):
             parse('SELECT ID FROM "T"; DROP TABLE "T"')
+
+
+_HISTORY = ("history_retry", "history_release", "history_reclaim", "history_retry_failed")
+
+
+@pytest.mark.parametrize("name", _HISTORY)
+def test_a_history_merge_fills_one_ring_slot(table: TableName, name: str) -> None:
+    """Each closed attempt is one MERGE into <table>_ATTEMPTS keyed by (JOB_ID, SLOT) with
+    SLOT = MOD(ATTEMPT_NO, :keep); neither key column is updated when matched (Oracle
+    refuses an update of a column of the ON clause, ORA-38104), and the insert writes the
+    same slot as the ON clause looks for."""
+    tree, _ = parse(getattr(Statements.render(table), name))
+    assert isinstance(tree, exp.Merge)
+    assert tree.this.name == f"{table.table}_ATTEMPTS"
+    on = tree.args["on"].sql(dialect="oracle")
+    assert on == "(a.JOB_ID = j.ID AND a.SLOT = MOD(j.ATTEMPT_NO, :keep))"
+    matched, not_matched = tree.args["whens"].expressions
+    updated = {e.this.name for e in matched.args["then"].expressions}
+    assert not updated & {"JOB_ID", "SLOT"}
+    assert updated == {
+        "ATTEMPT_NO",
+        "WORKER_ID",
+        "STARTED_AT",
+        "FINISHED_AT",
+        "OUTCOME",
+        "ERROR_CODE",
+        "ERROR_MESSAGE",
+    }
+    insert = not_matched.args["then"]
+    values = [v.sql(dialect="oracle") for v in insert.expression.expressions]
+    assert values[:2] == ["j.ID", "MOD(j.ATTEMPT_NO, :keep)"]
+    # Only rows that still have their current attempt (STARTED_AT) are copied.
+    assert "NOT STARTED_AT IS NULL" in tree.args["using"].sql(dialect="oracle")
+
+
+def test_the_attempts_table_cascades_from_the_queue_table(table: TableName) -> None:
+    """A purge deletes a job's attempts with it (ON DELETE CASCADE on a foreign key whose
+    column leads the primary key, so the child lookup is an index probe)."""
+    [ddl] = [s for s in ddl_statements(table) if f'{table.table}_ATTEMPTS"' in s.split("(")[0]]
+    assert "PRIMARY KEY (JOB_ID, SLOT)" in ddl
+    assert f"FOREIGN KEY (JOB_ID)\n        REFERENCES {table.quoted} (ID) ON DELETE CASCADE" in ddl
+    tree, _ = parse(ddl)
+    assert isinstance(tree, exp.Create)

@@ -112,6 +112,8 @@ class FakeDatabase:
     #: the server's MAX_STRING_SIZE as the driver sees it (see STANDARD_MAX_STRING_SIZE)
     max_string_size: int = STANDARD_MAX_STRING_SIZE
     missing_limits_table: bool = False
+    #: a table from before the attempt history (no <table>_ATTEMPTS)
+    missing_attempts_table: bool = False
     #: committed rows of the LIMITS table: (microservice, action)
     limits: set[tuple[str, str]] = field(default_factory=set)
     #: the fleet's tables (committed at once: the queue writes them in one autocommitted
@@ -607,8 +609,10 @@ class FakeCursor:
     def _run(self, name: str, p: dict[str, Any], i: int) -> None:
         db, conn, now = self.db, self.conn, self.db.now
         view = conn.view()
-        if db.missing_table or (
-            db.missing_limits_table and name in ("limits_probe", "limit_lock", "limit_insert")
+        if (
+            db.missing_table
+            or (db.missing_limits_table and name in ("limits_probe", "limit_lock", "limit_insert"))
+            or (db.missing_attempts_table and (name == "attempts_probe" or "history" in name))
         ):
             raise ora_error("ORA-00942: table or view does not exist", code=942)
         self.rowcount = 0
