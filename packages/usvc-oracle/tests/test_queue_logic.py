@@ -1454,6 +1454,28 @@ class TestAttemptHistory:
         assert list((await queue.reclaim_expired("svc")).failed) == [str(row_id)]
         assert fake_db.rows[row_id]["ATTEMPTS"] == 1
 
+    async def test_a_start_by_a_worker_of_the_previous_version_counts_as_confirmed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Rolling upgrade: every way back to Ready sets START_CONFIRMED to 1, so when a
+        worker of the previous version (which never writes the column) starts a row a new
+        worker had claimed unconfirmed before, that start is not mistaken for a lost reply."""
+        job = await queue.enqueue(req(max_attempts=1))
+        (running,) = await queue.claim_and_start("svc", "new-worker", 1, 30)
+        assert fake_db.rows[int(job.id)]["START_CONFIRMED"] == 0
+        assert await queue.release([running]) == 1
+        # The previous version's claim_and_start: the columns it knows, nothing else.
+        fake_db.rows[int(job.id)].update(
+            STATUS="Processing",
+            ATTEMPTS=1,
+            LEASE_OWNER="old-worker",
+            LEASE_TOKEN="old",
+            STARTED_AT=fake_db.now,
+            LEASE_EXPIRES_AT=fake_db.now,
+        )
+        fake_db.advance(1)
+        assert list((await queue.reclaim_expired("svc")).failed) == [job.id]
+
     async def test_an_operator_retry_refused_by_a_key_leaves_no_duplicate(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:

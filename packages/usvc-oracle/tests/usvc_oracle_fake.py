@@ -872,6 +872,7 @@ class FakeCursor:
                     RUNTIME_MS=p["runtime_ms"],
                     LEASE_EXPIRES_AT=None,
                     CANCEL_REQUESTED=0,
+                    START_CONFIRMED=1,
                     UPDATED_AT=now,
                 )
             self._returning(p, i, [row] if row else [], ["STATUS"])
@@ -888,6 +889,7 @@ class FakeCursor:
                     STARTED_AT=None,
                     LEASE_EXPIRES_AT=None,
                     CANCEL_REQUESTED=0,
+                    START_CONFIRMED=1,
                     UPDATED_AT=now,
                 )
         elif name == "get":
@@ -956,6 +958,7 @@ class FakeCursor:
                         ERROR_MESSAGE=message,
                         LEASE_EXPIRES_AT=None,
                         CANCEL_REQUESTED=0,
+                        START_CONFIRMED=1,
                         UPDATED_AT=now,
                     )
                     done.append(row)
@@ -1066,6 +1069,7 @@ class FakeCursor:
                     RUNTIME_MS=None,
                     CANCEL_REQUESTED=0,
                     DELAYED=None,
+                    START_CONFIRMED=1,
                     UPDATED_AT=now,
                 )
                 self.rowcount = 1

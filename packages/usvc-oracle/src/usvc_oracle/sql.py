@@ -197,7 +197,9 @@ UPGRADE_COLUMNS: dict[str, str] = {
     # an operator's retry and given back by a release).
     "ATTEMPT_NO": "NUMBER(10) DEFAULT 0 NOT NULL",
     # 0 from claim_and_start until mark_processing or a lease renewal confirms the start
-    # (a row of an older version counts as confirmed).
+    # (a row of an older version counts as confirmed). Every way back to Ready sets 1, so a
+    # worker of the previous version (which does not know the column) during a rolling
+    # upgrade never starts a row that looks unconfirmed.
     "START_CONFIRMED": "NUMBER(1) DEFAULT 1 NOT NULL",
     # 1 once a reclaim gave back the attempt of a start never confirmed (only once per job).
     "ATTEMPT_GIVEN_BACK": "NUMBER(1) DEFAULT 0 NOT NULL",
@@ -628,6 +630,7 @@ class Statements:
                 "       RUNTIME_MS = :runtime_ms,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND STATUS = {_PROCESSING}\n"
@@ -646,6 +649,7 @@ class Statements:
                 "       STARTED_AT = NULL,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND {_LEASED}"
@@ -690,6 +694,7 @@ class Statements:
                 "            ELSE :failed_message END,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" WHERE {_in_list()}\n"
                 f"   AND STATUS = {_PROCESSING}\n"
@@ -783,6 +788,7 @@ class Statements:
                 "       RUNTIME_MS = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
                 "       DELAYED = NULL,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 " WHERE ID = :id\n"
                 "   AND MICROSERVICE = :microservice\n"
