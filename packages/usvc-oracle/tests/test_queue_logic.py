@@ -1476,6 +1476,25 @@ class TestAttemptHistory:
         fake_db.advance(1)
         assert list((await queue.reclaim_expired("svc")).failed) == [job.id]
 
+    async def test_a_final_retry_is_two_round_trips(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A retry of the last attempt fails the job, which closes no attempt: no MERGE."""
+        await queue.enqueue(req(max_attempts=1))
+        (running,) = await queue.claim_and_start("svc", "w", 1, 30)
+        fake_db.log.clear()
+        assert await queue.retry(running, "HANDLER_ERROR", "x", 0, 1.0) is JobStatus.FAILED
+        assert [c[1] for c in fake_db.calls("execute")] == ["lock_job", "retry"]
+
+    async def test_a_ready_row_requeued_by_the_previous_version_shows_no_running_attempt(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The previous version's retry left STARTED_AT on the Ready row: it is no attempt."""
+        row_id = fake_db.add(ACTION="greet", ATTEMPTS=1, STARTED_AT=fake_db.now)
+        stored = await queue.get(str(row_id))
+        assert stored is not None
+        assert stored.attempt_history == ()
+
     async def test_an_operator_retry_refused_by_a_key_leaves_no_duplicate(
         self, queue: OracleQueue, fake_db: FakeDatabase
     ) -> None:

@@ -1169,7 +1169,8 @@ class OracleQueue:
             settled=frozenset({JobStatus.FAILED, JobStatus.READY}),
             outputs=("STATUS",),
             clob=("error_message",),
-            history=self.sql.history_retry,
+            # The last attempt's retry fails the job: it stays the row's own attempt.
+            history=self.sql.history_retry if job.attempts < job.max_attempts else None,
             history_params={
                 "outcome": AttemptOutcome.RETRIED.value,
                 "error_code": error_code,
@@ -1549,9 +1550,9 @@ class OracleQueue:
             )
             for no, worker, started, finished, outcome, code, message in closed
             # an operator's retry refused by a key (the row stayed Failed) leaves its copy
-            if not (job.started_at is not None and number(no) == current)
+            if not (_has_current_attempt(job) and number(no) == current)
         ]
-        if job.started_at is not None:
+        if _has_current_attempt(job):
             attempts.append(_current_attempt(job, current))
         return tuple(attempts[-self.attempt_history :])
 
@@ -1853,6 +1854,13 @@ class OracleQueue:
                 for m, (c, f) in slots.items()
             ],
         )
+
+
+def _has_current_attempt(job: Job) -> bool:
+    """Whether the row itself holds an attempt: started, and not waiting (a row the previous
+    version requeued may be Ready with its last STARTED_AT still set)."""
+    waiting = job.status in (JobStatus.READY, JobStatus.ASSIGNED)
+    return job.started_at is not None and not waiting
 
 
 def _current_attempt(job: Job, current: int) -> JobAttempt:
