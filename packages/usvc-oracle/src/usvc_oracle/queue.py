@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
-from usvc_core.adapter_support import check_action_name, check_worker_record, checked_limits
+from usvc_core.adapter_support import QueueBase, check_action_name, check_worker_record
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -194,13 +194,13 @@ def _key_order(row: Mapping[str, Any]) -> tuple[str, bool, str, bool, str]:
     return (row["microservice"], unique is None, unique or "", idem is None, idem or "")
 
 
-def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
-    limits = checked_limits(max_running)
+def _check_limits(limits: dict[str, int]) -> None:
+    """What Oracle adds to the shared ``max_running`` checks: names that fit the column, and
+    no more actions than the claim's IN-lists hold."""
     for action in limits:
         check_length("action", action)
     if len(limits) > IN_LIST_SIZE:
         raise ValueError(f"at most {IN_LIST_SIZE} actions may have a max_running")
-    return limits
 
 
 @dataclass(slots=True)
@@ -221,7 +221,7 @@ class _Slots:
     skip: set[str]  #: limited actions this claim must not take (full, or another's turn)
 
 
-class OracleQueue:
+class OracleQueue(QueueBase):
     """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
     on one Oracle table (see the README).
 
@@ -238,6 +238,7 @@ class OracleQueue:
         monotonic: Callable[[], float] = time.monotonic,
         attempt_history: int = DEFAULT_ATTEMPT_HISTORY,
     ) -> None:
+        super().__init__()
         if isinstance(attempt_history, bool) or not isinstance(attempt_history, int):
             raise TypeError(f"attempt_history={attempt_history!r} must be a whole number")
         if attempt_history < 1:
@@ -257,7 +258,6 @@ class OracleQueue:
         #: service -> (when read, its paused actions), for the claim's index filter
         self._paused_cache: dict[str, tuple[float, set[str]]] = {}
         self._pool: PoolLike | None = None
-        self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
         #: (service, action) of LIMITS rows known to exist
         self._limit_rows: set[tuple[str, str]] = set()
@@ -374,13 +374,6 @@ class OracleQueue:
             return stamp
 
         return await self._run("store_now", work)
-
-    def on_enqueue(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    def _notify(self) -> None:
-        for listener in self._listeners:
-            listener()
 
     # --- the retry loop ------------------------------------------------------------------------
 
@@ -636,36 +629,6 @@ class OracleQueue:
 
     # --- claiming -------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        """Lock up to ``limit`` due Ready rows (SKIP LOCKED), move them to Assigned, commit."""
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
-        )
-
-    async def claim_and_start(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        """Like :meth:`claim`, but the rows go straight to Processing with the attempt
-        counted, in the same UPDATE: one round trip and one commit for the whole batch
-        instead of one more of each per job."""
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
-        )
-
     async def _claim(
         self,
         microservice: str,
@@ -674,13 +637,16 @@ class OracleQueue:
         lease_seconds: float,
         *,
         start: bool,
-        max_running: Mapping[str, int] | None,
+        limits: dict[str, int],
     ) -> list[Job]:
+        """Lock up to ``limit`` due Ready rows (SKIP LOCKED) and move them to Assigned, or
+        straight to Processing with the attempt counted when ``start`` (one round trip and
+        one commit for the whole batch), then commit."""
         if limit <= 0:
             return []
         check_length("worker_id", worker_id)
         lease = seconds(lease_seconds)
-        limits = _limits(max_running)
+        _check_limits(limits)
         columns_out: tuple[str, ...]
         if start:
             statement, columns_out = self.sql.claim_start_update, CLAIM_STARTED_COLUMNS
