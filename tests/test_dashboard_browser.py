@@ -239,6 +239,7 @@ def test_operate_the_queue_from_the_dashboard(
     # The cause is gone: retry, and watch it complete (the page refreshes itself).
     marker.unlink()
     page.click("#retry")
+    page.click("#confirm-ok")  # the in-page confirmation
     expect(page.locator("#job-status")).to_have_text("Completed", timeout=20_000)
     assert '"charged": 1' in page.locator("pre.json").last.inner_text()
 
@@ -246,6 +247,7 @@ def test_operate_the_queue_from_the_dashboard(
     page.goto(f"{svc.url}/admin/#/job/{later['id']}")
     page.wait_for_selector("#cancel")
     page.click("#cancel")
+    page.click("#confirm-ok")
     expect(page.locator("#job-error-code")).to_have_text("CANCELLED")
     assert _api(svc, "GET", f"/jobs/{later['id']}")["status"] == "Failed"
 
@@ -322,11 +324,13 @@ def test_the_dashboard_behind_a_tls_proxy(
     page.goto(f"{public}/admin/#/job/{flaky['id']}")
     page.wait_for_selector("#retry")
     page.click("#retry")
+    page.click("#confirm-ok")  # the in-page confirmation
     expect(page.locator("#job-status")).to_have_text("Completed", timeout=20_000)
 
     page.goto(f"{public}/admin/#/job/{later['id']}")
     page.wait_for_selector("#cancel")
     page.click("#cancel")
+    page.click("#confirm-ok")
     expect(page.locator("#job-error-code")).to_have_text("CANCELLED")
     assert _api(svc, "GET", f"/jobs/{later['id']}")["status"] == "Failed"
 

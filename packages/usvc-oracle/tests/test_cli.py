@@ -121,28 +121,30 @@ class DdlConnection:
 
 async def test_apply_is_idempotent() -> None:
     """The first apply creates the table, nine indexes, the fleet's two tables, the
-    sessions table and the limits table; a second
+    sessions table, the attempts table and the limits table; a second
     reports them all as there. Each apply first bounds its wait for the table's DDL lock."""
     conn = DdlConnection()
     table = TableName.parse("app.jobs")
     first, second = io.StringIO(), io.StringIO()
-    assert await apply_schema(conn, table, first) == 14  # type: ignore[arg-type]
+    assert await apply_schema(conn, table, first) == 15  # type: ignore[arg-type]
     assert conn.executed[0] == SET_DDL_LOCK_TIMEOUT == "ALTER SESSION SET DDL_LOCK_TIMEOUT = 30"
     assert not [s for s in conn.executed if s.endswith(" ONLINE")]  # a new table: no need
     conn.executed.clear()
     assert await apply_schema(conn, table, second) == 0  # type: ignore[arg-type]
     assert conn.executed[0] == SET_DDL_LOCK_TIMEOUT
-    assert first.getvalue().count("created: ") == 14
-    assert second.getvalue().count("exists:  ") == 14
+    assert first.getvalue().count("created: ") == 15
+    assert second.getvalue().count("exists:  ") == 15
     assert 'CREATE TABLE "APP"."JOBS"' in first.getvalue()
     assert 'CREATE TABLE "APP"."JOBS_LIMITS"' in first.getvalue()
+    assert 'CREATE TABLE "APP"."JOBS_ATTEMPTS"' in first.getvalue()
     assert not [s for s in conn.executed if s.startswith("ALTER TABLE")]
 
 
 async def test_apply_upgrades_an_older_usvc_table() -> None:
-    """On a table of the first layout, apply adds UNIQUE_KEY, CANCEL_REQUESTED and
-    DELAYED (ALTER TABLE ADD) before creating the indexes that use them, builds those
-    ONLINE (the table is live), and names the older indexes the new ones replace."""
+    """On a table of the first layout, apply adds UNIQUE_KEY, CANCEL_REQUESTED, DELAYED
+    and the attempt columns (ALTER TABLE ADD) before creating the indexes that use them,
+    builds those ONLINE (the table is live), creates the attempts table, and names the
+    older indexes the new ones replace."""
     old = {"JOBS_PK", "JOBS_READY_IX", "JOBS_LEASE_IX", "JOBS_DONE_IX", "JOBS_IDEM_UX"}
     conn = DdlConnection(
         set(BASE_COLUMNS), indexes=dict.fromkeys(old, ("VALID", "ENABLED")), table="JOBS"
@@ -150,15 +152,20 @@ async def test_apply_upgrades_an_older_usvc_table() -> None:
     conn.created.append('CREATE TABLE "JOBS" ')
     conn.created.append('CREATE UNIQUE INDEX "JOBS_IDEM_UX" ON "JOBS" ')
     out = io.StringIO()
-    # 3 columns, 8 indexes (IDEM_UX was there), the fleet's, sessions and limits tables
-    assert await apply_schema(conn, TableName.parse("jobs"), out) == 15  # type: ignore[arg-type]
+    # 6 columns, 8 indexes (IDEM_UX was there), the fleet's, sessions, attempts and limits
+    assert await apply_schema(conn, TableName.parse("jobs"), out) == 19  # type: ignore[arg-type]
     alters = [i for i, s in enumerate(conn.executed) if s.startswith("ALTER TABLE")]
     unique_index = next(i for i, s in enumerate(conn.executed) if "JOBS_UNIQ_UX" in s)
-    assert len(alters) == 3
+    assert len(alters) == 6
     assert max(alters) < unique_index
     assert conn.columns == set(JOB_COLUMNS)
     assert "CANCEL_REQUESTED NUMBER(1) DEFAULT 0 NOT NULL" in conn.executed[alters[1]]
     assert "ADD (DELAYED NUMBER(1))" in conn.executed[alters[2]]
+    # the attempt counter and the never-started flags: old rows count as confirmed
+    assert "ADD (ATTEMPT_NO NUMBER(10) DEFAULT 0 NOT NULL)" in conn.executed[alters[3]]
+    assert "ADD (START_CONFIRMED NUMBER(1) DEFAULT 1 NOT NULL)" in conn.executed[alters[4]]
+    assert "ADD (ATTEMPT_GIVEN_BACK NUMBER(1) DEFAULT 0 NOT NULL)" in conn.executed[alters[5]]
+    assert any(s.startswith('CREATE TABLE "JOBS_ATTEMPTS"') for s in conn.executed)
     indexes = [s for s in conn.executed if s.startswith(("CREATE INDEX", "CREATE UNIQUE"))]
     assert indexes and all(s.endswith(" INITRANS 16 ONLINE") for s in indexes)
     notes = [line for line in out.getvalue().splitlines() if line.startswith("note:")]
@@ -193,7 +200,7 @@ async def test_apply_builds_plainly_where_online_is_not_available() -> None:
     conn = StandardEdition(set(JOB_COLUMNS), indexes={})
     conn.created.append('CREATE TABLE "MICRO_SVC" ')
     out = io.StringIO()
-    assert await apply_schema(conn, TableName.parse("micro_svc"), out) == 13  # type: ignore[arg-type]
+    assert await apply_schema(conn, TableName.parse("micro_svc"), out) == 14  # type: ignore[arg-type]
     assert out.getvalue().count("note:    ONLINE is not available here") == 9
     assert conn.indexes.keys() >= {f"MICRO_SVC_{s}" for s in INDEXES}
 
@@ -205,7 +212,7 @@ async def test_apply_follows_a_synonym() -> None:
         set(JOB_COLUMNS), synonyms={"JOBS": ("APP", "MICRO_SVC")}, table="MICRO_SVC"
     )
     out = io.StringIO()
-    assert await apply_schema(conn, TableName.parse("jobs"), out) == 14  # type: ignore[arg-type]
+    assert await apply_schema(conn, TableName.parse("jobs"), out) == 15  # type: ignore[arg-type]
     assert "note:    JOBS is a synonym of APP.MICRO_SVC: applying to APP.MICRO_SVC" in (
         out.getvalue()
     )
@@ -259,7 +266,7 @@ def test_ddl_prints_statements_for_sqlplus() -> None:
     out = io.StringIO()
     assert main(["ddl", "--table", "app.jobs"], out=out) == 0
     text = out.getvalue()
-    assert text.count(";\n\n") == 14
+    assert text.count(";\n\n") == 15
     assert 'CREATE UNIQUE INDEX "APP"."JOBS_IDEM_UX"' in text
     assert '-- ALTER TABLE "APP"."JOBS" ADD (UNIQUE_KEY VARCHAR2(256 CHAR));' in text
     assert " DESC" not in text
@@ -315,11 +322,16 @@ def test_apply_without_ddl_privileges_names_the_ddl_grants(
     [
         (
             set(BASE_COLUMNS),
-            "older version (no column UNIQUE_KEY, CANCEL_REQUESTED, DELAYED): run",
+            "older version (no column UNIQUE_KEY, CANCEL_REQUESTED, DELAYED, ATTEMPT_NO, "
+            "START_CONFIRMED, ATTEMPT_GIVEN_BACK): run",
+        ),
+        (  # a table of the version before the attempt history
+            set(BASE_COLUMNS) | {"UNIQUE_KEY", "CANCEL_REQUESTED", "DELAYED"},
+            "older version (no column ATTEMPT_NO, START_CONFIRMED, ATTEMPT_GIVEN_BACK): run",
         ),
         ({"ID", "NAME"}, "another layout (no column MICROSERVICE, ACTION"),
     ],
-    ids=["older", "foreign"],
+    ids=["older", "before-history", "foreign"],
 )
 def test_check_reports_the_layout_of_an_existing_table(
     capsys: Any, monkeypatch: pytest.MonkeyPatch, columns: set[str], says: str

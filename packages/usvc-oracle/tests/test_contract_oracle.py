@@ -19,7 +19,7 @@ from typing import Any
 
 import oracledb
 import pytest
-from usvc_core.jobs import JobStatus
+from usvc_core.jobs import AttemptOutcome, JobStatus
 from usvc_core.ports import EnqueueRequest, JobQueue
 from usvc_oracle import JobLockedError, OracleQueue, OracleSettings, TableName, ddl_statements
 from usvc_oracle.cli import apply_schema, table_columns
@@ -61,6 +61,7 @@ async def _drop(table: TableName) -> None:
     conn = await _connect(_settings(str(table)))
     try:
         for name in (
+            table.qualified_object("ATTEMPTS"),  # its foreign key names the queue table
             table.quoted,
             table.qualified_object("LIMITS"),
             table.qualified_object("WORKERS"),
@@ -156,7 +157,7 @@ class TestOracleOnly:
         finally:
             await conn.close()
         assert created == 0
-        assert out.getvalue().count("exists:") == 14
+        assert out.getvalue().count("exists:") == 15
 
     async def test_apply_upgrades_a_table_of_the_first_layout(self) -> None:
         """A table created without UNIQUE_KEY and CANCEL_REQUESTED gets them from apply
@@ -238,6 +239,50 @@ class TestOracleOnly:
             stored = await queue.get(job.id)
             assert stored is not None
             assert stored.error_message == "é" * 32_000 + "..."
+            # The history MERGE binds it as CLOB too (a select-list bind of the USING query).
+            [attempt] = stored.attempt_history
+            assert attempt.outcome is AttemptOutcome.RETRIED
+            assert attempt.error_message == stored.error_message
+        finally:
+            await queue.close()
+
+    async def test_the_attempts_ring_and_its_cascade(self, oracle_table: str) -> None:
+        """The ATTEMPTS table keeps ``attempt_history`` rows per job (a ring of slots, one
+        MERGE per closed attempt, no trimming DELETE), and purging a job deletes its
+        attempts through the foreign key's ON DELETE CASCADE."""
+        queue = OracleQueue(_settings(oracle_table), attempt_history=3)
+        await queue.open()
+        service = f"att-{uuid.uuid4().hex[:8]}"
+        try:
+            job = await queue.enqueue(
+                EnqueueRequest(payload={"action": "a"}, microservice=service, max_attempts=9)
+            )
+            for n in range(6):
+                (started,) = await queue.claim_and_start(service, "w", 1, 30)
+                await queue.retry(started, "HANDLER_ERROR", f"failure {n + 1}", 0, 1.0)
+            (last,) = await queue.claim_and_start(service, "w", 1, 30)
+            await queue.fail(last, "HANDLER_ERROR", "for good", 1.0)
+            stored = await queue.get(job.id)
+            assert stored is not None
+            assert [a.number for a in stored.attempt_history] == [5, 6, 7]
+            assert [a.outcome for a in stored.attempt_history] == [
+                AttemptOutcome.RETRIED,
+                AttemptOutcome.RETRIED,
+                AttemptOutcome.FAILED,
+            ]
+            count = f'SELECT COUNT(*) FROM "{oracle_table}_ATTEMPTS" WHERE JOB_ID = :id'
+            conn = await _connect(_settings(oracle_table))
+            try:
+                with conn.cursor() as cur:
+                    await cur.execute(count, {"id": int(job.id)})
+                    assert await cur.fetchall() == [(3,)]
+                await asyncio.sleep(1.1)
+                assert await queue.purge(service, 1) == 1
+                with conn.cursor() as cur:
+                    await cur.execute(count, {"id": int(job.id)})
+                    assert await cur.fetchall() == [(0,)]
+            finally:
+                await conn.close()
         finally:
             await queue.close()
 

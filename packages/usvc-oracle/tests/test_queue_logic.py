@@ -9,6 +9,7 @@ from typing import Any
 
 import oracledb
 import pytest
+import structlog
 from structlog.testing import capture_logs
 from usvc_core.errors import (
     ConfigurationError,
@@ -154,6 +155,7 @@ class TestClaim:
             ("acquire",),
             ("execute", "lock_ids", 4, 4),
             ("fetchall",),
+            ("executemany", "history_release", 3),  # a started one's attempt, closed
             ("executemany", "release", 3),
             ("execute", "claim_lock", 3, 3),
             ("fetchmany", 3),
@@ -200,8 +202,9 @@ class TestClaim:
         again = await queue.claim_and_start("svc", "w1", 2, 30)
         assert sorted(j.id for j in again) == sorted(j.id for j in jobs)
         assert [j.attempts for j in again] == [1, 1]
-        assert [c[1] for c in fake_db.calls("execute", "executemany")][:2] == [
+        assert [c[1] for c in fake_db.calls("execute", "executemany")][:3] == [
             "lock_ids",
+            "history_release",
             "release",
         ]
         fake_db.log.clear()
@@ -473,7 +476,8 @@ class TestTransitions:
         self, queue: OracleQueue, fake_db: FakeDatabase, outcome: str
     ) -> None:
         """Issue 22 item 9: lock, then the guarded UPDATE carrying the COMMIT (the driver's
-        autocommit on the last statement): no separate commit round trip."""
+        autocommit on the last statement): no separate commit round trip. A retry writes
+        the attempt it closes in between (issue 21 item 1: same transaction)."""
         if outcome == "mark_processing":
             await fill(queue, 1)
             (job,) = await queue.claim("svc", "w", 1, 30)
@@ -489,6 +493,7 @@ class TestTransitions:
         await write()
         assert [c[:2] for c in fake_db.calls("execute", "commit", "autocommit")] == [
             ("execute", "lock_job"),
+            *([("execute", "history_retry")] if outcome == "retry" else []),
             ("execute", outcome),
             ("autocommit",),
         ]
@@ -811,6 +816,8 @@ class TestOpen:
             ("execute", "workers_probe", 2, 100),
             ("fetchall",),
             ("execute", "paused_probe", 2, 100),
+            ("fetchall",),
+            ("execute", "attempts_probe", 2, 100),
             ("fetchall",),
             ("release",),
         ]
@@ -1140,6 +1147,15 @@ class TestStartup:
         with pytest.raises(ConfigurationError, match="table MICRO_SVC_LIMITS does not exist"):
             await self.make(fake_db).open()
 
+    async def test_a_missing_attempts_table_names_it(self, fake_db: FakeDatabase) -> None:
+        """A table from before the attempt history (no <table>_ATTEMPTS: `apply` not run
+        after the upgrade) fails open() naming that table and the command that creates it,
+        instead of failing the first retry or reclaim later."""
+        fake_db.missing_attempts_table = True
+        with pytest.raises(ConfigurationError, match="MICRO_SVC_ATTEMPTS does not exist") as caught:
+            await self.make(fake_db).open()
+        assert "apply" in str(caught.value)
+
 
 class RecordingMetrics(NullMetrics):
     """Metrics that remember the queue errors they were told of."""
@@ -1213,7 +1229,9 @@ class TestMaxRunning:
         assert [j.action for j in jobs] == ["slow"]
         assert fake_db.limits == {("svc", "slow"), ("svc", "other")}
 
-    async def test_a_limits_row_held_for_long_is_reported(self, fake_db: FakeDatabase) -> None:
+    async def test_a_limits_row_held_for_long_is_reported(
+        self, fake_db: FakeDatabase, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Issue 22 item 2: a session that died holding an action's limits row keeps its
         lock until the server notices; meanwhile every claim skips that action. Once this
         queue has not held the row for ORACLE_LIMIT_STALL_SECONDS while a due job of the
@@ -1241,6 +1259,12 @@ class TestMaxRunning:
             clock[0] = fake_db_seconds = 61.0
             fake_db.advance(fake_db_seconds)
             with capture_logs() as logs:
+                # The module binds its logger at import: once another test configured
+                # logging (cache_logger_on_first_use), that logger no longer sees
+                # capture_logs, so it is swapped for one built under the capture.
+                monkeypatch.setattr(
+                    "usvc_oracle.queue._log", structlog.get_logger("usvc").bind(queue="oracle")
+                )
                 assert await queue.claim("svc", "w1", 1, 30, max_running=limits) == []
             assert [e["event"][:30] for e in logs if e["log_level"] == "warning"] == [
                 "limited action skipped: anothe"
@@ -1349,3 +1373,139 @@ class TestLookupAndSessions:
         assert set(fake_db.sessions) == {"s3"}
         with pytest.raises(ValueError, match="timezone"):
             await queue.revoke_session("naive", fake_db.now)
+
+
+class TestAttemptHistory:
+    """Issue 21 item 1 and issue 22 item 3 on Oracle: the ATTEMPTS ring and the flags on
+    the row, beyond what the shared contract checks."""
+
+    async def test_the_attempts_table_is_a_ring_of_attempt_history_slots(
+        self, fake_db: FakeDatabase
+    ) -> None:
+        """Six closed attempts with attempt_history=3 leave three rows (no trimming DELETE:
+        slot = attempt number modulo 3), and get shows the last three."""
+        settings = OracleSettings(ORACLE_USER="app", ORACLE_PASSWORD="secret")
+        queue = OracleQueue(settings, pool_factory=lambda s: FakePool(fake_db), attempt_history=3)
+        await queue.open()
+        try:
+            job = await queue.enqueue(req(max_attempts=9))
+            for n in range(6):
+                (running,) = await queue.claim_and_start("svc", "w", 1, 30)
+                await queue.retry(running, "HANDLER_ERROR", f"failure {n + 1}", 0, 1.0)
+            kept = sorted(a["ATTEMPT_NO"] for a in fake_db.attempts.values())
+            assert kept == [4, 5, 6]
+            stored = await queue.get(job.id)
+            assert stored is not None
+            assert [(a.number, a.error_message) for a in stored.attempt_history] == [
+                (4, "failure 4"),
+                (5, "failure 5"),
+                (6, "failure 6"),
+            ]
+        finally:
+            await queue.close()
+
+    async def test_get_of_a_job_started_once_reads_no_attempts(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A job never started or started once has no closed attempt: get is one query."""
+        (job,) = await started(queue)
+        fake_db.log.clear()
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert [a.outcome.value for a in stored.attempt_history] == ["running"]
+        assert [c[1] for c in fake_db.calls("execute")] == ["get"]
+
+    async def test_a_reclaim_closes_the_attempts_in_its_own_transaction(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The history MERGE runs before the reclaim's UPDATE (which clears STARTED_AT and
+        the lease owner it copies) and before the one COMMIT of the batch."""
+        await fill(queue, 1)
+        await queue.claim_and_start("svc", "w", 1, 5)
+        fake_db.advance(6)
+        fake_db.log.clear()
+        assert len((await queue.reclaim_expired("svc")).requeued) == 1
+        assert [
+            c[1] if c[0] == "execute" else c[0] for c in fake_db.calls("execute", "commit")
+        ] == [
+            "reclaim_lock",
+            "reclaim_assigned",
+            "history_reclaim",
+            "reclaim_processing",
+            "commit",
+        ]
+
+    async def test_a_processing_row_of_an_older_version_counts_as_confirmed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """START_CONFIRMED is added with DEFAULT 1: a row a worker of the previous version
+        started is not given an attempt back (it may well have run)."""
+        row_id = fake_db.add(
+            STATUS="Processing",
+            ACTION="greet",
+            ATTEMPTS=1,
+            MAX_ATTEMPTS=1,
+            LEASE_OWNER="old-worker",
+            LEASE_TOKEN="t1",
+            STARTED_AT=fake_db.now,
+            LEASE_EXPIRES_AT=fake_db.now,
+        )
+        fake_db.advance(1)
+        assert list((await queue.reclaim_expired("svc")).failed) == [str(row_id)]
+        assert fake_db.rows[row_id]["ATTEMPTS"] == 1
+
+    async def test_a_start_by_a_worker_of_the_previous_version_counts_as_confirmed(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """Rolling upgrade: every way back to Ready sets START_CONFIRMED to 1, so when a
+        worker of the previous version (which never writes the column) starts a row a new
+        worker had claimed unconfirmed before, that start is not mistaken for a lost reply."""
+        job = await queue.enqueue(req(max_attempts=1))
+        (running,) = await queue.claim_and_start("svc", "new-worker", 1, 30)
+        assert fake_db.rows[int(job.id)]["START_CONFIRMED"] == 0
+        assert await queue.release([running]) == 1
+        # The previous version's claim_and_start: the columns it knows, nothing else.
+        fake_db.rows[int(job.id)].update(
+            STATUS="Processing",
+            ATTEMPTS=1,
+            LEASE_OWNER="old-worker",
+            LEASE_TOKEN="old",
+            STARTED_AT=fake_db.now,
+            LEASE_EXPIRES_AT=fake_db.now,
+        )
+        fake_db.advance(1)
+        assert list((await queue.reclaim_expired("svc")).failed) == [job.id]
+
+    async def test_a_final_retry_is_two_round_trips(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """A retry of the last attempt fails the job, which closes no attempt: no MERGE."""
+        await queue.enqueue(req(max_attempts=1))
+        (running,) = await queue.claim_and_start("svc", "w", 1, 30)
+        fake_db.log.clear()
+        assert await queue.retry(running, "HANDLER_ERROR", "x", 0, 1.0) is JobStatus.FAILED
+        assert [c[1] for c in fake_db.calls("execute")] == ["lock_job", "retry"]
+
+    async def test_a_ready_row_requeued_by_the_previous_version_shows_no_running_attempt(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """The previous version's retry left STARTED_AT on the Ready row: it is no attempt."""
+        row_id = fake_db.add(ACTION="greet", ATTEMPTS=1, STARTED_AT=fake_db.now)
+        stored = await queue.get(str(row_id))
+        assert stored is not None
+        assert stored.attempt_history == ()
+
+    async def test_an_operator_retry_refused_by_a_key_leaves_no_duplicate(
+        self, queue: OracleQueue, fake_db: FakeDatabase
+    ) -> None:
+        """retry_failed writes the last attempt before its UPDATE; when the index refuses the
+        UPDATE (another unfinished job took the key) the row stays Failed with that attempt
+        still on it: get shows it once."""
+        job = await queue.enqueue(req(max_attempts=1, idempotency_key="k"))
+        (running,) = await queue.claim_and_start("svc", "w", 1, 30)
+        await queue.fail(running, "HANDLER_ERROR", "boom", 1.0)
+        await queue.enqueue(req(idempotency_key="k"))  # holds the key now
+        assert await queue.retry_failed("svc", [job.id]) == 0
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert [(a.number, a.outcome.value) for a in stored.attempt_history] == [(1, "failed")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ import oracledb
 from oracledb import errors as ora_errors
 from usvc_oracle import Statements, TableName
 from usvc_oracle.sql import (
+    ATTEMPT_COLUMNS,
     CLAIM_COLUMNS,
     CLAIM_STARTED_COLUMNS,
     IN_LIST_SIZE,
@@ -43,6 +45,8 @@ UNFINISHED = (READY, ASSIGNED, PROCESSING)
 #: EXTENDED. A longer str bind is sent as LONG.
 STANDARD_MAX_STRING_SIZE = 4_000
 EXTENDED_MAX_STRING_SIZE = 32_767
+#: A bind placeholder in a statement's text (no statement has a colon inside a literal).
+_BIND = re.compile(r"(?<![\w:]):([a-z_][a-z0-9_]*)")
 #: The schema the fake's user owns (constraint names are reported qualified by it).
 SCHEMA = "USVC"
 
@@ -108,6 +112,8 @@ class FakeDatabase:
     #: the server's MAX_STRING_SIZE as the driver sees it (see STANDARD_MAX_STRING_SIZE)
     max_string_size: int = STANDARD_MAX_STRING_SIZE
     missing_limits_table: bool = False
+    #: a table from before the attempt history (no <table>_ATTEMPTS)
+    missing_attempts_table: bool = False
     #: committed rows of the LIMITS table: (microservice, action)
     limits: set[tuple[str, str]] = field(default_factory=set)
     #: the fleet's tables (committed at once: the queue writes them in one autocommitted
@@ -116,6 +122,8 @@ class FakeDatabase:
     paused: dict[tuple[str, str], datetime] = field(default_factory=dict)
     #: revoked admin sessions: id -> until
     sessions: dict[str, datetime] = field(default_factory=dict)
+    #: committed rows of the ATTEMPTS table: (job id, slot) -> row
+    attempts: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1))
     conn_ids: Any = field(default_factory=lambda: itertools.count(1))
     connections: list[FakeConnection] = field(default_factory=list)
@@ -159,6 +167,9 @@ class FakeDatabase:
             UPDATED_AT=self.now,
             TOKEN=str(row_id),
             CANCEL_REQUESTED=0,
+            ATTEMPT_NO=0,
+            START_CONFIRMED=1,
+            ATTEMPT_GIVEN_BACK=0,
         )
         row.update(values)
         self.rows[row_id] = row
@@ -209,6 +220,8 @@ class FakeConnection:
         self.id = next(db.conn_ids)
         self.pending: dict[int, dict[str, Any] | None] = {}  # None: deleted
         self.pending_limits: set[tuple[str, str]] = set()
+        #: this session's writes to the ATTEMPTS table (None: deleted)
+        self.pending_attempts: dict[tuple[int, int], dict[str, Any] | None] = {}
         self.call_timeout = 0
         #: the thin driver sends a commit with each statement while this is set (one
         #: round trip for the statement and its commit)
@@ -224,6 +237,7 @@ class FakeConnection:
         return (
             bool(self.pending)
             or bool(self.pending_limits)
+            or bool(self.pending_attempts)
             or any(c == self.id for c in self.db.locks.values())
         )
 
@@ -253,6 +267,7 @@ class FakeConnection:
     def _end(self) -> None:
         self.pending.clear()
         self.pending_limits.clear()
+        self.pending_attempts.clear()
         for row_id in [r for r, c in self.db.locks.items() if c == self.id]:
             del self.db.locks[row_id]
 
@@ -267,6 +282,11 @@ class FakeConnection:
             else:
                 self.db.rows[row_id] = row
         self.db.limits |= self.pending_limits
+        for key, attempt in self.pending_attempts.items():
+            if attempt is None:
+                self.db.attempts.pop(key, None)
+            else:
+                self.db.attempts[key] = attempt
         self._end()
 
     async def commit(self) -> None:
@@ -292,6 +312,11 @@ class FakeConnection:
     def view(self) -> dict[int, dict[str, Any]]:
         merged = dict(self.db.rows)
         merged.update(self.pending)
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def attempts_view(self) -> dict[tuple[int, int], dict[str, Any]]:
+        merged = dict(self.db.attempts)
+        merged.update(self.pending_attempts)
         return {k: v for k, v in merged.items() if v is not None}
 
     def write(self, row_id: int) -> dict[str, Any]:
@@ -364,9 +389,21 @@ class FakeCursor:
         assert name is not None, f"SQL not from Statements:\n{statement}"
         return name
 
+    def _check_bind_names(self, name: str, statement: str, parameters: Any) -> None:
+        """The driver binds by name and refuses a name the text lacks (DPY-4008) or a
+        placeholder left without a value (DPY-4010); out variables may come from
+        setinputsizes."""
+        wanted = set(_BIND.findall(statement))
+        outs = {k for k, v in self.input_sizes.items() if isinstance(v, FakeVar)}
+        rows = parameters if isinstance(parameters, list) else [parameters or {}]
+        for row in rows:
+            given = set(dict(row)) | outs
+            assert given == wanted, (name, sorted(given - wanted), sorted(wanted - given))
+
     async def execute(self, statement: str, parameters: Any = None) -> None:
         name = self._name(statement)
         params = dict(parameters or {})
+        self._check_bind_names(name, statement, params)
         self.db.log.append(("execute", self.conn.id, name, self.prefetchrows, self.arraysize))
         self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, params)
@@ -382,6 +419,7 @@ class FakeCursor:
         batcherrors: bool = False,
     ) -> None:
         name = self._name(statement)
+        self._check_bind_names(name, statement, parameters)
         self.db.log.append(("executemany", self.conn.id, name, len(parameters)))
         self.db.input_sizes.append((name, dict(self.input_sizes)))
         self._check_long_binds(statement, parameters)
@@ -496,6 +534,66 @@ class FakeCursor:
             out.append(r)
         return out
 
+    def _close_attempts(
+        self, name: str, p: dict[str, Any], view: dict[int, dict[str, Any]]
+    ) -> None:
+        """The history MERGEs: copy the current attempt of the rows the statement selects
+        into the ring slot MOD(ATTEMPT_NO, :keep) (the row itself is left as it is)."""
+        now = self.db.now
+        if name == "history_reclaim":
+            rows = [
+                r
+                for i in self._ids(p)
+                if (r := view.get(i)) is not None
+                and r["STATUS"] == PROCESSING
+                and r["LEASE_EXPIRES_AT"] < now
+                and (_unstarted(r) or r["ATTEMPTS"] < r["MAX_ATTEMPTS"])
+            ]
+        elif name == "history_retry_failed":
+            r = view.get(p["id"])
+            mine = r is not None and r["MICROSERVICE"] == p["microservice"]
+            rows = [r] if r is not None and mine and r["STATUS"] == FAILED else []
+        else:
+            r = view.get(p["id"])
+            rows = (
+                [r]
+                if r
+                and r["LEASE_TOKEN"] == p["lease_token"]
+                and r["STATUS"] == PROCESSING
+                and (name != "history_retry" or r["ATTEMPTS"] < r["MAX_ATTEMPTS"])
+                else []
+            )
+        self.rowcount = 0
+        for r in rows:
+            if r["STARTED_AT"] is None:
+                continue
+            finished, code, message = now, None, None
+            if name == "history_retry":
+                outcome, code, message = p["outcome"], p["error_code"], p["error_message"] or None
+            elif name == "history_release":
+                outcome = p["outcome"]
+            elif name == "history_reclaim":
+                code = p["error_code"]
+                if _unstarted(r):
+                    outcome = p["not_started"]
+                    message = p["unstarted_message"] + r["LEASE_OWNER"] + p["unstarted_tail"]
+                else:
+                    outcome, message = p["lease_expired"], p["requeued_message"]
+            else:
+                expired = r["ERROR_CODE"] == p["expired_code"]
+                outcome = p["lease_expired"] if expired else p["failed"]
+                finished, code, message = r["FINISHED_AT"], r["ERROR_CODE"], r["ERROR_MESSAGE"]
+            self.conn.pending_attempts[(r["ID"], r["ATTEMPT_NO"] % p["keep"])] = {
+                "ATTEMPT_NO": r["ATTEMPT_NO"],
+                "WORKER_ID": r["LEASE_OWNER"],
+                "STARTED_AT": r["STARTED_AT"],
+                "FINISHED_AT": finished,
+                "OUTCOME": outcome,
+                "ERROR_CODE": code,
+                "ERROR_MESSAGE": message,
+            }
+            self.rowcount += 1
+
     def _gone(self, worker: dict[str, Any], gone_after: int) -> bool:
         beat = timedelta(seconds=gone_after * worker["heartbeat_seconds"])
         return bool(worker["last_seen_at"] + beat < self.db.now)
@@ -511,8 +609,10 @@ class FakeCursor:
     def _run(self, name: str, p: dict[str, Any], i: int) -> None:
         db, conn, now = self.db, self.conn, self.db.now
         view = conn.view()
-        if db.missing_table or (
-            db.missing_limits_table and name in ("limits_probe", "limit_lock", "limit_insert")
+        if (
+            db.missing_table
+            or (db.missing_limits_table and name in ("limits_probe", "limit_lock", "limit_insert"))
+            or (db.missing_attempts_table and (name == "attempts_probe" or "history" in name))
         ):
             raise ora_error("ORA-00942: table or view does not exist", code=942)
         self.rowcount = 0
@@ -558,6 +658,9 @@ class FakeCursor:
                 UNIQUE_KEY=unique,
                 CANCEL_REQUESTED=0,
                 ATTEMPTS=0,
+                ATTEMPT_NO=0,
+                START_CONFIRMED=1,
+                ATTEMPT_GIVEN_BACK=0,
                 MAX_ATTEMPTS=p["max_attempts"],
                 RUN_AT=now + timedelta(seconds=p["delay_seconds"]),
                 DELAYED=1 if p["delay_seconds"] > 0 else None,
@@ -701,6 +804,8 @@ class FakeCursor:
                 row.update(
                     STATUS=PROCESSING if start else ASSIGNED,
                     ATTEMPTS=row["ATTEMPTS"] + 1 if start else row["ATTEMPTS"],
+                    ATTEMPT_NO=row["ATTEMPT_NO"] + 1 if start else row["ATTEMPT_NO"],
+                    START_CONFIRMED=0 if start else row["START_CONFIRMED"],
                     LEASE_OWNER=p["worker_id"],
                     LEASE_TOKEN=p["lease_token"] + str(row_id),
                     ASSIGNED_AT=now,
@@ -718,6 +823,8 @@ class FakeCursor:
                 row.update(
                     STATUS=PROCESSING,
                     ATTEMPTS=row["ATTEMPTS"] + 1,
+                    ATTEMPT_NO=row["ATTEMPT_NO"] + 1,
+                    START_CONFIRMED=1,
                     STARTED_AT=now,
                     LEASE_EXPIRES_AT=now + timedelta(seconds=p["lease_seconds"]),
                     UPDATED_AT=now,
@@ -732,7 +839,9 @@ class FakeCursor:
             row = owned((ASSIGNED, PROCESSING))
             if row is not None:
                 row.update(
-                    LEASE_EXPIRES_AT=now + timedelta(seconds=p["lease_seconds"]), UPDATED_AT=now
+                    LEASE_EXPIRES_AT=now + timedelta(seconds=p["lease_seconds"]),
+                    START_CONFIRMED=1,
+                    UPDATED_AT=now,
                 )
         elif name in ("complete", "fail"):
             row = owned((PROCESSING,))
@@ -756,12 +865,14 @@ class FakeCursor:
                     RUN_AT=now + timedelta(seconds=p["delay_seconds"]) if again else row["RUN_AT"],
                     DELAYED=1 if again and p["delay_seconds"] > 0 else None,
                     FINISHED_AT=None if again else now,
+                    STARTED_AT=None if again else row["STARTED_AT"],
                     LEASE_OWNER=None if again else row["LEASE_OWNER"],
                     ERROR_CODE=p["error_code"],
                     ERROR_MESSAGE=p["error_message"] or None,
                     RUNTIME_MS=p["runtime_ms"],
                     LEASE_EXPIRES_AT=None,
                     CANCEL_REQUESTED=0,
+                    START_CONFIRMED=1,
                     UPDATED_AT=now,
                 )
             self._returning(p, i, [row] if row else [], ["STATUS"])
@@ -778,6 +889,7 @@ class FakeCursor:
                     STARTED_AT=None,
                     LEASE_EXPIRES_AT=None,
                     CANCEL_REQUESTED=0,
+                    START_CONFIRMED=1,
                     UPDATED_AT=now,
                 )
         elif name == "get":
@@ -826,21 +938,42 @@ class FakeCursor:
                 r = view.get(row_id)
                 if r and r["STATUS"] == PROCESSING and r["LEASE_EXPIRES_AT"] < now:
                     row = conn.write(row_id)
-                    again = row["ATTEMPTS"] < row["MAX_ATTEMPTS"]
+                    unstarted = _unstarted(row)
+                    again = unstarted or row["ATTEMPTS"] < row["MAX_ATTEMPTS"]
+                    if unstarted:
+                        message = p["unstarted_message"] + row["LEASE_OWNER"] + p["unstarted_tail"]
+                    else:
+                        message = p["requeued_message"] if again else p["failed_message"]
                     row.update(
                         STATUS=READY if again else FAILED,
+                        ATTEMPTS=row["ATTEMPTS"] - 1
+                        if unstarted and row["ATTEMPTS"] > 0
+                        else row["ATTEMPTS"],
+                        ATTEMPT_GIVEN_BACK=1 if unstarted else row["ATTEMPT_GIVEN_BACK"],
                         FINISHED_AT=None if again else now,
+                        STARTED_AT=None if again else row["STARTED_AT"],
                         LEASE_OWNER=None if again else row["LEASE_OWNER"],
                         LEASE_TOKEN=None if again else row["LEASE_TOKEN"],
                         ERROR_CODE=p["error_code"],
-                        ERROR_MESSAGE=p["requeued_message"] if again else p["failed_message"],
+                        ERROR_MESSAGE=message,
                         LEASE_EXPIRES_AT=None,
                         CANCEL_REQUESTED=0,
+                        START_CONFIRMED=1,
                         UPDATED_AT=now,
                     )
                     done.append(row)
             self.rowcount = len(done)
             self._returning(p, i, done, ["ID", "STATUS"])
+        elif name.startswith("history_"):
+            self._close_attempts(name, p, view)
+        elif name == "attempts":
+            found = sorted(
+                (a for (job, _), a in conn.attempts_view().items() if job == p["id"]),
+                key=lambda a: a["ATTEMPT_NO"],
+            )
+            self._query([tuple(a[c] for c in ATTEMPT_COLUMNS) for a in found])
+        elif name == "attempts_probe":
+            self._query([])
         elif name == "stats":
             mine = [r for r in view.values() if r["MICROSERVICE"] == p["microservice"]]
             out = []
@@ -872,6 +1005,9 @@ class FakeCursor:
             for row_id in doomed:
                 conn.write(row_id)
                 conn.pending[row_id] = None  # deleted when committed
+                for key in conn.attempts_view():  # ON DELETE CASCADE
+                    if key[0] == row_id:
+                        conn.pending_attempts[key] = None
             self.rowcount = len(doomed)
         elif name == "limits_probe":
             self._query([])
@@ -933,6 +1069,7 @@ class FakeCursor:
                     RUNTIME_MS=None,
                     CANCEL_REQUESTED=0,
                     DELAYED=None,
+                    START_CONFIRMED=1,
                     UPDATED_AT=now,
                 )
                 self.rowcount = 1
@@ -1091,6 +1228,11 @@ class FakeCursor:
             )
         else:  # pragma: no cover - every name above
             raise AssertionError(name)
+
+
+def _unstarted(row: dict[str, Any]) -> bool:
+    """A start never confirmed whose attempt was never given back (the reclaim's CASE)."""
+    return row["START_CONFIRMED"] == 0 and row["ATTEMPT_GIVEN_BACK"] == 0
 
 
 def utc(value: datetime) -> datetime:

@@ -32,4 +32,4 @@ def oracle_queue_from_url(url: str, settings: WorkerSettings) -> OracleQueue:
     ORACLE_PASSWORD. Invalid settings (a hostile ORACLE_TABLE, missing credentials) raise
     ConfigurationError here, at startup.
     """
-    return OracleQueue(settings_for(url, settings))
+    return OracleQueue(settings_for(url, settings), attempt_history=settings.JOB_ATTEMPT_HISTORY)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Any
 
+from usvc_core.adapter_support import decode_cursor as shared_decode_cursor
+from usvc_core.adapter_support import encode_cursor as shared_encode_cursor
 from usvc_core.jobs import JobStatus
 from usvc_core.ports import JobFilter
 
@@ -53,19 +53,16 @@ def filter_binds(where: JobFilter, *, statuses: bool) -> dict[str, Any]:
 def encode_cursor(created_at: datetime, job_id: int) -> str:
     """An opaque page cursor: the last row's (CREATED_AT, ID), the listing's sort key."""
     # CREATED_AT comes back from the database naive, in UTC.
-    raw = f"{created_at.replace(tzinfo=None).isoformat()}|{job_id}"
-    return base64.urlsafe_b64encode(raw.encode("ascii")).decode("ascii").rstrip("=")
+    return shared_encode_cursor(created_at.replace(tzinfo=None).isoformat(), job_id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """The (CREATED_AT, ID) a cursor carries; ValueError when it is not one of ours."""
+    when, number = shared_decode_cursor(cursor, (str, int))
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        when, _, job_id = raw.partition("|")
         created = datetime.fromisoformat(when)
-        number = int(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError(f"malformed page cursor {cursor!r}: pass back a next_cursor") from exc
-    if created.tzinfo is not None or number < 1:
-        raise ValueError(f"malformed page cursor {cursor!r}: pass back a next_cursor")
+    except ValueError:
+        created = None
+    if created is None or created.tzinfo is not None or number < 1:
+        raise ValueError("malformed page cursor: pass back a next_cursor")
     return created, number

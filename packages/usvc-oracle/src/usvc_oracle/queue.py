@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
-from usvc_core.adapter_support import check_action_name, check_worker_record, checked_limits
+from usvc_core.adapter_support import QueueBase, check_action_name, check_worker_record
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -37,7 +37,7 @@ from usvc_core.errors import (
     UsvcError,
 )
 from usvc_core.health import HealthRegistry, Status
-from usvc_core.jobs import ErrorCode, Job, JobStatus
+from usvc_core.jobs import AttemptOutcome, ErrorCode, Job, JobAttempt, JobStatus
 from usvc_core.logging import logger
 from usvc_core.ports import (
     GONE_AFTER_HEARTBEATS,
@@ -113,6 +113,14 @@ _REQUEUED_MESSAGE = "lease expired (the worker crashed or stalled); the job will
 _FAILED_MESSAGE = (
     "lease expired (the worker crashed or stalled) during the last attempt; no attempts left"
 )
+#: A reclaimed start never confirmed: "claimed by worker <w> but never confirmed ..." (the
+#: statement puts LEASE_OWNER between the two).
+_UNSTARTED_MESSAGE = "claimed by worker "
+_UNSTARTED_TAIL = (
+    " but never confirmed started (the claim's reply was probably lost); the attempt was given back"
+)
+#: How many attempts of a job ``get`` shows by default (``JOB_ATTEMPT_HISTORY``).
+DEFAULT_ATTEMPT_HISTORY = 20
 _EXHAUSTED_MESSAGE = (
     "no attempts left: this Ready row's ATTEMPTS had already reached MAX_ATTEMPTS when it "
     "was claimed (written or reset by another producer or an operator); set ATTEMPTS to 0 "
@@ -186,13 +194,13 @@ def _key_order(row: Mapping[str, Any]) -> tuple[str, bool, str, bool, str]:
     return (row["microservice"], unique is None, unique or "", idem is None, idem or "")
 
 
-def _limits(max_running: Mapping[str, int] | None) -> dict[str, int]:
-    limits = checked_limits(max_running)
+def _check_limits(limits: dict[str, int]) -> None:
+    """What Oracle adds to the shared ``max_running`` checks: names that fit the column, and
+    no more actions than the claim's IN-lists hold."""
     for action in limits:
         check_length("action", action)
     if len(limits) > IN_LIST_SIZE:
         raise ValueError(f"at most {IN_LIST_SIZE} actions may have a max_running")
-    return limits
 
 
 @dataclass(slots=True)
@@ -213,7 +221,7 @@ class _Slots:
     skip: set[str]  #: limited actions this claim must not take (full, or another's turn)
 
 
-class OracleQueue:
+class OracleQueue(QueueBase):
     """Implements :class:`usvc_core.ports.JobQueue` and :class:`usvc_core.ports.QueueAdmin`
     on one Oracle table (see the README).
 
@@ -228,7 +236,15 @@ class OracleQueue:
         pool_factory: Callable[[OracleSettings], PoolLike] = create_pool,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        attempt_history: int = DEFAULT_ATTEMPT_HISTORY,
     ) -> None:
+        super().__init__()
+        if isinstance(attempt_history, bool) or not isinstance(attempt_history, int):
+            raise TypeError(f"attempt_history={attempt_history!r} must be a whole number")
+        if attempt_history < 1:
+            raise ValueError(f"attempt_history={attempt_history!r}: keep at least 1 attempt")
+        #: how many attempts of a job ``get`` shows (the ATTEMPTS table's ring size)
+        self.attempt_history = attempt_history
         self.settings = settings
         self.table = settings.table
         self.sql = Statements.render(self.table)
@@ -242,7 +258,6 @@ class OracleQueue:
         #: service -> (when read, its paused actions), for the claim's index filter
         self._paused_cache: dict[str, tuple[float, set[str]]] = {}
         self._pool: PoolLike | None = None
-        self._listeners: list[Callable[[], None]] = []
         self._random = random.Random()
         #: (service, action) of LIMITS rows known to exist
         self._limit_rows: set[tuple[str, str]] = set()
@@ -310,6 +325,7 @@ class OracleQueue:
             (self.sql.limits_probe, "LIMITS"),
             (self.sql.workers_probe, "WORKERS"),
             (self.sql.paused_probe, "PAUSED"),
+            (self.sql.attempts_probe, "ATTEMPTS"),
         ):
             with tx.cursor() as cur:
                 try:
@@ -358,13 +374,6 @@ class OracleQueue:
             return stamp
 
         return await self._run("store_now", work)
-
-    def on_enqueue(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    def _notify(self) -> None:
-        for listener in self._listeners:
-            listener()
 
     # --- the retry loop ------------------------------------------------------------------------
 
@@ -620,36 +629,6 @@ class OracleQueue:
 
     # --- claiming -------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        """Lock up to ``limit`` due Ready rows (SKIP LOCKED), move them to Assigned, commit."""
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=False, max_running=max_running
-        )
-
-    async def claim_and_start(
-        self,
-        microservice: str,
-        worker_id: str,
-        limit: int,
-        lease_seconds: float,
-        *,
-        max_running: Mapping[str, int] | None = None,
-    ) -> list[Job]:
-        """Like :meth:`claim`, but the rows go straight to Processing with the attempt
-        counted, in the same UPDATE: one round trip and one commit for the whole batch
-        instead of one more of each per job."""
-        return await self._claim(
-            microservice, worker_id, limit, lease_seconds, start=True, max_running=max_running
-        )
-
     async def _claim(
         self,
         microservice: str,
@@ -658,13 +637,16 @@ class OracleQueue:
         lease_seconds: float,
         *,
         start: bool,
-        max_running: Mapping[str, int] | None,
+        limits: dict[str, int],
     ) -> list[Job]:
+        """Lock up to ``limit`` due Ready rows (SKIP LOCKED) and move them to Assigned, or
+        straight to Processing with the attempt counted when ``start`` (one round trip and
+        one commit for the whole batch), then commit."""
         if limit <= 0:
             return []
         check_length("worker_id", worker_id)
         lease = seconds(lease_seconds)
-        limits = _limits(max_running)
+        _check_limits(limits)
         columns_out: tuple[str, ...]
         if start:
             statement, columns_out = self.sql.claim_start_update, CLAIM_STARTED_COLUMNS
@@ -838,8 +820,7 @@ class OracleQueue:
             if not locked:
                 continue
             rows = [{"id": i, "lease_token": self._unconfirmed_claims[i]} for i in locked]
-            with tx.cursor() as cur:
-                await cur.executemany(self.sql.release, rows, arraydmlrowcounts=True)
+            await self._release_rows(tx, rows)
             settled += locked
         return settled
 
@@ -1008,6 +989,8 @@ class OracleQueue:
         settled: frozenset[JobStatus],
         outputs: Sequence[str] = (),
         clob: Sequence[str] = (),
+        history: str | None = None,
+        history_params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | JobStatus:
         """Lock ``job``'s row, check it is still owned, run one guarded UPDATE and commit.
 
@@ -1035,6 +1018,18 @@ class OracleQueue:
                 if len(self._unconfirmed) >= _MAX_UNCONFIRMED:  # bounded: oldest out
                     self._unconfirmed.pop(next(iter(self._unconfirmed)))
                 self._unconfirmed[key] = None  # until the COMMIT's answer arrives
+                if history is not None:  # the attempt it closes, in the same transaction
+                    with tx.cursor() as cur:
+                        binds = {
+                            **(history_params or {}),
+                            "id": row_id,
+                            "lease_token": job.lease_token,
+                            "keep": self.attempt_history,
+                        }
+                        sizes = clob_inputs([binds], clob)
+                        if sizes:
+                            cur.setinputsizes(**sizes)
+                        await cur.execute(history, binds)
                 with tx.cursor() as cur:
                     outs = {c: cur.var(_out_type(c)) for c in outputs}
                     full = {**params, "id": row_id, "lease_token": job.lease_token}
@@ -1140,6 +1135,13 @@ class OracleQueue:
             settled=frozenset({JobStatus.FAILED, JobStatus.READY}),
             outputs=("STATUS",),
             clob=("error_message",),
+            # The last attempt's retry fails the job: it stays the row's own attempt.
+            history=self.sql.history_retry if job.attempts < job.max_attempts else None,
+            history_params={
+                "outcome": AttemptOutcome.RETRIED.value,
+                "error_code": error_code,
+                "error_message": error_text(error_message),
+            },
         )
         if isinstance(values, JobStatus):
             return values
@@ -1227,9 +1229,9 @@ class OracleQueue:
                 if not locked:
                     continue
                 rows = [{"id": i, "lease_token": owned[i].lease_token} for i in locked]
-                with tx.cursor() as cur:
-                    await cur.executemany(self.sql.release, rows, arraydmlrowcounts=True)
-                    released += sum(int(n) for n in cur.getarraydmlrowcounts())
+                # Only a started job has an attempt to close (claim() hands out Assigned).
+                started = any(owned[i].status is JobStatus.PROCESSING for i in locked)
+                released += await self._release_rows(tx, rows, started=started)
             if tx.conn.transaction_in_progress:
                 await tx.commit()
             return released
@@ -1238,6 +1240,20 @@ class OracleQueue:
         if released:
             self._notify()
         return released
+
+    async def _release_rows(
+        self, tx: _Tx, rows: list[dict[str, Any]], *, started: bool = True
+    ) -> int:
+        """Release the locked rows (id + lease token): a Processing one's attempt closes as
+        ``released`` in the same transaction (``started``: some may be Processing).
+        Returns how many were released."""
+        if started:
+            keep = {"outcome": AttemptOutcome.RELEASED.value, "keep": self.attempt_history}
+            with tx.cursor() as cur:
+                await cur.executemany(self.sql.history_release, [{**r, **keep} for r in rows])
+        with tx.cursor() as cur:
+            await cur.executemany(self.sql.release, rows, arraydmlrowcounts=True)
+            return sum(int(n) for n in cur.getarraydmlrowcounts())
 
     async def reclaim_expired(self, microservice: str) -> ReclaimResult:
         return await self._reclaim("reclaim_expired", self.sql.reclaim_lock, microservice)
@@ -1269,6 +1285,24 @@ class OracleQueue:
                     out_id = cur.var(_NUMBER)
                     await cur.execute(self.sql.reclaim_assigned, {**padded(chunk), "o_id": out_id})
                     back.extend(str(int(i)) for i in out_id.getvalue())
+                messages = {
+                    "error_code": ErrorCode.LEASE_EXPIRED.value,
+                    "requeued_message": _REQUEUED_MESSAGE,
+                    "unstarted_message": _UNSTARTED_MESSAGE,
+                    "unstarted_tail": _UNSTARTED_TAIL,
+                }
+                with tx.cursor() as cur:  # the attempts it closes, in the same transaction
+                    _id_binds(cur)
+                    await cur.execute(
+                        self.sql.history_reclaim,
+                        {
+                            **padded(chunk),
+                            **messages,
+                            "not_started": AttemptOutcome.NOT_STARTED.value,
+                            "lease_expired": AttemptOutcome.LEASE_EXPIRED.value,
+                            "keep": self.attempt_history,
+                        },
+                    )
                 with tx.cursor() as cur:
                     _id_binds(cur)
                     out_id, out_status = cur.var(_NUMBER), cur.var(str)
@@ -1276,8 +1310,7 @@ class OracleQueue:
                         self.sql.reclaim_processing,
                         {
                             **padded(chunk),
-                            "error_code": ErrorCode.LEASE_EXPIRED.value,
-                            "requeued_message": _REQUEUED_MESSAGE,
+                            **messages,
                             "failed_message": _FAILED_MESSAGE,
                             "o_id": out_id,
                             "o_status": out_status,
@@ -1443,9 +1476,51 @@ class OracleQueue:
                 found = await cur.fetchall()
             if not found:
                 return None
-            return job_from_row(dict(zip(JOB_COLUMNS, found[0], strict=True)))
+            row = dict(zip(JOB_COLUMNS, found[0], strict=True))
+            closed: list[Any] = []
+            # A job started at most once has no closed attempt: no second round trip.
+            if number(row["ATTEMPT_NO"]) > (0 if row["STARTED_AT"] is None else 1):
+                with tx.cursor() as cur:
+                    cur.outputtypehandler = clob_as_text
+                    cur.prefetchrows = self.attempt_history + 1
+                    cur.arraysize = self.attempt_history + 1
+                    await cur.execute(self.sql.attempts, {"id": row_id})
+                    closed = await cur.fetchall()
+            job = job_from_row(row)
+            job.attempt_history = self._history(job, number(row["ATTEMPT_NO"]), closed)
+            return job
 
         return await self._run("get", work)
+
+    @property
+    def _final_outcomes(self) -> dict[str, Any]:
+        return {
+            "expired_code": ErrorCode.LEASE_EXPIRED.value,
+            "lease_expired": AttemptOutcome.LEASE_EXPIRED.value,
+            "failed": AttemptOutcome.FAILED.value,
+            "keep": self.attempt_history,
+        }
+
+    def _history(self, job: Job, current: int, closed: Sequence[Any]) -> tuple[JobAttempt, ...]:
+        """The closed attempts (oldest first) and the row's own one when it has started,
+        the last ``attempt_history`` of them."""
+        attempts = [
+            JobAttempt(
+                number=number(no),
+                worker_id=worker,
+                started_at=utc(started),
+                finished_at=utc(finished),
+                outcome=AttemptOutcome(outcome),
+                error_code=code,
+                error_message=None if code is None else (message or ""),
+            )
+            for no, worker, started, finished, outcome, code, message in closed
+            # an operator's retry refused by a key (the row stayed Failed) leaves its copy
+            if not (_has_current_attempt(job) and number(no) == current)
+        ]
+        if _has_current_attempt(job):
+            attempts.append(_current_attempt(job, current))
+        return tuple(attempts[-self.attempt_history :])
 
     async def stats(self, microservice: str) -> QueueStats:
         async def work(tx: _Tx) -> tuple[list[Any], list[Any]]:
@@ -1567,6 +1642,11 @@ class OracleQueue:
                 if not locked:
                     continue
                 rows = [{"id": i, "microservice": microservice} for i in locked]
+                with tx.cursor() as cur:  # the last attempt of a started job joins the history
+                    await cur.executemany(
+                        self.sql.history_retry_failed,
+                        [{**r, **self._final_outcomes} for r in rows],
+                    )
                 with tx.cursor() as cur:
                     # A row whose idempotency key another unfinished job took meanwhile
                     # is refused by the index (ORA-00001) and stays Failed.
@@ -1740,3 +1820,30 @@ class OracleQueue:
                 for m, (c, f) in slots.items()
             ],
         )
+
+
+def _has_current_attempt(job: Job) -> bool:
+    """Whether the row itself holds an attempt: started, and not waiting (a row the previous
+    version requeued may be Ready with its last STARTED_AT still set)."""
+    waiting = job.status in (JobStatus.READY, JobStatus.ASSIGNED)
+    return job.started_at is not None and not waiting
+
+
+def _current_attempt(job: Job, current: int) -> JobAttempt:
+    """The attempt the row itself describes (it has STARTED_AT)."""
+    if job.status is JobStatus.COMPLETED:
+        outcome = AttemptOutcome.COMPLETED
+    elif job.status is JobStatus.FAILED:
+        expired = job.error_code == ErrorCode.LEASE_EXPIRED.value
+        outcome = AttemptOutcome.LEASE_EXPIRED if expired else AttemptOutcome.FAILED
+    else:
+        return JobAttempt(current, job.lease_owner, job.started_at, None, AttemptOutcome.RUNNING)
+    return JobAttempt(
+        current,
+        job.lease_owner,
+        job.started_at,
+        job.finished_at,
+        outcome,
+        job.error_code,
+        job.error_message,
+    )

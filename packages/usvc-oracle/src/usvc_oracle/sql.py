@@ -31,6 +31,7 @@ from usvc_core.jobs import JobStatus
 from usvc_oracle.naming import TableName
 
 __all__ = [
+    "ATTEMPT_COLUMNS",
     "BASE_COLUMNS",
     "CLAIM_COLUMNS",
     "CLAIM_STARTED_COLUMNS",
@@ -181,6 +182,9 @@ JOB_COLUMNS = (
     "UNIQUE_KEY",
     "CANCEL_REQUESTED",
     "DELAYED",
+    "ATTEMPT_NO",
+    "START_CONFIRMED",
+    "ATTEMPT_GIVEN_BACK",
 )
 
 #: Columns added after the first layout: ``apply`` adds them to an older table.
@@ -189,6 +193,16 @@ UPGRADE_COLUMNS: dict[str, str] = {
     "CANCEL_REQUESTED": "NUMBER(1) DEFAULT 0 NOT NULL",
     # 1: Ready with a future RUN_AT when written (out of the claim's index until due).
     "DELAYED": "NUMBER(1)",
+    # Every start over the job's life (the attempt history's numbers; ATTEMPTS is reset by
+    # an operator's retry and given back by a release).
+    "ATTEMPT_NO": "NUMBER(10) DEFAULT 0 NOT NULL",
+    # 0 from claim_and_start until mark_processing or a lease renewal confirms the start
+    # (a row of an older version counts as confirmed). Every way back to Ready sets 1, so a
+    # worker of the previous version (which does not know the column) during a rolling
+    # upgrade never starts a row that looks unconfirmed.
+    "START_CONFIRMED": "NUMBER(1) DEFAULT 1 NOT NULL",
+    # 1 once a reclaim gave back the attempt of a start never confirmed (only once per job).
+    "ATTEMPT_GIVEN_BACK": "NUMBER(1) DEFAULT 0 NOT NULL",
 }
 #: Columns every usvc queue table has had: a table lacking one has another layout.
 BASE_COLUMNS = tuple(c for c in JOB_COLUMNS if c not in UPGRADE_COLUMNS)
@@ -215,6 +229,17 @@ CLAIM_COLUMNS = (
 
 #: What ``claim_and_start`` returns per row: the claim's columns and the start time.
 CLAIM_STARTED_COLUMNS = (*CLAIM_COLUMNS, "STARTED_AT")
+
+#: The columns of a closed attempt (``<table>_ATTEMPTS``), in the order ``attempts`` reads.
+ATTEMPT_COLUMNS = (
+    "ATTEMPT_NO",
+    "WORKER_ID",
+    "STARTED_AT",
+    "FINISHED_AT",
+    "OUTCOME",
+    "ERROR_CODE",
+    "ERROR_MESSAGE",
+)
 
 #: What ``mark_processing`` returns.
 PROCESSING_COLUMNS = ("ATTEMPTS", "STARTED_AT", "LEASE_EXPIRES_AT", "UPDATED_AT")
@@ -291,6 +316,43 @@ def _admin_filter(
     )
 
 
+def _history(
+    table: TableName, where: str, *, outcome: str, code: str, message: str, finished: str = NOW
+) -> str:
+    """Close the current attempt of the rows ``where`` selects into ``<table>_ATTEMPTS``,
+    before the transition that sends them back to Ready clears STARTED_AT (same
+    transaction). The table is a ring of ``:keep`` slots per job (slot = attempt number
+    modulo ``:keep``): one MERGE keeps the last attempts only, no trimming DELETE."""
+    t = table.quoted
+    attempts = table.qualified_object("ATTEMPTS")
+    return (
+        f"MERGE INTO {attempts} a\n"
+        "USING (SELECT ID, ATTEMPT_NO, LEASE_OWNER, STARTED_AT,\n"
+        f"              {finished} AS CLOSED_AT,\n"
+        f"              {outcome} AS OUTCOME,\n"
+        f"              {code} AS CLOSED_CODE,\n"
+        f"              {message} AS CLOSED_MESSAGE\n"
+        f"         FROM {t}\n"
+        f"        WHERE {where}) j\n"
+        "   ON (a.JOB_ID = j.ID AND a.SLOT = MOD(j.ATTEMPT_NO, :keep))\n"
+        " WHEN MATCHED THEN UPDATE SET a.ATTEMPT_NO = j.ATTEMPT_NO,\n"
+        "      a.WORKER_ID = j.LEASE_OWNER, a.STARTED_AT = j.STARTED_AT,\n"
+        "      a.FINISHED_AT = j.CLOSED_AT, a.OUTCOME = j.OUTCOME,\n"
+        "      a.ERROR_CODE = j.CLOSED_CODE, a.ERROR_MESSAGE = j.CLOSED_MESSAGE\n"
+        " WHEN NOT MATCHED THEN INSERT (JOB_ID, SLOT, ATTEMPT_NO, WORKER_ID, STARTED_AT,\n"
+        "      FINISHED_AT, OUTCOME, ERROR_CODE, ERROR_MESSAGE)\n"
+        "      VALUES (j.ID, MOD(j.ATTEMPT_NO, :keep), j.ATTEMPT_NO, j.LEASE_OWNER,\n"
+        "      j.STARTED_AT, j.CLOSED_AT, j.OUTCOME, j.CLOSED_CODE, j.CLOSED_MESSAGE)"
+    )
+
+
+#: A Processing row whose start was never confirmed and never given back: a reclaim gives
+#: its attempt back (once per job).
+_UNSTARTED = "START_CONFIRMED = 0 AND ATTEMPT_GIVEN_BACK = 0"
+#: A reclaimed Processing row goes back to Ready (else it fails: no attempts left).
+_AGAIN = f"({_UNSTARTED} OR ATTEMPTS < MAX_ATTEMPTS)"
+
+
 @dataclass(frozen=True, slots=True)
 class Statements:
     """The runtime SQL for one table. Build with :meth:`render`."""
@@ -354,6 +416,12 @@ class Statements:
     forget_sessions: str
     revoke_session: str
     session_revoked: str
+    attempts: str
+    attempts_probe: str
+    history_retry: str
+    history_release: str
+    history_reclaim: str
+    history_retry_failed: str
 
     @classmethod
     def render(cls, table: TableName) -> Statements:
@@ -362,6 +430,7 @@ class Statements:
         workers = table.qualified_object("WORKERS")
         paused = table.qualified_object("PAUSED")
         sessions = table.qualified_object("SESSIONS")
+        attempts = table.qualified_object("ATTEMPTS")
         # A worker is gone once the database clock passes two of its heartbeats.
         gone = f"LAST_SEEN_AT + NUMTODSINTERVAL(:gone_after * HEARTBEAT_SECONDS, 'SECOND') < {NOW}"
         claim_ix = table.object_name("CLAIM_IX")
@@ -436,6 +505,8 @@ class Statements:
                 f"UPDATE {t}\n"
                 f"   SET STATUS = {_PROCESSING},\n"
                 "       ATTEMPTS = ATTEMPTS + 1,\n"
+                "       ATTEMPT_NO = ATTEMPT_NO + 1,\n"
+                "       START_CONFIRMED = 0,\n"
                 "       LEASE_OWNER = :worker_id,\n"
                 "       LEASE_TOKEN = :lease_token || TO_CHAR(ID),\n"
                 f"       ASSIGNED_AT = {NOW},\n"
@@ -483,6 +554,8 @@ class Statements:
                 f"UPDATE {t}\n"
                 f"   SET STATUS = {_PROCESSING},\n"
                 "       ATTEMPTS = ATTEMPTS + 1,\n"
+                "       ATTEMPT_NO = ATTEMPT_NO + 1,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       STARTED_AT = {NOW},\n"
                 f"       LEASE_EXPIRES_AT = {_plus('lease_seconds')},\n"
                 f"       UPDATED_AT = {NOW}\n"
@@ -504,6 +577,8 @@ class Statements:
             extend_lease=(
                 f"UPDATE {t}\n"
                 f"   SET LEASE_EXPIRES_AT = {_plus('lease_seconds')},\n"
+                # its claimer holds it: a claim_and_start's start is confirmed
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND {_LEASED}"
@@ -546,6 +621,8 @@ class Statements:
                 " THEN 1 END,\n"
                 "       FINISHED_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 f" THEN NULL ELSE {NOW} END,\n"
+                "       STARTED_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
+                " THEN NULL ELSE STARTED_AT END,\n"
                 "       LEASE_OWNER = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
                 " THEN NULL ELSE LEASE_OWNER END,\n"
                 "       ERROR_CODE = :error_code,\n"
@@ -553,6 +630,7 @@ class Statements:
                 "       RUNTIME_MS = :runtime_ms,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND STATUS = {_PROCESSING}\n"
@@ -571,6 +649,7 @@ class Statements:
                 "       STARTED_AT = NULL,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" {owned}\n"
                 f"   AND {_LEASED}"
@@ -595,21 +674,27 @@ class Statements:
                 f"   AND LEASE_EXPIRES_AT < {NOW}\n"
                 "RETURNING ID INTO :o_id"
             ),
+            # A start never confirmed (claim_and_start whose reply was lost) gets its attempt
+            # back, once per job; otherwise Ready while attempts are left, else Failed.
             reclaim_processing=(
                 f"UPDATE {t}\n"
-                "   SET STATUS = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
-                f" THEN {_READY} ELSE {_FAILED} END,\n"
-                "       FINISHED_AT = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
-                f" THEN NULL ELSE {NOW} END,\n"
-                "       LEASE_OWNER = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
-                " THEN NULL ELSE LEASE_OWNER END,\n"
-                "       LEASE_TOKEN = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
-                " THEN NULL ELSE LEASE_TOKEN END,\n"
+                f"   SET STATUS = CASE WHEN {_AGAIN} THEN {_READY} ELSE {_FAILED} END,\n"
+                f"       ATTEMPTS = CASE WHEN {_UNSTARTED} AND ATTEMPTS > 0"
+                " THEN ATTEMPTS - 1 ELSE ATTEMPTS END,\n"
+                f"       ATTEMPT_GIVEN_BACK = CASE WHEN {_UNSTARTED}"
+                " THEN 1 ELSE ATTEMPT_GIVEN_BACK END,\n"
+                f"       FINISHED_AT = CASE WHEN {_AGAIN} THEN NULL ELSE {NOW} END,\n"
+                f"       STARTED_AT = CASE WHEN {_AGAIN} THEN NULL ELSE STARTED_AT END,\n"
+                f"       LEASE_OWNER = CASE WHEN {_AGAIN} THEN NULL ELSE LEASE_OWNER END,\n"
+                f"       LEASE_TOKEN = CASE WHEN {_AGAIN} THEN NULL ELSE LEASE_TOKEN END,\n"
                 "       ERROR_CODE = :error_code,\n"
-                "       ERROR_MESSAGE = CASE WHEN ATTEMPTS < MAX_ATTEMPTS"
-                " THEN :requeued_message ELSE :failed_message END,\n"
+                f"       ERROR_MESSAGE = CASE WHEN {_UNSTARTED}"
+                " THEN :unstarted_message || LEASE_OWNER || :unstarted_tail\n"
+                "            WHEN ATTEMPTS < MAX_ATTEMPTS THEN :requeued_message\n"
+                "            ELSE :failed_message END,\n"
                 "       LEASE_EXPIRES_AT = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 f" WHERE {_in_list()}\n"
                 f"   AND STATUS = {_PROCESSING}\n"
@@ -703,6 +788,7 @@ class Statements:
                 "       RUNTIME_MS = NULL,\n"
                 "       CANCEL_REQUESTED = 0,\n"
                 "       DELAYED = NULL,\n"
+                "       START_CONFIRMED = 1,\n"
                 f"       UPDATED_AT = {NOW}\n"
                 " WHERE ID = :id\n"
                 "   AND MICROSERVICE = :microservice\n"
@@ -843,6 +929,60 @@ class Statements:
             paused_probe=(
                 f"SELECT MICROSERVICE, ACTION, PAUSED_AT\n  FROM {paused}\n WHERE ACTION IS NULL"
             ),
+            # The closed attempts of one job (at most :keep of them: the ring's slots).
+            attempts=(
+                f"SELECT {', '.join(ATTEMPT_COLUMNS)}\n  FROM {attempts}\n"
+                " WHERE JOB_ID = :id\n ORDER BY ATTEMPT_NO"
+            ),
+            attempts_probe=(
+                f"SELECT JOB_ID, SLOT, {', '.join(ATTEMPT_COLUMNS)}\n  FROM {attempts}\n"
+                " WHERE JOB_ID IS NULL"
+            ),
+            # Before ``retry`` when it goes back to Ready (the row is locked by lock_job).
+            history_retry=_history(
+                table,
+                f"ID = :id\n          AND LEASE_TOKEN = :lease_token\n"
+                f"          AND STATUS = {_PROCESSING}\n"
+                "          AND ATTEMPTS < MAX_ATTEMPTS\n"
+                "          AND STARTED_AT IS NOT NULL",
+                outcome=":outcome",
+                code=":error_code",
+                message=":error_message",
+            ),
+            # Before ``release``: a Processing job's attempt ends, not spent, without error.
+            history_release=_history(
+                table,
+                f"ID = :id\n          AND LEASE_TOKEN = :lease_token\n"
+                f"          AND STATUS = {_PROCESSING}\n"
+                "          AND STARTED_AT IS NOT NULL",
+                outcome=":outcome",
+                code="CAST(NULL AS VARCHAR2(64))",
+                message="CAST(NULL AS CLOB)",
+            ),
+            # Before ``reclaim_processing``, for the rows it sends back to Ready.
+            history_reclaim=_history(
+                table,
+                f"{_in_list()}\n          AND STATUS = {_PROCESSING}\n"
+                f"          AND LEASE_EXPIRES_AT < {NOW}\n"
+                f"          AND {_AGAIN}\n"
+                "          AND STARTED_AT IS NOT NULL",
+                outcome=f"CASE WHEN {_UNSTARTED} THEN :not_started ELSE :lease_expired END",
+                code=":error_code",
+                message=f"CASE WHEN {_UNSTARTED}"
+                " THEN :unstarted_message || LEASE_OWNER || :unstarted_tail\n"
+                "                   ELSE :requeued_message END",
+            ),
+            # Before ``retry_failed``: a started Failed job's last attempt, as it ended.
+            history_retry_failed=_history(
+                table,
+                "ID = :id\n          AND MICROSERVICE = :microservice\n"
+                f"          AND STATUS = {_FAILED}\n"
+                "          AND STARTED_AT IS NOT NULL",
+                outcome="CASE WHEN ERROR_CODE = :expired_code THEN :lease_expired ELSE :failed END",
+                code="ERROR_CODE",
+                message="ERROR_MESSAGE",
+                finished="FINISHED_AT",
+            ),
         )
 
     def as_dict(self) -> dict[str, str]:
@@ -895,6 +1035,9 @@ def ddl_statements(table: TableName, *, online: bool = False) -> list[str]:
         f"    UNIQUE_KEY       {UPGRADE_COLUMNS['UNIQUE_KEY']},\n"
         f"    CANCEL_REQUESTED {UPGRADE_COLUMNS['CANCEL_REQUESTED']},\n"
         f"    DELAYED          {UPGRADE_COLUMNS['DELAYED']},\n"
+        f"    ATTEMPT_NO       {UPGRADE_COLUMNS['ATTEMPT_NO']},\n"
+        f"    START_CONFIRMED  {UPGRADE_COLUMNS['START_CONFIRMED']},\n"
+        f"    ATTEMPT_GIVEN_BACK {UPGRADE_COLUMNS['ATTEMPT_GIVEN_BACK']},\n"
         f"    CONSTRAINT {table.object_name('PK')} PRIMARY KEY (ID),\n"
         f"    CONSTRAINT {table.object_name('STATUS_CK')} CHECK (STATUS IN ({_ALL_STATUSES})),\n"
         f"    CONSTRAINT {table.object_name('ATTEMPTS_CK')}"
@@ -938,6 +1081,23 @@ def ddl_statements(table: TableName, *, online: bool = False) -> list[str]:
         "    SESSION_ID        VARCHAR2(128 CHAR) NOT NULL,\n"
         "    UNTIL_AT          TIMESTAMP(6) NOT NULL,\n"
         f"    CONSTRAINT {table.object_name('SESSIONS_PK')} PRIMARY KEY (SESSION_ID)\n"
+        ")"
+    )
+    # The closed attempts (a ring of N slots per job); purging a job deletes its attempts.
+    statements.append(
+        f"CREATE TABLE {table.qualified_object('ATTEMPTS')} (\n"
+        "    JOB_ID            NUMBER(19) NOT NULL,\n"
+        "    SLOT              NUMBER(5) NOT NULL,\n"
+        "    ATTEMPT_NO        NUMBER(10) NOT NULL,\n"
+        "    WORKER_ID         VARCHAR2(200 CHAR),\n"
+        "    STARTED_AT        TIMESTAMP(6),\n"
+        "    FINISHED_AT       TIMESTAMP(6),\n"
+        "    OUTCOME           VARCHAR2(16 CHAR) NOT NULL,\n"
+        "    ERROR_CODE        VARCHAR2(64 CHAR),\n"
+        "    ERROR_MESSAGE     CLOB,\n"
+        f"    CONSTRAINT {table.object_name('ATTEMPTS_PK')} PRIMARY KEY (JOB_ID, SLOT),\n"
+        f"    CONSTRAINT {table.object_name('ATTEMPTS_FK')} FOREIGN KEY (JOB_ID)\n"
+        f"        REFERENCES {t} (ID) ON DELETE CASCADE\n"
         ")"
     )
     statements.append(

@@ -19,6 +19,7 @@ from usvc_core.jobs import AttemptOutcome, Job, JobStatus
 from usvc_core.ports import FleetAdmin, JobFilter, QueueAdmin
 
 from usvc_http.admin.auth import AdminAuth, Caller
+from usvc_http.admin.dashboard_api import add_dashboard_routes
 from usvc_http.admin.fleet_api import add_fleet_routes
 from usvc_http.admin.gate import UNAUTHENTICATED
 from usvc_http.errors import clip
@@ -281,30 +282,24 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             ],
         )
 
-    @router.get("/jobs", response_model=JobPageOut)
-    async def list_jobs(
+    async def job_filter(
         *,
         status: list[str] = Query(default_factory=list, max_length=_MAX_FILTER_VALUES),  # noqa: B008 - FastAPI's way
         action: list[str] = Query(default_factory=list, max_length=_MAX_FILTER_VALUES),  # noqa: B008
         error_code: list[str] = Query(default_factory=list, max_length=_MAX_FILTER_VALUES),  # noqa: B008
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-        limit: int = Query(50, ge=1, le=1000),
-        cursor: str | None = Query(None, max_length=1000),
         scheduled: bool | None = Query(
             None, description="true: only jobs not due yet; false: none of them"
         ),
         error_text: str | None = Query(None, min_length=1, max_length=200),
-    ) -> JobPageOut:
-        """This service's jobs, newest first, a page at a time (``status`` in any case;
-        ``status=scheduled``: Ready jobs not due yet). A page may come back short with a
-        cursor when a text search stopped to keep the call fast."""
-        if cursor is not None:
-            _no_strange_numbers(cursor)
+    ) -> JobFilter:
+        """The job filter of a list, a count or a bulk action (``status`` in any case;
+        ``status=scheduled``: Ready jobs not due yet)."""
         if any(name.lower() == "scheduled" for name in status):  # the derived status
             status = [name for name in status if name.lower() != "scheduled"] + ["Ready"]
             scheduled = True
-        where = JobFilter(
+        return JobFilter(
             service,
             statuses=_statuses(status),
             actions=frozenset(action),
@@ -314,11 +309,27 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
             scheduled=scheduled,
             error_text=error_text,
         )
+
+    @router.get("/jobs", response_model=JobPageOut)
+    async def list_jobs(
+        *,
+        where: JobFilter = Depends(job_filter),  # noqa: B008 - FastAPI's way (job_filter is local)
+        limit: int = Query(50, ge=1, le=1000),
+        cursor: str | None = Query(None, max_length=1000),
+    ) -> JobPageOut:
+        """This service's jobs, newest first, a page at a time (``status`` in any case;
+        ``status=scheduled``: Ready jobs not due yet). A page may come back short with a
+        cursor when a text search stopped to keep the call fast."""
+        if cursor is not None:
+            _no_strange_numbers(cursor)
         try:
             page = await admin.list_jobs(where, limit=limit, cursor=cursor)
         except (ValueError, OverflowError) as exc:  # the port's word for a bad cursor/filter
             raise HTTPException(422, clip(f"invalid cursor or filter: {exc}")) from exc
         return JobPageOut(jobs=[_summary(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+    # before /jobs/{job_id}: "count" and "bulk" are no job ids
+    add_dashboard_routes(router, context, admin, job_filter)
 
     @router.get("/find", response_model=JobPageOut)
     async def find(key: str = Query(min_length=1, max_length=500)) -> JobPageOut:
@@ -327,9 +338,16 @@ def admin_router(context: SurfaceContext, auth: AdminAuth, admin: QueueAdmin) ->
         return JobPageOut(jobs=[_summary(j) for j in jobs], next_cursor=None)
 
     @router.get("/jobs/{job_id}", response_model=JobOut)
-    async def show(job_id: str) -> JobOut:
-        """One job with its payload, result and error."""
-        return _whole(await own_job(job_id))
+    async def show(
+        job_id: str,
+        payload: bool = Query(True, description="false: leave payload and result out"),
+    ) -> JobOut:
+        """One job with its payload, result and error (``payload=false``: without them,
+        for a page that polls)."""
+        whole = _whole(await own_job(job_id))
+        if not payload:
+            whole.payload = whole.results = None
+        return whole
 
     @router.post("/jobs", response_model=JobOut, status_code=201)
     async def enqueue(body: EnqueueIn) -> JobOut:

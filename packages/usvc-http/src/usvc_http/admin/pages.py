@@ -77,7 +77,16 @@ def _shell(service: str, csrf_token: str) -> str:
 <body>
 <header>
 <a class="brand" href="#/">{html.escape(service)}</a>
-<nav><a href="#/">Overview</a><a href="#/failed">Failed jobs</a><a href="#/jobs">All jobs</a></nav>
+<nav>
+<a href="#/">Overview</a>
+<a href="#/jobs?status=Failed" data-status="Failed">Failed jobs</a>
+<a href="#/jobs" data-status="">All jobs</a>
+<a href="#/actions">Actions</a>
+<a href="#/workers">Workers</a>
+<a href="#/schedules">Schedules</a>
+</nav>
+<button type="button" id="refresh-toggle" class="plain" aria-pressed="false">
+Pause auto-refresh</button>
 <form method="post" action="/admin/logout" id="logout">
 <input type="hidden" name="csrf_token" value="{html.escape(csrf_token)}">
 <button type="submit">Sign out</button>
@@ -85,6 +94,13 @@ def _shell(service: str, csrf_token: str) -> str:
 </header>
 <main id="view"><p>Loading…</p></main>
 <footer><span id="refreshed"></span></footer>
+<dialog id="confirm" aria-labelledby="confirm-text">
+<p id="confirm-text"></p>
+<p class="buttons">
+<button type="button" id="confirm-ok">Confirm</button>
+<button type="button" id="confirm-cancel" class="plain">Keep as is</button>
+</p>
+</dialog>
 </body>
 </html>
 """
