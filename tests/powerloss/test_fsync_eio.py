@@ -74,7 +74,10 @@ async def test_a_worker_on_a_broken_store_reports_red(lazy_mount: LazyMount) -> 
         configure_logging=False,
     )
     async with app:
-        await queue.enqueue(job(1))
+        # The job takes a second, so the fault is armed before its completion is flushed.
+        await queue.enqueue(
+            EnqueueRequest(payload={"action": "work", "n": 1, "ms": 1000}, microservice="powerloss")
+        )
         lazy_mount.fail_fsyncs(1)
         for _ in range(400):  # 20 s at most
             check = app.health.get(QUEUE_CHECK)
