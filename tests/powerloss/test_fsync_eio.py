@@ -90,3 +90,38 @@ async def test_a_worker_on_a_broken_store_reports_red(lazy_mount: LazyMount) -> 
         await asyncio.sleep(0.5)
         check = app.health.get(QUEUE_CHECK)
         assert check is not None and check.status is Status.RED  # still: no silent recovery
+
+
+async def test_an_io_error_inside_sqlite_breaks_the_store_too(lazy_mount: LazyMount) -> None:
+    """The failed fsync is SQLite's own (the worker's first write after it opened the file),
+    not the queue's WAL flush: the store is as unknown, so the check turns RED and stays."""
+    producer = SqliteQueue(lazy_mount.mnt / "jobs.db", durability="full")
+    await producer.open()
+    await producer.enqueue(job(1))
+    await producer.close()
+    lazy_mount.fail_fsyncs(1)
+    queue = SqliteQueue(lazy_mount.mnt / "jobs.db", durability="full")
+    settings = WorkerSettings(
+        _env_file=None,
+        MICROSERVICE_NAME="powerloss",
+        HTTP_ENABLED=False,
+        POLLING_INTERVAL_SECONDS=0.05,
+        SHUTDOWN_TIMEOUT_SECONDS=2,
+    )
+    app = Application(
+        SERVICE_DIR / "actions",
+        settings=settings,
+        queue=queue,
+        surfaces=[],
+        configure_logging=False,
+    )
+    async with app:
+        for _ in range(400):  # 20 s at most
+            check = app.health.get(QUEUE_CHECK)
+            if check is not None and check.status is Status.RED:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # a transient error would have cleared by now
+        check = app.health.get(QUEUE_CHECK)
+        assert check is not None and check.status is Status.RED, check
+        assert "reopened" in str(check.details.get("error")), check.details

@@ -336,7 +336,7 @@ class SqliteConnection:
             try:
                 outcome: _Outcome = (True, fn())
             except sqlite3.Error as exc:
-                outcome = (False, queue_error(exc, self.where))
+                outcome = (False, self._failure(exc))
             except BaseException as exc:
                 outcome = (False, exc)
             self._release([(fut, outcome)])
@@ -442,6 +442,19 @@ class SqliteConnection:
         self._release(settled)
         return following
 
+    def _failure(self, exc: sqlite3.Error) -> QueueError:
+        """The kit's error for ``exc``; an I/O error from SQLite itself (its own fsync in a
+        checkpoint, a write or read the disk refused) breaks the store like a failed flush
+        of ours (see :meth:`_flush_wal`): what the disk holds is no longer known."""
+        if self.broken is None and getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR"):
+            self.broken = (
+                f"SQLite queue {self.where}: {exc} ({exc.sqlite_errorname}); nothing is "
+                "acknowledged until the queue is reopened"
+            )
+        if self.broken is not None:
+            return QueueUnavailableError(self.broken)
+        return queue_error(exc, self.where)
+
     def _flush_wal(self) -> None:
         """Flush the WAL; after one failed flush, refuse every later one until reopened.
 
@@ -518,7 +531,7 @@ class SqliteConnection:
                     outcomes[culprit] = (False, broke.error)
                     continue
                 except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing was written
-                    failure = queue_error(exc, self.where)
+                    failure = self._failure(exc)
                     outcomes.update((i, (False, failure)) for i in todo)
                     break
                 outcomes.update(zip(todo, done, strict=True))
@@ -545,7 +558,7 @@ class SqliteConnection:
                 except UsvcError as exc:
                     done.append((False, exc))  # decided without writing: the others go on
                 except sqlite3.Error as exc:
-                    raise _OpBroke(index, queue_error(exc, self.where)) from exc
+                    raise _OpBroke(index, self._failure(exc)) from exc
                 except Exception as exc:
                     raise _OpBroke(index, exc) from exc
             conn.execute("COMMIT")
