@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from usvc_core import Application, WorkerSettings
 
 TOKEN = "s3cret-admin-token-1234-0a9b8c7d6e5f4g3h"
 SERVICE = "admin-svc"
@@ -29,37 +27,6 @@ async def greet(input: In) -> dict:
 """
 
 Serve = Callable[..., Any]
-
-
-@pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
-    (tmp_path / "actions" / "greet").mkdir(parents=True)
-    (tmp_path / "actions" / "greet" / "handler.py").write_text(HANDLER)
-    apps: list[Application] = []
-
-    async def start(**kw: Any) -> tuple[Application, str]:
-        values: dict[str, Any] = {
-            "MICROSERVICE_NAME": SERVICE,
-            "QUEUE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": 0,
-            "POLLING_INTERVAL_SECONDS": 0.05,
-            "SHUTDOWN_TIMEOUT_SECONDS": 0.5,
-            "ADMIN_TOKEN": TOKEN,
-        }
-        values.update(kw)
-        app = Application(
-            tmp_path / "actions",
-            settings=WorkerSettings(_env_file=None, **values),
-            configure_logging=False,
-        )
-        await app.start()
-        apps.append(app)
-        return app, f"http://127.0.0.1:{app.http_port}"
-
-    yield start
-    for app in apps:
-        await app.stop()
 
 
 def bearer(token: str = TOKEN) -> dict[str, str]:
