@@ -23,6 +23,33 @@ def job(n: int) -> EnqueueRequest:
     return EnqueueRequest(payload={"action": "work", "n": n}, microservice="powerloss")
 
 
+def worker_app(queue: SqliteQueue) -> Application:
+    """A worker of the power-loss service on ``queue``, without HTTP."""
+    settings = WorkerSettings(
+        _env_file=None,
+        MICROSERVICE_NAME="powerloss",
+        HTTP_ENABLED=False,
+        POLLING_INTERVAL_SECONDS=0.05,
+        SHUTDOWN_TIMEOUT_SECONDS=2,
+    )
+    return Application(
+        SERVICE_DIR / "actions",
+        settings=settings,
+        queue=queue,
+        surfaces=[],
+        configure_logging=False,
+    )
+
+
+async def until_red(app: Application) -> None:
+    """Until the queue check is RED, 20 s at most (the caller asserts it is)."""
+    for _ in range(400):
+        check = app.health.get(QUEUE_CHECK)
+        if check is not None and check.status is Status.RED:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_after_a_failed_fsync_nothing_is_acknowledged_until_reopened(
     lazy_mount: LazyMount,
 ) -> None:
@@ -59,31 +86,14 @@ async def test_a_worker_on_a_broken_store_reports_red(lazy_mount: LazyMount) -> 
     """A job's completion meets the failed fsync: the worker's queue check turns RED and
     stays so (the store is not trusted again without a reopen)."""
     queue = SqliteQueue(lazy_mount.mnt / "jobs.db", durability="full")
-    settings = WorkerSettings(
-        _env_file=None,
-        MICROSERVICE_NAME="powerloss",
-        HTTP_ENABLED=False,
-        POLLING_INTERVAL_SECONDS=0.05,
-        SHUTDOWN_TIMEOUT_SECONDS=2,
-    )
-    app = Application(
-        SERVICE_DIR / "actions",
-        settings=settings,
-        queue=queue,
-        surfaces=[],
-        configure_logging=False,
-    )
+    app = worker_app(queue)
     async with app:
         # The job takes a second, so the fault is armed before its completion is flushed.
         await queue.enqueue(
             EnqueueRequest(payload={"action": "work", "n": 1, "ms": 1000}, microservice="powerloss")
         )
         lazy_mount.fail_fsyncs(1)
-        for _ in range(400):  # 20 s at most
-            check = app.health.get(QUEUE_CHECK)
-            if check is not None and check.status is Status.RED:
-                break
-            await asyncio.sleep(0.05)
+        await until_red(app)
         check = app.health.get(QUEUE_CHECK)
         assert check is not None and check.status is Status.RED, check
         assert "fsync" in str(check.details.get("error")), check.details
@@ -101,26 +111,9 @@ async def test_an_io_error_inside_sqlite_breaks_the_store_too(lazy_mount: LazyMo
     await producer.close()
     lazy_mount.fail_fsyncs(1)
     queue = SqliteQueue(lazy_mount.mnt / "jobs.db", durability="full")
-    settings = WorkerSettings(
-        _env_file=None,
-        MICROSERVICE_NAME="powerloss",
-        HTTP_ENABLED=False,
-        POLLING_INTERVAL_SECONDS=0.05,
-        SHUTDOWN_TIMEOUT_SECONDS=2,
-    )
-    app = Application(
-        SERVICE_DIR / "actions",
-        settings=settings,
-        queue=queue,
-        surfaces=[],
-        configure_logging=False,
-    )
+    app = worker_app(queue)
     async with app:
-        for _ in range(400):  # 20 s at most
-            check = app.health.get(QUEUE_CHECK)
-            if check is not None and check.status is Status.RED:
-                break
-            await asyncio.sleep(0.05)
+        await until_red(app)
         await asyncio.sleep(1.0)  # a transient error would have cleared by now
         check = app.health.get(QUEUE_CHECK)
         assert check is not None and check.status is Status.RED, check

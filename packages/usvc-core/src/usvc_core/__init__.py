@@ -7,8 +7,9 @@ must not pay for the worker and OpenTelemetry, which ``Application`` needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from usvc_core.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from usvc_core.actions import ActionDefinition, ActionRegistry, JobContext, RetryJob, action
@@ -208,14 +209,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'usvc_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -283,13 +283,15 @@ class Worker:
                 await self._fleet.leave()
             _log.info("worker stopped", worker_id=self.worker_id)
 
+    def _free_slots(self) -> int:
+        """Free handler slots, unless too many outcomes are still being written."""
+        most = self.config.max_concurrent
+        return min(most - self._handlers, most * (1 + OUTCOMES_PER_SLOT) - len(self._jobs))
+
     async def _poll_loop(self) -> None:
-        cfg = self.config
-        owned_limit = cfg.max_concurrent * (1 + OUTCOMES_PER_SLOT)
         self._job_context = contextvars.copy_context()  # what every job's task starts from
         while not self._stopping.is_set():
-            # Free handler slots, unless too many outcomes are still being written.
-            free = min(cfg.max_concurrent - self._handlers, owned_limit - len(self._jobs))
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -298,7 +300,7 @@ class Worker:
             claimed_at = self.clock.monotonic()
             async with self._claim_lock:
                 # Counted again: a start_due_jobs round may have taken slots meanwhile.
-                free = min(cfg.max_concurrent - self._handlers, owned_limit - len(self._jobs))
+                free = self._free_slots()
                 if free <= 0:
                     continue
                 try:
@@ -340,11 +342,7 @@ class Worker:
         """
         if not self._idle_waiting or self._claim_lock.locked() or self._stopping.is_set():
             return None
-        cfg = self.config
-        free = min(
-            cfg.max_concurrent - self._handlers,
-            cfg.max_concurrent * (1 + OUTCOMES_PER_SLOT) - len(self._jobs),
-        )
+        free = self._free_slots()
         if free <= 0:
             return None
         return asyncio.Task(
