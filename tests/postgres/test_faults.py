@@ -265,6 +265,14 @@ class Drain:
                 return at - after
         return None
 
+    def green_again(self, after: float) -> float | None:
+        """How long after ``after`` the queue check turned GREEN for good (0 when it already
+        was by then: a worker may notice the restart and recover before the restart call
+        returns); None while it is not GREEN."""
+        if not self.statuses or self.statuses[-1][1] is not Status.GREEN:
+            return None
+        return max(0.0, self.statuses[-1][0] - after)
+
     def stop_producing(self) -> None:
         self._producing = False
 
@@ -361,15 +369,13 @@ async def test_the_server_restarted_mid_drain(
             )
             back = time.monotonic()
             await _until(
-                lambda: (
-                    drain.first(Status.GREEN, back) is not None and len(drain.acknowledged) >= 150
-                ),
+                lambda: drain.green_again(back) is not None and len(drain.acknowledged) >= 150,
                 60,
                 "GREEN again and 100 more jobs",
             )
             drain.stop_producing()
             await _settled(direct, service, drain.acknowledged, 60)
-            recovered = drain.first(Status.GREEN, back)
+            recovered = drain.green_again(back)
         figures = await _verify(direct, drain)
         figures.update(
             outage_s=round(back - cut, 2),
@@ -420,8 +426,8 @@ async def test_a_network_cut_turns_health_red_and_the_worker_recovers(
             await asyncio.sleep(1.0)
             healed = time.monotonic()
             proxy.set_mode("pass")
-            await _until(lambda: drain.first(Status.GREEN, healed) is not None, 60, "GREEN again")
-            green = drain.first(Status.GREEN, healed)
+            await _until(lambda: drain.green_again(healed) is not None, 60, "GREEN again")
+            green = drain.green_again(healed)
             await _until(lambda: len(drain.acknowledged) >= 150, 60, "100 more jobs")
             drain.stop_producing()
             await _settled(direct, service, drain.acknowledged, 60)
