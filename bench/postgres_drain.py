@@ -16,21 +16,17 @@ import argparse
 import asyncio
 import json
 import logging
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "packages" / "usvc-postgres" / "tests"))
-
-import structlog  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
-from usvc_core import ActionRegistry, EnqueueRequest, JobStatus, Worker, WorkerConfig  # noqa: E402
-from usvc_core.actions import action  # noqa: E402
-from usvc_postgres import PostgresQueue  # noqa: E402
-from usvc_postgres.settings import parse_postgres_url  # noqa: E402
+import structlog
+from postgres_server import postgres
+from pydantic import BaseModel
+from usvc_core import ActionRegistry, EnqueueRequest, JobStatus, Worker, WorkerConfig
+from usvc_core.actions import action
+from usvc_postgres import PostgresQueue
+from usvc_postgres.settings import parse_postgres_url
 
 # One log line per job would cost more than the job (Procrastinate logs nothing at INFO
 # unless configured): warnings only.
@@ -186,18 +182,8 @@ def main() -> None:
         figures = asyncio.run(main_async(url, args.jobs, args.peer_jobs, args.concurrency))
         print(json.dumps(figures, indent=1))
 
-    if args.url:
-        run(args.url)
-        return
-    from pgserver import PgServer
-
-    server = PgServer()
-    try:
-        server.init()
-        server.start()
+    with postgres(args.url) as server:
         run(server.url)
-    finally:
-        server.remove()
 
 
 if __name__ == "__main__":

@@ -16,15 +16,12 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "packages" / "usvc-postgres" / "tests"))
-
-from usvc_core import EnqueueRequest, JobStatus  # noqa: E402
-from usvc_postgres import PostgresQueue  # noqa: E402
-from usvc_postgres.settings import parse_postgres_url  # noqa: E402
+from postgres_server import postgres
+from usvc_core import EnqueueRequest, JobStatus
+from usvc_postgres import PostgresQueue
+from usvc_postgres.settings import parse_postgres_url
 
 WORKER = """
 import asyncio, logging, sys
@@ -136,18 +133,8 @@ def main() -> None:
         for row in asyncio.run(main_async(url, counts, args.jobs, args.concurrency)):
             print(json.dumps(row))
 
-    if args.url:
-        go(args.url)
-        return
-    from pgserver import PgServer
-
-    server = PgServer()
-    try:
-        server.init()
-        server.start()
+    with postgres(args.url) as server:
         go(server.url)
-    finally:
-        server.remove()
 
 
 if __name__ == "__main__":
