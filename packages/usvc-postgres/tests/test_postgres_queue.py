@@ -164,11 +164,11 @@ def plans_table(pg_server: PgServer) -> str:
     return table
 
 
-async def _plan(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    """Every node of the statement's plan."""
+async def _plan(url: str, sql: str, *args: Any, analyze: bool = False) -> list[dict[str, Any]]:
+    """Every node of the statement's plan (run, with its actual rows, when ``analyze``)."""
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+        rows = await conn.fetch(f"EXPLAIN (ANALYZE {analyze}, FORMAT JSON) {sql}", *args)
     finally:
         await conn.close()
     nodes: list[dict[str, Any]] = []
@@ -190,6 +190,7 @@ async def _plan(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
         ("purge", "finished"),
         ("list", "created"),
         ("list_failed", "failed"),
+        ("oldest_due", "due"),
     ],
 )
 async def test_hot_and_admin_queries_read_their_index(
@@ -208,6 +209,7 @@ async def test_hot_and_admin_queries_read_their_index(
         "list_failed": queue.list_jobs_sql(
             JobFilter(microservice="svc-1", statuses=frozenset({JobStatus.FAILED})), 50
         ),
+        "oldest_due": (sql.oldest_due, ("svc-1",)),
     }
     statement, args = cases[what]
     nodes = await _plan(pg_server.url, statement, *args)
@@ -216,6 +218,41 @@ async def test_hot_and_admin_queries_read_their_index(
     assert not any(
         n["Node Type"] == "Seq Scan" and n.get("Relation Name") == plans_table for n in nodes
     ), shown
+
+
+async def test_the_statistics_find_the_longest_waiting_job_with_one_seek_at_any_depth(
+    pg_server: PgServer,
+) -> None:
+    """Every worker samples stats() every 15 s: at 20,000 Ready jobs its oldest-due read
+    still reads one index entry (it read every Ready row), and the sample stays exact."""
+    table = f"deep_{uuid.uuid4().hex[:8]}"
+    queue = _queue(pg_server.url, POSTGRES_TABLE=table, POSTGRES_LISTEN="off")
+    await queue.open()
+    conn = await asyncpg.connect(pg_server.url)
+    try:
+        # Due jobs enqueued now and some an hour ago with a run_at older still (due from
+        # their enqueue), and scheduled ones: the oldest due is the one enqueued an hour ago.
+        await conn.execute(
+            f"""INSERT INTO {table} (microservice, action, payload, created_at, run_at)
+            SELECT 'svc', 'act', '{{}}', now() - CASE WHEN g % 1000 = 0 THEN interval '1 hour'
+                ELSE interval '0' END,
+                now() + CASE WHEN g % 100 = 1 THEN interval '1 hour'
+                    WHEN g % 1000 = 0 THEN interval '-2 hours' ELSE interval '0' END
+            FROM generate_series(1, 20000) g"""
+        )
+        await conn.execute(f"VACUUM (ANALYZE) {table}")
+    finally:
+        await conn.close()
+    try:
+        nodes = await _plan(pg_server.url, queue.sql.oldest_due, "svc", analyze=True)
+        stats = await queue.stats("svc")
+    finally:
+        await queue.close()
+    scans = [n for n in nodes if n.get("Index Name") == f"{table}_due"]
+    assert scans and scans[0]["Actual Rows"] == 1, nodes
+    assert (stats.counts[JobStatus.READY], stats.scheduled) == (20000, 200)
+    assert stats.oldest_ready_age_seconds is not None
+    assert 3500 < stats.oldest_ready_age_seconds < 3700
 
 
 # --- LISTEN/NOTIFY ------------------------------------------------------------------------------

@@ -774,10 +774,11 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     async def stats(self, microservice: str) -> QueueStats:
         async def read(conn: asyncpg.Connection) -> QueueStats:
             counts = dict.fromkeys(JobStatus, 0)
-            for status, count in await conn.fetch(self.sql.counts, microservice):
+            scheduled = 0
+            for status, count, later in await conn.fetch(self.sql.counts, microservice):
                 counts[_STATUSES[status]] = count
-            due = await conn.fetchrow(self.sql.oldest_due, microservice)
-            age, scheduled = (None, 0) if due is None else (due[0], due[1])
+                scheduled += later
+            age = await conn.fetchval(self.sql.oldest_due, microservice)
             paused = await conn.fetch(self.fleet_sql.paused, microservice)
             return QueueStats(
                 counts=counts,

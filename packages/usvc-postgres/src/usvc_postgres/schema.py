@@ -96,6 +96,11 @@ def ddl(table: str) -> list[str]:
     ON {t}_revoked_sessions (until)""",
         f"""CREATE INDEX IF NOT EXISTS {t}_idempotency_all ON {t}
     (microservice, idempotency_key) WHERE idempotency_key IS NOT NULL""",
+        # The statistics sample (every worker, every 15 s) at any depth: the longest-waiting
+        # due job with one seek (a job is due from max(created_at, run_at)). Without it that
+        # read every Ready row of the service (0.15 s at 500,000 Ready jobs).
+        f"""CREATE INDEX IF NOT EXISTS {t}_due ON {t}
+    (microservice, (greatest(created_at, run_at))) WHERE status = 'Ready'""",
     ]
 
 
@@ -109,4 +114,5 @@ EXPECTED_INDEXES = (
     "finished",
     "created",
     "failed",
+    "due",
 )

@@ -357,25 +357,28 @@ WHERE id = $1 AND microservice = $2 AND status = 'Processing'"""
 
     @property
     def counts(self) -> str:
-        """$1 service: count by status, one branch per partial index."""
+        """$1 service: count by status, one branch per partial index; the Ready branch
+        counts the scheduled jobs (not due yet) in the same pass."""
         t = self.table
         return f"""
-SELECT 'Ready', count(*) FROM {t} WHERE microservice = $1 AND status = 'Ready'
+SELECT 'Ready', count(*), count(*) FILTER (WHERE run_at > now())
+FROM {t} WHERE microservice = $1 AND status = 'Ready'
 UNION ALL
-SELECT status, count(*) FROM {t} WHERE microservice = $1 AND status IN {_OWNED} GROUP BY status
+SELECT status, count(*), 0 FROM {t} WHERE microservice = $1 AND status IN {_OWNED}
+GROUP BY status
 UNION ALL
-SELECT status, count(*) FROM {t}
+SELECT status, count(*), 0 FROM {t}
 WHERE microservice = $1 AND status IN ('Completed', 'Failed') GROUP BY status"""
 
     @property
     def oldest_due(self) -> str:
-        """$1 service: seconds since the longest-waiting due Ready job became due, and
-        how many Ready jobs are not due yet (scheduled)."""
-        return f"""SELECT
-    extract(epoch FROM now() - min(greatest(created_at, run_at))
-        FILTER (WHERE run_at <= now()))::float8,
-    count(*) FILTER (WHERE run_at > now())
-FROM {self.table} WHERE microservice = $1 AND status = 'Ready'"""
+        """$1 service: seconds since the longest-waiting due Ready job became due (no row
+        when none is due). A job is due from ``greatest(created_at, run_at)``, and a job
+        not due has that past now(): the first entry of the ``due`` index that is due is
+        the one, found with one seek at any depth."""
+        return f"""SELECT extract(epoch FROM now() - greatest(created_at, run_at))::float8
+FROM {self.table} WHERE microservice = $1 AND status = 'Ready' AND run_at <= now()
+ORDER BY greatest(created_at, run_at) LIMIT 1"""
 
     @property
     def purge(self) -> str:
