@@ -182,17 +182,16 @@ def sqlite_depth(opts: Options, result: CaseResult) -> None:
     result.details.update(jobs=opts.sqlite_jobs, depth=opts.depth)
 
 
-#: The PostgreSQL depth case's script: the postgres adapter's helper adds it; it takes
-#: ``--jobs N --depth D --json`` and prints one line with ``shallow_jobs_per_second`` and
-#: ``deep_jobs_per_second`` (what ``bench/sqlite_drain.py --depth`` prints for SQLite).
+#: The PostgreSQL depth case's script: it takes ``--jobs N --depth D --json`` and prints
+#: one line with ``shallow_jobs_per_second`` and ``deep_jobs_per_second`` (what
+#: ``bench/sqlite_drain.py --depth`` prints for SQLite), and the CPU per job on each side.
 POSTGRES_DEPTH = BENCH / "postgres_depth.py"
 
 
 def postgres_depth(opts: Options, result: CaseResult) -> None:
     if not POSTGRES_DEPTH.exists():
         raise CaseUnavailableError(
-            "PostgreSQL depth case not available: bench/postgres_depth.py is not on this "
-            "branch yet (it comes with the postgres adapter)"
+            "PostgreSQL depth case not available: bench/postgres_depth.py is not on this branch"
         )
     fig = result.figure(
         f"drain, {opts.depth:,} Ready jobs deep (PostgreSQL)",
@@ -200,6 +199,18 @@ def postgres_depth(opts: Options, result: CaseResult) -> None:
         floor_name=f"the same {opts.sqlite_jobs:,} jobs from a shallow queue",
         targets=(Target("min", 0.9, "ratio"),),
     )
+    # What each job cost the worker process and the whole server, deep against shallow:
+    # CPU time moves much less than the rates when other work shares the machine.
+    cpu = {
+        "cpu_us_per_job": result.figure(
+            "worker process CPU per job, deep", "µs", floor_name="the same, shallow"
+        ),
+        "server_cpu_us_per_job": result.figure(
+            "PostgreSQL server CPU per job, deep (its stats() sample included)",
+            "µs",
+            floor_name="the same, shallow",
+        ),
+    }
     for _ in range(opts.repeat):
         args = ["--jobs", str(opts.sqlite_jobs), "--depth", str(opts.depth), "--json"]
         lines = child_json(["bench/postgres_depth.py", *args], timeout=900)
@@ -207,6 +218,10 @@ def postgres_depth(opts: Options, result: CaseResult) -> None:
             raise CaseUnavailableError(f"PostgreSQL not available: {lines[0]['unavailable']}")
         (line,) = lines
         fig.add(float(line["deep_jobs_per_second"]), float(line["shallow_jobs_per_second"]))
+        for key, figure in cpu.items():
+            if line.get(f"deep_{key}") and line.get(f"shallow_{key}"):
+                figure.add(float(line[f"deep_{key}"]), float(line[f"shallow_{key}"]))
+    result.figures = [f for f in result.figures if f.samples]
     result.details.update(jobs=opts.sqlite_jobs, depth=opts.depth)
 
 
@@ -507,7 +522,11 @@ CASES: dict[str, Case] = {
         Case(
             "sqlite_depth", "SQLite drain from a queue 500,000 jobs deep vs shallow", sqlite_depth
         ),
-        Case("postgres_depth", "the depth case on PostgreSQL (hook)", postgres_depth),
+        Case(
+            "postgres_depth",
+            "PostgreSQL drain from a queue 500,000 jobs deep vs shallow",
+            postgres_depth,
+        ),
         Case("devjob", "sequential POST /dev/job no-op calls over real HTTP", devjob),
         Case("enqueue", "enqueue one per call and batched, in-memory and SQLite", enqueue),
         Case("memory", "RSS of the idle example service; peak RSS while draining", memory),
