@@ -160,7 +160,10 @@ async def test_dev_job_answers_the_same_through_fastapis_own_handler(
 
     _, client = await serve()
     async with client:
-        assert "post" in (await client.get("/openapi.json")).json()["paths"]["/dev/job"]
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert "post" in paths["/dev/job"] and "get" in paths["/health"]
+        assert (await client.get("/dev/job")).status_code == 405
+        assert (await client.get("/health")).status_code == 200
         answers = []
         for recording in (False, True):
             if recording:

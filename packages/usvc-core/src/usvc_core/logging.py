@@ -287,12 +287,14 @@ class _LineWriter:
         if handler is None:
             sys.stdout.write(line + "\n")
             return
-        handler.acquire()
-        try:
-            handler.stream.write(line + "\n")
-            handler.flush()
-        finally:
-            handler.release()
+        # The handler's own lock, held as acquire()/flush()/release() hold it (one line per
+        # job: their three method calls and the lock taken twice are skipped).
+        lock = handler.lock
+        assert lock is not None  # Handler.__init__ creates it
+        with lock:
+            stream = handler.stream
+            stream.write(line + "\n")
+            stream.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
