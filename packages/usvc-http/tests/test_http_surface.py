@@ -183,6 +183,20 @@ async def test_dev_job_answers_the_same_through_fastapis_own_handler(
         )
 
 
+async def test_dev_job_reads_a_body_sent_in_pieces(serve: AppFactory) -> None:
+    """A chunked body (no Content-Length) is read whole, piece by piece."""
+    _, client = await serve()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in (b'{"action": "gr', b'eet", "name"', b': "Chunked"}'):
+            yield piece
+
+    async with client:
+        r = await client.post("/dev/job", content=pieces())
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        assert r.status_code == 200 and r.json()["results"] == {"message": "Hello, Chunked!"}
+
+
 @pytest.mark.parametrize(
     "body",
     [

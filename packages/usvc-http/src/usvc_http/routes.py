@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from usvc_core.errors import QueueError, ShuttingDownError
 from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
@@ -102,6 +103,20 @@ class _RequestResponseRoute(APIRoute):
         return handler
 
 
+async def _read_body(request: Request) -> bytes:
+    """``await request.body()`` for a route that reads its body once, without the async
+    generator under it (``request.stream()``: about 10 calls for a one-piece body)."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect
+
+
 def _job_body(job: Job) -> dict[str, Any]:
     error = (
         {"error_code": job.error_code, "error_message": job.error_message}
@@ -177,7 +192,7 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
 
         async def dev_job(request: Request) -> Response:
             """Submit a job and wait for its result (dev mode only)."""
-            raw = await request.body()  # at most HTTP_MAX_BODY_BYTES (BodyLimit)
+            raw = await _read_body(request)  # at most HTTP_MAX_BODY_BYTES (BodyLimit)
             try:
                 payload = json.loads(raw)
             except (ValueError, RecursionError) as exc:
