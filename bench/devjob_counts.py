@@ -71,6 +71,8 @@ def _client(port: int, warmup: int, requests: int) -> None:
         for _ in range(warmup):
             client.post("/dev/job", json=_BODY).raise_for_status()
         print("start", flush=True)
+        # Measured from the first request on: the server says when its profiler is on.
+        sys.stdin.readline()
         for _ in range(requests):
             client.post("/dev/job", json=_BODY).raise_for_status()
         print("stop", flush=True)
@@ -123,6 +125,9 @@ async def _measure(kind: str, warmup: int, requests: int) -> dict[str, Any]:
             if what == "start":
                 loop._run_once = counting_run_once  # type: ignore[attr-defined]
                 profiler.enable()
+                assert client.stdin is not None
+                client.stdin.write("go\n")
+                client.stdin.flush()
             else:
                 profiler.disable()
                 loop._run_once = original  # type: ignore[attr-defined]
@@ -133,7 +138,7 @@ async def _measure(kind: str, warmup: int, requests: int) -> dict[str, Any]:
     # The client is another process: in 3.12 cProfile sees every thread of its own.
     command = [sys.executable, __file__, "--client", str(port), "--warmup", str(warmup),
                "--requests", str(requests)]  # fmt: skip
-    client = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - started once, before measuring
+    client = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - started once, before measuring
 
     def relay() -> None:
         assert client.stdout is not None

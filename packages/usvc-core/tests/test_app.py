@@ -360,6 +360,8 @@ async def test_surfaces_receive_a_narrow_context(actions_dir: Path) -> None:
         ({"priority": -(10**20)}, "priority"),
         ({"priority": 1e309}, "priority"),
         ({"priority": 1.5}, "priority"),
+        ({"priority": False}, "priority"),  # equal to the default 0, still not a number
+        ({"delay_seconds": False}, "delay_seconds"),
         ({"delay_seconds": 1e300}, "delay_seconds"),
         ({"delay_seconds": float("inf")}, "delay_seconds"),
         ({"delay_seconds": float("nan")}, "delay_seconds"),

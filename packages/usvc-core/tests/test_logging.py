@@ -142,6 +142,62 @@ def test_the_fast_json_line_matches_the_general_pipeline() -> None:
     assert stamp.endswith("Z") and len(stamp) == len("2026-11-28T08:03:59.259235Z")
 
 
+@pytest.mark.parametrize(
+    "event_dict",
+    [
+        {"event": "job completed", "runtime_ms": 0.012, "token": "t-1", "job_id": "dev-7"},
+        {"event": "a much longer event than thirty characters", "b": None, "a": [1, "x y"]},
+        {"event": "quoted", "s": "has space", "q": 'it"s', "e": "a=b", "n": "new\nline"},
+        {"event": 42, "empty": "", "tab": "\t", "d": {"k": "v"}, "f": float("nan")},
+        {"event": "", "timestamp": "", "level": "critical", "logger": ""},
+        {"event": "no logger", "level": "warning"},
+        {"event": "odd level", "level": "a-level-longer-than-nine"},
+        {"event": "no timestamp", "timestamp": None, "x": object},
+    ],
+)
+def test_the_fast_console_line_is_what_console_renderer_writes(
+    event_dict: dict[str, Any],
+) -> None:
+    """The console line per job skips structlog's ConsoleRenderer; it writes the same text."""
+    from usvc_core.logging import _console_line
+
+    full = {"timestamp": "2026-12-06T07:00:00.123456Z", "level": "info", "logger": "usvc"}
+    full.update(event_dict)
+    renderer = structlog.dev.ConsoleRenderer(colors=False)
+    assert _console_line(None, "info", dict(full)) == renderer(None, "info", dict(full))
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_fast_console_line_matches_the_general_pipeline() -> None:
+    """Through the whole pipeline too: context, level names, logger name; a line with a
+    traceback still takes the renderer (and gets its traceback)."""
+    from usvc_core.logging import _Output
+
+    out = io.StringIO()
+    configure_logging(json=False, stream=out)
+    structlog.contextvars.bind_contextvars(token="tok 1", job_id="7")
+    try:
+        for method in ("info", "warning", "warn", "error"):
+            getattr(logger, method)("job completed", runtime_ms=0.5, odd=object, n=None)
+            _Output.console_fast = False
+            getattr(logger, method)("job completed", runtime_ms=0.5, odd=object, n=None)
+            _Output.console_fast = True
+        try:
+            int("boom")
+        except ValueError:
+            logger.exception("it broke")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    got = out.getvalue().splitlines()
+    # Each line starts with its own timestamp (same width, different microseconds).
+    for fast, general in zip(got[0:8:2], got[1:8:2], strict=True):
+        assert fast.split(" ", 1)[1] == general.split(" ", 1)[1]
+        assert len(fast.split(" ", 1)[0]) == len("2026-11-28T08:03:59.259235Z")
+    assert "[warning  ] job completed" in got[2]
+    assert "token='tok 1'" in got[0]
+    assert "it broke" in got[8] and "ValueError: invalid literal" in out.getvalue()
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_added_processors_see_every_line_until_removed() -> None:
     """add_processor works after configure and for cached loggers; remove_processor stops it."""

@@ -151,6 +151,75 @@ async def test_bounded_wait_answers_504(serve: AppFactory) -> None:
         assert r.json()["status"] in ("Ready", "Assigned", "Processing")
 
 
+async def test_dev_job_answers_the_same_through_fastapis_own_handler(
+    serve: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route skips FastAPI's per-request work except while FastAPI's telemetry records
+    the request; both ways answer the same, and OpenAPI documents the route."""
+    from usvc_http import routes
+
+    _, client = await serve()
+    async with client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert "post" in paths["/dev/job"] and "get" in paths["/health"]
+        assert (await client.get("/dev/job")).status_code == 405
+        assert (await client.get("/health")).status_code == 200
+        answers = []
+        for recording in (False, True):
+            if recording:
+                monkeypatch.setattr(routes, "_telemetry_data", object)
+            r = await client.post("/dev/job", json={"action": "greet", "name": "W"})
+            body = r.json()
+            assert body.pop("job_id").startswith("dev-")
+            assert isinstance(body.pop("runtime_ms"), float)
+            answers.append((r.status_code, r.headers["content-type"], body))
+            r = await client.post("/dev/job", content=b"[1]")
+            answers.append((r.status_code, r.headers["content-type"], r.json()))
+        assert answers[:2] == answers[2:]
+        assert answers[0] == (
+            200,
+            "application/json",
+            {"status": "Completed", "results": {"message": "Hello, W!"}, "error": None},
+        )
+
+
+async def test_dev_job_reads_a_body_sent_in_pieces(serve: AppFactory) -> None:
+    """A chunked body (no Content-Length) is read whole, piece by piece."""
+    _, client = await serve()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in (b'{"action": "gr', b'eet", "name"', b': "Chunked"}'):
+            yield piece
+
+    async with client:
+        r = await client.post("/dev/job", content=pieces())
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        assert r.status_code == 200 and r.json()["results"] == {"message": "Hello, Chunked!"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"job_id": "dev-1", "status": "Completed", "results": {"ü": "☃", "n": [1.5, None]}},
+        {"detail": 'quote " and \\ backslash'},
+    ],
+)
+def test_answers_are_encoded_as_jsonresponse_encodes(body: dict[str, Any]) -> None:
+    from fastapi.responses import JSONResponse
+    from usvc_http.routes import _json
+
+    ours, theirs = _json(body, 422), JSONResponse(body, status_code=422)
+    assert (ours.body, ours.status_code, ours.raw_headers, ours.background) == (
+        theirs.body,
+        theirs.status_code,
+        theirs.raw_headers,
+        theirs.background,
+    )
+    for answer in (_json, JSONResponse):  # neither sends what JSON cannot hold
+        with pytest.raises(ValueError, match="Out of range float"):
+            answer({"results": [float("nan")]})
+
+
 async def test_dev_job_absent_outside_dev_mode(serve: AppFactory) -> None:
     """Without DEV_MODE the endpoint does not exist, not even in OpenAPI."""
     _, client = await serve(DEV_MODE=False, QUEUE_URL="memory://")

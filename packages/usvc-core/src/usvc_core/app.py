@@ -583,7 +583,15 @@ class Application:
             propagate.inject(carrier)
             if carrier:
                 body[TRACE_KEY] = carrier
-        check_enqueue(priority=priority, delay_seconds=delay_seconds, max_attempts=max_attempts)
+        defaults = (
+            max_attempts is None
+            and priority == 0
+            and delay_seconds == 0
+            and type(priority) is int
+            and type(delay_seconds) in (int, float)
+        )
+        if not defaults:  # the defaults are in bounds by definition
+            check_enqueue(priority=priority, delay_seconds=delay_seconds, max_attempts=max_attempts)
         if max_attempts is None:
             action = str(body.get("action"))
             max_attempts = self.actions.max_attempts_for(action, self.settings.JOB_MAX_ATTEMPTS)

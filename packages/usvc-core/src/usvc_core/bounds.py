@@ -44,13 +44,13 @@ class Bound:
 
     def check[N: (int, float)](self, value: N) -> N:
         """``value`` unchanged when within bounds; OutOfBoundsError naming the field else."""
-        shown = repr(value)
-        if len(shown) > 40:
-            shown = shown[:37] + "..."
         wrong = isinstance(value, bool) or not isinstance(value, int | float)
         if not wrong and isinstance(value, float):
             wrong = not math.isfinite(value) or (self.integer and not value.is_integer())
         if wrong or not self.low <= value <= self.high:
+            shown = repr(value)  # only for the message: every enqueue checks two numbers
+            if len(shown) > 40:
+                shown = shown[:37] + "..."
             raise OutOfBoundsError(
                 self.field, f"{self.field} {shown} is out of bounds: must be {self.describe()}"
             )

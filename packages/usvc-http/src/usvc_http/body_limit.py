@@ -1,7 +1,8 @@
 """One request-body limit for every route, enforced while the body streams in.
 
 A pure ASGI middleware: a declared ``Content-Length`` over the limit is refused before a
-byte is read, and a chunked body is counted as its pieces arrive, so the process never
+byte is read (one under it passes untouched: the server reads no more than it declares),
+and a chunked body is counted as its pieces arrive, so the process never
 holds more than the limit plus one piece of a body it refuses. The 413 says
 ``Connection: close``. Closing a socket with unread data resets it, and a client still
 sending (most send the whole body before they read) would lose the answer: so the rest
@@ -68,10 +69,17 @@ async def send_refusal(
 
 
 def _declared_length(scope: Scope) -> int | None:
+    """The Content-Length the server frames the body by; None when there is none, it is
+    not a number, or a Transfer-Encoding overrides it (RFC 9112 6.3: chunked wins)."""
+    declared = None
     for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+        if name == b"content-length" and declared is None:
+            if not value.isdigit():
+                return None
+            declared = int(value)
+        elif name == b"transfer-encoding":
+            return None
+    return declared
 
 
 class BodyLimit:
@@ -87,8 +95,13 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _declared_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await send_refusal(send, 413, self.detail, receive=receive)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await send_refusal(send, 413, self.detail, receive=receive)
+                return
+            # The server reads exactly the declared bytes (h11 and httptools frame the
+            # body by it): nothing to count.
+            await self.app(scope, receive, send)
             return
         received = 0
         refused = False
