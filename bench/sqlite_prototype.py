@@ -53,6 +53,9 @@ async def drain_prototype(
     statements = sqlite_statements()
     claim_sql: str = statements.CLAIM_STARTED
     complete_sql: str = statements.COMPLETE
+    # The finished-job counts the design keeps, one statement per group (schema 8; before,
+    # a trigger inside COMPLETE kept them).
+    count_sql: str | None = getattr(statements, "COUNT_FINISHED", None)
     mode = sqlite_package().Durability(durability)
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(1, thread_name_prefix="prototype-sqlite")
@@ -65,6 +68,9 @@ async def drain_prototype(
         conn.execute("BEGIN IMMEDIATE")
         if done:
             conn.executemany(complete_sql, done)
+            if count_sql is not None:
+                ids = ", ".join("?" * len(done))
+                conn.execute(count_sql.replace("<ids>", ids), ("Completed", *(d[2] for d in done)))
         rows = (
             conn.execute(claim_sql, ("prototype", 30.0, service, limit)).fetchall() if limit else []
         )

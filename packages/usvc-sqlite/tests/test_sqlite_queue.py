@@ -892,6 +892,51 @@ class TestOperatorReads:
         }
         assert len(jobs) == 6
 
+    async def test_a_file_of_schema_7_keeps_exact_counts_through_every_finish(
+        self, tmp_path: Path
+    ) -> None:
+        """A schema-7 file (counts kept by a trigger on every update) opens at the current
+        version with its counts, and every way a job finishes or leaves Failed (complete,
+        fail, a retry with no attempts left, a cancel, a rescue with no attempts left, an
+        operator's retry, purge) keeps them equal to a count of the rows."""
+        path = tmp_path / "v7.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            prepare(conn, str(path), upto=7)
+            conn.executemany(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, finished_at) "
+                "VALUES (?, ?, '{}', ?, 0)",
+                [(SERVICE, "old", "Completed"), (SERVICE, "old", "Failed")],
+            )
+        conn.close()
+        q = SqliteQueue(path)
+        await q.open()
+        try:
+            assert _pragma(path, "user_version") == SCHEMA_VERSION
+            await q.enqueue_many([_request(n, max_attempts=1) for n in range(7)])
+            started = await q.claim_and_start(SERVICE, "w", 5, 30.0)
+            await asyncio.gather(*(q.complete(job, {}, 1.0) for job in started[:2]))
+            await q.fail(started[2], "TIMEOUT", "slow", 1.0)
+            assert await q.retry(started[3], "E", "no", 0.0, 1.0) is JobStatus.FAILED
+            assert await q.cancel(SERVICE, (await q.claim(SERVICE, "w", 1, 30.0))[0].id) == (
+                JobStatus.FAILED
+            )
+            await q.extend_leases([started[4]], -1.0)  # its lease ends: rescued, spent
+            assert len((await q.reclaim_expired(SERVICE)).failed) == 1
+            assert await q.retry_failed(SERVICE, [started[2].id]) == 1
+            assert await q.purge(SERVICE, 3600.0) == 2  # the old rows finished in 1970
+        finally:
+            await q.close()
+        with sqlite3.connect(path, isolation_level=None) as c:
+            kept = c.execute(
+                "SELECT action, status, jobs FROM usvc_job_counts WHERE jobs <> 0 ORDER BY 1, 2"
+            ).fetchall()
+            rows = c.execute(
+                "SELECT action, status, count(*) FROM usvc_jobs "
+                "WHERE status IN ('Completed', 'Failed') GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+        c.close()
+        assert kept == rows == [("echo", "Completed", 2), ("echo", "Failed", 3)]
+
     async def test_a_text_search_reads_a_bounded_stretch_and_pages_on(
         self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
     ) -> None:
