@@ -1,5 +1,5 @@
 """One SQLite connection written from the event loop with group commit; the waits (fsync,
-another process's lock, long reads) on a helper thread.
+another process's lock) on a helper thread, the reads on a thread of their own.
 
 Why not a thread that owns the connection (aiosqlite's design, and this module's first
 one): measured, it made the worker slower than running the statements on the event loop
@@ -18,11 +18,13 @@ is tens of microseconds of C; the only long waits are the ones moved off the loo
   (``busy_timeout`` 0). When another process holds the lock, the whole round goes to the
   helper, which waits up to ``busy_timeout`` with the GIL released; the loop uses the
   connection again once the helper has handed back every round it took.
-* **Reads** (``get``, ``stats``, ``ping``) run on the helper, on a second connection: a
-  count over a large table must not stall the loop.
+* **Reads** (``get``, ``stats``, ``ping``) run on a second connection and a thread of
+  their own, the reader: a count over a large table must stall neither the loop nor the
+  helper's fsyncs (the durable completions waiting on them).
 * **Checkpoints**, which copy the WAL back into the database with two fsyncs, run on the
-  helper's connection instead of inside a commit on the loop; the loop only copies the
-  last few frames now and then, so that the WAL can start over (see ``_checkpoint``).
+  reader's connection and thread instead of inside a commit on the loop; the loop only
+  copies the last few frames now and then, so that the WAL can start over (see
+  ``_checkpoint``).
 
 Writes submitted during one turn of the event loop run together at the end of that turn,
 in one transaction (group commit).
@@ -87,7 +89,7 @@ def queue_error(exc: sqlite3.Error, where: str) -> QueueError:
 
 class _Item:
     """One piece of work: a write ``fn(conn)`` that joins a group transaction, or a read
-    ``fn(conn)`` that runs on the helper's own connection.
+    ``fn(conn)`` that runs on the reader's own connection.
 
     A merged write (:meth:`SqliteConnection.write_row`) has one caller per row: ``futures``
     lists them, and ``fn`` returns one outcome per row."""
@@ -139,6 +141,7 @@ class _Fsync:
 
 
 _HelperWork = Callable[[], None] | _Fsync | None  # None: stop
+_ReaderWork = Callable[[], None] | None  # None: stop
 
 
 def _settle_all(settled: _Settled) -> None:
@@ -158,7 +161,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 class SqliteConnection:
     """Owns the queue's connections and helper thread: writes in group transactions on
-    the event loop, reads and waits on the helper.
+    the event loop, waits on the helper, reads on the reader thread.
 
     Each write operation is a function of the connection that returns its result, or
     raises a :class:`~usvc_core.errors.UsvcError` after writing nothing (lease lost,
@@ -167,8 +170,8 @@ class SqliteConnection:
     without it. A caller is released once the transaction holding its operation committed
     with the durability it asked for.
 
-    ``connect`` opens a connection (it runs on the helper thread and may wait for locks);
-    it is called twice, for the writer and for the reader.
+    ``connect`` opens a connection (it runs on the helper or reader thread and may wait for
+    locks); it is called twice, for the writer and for the reader.
     """
 
     def __init__(
@@ -189,6 +192,10 @@ class SqliteConnection:
         self._helper = threading.Thread(target=self._serve, name=f"usvc-sqlite {where}")
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
         self._helper.daemon = True
+        self._reader_inbox: SimpleQueue[_ReaderWork] = SimpleQueue()
+        self._reader_thread = threading.Thread(
+            target=self._serve_reads, name=f"usvc-sqlite reads {where}", daemon=True
+        )
         self._outbox: list[_Item] = []
         # This turn's merged writes (write_row) by function and durability: their callers
         # and their rows.
@@ -196,7 +203,7 @@ class SqliteConnection:
             tuple[Callable[..., Any], bool], tuple[list[asyncio.Future[Any]], list[Any]]
         ] = {}
         self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None  # the helper's own
+        self._reader: sqlite3.Connection | None = None  # the reader thread's own
         self._wal_fd: int | None = None  # the helper's, for the fsync of durable writes
         self._handed = 0  # write rounds on the helper, not yet back (read on the loop only)
         self._checkpointed_at = 0  # self.transactions when the last checkpoint was asked for
@@ -256,7 +263,7 @@ class SqliteConnection:
         if writes:
             self._write_round(writes)
         for item in reads:
-            self._on_helper(item.future, functools.partial(self._read, item.fn))
+            self._on_reader(item.future, functools.partial(self._read, item.fn))
 
     def _write_round(self, items: list[_Item]) -> None:
         if not self._handed and self._writer is not None:
@@ -295,7 +302,7 @@ class SqliteConnection:
     def _finish_checkpoint(self) -> None:
         """Copy the last frames of the WAL between two of this process's transactions.
 
-        The helper's passive checkpoints copy the bulk, but while the loop keeps writing
+        The reader's passive checkpoints copy the bulk, but while the loop keeps writing
         they never catch up with the newest frames, and SQLite starts the WAL over only at
         a transaction that begins with every frame copied: the WAL would grow without end.
         Run here, right after a commit, the checkpoint copies the few frames written since
@@ -313,7 +320,7 @@ class SqliteConnection:
     def _maybe_checkpoint(self) -> None:
         if self.transactions - self._checkpointed_at >= _CHECKPOINT_EVERY:
             self._checkpointed_at = self.transactions
-            self._helper_inbox.put(self._checkpoint)
+            self._reader_inbox.put(self._checkpoint)
 
     def _release_after_sync(self, items: list[_Item], outcomes: list[_Outcome]) -> None:
         """Release the callers: at once, or after the next fsync for durable writes."""
@@ -332,6 +339,14 @@ class SqliteConnection:
         return item.durable and self._durability is Durability.FULL
 
     def _on_helper(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+        self._helper_inbox.put(self._settling(fut, fn))
+
+    def _on_reader(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+        self._reader_inbox.put(self._settling(fut, fn))
+
+    def _settling(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> Callable[[], None]:
+        """``fn`` as thread work that hands its outcome to ``fut``."""
+
         def run() -> None:
             try:
                 outcome: _Outcome = (True, fn())
@@ -341,10 +356,10 @@ class SqliteConnection:
                 outcome = (False, exc)
             self._release([(fut, outcome)])
 
-        self._helper_inbox.put(run)
+        return run
 
     async def call(self, fn: Work[T]) -> T:
-        """Run ``fn(conn)`` on the helper's read connection, outside any transaction."""
+        """Run ``fn(conn)`` on the reader's connection, outside any transaction."""
         return await self._submit(fn, write=False, durable=False)
 
     async def write(self, fn: Work[T], *, durable: bool) -> T:
@@ -356,6 +371,7 @@ class SqliteConnection:
         """Start the helper and connect on it (opening may wait for another process)."""
         self._loop = asyncio.get_running_loop()
         self._helper.start()
+        self._reader_thread.start()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_helper(fut, self._open_writer)
         try:
@@ -372,8 +388,15 @@ class SqliteConnection:
         if not self._helper.is_alive():
             return
         self._flush()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Queued after every round and fsync submitted so far: those finish first.
+        loop = asyncio.get_running_loop()
+        # Queued after every read submitted so far, and on the helper after every round
+        # and fsync: those finish first.
+        reads_done: asyncio.Future[None] = loop.create_future()
+        self._on_reader(reads_done, self._close_reader)
+        self._reader_inbox.put(None)
+        with contextlib.suppress(Exception):  # a failed close of the reader: go on
+            await reads_done
+        fut: asyncio.Future[None] = loop.create_future()
         self._on_helper(fut, self._disconnect)
         self._helper_inbox.put(None)
         await fut
@@ -387,7 +410,7 @@ class SqliteConnection:
         conn.execute("PRAGMA busy_timeout = 0")
         conn.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints (copying the WAL back into the database, with two fsyncs) run on the
-        # helper, not inside a commit on the loop (see _checkpoint).
+        # reader thread, not inside a commit on the loop (see _checkpoint).
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._writer = conn
 
@@ -401,11 +424,19 @@ class SqliteConnection:
             self._reader = self._connect()
         return self._reader
 
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def _serve_reads(self) -> None:
+        while (job := self._reader_inbox.get()) is not None:
+            job()
+
     def _disconnect(self) -> None:
-        for conn in (self._writer, self._reader):
-            if conn is not None:
-                conn.close()
-        self._writer = self._reader = None
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
@@ -476,7 +507,7 @@ class SqliteConnection:
             raise QueueUnavailableError(self.broken) from exc
 
     def _checkpoint(self) -> None:
-        """Copy the WAL back into the database from the helper's connection (PASSIVE: the
+        """Copy the WAL back into the database from the reader's connection (PASSIVE: the
         loop goes on writing meanwhile), so that commits on the loop need not: SQLite's
         auto-checkpoint would run inside one. Once the WAL holds SQLite's threshold of
         pages, the loop finishes the job between two transactions (see
