@@ -11,6 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from usvc_core import Application
@@ -378,6 +379,53 @@ class TestGroupCommit:
         )
         assert isinstance(results[1], OverflowError)
         assert (await queue.stats(SERVICE)).counts[JobStatus.READY] == 2
+
+    async def test_writes_submitted_while_a_transaction_runs_go_together(
+        self, tmp_path: Path
+    ) -> None:
+        """Writes of several loop turns, submitted while the writer thread is busy with a
+        transaction, commit together in the next one, each with its own result."""
+        q = SqliteQueue(tmp_path / "gather.db", busy_timeout=30)
+        await q.open()
+        blocker = sqlite3.connect(q.path, isolation_level=None)
+        try:
+            before, _ = q.commits
+            blocker.execute("BEGIN IMMEDIATE")
+            first = asyncio.ensure_future(q.enqueue(_request(0)))
+            await asyncio.sleep(0.05)  # the writer waits for the lock with it
+            rest = []
+            for n in range(1, 6):
+                rest.append(asyncio.ensure_future(q.enqueue(_request(n))))
+                await asyncio.sleep(0)  # each in a turn of its own
+            blocker.execute("ROLLBACK")
+            jobs = await asyncio.gather(first, *rest)
+            assert [job.payload["n"] for job in jobs] == list(range(6))
+            assert q.commits[0] - before == 2
+        finally:
+            blocker.close()
+            await q.close()
+
+    async def test_a_broken_round_fails_its_callers_and_the_writer_goes_on(
+        self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An error outside every operation (a bug in the round itself) fails that round's
+        callers instead of ending the writer thread: later writes still commit."""
+        db = queue._conn()
+        run_writes = db._run_writes
+        calls = 0
+
+        def once_broken(batch: Sequence[Any]) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in the round")
+            return run_writes(batch)
+
+        monkeypatch.setattr(db, "_run_writes", once_broken)
+        with pytest.raises(RuntimeError, match="a bug in the round"):
+            await queue.enqueue(_request(1))
+        job = await queue.enqueue(_request(2))
+        assert (await queue.get(job.id)) is not None
 
     async def test_purge_works_in_chunks(
         self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch

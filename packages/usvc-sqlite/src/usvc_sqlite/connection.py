@@ -271,22 +271,24 @@ class SqliteConnection:
         loop = asyncio.get_running_loop()
 
         def round_on_writer() -> None:
-            try:
-                outcomes = self._run_writes(items)
-            except BaseException as exc:  # a bug must not leave callers waiting forever
-                outcomes = [(False, exc)] * len(items)
             now: tuple[list[_Item], list[_Outcome]] = ([], [])
             later: tuple[list[_Item], list[_Outcome]] = ([], [])
-            for item, outcome in zip(items, outcomes, strict=True):
-                group = later if self._needs_sync(item) else now
-                group[0].append(item)
-                group[1].append(outcome)
-            if later[0]:
-                self._helper_inbox.put(_Fsync(_callers(*later)))
+            try:
+                outcomes = self._run_writes(items)
+                for item, outcome in zip(items, outcomes, strict=True):
+                    group = later if self._needs_sync(item) else now
+                    group[0].append(item)
+                    group[1].append(outcome)
+                settled, synced = _callers(*now), _callers(*later)
+            except BaseException as exc:
+                # A bug must neither end this thread nor leave callers waiting forever.
+                settled, synced = _callers(items, [(False, exc)] * len(items)), []
+            if synced:
+                self._helper_inbox.put(_Fsync(synced))
             if self._wal_restart_due:
                 self._finish_checkpoint()
             with contextlib.suppress(RuntimeError):  # the loop is gone
-                loop.call_soon_threadsafe(self._round_done, _callers(*now))
+                loop.call_soon_threadsafe(self._round_done, settled)
 
         self._writer_inbox.put(round_on_writer)
 
