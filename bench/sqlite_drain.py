@@ -13,8 +13,9 @@ both read from the rows (SQLite's clock), so process start-up is not counted.
 Floor: on a fresh file with the same N jobs and the same durability mode, one thread runs
 the statements the worker's queue runs, in a bare blocking ``sqlite3`` loop, ten jobs at a
 time: the claim-and-start statement (``CLAIM_STARTED``) in one transaction, then the
-complete statements of those ten in a second one. Each transaction uses the
-``PRAGMA synchronous`` level the adapter uses for it. The ratio is end-to-end over floor.
+complete statements of those ten (and the count of finished jobs, schema 8) in a second
+one. Each transaction uses the ``PRAGMA synchronous`` level the adapter uses for it. The
+ratio is end-to-end over floor.
 
 ``run()`` returns the figures for a harness (``bench/run.py``); ``main()`` prints them.
 """

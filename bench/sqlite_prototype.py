@@ -8,10 +8,11 @@ worker implement together, with none of the kit around it.
 - each job validates its payload with a pydantic model and awaits a no-op handler, ten at a
   time;
 - completions are committed in groups: whatever finished while the previous transaction ran
-  goes into the next one, together with the claim for the slots that freed; in durable
-  mode a second thread flushes the WAL (``fdatasync``, what ``synchronous=FULL`` does at
-  commit), one flush covering every commit made before it began, and a job counts as done
-  only once a flush after its commit returned. Jobs claimed meanwhile run meanwhile.
+  goes into the next one (one ``executemany``, and from schema 8 one upsert of the finished
+  counts, as the adapter keeps them), together with the claim for the slots that freed; in
+  durable mode a second thread flushes the WAL (``fdatasync``, what ``synchronous=FULL``
+  does at commit), one flush covering every commit made before it began, and a job counts
+  as done only once a flush after its commit returned. Jobs claimed meanwhile run meanwhile.
 
 What it leaves out is what the kit adds: leases renewed, metrics, logs, health, timeouts,
 retries, the ports. ``python bench/sqlite_prototype.py FILE --jobs N`` drains a file filled
