@@ -514,7 +514,7 @@ class SqliteConnection:
         try:
             conn = self._reader_conn()
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-        except (sqlite3.Error, QueueError):
+        except Exception:  # whatever it is: the reader thread must go on serving reads
             return  # the next one catches up; a failed checkpoint loses nothing
         if frames >= _CHECKPOINT_FRAMES and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is gone
