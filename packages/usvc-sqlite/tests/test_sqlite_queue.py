@@ -11,6 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from usvc_core import Application
@@ -378,6 +379,53 @@ class TestGroupCommit:
         )
         assert isinstance(results[1], OverflowError)
         assert (await queue.stats(SERVICE)).counts[JobStatus.READY] == 2
+
+    async def test_writes_submitted_while_a_transaction_runs_go_together(
+        self, tmp_path: Path
+    ) -> None:
+        """Writes of several loop turns, submitted while the writer thread is busy with a
+        transaction, commit together in the next one, each with its own result."""
+        q = SqliteQueue(tmp_path / "gather.db", busy_timeout=30)
+        await q.open()
+        blocker = sqlite3.connect(q.path, isolation_level=None)
+        try:
+            before, _ = q.commits
+            blocker.execute("BEGIN IMMEDIATE")
+            first = asyncio.ensure_future(q.enqueue(_request(0)))
+            await asyncio.sleep(0.05)  # the writer waits for the lock with it
+            rest = []
+            for n in range(1, 6):
+                rest.append(asyncio.ensure_future(q.enqueue(_request(n))))
+                await asyncio.sleep(0)  # each in a turn of its own
+            blocker.execute("ROLLBACK")
+            jobs = await asyncio.gather(first, *rest)
+            assert [job.payload["n"] for job in jobs] == list(range(6))
+            assert q.commits[0] - before == 2
+        finally:
+            blocker.close()
+            await q.close()
+
+    async def test_a_broken_round_fails_its_callers_and_the_writer_goes_on(
+        self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An error outside every operation (a bug in the round itself) fails that round's
+        callers instead of ending the writer thread: later writes still commit."""
+        db = queue._conn()
+        run_writes = db._run_writes
+        calls = 0
+
+        def once_broken(batch: Sequence[Any]) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in the round")
+            return run_writes(batch)
+
+        monkeypatch.setattr(db, "_run_writes", once_broken)
+        with pytest.raises(RuntimeError, match="a bug in the round"):
+            await queue.enqueue(_request(1))
+        job = await queue.enqueue(_request(2))
+        assert (await queue.get(job.id)) is not None
 
     async def test_purge_works_in_chunks(
         self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
@@ -891,6 +939,51 @@ class TestOperatorReads:
             JobStatus.FAILED: 1,
         }
         assert len(jobs) == 6
+
+    async def test_a_file_of_schema_7_keeps_exact_counts_through_every_finish(
+        self, tmp_path: Path
+    ) -> None:
+        """A schema-7 file (counts kept by a trigger on every update) opens at the current
+        version with its counts, and every way a job finishes or leaves Failed (complete,
+        fail, a retry with no attempts left, a cancel, a rescue with no attempts left, an
+        operator's retry, purge) keeps them equal to a count of the rows."""
+        path = tmp_path / "v7.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            prepare(conn, str(path), upto=7)
+            conn.executemany(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, finished_at) "
+                "VALUES (?, ?, '{}', ?, 0)",
+                [(SERVICE, "old", "Completed"), (SERVICE, "old", "Failed")],
+            )
+        conn.close()
+        q = SqliteQueue(path)
+        await q.open()
+        try:
+            assert _pragma(path, "user_version") == SCHEMA_VERSION
+            await q.enqueue_many([_request(n, max_attempts=1) for n in range(7)])
+            started = await q.claim_and_start(SERVICE, "w", 5, 30.0)
+            await asyncio.gather(*(q.complete(job, {}, 1.0) for job in started[:2]))
+            await q.fail(started[2], "TIMEOUT", "slow", 1.0)
+            assert await q.retry(started[3], "E", "no", 0.0, 1.0) is JobStatus.FAILED
+            assert await q.cancel(SERVICE, (await q.claim(SERVICE, "w", 1, 30.0))[0].id) == (
+                JobStatus.FAILED
+            )
+            await q.extend_leases([started[4]], -1.0)  # its lease ends: rescued, spent
+            assert len((await q.reclaim_expired(SERVICE)).failed) == 1
+            assert await q.retry_failed(SERVICE, [started[2].id]) == 1
+            assert await q.purge(SERVICE, 3600.0) == 2  # the old rows finished in 1970
+        finally:
+            await q.close()
+        with sqlite3.connect(path, isolation_level=None) as c:
+            kept = c.execute(
+                "SELECT action, status, jobs FROM usvc_job_counts WHERE jobs <> 0 ORDER BY 1, 2"
+            ).fetchall()
+            rows = c.execute(
+                "SELECT action, status, count(*) FROM usvc_jobs "
+                "WHERE status IN ('Completed', 'Failed') GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+        c.close()
+        assert kept == rows == [("echo", "Completed", 2), ("echo", "Failed", 3)]
 
     async def test_a_text_search_reads_a_bounded_stretch_and_pages_on(
         self, queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch

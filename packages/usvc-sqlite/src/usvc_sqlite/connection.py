@@ -1,31 +1,31 @@
-"""One SQLite connection written from the event loop with group commit; the waits (fsync,
-another process's lock, long reads) on a helper thread.
+"""One SQLite connection written with group commit, one thread hop per transaction; the
+fsyncs on a helper thread, the reads on a thread of their own.
 
-Why not a thread that owns the connection (aiosqlite's design, and this module's first
-one): measured, it made the worker slower than running the statements on the event loop
-itself. Every statement gives the GIL up while SQLite works and must take it back
-to return to Python; with a busy event loop the two threads took turns at every statement
-boundary instead of overlapping (docs/sqlite-queue.md, "Speed"). A statement of this queue
-is tens of microseconds of C; the only long waits are the ones moved off the loop:
+Writes submitted while a transaction runs wait on the event loop and go together, in one
+transaction, to the writer thread as soon as it is free (group commit: the busier the
+worker, the larger the groups). The loop itself runs no SQL: a transaction of this queue
+is tens of microseconds of C per job, which SQLite runs with the GIL released, so the
+loop's Python (the jobs, their logs and metrics) and the statements overlap on two
+cores. The hop is per transaction, not per statement: a thread that owned the connection
+and took each statement (aiosqlite's design, and this module's first one) made the two
+threads take turns at every statement boundary, and lost to running the statements on
+the loop; one hop per group is the prototype's design (``bench/sqlite_prototype.py``)
+and drains faster than both (docs/benchmarks.md).
 
 * **fsync.** Transactions commit with ``synchronous=NORMAL`` (written to the WAL, not yet
   flushed). For a durable write the helper then flushes the WAL file (``fdatasync``) and
   releases the callers. One flush covers every commit made before it started (group
-  commit), and the event loop runs the next batch meanwhile. SQLite offers no such
+  commit), and the writer runs the next group meanwhile. SQLite offers no such
   "commit now, sync later" call, hence our own flush of its WAL file, which is what
   ``synchronous=FULL`` itself does at commit.
-* **Another process's write lock.** The loop tries ``BEGIN IMMEDIATE`` without waiting
-  (``busy_timeout`` 0). When another process holds the lock, the whole round goes to the
-  helper, which waits up to ``busy_timeout`` with the GIL released; the loop uses the
-  connection again once the helper has handed back every round it took.
-* **Reads** (``get``, ``stats``, ``ping``) run on the helper, on a second connection: a
-  count over a large table must not stall the loop.
+* **Another process's write lock.** The writer waits for it up to ``busy_timeout`` (with
+  the GIL released); the loop goes on meanwhile, gathering the next group.
+* **Reads** (``get``, ``stats``, ``ping``) run on a second connection and a thread of
+  their own, the reader: a count over a large table must stall neither the loop nor the
+  helper's fsyncs (the durable completions waiting on them).
 * **Checkpoints**, which copy the WAL back into the database with two fsyncs, run on the
-  helper's connection instead of inside a commit on the loop; the loop only copies the
+  reader's connection and thread instead of inside a commit; the writer only copies the
   last few frames now and then, so that the WAL can start over (see ``_checkpoint``).
-
-Writes submitted during one turn of the event loop run together at the end of that turn,
-in one transaction (group commit).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def queue_error(exc: sqlite3.Error, where: str) -> QueueError:
 
 class _Item:
     """One piece of work: a write ``fn(conn)`` that joins a group transaction, or a read
-    ``fn(conn)`` that runs on the helper's own connection.
+    ``fn(conn)`` that runs on the reader's own connection.
 
     A merged write (:meth:`SqliteConnection.write_row`) has one caller per row: ``futures``
     lists them, and ``fn`` returns one outcome per row."""
@@ -125,10 +125,6 @@ class _OpBroke(Exception):  # noqa: N818 - internal signal
         self.error = error
 
 
-class _Busy(Exception):  # noqa: N818 - internal signal
-    """Another process holds the write lock and the caller would not wait: nothing ran."""
-
-
 class _Fsync:
     """Helper work: flush the WAL, then release these callers of durable writes."""
 
@@ -139,6 +135,7 @@ class _Fsync:
 
 
 _HelperWork = Callable[[], None] | _Fsync | None  # None: stop
+_ReaderWork = Callable[[], None] | None  # None: stop
 
 
 def _settle_all(settled: _Settled) -> None:
@@ -151,14 +148,9 @@ def _settle_all(settled: _Settled) -> None:
             fut.set_exception(value)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
-
-
 class SqliteConnection:
-    """Owns the queue's connections and helper thread: writes in group transactions on
-    the event loop, reads and waits on the helper.
+    """Owns the queue's connections and threads: writes in group transactions on the
+    writer thread, fsyncs on the helper, reads on the reader.
 
     Each write operation is a function of the connection that returns its result, or
     raises a :class:`~usvc_core.errors.UsvcError` after writing nothing (lease lost,
@@ -167,8 +159,8 @@ class SqliteConnection:
     without it. A caller is released once the transaction holding its operation committed
     with the durability it asked for.
 
-    ``connect`` opens a connection (it runs on the helper thread and may wait for locks);
-    it is called twice, for the writer and for the reader.
+    ``connect`` opens a connection (it runs on the helper or the reader thread and may
+    wait for locks); it is called twice, for the writer and for the reader.
     """
 
     def __init__(
@@ -189,18 +181,28 @@ class SqliteConnection:
         self._helper = threading.Thread(target=self._serve, name=f"usvc-sqlite {where}")
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
         self._helper.daemon = True
+        self._reader_inbox: SimpleQueue[_ReaderWork] = SimpleQueue()
+        self._reader_thread = threading.Thread(
+            target=self._serve_reads, name=f"usvc-sqlite reads {where}", daemon=True
+        )
+        self._writer_inbox: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        self._writer_thread = threading.Thread(
+            target=self._serve_writes, name=f"usvc-sqlite writes {where}", daemon=True
+        )
+        self._in_flight = False  # a group transaction on the writer thread (loop only)
+        self._waiting: list[_Item] = []  # writes for the next group (loop only)
+        self._round_idle: asyncio.Future[None] | None = None  # close() waits for the last
         self._outbox: list[_Item] = []
-        # This turn's merged writes (write_row) by function and durability: their callers
-        # and their rows.
+        # The next group's merged writes (write_row) by function and durability: their
+        # callers and their rows.
         self._merged: dict[
             tuple[Callable[..., Any], bool], tuple[list[asyncio.Future[Any]], list[Any]]
         ] = {}
         self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None  # the helper's own
+        self._reader: sqlite3.Connection | None = None  # the reader thread's own
         self._wal_fd: int | None = None  # the helper's, for the fsync of durable writes
-        self._handed = 0  # write rounds on the helper, not yet back (read on the loop only)
         self._checkpointed_at = 0  # self.transactions when the last checkpoint was asked for
-        self._wal_restart_due = False  # the WAL is long: finish a checkpoint on the loop
+        self._wal_restart_due = False  # the WAL is long: the writer finishes a checkpoint
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         #: Why the store is broken (a failed fsync), until reopened; see :meth:`_flush_wal`.
@@ -232,10 +234,10 @@ class SqliteConnection:
         *,
         durable: bool,
     ) -> asyncio.Future[Any]:
-        """Add ``row`` to this turn's one call of ``fn_many(conn, rows)``, which returns an
-        ``(ok, result or exception)`` per row; the future gets this row's. Rows of one
-        turn are one operation of the group transaction (one call instead of one per row);
-        an SQLite error in it fails all of them."""
+        """Add ``row`` to the next group's one call of ``fn_many(conn, rows)``, which returns
+        an ``(ok, result or exception)`` per row; the future gets this row's. The rows
+        gathered until the group goes to the writer are one operation of its transaction
+        (one call instead of one per row); an SQLite error in it fails all of them."""
         merged = self._merged.get((fn_many, durable))
         if merged is None:
             rows: list[Any] = []
@@ -250,52 +252,69 @@ class SqliteConnection:
 
     def _flush(self) -> None:
         items, self._outbox = self._outbox, []
-        self._merged = {}
         writes = [i for i in items if i.write]
         reads = [i for i in items if not i.write]
         if writes:
             self._write_round(writes)
         for item in reads:
-            self._on_helper(item.future, functools.partial(self._read, item.fn))
+            self._on_reader(item.future, functools.partial(self._read, item.fn))
 
     def _write_round(self, items: list[_Item]) -> None:
-        if not self._handed and self._writer is not None:
-            try:
-                outcomes = self._run_writes(items, wait=False)
-            except _Busy:
-                pass  # another process writes: the helper waits for the lock instead
-            except BaseException as exc:  # a bug must not leave callers waiting forever
-                _settle_all(_callers(items, [(False, exc)] * len(items)))
-                return
-            else:
-                self._release_after_sync(items, outcomes)
-                if self._wal_restart_due:
-                    self._finish_checkpoint()
-                self._maybe_checkpoint()
-                return
-        self._handed += 1
+        """Send ``items`` to the writer as one transaction, or keep them for the next one
+        while a transaction runs there. Callers of durable writes are released by the
+        helper's next flush, the others by :meth:`_round_done`."""
+        if self._in_flight:
+            self._waiting.extend(items)
+            return
+        self._in_flight = True
+        self._merged = {}
         loop = asyncio.get_running_loop()
 
-        def round_on_helper() -> None:
+        def round_on_writer() -> None:
+            now: tuple[list[_Item], list[_Outcome]] = ([], [])
+            later: tuple[list[_Item], list[_Outcome]] = ([], [])
             try:
-                outcomes = self._run_writes(items, wait=True)
-                if any(self._needs_sync(i) for i in items):
-                    self._flush_wal()
-            except BaseException as exc:  # a bug must not leave callers waiting forever
-                outcomes = [(False, exc)] * len(items)
-            self._release(_callers(items, outcomes))
+                outcomes = self._run_writes(items)
+                for item, outcome in zip(items, outcomes, strict=True):
+                    group = later if self._needs_sync(item) else now
+                    group[0].append(item)
+                    group[1].append(outcome)
+                settled, synced = _callers(*now), _callers(*later)
+            except BaseException as exc:
+                # A bug must neither end this thread nor leave callers waiting forever.
+                settled, synced = _callers(items, [(False, exc)] * len(items)), []
+            if synced:
+                self._helper_inbox.put(_Fsync(synced))
+            if self._wal_restart_due:
+                self._finish_checkpoint()
             with contextlib.suppress(RuntimeError):  # the loop is gone
-                loop.call_soon_threadsafe(self._handed_back)
+                loop.call_soon_threadsafe(self._round_done, settled)
 
-        self._helper_inbox.put(round_on_helper)
+        self._writer_inbox.put(round_on_writer)
+
+    def _round_done(self, settled: _Settled) -> None:
+        """On the loop, once the writer committed: release ``settled``, send the next group."""
+        self._in_flight = False
+        _settle_all(settled)
+        self._maybe_checkpoint()
+        if self._waiting:
+            items, self._waiting = self._waiting, []
+            self._write_round(items)
+        elif self._round_idle is not None and not self._round_idle.done():
+            self._round_idle.set_result(None)
+
+    def _serve_writes(self) -> None:
+        while (job := self._writer_inbox.get()) is not None:
+            job()
 
     def _want_wal_restart(self) -> None:
         self._wal_restart_due = True
 
     def _finish_checkpoint(self) -> None:
-        """Copy the last frames of the WAL between two of this process's transactions.
+        """Copy the last frames of the WAL between two of this process's transactions (on
+        the writer thread).
 
-        The helper's passive checkpoints copy the bulk, but while the loop keeps writing
+        The reader's passive checkpoints copy the bulk, but while the writer keeps writing
         they never catch up with the newest frames, and SQLite starts the WAL over only at
         a transaction that begins with every frame copied: the WAL would grow without end.
         Run here, right after a commit, the checkpoint copies the few frames written since
@@ -306,32 +325,23 @@ class SqliteConnection:
             with contextlib.suppress(sqlite3.Error):
                 self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    def _handed_back(self) -> None:
-        self._handed -= 1
-        self._maybe_checkpoint()  # also when every round waits for other processes
-
     def _maybe_checkpoint(self) -> None:
         if self.transactions - self._checkpointed_at >= _CHECKPOINT_EVERY:
             self._checkpointed_at = self.transactions
-            self._helper_inbox.put(self._checkpoint)
-
-    def _release_after_sync(self, items: list[_Item], outcomes: list[_Outcome]) -> None:
-        """Release the callers: at once, or after the next fsync for durable writes."""
-        now: tuple[list[_Item], list[_Outcome]] = ([], [])
-        later: tuple[list[_Item], list[_Outcome]] = ([], [])
-        for item, outcome in zip(items, outcomes, strict=True):
-            group = later if self._needs_sync(item) else now
-            group[0].append(item)
-            group[1].append(outcome)
-        if now[0]:
-            _settle_all(_callers(*now))
-        if later[0]:
-            self._helper_inbox.put(_Fsync(_callers(*later)))
+            self._reader_inbox.put(self._checkpoint)
 
     def _needs_sync(self, item: _Item) -> bool:
         return item.durable and self._durability is Durability.FULL
 
     def _on_helper(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+        self._helper_inbox.put(self._settling(fut, fn))
+
+    def _on_reader(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+        self._reader_inbox.put(self._settling(fut, fn))
+
+    def _settling(self, fut: asyncio.Future[Any], fn: Callable[[], Any]) -> Callable[[], None]:
+        """``fn`` as thread work that hands its outcome to ``fut``."""
+
         def run() -> None:
             try:
                 outcome: _Outcome = (True, fn())
@@ -341,10 +351,10 @@ class SqliteConnection:
                 outcome = (False, exc)
             self._release([(fut, outcome)])
 
-        self._helper_inbox.put(run)
+        return run
 
     async def call(self, fn: Work[T]) -> T:
-        """Run ``fn(conn)`` on the helper's read connection, outside any transaction."""
+        """Run ``fn(conn)`` on the reader's connection, outside any transaction."""
         return await self._submit(fn, write=False, durable=False)
 
     async def write(self, fn: Work[T], *, durable: bool) -> T:
@@ -353,9 +363,11 @@ class SqliteConnection:
         return await self._submit(fn, write=True, durable=durable)
 
     async def open(self) -> None:
-        """Start the helper and connect on it (opening may wait for another process)."""
+        """Start the threads and connect on the helper (may wait for another process)."""
         self._loop = asyncio.get_running_loop()
         self._helper.start()
+        self._reader_thread.start()
+        self._writer_thread.start()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_helper(fut, self._open_writer)
         try:
@@ -365,29 +377,40 @@ class SqliteConnection:
             raise
 
     async def close(self) -> None:
-        """Finish the work already submitted, close the connections, end the helper."""
+        """Finish the work already submitted, close the connections, end the threads."""
         if self._closed:
             return
         self._closed = True
         if not self._helper.is_alive():
             return
         self._flush()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Queued after every round and fsync submitted so far: those finish first.
+        loop = asyncio.get_running_loop()
+        if self._in_flight:
+            self._round_idle = loop.create_future()
+            await self._round_idle
+        self._writer_inbox.put(None)
+        # Queued after every read submitted so far, and on the helper after every round
+        # and fsync: those finish first.
+        reads_done: asyncio.Future[None] = loop.create_future()
+        self._on_reader(reads_done, self._close_reader)
+        self._reader_inbox.put(None)
+        with contextlib.suppress(Exception):  # a failed close of the reader: go on
+            await reads_done
+        fut: asyncio.Future[None] = loop.create_future()
         self._on_helper(fut, self._disconnect)
         self._helper_inbox.put(None)
         await fut
 
-    # --- on the helper thread ------------------------------------------------------------------
+    # --- on the helper, reader and writer threads ----------------------------------------------
 
     def _open_writer(self) -> None:
         conn = self._connect()
-        # The loop never waits for a lock (a busy round goes to the helper), and commits
-        # without an fsync (the helper makes durable writes durable; see the module doc).
-        conn.execute("PRAGMA busy_timeout = 0")
+        # The writer thread waits for other processes' locks, and commits without an fsync
+        # (the helper makes durable writes durable; see the module doc).
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         conn.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints (copying the WAL back into the database, with two fsyncs) run on the
-        # helper, not inside a commit on the loop (see _checkpoint).
+        # reader thread, not inside a commit (see _checkpoint).
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._writer = conn
 
@@ -401,11 +424,19 @@ class SqliteConnection:
             self._reader = self._connect()
         return self._reader
 
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def _serve_reads(self) -> None:
+        while (job := self._reader_inbox.get()) is not None:
+            job()
+
     def _disconnect(self) -> None:
-        for conn in (self._writer, self._reader):
-            if conn is not None:
-                conn.close()
-        self._writer = self._reader = None
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
@@ -476,15 +507,14 @@ class SqliteConnection:
             raise QueueUnavailableError(self.broken) from exc
 
     def _checkpoint(self) -> None:
-        """Copy the WAL back into the database from the helper's connection (PASSIVE: the
-        loop goes on writing meanwhile), so that commits on the loop need not: SQLite's
-        auto-checkpoint would run inside one. Once the WAL holds SQLite's threshold of
-        pages, the loop finishes the job between two transactions (see
-        :meth:`_finish_checkpoint`)."""
+        """Copy the WAL back into the database from the reader's connection (PASSIVE: the
+        writer goes on meanwhile), so that commits need not: SQLite's auto-checkpoint would
+        run inside one. Once the WAL holds SQLite's threshold of pages, the writer finishes
+        the job between two transactions (see :meth:`_finish_checkpoint`)."""
         try:
             conn = self._reader_conn()
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-        except (sqlite3.Error, QueueError):
+        except Exception:  # whatever it is: the reader thread must go on serving reads
             return  # the next one catches up; a failed checkpoint loses nothing
         if frames >= _CHECKPOINT_FRAMES and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is gone
@@ -507,49 +537,34 @@ class SqliteConnection:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle_all, group)
 
-    # --- on whichever thread holds the writer ------------------------------------------------
+    # --- on the writer thread -------------------------------------------------------------------
 
-    def _run_writes(self, batch: Sequence[_Item], *, wait: bool) -> list[_Outcome]:
-        """Run ``batch`` in one transaction; an operation that breaks it fails alone.
-
-        Without ``wait``, raises :class:`_Busy` (nothing written) when another process
-        holds the write lock."""
+    def _run_writes(self, batch: Sequence[_Item]) -> list[_Outcome]:
+        """Run ``batch`` in one transaction; an operation that breaks it fails alone. Waits
+        up to ``busy_timeout`` for another process's write lock."""
         conn = self._writer
         if conn is None:
             error = QueueUnavailableError(f"SQLite queue {self.where} is not open")
             return [(False, error)] * len(batch)
         outcomes: dict[int, _Outcome] = {}
         todo = list(range(len(batch)))
-        if wait:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        try:
-            while todo:
-                try:
-                    done = self._transaction(conn, [batch[i] for i in todo], wait=wait)
-                except _OpBroke as broke:
-                    culprit = todo.pop(broke.index)
-                    outcomes[culprit] = (False, broke.error)
-                    continue
-                except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing was written
-                    failure = self._failure(exc)
-                    outcomes.update((i, (False, failure)) for i in todo)
-                    break
-                outcomes.update(zip(todo, done, strict=True))
+        while todo:
+            try:
+                done = self._transaction(conn, [batch[i] for i in todo])
+            except _OpBroke as broke:
+                culprit = todo.pop(broke.index)
+                outcomes[culprit] = (False, broke.error)
+                continue
+            except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing was written
+                failure = self._failure(exc)
+                outcomes.update((i, (False, failure)) for i in todo)
                 break
-        finally:
-            if wait:
-                conn.execute("PRAGMA busy_timeout = 0")
+            outcomes.update(zip(todo, done, strict=True))
+            break
         return [outcomes[i] for i in range(len(batch))]
 
-    def _transaction(
-        self, conn: sqlite3.Connection, ops: Sequence[_Item], *, wait: bool
-    ) -> list[_Outcome]:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not wait and _is_busy(exc):
-                raise _Busy from exc
-            raise
+    def _transaction(self, conn: sqlite3.Connection, ops: Sequence[_Item]) -> list[_Outcome]:
+        conn.execute("BEGIN IMMEDIATE")
         done: list[_Outcome] = []
         try:
             for index, op in enumerate(ops):

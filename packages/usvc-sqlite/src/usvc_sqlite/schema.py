@@ -35,7 +35,8 @@ WORKERS_TABLE = "usvc_workers"
 PAUSED_TABLE = "usvc_paused_actions"
 #: Admin sessions ended by a logout, until they would have expired (schema 7).
 SESSIONS = "usvc_revoked_sessions"
-#: Finished jobs by service, action and status, kept by triggers (schema 7).
+#: Finished jobs by service, action and status (schema 7): kept by the statements that
+#: finish jobs or take them back (schema 8), and by triggers for rows inserted or deleted.
 COUNTS = "usvc_job_counts"
 
 #: SQLite's clock, in Unix seconds with millisecond resolution (``unixepoch('subsec')``
@@ -253,6 +254,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     # --- end store -------------------------------------------------------------------------
+    # 8: finishes counted by the statements that finish jobs, once per commit group (one
+    # upsert for a batch of completions, in its transaction), instead of by a trigger run
+    # for every updated row (claims included): that trigger cost a completion about a
+    # third of its time. The counts stay exact: the update trigger goes in the same
+    # transaction as this step, and rows inserted or deleted by any program are still
+    # counted by the other two triggers.
+    (f"DROP TRIGGER {TABLE}_count_update",),
 )
 
 #: The version this code writes and understands.

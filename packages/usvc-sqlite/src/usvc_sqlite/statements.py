@@ -9,6 +9,7 @@ A transition that does not find the job under the caller's fencing token raises
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import heapq
@@ -37,6 +38,7 @@ __all__ = [
     "CLAIM",
     "CLAIM_STARTED",
     "COMPLETE",
+    "COUNT_FINISHED",
     "START",
     "EncodedRequest",
     "activity",
@@ -174,6 +176,24 @@ UPDATE {TABLE}
 SET status = 'Completed', results = ?, runtime_ms = ?, error_code = NULL, error_message = NULL,
     lease_expires_at = NULL, finished_at = {NOW}, updated_at = {NOW}
 WHERE id = ? AND lease_token = ? AND status = 'Processing'
+"""
+
+#: The jobs of some row ids counted as finished with a status, one upsert per service and
+#: action, read from the rows themselves: the statements that finish jobs keep the table of
+#: counts (schema 8), in their own transaction, a batch of completions with one statement.
+#: Parameters: status, then the ids, one ``?`` each in place of ``<ids>``.
+COUNT_FINISHED = f"""
+INSERT INTO {COUNTS} (microservice, action, status, jobs)
+SELECT microservice, action, ?, count(*) FROM {TABLE}
+WHERE id IN (<ids>) GROUP BY microservice, action
+ON CONFLICT DO UPDATE SET jobs = jobs + excluded.jobs
+"""
+_COUNT_CHUNK = 100  # ids per COUNT_FINISHED (a statement text per size, cached)
+
+# Failed jobs an operator sent back to Ready no longer count as Failed.
+_UNCOUNT_FAILED = f"""
+UPDATE {COUNTS} SET jobs = jobs - ?
+WHERE microservice = ? AND action = ? AND status = 'Failed'
 """
 
 _FAIL = f"""
@@ -622,10 +642,24 @@ def extend(conn: sqlite3.Connection, jobs: Sequence[Job], lease: float) -> Lease
     return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
 
+@functools.cache
+def _count_statement(count: int) -> str:
+    return COUNT_FINISHED.replace("<ids>", ", ".join("?" * count))
+
+
+def _count_finished(conn: sqlite3.Connection, status: str, rids: Sequence[int | None]) -> None:
+    """Count the jobs of ``rids``, each just moved to ``status``, as finished (a list of
+    ids over a JSON array: a tenth of the cost). See COUNT_FINISHED."""
+    for start in range(0, len(rids), _COUNT_CHUNK):
+        chunk = rids[start : start + _COUNT_CHUNK]
+        conn.execute(_count_statement(len(chunk)), (status, *chunk))
+
+
 def complete(conn: sqlite3.Connection, job: Job, results: str, runtime_ms: float) -> None:
     rid = row_id(job.id)
     if conn.execute(COMPLETE, (results, runtime_ms, rid, job.lease_token)).rowcount != 1:
         raise _lost(conn, job, rid)
+    _count_finished(conn, JobStatus.COMPLETED.value, [rid])
 
 
 def complete_many(
@@ -634,11 +668,13 @@ def complete_many(
     """:func:`complete` for each ``(job, results, runtime_ms)``: ``(True, None)``, or
     ``(False, LeaseLostError)`` for a job this caller no longer owns.
 
-    All rows in one ``executemany`` (one call into SQLite, the common case); when some
-    lease was lost, that is undone (savepoint) and each row goes alone, to say which."""
+    All rows in one ``executemany`` (one call into SQLite, the common case) and counted
+    with one statement; when some lease was lost, that is undone (savepoint) and each row
+    goes alone, to say which."""
     conn.execute("SAVEPOINT complete_many")
     params = [(text, runtime_ms, row_id(job.id), job.lease_token) for job, text, runtime_ms in rows]
     if conn.executemany(COMPLETE, params).rowcount == len(rows):
+        _count_finished(conn, JobStatus.COMPLETED.value, [p[2] for p in params])
         conn.execute("RELEASE complete_many")
         return [(True, None)] * len(rows)
     conn.execute("ROLLBACK TO complete_many")
@@ -660,6 +696,7 @@ def fail(
     rid = row_id(job.id)
     if conn.execute(_FAIL, (code, message, runtime_ms, rid, job.lease_token)).rowcount != 1:
         raise _lost(conn, job, rid)
+    _count_finished(conn, JobStatus.FAILED.value, [rid])
 
 
 def retry(
@@ -684,6 +721,8 @@ def retry(
     row = conn.execute(_retry_statement(history), params).fetchone()
     if row is None:
         raise _lost(conn, job, rid)
+    if row[0] == JobStatus.FAILED.value:  # no attempts left
+        _count_finished(conn, row[0], [rid])
     return JobStatus(row[0])
 
 
@@ -696,6 +735,8 @@ def reclaim(conn: sqlite3.Connection, microservice: str, history: int = 20) -> R
     rows = conn.execute(_reclaim_statement(history), (microservice,)).fetchall()
     requeued = sorted((r[0] for r in rows if r[1] == JobStatus.READY), key=int)
     failed = sorted((r[0] for r in rows if r[1] == JobStatus.FAILED), key=int)
+    if failed:
+        _count_finished(conn, JobStatus.FAILED.value, failed)
     return ReclaimResult(requeued=[str(i) for i in requeued], failed=[str(i) for i in failed])
 
 
@@ -708,6 +749,7 @@ def cancel(conn: sqlite3.Connection, microservice: str, job_id: str) -> JobStatu
     rid = row_id(job_id)
     if rid is not None:
         if conn.execute(_CANCEL_WAITING, (rid, microservice)).rowcount:
+            _count_finished(conn, JobStatus.FAILED.value, [rid])
             return JobStatus.FAILED
         if conn.execute(_CANCEL_RUNNING, (rid, microservice)).rowcount:
             return JobStatus.PROCESSING
@@ -937,7 +979,8 @@ SET status = 'Ready', attempts = 0, run_at = {NOW},
     results = NULL, runtime_ms = NULL, started_at = NULL, finished_at = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0,
     updated_at = {NOW}
-WHERE microservice = ? AND status = 'Failed' AND id IN ({", ".join("?" * count)})"""
+WHERE microservice = ? AND status = 'Failed' AND id IN ({", ".join("?" * count)})
+RETURNING action"""
 
 
 def retry_ids(
@@ -949,7 +992,13 @@ def retry_ids(
     if not rids:
         return 0
     statement = _retry_failed_statement(history, len(rids))
-    return conn.execute(statement, (microservice, *rids)).rowcount
+    actions = collections.Counter(
+        row[0] for row in conn.execute(statement, (microservice, *rids)).fetchall()
+    )
+    conn.executemany(
+        _UNCOUNT_FAILED, [(count, microservice, action) for action, count in actions.items()]
+    )
+    return actions.total()
 
 
 def retry_matching(
