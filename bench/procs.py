@@ -3,6 +3,7 @@ them, polled over real HTTP, measured through ``/proc`` and stopped with SIGTERM
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -14,7 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import httpx
 from harness import child_env
 
 __all__ = ["ServerProcess", "free_port", "proc_status_kb"]
@@ -94,12 +94,17 @@ class ServerProcess:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.proc.args!r} exited early:\n{self.output()[-2000:]}")
+            # http.client, not a new httpx.Client per poll: building one costs ~35 ms of CPU
+            # (its SSL context), so the poller kept a CPU busy while the service started.
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
             try:
-                with httpx.Client(timeout=1.0) as client:
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return time.perf_counter() - self.started
-            except httpx.HTTPError:
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return time.perf_counter() - self.started
+            except (OSError, http.client.HTTPException):
                 pass
+            finally:
+                conn.close()
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"{self.url}/health not 200 within {timeout:g} s")
             time.sleep(interval)

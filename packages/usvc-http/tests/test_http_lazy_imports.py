@@ -23,8 +23,37 @@ def test_importing_the_package_alone_loads_no_server_nor_client() -> None:
     assert _imported_after("import usvc_http") == []
 
 
-def test_the_rest_client_template_does_not_load_the_server() -> None:
-    assert _imported_after("from usvc_http import RestAPIService") == ["httpx"]
+def test_the_rest_client_template_loads_neither_the_server_nor_httpx() -> None:
+    assert _imported_after("from usvc_http import RestAPIService") == []
+
+
+_REST_SERVICE = """
+import asyncio, sys
+from usvc_http import RestAPIConfig, RestAPIService
+
+class API(RestAPIService):
+    name = "lazy_api"
+    env_file = None
+    config = RestAPIConfig(BASE_URL="http://127.0.0.1:9")
+
+async def main():
+    async with API() as api:
+        print("httpx" in sys.modules)
+        assert api.client.base_url == "http://127.0.0.1:9"
+        print("httpx" in sys.modules)
+    print(api._client is None)
+
+asyncio.run(main())
+"""
+
+
+def test_httpx_is_loaded_with_the_client_not_when_the_service_starts() -> None:
+    """A REST service defined and initialized (what start-up does) has not imported httpx;
+    its client, built on first use, has."""
+    out = subprocess.run(
+        [sys.executable, "-c", _REST_SERVICE], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True", "True"]
 
 
 @pytest.mark.parametrize("name", usvc_http.__all__)

@@ -21,7 +21,7 @@ import pytest
 from usvc_core import CircuitOpenError, ConfigurationError, HealthRegistry, Status, UsvcError
 from usvc_core.resilience import CircuitState
 from usvc_http import PrometheusMetrics, RestAPIConfig, RestAPIService
-from usvc_http.rest import env_prefix_for, parse_retry_after
+from usvc_http.rest import TransportError, env_prefix_for, parse_retry_after
 from usvc_http.rest.config import with_env_overrides
 from usvc_testing import FakeClock
 
@@ -638,3 +638,38 @@ class TestRetryAfterHeader:
     def test_parse(self, value: str | None, seconds: float | None) -> None:
         """Delay-seconds and HTTP-dates are understood; the past means now; junk means none."""
         assert parse_retry_after(value, self.NOW) == seconds
+
+
+class TestTransportErrorForRetryOn:
+    """``usvc_http.rest.TransportError`` decides ``retry_on`` as ``httpx.TransportError`` did."""
+
+    def test_matches_what_httpx_transport_error_matches(self) -> None:
+        request = httpx.Request("GET", "http://example.com/")
+        response = httpx.Response(500, request=request)
+        for exc in (
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("slow"),
+            httpx.ProxyError("x"),
+        ):
+            assert isinstance(exc, TransportError)
+            assert isinstance(exc, (CircuitOpenError, TransportError))  # as retry_on is used
+        for other in (
+            httpx.HTTPStatusError("500", request=request, response=response),
+            ValueError("x"),
+            CircuitOpenError("open"),
+        ):
+            assert not isinstance(other, TransportError)
+        assert issubclass(httpx.PoolTimeout, TransportError)
+        assert not issubclass(TimeoutError, TransportError)  # a job timeout is not one
+
+    def test_an_except_clause_refuses_it(self) -> None:
+        """Python tests real subclasses in ``except``: it refuses the stand-in loudly."""
+
+        def catch() -> None:
+            try:
+                raise httpx.ConnectError("refused")
+            except TransportError:
+                pass
+
+        with pytest.raises(TypeError, match="BaseException"):
+            catch()

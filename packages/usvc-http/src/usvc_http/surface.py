@@ -23,8 +23,19 @@ _log = structlog.get_logger("usvc.http")
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_done = asyncio.Event()
+
     def install_signal_handlers(self) -> None:
         """The application owns SIGTERM/SIGINT; uvicorn must not take them."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Wakes HttpSurface.start the moment the server listens (it polled every 5 ms).
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.startup_done.set()
 
 
 class HttpSurface:
@@ -72,15 +83,21 @@ class HttpSurface:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # The API has no WebSocket route: uvicorn need not look for (or, when one is
+            # installed, import) a WebSocket library.
+            ws="none",
             timeout_graceful_shutdown=5,
         )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="usvc-http")
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-                raise ConfigurationError("the HTTP server stopped while starting")
-            await asyncio.sleep(0.005)
+        server = self._server = _Server(config)
+        task = self._task = asyncio.create_task(server.serve(sockets=[sock]), name="usvc-http")
+        listening = asyncio.ensure_future(server.startup_done.wait())
+        try:
+            await asyncio.wait([listening, task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listening.cancel()
+        if not server.started:
+            await task  # raises what stopped it, if anything did
+            raise ConfigurationError("the HTTP server stopped while starting")
         self._app.instance.http_port = self.port
         _log.info("http listening", host=self.host, port=self.port)
 

@@ -1,7 +1,7 @@
-import httpx
 from pydantic import BaseModel, Field
 from src.services.payment import PaymentAPI
 from usvc_core import CircuitOpenError, JobContext, action
+from usvc_http.rest import TransportError
 
 
 class PayInput(BaseModel):
@@ -16,7 +16,8 @@ class PayOutput(BaseModel):
 
 
 # While the provider is down (circuit open, no connection) the job is tried again later.
-@action("pay", retry_on=(CircuitOpenError, httpx.TransportError))
+# TransportError is httpx.TransportError without importing httpx before the first charge.
+@action("pay", retry_on=(CircuitOpenError, TransportError))
 async def handle(input: PayInput, payments: PaymentAPI, job: JobContext) -> PayOutput:
     # The job id stays the same on every attempt of this job, so the provider sees the
     # same key when the job runs again and charges once.

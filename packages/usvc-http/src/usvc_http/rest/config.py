@@ -3,15 +3,15 @@ service from the environment (``PAYMENT_API_BASE_URL`` for a service named ``pay
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from usvc_core.errors import ConfigurationError
 
-__all__ = ["RestAPIConfig", "env_prefix_for", "with_env_overrides"]
+__all__ = ["RestAPIConfig", "base_url_problem", "env_prefix_for", "with_env_overrides"]
 
 
 class RestAPIConfig(BaseModel):
@@ -41,13 +41,70 @@ class RestAPIConfig(BaseModel):
     @field_validator("BASE_URL")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
+        problem = base_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
+
+
+# httpx's own URL grammar (``httpx._urlparse``), so that BASE_URL is checked as the client
+# will parse it without importing httpx: a service that defines its config (at import) and
+# starts need not load the client library before its first request.
+_URL = re.compile(r"(?:(?P<scheme>([a-zA-Z][a-zA-Z0-9+.-]*)?):)?(?://(?P<authority>[^/?#]*))?")
+_AUTHORITY = re.compile(r"(?:(?P<userinfo>.*)@)?(?P<host>(\[.*\]|[^:@]*)):?(?P<port>.*)?")
+_IPV4_STYLE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$")
+_MAX_URL_LENGTH = 65536  # httpx's limit
+
+
+def base_url_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable ``BASE_URL`` (None when it is): an absolute
+    ``http://`` or ``https://`` URL with a host, which ``httpx.URL`` accepts.
+
+    The same rules as ``httpx.URL`` (tested against it), without importing httpx.
+    """
+    if len(value) > _MAX_URL_LENGTH:
+        return "not a valid URL: URL too long"
+    bad = next((char for char in value if char.isascii() and not char.isprintable()), None)
+    if bad is not None:
+        return f"not a valid URL: invalid non-printable ASCII character {bad!r}"
+    try:
+        value.encode("utf-8")  # httpx percent-encodes every component as UTF-8
+    except UnicodeEncodeError as exc:
+        return f"not a valid URL: {exc}"
+    # Both patterns match any string (every group is optional).
+    url = _URL.match(value)
+    assert url is not None
+    authority = _AUTHORITY.match(url["authority"] or "")
+    assert authority is not None
+    host: str = authority["host"] or ""
+    port = authority["port"]
+    try:
+        if _IPV4_STYLE.match(host):
+            ipaddress.IPv4Address(host)
+        elif host.startswith("[") and host.endswith("]"):
+            ipaddress.IPv6Address(host[1:-1])
+        else:
+            _check_hostname(host.lower())
+        if port:
+            int(port)
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if (url["scheme"] or "").lower() not in ("http", "https") or not host:
+        return f"must be an absolute http:// or https:// URL, got {value!r}"
+    return None
+
+
+def _check_hostname(host: str) -> None:
+    """Raise ValueError where httpx would refuse a (lower-cased) host name: an IDNA name
+    that does not encode, or an ``xn--`` label that does not decode."""
+    if not host.isascii():
+        import idna  # only for non-ASCII names (httpx's own dependency)
+
+        host = idna.encode(host).decode("ascii")
+    if host.startswith("xn--"):
+        import idna
+
+        idna.decode(host)
 
 
 def env_prefix_for(service_name: str) -> str:

@@ -1,13 +1,19 @@
 """``RestAPIService``: a service that calls one REST API through an httpx client, with rate
-limiting, a circuit breaker, timeouts, retries, health reporting and outbound metrics."""
+limiting, a circuit breaker, timeouts, retries, health reporting and outbound metrics.
+
+httpx itself (≈ 3 MB and 30-60 ms of imports) is loaded with the client, on the first
+request or the first use of :attr:`RestAPIService.client`, not when a subclass is defined
+or the service starts: a service pays for it once it calls its API.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from functools import cache
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, cast
 
-import httpx
 import structlog
 from usvc_core.clock import SystemClock
 from usvc_core.errors import CircuitOpenError, UsvcError
@@ -20,18 +26,69 @@ from usvc_http.metrics import PrometheusMetrics
 from usvc_http.rest.config import RestAPIConfig, env_prefix_for, with_env_overrides
 from usvc_http.rest.metrics import OutboundMetrics
 from usvc_http.rest.retry_after import parse_retry_after
-from usvc_http.rest.transport import LazyTransport
 
-__all__ = ["IDEMPOTENT_METHODS", "RestAPIService"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["IDEMPOTENT_METHODS", "AsyncTransport", "RestAPIService", "TransportError"]
 
 _log = structlog.get_logger("usvc.http.rest")
 
 #: Methods that RFC 9110 defines as idempotent: repeating them is always safe.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-# Failures that happen before the request could reach the server.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# Failures worth another attempt (and that count against the circuit).
-_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class AsyncTransport(Protocol):
+    """What the client needs of a transport: ``httpx.AsyncBaseTransport``'s interface
+    (``httpx.MockTransport`` in tests). A protocol rather than httpx's class because the
+    service container reads ``__init__``'s type hints at start, before httpx is loaded."""
+
+    async def handle_async_request(self, request: httpx.Request, /) -> httpx.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+@cache
+def _never_sent() -> tuple[type[Exception], ...]:
+    """Failures that happen before the request could reach the server."""
+    import httpx
+
+    return (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@cache
+def _transient() -> tuple[type[Exception], ...]:
+    """Failures worth another attempt (and that count against the circuit)."""
+    import httpx
+
+    return (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class _HttpxClassCheck(type):
+    """``isinstance``/``issubclass`` against the httpx class of the same name once httpx is
+    loaded; before that no instance of it can exist, so nothing matches."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return cls.__subclasscheck__(type(instance))
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        httpx = sys.modules.get("httpx")
+        return httpx is not None and issubclass(subclass, getattr(httpx, cls.__name__))
+
+
+if TYPE_CHECKING:
+    from httpx import TransportError
+else:
+
+    class TransportError(metaclass=_HttpxClassCheck):
+        """``httpx.TransportError`` for ``@action(retry_on=...)`` and ``isinstance``, without
+        importing httpx where the handler is defined: ``retry_on=(CircuitOpenError,
+        TransportError)`` retries a job whose REST call got no response (timeout,
+        connection).
+
+        Not for ``except`` clauses, which test real subclasses (Python refuses this class
+        there with a TypeError): catch ``httpx.TransportError`` itself.
+        """
 
 
 class _ServerError(Exception):
@@ -80,12 +137,13 @@ class RestAPIService(ServiceProvider):
 
     # Class-level defaults, so that a subclass ``__init__`` that forgets super() still works.
     _clock: Clock | None = None
-    _transport: httpx.AsyncBaseTransport | None = None
+    _transport: AsyncTransport | None = None
     _client: httpx.AsyncClient | None = None
     _outbound: OutboundMetrics | None = None
+    _open = False  # between initialize() and cleanup(): the client may be built
 
     def __init__(
-        self, *, clock: Clock | None = None, transport: httpx.AsyncBaseTransport | None = None
+        self, *, clock: Clock | None = None, transport: AsyncTransport | None = None
     ) -> None:
         self._clock = clock
         self._transport = transport
@@ -94,8 +152,9 @@ class RestAPIService(ServiceProvider):
     # --- lifecycle -------------------------------------------------------------------------
 
     async def initialize(self) -> None:
-        """Resolve the config, build the limiter, breaker and retry policy, open the client.
-        Subclasses that override it call ``await super().initialize()`` first."""
+        """Resolve the config, build the limiter, breaker and retry policy; the client is
+        built on first use. Subclasses that override it call ``await super().initialize()``
+        first."""
         name = self.service_name()
         self.config = cfg = with_env_overrides(
             self.config, self.env_prefix or env_prefix_for(name), self.env_file
@@ -110,7 +169,8 @@ class RestAPIService(ServiceProvider):
             cfg.CB_SUCCESS_THRESHOLD,
             clock=self.clock,
             name=name,
-            failure_on=(_ServerError, *_TRANSIENT),
+            # httpx's transient errors join when the client is built (see _build_client).
+            failure_on=(_ServerError,),
         )
         self.breaker.add_listener(self._on_circuit_change)
         self.retry_policy = RetryPolicy(
@@ -125,6 +185,15 @@ class RestAPIService(ServiceProvider):
         if isinstance(self.app_metrics, PrometheusMetrics):
             self._outbound = OutboundMetrics.on(self.app_metrics.registry)
             self._outbound.circuit(name, CircuitState.CLOSED)
+        self._open = True
+
+    def _build_client(self) -> httpx.AsyncClient:
+        import httpx
+
+        from usvc_http.rest.transport import LazyTransport
+
+        cfg = self.config
+        self.breaker.failure_on = (_ServerError, *_transient())
         pool = cfg.CONNECTION_POOL_SIZE
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         self._client = httpx.AsyncClient(
@@ -132,11 +201,14 @@ class RestAPIService(ServiceProvider):
             timeout=cfg.REQUEST_TIMEOUT_SECONDS,
             limits=limits,
             # Pools (and the SSL context) are built on first use: not on the start-up path.
-            transport=self._transport or LazyTransport(limits),
+            transport=cast("httpx.AsyncBaseTransport | None", self._transport)
+            or LazyTransport(limits),
         )
+        return self._client
 
     async def cleanup(self) -> None:
         """Close the client and its connections."""
+        self._open = False
         timer, self._trial_timer = self._trial_timer, None
         if timer is not None:
             timer.cancel()
@@ -160,13 +232,16 @@ class RestAPIService(ServiceProvider):
 
     @property
     def client(self) -> httpx.AsyncClient:
-        """The httpx client (exists between ``initialize()`` and ``cleanup()``)."""
-        if self._client is None:
+        """The httpx client (exists between ``initialize()`` and ``cleanup()``; built, and
+        httpx imported, on first use)."""
+        if self._client is not None:
+            return self._client
+        if not self._open:
             raise UsvcError(
                 f"{type(self).__qualname__} is not initialized: register it with "
                 "app.register_service(...) or use 'async with' around it"
             )
-        return self._client
+        return self._build_client()
 
     # --- requests --------------------------------------------------------------------------
 
@@ -191,7 +266,12 @@ class RestAPIService(ServiceProvider):
             CircuitOpenError: the circuit is open; nothing was sent.
             httpx.TransportError: the last attempt got no response (timeout, connection).
         """
+        if self._client is None and self._open and "httpx" not in sys.modules:
+            # The first request of the process imports httpx (30-60 ms) off the event loop.
+            await asyncio.to_thread(__import__, "httpx")
         client = self.client
+        import httpx  # loaded with the client
+
         verb = method.upper()
         headers = httpx.Headers(kwargs.pop("headers", None))
         if idempotency_key is not None:
@@ -221,8 +301,8 @@ class RestAPIService(ServiceProvider):
                 self._count(_error_class(exc))
                 last_error = exc
                 self._report_failure({"last_status": None, "attempt": attempt, "error": _name(exc)})
-                retryable = isinstance(exc, _TRANSIENT) and (
-                    may_repeat or isinstance(exc, _NEVER_SENT)
+                retryable = isinstance(exc, _transient()) and (
+                    may_repeat or isinstance(exc, _never_sent())
                 )
                 if not (retryable and self.retry_policy.should_retry(attempt)):
                     raise
@@ -263,6 +343,8 @@ class RestAPIService(ServiceProvider):
                 async with asyncio.timeout(deadline):
                     response = await client.send(request, **send_options)
             except TimeoutError:
+                import httpx
+
                 raise httpx.TimeoutException(
                     f"no complete response within {deadline:g} s", request=request
                 ) from None
@@ -349,4 +431,6 @@ def _name(exc: BaseException) -> str:
 
 
 def _error_class(exc: httpx.TransportError) -> str:
+    import httpx
+
     return "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
