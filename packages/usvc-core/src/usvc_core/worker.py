@@ -160,6 +160,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._max_running: dict[str, int] | None = None  # set by run()
         self._slot_freed = asyncio.Event()
+        # The poll loop waits for a free slot: only then does a job's end set the event
+        # (asyncio.Event.set is a Python call; most jobs end while nobody waits).
+        self._slot_awaited = False
         # Held by each claim round (the poll loop's or start_due_jobs'): no two claims in
         # flight, so neither claims past the free slots it counted.
         self._claim_lock = asyncio.Lock()
@@ -301,7 +304,11 @@ class Worker:
             free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                self._slot_awaited = True
+                try:
+                    await self._slot_freed.wait()
+                finally:
+                    self._slot_awaited = False
                 continue
             self._wake.clear()
             claimed_at = self.clock.monotonic()
@@ -519,8 +526,10 @@ class Worker:
                         _uncancel()
             state.recording = True
             self._handlers -= 1
-            self._slot_freed.set()
-            decision = decide(outcome, job, policy)
+            if self._slot_awaited:
+                self._slot_freed.set()
+            # decide()'s first rule, without its call for the common case
+            decision = COMPLETED if outcome.error_code is None else decide(outcome, job, policy)
             if decision is COMPLETED:
                 # The common case written directly (one coroutine less than _record); a
                 # failed write goes through _record's loop, which retries it.
@@ -530,7 +539,13 @@ class Worker:
                     kind = await self._record(job, outcome, decision, exc)
                 else:
                     kind = "completed"
-                    self._recorded(job, outcome, decision, kind, failures=0)
+                    # _recorded's steps for a completed job, inline (once per job).
+                    if self._queue_failures:
+                        self._queue_ok()
+                    if is_enabled_for(INFO):  # the one per-job line: skipped cheaply if off
+                        _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
+                    if job.id in self._waiters:
+                        self._resolve_waiters(job.id)
             else:
                 kind = await self._record(job, outcome, decision)
         except asyncio.CancelledError:
@@ -543,7 +558,8 @@ class Worker:
                 self._handlers -= 1
             if self._jobs.get(job.id) is state:  # not a later claim of the same job
                 del self._jobs[job.id]
-            self._slot_freed.set()
+            if self._slot_awaited:
+                self._slot_freed.set()
             if self._max_running is not None and job.action in self._max_running:
                 self._wake.set()  # room under the limit: its waiting jobs may be claimed now
             if span is not None:
@@ -651,7 +667,7 @@ class Worker:
             # the wake makes an idle poll loop plan its sleep again.
             heapq.heappush(self._retry_due, self.clock.monotonic() + decision.delay)
             self._wake.set()
-        elif self._waiters:
+        elif job.id in self._waiters:
             self._resolve_waiters(job.id)
 
     def _resolve_waiters(self, job_id: str) -> None:
