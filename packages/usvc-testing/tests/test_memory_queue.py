@@ -3,7 +3,6 @@ limits step over a saturated action's backlog once, not at every claim."""
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from usvc_core.ports import EnqueueRequest
 from usvc_testing import FakeClock, InMemoryQueue
+from usvc_testing.queues.memory import _Due
 
 SERVICE = "memory-tests"
 
@@ -21,7 +21,7 @@ def _of(action: str, priority: int = 0) -> EnqueueRequest:
 
 async def test_a_saturated_backlog_is_stepped_over_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first claim that finds "slow" at its limit sets its 5,000 waiting jobs aside;
-    the next claims pop only what they hand out (counted heap pops, not time), and the
+    the next claims pop only what they hand out (counted pops, not time), and the
     set-aside jobs come back in order once the limit allows."""
     queue = InMemoryQueue(FakeClock())
     slow = await queue.enqueue_many([_of("slow", priority=5) for _ in range(5000)])
@@ -31,14 +31,14 @@ async def test_a_saturated_backlog_is_stepped_over_once(monkeypatch: pytest.Monk
     assert [j.id for j in running] == [slow[0].id, slow[1].id]
 
     pops = 0
-    pop: Callable[[list[Any]], Any] = heapq.heappop
+    pop: Callable[[_Due], Any] = _Due.pop  # every due or set-aside job leaves through it
 
-    def counting(heap: list[Any]) -> Any:
+    def counting(due: _Due) -> Any:
         nonlocal pops
         pops += 1
-        return pop(heap)
+        return pop(due)
 
-    monkeypatch.setattr(heapq, "heappop", counting)
+    monkeypatch.setattr(_Due, "pop", counting)
     first = await queue.claim_and_start(SERVICE, "w", 10, 60.0, max_running=limits)
     assert [j.action for j in first] == ["fast"] * 10
     assert pops >= 4998  # every waiting "slow" job set aside once

@@ -22,6 +22,9 @@ __all__ = [
     "Outcome",
     "cancelled_outcome",
     "execute_job",
+    "handler_failed",
+    "handler_kwargs",
+    "handler_returned",
     "json_ready",
     "route",
     "timeout_outcome",
@@ -232,13 +235,47 @@ async def execute_job(
     cancels overdue jobs from one watchdog instead of arming a timer per job). A
     cancellation of the calling task propagates; a CancelledError the handler lets through
     while nobody cancelled the task is the handler's failure (HANDLER_ERROR).
+
+    The worker runs the same steps inline (:func:`handler_kwargs`, the handler,
+    :func:`handler_failed` or :func:`handler_returned`), one coroutine less per job.
     """
     started = time.perf_counter()
-    payload: dict[str, Any] = job.payload
-    kwargs: dict[str, Any] = dict(definition.bound_services) if definition.bound_services else {}
+    kwargs = handler_kwargs(job, definition, started)
+    if isinstance(kwargs, Outcome):
+        return kwargs
+    timeout = definition.options.timeout_seconds or default_timeout
+    try:
+        if enforce_timeout:
+            async with asyncio.timeout(timeout):
+                result = await definition.handler(**kwargs)
+        else:
+            result = await definition.handler(**kwargs)
+    except TimeoutError as exc:
+        if enforce_timeout:
+            return timeout_outcome(definition, timeout, (time.perf_counter() - started) * 1000)
+        return handler_failed(exc, definition, started)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the worker stopped this job (it knows why): not an outcome of the handler
+        return handler_failed(exc, definition, started)
+    except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+        return handler_failed(exc, definition, started)
+    return handler_returned(result, timeout, started)
+
+
+def handler_kwargs(
+    job: Job, definition: ActionDefinition, started: float
+) -> dict[str, Any] | Outcome:
+    """The handler's keyword arguments for ``job`` (its validated input, services, job
+    context), or the VALIDATION_ERROR :class:`Outcome` when the payload does not fit the
+    input model (``started``: the attempt's ``perf_counter`` start, for its runtime)."""
+    services = definition.bound_services
+    kwargs: dict[str, Any] = services.copy() if services else {}
     model = definition.input_model
     if model is not None:
         validate, strip = _INPUT_READERS.get(model) or _input_reader(model)
+        payload: dict[str, Any] = job.payload
         if strip:
             data = payload.copy()
             for key in RESERVED_PAYLOAD_KEYS:
@@ -257,37 +294,30 @@ async def execute_job(
         kwargs[definition.context_param] = JobContext(
             job.id, job.token, definition.name, job.attempts, job.max_attempts
         )
-    timeout = definition.options.timeout_seconds or default_timeout
-    try:
-        if enforce_timeout:
-            async with asyncio.timeout(timeout):
-                result = await definition.handler(**kwargs)
-        else:
-            result = await definition.handler(**kwargs)
-    except TimeoutError as exc:
-        if enforce_timeout:
-            return timeout_outcome(definition, timeout, (time.perf_counter() - started) * 1000)
-        # Not our timer: the handler itself raised TimeoutError (e.g. from a client call).
+    return kwargs
+
+
+def handler_failed(exc: BaseException, definition: ActionDefinition, started: float) -> Outcome:
+    """The outcome of a handler that raised ``exc`` (not a stop of its job by the worker:
+    a CancelledError here is one the handler let through while nobody cancelled the job,
+    a TimeoutError one it raised itself, e.g. from a client call)."""
+    runtime_ms = (time.perf_counter() - started) * 1000
+    if isinstance(exc, TimeoutError):
         return Outcome(
             error_code=ErrorCode.HANDLER_ERROR,
             error_message=_truncate(f"TimeoutError: {exc}"),
             retry=issubclass(TimeoutError, definition.options.retry_on),
-            runtime_ms=(time.perf_counter() - started) * 1000,
+            runtime_ms=runtime_ms,
         )
-    except RetryJob as signal:
+    if isinstance(exc, RetryJob):
         return Outcome(
             error_code=ErrorCode.HANDLER_ERROR,
-            error_message=_truncate(f"retry requested: {signal.reason}"),
+            error_message=_truncate(f"retry requested: {exc.reason}"),
             retry=True,
-            retry_delay=signal.delay_seconds,
-            runtime_ms=(time.perf_counter() - started) * 1000,
+            retry_delay=exc.delay_seconds,
+            runtime_ms=runtime_ms,
         )
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise  # the worker stopped this job (it knows why): not an outcome of the handler
-        # Nobody cancelled this job: the handler let through the CancelledError of
-        # something it awaited. That is the handler's failure, not a worker's stop.
+    if isinstance(exc, asyncio.CancelledError):
         return Outcome(
             error_code=ErrorCode.HANDLER_ERROR,
             error_message=_truncate(
@@ -295,16 +325,19 @@ async def execute_job(
                 "cancelled (a task or future it awaited was cancelled)"
             ),
             retry=isinstance(exc, definition.options.retry_on),
-            runtime_ms=(time.perf_counter() - started) * 1000,
+            runtime_ms=runtime_ms,
         )
-    except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
-        return Outcome(
-            error_code=ErrorCode.HANDLER_ERROR,
-            error_message=_truncate(_exception_text(exc)),
-            retry=isinstance(exc, definition.options.retry_on),
-            runtime_ms=(time.perf_counter() - started) * 1000,
-            retry_not_before=_circuit_wait(exc),
-        )
+    return Outcome(
+        error_code=ErrorCode.HANDLER_ERROR,
+        error_message=_truncate(_exception_text(exc)),
+        retry=isinstance(exc, definition.options.retry_on),
+        runtime_ms=runtime_ms,
+        retry_not_before=_circuit_wait(exc),
+    )
+
+
+def handler_returned(result: Any, timeout: float, started: float) -> Outcome:
+    """The outcome of a handler that returned ``result``."""
     runtime_s = time.perf_counter() - started
     if runtime_s > timeout:
         # The handler blocked the event loop: the timer could not interrupt it.

@@ -139,7 +139,8 @@ class Job:
     def snapshot(self) -> Job:
         """A shallow copy, made fast: adapters hand these out on every transition."""
         clone = object.__new__(Job)
-        clone.__dict__.update(self.__dict__)
+        # A copied dict set as a whole: about half the cost of filling the new one by update.
+        clone.__dict__ = self.__dict__.copy()
         return clone
 
     @property

@@ -31,7 +31,9 @@ from usvc_core.errors import JobLockedError, LeaseLostError, ShuttingDownError
 from usvc_core.execution import (
     Outcome,
     cancelled_outcome,
-    execute_job,
+    handler_failed,
+    handler_kwargs,
+    handler_returned,
     route,
     timeout_outcome,
 )
@@ -145,6 +147,11 @@ class Worker:
         self.health = health if health is not None else HealthRegistry()
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self.clock: Clock = clock if clock is not None else SystemClock()
+        # Read once per job (its deadline): the system clock's reading without the method's
+        # frame; any other clock (a fake one in tests) is asked itself.
+        self._monotonic: Callable[[], float] = (
+            time.monotonic if type(self.clock) is SystemClock else self.clock.monotonic
+        )
         self._tracer = tracer
         self._jobs: dict[str, _JobState] = {}  # owned: handler running or outcome being written
         self._handlers = 0  # jobs of _jobs whose handler runs
@@ -153,6 +160,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._max_running: dict[str, int] | None = None  # set by run()
         self._slot_freed = asyncio.Event()
+        # The poll loop waits for a free slot: only then does a job's end set the event
+        # (asyncio.Event.set is a Python call; most jobs end while nobody waits).
+        self._slot_awaited = False
         # Held by each claim round (the poll loop's or start_due_jobs'): no two claims in
         # flight, so neither claims past the free slots it counted.
         self._claim_lock = asyncio.Lock()
@@ -294,7 +304,11 @@ class Worker:
             free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                self._slot_awaited = True
+                try:
+                    await self._slot_freed.wait()
+                finally:
+                    self._slot_awaited = False
                 continue
             self._wake.clear()
             claimed_at = self.clock.monotonic()
@@ -468,34 +482,72 @@ class Worker:
             else:
                 policy = routed.options.retry_policy or policy
                 timeout = routed.options.timeout_seconds or self.config.job_timeout
-                state.deadline = self.clock.monotonic() + timeout
-                try:
-                    outcome = await execute_job(job, routed, timeout, enforce_timeout=False)
-                except asyncio.CancelledError:
-                    # The one place where a stop of this job becomes what happens to it.
-                    runtime_ms = (time.perf_counter() - started) * 1000
-                    match state.cancel_reason:
-                        case CancelReason.TIMEOUT:
-                            _uncancel()
-                            outcome = timeout_outcome(routed, timeout, runtime_ms)
-                        case CancelReason.OPERATOR_CANCEL:
-                            _uncancel()
-                            _log.warning("job cancelled by an operator; handler stopped")
-                            outcome = cancelled_outcome(runtime_ms)
-                        case CancelReason.LEASE_LOST:
-                            return  # another worker owns it: nothing to write
-                        case CancelReason.SHUTDOWN | None:  # None: cancelled from outside
-                            kind = "released"
-                            self._to_release.append(job)  # released at the end of the drain
-                            return
+                state.deadline = self._monotonic() + timeout
+                # execute_job's steps, inline (one coroutine less per job); the watchdog
+                # enforces the timeout.
+                kwargs = handler_kwargs(job, routed, started)
+                if isinstance(kwargs, Outcome):
+                    outcome = kwargs
                 else:
-                    if state.cancel_reason is not None:
+                    stopped = False
+                    try:
+                        result = await routed.handler(**kwargs)
+                    except asyncio.CancelledError as exc:
+                        task = asyncio.current_task()
+                        if task is not None and not task.cancelling():
+                            # Nobody cancelled this job: the handler let through the
+                            # CancelledError of something it awaited (its own failure).
+                            outcome = handler_failed(exc, routed, started)
+                        else:
+                            # The one place where a stop of this job becomes what happens
+                            # to it.
+                            stopped = True
+                            runtime_ms = (time.perf_counter() - started) * 1000
+                            match state.cancel_reason:
+                                case CancelReason.TIMEOUT:
+                                    _uncancel()
+                                    outcome = timeout_outcome(routed, timeout, runtime_ms)
+                                case CancelReason.OPERATOR_CANCEL:
+                                    _uncancel()
+                                    _log.warning("job cancelled by an operator; handler stopped")
+                                    outcome = cancelled_outcome(runtime_ms)
+                                case CancelReason.LEASE_LOST:
+                                    return  # another worker owns it: nothing to write
+                                case CancelReason.SHUTDOWN | None:  # None: cancelled from outside
+                                    kind = "released"
+                                    self._to_release.append(job)  # released after the drain
+                                    return
+                    except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+                        outcome = handler_failed(exc, routed, started)
+                    else:
+                        outcome = handler_returned(result, timeout, started)
+                    if state.cancel_reason is not None and not stopped:
                         # The handler swallowed its stop and returned: its outcome stands.
                         _uncancel()
             state.recording = True
             self._handlers -= 1
-            self._slot_freed.set()
-            kind = await self._record(job, outcome, decide(outcome, job, policy))
+            if self._slot_awaited:
+                self._slot_freed.set()
+            # decide()'s first rule, without its call for the common case
+            decision = COMPLETED if outcome.error_code is None else decide(outcome, job, policy)
+            if decision is COMPLETED:
+                # The common case written directly (one coroutine less than _record); a
+                # failed write goes through _record's loop, which retries it.
+                try:
+                    await self.queue.complete(job, outcome.results, outcome.runtime_ms)
+                except Exception as exc:
+                    kind = await self._record(job, outcome, decision, exc)
+                else:
+                    kind = "completed"
+                    # _recorded's steps for a completed job, inline (once per job).
+                    if self._queue_failures:
+                        self._queue_ok()
+                    if is_enabled_for(INFO):  # the one per-job line: skipped cheaply if off
+                        _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
+                    if job.id in self._waiters:
+                        self._resolve_waiters(job.id)
+            else:
+                kind = await self._record(job, outcome, decision)
         except asyncio.CancelledError:
             # Only the drain stops a job that writes its outcome: it may not be written;
             # the lease expires and the job runs again.
@@ -506,7 +558,8 @@ class Worker:
                 self._handlers -= 1
             if self._jobs.get(job.id) is state:  # not a later claim of the same job
                 del self._jobs[job.id]
-            self._slot_freed.set()
+            if self._slot_awaited:
+                self._slot_freed.set()
             if self._max_running is not None and job.action in self._max_running:
                 self._wake.set()  # room under the limit: its waiting jobs may be claimed now
             if span is not None:
@@ -526,36 +579,35 @@ class Worker:
             if state.deadline <= now:
                 self._cancel(state, CancelReason.TIMEOUT)
 
-    async def _record(self, job: Job, outcome: Outcome, decision: Decision) -> str:
-        """Write the decision, retrying through store outages; returns the metrics outcome."""
+    async def _record(
+        self,
+        job: Job,
+        outcome: Outcome,
+        decision: Decision,
+        failed: Exception | None = None,
+    ) -> str:
+        """Write the decision, retrying through store outages; returns the metrics outcome.
+        ``failed``: what a first write made by the caller raised (handled as if here)."""
         failures = locked = 0
+        if decision is COMPLETED:
+            kind = "completed"
+        elif isinstance(decision, Retry):
+            kind = "retried"
+        else:
+            kind = "failed"
         while True:
-            try:
-                if decision is COMPLETED:
-                    kind = "completed"
-                    await self.queue.complete(job, outcome.results, outcome.runtime_ms)
-                elif isinstance(decision, Retry):
-                    kind = "retried"
-                    await self.queue.retry(
-                        job,
-                        str(outcome.error_code),
-                        outcome.error_message or "",
-                        decision.delay,
-                        outcome.runtime_ms,
-                    )
-                else:
-                    kind = "failed"
-                    await self.queue.fail(
-                        job,
-                        str(outcome.error_code),
-                        outcome.error_message or "",
-                        outcome.runtime_ms,
-                    )
-                break
-            except LeaseLostError:
+            if failed is not None:
+                error, failed = failed, None
+            else:
+                try:
+                    await self._write(job, outcome, decision)
+                    break
+                except Exception as exc:
+                    error = exc
+            if isinstance(error, LeaseLostError):
                 _log.warning("lease lost; outcome discarded (another worker owns the job now)")
                 return "lost"
-            except JobLockedError as exc:
+            if isinstance(error, JobLockedError):
                 # The store is up; another session holds the row. Not an outage: health is
                 # left alone, the lease is still renewed, and the write is repeated.
                 locked += 1
@@ -564,16 +616,40 @@ class Worker:
                     return "lost"
                 _log.warning(
                     "job row locked by another session; writing the outcome again shortly",
-                    error=str(exc)[:500],
+                    error=str(error)[:500],
                     attempt=locked,
                 )
                 await self._back_off(locked)
-            except Exception as exc:
+            else:
                 failures += 1
                 if self._hurry.is_set() and failures > 3:
                     _log.error("could not record outcome before shutdown; the lease will expire")
                     return "lost"
-                await self._queue_failed(f"record_{kind}", exc)
+                await self._queue_failed(f"record_{kind}", error)
+        self._recorded(job, outcome, decision, kind, failures=failures)
+        return kind
+
+    async def _write(self, job: Job, outcome: Outcome, decision: Decision) -> None:
+        if decision is COMPLETED:
+            await self.queue.complete(job, outcome.results, outcome.runtime_ms)
+        elif isinstance(decision, Retry):
+            await self.queue.retry(
+                job,
+                str(outcome.error_code),
+                outcome.error_message or "",
+                decision.delay,
+                outcome.runtime_ms,
+            )
+        else:
+            await self.queue.fail(
+                job, str(outcome.error_code), outcome.error_message or "", outcome.runtime_ms
+            )
+
+    def _recorded(
+        self, job: Job, outcome: Outcome, decision: Decision, kind: str, *, failures: int
+    ) -> None:
+        """What follows a written outcome: health, its log line, the retry's wake-up, the
+        watchers of the job."""
         if failures or self._queue_failures:
             self._queue_ok()
         if kind == "completed":
@@ -591,9 +667,8 @@ class Worker:
             # the wake makes an idle poll loop plan its sleep again.
             heapq.heappush(self._retry_due, self.clock.monotonic() + decision.delay)
             self._wake.set()
-        elif self._waiters:
+        elif job.id in self._waiters:
             self._resolve_waiters(job.id)
-        return kind
 
     def _resolve_waiters(self, job_id: str) -> None:
         for fut in self._waiters.pop(job_id, ()):

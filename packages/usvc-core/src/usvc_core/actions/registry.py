@@ -93,6 +93,8 @@ class ActionRegistry:
 
     def __init__(self) -> None:
         self._actions: dict[str, ActionDefinition] = {}
+        #: The action of that name, or None: the dict's own ``get`` (looked up per job).
+        self.get: Callable[[str], ActionDefinition | None] = self._actions.get
 
     def add(self, fn: Callable[..., Awaitable[Any]]) -> ActionDefinition:
         definition = ActionDefinition.from_handler(fn)
@@ -104,9 +106,6 @@ class ActionRegistry:
             )
         self._actions[definition.name] = definition
         return definition
-
-    def get(self, name: str) -> ActionDefinition | None:
-        return self._actions.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._actions

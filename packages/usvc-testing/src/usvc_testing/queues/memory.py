@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import itertools
 import json
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from usvc_core.adapter_support import (
@@ -54,6 +56,48 @@ _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
 
 
+_Entry = tuple[int, float, int, int, str]
+
+
+class _Due:
+    """One service's due jobs in claim order, as entries ``(-priority, run_at as a
+    timestamp, order, seq, id)``: ``order`` (creation order) breaks ties like a store's
+    job id, ``seq`` marks the live entry of a job pushed more than once.
+
+    Most entries arrive in claim order already (one priority, enqueued now): those join a
+    FIFO line, a constant cost each way; the others (a higher priority, a delayed job come
+    due, a released job keeping its place) go to a heap. A pop takes the smaller head. A
+    heap alone cost a claim 14 tuple comparisons per job with 20,000 jobs waiting."""
+
+    __slots__ = ("heap", "line")
+
+    def __init__(self) -> None:
+        self.line: deque[_Entry] = deque()
+        self.heap: list[_Entry] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.line or self.heap)
+
+    def push(self, entry: _Entry) -> None:
+        line = self.line
+        if not line or entry > line[-1]:
+            line.append(entry)
+        else:
+            heapq.heappush(self.heap, entry)
+
+    def peek(self) -> _Entry | None:
+        line, heap = self.line, self.heap
+        if heap and (not line or heap[0] < line[0]):
+            return heap[0]
+        return line[0] if line else None
+
+    def pop(self) -> _Entry:
+        line, heap = self.line, self.heap
+        if heap and (not line or heap[0] < line[0]):
+            return heapq.heappop(heap)
+        return line.popleft()
+
+
 class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     """Implements :class:`usvc_core.ports.JobQueue`, :class:`usvc_core.ports.QueueAdmin`
     and :class:`usvc_core.ports.FleetAdmin` in memory; lost when the process ends.
@@ -76,22 +120,26 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             raise ValueError(f"attempt_history={attempt_history!r}: keep at least 1 attempt")
         self.attempt_history = attempt_history
         self._clock: Clock = clock if clock is not None else SystemClock()
+        # The clock read once per completion: the system clock's reading without its
+        # method's frame (half the cost); any other clock (FakeClock) is asked itself.
+        self._now: Callable[[], datetime] = (
+            functools.partial(datetime.now, UTC)
+            if type(self._clock) is SystemClock
+            else self._clock.now
+        )
         self._prefix = id_prefix
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._jobs: dict[str, Job] = {}
-        # per service: due heap (-priority, run_at, order, seq, id) and delayed heap
-        # (run_at, seq, id); ``order`` (creation order) breaks ties like a store's job id,
-        # ``seq`` marks the live entry of a job pushed more than once.
-        # (-priority, run_at as a timestamp: floats compare faster than datetimes, order, seq, id)
-        self._due: dict[str, list[tuple[int, float, int, int, str]]] = {}
+        # per service: due jobs (see _Due) and delayed heap (run_at, seq, id)
+        self._due: dict[str, _Due] = {}
         self._order: dict[str, int] = {}
         self._orders = itertools.count()
         self._delayed: dict[str, list[tuple[datetime, int, str]]] = {}
         self._heap_seq: dict[str, int] = {}
         self._leased: dict[str, set[str]] = {}  # service -> ids of Assigned/Processing jobs
         # service -> action -> due jobs held back by their action's limit (see _claim_limited)
-        self._parked: dict[str, dict[str, list[tuple[int, float, int, int, str]]]] = {}
+        self._parked: dict[str, dict[str, _Due]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
         # (service, unique key) -> job id; dropped only when purge deletes the job
         self._unique: dict[tuple[str, str], str] = {}
@@ -240,10 +288,10 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         self._heap_seq[job.id] = seq
         assert job.run_at is not None
         if job.run_at <= self._clock.now():
-            heapq.heappush(
-                self._due.setdefault(job.microservice, []),
-                (-job.priority, job.run_at.timestamp(), self._order[job.id], seq, job.id),
-            )
+            due = self._due.get(job.microservice)
+            if due is None:
+                due = self._due[job.microservice] = _Due()
+            due.push((-job.priority, job.run_at.timestamp(), self._order[job.id], seq, job.id))
         else:
             heapq.heappush(
                 self._delayed.setdefault(job.microservice, []), (job.run_at, seq, job.id)
@@ -262,14 +310,15 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         limits: dict[str, int],
     ) -> list[Job]:
         now = self._clock.now()
-        due = self._due.setdefault(microservice, [])
+        due = self._due.get(microservice)
+        if due is None:
+            due = self._due[microservice] = _Due()
         delayed = self._delayed.get(microservice)
         while delayed and delayed[0][0] <= now:
             run_at, seq, job_id = heapq.heappop(delayed)
             job = self._jobs.get(job_id)
             if job is not None:
-                key = (-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id)
-                heapq.heappush(due, key)
+                due.push((-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id))
         expires = now + timedelta(seconds=lease_seconds)
         paused = self._paused.get(microservice)
         if paused:  # a paused action is held back like one at a limit of 0
@@ -279,12 +328,36 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 microservice, worker_id, limit, now, expires, start=start, limits=limits
             )
         claimed: list[Job] = []
-        while due and len(claimed) < limit:
-            _, _, _, seq, job_id = heapq.heappop(due)
-            job = self._jobs.get(job_id)
-            if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
+        if not due:
+            return claimed
+        # The loop below is _lease's, inlined with its lookups hoisted: it runs once per job.
+        jobs, heap_seq, pop = self._jobs, self._heap_seq, due.pop
+        leased = self._leased.get(microservice)
+        if leased is None:
+            leased = self._leased[microservice] = set()
+        attempt_no, confirmed = self._attempt_no, self._confirmed
+        prefix, tokens = self._token_prefix, self._tokens
+        line, heap = due.line, due.heap
+        while (line or heap) and len(claimed) < limit:
+            _, _, _, seq, job_id = pop()
+            job = jobs.get(job_id)
+            if job is None or job.status is not _READY or heap_seq.get(job_id) != seq:
                 continue  # stale entry
-            claimed.append(self._lease(job, worker_id, now, expires, start=start))
+            if start:  # what mark_processing does, at once (unconfirmed: see JobQueue)
+                job.status = _PROCESSING
+                job.attempts += 1
+                job.started_at = now
+                attempt_no[job_id] = attempt_no.get(job_id, 0) + 1  # _open_attempt
+                if confirmed:
+                    confirmed.discard(job_id)
+            else:
+                job.status = _ASSIGNED
+            job.lease_owner = worker_id
+            job.lease_token = f"{prefix}{next(tokens)}"
+            job.lease_expires_at = expires
+            job.updated_at = now
+            leased.add(job_id)
+            claimed.append(job.snapshot())
         return claimed
 
     def _claim_limited(
@@ -300,9 +373,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     ) -> list[Job]:
         """The claim when some action has a limit, or has jobs parked by an earlier one.
 
-        A due job whose action is at its limit moves from the service's heap to its
-        action's parked heap, so that later claims step over it once, not at every claim;
-        each claim takes the best of the service's heap and the heads of the parked heaps
+        A due job whose action is at its limit moves from the service's line to its
+        action's parked line, so that later claims step over it once, not at every claim;
+        each claim takes the best of the service's line and the heads of the parked lines
         of actions below their limit."""
         due = self._due[microservice]
         parked = self._parked.setdefault(microservice, {})
@@ -314,25 +387,29 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             running[action] = running.get(action, 0) + 1
         claimed: list[Job] = []
         while len(claimed) < limit:
-            best = due if due else None
-            for action, heap in parked.items():
-                if not heap or running.get(action, 0) >= limits.get(action, _NO_LIMIT):
+            best, head = due, due.peek()
+            for action, waiting in parked.items():
+                if not waiting or running.get(action, 0) >= limits.get(action, _NO_LIMIT):
                     continue
-                if best is None or heap[0] < best[0]:
-                    best = heap
-            if best is None:
+                first = waiting.peek()
+                if head is None or (first is not None and first < head):
+                    best, head = waiting, first
+            if head is None:
                 break
-            entry = heapq.heappop(best)
+            entry = best.pop()
             job_id, seq = entry[4], entry[3]
             job = self._jobs.get(job_id)
             if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
                 continue  # stale entry
             if best is due and running.get(job.action, 0) >= limits.get(job.action, _NO_LIMIT):
-                heapq.heappush(parked.setdefault(job.action, []), entry)
+                aside = parked.get(job.action)
+                if aside is None:
+                    aside = parked[job.action] = _Due()
+                aside.push(entry)
                 continue
             claimed.append(self._lease(job, worker_id, now, expires, start=start))
             running[job.action] = running.get(job.action, 0) + 1
-        for action in [a for a, heap in parked.items() if not heap]:
+        for action in [a for a, waiting in parked.items() if not waiting]:
             del parked[action]
         if not parked:
             del self._parked[microservice]  # back to the plain claim
@@ -354,7 +431,10 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         job.lease_token = f"{self._token_prefix}{next(self._tokens)}"
         job.lease_expires_at = expires
         job.updated_at = now
-        self._leased.setdefault(job.microservice, set()).add(job.id)
+        leased = self._leased.get(job.microservice)
+        if leased is None:
+            leased = self._leased[job.microservice] = set()
+        leased.add(job.id)
         return job.snapshot()
 
     def _unlease(self, job: Job) -> None:
@@ -365,16 +445,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
 
     def _owned(self, job: Job, *expected: JobStatus) -> Job:
         stored = self._jobs.get(job.id)
-        if stored is None:
-            # Purged after another claim finished it: the caller lost it all the same.
-            raise LeaseLostError(
-                f"job {job.id} is no longer owned by this claim: it no longer exists"
-            )
-        if stored.lease_token != job.lease_token or stored.status not in expected:
-            raise LeaseLostError(
-                f"job {job.id} is no longer owned by this claim: it is {stored.status} "
-                "under another claim"
-            )
+        if stored is None or stored.lease_token != job.lease_token or stored.status not in expected:
+            raise _lease_lost(job, stored)
         return stored
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
@@ -409,7 +481,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
     def _finish(self, stored: Job, status: JobStatus, runtime_ms: float | None) -> None:
-        now = self._clock.now()
+        """A leased job ends with ``status`` (complete inlines this)."""
+        now = self._now()
         stored.status = status
         stored.finished_at = now
         stored.updated_at = now
@@ -421,11 +494,27 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         self._confirmed.discard(stored.id)  # store: only leased jobs need the mark
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
-        stored = self._owned(job, _PROCESSING)
+        # _owned and _finish, inlined: this runs once per job.
+        stored = self._jobs.get(job.id)
+        if (
+            stored is None
+            or stored.lease_token != job.lease_token
+            or stored.status is not _PROCESSING
+        ):
+            raise _lease_lost(job, stored)
         # Kept by reference: the worker only hands over JSON-ready values (see json_ready).
         stored.results = results
-        stored.error_code = stored.error_message = None  # from an earlier attempt
-        self._finish(stored, _COMPLETED, runtime_ms)
+        if stored.error_code is not None:  # from an earlier attempt
+            stored.error_code = stored.error_message = None
+        stored.status = _COMPLETED
+        stored.finished_at = stored.updated_at = self._now()
+        stored.lease_expires_at = None
+        stored.runtime_ms = runtime_ms
+        leased = self._leased.get(stored.microservice)
+        if leased is not None:
+            leased.discard(stored.id)
+        if self._confirmed:  # store: only leased jobs need the mark
+            self._confirmed.discard(stored.id)
 
     async def fail(
         self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
@@ -870,6 +959,16 @@ def _became_due(job: Job) -> datetime:
     assert job.created_at is not None
     assert job.run_at is not None
     return max(job.created_at, job.run_at)
+
+
+def _lease_lost(job: Job, stored: Job | None) -> LeaseLostError:
+    """Why a write naming ``job``'s claim is refused: ``stored`` is not under that claim."""
+    if stored is None:
+        # Purged after another claim finished it: the caller lost it all the same.
+        return LeaseLostError(f"job {job.id} is no longer owned by this claim: it no longer exists")
+    return LeaseLostError(
+        f"job {job.id} is no longer owned by this claim: it is {stored.status} under another claim"
+    )
 
 
 def _never_started(worker_id: str | None) -> str:
