@@ -27,6 +27,17 @@ SERVICE = "scheduled"
 WORKERS = 3
 RUN_SECONDS = float(os.environ.get("USVC_SCHEDULE_TEST_SECONDS", "20"))
 SYNC_JOBS = 40
+DEADLINE_SECONDS = 200.0
+
+
+async def _all_work_seen(queue: SqliteQueue) -> bool:
+    """Every sync job completed, and at least three tick slots enqueued."""
+    stats = await queue.activity(SERVICE)
+    sync_done = stats.counts.get("sync", {}).get(JobStatus.COMPLETED, 0)
+    ticks = (
+        await queue.list_jobs(JobFilter(SERVICE, actions=frozenset({"tick"})), limit=1000)
+    ).jobs
+    return sync_done == SYNC_JOBS and len(ticks) >= 3
 
 
 def _start_worker(db: Path, events: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -82,9 +93,13 @@ async def test_slots_once_and_max_running_across_three_processes(tmp_path: Path)
         workers = [_start_worker(db, events, log) for log in logs]
         started = time.monotonic()
         try:
-            while time.monotonic() - started < RUN_SECONDS:
+            # At least RUN_SECONDS, and on until every sync job completed and three tick slots
+            # were enqueued: on a loaded machine the processes start and run slower than that
+            # (DEADLINE_SECONDS only bounds the wait, below pytest's own timeout).
+            while not (time.monotonic() - started >= RUN_SECONDS and await _all_work_seen(queue)):
                 exited = [w.args for w in workers if w.poll() is not None]
                 assert not exited, f"a worker exited early: {[p.read_text() for p in logs]}"
+                assert time.monotonic() - started < DEADLINE_SECONDS, "work not done in time"
                 await asyncio.sleep(0.5)
         finally:
             for w in workers:
