@@ -43,7 +43,7 @@ from usvc_core.execution import (
 from usvc_core.fleet import FleetMember, show_paused
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.logging import bind_job_context, is_enabled_for
+from usvc_core.logging import _job_vars, _Output, bind_job_context, is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, FleetAdmin, JobQueue, Metrics, ReclaimResult, WorkerRecord
 from usvc_core.resilience.retry import RetryPolicy
@@ -468,7 +468,13 @@ class Worker:
         job = state.job
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
-        bind_job_context(job.token, job.id, job.action)
+        # bind_job_context's steps once its variables exist (one call less per job).
+        if _job_vars:
+            _job_vars[0].set(job.token)
+            _job_vars[1].set(job.id)
+            _job_vars[2].set(job.action)
+        else:
+            bind_job_context(job.token, job.id, job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None  # None after the handler: completed, no results
         success_ms = 0.0
@@ -589,7 +595,9 @@ class Worker:
                     # _recorded's steps for a completed job, inline (once per job).
                     if self._queue_failures:
                         self._queue_ok()
-                    if is_enabled_for(INFO):  # the one per-job line: skipped cheaply if off
+                    # is_enabled_for(INFO) without its call: the one per-job line, skipped
+                    # cheaply if off (the level is read per job: it may be reconfigured).
+                    if _Output.level <= INFO:
                         _log.info("job completed", runtime_ms=round(success_ms, 3))
                     if job.id in self._waiters:
                         self._resolve_waiters(job.id)
