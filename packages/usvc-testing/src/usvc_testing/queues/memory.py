@@ -331,7 +331,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         if not due:
             return claimed
         # The loop below is _lease's, inlined with its lookups hoisted: it runs once per job.
-        jobs, heap_seq, pop = self._jobs, self._heap_seq, due.pop
+        jobs, heap_seq, popleft = self._jobs, self._heap_seq, due.line.popleft
         leased = self._leased.get(microservice)
         if leased is None:
             leased = self._leased[microservice] = set()
@@ -339,7 +339,11 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         prefix, tokens = self._token_prefix, self._tokens
         line, heap = due.line, due.heap
         while (line or heap) and len(claimed) < limit:
-            _, _, _, seq, job_id = pop()
+            # _Due.pop, inlined (one call less per job)
+            if heap and (not line or heap[0] < line[0]):
+                _, _, _, seq, job_id = heapq.heappop(heap)
+            else:
+                _, _, _, seq, job_id = popleft()
             job = jobs.get(job_id)
             if job is None or job.status is not _READY or heap_seq.get(job_id) != seq:
                 continue  # stale entry
