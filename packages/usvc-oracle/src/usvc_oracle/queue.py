@@ -26,7 +26,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import oracledb
-from usvc_core.adapter_support import QueueBase, check_action_name, check_worker_record
+from usvc_core.adapter_support import (
+    QueueBase,
+    check_action_name,
+    check_worker_record,
+    current_attempt,
+)
 from usvc_core.errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -1519,7 +1524,7 @@ class OracleQueue(QueueBase):
             if not (_has_current_attempt(job) and number(no) == current)
         ]
         if _has_current_attempt(job):
-            attempts.append(_current_attempt(job, current))
+            attempts.append(current_attempt(job, current))
         return tuple(attempts[-self.attempt_history :])
 
     async def stats(self, microservice: str) -> QueueStats:
@@ -1827,23 +1832,3 @@ def _has_current_attempt(job: Job) -> bool:
     version requeued may be Ready with its last STARTED_AT still set)."""
     waiting = job.status in (JobStatus.READY, JobStatus.ASSIGNED)
     return job.started_at is not None and not waiting
-
-
-def _current_attempt(job: Job, current: int) -> JobAttempt:
-    """The attempt the row itself describes (it has STARTED_AT)."""
-    if job.status is JobStatus.COMPLETED:
-        outcome = AttemptOutcome.COMPLETED
-    elif job.status is JobStatus.FAILED:
-        expired = job.error_code == ErrorCode.LEASE_EXPIRED.value
-        outcome = AttemptOutcome.LEASE_EXPIRED if expired else AttemptOutcome.FAILED
-    else:
-        return JobAttempt(current, job.lease_owner, job.started_at, None, AttemptOutcome.RUNNING)
-    return JobAttempt(
-        current,
-        job.lease_owner,
-        job.started_at,
-        job.finished_at,
-        outcome,
-        job.error_code,
-        job.error_message,
-    )

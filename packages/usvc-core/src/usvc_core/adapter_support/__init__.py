@@ -9,6 +9,7 @@ from usvc_core.adapter_support.admin_checks import (
     check_page_limit,
     check_retry_target,
 )
+from usvc_core.adapter_support.attempts import current_attempt
 from usvc_core.adapter_support.base import QueueBase
 from usvc_core.adapter_support.cursors import decode_cursor, encode_cursor
 from usvc_core.adapter_support.fleet import (
@@ -32,6 +33,7 @@ __all__ = [
     "check_retry_target",
     "check_worker_record",
     "checked_limits",
+    "current_attempt",
     "decode_cursor",
     "decode_payload",
     "encode_cursor",

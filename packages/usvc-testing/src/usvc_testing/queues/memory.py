@@ -21,6 +21,7 @@ from usvc_core.adapter_support import (
     check_page_limit,
     check_retry_target,
     check_worker_record,
+    current_attempt,
     decode_cursor,
     decode_payload,
     encode_cursor,
@@ -328,18 +329,10 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 microservice, worker_id, limit, now, expires, start=start, limits=limits
             )
         claimed: list[Job] = []
-        if not due:
-            return claimed
-        # The loop below is _lease's, inlined with its lookups hoisted: it runs once per job.
-        jobs, heap_seq, popleft = self._jobs, self._heap_seq, due.line.popleft
-        leased = self._leased.get(microservice)
-        if leased is None:
-            leased = self._leased[microservice] = set()
-        attempt_no, confirmed = self._attempt_no, self._confirmed
-        prefix, tokens = self._token_prefix, self._tokens
-        line, heap = due.line, due.heap
+        jobs, heap_seq, lease = self._jobs, self._heap_seq, self._lease
+        line, heap, popleft = due.line, due.heap, due.line.popleft
         while (line or heap) and len(claimed) < limit:
-            # _Due.pop, inlined (one call less per job)
+            # _Due.pop, inlined: this loop runs once per claimed job.
             if heap and (not line or heap[0] < line[0]):
                 _, _, _, seq, job_id = heapq.heappop(heap)
             else:
@@ -347,21 +340,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             job = jobs.get(job_id)
             if job is None or job.status is not _READY or heap_seq.get(job_id) != seq:
                 continue  # stale entry
-            if start:  # what mark_processing does, at once (unconfirmed: see JobQueue)
-                job.status = _PROCESSING
-                job.attempts += 1
-                job.started_at = now
-                attempt_no[job_id] = attempt_no.get(job_id, 0) + 1  # _open_attempt
-                if confirmed:
-                    confirmed.discard(job_id)
-            else:
-                job.status = _ASSIGNED
-            job.lease_owner = worker_id
-            job.lease_token = f"{prefix}{next(tokens)}"
-            job.lease_expires_at = expires
-            job.updated_at = now
-            leased.add(job_id)
-            claimed.append(job.snapshot())
+            claimed.append(lease(job, worker_id, now, expires, start=start))
         return claimed
 
     def _claim_limited(
@@ -786,23 +765,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
 
     def _current_attempt(self, job: Job) -> JobAttempt:
         """The attempt the job's own fields describe (it has ``started_at``)."""
-        number = self._attempt_no.get(job.id, 0)
-        if job.status is _COMPLETED:
-            outcome = AttemptOutcome.COMPLETED
-        elif job.status is _FAILED:
-            expired = job.error_code == ErrorCode.LEASE_EXPIRED.value
-            outcome = AttemptOutcome.LEASE_EXPIRED if expired else AttemptOutcome.FAILED
-        else:
-            return JobAttempt(number, job.lease_owner, job.started_at, None, AttemptOutcome.RUNNING)
-        return JobAttempt(
-            number,
-            job.lease_owner,
-            job.started_at,
-            job.finished_at,
-            outcome,
-            job.error_code,
-            job.error_message,
-        )
+        return current_attempt(job, self._attempt_no.get(job.id, 0))
 
     def _with_history(self, job: Job) -> Job:
         attempts = list(self._history.get(job.id, ()))
