@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from noop_job import noop
 from postgres_server import Postgres, postgres, unavailable
-from pydantic import BaseModel
-from usvc_core import Application, action
+from usvc_core import Application
 from usvc_core.ports import EnqueueRequest
 
 __all__ = ["depth_rates", "main"]
@@ -69,16 +69,6 @@ DEPTH = 500_000
 #: Completed jobs of the service, on the partial index of finished jobs (the ``IN`` term
 #: names that index's predicate): watching must not scan the Ready rows every poll.
 _COMPLETED = "microservice = $1 AND status IN ('Completed', 'Failed') AND status = 'Completed'"
-
-
-class NoopInput(BaseModel):
-    n: int
-
-
-@action("noop")
-async def noop(input: NoopInput) -> None:
-    """The benchmark's job: validates its input and does nothing."""
-    return
 
 
 def _serve() -> None:

@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness import cpu_model
-from pydantic import BaseModel
+from noop_job import noop
 from sqlite_modules import sqlite_connection, sqlite_package, sqlite_statements
-from usvc_core import Application, action
+from usvc_core import Application
 from usvc_core.ports import EnqueueRequest
 
 SqliteQueue = sqlite_package().SqliteQueue
@@ -422,16 +422,6 @@ def depth_rates(
     shallow = (before + after) / 2
     return {"jobs": jobs, "depth": depth, "shallow_jobs_per_second": shallow,
             "deep_jobs_per_second": deep, "ratio": deep / shallow}  # fmt: skip
-
-
-class NoopInput(BaseModel):
-    n: int
-
-
-@action("noop")
-async def noop(input: NoopInput) -> None:
-    """The benchmark's job: validates its input and does nothing."""
-    return
 
 
 def _serve() -> None:
