@@ -23,15 +23,12 @@ from typing import Any
 import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from pydantic import ValidationError
 
-from usvc_core.actions.context import JobContext
-from usvc_core.actions.registry import ActionDefinition, ActionRegistry
+from usvc_core.actions.registry import ActionRegistry
 from usvc_core.clock import SystemClock
 from usvc_core.decision import COMPLETED, Decision, Retry, decide
 from usvc_core.errors import JobLockedError, LeaseLostError, ShuttingDownError
 from usvc_core.execution import (
-    _INPUT_READERS,
     Outcome,
     cancelled_outcome,
     handler_failed,
@@ -43,7 +40,7 @@ from usvc_core.execution import (
 from usvc_core.fleet import FleetMember, show_paused
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.logging import _job_vars, _Output, bind_job_context, is_enabled_for
+from usvc_core.logging import bind_job_context, is_enabled_for
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, FleetAdmin, JobQueue, Metrics, ReclaimResult, WorkerRecord
 from usvc_core.resilience.retry import RetryPolicy
@@ -468,26 +465,13 @@ class Worker:
         job = state.job
         # Bound in this task's own context: the handler, services it calls and to_thread
         # threads see it; the next job's task starts from a fresh copy.
-        # bind_job_context's steps once its variables exist (one call less per job).
-        if _job_vars:
-            _job_vars[0].set(job.token)
-            _job_vars[1].set(job.id)
-            _job_vars[2].set(job.action)
-        else:
-            bind_job_context(job.token, job.id, job.action)
+        bind_job_context(job.token, job.id, job.action)
         started = time.perf_counter()
         outcome: Outcome | None = None  # None after the handler: completed, no results
         success_ms = 0.0
         kind = "lost"
         policy = self.config.job_retry
-        # route()'s common case inline (one call less per job): a decoded object payload
-        # whose action string names a registered handler; anything else asks route().
-        payload = job.payload
-        name = payload.get("action") if type(payload) is dict else None
-        found = self.actions.get(name) if type(name) is str else None
-        routed: ActionDefinition | Outcome = (
-            found if found is not None and job.payload_error is None else route(job, self.actions)
-        )
+        routed = route(job, self.actions)
         # The metrics label: the job's action when route found it registered (no second
         # registry lookup), else a registered name or the placeholder.
         action = (
@@ -505,26 +489,7 @@ class Worker:
                 state.deadline = self._monotonic() + timeout
                 # execute_job's steps, inline (one coroutine less per job); the watchdog
                 # enforces the timeout.
-                # handler_kwargs()'s common case inline: no model to strip the reserved keys
-                # for; any other case (and a payload the model refuses) asks it.
-                model = routed.input_model
-                reader = _INPUT_READERS.get(model) if model is not None else None
-                kwargs: dict[str, Any] | Outcome
-                if reader is not None and not reader[1]:
-                    services = routed.bound_services
-                    args: dict[str, Any] = services.copy() if services else {}
-                    try:
-                        args[routed.input_param] = reader[0](payload)  # type: ignore[index]
-                    except ValidationError:
-                        kwargs = handler_kwargs(job, routed, started)
-                    else:
-                        if routed.context_param is not None:
-                            args[routed.context_param] = JobContext(
-                                job.id, job.token, routed.name, job.attempts, job.max_attempts
-                            )
-                        kwargs = args
-                else:
-                    kwargs = handler_kwargs(job, routed, started)
+                kwargs = handler_kwargs(job, routed, started)
                 if isinstance(kwargs, Outcome):
                     outcome = kwargs
                 else:
@@ -595,9 +560,7 @@ class Worker:
                     # _recorded's steps for a completed job, inline (once per job).
                     if self._queue_failures:
                         self._queue_ok()
-                    # is_enabled_for(INFO) without its call: the one per-job line, skipped
-                    # cheaply if off (the level is read per job: it may be reconfigured).
-                    if _Output.level <= INFO:
+                    if is_enabled_for(INFO):  # the one per-job line: skipped cheaply if off
                         _log.info("job completed", runtime_ms=round(success_ms, 3))
                     if job.id in self._waiters:
                         self._resolve_waiters(job.id)
