@@ -192,7 +192,7 @@ def test_every_runtime_statement_parses_and_passes_the_lint(table: TableName) ->
     """All runtime statements, for TABLE and SCHEMA.TABLE, parse and pass every rule."""
     keys, _ = index_keys(table)
     statements = Statements.render(table).as_dict()
-    assert len(statements) == 65
+    assert len(statements) == 66
     for name, sql in statements.items():
         tree = lint(sql, keys)
         tables = {
@@ -417,6 +417,31 @@ def test_stats_counts_from_the_indexes(table: TableName) -> None:
         where = branch.args["where"]
         assert {c.sql(dialect="oracle") for c in _status_cases(where)} == {key}
     assert "CREATED_AT" not in sql
+
+
+def test_the_bounded_stats_stop_each_count_on_its_index(table: TableName) -> None:
+    """``stats_upto`` (the worker's sample): the claim index's branch is the exact query's
+    (its oldest due RUN_AT needs the whole range anyway); every other count reads at most
+    :count_limit entries (FETCH FIRST) of one index, filtered on its leading key, reading
+    no column from the table; the deferred jobs' oldest due one is a range of DELAY_IX."""
+    _, per_index = index_keys(table)
+    sql = Statements.render(table)
+    assert sql.stats_upto.startswith(sql.stats.split("UNION ALL")[0])
+    tree = lint(sql.stats_upto, index_keys(table)[0])
+    leading = {
+        index.removeprefix(f"{table.table}_"): keys[0][0] for index, keys in per_index.items()
+    }
+    bounded = [s for s in tree.find_all(exp.Select) if isinstance(s.args.get("limit"), exp.Fetch)]
+    homes = []
+    for block in bounded:
+        assert block.args["limit"].args["count"].sql() == ":count_limit"
+        where = {c.sql(dialect="oracle") for c in block.args["where"].find_all(exp.Case)}
+        [home] = [name for name, key in leading.items() if key in where]
+        homes.append(home)
+        for column in block.find_all(exp.Column):
+            assert column.find_ancestor(exp.Case) is not None, f"{column.sql()} read from the table"
+    assert sorted(homes) == ["DELAY_IX", "DELAY_IX", "FAILED_IX", "FINISHED_IX"]
+    assert "CREATED_AT" not in sql.stats_upto
 
 
 def test_index_hint_names_the_index() -> None:

@@ -990,6 +990,37 @@ class FakeCursor:
                     groups[r["STATUS"]] = groups.get(r["STATUS"], 0) + 1
             out += [(st, n, None, None, 0) for st, n in groups.items()]
             self._query(out)
+        elif name == "stats_upto":
+            # Like the SQL: the claim index's branch whole; deferred, Completed and
+            # Failed counts stopped at the limit; the deferred jobs' oldest due one.
+            mine = [r for r in view.values() if r["MICROSERVICE"] == p["microservice"]]
+            most = p["count_limit"]
+            claimable = [r for r in mine if r["STATUS"] == READY and r["DELAYED"] is None]
+            due = [r["RUN_AT"] for r in claimable if r["RUN_AT"] <= now]
+            out = [
+                (
+                    READY,
+                    len(claimable),
+                    min(due, default=None),
+                    now if claimable else None,
+                    len(claimable) - len(due),
+                )
+            ]
+            deferred = [r for r in mine if r["STATUS"] == READY and r["DELAYED"] == 1]
+            deferred_due = [r["RUN_AT"] for r in deferred if r["RUN_AT"] <= now]
+            out.append((READY, min(len(deferred), most), None, None, 0))
+            out.append((READY, 0, None, None, min(len(deferred) - len(deferred_due), most)))
+            out.append(
+                (READY, 0, min(deferred_due, default=None), now if deferred_due else None, 0)
+            )
+            leased: dict[str, int] = {}
+            for r in mine:
+                if r["STATUS"] in (ASSIGNED, PROCESSING):
+                    leased[r["STATUS"]] = leased.get(r["STATUS"], 0) + 1
+            out += [(st, n, None, None, 0) for st, n in leased.items()]
+            for st in (COMPLETED, FAILED):
+                out.append((st, min(sum(r["STATUS"] == st for r in mine), most), None, None, 0))
+            self._query(out)
         elif name == "purge_lock":
             cutoff = now - timedelta(seconds=p["older_than_seconds"])
             old = [

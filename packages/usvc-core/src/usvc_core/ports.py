@@ -89,7 +89,10 @@ class EnqueueRequest:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """Queue depth by status for one service, and how long its oldest due job has waited."""
+    """Queue depth by status for one service, and how long its oldest due job has waited.
+
+    Read with a ``count_limit`` (:meth:`JobQueue.stats`), each status's count stops at the
+    limit: :attr:`at_least` names the statuses whose count reached it."""
 
     #: jobs by stored status; ``counts[READY]`` includes the scheduled ones
     counts: Mapping[JobStatus, int]
@@ -104,6 +107,11 @@ class QueueStats:
     #: Ready jobs not due yet (``run_at`` in the future): shown as *scheduled*
     scheduled: int = 0
     # --- end store ---------------------------------------------------------------------------
+    #: statuses whose count reached the ``count_limit`` the sample was read with: there are
+    #: at least that many (a lower bound); every other count is exact. Empty for a sample
+    #: read without a limit. ``scheduled`` is counted in the same pass as the Ready jobs, so
+    #: with READY here it is a lower bound too (counted among the Ready jobs read).
+    at_least: frozenset[JobStatus] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +250,13 @@ class JobQueue(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
-    async def stats(self, microservice: str) -> QueueStats: ...
+    async def stats(self, microservice: str, *, count_limit: int | None = None) -> QueueStats:
+        """Counts by status, scheduled jobs, the oldest due job's wait, paused actions.
+        Without ``count_limit`` every count is exact (one pass over the service's jobs of
+        each status); with it (>= 1) each status's count stops at the limit, so that the
+        read costs the same at any depth (see :attr:`QueueStats.at_least`). The oldest due
+        job's wait is exact either way."""
+        ...
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
         """Delete finished jobs that finished more than ``older_than_seconds`` ago."""

@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 import oracledb
 from usvc_core.adapter_support import (
     QueueBase,
+    capped_counts,
     check_action_name,
+    check_count_limit,
     check_worker_record,
     current_attempt,
 )
@@ -1527,10 +1529,16 @@ class OracleQueue(QueueBase):
             attempts.append(current_attempt(job, current))
         return tuple(attempts[-self.attempt_history :])
 
-    async def stats(self, microservice: str) -> QueueStats:
+    async def stats(self, microservice: str, *, count_limit: int | None = None) -> QueueStats:
+        check_count_limit(count_limit)
+        query = self.sql.stats if count_limit is None else self.sql.stats_upto
+        binds: dict[str, object] = {"microservice": microservice}
+        if count_limit is not None:
+            binds["count_limit"] = count_limit
+
         async def work(tx: _Tx) -> tuple[list[Any], list[Any]]:
             with tx.cursor() as cur:
-                await cur.execute(self.sql.stats, {"microservice": microservice})
+                await cur.execute(query, binds)
                 rows = await cur.fetchall()
             with tx.cursor() as cur:
                 await cur.execute(self.sql.paused, {"microservice": microservice})
@@ -1547,11 +1555,15 @@ class OracleQueue(QueueBase):
             scheduled += int(later or 0)
             if oldest_due is not None and now is not None:
                 age = max(age or 0.0, (now - oldest_due).total_seconds())
+        capped, at_least = capped_counts(counts, count_limit)
+        if count_limit is not None:
+            scheduled = min(scheduled, count_limit)  # two indexes' counts, each up to it
         return QueueStats(
-            counts=counts,
+            counts=capped,
             oldest_ready_age_seconds=age,
             scheduled=scheduled,
             paused_actions=frozenset(str(a) for a, _ in paused),
+            at_least=at_least,
         )
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:

@@ -353,6 +353,32 @@ _UNSTARTED = "START_CONFIRMED = 0 AND ATTEMPT_GIVEN_BACK = 0"
 _AGAIN = f"({_UNSTARTED} OR ATTEMPTS < MAX_ATTEMPTS)"
 
 
+#: The stats' branch on the claim index: Ready jobs not deferred, the oldest due one's
+#: RUN_AT, the database's clock, and the ones not due yet (columns named for the union).
+_STATS_CLAIM_BRANCH = (
+    f"SELECT {_READY} AS JOB_STATUS, COUNT(*) AS JOB_COUNT,\n"
+    f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END)"
+    " AS OLDEST_DUE,\n"
+    f"       MAX({NOW}) AS DB_NOW,\n"
+    f"       COUNT(CASE WHEN {CLAIM_RUN_AT} > {NOW} THEN 1 END) AS SCHEDULED\n"
+    "  FROM {t}\n"
+    f" WHERE {CLAIM_MS} = :microservice\n"
+)
+
+
+def _upto(t: str, status: str, leading: str, *more: str) -> str:
+    """One status's count stopped at :count_limit: the first entries of the index that
+    ``leading`` (its leading key) opens, ``more`` filtering within it."""
+    where = "".join(f"\n           AND {m}" for m in more)
+    return (
+        f"SELECT {status}, COUNT(*), CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
+        "  FROM (SELECT 1\n"
+        f"          FROM {t}\n"
+        f"         WHERE {leading} = :microservice{where}\n"
+        "         FETCH FIRST :count_limit ROWS ONLY)\n"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Statements:
     """The runtime SQL for one table. Build with :meth:`render`."""
@@ -385,6 +411,7 @@ class Statements:
     reclaim_processing: str
     get: str
     stats: str
+    stats_upto: str
     purge_lock: str
     purge: str
     probe: str
@@ -705,13 +732,7 @@ class Statements:
             # One branch per index, each read from its index alone: counts, and the oldest
             # due Ready job (its RUN_AT; due delayed ones not yet promoted count too).
             stats=(
-                f"SELECT {_READY} AS JOB_STATUS, COUNT(*) AS JOB_COUNT,\n"
-                f"       MIN(CASE WHEN {CLAIM_RUN_AT} <= {NOW} THEN {CLAIM_RUN_AT} END)"
-                " AS OLDEST_DUE,\n"
-                f"       MAX({NOW}) AS DB_NOW,\n"
-                f"       COUNT(CASE WHEN {CLAIM_RUN_AT} > {NOW} THEN 1 END) AS SCHEDULED\n"
-                f"  FROM {t}\n WHERE {CLAIM_MS} = :microservice\n"
-                "UNION ALL\n"
+                _STATS_CLAIM_BRANCH.format(t=t) + "UNION ALL\n"
                 f"SELECT {_READY}, COUNT(*),\n"
                 f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END),\n"
                 f"       MAX({NOW}), COUNT(CASE WHEN {DELAY_RUN_AT} > {NOW} THEN 1 END)\n"
@@ -727,6 +748,37 @@ class Statements:
                 f"  FROM {t}\n WHERE {DONE_MS} = :microservice\n"
                 f" GROUP BY {DONE_STATUS}"
             ),
+            # stats with each count stopped at :count_limit (the worker's sample): the
+            # deferred, Completed and Failed counts read at most that many index entries.
+            # The claim index's branch stays whole: its oldest due RUN_AT needs every entry
+            # of the service there (PRIORITY leads RUN_AT), so its count rides on that
+            # pass and is cut by the caller; the owned jobs are few (the workers' slots).
+            stats_upto=(
+                _STATS_CLAIM_BRANCH.format(t=t)
+                + "UNION ALL\n"
+                + _upto(t, _READY, DELAY_MS)
+                + "UNION ALL\n"
+                f"SELECT {_READY}, 0, CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)),"
+                " COUNT(*)\n"
+                "  FROM (SELECT 1\n"
+                f"          FROM {t}\n"
+                f"         WHERE {DELAY_MS} = :microservice\n"
+                f"           AND {DELAY_RUN_AT} > {NOW}\n"
+                "         FETCH FIRST :count_limit ROWS ONLY)\n"
+                "UNION ALL\n"
+                f"SELECT {_READY}, 0, MIN({DELAY_RUN_AT}), MAX({NOW}), 0\n"
+                f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
+                f"   AND {DELAY_RUN_AT} <= {NOW}\n"
+                "UNION ALL\n"
+                f"SELECT {LEASED_STATUS}, COUNT(*),\n"
+                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
+                f"  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
+                f" GROUP BY {LEASED_STATUS}\n"
+                "UNION ALL\n"
+                + _upto(t, _COMPLETED, DONE_MS, f"{DONE_STATUS} = {_COMPLETED}")
+                + "UNION ALL\n"
+                + _upto(t, _FAILED, FAILED_MS)
+            ).rstrip("\n"),
             # Finished rows another session has locked are left for the next purge.
             purge_lock=(
                 f"SELECT ID\n  FROM {t}\n"

@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 from usvc_core.adapter_support import (
     QueueBase,
+    capped_counts,
     check_action_name,
+    check_count_limit,
     check_filter,
     check_minutes,
     check_page_limit,
@@ -771,20 +773,28 @@ class PostgresQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         job.attempt_history = _history(job, row[24], row[25], self.attempt_history)
         return job
 
-    async def stats(self, microservice: str) -> QueueStats:
+    async def stats(self, microservice: str, *, count_limit: int | None = None) -> QueueStats:
+        check_count_limit(count_limit)
+        query = self.sql.counts if count_limit is None else self.sql.counts_upto
+        args: tuple[object, ...] = (
+            (microservice,) if count_limit is None else (microservice, count_limit)
+        )
+
         async def read(conn: asyncpg.Connection) -> QueueStats:
-            counts = dict.fromkeys(JobStatus, 0)
+            found = dict.fromkeys(JobStatus, 0)
             scheduled = 0
-            for status, count, later in await conn.fetch(self.sql.counts, microservice):
-                counts[_STATUSES[status]] = count
+            for status, count, later in await conn.fetch(query, *args):
+                found[_STATUSES[status]] = count
                 scheduled += later
             age = await conn.fetchval(self.sql.oldest_due, microservice)
             paused = await conn.fetch(self.fleet_sql.paused, microservice)
+            counts, at_least = capped_counts(found, count_limit)
             return QueueStats(
                 counts=counts,
                 oldest_ready_age_seconds=None if age is None else max(age, 0.0),
                 paused_actions=frozenset(row[0] for row in paused),
                 scheduled=scheduled,
+                at_least=at_least,
             )
 
         return await self._db.run("stats", read)

@@ -371,6 +371,36 @@ SELECT status, count(*), 0 FROM {t}
 WHERE microservice = $1 AND status IN ('Completed', 'Failed') GROUP BY status"""
 
     @property
+    def counts_upto(self) -> str:
+        """$1 service, $2 limit: ``counts`` with each status's count stopped at the limit,
+        each branch an index scan that stops after $2 rows of its partial index (``_ready``,
+        ``_owned``, ``_failed``; Completed on ``_finished``, passing the Failed rows among
+        them), so that the cost does not grow with the depth. Each ORDER BY is its index's
+        order: it holds the planner to the index (a sequential scan that stops at $2 rows
+        reads every row of the table before the first Ready one, the finished history
+        included). The scheduled count rides on the Ready entries read (the first $2 in
+        claim order)."""
+        t = self.table
+
+        def upto(status: str, order: str) -> str:
+            return f"""SELECT '{status}', count(*), 0 FROM (
+    SELECT 1 FROM {t} WHERE microservice = $1 AND status = '{status}'
+    ORDER BY {order} LIMIT $2) AS s"""
+
+        return f"""
+SELECT 'Ready', count(*), count(*) FILTER (WHERE run_at > now()) FROM (
+    SELECT run_at FROM {t} WHERE microservice = $1 AND status = 'Ready'
+    ORDER BY priority DESC, run_at, id LIMIT $2) AS r
+UNION ALL
+{upto("Assigned", "action")}
+UNION ALL
+{upto("Processing", "action")}
+UNION ALL
+{upto("Completed", "finished_at")}
+UNION ALL
+{upto("Failed", "created_at DESC, id DESC")}"""
+
+    @property
     def oldest_due(self) -> str:
         """$1 service: seconds since the longest-waiting due Ready job became due (no row
         when none is due). A job is due from ``greatest(created_at, run_at)``, and a job

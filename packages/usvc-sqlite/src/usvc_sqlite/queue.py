@@ -18,6 +18,7 @@ from typing import Any
 from usvc_core.adapter_support import (
     QueueBase,
     check_action_name,
+    check_count_limit,
     check_filter,
     check_minutes,
     check_page_limit,
@@ -410,10 +411,13 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
     async def get(self, job_id: str) -> Job | None:
         return await self._conn().call(lambda conn: sql.get(conn, job_id, self.attempt_history))
 
-    async def stats(self, microservice: str) -> QueueStats:
+    async def stats(self, microservice: str, *, count_limit: int | None = None) -> QueueStats:
+        check_count_limit(count_limit)
+
         def read(conn: sqlite3.Connection) -> QueueStats:
             paused = frozenset(fleet.paused_limits(conn, microservice))
-            return dataclasses.replace(sql.stats(conn, microservice), paused_actions=paused)
+            found = sql.stats(conn, microservice, count_limit)
+            return dataclasses.replace(found, paused_actions=paused)
 
         return await self._conn().call(read)
 

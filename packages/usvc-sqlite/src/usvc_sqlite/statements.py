@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from usvc_core.adapter_support.payload import decode_payload
+from usvc_core.adapter_support.stats import capped_counts
 from usvc_core.errors import DuplicateJobError, JobNotFoundError, LeaseLostError
 from usvc_core.jobs import AttemptOutcome, ErrorCode, Job, JobAttempt, JobStatus
 from usvc_core.ports import (
@@ -1037,6 +1038,17 @@ SELECT run_at, max(created_at, run_at) FROM {TABLE} INDEXED BY {TABLE}_ready_due
 WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= ?
 ORDER BY run_at
 """
+# The bounded counts of stats(count_limit=n): each reads at most n entries of the index.
+_READY_COUNT_UPTO = f"""
+SELECT count(*) FROM (
+    SELECT 1 FROM {TABLE} INDEXED BY {TABLE}_ready_due
+    WHERE microservice = ? AND action = ? AND status = 'Ready' LIMIT ?)
+"""
+_SCHEDULED_COUNT_UPTO = f"""
+SELECT count(*) FROM (
+    SELECT 1 FROM {TABLE} INDEXED BY {TABLE}_ready_due
+    WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at > ? LIMIT ?)
+"""
 _NEXT_READY_DUE_ACTION = f"""
 SELECT action FROM {TABLE} INDEXED BY {TABLE}_ready_due
 WHERE microservice = ? AND status = 'Ready' AND action > ? ORDER BY action LIMIT 1
@@ -1152,22 +1164,61 @@ def _attempts(job: Job, log: str | None, number: int, history: int) -> tuple[Job
     return tuple(attempts[-history:])
 
 
-def stats(conn: sqlite3.Connection, microservice: str) -> QueueStats:
-    """Counts by status, scheduled jobs and the oldest due job's wait, in one snapshot."""
+def _ready_up_to(
+    conn: sqlite3.Connection, microservice: str, now: float, limit: int
+) -> tuple[int, int, list[float]]:
+    """(Ready jobs up to ``limit``, scheduled ones up to ``limit``, when each action's oldest
+    due job became due): ``ready_by_action`` with counts that stop at the limit, so that it
+    costs the same at any depth (the oldest due job is a short walk per action anyway)."""
+    ready = scheduled = 0
+    dues: list[float] = []
+    row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, "")).fetchone()
+    while row is not None:
+        action = row[0]
+        if ready < limit:
+            ready += conn.execute(
+                _READY_COUNT_UPTO, (microservice, action, limit - ready)
+            ).fetchone()[0]
+        if scheduled < limit:
+            scheduled += conn.execute(
+                _SCHEDULED_COUNT_UPTO, (microservice, action, now, limit - scheduled)
+            ).fetchone()[0]
+        due = _oldest_due(conn, microservice, action, now)
+        if due is not None:
+            dues.append(due)
+        row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, action)).fetchone()
+    return ready, scheduled, dues
+
+
+def stats(
+    conn: sqlite3.Connection, microservice: str, count_limit: int | None = None
+) -> QueueStats:
+    """Counts by status, scheduled jobs and the oldest due job's wait, in one snapshot;
+    with ``count_limit``, each count stops there (see ``JobQueue.stats``)."""
     conn.execute("BEGIN")
     try:
         now = float(conn.execute(f"SELECT {NOW}").fetchone()[0])
         counts = dict.fromkeys(JobStatus, 0)
+        # Owned jobs are few (bounded by the workers' slots) and finished ones are a few
+        # rows of the counts table: read exactly, then cut.
         for _, status, count in conn.execute(_OTHERS_BY_ACTION, (microservice,) * 2):
             counts[JobStatus(status)] += count
-        ready = ready_by_action(conn, microservice, now).values()
-        counts[JobStatus.READY] = sum(count for count, _, _ in ready)
+        if count_limit is None:
+            ready = ready_by_action(conn, microservice, now).values()
+            counts[JobStatus.READY] = sum(count for count, _, _ in ready)
+            scheduled = sum(later for _, later, _ in ready)
+            dues = [due for _, _, due in ready if due is not None]
+        else:
+            counts[JobStatus.READY], scheduled, dues = _ready_up_to(
+                conn, microservice, now, count_limit
+            )
     finally:
         conn.execute("COMMIT")
-    dues = [due for _, _, due in ready if due is not None]
     age = max(now - min(dues), 0.0) if dues else None
-    scheduled = sum(later for _, later, _ in ready)
-    return QueueStats(counts=counts, oldest_ready_age_seconds=age, scheduled=scheduled)
+    counts, at_least = capped_counts(counts, count_limit)
+    return QueueStats(
+        counts=counts, oldest_ready_age_seconds=age, scheduled=scheduled, at_least=at_least
+    )
 
 
 # --- store: lookup and session revocations -----------------------------------------------------

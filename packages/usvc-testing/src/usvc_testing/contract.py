@@ -1267,6 +1267,88 @@ class JobQueueContract:
         assert stats.oldest_ready_age_seconds is not None
         assert stats.oldest_ready_age_seconds >= 0
 
+    async def test_stats_with_a_count_limit_stops_each_count_at_the_limit(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """With ``count_limit`` each status's count stops at the limit and ``at_least`` names
+        those that reached it (below: exact; at or above: the limit, a lower bound); without
+        one every count is exact. The oldest due job's wait is read either way."""
+        await queue.enqueue_many([_request(service, n) for n in range(2)])
+        below = await queue.stats(service, count_limit=3)
+        assert (below.counts[JobStatus.READY], below.at_least) == (2, frozenset())
+        await queue.enqueue(_request(service, 2))
+        at = await queue.stats(service, count_limit=3)
+        assert (at.counts[JobStatus.READY], at.at_least) == (3, frozenset({JobStatus.READY}))
+        await queue.enqueue_many([_request(service, n) for n in range(3, 5)])
+        exact = await queue.stats(service)
+        assert (exact.counts[JobStatus.READY], exact.at_least) == (5, frozenset())
+        assert (await queue.stats(service, count_limit=None)).counts[JobStatus.READY] == 5
+        above = await queue.stats(service, count_limit=3)
+        assert (above.counts[JobStatus.READY], above.at_least) == (3, frozenset({JobStatus.READY}))
+        assert exact.oldest_ready_age_seconds is not None
+        assert above.oldest_ready_age_seconds is not None
+        assert above.oldest_ready_age_seconds >= exact.oldest_ready_age_seconds
+        assert (await queue.stats(service, count_limit=5)).at_least == {JobStatus.READY}
+        assert (await queue.stats(service, count_limit=6)).at_least == frozenset()
+
+        claimed = await queue.claim(service, "worker-a", 4, _LONG_LEASE)
+        stats = await queue.stats(service, count_limit=3)
+        assert {s: stats.counts.get(s, 0) for s in JobStatus} == {
+            JobStatus.READY: 1,
+            JobStatus.ASSIGNED: 3,
+            JobStatus.PROCESSING: 0,
+            JobStatus.COMPLETED: 0,
+            JobStatus.FAILED: 0,
+        }
+        assert stats.at_least == {JobStatus.ASSIGNED}
+        for job in claimed[:3]:
+            await queue.complete(await queue.mark_processing(job, _LONG_LEASE), {}, 1.0)
+        failed = await queue.mark_processing(claimed[3], _LONG_LEASE)
+        await queue.fail(failed, "HANDLER_ERROR", "x", 1.0)
+        stats = await queue.stats(service, count_limit=3)
+        assert {s: stats.counts.get(s, 0) for s in JobStatus} == {
+            JobStatus.READY: 1,
+            JobStatus.ASSIGNED: 0,
+            JobStatus.PROCESSING: 0,
+            JobStatus.COMPLETED: 3,
+            JobStatus.FAILED: 1,
+        }
+        assert stats.at_least == {JobStatus.COMPLETED}
+        assert (await queue.stats(service, count_limit=2)).at_least == {JobStatus.COMPLETED}
+        exact = await queue.stats(service)
+        assert (exact.counts[JobStatus.COMPLETED], exact.at_least) == (3, frozenset())
+
+    async def test_stats_with_a_count_limit_counts_scheduled_jobs_with_the_ready_ones(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        """The scheduled count rides on the Ready count: exact while Ready is below the
+        limit, a lower bound (never above the limit nor the true count) once it reaches it."""
+        await queue.enqueue(_request(service, 0))
+        await queue.enqueue(_request(service, 1, delay_seconds=3600))
+        below = await queue.stats(service, count_limit=5)
+        assert (below.counts[JobStatus.READY], below.scheduled, below.at_least) == (
+            2,
+            1,
+            frozenset(),
+        )
+        await queue.enqueue_many([_request(service, n, delay_seconds=3600) for n in range(2, 6)])
+        exact = await queue.stats(service)
+        assert (exact.counts[JobStatus.READY], exact.scheduled) == (6, 5)
+        capped = await queue.stats(service, count_limit=3)
+        assert (capped.counts[JobStatus.READY], capped.at_least) == (
+            3,
+            frozenset({JobStatus.READY}),
+        )
+        assert 0 <= capped.scheduled <= 3
+        assert capped.oldest_ready_age_seconds is not None  # the due job, wherever it sorts
+
+    async def test_stats_refuses_a_count_limit_below_one(
+        self, queue: JobQueue, service: str
+    ) -> None:
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match="count_limit"):
+                await queue.stats(service, count_limit=bad)
+
     # --- payloads another producer wrote -------------------------------------------------------
 
     async def test_a_payload_that_is_not_json_does_not_break_a_claim(

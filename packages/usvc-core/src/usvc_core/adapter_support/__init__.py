@@ -20,13 +20,16 @@ from usvc_core.adapter_support.fleet import (
 )
 from usvc_core.adapter_support.limits import checked_limits
 from usvc_core.adapter_support.payload import decode_payload
+from usvc_core.adapter_support.stats import capped_counts, check_count_limit
 
 __all__ = [
     "GONE_AFTER_HEARTBEATS",
     "MAX_MINUTES",
     "MAX_PAGE",
     "QueueBase",
+    "capped_counts",
     "check_action_name",
+    "check_count_limit",
     "check_filter",
     "check_minutes",
     "check_page_limit",

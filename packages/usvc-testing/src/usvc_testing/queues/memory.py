@@ -15,7 +15,9 @@ from typing import Any
 
 from usvc_core.adapter_support import (
     QueueBase,
+    capped_counts,
     check_action_name,
+    check_count_limit,
     check_filter,
     check_minutes,
     check_page_limit,
@@ -805,7 +807,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         job = self._jobs.get(job_id)
         return self._with_history(job) if job is not None else None
 
-    async def stats(self, microservice: str) -> QueueStats:
+    async def stats(self, microservice: str, *, count_limit: int | None = None) -> QueueStats:
+        check_count_limit(count_limit)
         now = self._clock.now()
         counts = dict.fromkeys(JobStatus, 0)
         oldest: datetime | None = None
@@ -813,19 +816,25 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         for job in self._jobs.values():
             if job.microservice != microservice:
                 continue
-            counts[job.status] += 1
+            # Like a store's bounded count: jobs past the limit are not counted, so the
+            # scheduled count rides on the Ready jobs counted (a lower bound past it).
+            counted = count_limit is None or counts[job.status] < count_limit
+            if counted:
+                counts[job.status] += 1
             if job.status is _READY:
                 due = _became_due(job)
                 if due > now:
-                    scheduled += 1
+                    scheduled += 1 if counted else 0
                 elif oldest is None or due < oldest:
                     oldest = due
         age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else None
+        counts, at_least = capped_counts(counts, count_limit)
         return QueueStats(
             counts=counts,
             oldest_ready_age_seconds=age,
             scheduled=scheduled,
             paused_actions=frozenset(self._paused.get(microservice, ())),
+            at_least=at_least,
         )
 
     async def purge(self, microservice: str, older_than_seconds: float) -> int:
