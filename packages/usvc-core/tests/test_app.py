@@ -71,6 +71,18 @@ async def test_enqueue_and_wait_for_result(actions_dir: Path) -> None:
         assert done.max_attempts == 3
 
 
+def test_the_stats_count_limit_comes_from_the_settings(actions_dir: Path) -> None:
+    """QUEUE_STATS_COUNT_LIMIT bounds the worker's statistics sample; 0 counts exactly."""
+    limit = Application(actions_dir, settings=settings(), configure_logging=False)
+    assert limit._worker_config().stats_count_limit == 10_000
+    given = settings(QUEUE_STATS_COUNT_LIMIT=500)
+    app = Application(actions_dir, settings=given, configure_logging=False)
+    assert app._worker_config().stats_count_limit == 500
+    exact = settings(QUEUE_STATS_COUNT_LIMIT=0)
+    app = Application(actions_dir, settings=exact, configure_logging=False)
+    assert app._worker_config().stats_count_limit is None
+
+
 async def test_wait_times_out_with_the_unfinished_job(actions_dir: Path) -> None:
     """wait_for_job returns the job as it is when it does not finish in time."""
     app = Application(actions_dir, settings=settings(), configure_logging=False)

@@ -417,6 +417,29 @@ async def test_reclaims_report_requeued_and_failed_jobs_and_stats_come_at_once()
         await task
 
 
+async def test_the_stats_sample_counts_up_to_the_configured_limit() -> None:
+    """The worker reads its sample with its config's count limit: a count at the limit is
+    reported as at least that many; without a limit, exactly."""
+    clock = FakeClock()
+    q = SpyQueue(clock)
+    for n in range(3):
+        await enqueue(q, "noop", n)
+    for claimed in await q.claim(MS, "other-worker", 3, 3600.0):
+        await q.mark_processing(claimed, 3600.0)
+    for limit, seen, at_least in ((2, 2, {JobStatus.PROCESSING}), (None, 3, set())):
+        metrics = RecordingMetrics()
+        cfg = config(stats_interval=3600.0, stats_count_limit=limit)
+        w = Worker(q, registry(), cfg, metrics=metrics, clock=clock)
+        task = asyncio.create_task(w.run())
+        try:
+            await until(lambda m=metrics: m.stats)  # type: ignore[misc]
+            assert metrics.stats[0].counts[JobStatus.PROCESSING] == seen
+            assert metrics.stats[0].at_least == at_least
+        finally:
+            w.request_stop()
+            await task
+
+
 async def test_outage_goes_yellow_then_red_and_recovers(running: Any) -> None:
     """Failed claims: YELLOW, then RED with the reason; GREEN again by itself afterwards."""
     w, q, health = running(polling_interval=0.05)

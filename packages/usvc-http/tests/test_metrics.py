@@ -138,6 +138,23 @@ def test_queue_depth_and_oldest_ready_age_follow_the_samples() -> None:
     assert samples[("queue_oldest_ready_age_seconds", ())] == 0
 
 
+def test_a_count_at_the_sample_limit_is_flagged_as_a_lower_bound() -> None:
+    """queue_depth reads the limit and queue_depth_capped says it is at least that; both
+    follow each sample (every status has a series from the start)."""
+    m = PrometheusMetrics()
+    samples, _ = scrape(m)
+    assert all(samples[("queue_depth_capped", (("status", s.value),))] == 0 for s in JobStatus)
+    capped = frozenset({JobStatus.READY})
+    m.queue_stats(QueueStats({JobStatus.READY: 100, JobStatus.FAILED: 3}, 1.0, at_least=capped))
+    samples, _ = scrape(m)
+    assert samples[("queue_depth", (("status", "Ready"),))] == 100
+    assert samples[("queue_depth_capped", (("status", "Ready"),))] == 1
+    assert samples[("queue_depth_capped", (("status", "Failed"),))] == 0
+    m.queue_stats(QueueStats({JobStatus.READY: 40}, 1.0))
+    samples, _ = scrape(m)
+    assert samples[("queue_depth_capped", (("status", "Ready"),))] == 0
+
+
 def test_paused_actions_show_as_a_gauge_that_drops_to_0_on_resume() -> None:
     m = PrometheusMetrics()
     m.queue_stats(QueueStats({}, None, paused_actions=frozenset({"report", "sync"})))

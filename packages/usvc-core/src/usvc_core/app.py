@@ -201,6 +201,7 @@ class Application:
             ),
             retention_seconds=s.JOB_RETENTION_SECONDS,
             heartbeat_seconds=s.WORKER_HEARTBEAT_SECONDS,
+            stats_count_limit=s.QUEUE_STATS_COUNT_LIMIT or None,  # 0: exact
             version=s.SERVICE_VERSION,
         )
 

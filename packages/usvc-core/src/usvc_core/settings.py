@@ -151,6 +151,10 @@ class WorkerSettings(BaseSettings):
     #: heartbeats is gone and its jobs go back to Ready at once, without waiting for their
     #: leases. 0 turns the records off (dead workers are then noticed at lease expiry).
     WORKER_HEARTBEAT_SECONDS: float = Field(default=1.5, ge=0, le=3600)
+    #: Where each count of the worker's queue statistics sample (``queue_depth``, every
+    #: 15 s) stops: a count at the limit means at least that many, and the sample costs
+    #: the same at any depth. 0 counts exactly (every Ready row, per worker, per sample).
+    QUEUE_STATS_COUNT_LIMIT: int = Field(default=10_000, ge=0)
     #: Default number of attempts of a job (runs after a worker crash count too).
     JOB_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=1000)
     #: First delay before retrying a job whose handler raised a retryable error (doubles, capped).

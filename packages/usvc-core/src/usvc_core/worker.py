@@ -80,6 +80,10 @@ class WorkerConfig:
     job_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(cap_seconds=300.0))
     retention_seconds: float = 0.0
     stats_interval: float = 15.0
+    #: Where each count of the statistics sample stops (``queue.stats(count_limit=...)``):
+    #: its cost stays flat at any depth, and a count at the limit means at least that many
+    #: (``queue_depth_capped``). None counts exactly (every Ready row, every 15 s, per worker).
+    stats_count_limit: int | None = 10_000
     worker_id: str = ""
     #: Heartbeat of this worker's record in the store (0: none; the queue must implement
     #: FleetAdmin). Two missed heartbeats make it gone: its jobs go to other workers.
@@ -827,7 +831,9 @@ class Worker:
 
     async def _sample_stats(self) -> None:
         try:
-            stats = await self.queue.stats(self.config.microservice)
+            stats = await self.queue.stats(
+                self.config.microservice, count_limit=self.config.stats_count_limit
+            )
         except Exception as exc:
             await self._queue_failed("stats", exc, sleep=False)
             return

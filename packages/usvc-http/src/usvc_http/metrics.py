@@ -114,6 +114,13 @@ class PrometheusMetrics:
         self.depth = Gauge(
             "queue_depth", "Jobs of this service by status (sampled)", ["status"], registry=r
         )
+        self.depth_capped = Gauge(
+            "queue_depth_capped",
+            "1 when queue_depth{status} reached the sample's count limit "
+            "(QUEUE_STATS_COUNT_LIMIT): at least that many jobs; 0 when exact",
+            ["status"],
+            registry=r,
+        )
         self.oldest_ready = Gauge(
             "queue_oldest_ready_age_seconds",
             "Seconds the longest-waiting due Ready job has waited since it became due "
@@ -122,7 +129,8 @@ class PrometheusMetrics:
         )
         self.scheduled = Gauge(
             "queue_scheduled_jobs",
-            "Ready jobs of this service not due yet (run_at in the future; sampled)",
+            "Ready jobs of this service not due yet (run_at in the future; sampled; a lower "
+            'bound while queue_depth_capped{status="Ready"} is 1)',
             registry=r,
         )
         self.check_health = Gauge(
@@ -152,6 +160,7 @@ class PrometheusMetrics:
         self.health.set(Status.GREEN)
         for status in JobStatus:
             self.depth.labels(status=status.value)
+            self.depth_capped.labels(status=status.value)
 
     def job_started(self, action: str) -> None:
         self._jobs.active += 1
@@ -188,6 +197,7 @@ class PrometheusMetrics:
     def queue_stats(self, stats: QueueStats) -> None:
         for status in JobStatus:  # a status absent from the sample has no jobs now
             self.depth.labels(status=status.value).set(stats.counts.get(status, 0))
+            self.depth_capped.labels(status=status.value).set(status in stats.at_least)
         self.oldest_ready.set(stats.oldest_ready_age_seconds or 0.0)
         self.scheduled.set(stats.scheduled)
         # A resumed action shows 0 (not a vanished series) until the process ends.
