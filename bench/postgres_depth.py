@@ -5,7 +5,7 @@ floor, so a machine whose load drifts moves both sides alike).
     uv run --frozen python bench/postgres_depth.py                  # 5,000 jobs, 500,000 deep
     uv run --frozen python bench/postgres_depth.py --jobs 500 --depth 5000 --json
     ... --url postgresql://user@host/db   # an existing server (default: start one)
-    ... --explain                          # also print the claim's plan on both tables
+    ... --explain                          # also print the claim's and the count's plans
 
 What "deep" means here: a backlog. The deep table holds the N jobs, enqueued as in the
 shallow table, and behind them ``D - N`` more due Ready jobs of the same service, action and
@@ -34,7 +34,8 @@ neither process start-up nor shutdown is in the window.
 
 ``--json`` prints one line: ``shallow_jobs_per_second``, ``deep_jobs_per_second``, their
 ``ratio``, the worker's CPU per job on each side, and what one ``stats()`` call took on
-each table (the worker samples it at start and every 15 s). Without PostgreSQL binaries
+each table (the worker samples it at start and every 15 s, with its default count limit
+where the revision has one). Without PostgreSQL binaries
 (and no ``--url``) it prints ``{"unavailable": why}`` and exits 0.
 """
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -52,7 +54,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from noop_job import noop
@@ -132,22 +134,39 @@ async def _fill(url: str, table: str, jobs: int, depth: int) -> None:
         await conn.close()
 
 
+def _worker_count_limit() -> int | None:
+    """The count limit of the worker's statistics sample in the revision under test (None:
+    a revision whose worker counts exactly), so that the figure is the worker's sample."""
+    from usvc_core.worker import WorkerConfig
+
+    for f in dataclasses.fields(WorkerConfig):
+        if f.name == "stats_count_limit":
+            return cast(int | None, f.default)
+    return None
+
+
 async def _stats_cost(pg: Postgres, table: str) -> tuple[float, float | None]:
-    """What the queue's ``stats()`` on ``table`` costs (the worker samples it at start and
-    every 15 s): the median wall time of one call, and the server's CPU time per call,
-    both in ms (None for a server given with ``--url``)."""
+    """What the worker's sample of the queue's ``stats()`` on ``table`` costs (at start and
+    every 15 s; with the worker's default count limit where the revision has one): the
+    median wall time of one call, and the server's CPU time per call, both in ms (None for
+    a server given with ``--url``)."""
     from usvc_postgres import PostgresQueue
     from usvc_postgres.settings import parse_postgres_url
 
     queue = PostgresQueue(**parse_postgres_url(pg.url), POSTGRES_TABLE=table, POSTGRES_LISTEN="off")
+    limit = _worker_count_limit()
+
+    async def sample() -> None:
+        await (queue.stats(SERVICE) if limit is None else queue.stats(SERVICE, count_limit=limit))
+
     await queue.open()
     try:
-        await queue.stats(SERVICE)  # plans made, pages cached: the worker's later samples
+        await sample()  # plans made, pages cached: the worker's later samples
         times = []
         cpu = pg.cpu_seconds()
         for _ in range(5):
             began = time.perf_counter()
-            await queue.stats(SERVICE)
+            await sample()
             times.append(time.perf_counter() - began)
         cpu_end = pg.cpu_seconds()
     finally:
@@ -157,10 +176,13 @@ async def _stats_cost(pg: Postgres, table: str) -> tuple[float, float | None]:
 
 
 async def _explain(url: str, table: str) -> str:
-    """The claim's plan with its timings, in a transaction rolled back."""
+    """The claim's plan with its timings, in a transaction rolled back; then the plan of
+    the worker's statistics count (bounded where the revision has it)."""
     from usvc_postgres.statements import Statements
 
-    sql = Statements(table).claim(start=True)
+    statements = Statements(table)
+    sql = statements.claim(start=True)
+    limit = _worker_count_limit()
     conn = await asyncpg.connect(url)
     try:
         claim = conn.transaction()
@@ -171,7 +193,19 @@ async def _explain(url: str, table: str) -> str:
             )
         finally:
             await claim.rollback()
-        return "\n".join(row[0] for row in rows)
+        if limit is None:
+            counts = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statements.counts}", SERVICE)
+        else:
+            counts = await conn.fetch(
+                f"EXPLAIN (ANALYZE, BUFFERS) {statements.counts_upto}", SERVICE, limit
+            )
+        return "\n".join(
+            [
+                *(row[0] for row in rows),
+                f"--- the worker's statistics count (count_limit={limit})",
+                *(row[0] for row in counts),
+            ]
+        )
     finally:
         await conn.close()
 
@@ -297,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=JOBS, help=f"jobs to drain ({JOBS:,})")
     parser.add_argument("--depth", type=int, default=DEPTH, help=f"Ready jobs deep ({DEPTH:,})")
     parser.add_argument("--concurrency", type=int, default=10, help="MAX_CONCURRENT_JOBS (10)")
-    parser.add_argument("--explain", action="store_true", help="print the claim's plans")
+    parser.add_argument(
+        "--explain", action="store_true", help="print the claim's and the count's plans"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
