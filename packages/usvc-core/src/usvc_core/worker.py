@@ -80,9 +80,10 @@ class WorkerConfig:
     job_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(cap_seconds=300.0))
     retention_seconds: float = 0.0
     stats_interval: float = 15.0
-    #: Where each count of the statistics sample stops (``queue.stats(count_limit=...)``):
-    #: its cost stays flat at any depth, and a count at the limit means at least that many
-    #: (``queue_depth_capped``). None counts exactly (every Ready row, every 15 s, per worker).
+    #: Where each count of the statistics sample stops (``queue.stats(count_limit=...)``,
+    #: >= 1): its cost stays flat at any depth, and a count at the limit means at least that
+    #: many (``queue_depth_capped``). None counts exactly (every Ready row, every 15 s, per
+    #: worker).
     stats_count_limit: int | None = 10_000
     worker_id: str = ""
     #: Heartbeat of this worker's record in the store (0: none; the queue must implement
