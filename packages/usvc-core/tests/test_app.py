@@ -421,3 +421,39 @@ async def test_enqueue_takes_the_actions_own_max_attempts(tmp_path: Path) -> Non
         assert (await app.enqueue({"action": "report"}, delay_seconds=60)).max_attempts == 7
         assert (await app.enqueue({"action": "other"}, delay_seconds=60)).max_attempts == 4
         assert app.actions.max_attempts_for("report", 4) == 7
+
+
+class _AlwaysWrites:
+    """A propagator that writes a header whatever the context (a vendor's, say)."""
+
+    fields = frozenset({"x-vendor"})
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+        carrier["x-vendor"] = "1"
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+
+async def test_enqueue_carries_what_the_propagator_writes(tmp_path: Path) -> None:
+    """The trace carrier is skipped only where it would stay empty (OpenTelemetry's default
+    propagators, an empty context): baggage alone, or another propagator, still travel."""
+    from opentelemetry import baggage, propagate
+    from opentelemetry import context as otel_context
+
+    app = Application(tmp_path, settings=settings(), queue=InMemoryQueue(), configure_logging=False)
+    assert "_trace" not in (await app.enqueue({"action": "a"}, delay_seconds=60)).payload
+    token = otel_context.attach(baggage.set_baggage("tenant", "t1"))
+    try:
+        job = await app.enqueue({"action": "a"}, delay_seconds=60)
+    finally:
+        otel_context.detach(token)
+    assert job.payload["_trace"] == {"baggage": "tenant=t1"}
+    default = propagate.get_global_textmap()
+    propagate.set_global_textmap(_AlwaysWrites())  # type: ignore[arg-type]
+    try:
+        job = await app.enqueue({"action": "a"}, delay_seconds=60)
+    finally:
+        propagate.set_global_textmap(default)
+    assert job.payload["_trace"] == {"x-vendor": "1"}
+    assert "_trace" not in (await app.enqueue({"action": "a"}, delay_seconds=60)).payload

@@ -220,6 +220,41 @@ def test_answers_are_encoded_as_jsonresponse_encodes(body: dict[str, Any]) -> No
             answer({"results": [float("nan")]})
 
 
+def _loads_outcome(parse: Callable[[bytes], Any], raw: bytes) -> tuple[str, Any]:
+    try:
+        return "value", parse(raw)
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"action": "a", "n": [1, 2.5, null], "s": "\\u00fc\\ud800"}',
+        b'{"action": "a"}  \n',
+        b'{"action": "a"} x',
+        b'{"action": NaN}',
+        b"{not json",
+        b"{",
+        b"{\xff}",
+        b"\xef\xbb\xbf{}",
+        '{"a": 1}'.encode("utf-16-le"),
+        b"[1]",
+        b" {}",
+        b"",
+        b"[" * 100_000,
+    ],
+)
+def test_the_body_is_read_as_json_loads_reads_it(raw: bytes) -> None:
+    """The route's parser (the scanner straight away for a plain object) gives what
+    json.loads gives: the same value, or the same error and message."""
+    import json
+
+    from usvc_http.routes import _parse_body
+
+    assert _loads_outcome(_parse_body, raw) == _loads_outcome(json.loads, raw)
+
+
 async def test_dev_job_absent_outside_dev_mode(serve: AppFactory) -> None:
     """Without DEV_MODE the endpoint does not exist, not even in OpenAPI."""
     _, client = await serve(DEV_MODE=False, QUEUE_URL="memory://")

@@ -3,6 +3,7 @@ limits step over a saturated action's backlog once, not at every claim."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -75,3 +76,42 @@ def test_attempt_history_must_keep_at_least_one_attempt() -> None:
         InMemoryQueue(attempt_history=0)
     with pytest.raises(TypeError, match="attempt_history"):
         InMemoryQueue(attempt_history=2.5)  # type: ignore[arg-type]
+
+
+def _circular() -> dict[str, Any]:
+    payload: dict[str, Any] = {"action": "a"}
+    payload["self"] = payload
+    return payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"action": "a", "x": float("nan")},
+        {"action": "a", "x": [float("-inf")]},
+        {"action": "a", "x": {1, 2}},
+        {"action": "a", (1, 2): "tuple key"},
+        _circular(),
+        {"action": "a", "n": 1, 2: "int key", "t": (1, "x"), "u": "\ud800é", "f": 0.1},
+    ],
+)
+async def test_enqueue_stores_what_a_json_round_trip_keeps(payload: dict[str, Any]) -> None:
+    """The stored payload is json.loads(json.dumps(payload, allow_nan=False)), and a payload
+    it refuses is refused with the same error (the queue calls the C encoder directly)."""
+    try:
+        expected: Any = json.loads(json.dumps(payload, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        expected = exc
+    queue = InMemoryQueue(FakeClock())
+    request = EnqueueRequest(payload=payload, microservice=SERVICE)
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected)) as raised:
+            await queue.enqueue(request)
+        assert str(raised.value) == str(expected)
+        # A refused payload leaves nothing behind: the next one is stored as usual.
+        assert (await queue.enqueue(_of("b"))).payload == {"action": "b"}
+        return
+    job = await queue.enqueue(request)
+    assert job.payload == expected
+    stored = await queue.get(job.id)
+    assert stored is not None and stored.payload == expected

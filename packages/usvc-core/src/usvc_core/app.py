@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,7 +18,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ValidationError
 
 from usvc_core.actions.discovery import discover_actions, resolve_actions_dir
@@ -61,6 +66,8 @@ __all__ = ["Application"]
 _FALSE = ("0", "false", "no", "off", "")
 
 _log = structlog.get_logger("usvc.app")
+#: OpenTelemetry's default propagators: with an empty context neither writes anything.
+_STOCK_PROPAGATORS = (TraceContextTextMapPropagator, W3CBaggagePropagator)
 #: Backoff between attempts to open a store that is unreachable at start (jittered).
 _OPEN_RETRY = RetryPolicy(max_attempts=1_000_000, base_seconds=0.5, cap_seconds=30.0)
 _MIN_OPEN_DELAY = 0.1
@@ -579,7 +586,7 @@ class Application:
             reason = check.details.get("error") if check is not None else None
             raise QueueUnavailableError(f"the job queue is not open yet ({reason})")
         body = dict(payload)
-        if not isinstance(body.get(TRACE_KEY), dict):
+        if not isinstance(body.get(TRACE_KEY), dict) and _carrier_wanted():
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             if carrier:
@@ -593,13 +600,14 @@ class Application:
         )
         if not defaults:  # the defaults are in bounds by definition
             check_enqueue(priority=priority, delay_seconds=delay_seconds, max_attempts=max_attempts)
+        settings = self.settings
         if max_attempts is None:
             action = str(body.get("action"))
-            max_attempts = self.actions.max_attempts_for(action, self.settings.JOB_MAX_ATTEMPTS)
+            max_attempts = self.actions.max_attempts_for(action, settings.JOB_MAX_ATTEMPTS)
         return await self.queue.enqueue(
             EnqueueRequest(
                 payload=body,
-                microservice=self.settings.MICROSERVICE_NAME,
+                microservice=settings.MICROSERVICE_NAME,
                 priority=priority,
                 delay_seconds=delay_seconds,
                 max_attempts=max_attempts,
@@ -615,21 +623,27 @@ class Application:
         Raises :class:`~usvc_core.errors.ShuttingDownError` at once when the service starts
         shutting down meanwhile (nobody waits on the drain; the job itself is kept).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        fut = self.worker.watch(job_id)  # before the first read, so no finish is missed
+        # time.monotonic, not loop.time (a Python call): only the seconds left are passed on.
+        deadline = time.monotonic() + timeout
+        worker = self.worker
+        fut = worker.watch(job_id)  # before the first read, so no finish is missed
         try:
             # An idle worker claims now rather than one loop step later; with the in-memory
             # queue a quick job is done before the first read. Shielded: the claim task
-            # must start what it claimed even if this caller is cancelled.
-            claiming = self.worker.start_due_jobs()
+            # must start what it claimed even if this caller is cancelled (a claim that
+            # never suspended is done already: nothing to shield).
+            claiming = worker.start_due_jobs()
             if claiming is not None:
-                await asyncio.shield(claiming)
+                if claiming.done():
+                    claiming.result()
+                else:
+                    await asyncio.shield(claiming)
+            queue = self.queue
             while True:
-                job = await self.queue.get(job_id)
+                job = await queue.get(job_id)
                 if job is None or job.status.is_finished:
                     return job
-                left = deadline - loop.time()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return job
                 # Woken at once when this process finishes it; the poll covers other processes.
@@ -639,7 +653,31 @@ class Application:
                     async with asyncio.timeout(min(left, 0.5)):
                         await fut  # ShuttingDownError once the worker stops
                 except TimeoutError:
-                    self.worker.unwatch(job_id, fut)
-                    fut = self.worker.watch(job_id)
+                    worker.unwatch(job_id, fut)
+                    fut = worker.watch(job_id)
         finally:
-            self.worker.unwatch(job_id, fut)
+            worker.unwatch(job_id, fut)
+
+
+class _Carrier:
+    """The last global propagator :func:`_carrier_wanted` looked at, and whether it is
+    OpenTelemetry's default (W3C trace context and baggage, nothing else)."""
+
+    textmap: object = None
+    stock = False
+
+
+def _carrier_wanted() -> bool:
+    """Whether ``propagate.inject`` may write anything: not when the global propagator is
+    the default one and the current context is empty (no span, no baggage), where both its
+    parts write nothing. It costs a dozen Python calls per enqueue to find that out."""
+    textmap = propagate.get_global_textmap()
+    if textmap is not _Carrier.textmap:
+        _Carrier.textmap = textmap
+        parts = getattr(textmap, "_propagators", None)
+        _Carrier.stock = (
+            type(textmap) is CompositePropagator
+            and isinstance(parts, list | tuple)
+            and all(type(p) in _STOCK_PROPAGATORS for p in parts)
+        )
+    return not _Carrier.stock or bool(otel_context.get_current())

@@ -7,6 +7,7 @@ import functools
 import heapq
 import itertools
 import json
+import json.scanner
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,27 @@ DEFAULT_ATTEMPT_HISTORY = 20
 _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.PROCESSING
 _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
+
+# The enqueue's JSON round trip, json.loads(json.dumps(payload, allow_nan=False)), with the
+# C encoder and scanner called directly: json.dumps with an option builds a JSONEncoder
+# per call and json.loads wraps the scanner, seven Python calls per enqueue. Same errors:
+# json.dumps runs this very encoder (and json.loads this scanner), and its output needs
+# none of decode's checks (no surrounding whitespace, no trailing text).
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_default = json.JSONEncoder().default  # TypeError: "Object of type X is not JSON serializable"
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _json_copy(payload: dict[str, Any]) -> Any:
+    """``json.loads(json.dumps(payload, allow_nan=False))``."""
+    if _c_make_encoder is None:  # a Python without the _json accelerator
+        return json.loads(json.dumps(payload, allow_nan=False))
+    # A new encoder per call, as json.dumps makes: its markers (the circular-reference
+    # check) may keep entries after an error.
+    encode = _c_make_encoder(
+        {}, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+    return _scan("".join(encode(payload, 0)), 0)[0]
 
 
 _Entry = tuple[int, float, int, int, str]
@@ -257,11 +279,12 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                 )
 
     def _add(self, r: EnqueueRequest) -> Job:
-        self._check_keys(r)
+        if r.max_attempts < 1 or r.unique_key is not None or r.idempotency_key is not None:
+            self._check_keys(r)  # nothing to check for the common request
         # A JSON round trip: the stored payload is exactly what a real store would keep.
-        payload = json.loads(json.dumps(dict(r.payload), allow_nan=False))
+        payload = _json_copy(dict(r.payload))
         action = payload.get("action")
-        now = self._clock.now()
+        now = self._now()
         job_id = f"{self._prefix}{next(self._ids)}"
         job = Job(
             id=job_id,
@@ -269,7 +292,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             action=action if isinstance(action, str) else "",
             payload=payload,
             priority=r.priority,
-            run_at=now + timedelta(seconds=max(r.delay_seconds, 0.0)),
+            run_at=now + timedelta(seconds=max(r.delay_seconds, 0.0)) if r.delay_seconds else now,
             max_attempts=r.max_attempts,
             token=r.token or job_id,
             idempotency_key=r.idempotency_key,
@@ -283,14 +306,16 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             self._idempotency[(r.microservice, r.idempotency_key)] = job_id
         if r.unique_key is not None:
             self._unique[(r.microservice, r.unique_key)] = job_id
-        self._push_ready(job)
+        self._push_ready(job, now)
         return job
 
-    def _push_ready(self, job: Job) -> None:
+    def _push_ready(self, job: Job, now: datetime | None = None) -> None:
+        """Queue a Ready job: due now (``now``: the clock's reading, when the caller has
+        one), or in the delayed heap."""
         seq = next(self._seq)
         self._heap_seq[job.id] = seq
         assert job.run_at is not None
-        if job.run_at <= self._clock.now():
+        if job.run_at <= (now if now is not None else self._clock.now()):
             due = self._due.get(job.microservice)
             if due is None:
                 due = self._due[job.microservice] = _Due()
