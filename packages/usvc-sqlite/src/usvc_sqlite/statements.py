@@ -1021,37 +1021,41 @@ def retry_matching(
     return retried, ((keys[-1][0], keys[-1][1]) if len(keys) == chunk else None)
 
 
-# Ready jobs by action, each action read on the index of its Ready jobs by run-at (covering:
-# it holds created_at too): how many, how many scheduled (run_at in the future), and when
+# Ready jobs by action, each action read on the index of its Ready jobs in claim order
+# (covering: it holds run_at and created_at too): how many, and per priority (a run in
+# run-at order, usually the only one) how many are scheduled (run_at in the future) and when
 # the longest-waiting due one became due (max(created_at, run_at)).
-_SCHEDULED_COUNT = f"""
-SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_due
-WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at > ?
-"""
 _READY_COUNT = f"""
-SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_due
+SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_action
 WHERE microservice = ? AND action = ? AND status = 'Ready'
 """
+_NEXT_READY_PRIORITY = f"""
+SELECT priority FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority < ?
+ORDER BY priority DESC LIMIT 1
+"""
+_SCHEDULED_COUNT = f"""
+SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority = ? AND run_at > ?
+"""
 _DUE_IN_ORDER = f"""
-SELECT run_at, max(created_at, run_at) FROM {TABLE} INDEXED BY {TABLE}_ready_due
-WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= ?
+SELECT run_at, max(created_at, run_at) FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority = ? AND run_at <= ?
 ORDER BY run_at
 """
-_NEXT_READY_DUE_ACTION = f"""
-SELECT action FROM {TABLE} INDEXED BY {TABLE}_ready_due
-WHERE microservice = ? AND status = 'Ready' AND action > ? ORDER BY action LIMIT 1
-"""
+#: Above any priority (an INTEGER column; a REAL compares with it numerically).
+_TOP = float("inf")
 
 
 def _oldest_due(
-    conn: sqlite3.Connection, microservice: str, action: str, now: float
+    conn: sqlite3.Connection, key: tuple[str, str, int], now: float, best: float | None
 ) -> float | None:
-    """When the longest-waiting due job of ``action`` became due. In run-at order, a job
-    became due no earlier than its run-at, so the walk stops at the first run-at past the
-    best found: at once for the adapter's own jobs (their run-at is never before their
-    creation), a few steps for rows another producer wrote with an earlier run-at."""
-    best: float | None = None
-    for run_at, due in conn.execute(_DUE_IN_ORDER, (microservice, action, now)):
+    """When the longest-waiting due job of one action and priority became due (``best``
+    if none became due earlier). In run-at order, a job became due no earlier than its
+    run-at, so the walk stops at the first run-at past the best found: at once for the
+    adapter's own jobs (their run-at is never before their creation), a few steps for rows
+    another producer wrote with an earlier run-at."""
+    for run_at, due in conn.execute(_DUE_IN_ORDER, (*key, now)):
         if best is not None and run_at >= best:
             break
         best = due if best is None else min(best, due)
@@ -1063,13 +1067,21 @@ def ready_by_action(
 ) -> dict[str, tuple[int, int, float | None]]:
     """action -> (Ready jobs, of which scheduled, when the oldest due one became due)."""
     found: dict[str, tuple[int, int, float | None]] = {}
-    row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, "")).fetchone()
+    row = conn.execute(_FIRST_READY_ACTION, (microservice,)).fetchone()
     while row is not None:
         action = row[0]
         [count] = conn.execute(_READY_COUNT, (microservice, action)).fetchone()
-        [scheduled] = conn.execute(_SCHEDULED_COUNT, (microservice, action, now)).fetchone()
-        found[action] = (count, scheduled, _oldest_due(conn, microservice, action, now))
-        row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, action)).fetchone()
+        scheduled = 0
+        due: float | None = None
+        level = conn.execute(_NEXT_READY_PRIORITY, (microservice, action, _TOP)).fetchone()
+        while level is not None:
+            key = (microservice, action, level[0])
+            [later] = conn.execute(_SCHEDULED_COUNT, (*key, now)).fetchone()
+            scheduled += later
+            due = _oldest_due(conn, key, now, due)
+            level = conn.execute(_NEXT_READY_PRIORITY, (microservice, action, level[0])).fetchone()
+        found[action] = (count, scheduled, due)
+        row = conn.execute(_NEXT_READY_ACTION, (microservice, action)).fetchone()
     return found
 
 
