@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -222,3 +225,69 @@ def test_added_processors_see_every_line_until_removed() -> None:
     assert seen == [("structlog line", "tok-1"), ("stdlib line", "tok-1")]
     assert [g.get("spied", False) for g in lines(out)] == [False, True, True, False]
     remove_processor(spy)  # removing twice is harmless
+
+
+class _Flushes(io.StringIO):
+    """A stream that counts its flushes and what had been written at each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[int] = []  # the number of lines written at each flush
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue().count("\n"))
+        super().flush()
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_lines_of_a_loop_turn_share_one_flush_by_the_next_turn() -> None:
+    """INFO lines written in one turn of the event loop are flushed together, before the
+    next turn's work; the write is one line per call, so nothing else changes."""
+    out = _Flushes()
+    configure_logging(json=True, stream=out)
+    for n in range(5):
+        logger.info("job completed", n=n)
+    assert out.flushed == []
+    await asyncio.sleep(0)
+    assert out.flushed == [5]
+    logger.info("job completed", n=5)
+    await asyncio.sleep(0)
+    assert out.flushed == [5, 6]
+    assert [line["n"] for line in lines(out)] == list(range(6))
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_warnings_and_lines_without_a_loop_are_flushed_at_once() -> None:
+    """WARNING and above, lines from a thread with no running loop, and stdlib records
+    flush at once; a stdlib record never overtakes a kit line logged before it."""
+    out = _Flushes()
+    configure_logging(json=True, stream=out)
+    logger.info("first")
+    logger.warning("second")
+    assert out.flushed == [2]
+    thread = threading.Thread(target=logger.info, args=("third",))
+    thread.start()
+    thread.join()  # the loop turns no more meanwhile: this flush is the thread's own
+    assert out.flushed == [2, 3]
+    logger.info("fourth")
+    logging.getLogger("uvicorn.error").info("fifth")
+    assert out.flushed[-1] == 5
+    assert [line["event"] for line in lines(out)] == ["first", "second", "third", "fourth", "fifth"]
+    await asyncio.sleep(0)
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_closing_or_replacing_the_handler_flushes_the_turns_lines(tmp_path: Path) -> None:
+    """Lines still in a buffered file stream's buffer reach the file when the handler is
+    closed (``logging.shutdown`` closes it at exit) or logging is configured again."""
+    for end in ("close", "reconfigure"):
+        path = tmp_path / f"{end}.log"
+        with path.open("w") as stream:
+            configure_logging(json=True, stream=stream)
+            logger.info("buffered", end=end)
+            assert path.read_text() == ""  # in the buffer, not flushed yet
+            if end == "close":
+                logging.getLogger().handlers[0].close()
+            else:
+                configure_logging(json=True, stream=io.StringIO())
+            assert json.loads(path.read_text())["end"] == end

@@ -26,7 +26,7 @@ from usvc_sqlite import (
     statements,
 )
 from usvc_sqlite import queue as queue_module
-from usvc_sqlite.schema import SCHEMA_VERSION, prepare
+from usvc_sqlite.schema import NOW, SCHEMA_VERSION, prepare
 
 SERVICE = "sqlite-tests"
 
@@ -141,6 +141,55 @@ class TestFileAndSchema:
             assert job.payload == {"action": "echo", "n": 1}
         finally:
             await q.close()
+
+    @pytest.mark.parametrize("version", [7, 8])
+    async def test_an_upgraded_file_has_the_schema_of_a_new_one_and_reads_its_jobs(
+        self, tmp_path: Path, version: int
+    ) -> None:
+        """A file of schema 7 or 8 (two indexes of Ready jobs by action, one of finished
+        jobs by action) ends with exactly a new file's tables and indexes (schema 9), and
+        its jobs are counted, listed and claimed through them."""
+        new = tmp_path / "new.db"
+        with sqlite3.connect(new, isolation_level=None) as conn:
+            prepare(conn, str(new))
+        conn.close()
+        path = tmp_path / f"v{version}.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            prepare(conn, str(path), upto=version)
+            conn.executemany(
+                "INSERT INTO usvc_jobs (microservice, action, payload, status, priority, "
+                "run_at, finished_at) VALUES (?, ?, '{}', ?, ?, ?, ?)",
+                [
+                    (SERVICE, "a", "Ready", 0, 0.0, None),
+                    (SERVICE, "a", "Ready", 3, 0.0, None),
+                    (SERVICE, "b", "Ready", 0, 4e9, None),  # scheduled (2096)
+                    (SERVICE, "a", "Completed", 0, 0.0, 1.0),
+                ],
+            )
+        conn.close()
+        q = SqliteQueue(path)
+        await q.open()
+        try:
+            stats = await q.stats(SERVICE)
+            assert (stats.counts[JobStatus.READY], stats.scheduled) == (3, 1)
+            assert stats.counts[JobStatus.COMPLETED] == 1
+            ready = JobFilter(SERVICE, statuses=frozenset({JobStatus.READY}))
+            assert len((await q.list_jobs(ready)).jobs) == 3
+            claimed = await q.claim_and_start(SERVICE, "w", 5, 30.0, max_running={"a": 1})
+            assert [(job.action, job.priority) for job in claimed] == [("a", 3)]
+        finally:
+            await q.close()
+
+        def schema(file: Path) -> list[tuple[str, str, str]]:
+            with sqlite3.connect(file) as conn:
+                rows = conn.execute(
+                    "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
+                ).fetchall()
+            conn.close()
+            return rows
+
+        assert schema(path) == schema(new)
+        assert not {"usvc_jobs_ready_due", "usvc_jobs_finished_action"} & _indexes(path)
 
     async def test_a_file_from_a_newer_version_is_refused(self, tmp_path: Path) -> None:
         """A newer schema version is refused with a clear message and left untouched."""
@@ -691,22 +740,35 @@ class TestQueryPlans:
         [
             ("CLAIM", ["usvc_jobs_ready (microservice=?)"]),
             ("CLAIM_STARTED", ["usvc_jobs_ready (microservice=?)"]),
-            ("_READY_COUNT", ["COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=?"]),
+            (
+                "_READY_COUNT",
+                [
+                    "COVERING INDEX usvc_jobs_ready_action (microservice=? AND status=? AND "
+                    "action=?)"
+                ],
+            ),
+            (
+                "_NEXT_READY_PRIORITY",
+                [
+                    "COVERING INDEX usvc_jobs_ready_action (microservice=? AND status=? AND "
+                    "action=? AND priority<?)"
+                ],
+            ),
             (
                 "_SCHEDULED_COUNT",
                 [
-                    "COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=? AND action=? "
-                    "AND run_at>?)"
+                    "COVERING INDEX usvc_jobs_ready_action (microservice=? AND status=? AND "
+                    "action=? AND priority=? AND run_at>?)"
                 ],
             ),
             (
                 "_DUE_IN_ORDER",
                 [
-                    "COVERING INDEX usvc_jobs_ready_due (microservice=? AND status=? AND action=? "
-                    "AND run_at<?)"
+                    "COVERING INDEX usvc_jobs_ready_action (microservice=? AND status=? AND "
+                    "action=? AND priority=? AND run_at<?)"
                 ],
             ),
-            ("_NEXT_READY_DUE_ACTION", ["COVERING INDEX usvc_jobs_ready_due"]),
+            ("_FIRST_READY_ACTION", ["COVERING INDEX usvc_jobs_ready_action (microservice=? AND"]),
             ("_DISTINCT_CODE", ["COVERING INDEX usvc_jobs_error_created (microservice=? AND "]),
             ("_BY_IDEMPOTENCY", ["usvc_jobs_idempotency_all (microservice=? AND idempotency_"]),
             ("_REVOKED", ["PRIMARY KEY (session_id=?)"]),
@@ -714,8 +776,20 @@ class TestQueryPlans:
             ("_RECLAIM", ["usvc_jobs_leased (microservice=? AND lease_expires_at<?)"]),
             ("_PURGE", ["usvc_jobs_finished (microservice=? AND status=? AND finished_at<?)"]),
             ("_RUNNING", ["usvc_jobs_leased (microservice=?)"]),
-            ("_NEXT_READY_ACTION", ["usvc_jobs_ready_action (microservice=? AND action>?)"]),
-            ("_DUE_OF_ACTION", ["usvc_jobs_ready_action (microservice=? AND action=?)"]),
+            (
+                "_NEXT_READY_ACTION",
+                [
+                    "COVERING INDEX usvc_jobs_ready_action (microservice=? AND status=? AND "
+                    "action>?)"
+                ],
+            ),
+            (
+                "_DUE_OF_ACTION",
+                [
+                    "COVERING INDEX usvc_jobs_ready_action (microservice=? AND status=? AND "
+                    "action=?)"
+                ],
+            ),
             (
                 "_OTHERS_BY_ACTION",
                 ["usvc_jobs_leased", "usvc_job_counts USING PRIMARY KEY (microse"],
@@ -1046,6 +1120,37 @@ class TestOperatorReads:
             assert job.attempts == 1  # spent: it may well have run
         finally:
             await q.close()
+
+    async def test_ready_jobs_are_counted_at_every_priority_and_without_an_action(
+        self, queue: SqliteQueue
+    ) -> None:
+        """stats and activity count the Ready jobs of each action over all its priorities
+        (each read in run-at order), jobs whose payload names no action too, and the
+        oldest due job is the one waiting longest whatever its priority."""
+        with sqlite3.connect(queue.path, isolation_level=None) as conn:
+            now = conn.execute(f"SELECT {NOW}").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO usvc_jobs (microservice, action, payload, priority, run_at, "
+                "created_at) VALUES (?, ?, '{}', ?, ?, ?)",
+                [
+                    (SERVICE, "a", 5, now - 10, now - 10),
+                    (SERVICE, "a", 0, now - 500, now - 1000),  # due 500 s ago
+                    (SERVICE, "a", -2, now + 3600, now - 2000),  # scheduled
+                    (SERVICE, "a", 0, now + 60, now - 5),  # scheduled
+                    (SERVICE, "", 0, now - 20, now - 20),
+                ],
+            )
+        conn.close()
+        stats = await queue.stats(SERVICE)
+        assert (stats.counts[JobStatus.READY], stats.scheduled) == (5, 2)
+        assert stats.oldest_ready_age_seconds is not None
+        assert 500 <= stats.oldest_ready_age_seconds < 600
+        activity = await queue.activity(SERVICE, minutes=1)
+        assert {a: c[JobStatus.READY] for a, c in activity.counts.items()} == {"a": 4, "": 1}
+        assert activity.scheduled == {"a": 2}
+        ages = activity.oldest_ready_age_seconds
+        assert 500 <= ages["a"] < 600
+        assert 20 <= ages[""] < 120
 
     async def test_revocations_past_their_time_are_deleted(self, queue: SqliteQueue) -> None:
         """The table of revoked sessions holds only live ones, however many logouts."""

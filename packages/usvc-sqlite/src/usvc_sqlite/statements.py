@@ -16,7 +16,7 @@ import heapq
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -585,15 +585,12 @@ def claim_limited(
     the service's Ready jobs in order would step over every one of them at every claim."""
     running = dict(conn.execute(_RUNNING, (microservice,)).fetchall())
     candidates: list[tuple[int, float, int]] = []
-    row = conn.execute(_FIRST_READY_ACTION, (microservice,)).fetchone()
-    while row is not None:
-        action = row[0]
+    for action in _ready_actions(conn, microservice):
         room = limit
         if action in limits:
             room = min(limit, limits[action] - running.get(action, 0))
         if room > 0:
             candidates.extend(conn.execute(_DUE_OF_ACTION, (microservice, action, room)))
-        row = conn.execute(_NEXT_READY_ACTION, (microservice, action)).fetchone()
     if not candidates:
         return []
     candidates.sort(key=lambda c: (-c[1], c[2], c[0]))
@@ -1022,52 +1019,73 @@ def retry_matching(
     return retried, ((keys[-1][0], keys[-1][1]) if len(keys) == chunk else None)
 
 
-# Ready jobs by action, each action read on the index of its Ready jobs by run-at (covering:
-# it holds created_at too): how many, how many scheduled (run_at in the future), and when
+# Ready jobs by action, each action read on the index of its Ready jobs in claim order
+# (covering: it holds run_at and created_at too): how many, and per priority (a run in
+# run-at order, usually the only one) how many are scheduled (run_at in the future) and when
 # the longest-waiting due one became due (max(created_at, run_at)).
-_SCHEDULED_COUNT = f"""
-SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_due
-WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at > ?
-"""
 _READY_COUNT = f"""
-SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_due
+SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_action
 WHERE microservice = ? AND action = ? AND status = 'Ready'
 """
+_NEXT_READY_PRIORITY = f"""
+SELECT priority FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority < ?
+ORDER BY priority DESC LIMIT 1
+"""
+_SCHEDULED_COUNT = f"""
+SELECT count(*) FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority = ? AND run_at > ?
+"""
 _DUE_IN_ORDER = f"""
-SELECT run_at, max(created_at, run_at) FROM {TABLE} INDEXED BY {TABLE}_ready_due
-WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at <= ?
+SELECT run_at, max(created_at, run_at) FROM {TABLE} INDEXED BY {TABLE}_ready_action
+WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority = ? AND run_at <= ?
 ORDER BY run_at
 """
 # The bounded counts of stats(count_limit=n): each reads at most n entries of the index.
 _READY_COUNT_UPTO = f"""
 SELECT count(*) FROM (
-    SELECT 1 FROM {TABLE} INDEXED BY {TABLE}_ready_due
+    SELECT 1 FROM {TABLE} INDEXED BY {TABLE}_ready_action
     WHERE microservice = ? AND action = ? AND status = 'Ready' LIMIT ?)
 """
 _SCHEDULED_COUNT_UPTO = f"""
 SELECT count(*) FROM (
-    SELECT 1 FROM {TABLE} INDEXED BY {TABLE}_ready_due
-    WHERE microservice = ? AND action = ? AND status = 'Ready' AND run_at > ? LIMIT ?)
+    SELECT 1 FROM {TABLE} INDEXED BY {TABLE}_ready_action
+    WHERE microservice = ? AND action = ? AND status = 'Ready' AND priority = ? AND run_at > ?
+    LIMIT ?)
 """
-_NEXT_READY_DUE_ACTION = f"""
-SELECT action FROM {TABLE} INDEXED BY {TABLE}_ready_due
-WHERE microservice = ? AND status = 'Ready' AND action > ? ORDER BY action LIMIT 1
-"""
+#: Above any priority (an INTEGER column; a REAL compares with it numerically).
+_TOP = float("inf")
 
 
 def _oldest_due(
-    conn: sqlite3.Connection, microservice: str, action: str, now: float
+    conn: sqlite3.Connection, key: tuple[str, str, int], now: float, best: float | None
 ) -> float | None:
-    """When the longest-waiting due job of ``action`` became due. In run-at order, a job
-    became due no earlier than its run-at, so the walk stops at the first run-at past the
-    best found: at once for the adapter's own jobs (their run-at is never before their
-    creation), a few steps for rows another producer wrote with an earlier run-at."""
-    best: float | None = None
-    for run_at, due in conn.execute(_DUE_IN_ORDER, (microservice, action, now)):
+    """When the longest-waiting due job of one action and priority became due (``best``
+    if none became due earlier). In run-at order, a job became due no earlier than its
+    run-at, so the walk stops at the first run-at past the best found: at once for the
+    adapter's own jobs (their run-at is never before their creation), a few steps for rows
+    another producer wrote with an earlier run-at."""
+    for run_at, due in conn.execute(_DUE_IN_ORDER, (*key, now)):
         if best is not None and run_at >= best:
             break
         best = due if best is None else min(best, due)
     return best
+
+
+def _ready_actions(conn: sqlite3.Connection, microservice: str) -> Iterator[str]:
+    """The service's actions that have Ready jobs, one index seek each."""
+    row = conn.execute(_FIRST_READY_ACTION, (microservice,)).fetchone()
+    while row is not None:
+        yield row[0]
+        row = conn.execute(_NEXT_READY_ACTION, (microservice, row[0])).fetchone()
+
+
+def _ready_priorities(conn: sqlite3.Connection, microservice: str, action: str) -> Iterator[int]:
+    """The priorities of one action's Ready jobs, highest first, one index seek each."""
+    level = conn.execute(_NEXT_READY_PRIORITY, (microservice, action, _TOP)).fetchone()
+    while level is not None:
+        yield level[0]
+        level = conn.execute(_NEXT_READY_PRIORITY, (microservice, action, level[0])).fetchone()
 
 
 def ready_by_action(
@@ -1075,13 +1093,16 @@ def ready_by_action(
 ) -> dict[str, tuple[int, int, float | None]]:
     """action -> (Ready jobs, of which scheduled, when the oldest due one became due)."""
     found: dict[str, tuple[int, int, float | None]] = {}
-    row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, "")).fetchone()
-    while row is not None:
-        action = row[0]
+    for action in _ready_actions(conn, microservice):
         [count] = conn.execute(_READY_COUNT, (microservice, action)).fetchone()
-        [scheduled] = conn.execute(_SCHEDULED_COUNT, (microservice, action, now)).fetchone()
-        found[action] = (count, scheduled, _oldest_due(conn, microservice, action, now))
-        row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, action)).fetchone()
+        scheduled = 0
+        due: float | None = None
+        for priority in _ready_priorities(conn, microservice, action):
+            key = (microservice, action, priority)
+            [later] = conn.execute(_SCHEDULED_COUNT, (*key, now)).fetchone()
+            scheduled += later
+            due = _oldest_due(conn, key, now, due)
+        found[action] = (count, scheduled, due)
     return found
 
 
@@ -1169,24 +1190,24 @@ def _ready_up_to(
 ) -> tuple[int, int, list[float]]:
     """(Ready jobs up to ``limit``, scheduled ones up to ``limit``, when each action's oldest
     due job became due): ``ready_by_action`` with counts that stop at the limit, so that it
-    costs the same at any depth (the oldest due job is a short walk per action anyway)."""
+    costs the same at any depth (the oldest due job is a short walk per priority anyway)."""
     ready = scheduled = 0
     dues: list[float] = []
-    row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, "")).fetchone()
-    while row is not None:
-        action = row[0]
+    for action in _ready_actions(conn, microservice):
         if ready < limit:
             ready += conn.execute(
                 _READY_COUNT_UPTO, (microservice, action, limit - ready)
             ).fetchone()[0]
-        if scheduled < limit:
-            scheduled += conn.execute(
-                _SCHEDULED_COUNT_UPTO, (microservice, action, now, limit - scheduled)
-            ).fetchone()[0]
-        due = _oldest_due(conn, microservice, action, now)
+        due: float | None = None
+        for priority in _ready_priorities(conn, microservice, action):
+            key = (microservice, action, priority)
+            if scheduled < limit:
+                scheduled += conn.execute(
+                    _SCHEDULED_COUNT_UPTO, (*key, now, limit - scheduled)
+                ).fetchone()[0]
+            due = _oldest_due(conn, key, now, due)
         if due is not None:
             dues.append(due)
-        row = conn.execute(_NEXT_READY_DUE_ACTION, (microservice, action)).fetchone()
     return ready, scheduled, dues
 
 
