@@ -42,6 +42,7 @@ NOT_AT_IDLE = (
     "oracledb",
     "usvc_mongo.registry",  # only with MONGODB_URI
     "usvc_mongo.surface",
+    "usvc_core.service_registry",
     "pymongo",
     "websockets",  # uvicorn is told there is no WebSocket protocol
     "wsproto",
