@@ -22,7 +22,7 @@ from usvc_core import CircuitOpenError, ConfigurationError, HealthRegistry, Stat
 from usvc_core.resilience import CircuitState
 from usvc_http import PrometheusMetrics, RestAPIConfig, RestAPIService
 from usvc_http.rest import TransportError, env_prefix_for, parse_retry_after
-from usvc_http.rest.config import with_env_overrides
+from usvc_http.rest.config import _env_overrides, with_env_overrides
 from usvc_testing import FakeClock
 
 # --- the scripted server -------------------------------------------------------------------
@@ -597,6 +597,27 @@ class TestConfig:
         env_file.write_text("PAYMENT_API_RATE_LIMIT_REQUESTS=12\n")
         resolved = with_env_overrides(RestAPIConfig(), "PAYMENT_API_", env_file=str(env_file))
         assert resolved.RATE_LIMIT_REQUESTS == 12
+
+    def test_without_a_prefixed_variable_nor_an_env_file_the_code_config_stays(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Nothing can override an option: the config given in code comes back as it is,
+        without building the overrides model (a service configured in code alone)."""
+        monkeypatch.setenv("OTHER_API_MAX_RETRIES", "1")
+        monkeypatch.setenv("payment_api_MAX_RETRIES", "1")  # names match case-sensitively
+        code = RestAPIConfig(BASE_URL="https://payments.example.com")
+        _env_overrides.cache_clear()
+        assert with_env_overrides(code, "PAYMENT_API_", env_file=None) is code
+        missing = tmp_path / "no.env"
+        assert with_env_overrides(code, "PAYMENT_API_", env_file=str(missing)) is code
+        assert _env_overrides.cache_info().currsize == 0
+        # A prefixed variable, or an env file to read, still goes through the model.
+        monkeypatch.setenv("PAYMENT_API_MAX_RETRIES", "5")
+        assert with_env_overrides(code, "PAYMENT_API_", env_file=None).MAX_RETRIES == 5
+        monkeypatch.delenv("PAYMENT_API_MAX_RETRIES")
+        env_file = tmp_path / ".env"
+        env_file.write_text("PAYMENT_API_MAX_RETRIES=6\n")
+        assert with_env_overrides(code, "PAYMENT_API_", env_file=str(env_file)).MAX_RETRIES == 6
 
     def test_bad_override_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """An invalid value fails with a message naming the environment variable."""

@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from usvc_core.health import Status
 from usvc_core.jobs import Job, JobStatus
+from usvc_core.lazy_names import lazy_names
+
+if TYPE_CHECKING:
+    from usvc_core.service_registry import InstanceInfo, ServiceDescription
 
 __all__ = [
     "FIND_LIMIT",
@@ -41,6 +45,13 @@ __all__ = [
     "Surface",
     "WorkerRecord",
 ]
+
+# The service registry's records, created on first use (PEP 562): only a service with a
+# registry configured needs them.
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    dict.fromkeys(("InstanceInfo", "ServiceDescription"), "usvc_core.service_registry"),
+)
 
 
 @runtime_checkable
@@ -513,30 +524,6 @@ class ActionSchema:
     name: str
     input_schema: Mapping[str, Any]
     output_schema: Mapping[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceDescription:
-    """What a service can do, published once per service name and version."""
-
-    service: str
-    version: str
-    actions: Sequence[ActionSchema]
-
-
-@dataclass(slots=True)
-class InstanceInfo:
-    """One running process of a service, as the registry advertises it."""
-
-    instance_id: str
-    service: str
-    version: str
-    host: str
-    port: int
-    pid: int
-    started_at: datetime
-    health: Status = Status.GREEN
-    checks: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ServiceRegistry(Protocol):
