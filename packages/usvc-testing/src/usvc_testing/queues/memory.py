@@ -340,7 +340,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             job = jobs.get(job_id)
             if job is None or job.status is not _READY or heap_seq.get(job_id) != seq:
                 continue  # stale entry
-            claimed.append(lease(job, worker_id, now, expires, start=start))
+            claimed.append(lease(job, worker_id, now, expires, start))
         return claimed
 
     def _claim_limited(
@@ -390,7 +390,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                     aside = parked[job.action] = _Due()
                 aside.push(entry)
                 continue
-            claimed.append(self._lease(job, worker_id, now, expires, start=start))
+            claimed.append(self._lease(job, worker_id, now, expires, start))
             running[job.action] = running.get(job.action, 0) + 1
         for action in [a for a, waiting in parked.items() if not waiting]:
             del parked[action]
@@ -399,8 +399,10 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         return claimed
 
     def _lease(
-        self, job: Job, worker_id: str, now: datetime, expires: datetime, *, start: bool
+        self, job: Job, worker_id: str, now: datetime, expires: datetime, start: bool
     ) -> Job:
+        # ``start`` positional: CPython 3.12 specialises no call that names an argument,
+        # and this runs once per claimed job.
         if start:  # what mark_processing does, at once (unconfirmed: see JobQueue)
             job.status = _PROCESSING
             job.attempts += 1
