@@ -143,7 +143,7 @@ class Job:
 
     def snapshot(self) -> Job:
         """A shallow copy, made fast: adapters hand these out on every transition."""
-        return _copy_job(self)
+        raise NotImplementedError  # replaced below the class by the generated copier
 
     @property
     def trace_context(self) -> dict[str, str]:
@@ -173,19 +173,22 @@ class Job:
 
 
 def _field_copier(cls: type[Job]) -> Callable[[Job], Job]:
-    """A function copying every field of a ``cls`` one by one, written out for the class's
-    fields (as dataclasses writes ``__init__``): a slotted object has no dict to copy, and
-    a loop of getattr/setattr costs twice as much."""
-    lines = ["def copy_job(job):", "    clone = new(cls)"]
-    lines += [f"    clone.{f.name} = job.{f.name}" for f in fields(cls)]
+    """``cls.snapshot``: a function copying every field one by one, written out for the
+    class's fields (as dataclasses writes ``__init__``). A slotted object has no dict to
+    copy, and a loop of getattr/setattr costs twice as much."""
+    lines = ["def snapshot(self):", "    clone = new(cls)"]
+    lines += [f"    clone.{f.name} = self.{f.name}" for f in fields(cls)]
     source = "\n".join([*lines, "    return clone", ""])
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     exec(source, namespace)
-    copier: Callable[[Job], Job] = namespace["copy_job"]
+    copier: Callable[[Job], Job] = namespace["snapshot"]
+    copier.__qualname__ = f"{cls.__qualname__}.snapshot"
+    copier.__doc__ = cls.snapshot.__doc__
     return copier
 
 
-_copy_job = _field_copier(Job)
+# The method itself, not a method calling it: one Python frame less per snapshot.
+Job.snapshot = _field_copier(Job)  # type: ignore[method-assign,assignment]
 
 
 # --- store: attempt history and the scheduled view (issues 21 items 1-2, 22 item 3) ----------
