@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from usvc_core import ErrorCode, HealthRegistry, Job, JobStatus, Status
 from usvc_core.jobs import NON_RETRYABLE_CODES, TRACE_KEY, TRANSITIONS, can_transition
@@ -113,3 +115,16 @@ class TestHealth:
         assert seen == [Status.YELLOW, Status.RED]
         assert h.get("x") is not None
         assert h.get("missing") is None
+
+
+def test_a_job_snapshot_copies_every_field_and_shares_no_state() -> None:
+    job = Job(id="j-1", microservice="svc", action="noop", payload={"action": "noop"})
+    values = {f.name: f"value-{n}" for n, f in enumerate(dataclasses.fields(Job))}
+    for name, value in values.items():  # a distinct value in every field
+        setattr(job, name, value)
+    clone = job.snapshot()
+    assert clone is not job
+    assert type(clone) is Job
+    assert {name: getattr(clone, name) for name in values} == values
+    job.status = JobStatus.COMPLETED
+    assert clone.status == values["status"]  # a later write to the job changes no snapshot

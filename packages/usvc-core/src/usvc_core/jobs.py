@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -90,7 +91,11 @@ def can_transition(old: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[old]
 
 
-@dataclass
+# Slots: a field's default as a class attribute (a plain dataclass's) keeps CPython 3.12
+# from specialising any read or write of that field, and so does an instance __dict__
+# that a copy made a split one. Adapters and the worker touch a job's fields some 40
+# times per job: about 330 instructions each unspecialised against 90.
+@dataclass(slots=True)
 class Job:
     """One job as the queue stores it.
 
@@ -138,10 +143,7 @@ class Job:
 
     def snapshot(self) -> Job:
         """A shallow copy, made fast: adapters hand these out on every transition."""
-        clone = object.__new__(Job)
-        # A copied dict set as a whole: about half the cost of filling the new one by update.
-        clone.__dict__ = self.__dict__.copy()
-        return clone
+        raise NotImplementedError  # replaced below the class by the generated copier
 
     @property
     def trace_context(self) -> dict[str, str]:
@@ -168,6 +170,25 @@ class Job:
         return SCHEDULED if self.is_scheduled(now) else self.status.value
 
     # --- end store ---------------------------------------------------------------------------
+
+
+def _field_copier(cls: type[Job]) -> Callable[[Job], Job]:
+    """``cls.snapshot``: a function copying every field one by one, written out for the
+    class's fields (as dataclasses writes ``__init__``). A slotted object has no dict to
+    copy, and a loop of getattr/setattr costs twice as much."""
+    lines = ["def snapshot(self):", "    clone = new(cls)"]
+    lines += [f"    clone.{f.name} = self.{f.name}" for f in fields(cls)]
+    source = "\n".join([*lines, "    return clone", ""])
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(source, namespace)
+    copier: Callable[[Job], Job] = namespace["snapshot"]
+    copier.__qualname__ = f"{cls.__qualname__}.snapshot"
+    copier.__doc__ = cls.snapshot.__doc__
+    return copier
+
+
+# The method itself, not a method calling it: one Python frame less per snapshot.
+Job.snapshot = _field_copier(Job)  # type: ignore[method-assign,assignment]
 
 
 # --- store: attempt history and the scheduled view (issues 21 items 1-2, 22 item 3) ----------
