@@ -440,6 +440,14 @@ async def test_the_stats_sample_counts_up_to_the_configured_limit() -> None:
             await task
 
 
+@pytest.mark.parametrize("limit", [0, -1, True, 2.5])
+def test_a_count_limit_below_one_is_refused_with_the_config(limit: Any) -> None:
+    """A config built by hand with a limit no store accepts fails at once, not at every
+    sample (the setting maps 0 to exact before it gets here)."""
+    with pytest.raises(ValueError, match="count_limit"):
+        config(stats_count_limit=limit)
+
+
 async def test_outage_goes_yellow_then_red_and_recovers(running: Any) -> None:
     """Failed claims: YELLOW, then RED with the reason; GREEN again by itself afterwards."""
     w, q, health = running(polling_interval=0.05)

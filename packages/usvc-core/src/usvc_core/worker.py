@@ -25,6 +25,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
 from usvc_core.actions.registry import ActionRegistry
+from usvc_core.adapter_support.stats import check_count_limit
 from usvc_core.clock import SystemClock
 from usvc_core.decision import COMPLETED, Decision, Retry, decide
 from usvc_core.errors import JobLockedError, LeaseLostError, ShuttingDownError
@@ -90,6 +91,10 @@ class WorkerConfig:
     #: FleetAdmin). Two missed heartbeats make it gone: its jobs go to other workers.
     heartbeat_seconds: float = 0.0
     version: str = "0.0.0"  #: the service's version, shown in the worker's record
+
+    def __post_init__(self) -> None:
+        # Refused here, not at every sample: a bad limit would fail each one as a queue error.
+        check_count_limit(self.stats_count_limit)
 
     def with_worker_id(self) -> WorkerConfig:
         if self.worker_id:
