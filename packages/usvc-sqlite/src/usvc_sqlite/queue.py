@@ -279,7 +279,10 @@ class SqliteQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin, StoreClock):
         text = "null" if results is None else _JSON.encode(results)
         # The completions of one turn of the event loop (a batch finishing) go to SQLite as
         # one operation: one call per batch instead of one per job.
-        await self._conn().write_row(sql.complete_many, (job, text, runtime_ms), durable=True)
+        db = self._db  # self._conn() inlined: this runs once per job
+        if db is None:
+            raise QueueUnavailableError(f"SQLite queue {self.path} is not open")
+        await db.write_row(sql.complete_many, (job, text, runtime_ms), durable=True)
 
     async def fail(
         self, job: Job, error_code: str, error_message: str, runtime_ms: float | None

@@ -15,6 +15,7 @@ import functools
 import heapq
 import itertools
 import json
+import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -349,22 +350,20 @@ def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-class _Times:
-    """Converts the times of a batch of rows, each distinct value once: the rows of one
-    claim share their lease, start and update times (one clock reading per statement)."""
+# The time columns of _COLUMNS: run_at, lease_expires_at, created_at, updated_at,
+# started_at, finished_at.
+_TIME_COLUMNS = operator.itemgetter(6, 13, 18, 19, 20, 21)
 
-    __slots__ = ("_seen",)
 
-    def __init__(self) -> None:
-        self._seen: dict[float, datetime] = {}
-
-    def __call__(self, value: float | None) -> datetime | None:
-        if value is None:
-            return None
-        found = self._seen.get(value)
-        if found is None:
-            found = self._seen[value] = datetime.fromtimestamp(value, UTC)
-        return found
+def _batch_times(rows: Sequence[Sequence[Any]]) -> Callable[[float | None], datetime | None]:
+    """The time converter of a batch of rows: each distinct value converted once (the rows
+    of one claim share their lease, start and update times: one clock reading per
+    statement), then a dict's own ``get`` per time (no Python call; ``None`` is no key,
+    so NULL stays None)."""
+    values = set(itertools.chain.from_iterable(map(_TIME_COLUMNS, rows)))
+    values.discard(None)
+    fromtimestamp = datetime.fromtimestamp
+    return {v: fromtimestamp(v, UTC) for v in values}.get
 
 
 def _results(raw: Any) -> Any:
@@ -399,7 +398,7 @@ def job_from_row(
         row[11],
         row[12],
         time(row[13]),
-        _results(row[14]),
+        None if row[14] is None else _results(row[14]),
         row[15],
         row[16],
         row[17],
@@ -605,10 +604,16 @@ def _assign_ids(count: int, *, start: bool) -> str:
     return template.replace("<ids>", ", ".join("?" * count))
 
 
+_RUN_AT_ID = operator.itemgetter(6, 0)
+_PRIORITY = operator.itemgetter(5)
+
+
 def _jobs(rows: list[Any]) -> list[Job]:
-    # RETURNING gives rows in no promised order; hand them out best first.
-    rows.sort(key=lambda row: (-row[5], row[6], row[0]))
-    times = _Times()
+    # RETURNING gives rows in no promised order; hand them out best first (priority down,
+    # then run-at and id up): two stable sorts on C keys, no Python call per row.
+    rows.sort(key=_RUN_AT_ID)
+    rows.sort(key=_PRIORITY, reverse=True)
+    times = _batch_times(rows)
     return [job_from_row(row, times) for row in rows]
 
 
@@ -670,7 +675,16 @@ def complete_many(
     with one statement; when some lease was lost, that is undone (savepoint) and each row
     goes alone, to say which."""
     conn.execute("SAVEPOINT complete_many")
-    params = [(text, runtime_ms, row_id(job.id), job.lease_token) for job, text, runtime_ms in rows]
+    # row_id inlined: one Python call fewer per completion.
+    params = [
+        (
+            text,
+            runtime_ms,
+            int(i) if (i := job.id).isascii() and i.isdigit() else None,
+            job.lease_token,
+        )
+        for job, text, runtime_ms in rows
+    ]
     if conn.executemany(COMPLETE, params).rowcount == len(rows):
         _count_finished(conn, JobStatus.COMPLETED.value, [p[2] for p in params])
         conn.execute("RELEASE complete_many")
@@ -954,8 +968,9 @@ def list_jobs(
     last: tuple[float, int] | None = (rows[-1][0], rows[-1][1]) if more else None
     if not more and floor is not None:
         last = floor  # searched down to there: the next call searches on from it
-    times = _Times()
-    return [job_from_row(row[2:], times) for row in rows], last
+    found = [row[2:] for row in rows]
+    times = _batch_times(found)
+    return [job_from_row(row, times) for row in found], last
 
 
 # --- end store ---------------------------------------------------------------------------------
@@ -1263,8 +1278,9 @@ def find_jobs(conn: sqlite3.Connection, microservice: str, key: str, most: int) 
     for row in found:
         rows[row[0]] = row
     ordered = sorted(rows.values(), key=lambda row: (row[18], row[0]), reverse=True)
-    times = _Times()
-    return [job_from_row(row, times) for row in ordered[:most]]
+    ordered = ordered[:most]
+    times = _batch_times(ordered)
+    return [job_from_row(row, times) for row in ordered]
 
 
 _FORGET_SESSIONS = f"DELETE FROM {SESSIONS} WHERE until <= {NOW}"
