@@ -126,11 +126,13 @@ class _OpBroke(Exception):  # noqa: N818 - internal signal
 
 
 class _Fsync:
-    """Helper work: flush the WAL, then release these callers of durable writes."""
+    """Helper work: flush the WAL, then release these callers of durable writes, all on
+    ``loop`` (the one their round ran for)."""
 
-    __slots__ = ("settled",)
+    __slots__ = ("loop", "settled")
 
-    def __init__(self, settled: _Settled) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, settled: _Settled) -> None:
+        self.loop = loop
         self.settled = settled
 
 
@@ -196,7 +198,8 @@ class SqliteConnection:
         # The next group's merged writes (write_row) by function and durability: their
         # callers and their rows.
         self._merged: dict[
-            tuple[Callable[..., Any], bool], tuple[list[asyncio.Future[Any]], list[Any]]
+            tuple[Callable[..., Any], bool],
+            tuple[list[asyncio.Future[Any]], list[Any], asyncio.AbstractEventLoop],
         ] = {}
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # the reader thread's own
@@ -243,9 +246,10 @@ class SqliteConnection:
             rows: list[Any] = []
             item = self._enqueue(lambda conn: fn_many(conn, rows), write=True, durable=durable)
             item.futures = []
-            merged = self._merged[(fn_many, durable)] = (item.futures, rows)
-        futures, rows = merged
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            merged = self._merged[(fn_many, durable)] = (item.futures, rows, item.future.get_loop())
+        futures, rows, loop = merged
+        # The group's loop (a round's callers are all on it): no loop lookup per row.
+        fut: asyncio.Future[Any] = loop.create_future()
         futures.append(fut)
         rows.append(row)
         return fut
@@ -284,7 +288,7 @@ class SqliteConnection:
                 # A bug must neither end this thread nor leave callers waiting forever.
                 settled, synced = _callers(items, [(False, exc)] * len(items)), []
             if synced:
-                self._helper_inbox.put(_Fsync(synced))
+                self._helper_inbox.put(_Fsync(loop, synced))
             if self._wal_restart_due:
                 self._finish_checkpoint()
             with contextlib.suppress(RuntimeError):  # the loop is gone
@@ -448,14 +452,16 @@ class SqliteConnection:
             if job is None:
                 return
             if isinstance(job, _Fsync):
-                pending.extend(self._synced(job.settled))
+                pending.extend(self._synced(job))
             else:
                 job()
 
-    def _synced(self, settled: _Settled) -> list[_HelperWork]:
+    def _synced(self, first: _Fsync) -> list[_HelperWork]:
         """Flush the WAL, then release these callers and those of every fsync queued
         meanwhile (one flush covers every commit made before it). Returns the work it took
         from the inbox that is not an fsync, which must run next."""
+        # Grouped by the loop each round named: no loop lookup per caller.
+        by_loop: dict[asyncio.AbstractEventLoop, _Settled] = {first.loop: first.settled}
         following: list[_HelperWork] = []
         while not following:
             try:
@@ -463,14 +469,24 @@ class SqliteConnection:
             except Empty:
                 break
             if isinstance(job, _Fsync):
-                settled.extend(job.settled)
+                group = by_loop.get(job.loop)
+                if group is None:
+                    by_loop[job.loop] = job.settled
+                else:
+                    group.extend(job.settled)
             else:
                 following.append(job)  # a round, a read or the stop keeps its place
         try:
             self._flush_wal()
         except QueueUnavailableError as failed:
-            settled = [(fut, (False, failed)) for fut, _ in settled]
-        self._release(settled)
+            by_loop = {
+                loop: [(fut, (False, failed)) for fut, _ in group]
+                for loop, group in by_loop.items()
+            }
+        for loop, group in by_loop.items():
+            # RuntimeError: that event loop is gone; nobody waits for these results.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_all, group)
         return following
 
     def _failure(self, exc: sqlite3.Error) -> QueueError:
