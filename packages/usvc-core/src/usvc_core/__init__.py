@@ -142,7 +142,7 @@ _WHERE = {
     "ActionDefinitionError": "usvc_core.errors",
     "ActionDiscoveryError": "usvc_core.errors",
     "ActionRegistry": "usvc_core.actions",
-    "ActionSchema": "usvc_core.ports",
+    "ActionSchema": "usvc_core.service_registry",
     "Application": "usvc_core.app",
     "AttemptOutcome": "usvc_core.jobs",
     "CircuitBreaker": "usvc_core.resilience",

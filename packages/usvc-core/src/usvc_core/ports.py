@@ -20,7 +20,7 @@ from usvc_core.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from usvc_core.admin_records import JobFilter, JobPage, MinuteActivity, QueueActivity
-    from usvc_core.service_registry import InstanceInfo, ServiceDescription
+    from usvc_core.service_registry import ActionSchema, InstanceInfo, ServiceDescription
 
 __all__ = [
     "FIND_LIMIT",
@@ -53,7 +53,9 @@ __all__ = [
 __getattr__, __dir__ = lazy_names(
     __name__,
     {
-        **dict.fromkeys(("InstanceInfo", "ServiceDescription"), "usvc_core.service_registry"),
+        **dict.fromkeys(
+            ("ActionSchema", "InstanceInfo", "ServiceDescription"), "usvc_core.service_registry"
+        ),
         **dict.fromkeys(
             ("JobFilter", "JobPage", "MinuteActivity", "QueueActivity"), "usvc_core.admin_records"
         ),
@@ -467,15 +469,6 @@ class Metrics(Protocol):
     def event_loop_lag(self, seconds: float) -> None:
         """The event loop's recent lag (the largest over the monitor's window)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class ActionSchema:
-    """One action's name and the JSON Schemas of its input and output."""
-
-    name: str
-    input_schema: Mapping[str, Any]
-    output_schema: Mapping[str, Any] | None
 
 
 class ServiceRegistry(Protocol):
