@@ -34,7 +34,8 @@ NOT_AT_IDLE = (
     "usvc_core.scheduling",  # only with periodic actions
     "usvc_core.cron",
     "croniter",
-    "opentelemetry.sdk",  # only with an OTLP endpoint
+    "usvc_core.telemetry_export",  # only with an OTLP endpoint
+    "opentelemetry.sdk",
     "opentelemetry.exporter",
     "grpc",
     "usvc_sqlite",  # other queues than the one QUEUE_URL (here: dev mode) picks
