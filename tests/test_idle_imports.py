@@ -27,11 +27,15 @@ NOT_AT_IDLE = (
     "usvc_http.admin",  # only with ADMIN_TOKEN
     "jinja2",
     "usvc_core.cli",  # the ``usvc`` command
+    "usvc_core.admin_records",  # the operator port's records: CLI, admin API, dashboard
+    "usvc_core.adapter_support.admin_checks",  # ... and its argument checks
+    "usvc_core.adapter_support.cursors",  # ... and its page cursors
     "argcomplete",
     "usvc_core.scheduling",  # only with periodic actions
     "usvc_core.cron",
     "croniter",
-    "opentelemetry.sdk",  # only with an OTLP endpoint
+    "usvc_core.telemetry_export",  # only with an OTLP endpoint
+    "opentelemetry.sdk",
     "opentelemetry.exporter",
     "grpc",
     "usvc_sqlite",  # other queues than the one QUEUE_URL (here: dev mode) picks

@@ -10,7 +10,7 @@ constructor, or found by entry point from the settings alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -19,7 +19,8 @@ from usvc_core.jobs import Job, JobStatus
 from usvc_core.lazy_names import lazy_names
 
 if TYPE_CHECKING:
-    from usvc_core.service_registry import InstanceInfo, ServiceDescription
+    from usvc_core.admin_records import JobFilter, JobPage, MinuteActivity, QueueActivity
+    from usvc_core.service_registry import ActionSchema, InstanceInfo, ServiceDescription
 
 __all__ = [
     "FIND_LIMIT",
@@ -46,11 +47,19 @@ __all__ = [
     "WorkerRecord",
 ]
 
-# The service registry's records, created on first use (PEP 562): only a service with a
-# registry configured needs them.
+# Created on first use (PEP 562): the service registry's records (only a service with a
+# registry configured needs them) and the operator port's (only the CLI, the admin API and
+# the dashboard make them; an idle worker never does).
 __getattr__, __dir__ = lazy_names(
     __name__,
-    dict.fromkeys(("InstanceInfo", "ServiceDescription"), "usvc_core.service_registry"),
+    {
+        **dict.fromkeys(
+            ("ActionSchema", "InstanceInfo", "ServiceDescription"), "usvc_core.service_registry"
+        ),
+        **dict.fromkeys(
+            ("JobFilter", "JobPage", "MinuteActivity", "QueueActivity"), "usvc_core.admin_records"
+        ),
+    },
 )
 
 
@@ -274,61 +283,6 @@ class JobQueue(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    """Which jobs of one service an operator looks at; empty sets match everything."""
-
-    microservice: str
-    statuses: frozenset[JobStatus] = frozenset()
-    actions: frozenset[str] = frozenset()
-    error_codes: frozenset[str] = frozenset()
-    created_after: datetime | None = None  #: inclusive
-    created_before: datetime | None = None  #: exclusive
-    # --- store: more filters (issue 21 items 2 and 5) ----------------------------------------
-    #: True: only *scheduled* jobs (Ready, ``run_at`` in the future on the store's clock);
-    #: False: no scheduled job (with ``statuses={READY}``: the due jobs); None: both
-    scheduled: bool | None = None
-    #: text the error message contains (case-insensitive for ASCII letters)
-    error_text: str | None = None
-    # --- end store ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    """One page of :meth:`QueueAdmin.list_jobs`, newest first. ``next_cursor`` is opaque:
-    pass it back for the next page; None on the last page. A page may hold fewer than
-    ``limit`` jobs and still have a cursor: an adapter may bound the work of one call (the
-    SQLite queue's search for text in error messages does) and go on from there."""
-
-    jobs: Sequence[Job]
-    next_cursor: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MinuteActivity:
-    """Jobs of one service that finished within one minute (``minute``: its UTC start)."""
-
-    minute: datetime
-    completed: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class QueueActivity:
-    """What an operator's dashboard shows for one service."""
-
-    #: action -> status -> number of jobs (actions with no jobs are absent)
-    counts: Mapping[str, Mapping[JobStatus, int]]
-    #: action -> age in seconds of its oldest due Ready job (actions with none are absent)
-    oldest_ready_age_seconds: Mapping[str, float]
-    #: one entry per minute of the window, oldest first, the current minute last
-    per_minute: Sequence[MinuteActivity]
-    # --- store: scheduled jobs (issue 21 item 2) ---------------------------------------------
-    #: action -> Ready jobs not due yet (counted in ``counts`` as Ready too; absent: none)
-    scheduled: Mapping[str, int] = field(default_factory=dict)
-    # --- end store ---------------------------------------------------------------------------
-
-
 #: The most jobs :meth:`QueueAdmin.find_jobs` returns.
 FIND_LIMIT = 100
 
@@ -515,15 +469,6 @@ class Metrics(Protocol):
     def event_loop_lag(self, seconds: float) -> None:
         """The event loop's recent lag (the largest over the monitor's window)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class ActionSchema:
-    """One action's name and the JSON Schemas of its input and output."""
-
-    name: str
-    input_schema: Mapping[str, Any]
-    output_schema: Mapping[str, Any] | None
 
 
 class ServiceRegistry(Protocol):

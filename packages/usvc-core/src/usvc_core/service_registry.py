@@ -1,21 +1,28 @@
 """The records a service registry publishes (:class:`usvc_core.ports.ServiceRegistry`),
 re-exported by :mod:`usvc_core.ports`. Apart from it so that they are created on first use:
 only a service with a registry configured (usvc-mongo, ``MONGODB_URI``) needs them, and
-each dataclass costs about a millisecond of start-up CPU to create."""
+each dataclass costs about a millisecond of start-up CPU to create. ``ActionSchema`` too:
+``ActionDefinition.schema()`` makes one only for the registry."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from usvc_core.health import Status
 
-if TYPE_CHECKING:
-    from usvc_core.ports import ActionSchema
+__all__ = ["ActionSchema", "InstanceInfo", "ServiceDescription"]
 
-__all__ = ["InstanceInfo", "ServiceDescription"]
+
+@dataclass(frozen=True, slots=True)
+class ActionSchema:
+    """One action's name and the JSON Schemas of its input and output."""
+
+    name: str
+    input_schema: Mapping[str, Any]
+    output_schema: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,17 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from usvc_core.actions.context import JobContext
 from usvc_core.actions.decorator import ACTION_ATTR, ActionOptions, source_of
 from usvc_core.errors import ActionDefinitionError
-from usvc_core.ports import ActionSchema
 from usvc_core.services import ServiceContainer, ServiceProvider
+
+if TYPE_CHECKING:
+    from usvc_core.service_registry import ActionSchema
 
 __all__ = ["ActionDefinition", "ActionRegistry"]
 
@@ -81,6 +83,9 @@ class ActionDefinition:
 
     def schema(self) -> ActionSchema:
         """Input and output JSON Schemas (for the service registry)."""
+        # Imported here: only a service with a registry configured needs the record.
+        from usvc_core.service_registry import ActionSchema
+
         input_schema: dict[str, Any] = (
             self.input_model.model_json_schema() if self.input_model else {"type": "object"}
         )

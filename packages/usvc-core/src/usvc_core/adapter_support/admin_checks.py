@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from usvc_core.ports import JobFilter
+from usvc_core.admin_records import JobFilter
 
 __all__ = [
     "MAX_MINUTES",

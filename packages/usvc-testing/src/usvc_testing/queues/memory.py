@@ -12,22 +12,16 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usvc_core.adapter_support import (
     QueueBase,
     capped_counts,
     check_action_name,
     check_count_limit,
-    check_filter,
-    check_minutes,
-    check_page_limit,
-    check_retry_target,
     check_worker_record,
     current_attempt,
-    decode_cursor,
     decode_payload,
-    encode_cursor,
     gone_since,
 )
 from usvc_core.clock import SystemClock
@@ -38,17 +32,16 @@ from usvc_core.ports import (
     Clock,
     EnqueueRequest,
     FleetAdmin,
-    JobFilter,
-    JobPage,
     JobQueue,
     LeaseRenewal,
-    MinuteActivity,
-    QueueActivity,
     QueueAdmin,
     QueueStats,
     ReclaimResult,
     WorkerRecord,
 )
+
+if TYPE_CHECKING:
+    from usvc_core.admin_records import JobFilter, JobPage, QueueActivity
 
 __all__ = ["DEFAULT_ATTEMPT_HISTORY", "InMemoryQueue"]
 
@@ -679,6 +672,12 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     async def list_jobs(
         self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
     ) -> JobPage:
+        # The operator port's checks and records load on first use: an idle worker never
+        # calls it (issue 23, idle RSS).
+        from usvc_core.adapter_support.admin_checks import check_filter, check_page_limit
+        from usvc_core.adapter_support.cursors import decode_cursor, encode_cursor
+        from usvc_core.admin_records import JobPage
+
         check_page_limit(limit)
         check_filter(where)
         jobs = self._matching(where)
@@ -701,6 +700,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     async def retry_failed(
         self, microservice: str, job_ids: Sequence[str] = (), where: JobFilter | None = None
     ) -> int:
+        from usvc_core.adapter_support.admin_checks import check_retry_target
+
         check_retry_target(microservice, job_ids, where)
         if where is not None:
             candidates = self._matching(where)
@@ -736,6 +737,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         return retried
 
     async def activity(self, microservice: str, *, minutes: int = 60) -> QueueActivity:
+        from usvc_core.adapter_support.admin_checks import check_minutes
+        from usvc_core.admin_records import MinuteActivity, QueueActivity
+
         check_minutes(minutes)
         now = self._clock.now()
         first = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
