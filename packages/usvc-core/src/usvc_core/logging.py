@@ -294,37 +294,34 @@ class _LineWriter:
         self.name = name  # read by structlog.stdlib.add_logger_name
 
     def msg(self, line: str) -> None:
-        handler = _Output.handler
-        if handler is None:
-            sys.stdout.write(line + "\n")
-            return
-        # The handler's own lock, held as acquire()/flush()/release() hold it (one line per
-        # job: their three method calls and the lock taken twice are skipped).
-        lock = handler.lock
-        assert lock is not None  # Handler.__init__ creates it
-        loop = _running_loop()
-        with lock:
-            handler.stream.write(line + "\n")
-            if loop is None:
-                handler.stream.flush()
-            elif loop not in _flush_pending:
-                _flush_pending.add(loop)
-                loop.call_soon(_flush_turn, loop)
+        _write(line, _running_loop())
 
     def now(self, line: str) -> None:
         """A line flushed at once (WARNING and above)."""
-        handler = _Output.handler
-        if handler is None:
-            sys.stdout.write(line + "\n")
-            return
-        lock = handler.lock
-        assert lock is not None
-        with lock:
-            handler.stream.write(line + "\n")
-            handler.stream.flush()
+        _write(line, None)
 
     debug = info = msg
     log = warn = warning = error = critical = exception = fatal = now
+
+
+def _write(line: str, loop: asyncio.AbstractEventLoop | None) -> None:
+    """One line to the handler's stream: flushed at once without a loop, else by the
+    loop's next turn (see _LineWriter)."""
+    handler = _Output.handler
+    if handler is None:
+        sys.stdout.write(line + "\n")
+        return
+    # The handler's own lock, held as acquire()/flush()/release() hold it (one line per
+    # job: their three method calls and the lock taken twice are skipped).
+    lock = handler.lock
+    assert lock is not None  # Handler.__init__ creates it
+    with lock:
+        handler.stream.write(line + "\n")
+        if loop is None:
+            handler.stream.flush()
+        elif loop not in _flush_pending:
+            _flush_pending.add(loop)
+            loop.call_soon(_flush_turn, loop)
 
 
 #: Loops with a flush of the kit's lines scheduled for their next turn (each loop's entry

@@ -364,6 +364,14 @@ _STATS_CLAIM_BRANCH = (
     "  FROM {t}\n"
     f" WHERE {CLAIM_MS} = :microservice\n"
 )
+# The owned jobs by status (few: the workers' slots), in stats and stats_upto alike.
+_STATS_LEASED_BRANCH = (
+    f"SELECT {LEASED_STATUS}, COUNT(*),\n"
+    "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
+    "  FROM {t}\n"
+    f" WHERE {LEASED_MS} = :microservice\n"
+    f" GROUP BY {LEASED_STATUS}\n"
+)
 
 
 def _upto(t: str, status: str, leading: str, *more: str) -> str:
@@ -737,12 +745,7 @@ class Statements:
                 f"       MIN(CASE WHEN {DELAY_RUN_AT} <= {NOW} THEN {DELAY_RUN_AT} END),\n"
                 f"       MAX({NOW}), COUNT(CASE WHEN {DELAY_RUN_AT} > {NOW} THEN 1 END)\n"
                 f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
-                "UNION ALL\n"
-                f"SELECT {LEASED_STATUS}, COUNT(*),\n"
-                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
-                f"  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
-                f" GROUP BY {LEASED_STATUS}\n"
-                "UNION ALL\n"
+                "UNION ALL\n" + _STATS_LEASED_BRANCH.format(t=t) + "UNION ALL\n"
                 f"SELECT {DONE_STATUS}, COUNT(*),\n"
                 "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
                 f"  FROM {t}\n WHERE {DONE_MS} = :microservice\n"
@@ -770,11 +773,8 @@ class Statements:
                 f"  FROM {t}\n WHERE {DELAY_MS} = :microservice\n"
                 f"   AND {DELAY_RUN_AT} <= {NOW}\n"
                 "UNION ALL\n"
-                f"SELECT {LEASED_STATUS}, COUNT(*),\n"
-                "       CAST(NULL AS TIMESTAMP(6)), CAST(NULL AS TIMESTAMP(6)), 0\n"
-                f"  FROM {t}\n WHERE {LEASED_MS} = :microservice\n"
-                f" GROUP BY {LEASED_STATUS}\n"
-                "UNION ALL\n"
+                + _STATS_LEASED_BRANCH.format(t=t)
+                + "UNION ALL\n"
                 + _upto(t, _COMPLETED, DONE_MS, f"{DONE_STATUS} = {_COMPLETED}")
                 + "UNION ALL\n"
                 + _upto(t, _FAILED, FAILED_MS)
