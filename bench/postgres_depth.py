@@ -57,10 +57,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-from noop_job import noop
+from noop_job import enqueue_noops, noop
 from postgres_server import Postgres, postgres, unavailable
 from usvc_core import Application
-from usvc_core.ports import EnqueueRequest
 
 __all__ = ["depth_rates", "main"]
 
@@ -93,13 +92,7 @@ async def _fill(url: str, table: str, jobs: int, depth: int) -> None:
     queue = PostgresQueue(**parse_postgres_url(url), POSTGRES_TABLE=table, POSTGRES_LISTEN="off")
     await queue.open()  # creates the table and its indexes as a worker would
     try:
-        for start in range(0, jobs, 1000):
-            await queue.enqueue_many(
-                [
-                    EnqueueRequest(payload={"action": "noop", "n": n}, microservice=SERVICE)
-                    for n in range(start, min(start + 1000, jobs))
-                ]
-            )
+        await enqueue_noops(queue, SERVICE, jobs)
     finally:
         await queue.close()
     conn = await asyncpg.connect(url)

@@ -37,10 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness import cpu_model
-from noop_job import noop
+from noop_job import enqueue_noops, noop
 from sqlite_modules import sqlite_connection, sqlite_package, sqlite_statements
 from usvc_core import Application
-from usvc_core.ports import EnqueueRequest
 
 SqliteQueue = sqlite_package().SqliteQueue
 Durability = sqlite_package().Durability
@@ -94,13 +93,7 @@ async def _fill(path: Path, jobs: int, durability: str) -> None:
     queue = SqliteQueue(path, durability=durability)
     await queue.open()
     try:
-        for start in range(0, jobs, 1000):
-            await queue.enqueue_many(
-                [
-                    EnqueueRequest(payload={"action": "noop", "n": n}, microservice=SERVICE)
-                    for n in range(start, min(start + 1000, jobs))
-                ]
-            )
+        await enqueue_noops(queue, SERVICE, jobs)
     finally:
         await queue.close()
 

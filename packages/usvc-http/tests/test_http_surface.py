@@ -206,16 +206,16 @@ async def test_dev_job_reads_a_body_sent_in_pieces(serve: AppFactory) -> None:
 )
 def test_answers_are_encoded_as_jsonresponse_encodes(body: dict[str, Any]) -> None:
     from fastapi.responses import JSONResponse
-    from usvc_http.routes import _json
+    from usvc_http.routes import _JSONAnswer
 
-    ours, theirs = _json(body, 422), JSONResponse(body, status_code=422)
+    ours, theirs = _JSONAnswer(body, 422), JSONResponse(body, status_code=422)
     assert (ours.body, ours.status_code, ours.raw_headers, ours.background) == (
         theirs.body,
         theirs.status_code,
         theirs.raw_headers,
         theirs.background,
     )
-    for answer in (_json, JSONResponse):  # neither sends what JSON cannot hold
+    for answer in (_JSONAnswer, JSONResponse):  # neither sends what JSON cannot hold
         with pytest.raises(ValueError, match="Out of range float"):
             answer({"results": [float("nan")]})
 

@@ -575,13 +575,7 @@ class Worker:
                     kind = await self._record(job, outcome, decision, exc)
                 else:
                     kind = "completed"
-                    # _recorded's steps for a completed job, inline (once per job).
-                    if self._queue_failures:
-                        self._queue_ok()
-                    if is_enabled_for(INFO):  # the one per-job line: skipped cheaply if off
-                        _log.info("job completed", runtime_ms=round(success_ms, 3))
-                    if job.id in self._waiters:
-                        self._resolve_waiters(job.id)
+                    self._completed(job.id, success_ms)
             else:
                 assert outcome is not None  # only a written Outcome decides otherwise
                 kind = await self._record(job, outcome, decision)
@@ -690,15 +684,14 @@ class Worker:
         if failures or self._queue_failures:
             self._queue_ok()
         if kind == "completed":
-            if is_enabled_for(INFO):  # the one per-job line: skip it cheaply when filtered
-                _log.info("job completed", runtime_ms=round(outcome.runtime_ms, 3))
-        else:
-            _log.warning(
-                "job will be retried" if kind == "retried" else "job failed",
-                error_code=str(outcome.error_code),
-                error_message=outcome.error_message,
-                attempt=job.attempts,
-            )
+            self._completed(job.id, outcome.runtime_ms)
+            return
+        _log.warning(
+            "job will be retried" if kind == "retried" else "job failed",
+            error_code=str(outcome.error_code),
+            error_message=outcome.error_message,
+            attempt=job.attempts,
+        )
         if isinstance(decision, Retry):
             # Poll again when the retry is due instead of waiting for the next interval;
             # the wake makes an idle poll loop plan its sleep again.
@@ -706,6 +699,15 @@ class Worker:
             self._wake.set()
         elif job.id in self._waiters:
             self._resolve_waiters(job.id)
+
+    def _completed(self, job_id: str, runtime_ms: float) -> None:
+        """What follows a written completion: health, its log line, the job's watchers."""
+        if self._queue_failures:
+            self._queue_ok()
+        if is_enabled_for(INFO):  # the one per-job line: skip it cheaply when filtered
+            _log.info("job completed", runtime_ms=round(runtime_ms, 3))
+        if job_id in self._waiters:
+            self._resolve_waiters(job_id)
 
     def _resolve_waiters(self, job_id: str) -> None:
         for fut in self._waiters.pop(job_id, ()):

@@ -79,9 +79,6 @@ class _JSONAnswer(Response):
         ]
 
 
-_json = _JSONAnswer
-
-
 class _RequestResponseRoute(APIRoute):
     """A documented route whose endpoint takes the Request and returns a Response itself.
 
@@ -158,7 +155,7 @@ def _job_body(job: Job) -> dict[str, Any]:
 
 
 def _problem(status: int, detail: str) -> Response:
-    return _json({"detail": detail}, status)
+    return _JSONAnswer({"detail": detail}, status)
 
 
 async def _job_now(queue: JobQueue, job: Job) -> Job:
@@ -246,15 +243,15 @@ def build_api(app: SurfaceContext, http: HttpSettings | None = None) -> FastAPI:
                         f"({final.status.value}); the job is kept: it finishes during the "
                         "shutdown, or is put back to Ready and runs again"
                     )
-                    return _json(body, 503)
+                    return _JSONAnswer(body, 503)
             if final is None:
                 return _problem(500, f"job {job.id} disappeared from the queue")
             if not final.status.is_finished:
                 body = _job_body(final)
                 body["detail"] = f"job not finished after {wait_seconds:g} s; it keeps running"
-                return _json(body, 504)
+                return _JSONAnswer(body, 504)
             code = 200 if final.status is JobStatus.COMPLETED else 422
-            return _json(_job_body(final), code)
+            return _JSONAnswer(_job_body(final), code)
 
         api.router.add_api_route(
             "/dev/job",

@@ -137,7 +137,7 @@ class _Fsync:
 
 
 _HelperWork = Callable[[], None] | _Fsync | None  # None: stop
-_ReaderWork = Callable[[], None] | None  # None: stop
+_ThreadWork = Callable[[], None] | None  # work for the reader or the writer; None: stop
 
 
 def _settle_all(settled: _Settled) -> None:
@@ -183,13 +183,19 @@ class SqliteConnection:
         self._helper = threading.Thread(target=self._serve, name=f"usvc-sqlite {where}")
         # A daemon thread: a queue nobody closed must not keep the interpreter alive.
         self._helper.daemon = True
-        self._reader_inbox: SimpleQueue[_ReaderWork] = SimpleQueue()
+        self._reader_inbox: SimpleQueue[_ThreadWork] = SimpleQueue()
         self._reader_thread = threading.Thread(
-            target=self._serve_reads, name=f"usvc-sqlite reads {where}", daemon=True
+            target=_serve_inbox,
+            args=(self._reader_inbox,),
+            name=f"usvc-sqlite reads {where}",
+            daemon=True,
         )
-        self._writer_inbox: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        self._writer_inbox: SimpleQueue[_ThreadWork] = SimpleQueue()
         self._writer_thread = threading.Thread(
-            target=self._serve_writes, name=f"usvc-sqlite writes {where}", daemon=True
+            target=_serve_inbox,
+            args=(self._writer_inbox,),
+            name=f"usvc-sqlite writes {where}",
+            daemon=True,
         )
         self._in_flight = False  # a group transaction on the writer thread (loop only)
         self._waiting: list[_Item] = []  # writes for the next group (loop only)
@@ -306,10 +312,6 @@ class SqliteConnection:
             self._write_round(items)
         elif self._round_idle is not None and not self._round_idle.done():
             self._round_idle.set_result(None)
-
-    def _serve_writes(self) -> None:
-        while (job := self._writer_inbox.get()) is not None:
-            job()
 
     def _want_wal_restart(self) -> None:
         self._wal_restart_due = True
@@ -432,10 +434,6 @@ class SqliteConnection:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
-
-    def _serve_reads(self) -> None:
-        while (job := self._reader_inbox.get()) is not None:
-            job()
 
     def _disconnect(self) -> None:
         if self._writer is not None:
@@ -600,3 +598,9 @@ class SqliteConnection:
         self.transactions += 1
         self.operations += len(ops)
         return done
+
+
+def _serve_inbox(inbox: SimpleQueue[_ThreadWork]) -> None:
+    """The reader's and the writer's thread: run each piece of work in turn until None."""
+    while (job := inbox.get()) is not None:
+        job()

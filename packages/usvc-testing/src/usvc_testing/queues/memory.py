@@ -109,11 +109,12 @@ class _Due:
             return heap[0]
         return line[0] if line else None
 
-    def pop(self) -> _Entry:
+    def pop(self) -> _Entry | None:
+        """The first entry in claim order, taken out; None when there is none."""
         line, heap = self.line, self.heap
         if heap and (not line or heap[0] < line[0]):
             return heapq.heappop(heap)
-        return line.popleft()
+        return line.popleft() if line else None
 
 
 @dataclasses.dataclass(slots=True)
@@ -368,13 +369,11 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             return self._claim_limited(microservice, limit, terms, limits)
         claimed: list[Job] = []
         jobs, heap_seq, lease = self._jobs, self._heap_seq, self._lease
-        line, heap, popleft = due.line, due.heap, due.line.popleft
-        while (line or heap) and len(claimed) < limit:
-            # _Due.pop, inlined: this loop runs once per claimed job.
-            if heap and (not line or heap[0] < line[0]):
-                _, _, _, seq, job_id = heapq.heappop(heap)
-            else:
-                _, _, _, seq, job_id = popleft()
+        while len(claimed) < limit:
+            entry = due.pop()
+            if entry is None:
+                break
+            _, _, _, seq, job_id = entry
             job = jobs.get(job_id)
             if job is None or job.status is not _READY or heap_seq.get(job_id) != seq:
                 continue  # stale entry
@@ -413,7 +412,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
                     best, head = waiting, first
             if head is None:
                 break
-            entry = best.pop()
+            best.pop()  # head, the first of best
+            entry = head
             job_id, seq = entry[4], entry[3]
             job = self._jobs.get(job_id)
             if job is None or job.status is not _READY or self._heap_seq.get(job_id) != seq:
@@ -440,9 +440,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             job.status = _PROCESSING
             job.attempts += 1
             job.started_at = now
-            # _open_attempt(confirmed=False), inlined: this runs once per claimed job.
-            self._attempt_no[job.id] = self._attempt_no.get(job.id, 0) + 1
-            self._confirmed.discard(job.id)
+            self._open_attempt(job.id, confirmed=False)
         else:
             job.status = _ASSIGNED
         job.lease_owner = terms.worker_id
@@ -499,40 +497,24 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         return LeaseRenewal(lost=frozenset(lost), cancel=frozenset(cancel))
 
     def _finish(self, stored: Job, status: JobStatus, runtime_ms: float | None) -> None:
-        """A leased job ends with ``status`` (complete inlines this)."""
+        """A leased job ends with ``status``."""
         now = self._now()
         stored.status = status
         stored.finished_at = now
         stored.updated_at = now
         stored.lease_expires_at = None
         stored.runtime_ms = runtime_ms
-        leased = self._leased.get(stored.microservice)  # _unlease, inlined: once per job
-        if leased is not None:
-            leased.discard(stored.id)
-        self._confirmed.discard(stored.id)  # store: only leased jobs need the mark
+        self._unlease(stored)
+        if self._confirmed:  # store: only leased jobs need the mark
+            self._confirmed.discard(stored.id)
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
-        # _owned and _finish, inlined: this runs once per job.
-        stored = self._jobs.get(job.id)
-        if (
-            stored is None
-            or stored.lease_token != job.lease_token
-            or stored.status is not _PROCESSING
-        ):
-            raise _lease_lost(job, stored)
+        stored = self._owned(job, _PROCESSING)
         # Kept by reference: the worker only hands over JSON-ready values (see json_ready).
         stored.results = results
         if stored.error_code is not None:  # from an earlier attempt
             stored.error_code = stored.error_message = None
-        stored.status = _COMPLETED
-        stored.finished_at = stored.updated_at = self._now()
-        stored.lease_expires_at = None
-        stored.runtime_ms = runtime_ms
-        leased = self._leased.get(stored.microservice)
-        if leased is not None:
-            leased.discard(stored.id)
-        if self._confirmed:  # store: only leased jobs need the mark
-            self._confirmed.discard(stored.id)
+        self._finish(stored, _COMPLETED, runtime_ms)
 
     async def fail(
         self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
