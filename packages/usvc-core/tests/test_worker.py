@@ -417,6 +417,34 @@ async def test_reclaims_report_requeued_and_failed_jobs_and_stats_come_at_once()
         await task
 
 
+class JobMetrics(NullMetrics):
+    """A NullMetrics subclass that records the per-job calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def job_started(self, action: str) -> None:
+        self.calls.append(("started", action))
+
+    def job_finished(self, action: str, outcome: str, duration_seconds: float) -> None:
+        self.calls.append(("finished", action, outcome))
+
+
+async def test_per_job_metrics_reach_a_subclass_and_metrics_set_later(running: Any) -> None:
+    """The worker skips the per-job calls only for NullMetrics itself: a subclass gets
+    them, and so does metrics assigned after the worker was made."""
+    w, q, _ = running()
+    assert type(w.metrics) is NullMetrics
+    await enqueue(q, "noop", 1)
+    await until(lambda: runs.get("1") == 1)
+    later = JobMetrics()
+    w.metrics = later
+    assert w.metrics is later
+    await enqueue(q, "noop", 2)
+    await until(lambda: len(later.calls) == 2)
+    assert later.calls == [("started", "noop"), ("finished", "noop", "completed")]
+
+
 async def test_the_stats_sample_counts_up_to_the_configured_limit() -> None:
     """The worker reads its sample with its config's count limit: a count at the limit is
     reported as at least that many; without a limit, exactly."""

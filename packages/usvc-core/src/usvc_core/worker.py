@@ -162,7 +162,7 @@ class Worker:
         self.actions = actions
         self.config = config.with_worker_id()
         self.health = health if health is not None else HealthRegistry()
-        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self.metrics = metrics if metrics is not None else NullMetrics()
         self.clock: Clock = clock if clock is not None else SystemClock()
         # Read once per job (its deadline): the system clock's reading without the method's
         # frame; any other clock (a fake one in tests) is asked itself.
@@ -212,6 +212,17 @@ class Worker:
             )
 
     # --- control -----------------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        # What each job reports to: None for the do-nothing NullMetrics itself (not a
+        # subclass), whose two calls per job would record nothing.
+        self._job_metrics: Metrics | None = None if type(metrics) is NullMetrics else metrics
 
     @property
     def worker_id(self) -> str:
@@ -356,9 +367,8 @@ class Worker:
         )
         self._queue_ok()
         if jobs:
-            self.metrics.jobs_claimed(len(jobs))
-            for job in jobs:
-                self._start(job)
+            self._metrics.jobs_claimed(len(jobs))
+            self._start(jobs)
         return jobs
 
     def start_due_jobs(self) -> asyncio.Future[None] | None:
@@ -430,22 +440,29 @@ class Worker:
             for task in tasks:
                 task.cancel()
 
-    def _start(self, job: Job) -> None:
-        state = _JobState()
-        state.job = job
-        state.task = state.cancel_reason = None
-        state.deadline = _NEVER
-        state.recording = state.lost = False
-        self._jobs[job.id] = state
-        self._handlers += 1
+    def _start(self, jobs: list[Job]) -> None:
+        """Own ``jobs`` and start a task for each (what is the same for every job of the
+        claim is looked up once)."""
+        owned = self._jobs
+        loop = self._loop
         # Without a tracer the task runs the steps directly: no span, no extra frame per job.
-        coro = self._run_job(state) if self._tracer is None else self._traced_run_job(state)
-        # Eager: the job runs at once up to its first real wait (a job whose queue calls and
-        # handler never wait finishes right here), sparing a trip through the loop per job.
-        # Named `job-<id>` only in asyncio's debug mode, where task dumps are read: the name
-        # costs about 1.5 µs per job (a tenth of a no-op job's whole cost in memory).
-        name = f"job-{job.id}" if self._name_tasks else None
-        state.task = asyncio.Task(coro, loop=self._loop, name=name, eager_start=True)
+        run = self._run_job if self._tracer is None else self._traced_run_job
+        name_tasks = self._name_tasks
+        for job in jobs:
+            state = _JobState()
+            state.job = job
+            state.task = state.cancel_reason = None
+            state.deadline = _NEVER
+            state.recording = state.lost = False
+            owned[job.id] = state
+            self._handlers += 1  # per job, as its task starts: a job may end right here
+            # Eager: the job runs at once up to its first real wait (a job whose queue
+            # calls and handler never wait finishes right here), sparing a trip through
+            # the loop per job. Named `job-<id>` only in asyncio's debug mode, where task
+            # dumps are read: the name costs about 1.5 µs per job (a tenth of a no-op
+            # job's whole cost in memory).
+            name = f"job-{job.id}" if name_tasks else None
+            state.task = asyncio.Task(run(state), loop=loop, name=name, eager_start=True)
 
     def _cancel(self, state: _JobState, reason: CancelReason) -> bool:
         """Stop a job's handler for ``reason``; False (nothing done) when its handler is
@@ -497,8 +514,10 @@ class Worker:
             if not isinstance(routed, Outcome) and routed.name == job.action
             else self._known_action(job.action)
         )
+        metrics = self._job_metrics
         try:
-            self.metrics.job_started(action)
+            if metrics is not None:
+                metrics.job_started(action)
             if isinstance(routed, Outcome):
                 outcome = routed
             else:
@@ -584,7 +603,8 @@ class Worker:
             # the lease expires and the job runs again.
             kind = "lost"
         finally:
-            self.metrics.job_finished(action, kind, time.perf_counter() - started)
+            if metrics is not None:
+                metrics.job_finished(action, kind, time.perf_counter() - started)
             if not state.recording:
                 self._handlers -= 1
             if self._jobs.get(job.id) is state:  # not a later claim of the same job
