@@ -69,6 +69,27 @@ def test_outcomes_feed_counters_and_the_duration_histogram() -> None:
     assert families["job_duration_seconds"][0] == "histogram"
 
 
+def test_each_action_and_outcome_pair_has_its_own_series() -> None:
+    """Durations of two actions and two outcomes, interleaved, land in four series, each
+    with its own count and sum (no pair shares another's child)."""
+    m = PrometheusMetrics()
+    observed = [("a", "completed", 0.001), ("b", "completed", 0.3), ("a", "failed", 2.0)]
+    observed += [("b", "failed", 0.004), ("a", "completed", 0.02), ("b", "completed", 0.3)]
+    for name, outcome, seconds in observed:
+        m.job_started(name)
+        m.job_finished(name, outcome, seconds)
+    samples, _ = scrape(m)
+    for name in ("a", "b"):
+        for outcome in ("completed", "failed"):
+            mine = [s for n, o, s in observed if (n, o) == (name, outcome)]
+            labels = (("action", name), ("outcome", outcome))
+            assert samples[("job_duration_seconds_count", labels)] == len(mine)
+            assert samples[("job_duration_seconds_sum", labels)] == pytest.approx(sum(mine))
+            first = (("action", name), ("le", "0.005"), ("outcome", outcome))
+            wanted = len([s for s in mine if s <= 0.005])
+            assert samples[("job_duration_seconds_bucket", first)] == wanted
+
+
 def test_the_duration_histogram_matches_prometheus_clients_own() -> None:
     """Durations kept as plain numbers expose the same buckets, count and sum as a
     prometheus_client Histogram fed the same values (bounds included: ``le`` is <=)."""
