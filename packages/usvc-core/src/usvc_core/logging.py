@@ -32,6 +32,7 @@ __all__ = [
     "bind_job_context",
     "configure_logging",
     "is_enabled_for",
+    "log_info",
     "logger",
     "remove_processor",
 ]
@@ -118,6 +119,47 @@ def bind_job_context(token: str, job_id: str, action: str) -> None:
     token_var.set(token)
     id_var.set(job_id)
     action_var.set(action)
+
+
+#: structlog's registry of its context variables ("structlog_" + key -> ContextVar), a
+#: private name: read directly, a line costs one ``get`` per key ever bound, instead of
+#: ``merge_contextvars``' copy of the whole context and walk over every variable in it
+#: (OpenTelemetry's, asyncio's, ...). A structlog without it gets ``merge_contextvars``.
+_STRUCTLOG_VARS: dict[str, ContextVar[Any]] | None = getattr(
+    structlog.contextvars, "_CONTEXT_VARS", None
+)
+_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+
+
+class _Bound:
+    """The registry's variables as (key, variable) pairs, rebuilt when it grows (structlog
+    only ever adds to it: its size tells whether this copy is current)."""
+
+    size = -1
+    pairs: tuple[tuple[str, ContextVar[Any]], ...] = ()
+
+
+def _merge_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``merge_contextvars``: the keys bound in this context (not cleared, i.e. not set to
+    ``...``) that the event does not have, in the order they were first bound anywhere
+    (``merge_contextvars``' order is its context's hash order, which varies by process).
+    The kit's lines and the stdlib's records all take this one, so they share the order."""
+    registry = _STRUCTLOG_VARS
+    if registry is None:
+        return structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    if len(registry) != _Bound.size:
+        items = list(registry.items())  # one C call: a bind in another thread waits
+        _Bound.pairs = tuple(
+            (name[len(_PREFIX) :], var) for name, var in items if name.startswith(_PREFIX)
+        )
+        _Bound.size = len(items)
+    for key, var in _Bound.pairs:
+        value = var.get(...)
+        if value is not ... and key not in event_dict:
+            event_dict[key] = value
+    return event_dict
 
 
 def is_enabled_for(level: int) -> bool:
@@ -262,7 +304,7 @@ def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any
         for processor in _Output.chain:
             result = processor(logger, method_name, result)
         return result
-    structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    _merge_context(logger, method_name, event_dict)
     event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
     event_dict["logger"] = logger.name
     event_dict["timestamp"] = _utc_timestamp()
@@ -271,6 +313,40 @@ def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any
     if _Output.json:
         return _encode(event_dict)
     return _console_line(logger, method_name, event_dict)
+
+
+#: What ``configure_logging`` gives structlog, to recognise a logger that runs the kit's
+#: pipeline alone (and nothing a user configured since).
+_KIT_PROCESSORS: list[structlog.typing.Processor] = [_kit_line]
+_KIT_WRAPPER: Any = structlog.make_filtering_bound_logger(logging.DEBUG)  # Any: log_info reads its fields
+_LAZY_PROXY = type(structlog.get_logger())
+
+
+def log_info(log: Any, event: str, **kw: Any) -> None:
+    """``log.info(event, **kw)``, for a once-per-job line: when ``log`` (a structlog logger
+    or ``structlog.get_logger()``'s proxy) runs the kit's own pipeline, straight into it,
+    without the bound logger's three layers (``info``, ``_proxy_to_logger``,
+    ``_process_event``); the same line either way. Any other configuration (a user's
+    ``structlog.configure`` after the kit's, a context bound on the logger) takes
+    ``log.info`` itself."""
+    bound = log.bind() if type(log) is _LAZY_PROXY else log  # the proxy's cached logger
+    if (
+        type(bound) is not _KIT_WRAPPER
+        or bound._context  # structlog puts these first: left to it
+        or bound._processors != _KIT_PROCESSORS
+    ):
+        bound.info(event, **kw)
+        return
+    kw["event"] = event  # the keys in _process_event's order: the keywords, then the event
+    writer = bound._logger
+    try:
+        line = _kit_line(writer, "info", kw)
+    except structlog.DropEvent:
+        return
+    if type(writer) is _LineWriter:
+        _write(line, _running_loop())  # _LineWriter.info
+    else:
+        writer.info(line)
 
 
 class _LineWriter:
@@ -371,7 +447,7 @@ def configure_logging(
     if level is None:
         level = logging.DEBUG if debug else logging.INFO
     shared: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
+        _merge_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -404,9 +480,9 @@ def configure_logging(
     # The kit's own lines: dropped below the level before any other work, rendered by the
     # same processors (_kit_line), written by _LineWriter.
     structlog.configure(
-        processors=[_kit_line],
+        processors=list(_KIT_PROCESSORS),
         logger_factory=_line_writer,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        wrapper_class=_KIT_WRAPPER,
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()
