@@ -145,19 +145,19 @@ def test_the_fast_json_line_matches_the_general_pipeline() -> None:
     assert stamp.endswith("Z") and len(stamp) == len("2026-11-28T08:03:59.259235Z")
 
 
-@pytest.mark.parametrize(
-    "event_dict",
-    [
-        {"event": "job completed", "runtime_ms": 0.012, "token": "t-1", "job_id": "dev-7"},
-        {"event": "a much longer event than thirty characters", "b": None, "a": [1, "x y"]},
-        {"event": "quoted", "s": "has space", "q": 'it"s', "e": "a=b", "n": "new\nline"},
-        {"event": 42, "empty": "", "tab": "\t", "d": {"k": "v"}, "f": float("nan")},
-        {"event": "", "timestamp": "", "level": "critical", "logger": ""},
-        {"event": "no logger", "level": "warning"},
-        {"event": "odd level", "level": "a-level-longer-than-nine"},
-        {"event": "no timestamp", "timestamp": None, "x": object},
-    ],
-)
+_CONSOLE_CASES: list[dict[str, Any]] = [
+    {"event": "job completed", "runtime_ms": 0.012, "token": "t-1", "job_id": "dev-7"},
+    {"event": "a much longer event than thirty characters", "b": None, "a": [1, "x y"]},
+    {"event": "quoted", "s": "has space", "q": 'it"s', "e": "a=b", "n": "new\nline"},
+    {"event": 42, "empty": "", "tab": "\t", "d": {"k": "v"}, "f": float("nan")},
+    {"event": "", "timestamp": "", "level": "critical", "logger": ""},
+    {"event": "no logger", "level": "warning"},
+    {"event": "odd level", "level": "a-level-longer-than-nine"},
+    {"event": "no timestamp", "timestamp": None, "x": object},
+]
+
+
+@pytest.mark.parametrize("event_dict", _CONSOLE_CASES)
 def test_the_fast_console_line_is_what_console_renderer_writes(
     event_dict: dict[str, Any],
 ) -> None:
@@ -168,6 +168,28 @@ def test_the_fast_console_line_is_what_console_renderer_writes(
     full.update(event_dict)
     renderer = structlog.dev.ConsoleRenderer(colors=False)
     assert _console_line(None, "info", dict(full)) == renderer(None, "info", dict(full))
+
+
+@pytest.mark.parametrize("event_dict", _CONSOLE_CASES)
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical"])
+def test_the_kits_console_line_is_what_console_renderer_writes(
+    event_dict: dict[str, Any], level: str
+) -> None:
+    """The kit's own console line (level, logger name and timestamp never put in the event)
+    writes what the renderer writes for the event with them; an event without an "event"
+    or with one of those keys of its own is left to _console_line (None)."""
+    from usvc_core.logging import _console_job_line, _LineWriter
+
+    writer = _LineWriter("usvc.worker")
+    line = _console_job_line(writer, dict(event_dict), level)
+    if "event" not in event_dict or {"timestamp", "level", "logger"} & event_dict.keys():
+        assert line is None
+        return
+    assert line is not None
+    timestamp, rest = line.split(" ", 1)
+    assert len(timestamp) == len("2026-11-28T08:03:59.259235Z")
+    full = {**event_dict, "timestamp": timestamp, "level": level, "logger": "usvc.worker"}
+    assert line == structlog.dev.ConsoleRenderer(colors=False)(None, level, full)
 
 
 @pytest.mark.usefixtures("restore_logging")
