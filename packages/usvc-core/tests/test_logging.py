@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,13 @@ def test_the_context_merge_is_merge_contextvars_up_to_order(
         structlog.contextvars.clear_contextvars()
     ours, theirs = both({"event": "e"})
     assert ours == theirs == {"event": "e"}
+    fresh = f"first_bound_now_{uuid.uuid4().hex}"  # the registry grows after a merge
+    structlog.contextvars.bind_contextvars(**{fresh: 1})
+    try:
+        ours, theirs = both({"event": "e"})
+        assert ours == theirs == {"event": "e", fresh: 1}
+    finally:
+        structlog.contextvars.clear_contextvars()
 
 
 @pytest.mark.usefixtures("restore_logging")

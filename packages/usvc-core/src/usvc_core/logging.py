@@ -132,11 +132,11 @@ _PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
 
 
 class _Bound:
-    """The registry's variables as (key, variable) pairs, rebuilt when it grows (structlog
-    only ever adds to it: its size tells whether this copy is current)."""
+    """The registry's variables as (key, variable) pairs and the registry's size they were
+    taken at, one tuple (threads replace it whole); rebuilt when the registry grows
+    (structlog only ever adds to it: its size tells whether the copy is current)."""
 
-    size = -1
-    pairs: tuple[tuple[str, ContextVar[Any]], ...] = ()
+    state: tuple[int, tuple[tuple[str, ContextVar[Any]], ...]] = (-1, ())
 
 
 def _merge_context(
@@ -149,13 +149,14 @@ def _merge_context(
     registry = _STRUCTLOG_VARS
     if registry is None:
         return structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
-    if len(registry) != _Bound.size:
+    size, pairs = _Bound.state
+    if len(registry) != size:
         items = list(registry.items())  # one C call: a bind in another thread waits
-        _Bound.pairs = tuple(
+        pairs = tuple(
             (name[len(_PREFIX) :], var) for name, var in items if name.startswith(_PREFIX)
         )
-        _Bound.size = len(items)
-    for key, var in _Bound.pairs:
+        _Bound.state = (len(items), pairs)
+    for key, var in pairs:
         value = var.get(...)
         if value is not ... and key not in event_dict:
             event_dict[key] = value
