@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -145,19 +146,19 @@ def test_the_fast_json_line_matches_the_general_pipeline() -> None:
     assert stamp.endswith("Z") and len(stamp) == len("2026-11-28T08:03:59.259235Z")
 
 
-@pytest.mark.parametrize(
-    "event_dict",
-    [
-        {"event": "job completed", "runtime_ms": 0.012, "token": "t-1", "job_id": "dev-7"},
-        {"event": "a much longer event than thirty characters", "b": None, "a": [1, "x y"]},
-        {"event": "quoted", "s": "has space", "q": 'it"s', "e": "a=b", "n": "new\nline"},
-        {"event": 42, "empty": "", "tab": "\t", "d": {"k": "v"}, "f": float("nan")},
-        {"event": "", "timestamp": "", "level": "critical", "logger": ""},
-        {"event": "no logger", "level": "warning"},
-        {"event": "odd level", "level": "a-level-longer-than-nine"},
-        {"event": "no timestamp", "timestamp": None, "x": object},
-    ],
-)
+_CONSOLE_CASES: list[dict[str, Any]] = [
+    {"event": "job completed", "runtime_ms": 0.012, "token": "t-1", "job_id": "dev-7"},
+    {"event": "a much longer event than thirty characters", "b": None, "a": [1, "x y"]},
+    {"event": "quoted", "s": "has space", "q": 'it"s', "e": "a=b", "n": "new\nline"},
+    {"event": 42, "empty": "", "tab": "\t", "d": {"k": "v"}, "f": float("nan")},
+    {"event": "", "timestamp": "", "level": "critical", "logger": ""},
+    {"event": "no logger", "level": "warning"},
+    {"event": "odd level", "level": "a-level-longer-than-nine"},
+    {"event": "no timestamp", "timestamp": None, "x": object},
+]
+
+
+@pytest.mark.parametrize("event_dict", _CONSOLE_CASES)
 def test_the_fast_console_line_is_what_console_renderer_writes(
     event_dict: dict[str, Any],
 ) -> None:
@@ -168,6 +169,28 @@ def test_the_fast_console_line_is_what_console_renderer_writes(
     full.update(event_dict)
     renderer = structlog.dev.ConsoleRenderer(colors=False)
     assert _console_line(None, "info", dict(full)) == renderer(None, "info", dict(full))
+
+
+@pytest.mark.parametrize("event_dict", _CONSOLE_CASES)
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical"])
+def test_the_kits_console_line_is_what_console_renderer_writes(
+    event_dict: dict[str, Any], level: str
+) -> None:
+    """The kit's own console line (level, logger name and timestamp never put in the event)
+    writes what the renderer writes for the event with them; an event without an "event"
+    or with one of those keys of its own is left to _console_line (None)."""
+    from usvc_core.logging import _console_job_line, _LineWriter
+
+    writer = _LineWriter("usvc.worker")
+    line = _console_job_line(writer, dict(event_dict), level)
+    if "event" not in event_dict or {"timestamp", "level", "logger"} & event_dict.keys():
+        assert line is None
+        return
+    assert line is not None
+    timestamp, rest = line.split(" ", 1)
+    assert len(timestamp) == len("2026-11-28T08:03:59.259235Z")
+    full = {**event_dict, "timestamp": timestamp, "level": level, "logger": "usvc.worker"}
+    assert line == structlog.dev.ConsoleRenderer(colors=False)(None, level, full)
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -291,3 +314,130 @@ async def test_closing_or_replacing_the_handler_flushes_the_turns_lines(tmp_path
             else:
                 configure_logging(json=True, stream=io.StringIO())
             assert json.loads(path.read_text())["end"] == end
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_context_keys_come_in_one_order_on_every_path() -> None:
+    """The kit's fast line, its general chain and a stdlib record merge the bound context
+    the same way: the keys in the order they were first bound, a cleared key left out, the
+    event's own value first; a key first bound late (in a handler) still appears."""
+    from usvc_core.logging import _Output
+
+    out = io.StringIO()
+    configure_logging(json=True, stream=out)
+    structlog.contextvars.bind_contextvars(zeta="z", alpha="a", mid="m")
+    try:
+        structlog.contextvars.unbind_contextvars("mid")  # bound to ... : cleared
+        structlog.contextvars.bind_contextvars(late_key_from_a_handler=1)
+        logger.info("fast", zeta="mine")
+        _Output.json = False  # the general chain, rendered as JSON all the same
+        logger.info("general", zeta="mine")
+        _Output.json = True
+        logging.getLogger("somelib").info("stdlib")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    logger.info("after clear")
+    got = lines(out)
+    context = ["alpha", "late_key_from_a_handler", "level", "logger", "timestamp"]
+    keys = ["zeta", "event", *context]  # structlog's: the keywords, then the event
+    assert [list(g) for g in got[:2]] == [keys, keys]
+    assert list(got[2]) == ["event", "zeta", *context]
+    assert [g["zeta"] for g in got[:3]] == ["mine", "mine", "z"]
+    assert list(got[3]) == ["event", "level", "logger", "timestamp"]
+
+
+@pytest.mark.parametrize("registry", [True, False])
+def test_the_context_merge_is_merge_contextvars_up_to_order(
+    registry: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same keys and values as structlog's merge_contextvars, in any context; a structlog
+    without the registry of its variables gets merge_contextvars itself."""
+    from usvc_core import logging as kit_logging
+    from usvc_core.logging import _merge_context
+
+    if not registry:
+        monkeypatch.setattr(kit_logging, "_STRUCTLOG_VARS", None)
+
+    def both(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        ours = _merge_context(None, "info", dict(event))
+        theirs = structlog.contextvars.merge_contextvars(None, "info", dict(event))
+        return dict(ours), dict(theirs)
+
+    ours, theirs = both({"event": "e"})
+    assert ours == theirs
+    structlog.contextvars.bind_contextvars(a=1, b=None, c="x")
+    try:
+        structlog.contextvars.unbind_contextvars("b")
+        ours, theirs = both({"event": "e", "c": "kept"})
+        assert ours == theirs == {"event": "e", "c": "kept", "a": 1}
+        for event in [{}, {"a": 2}]:
+            ours, theirs = both(event)
+            assert ours == theirs
+            assert list(ours)[: len(event)] == list(event)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    ours, theirs = both({"event": "e"})
+    assert ours == theirs == {"event": "e"}
+    fresh = f"first_bound_now_{uuid.uuid4().hex}"  # the registry grows after a merge
+    structlog.contextvars.bind_contextvars(**{fresh: 1})
+    try:
+        ours, theirs = both({"event": "e"})
+        assert ours == theirs == {"event": "e", fresh: 1}
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_log_info_writes_what_logger_info_writes(json_lines: bool) -> None:
+    """The worker's direct call into the pipeline writes the line ``log.info`` writes."""
+    from usvc_core.logging import log_info
+
+    out = io.StringIO()
+    configure_logging(json=json_lines, stream=out)
+    log = structlog.get_logger("usvc.worker")
+    structlog.contextvars.bind_contextvars(token="tok-1", job_id="7", action="noop")
+    try:
+        for _ in range(2):  # the proxy's first use, then its cached logger
+            log_info(log, "job completed", runtime_ms=0.5)
+            log.info("job completed", runtime_ms=0.5)
+        log_info(log.bind(), "job completed", runtime_ms=0.5)  # a bound logger
+        log.info("job completed", runtime_ms=0.5)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    got = out.getvalue().splitlines()
+    assert len(got) == 6
+    for direct, general in zip(got[::2], got[1::2], strict=True):
+        if json_lines:
+            direct_line, general_line = json.loads(direct), json.loads(general)
+            assert list(direct_line) == list(general_line)
+            assert direct_line.pop("timestamp") and general_line.pop("timestamp")
+            assert direct_line == general_line
+            assert direct_line["logger"] == "usvc.worker"
+        else:
+            assert direct.split(" ", 1)[1] == general.split(" ", 1)[1]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_log_info_follows_a_configuration_made_after_the_kits() -> None:
+    """A user's structlog.configure after configure_logging, a logger with bound context
+    or a level filter of the user's: log_info takes log.info, so they all apply."""
+    from usvc_core.logging import log_info
+
+    configure_logging(json=True, stream=io.StringIO())
+    seen: list[dict[str, Any]] = []
+
+    def capture(_l: Any, _m: str, event_dict: MutableMapping[str, Any]) -> str:
+        seen.append(dict(event_dict))
+        return "captured"
+
+    structlog.configure(processors=[capture], logger_factory=structlog.ReturnLoggerFactory())
+    log = structlog.get_logger("usvc.worker")
+    log_info(log, "job completed", runtime_ms=0.5)
+    log_info(log.bind(job="x"), "job completed", runtime_ms=0.5)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    log_info(structlog.get_logger("usvc.worker"), "filtered out", runtime_ms=0.5)
+    assert seen == [
+        {"runtime_ms": 0.5, "event": "job completed"},
+        {"job": "x", "runtime_ms": 0.5, "event": "job completed"},
+    ]

@@ -32,6 +32,7 @@ __all__ = [
     "bind_job_context",
     "configure_logging",
     "is_enabled_for",
+    "log_info",
     "logger",
     "remove_processor",
 ]
@@ -120,6 +121,48 @@ def bind_job_context(token: str, job_id: str, action: str) -> None:
     action_var.set(action)
 
 
+#: structlog's registry of its context variables ("structlog_" + key -> ContextVar), a
+#: private name: read directly, a line costs one ``get`` per key ever bound, instead of
+#: ``merge_contextvars``' copy of the whole context and walk over every variable in it
+#: (OpenTelemetry's, asyncio's, ...). A structlog without it gets ``merge_contextvars``.
+_STRUCTLOG_VARS: dict[str, ContextVar[Any]] | None = getattr(
+    structlog.contextvars, "_CONTEXT_VARS", None
+)
+_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+
+
+class _Bound:
+    """The registry's variables as (key, variable) pairs and the registry's size they were
+    taken at, one tuple (threads replace it whole); rebuilt when the registry grows
+    (structlog only ever adds to it: its size tells whether the copy is current)."""
+
+    state: tuple[int, tuple[tuple[str, ContextVar[Any]], ...]] = (-1, ())
+
+
+def _merge_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``merge_contextvars``: the keys bound in this context (not cleared, i.e. not set to
+    ``...``) that the event does not have, in the order they were first bound anywhere
+    (``merge_contextvars``' order is its context's hash order, which varies by process).
+    The kit's lines and the stdlib's records all take this one, so they share the order."""
+    registry = _STRUCTLOG_VARS
+    if registry is None:
+        return structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    size, pairs = _Bound.state
+    if len(registry) != size:
+        items = list(registry.items())  # one C call: a bind in another thread waits
+        pairs = tuple(
+            (name[len(_PREFIX) :], var) for name, var in items if name.startswith(_PREFIX)
+        )
+        _Bound.state = (len(items), pairs)
+    for key, var in pairs:
+        value = var.get(...)
+        if value is not ... and key not in event_dict:
+            event_dict[key] = value
+    return event_dict
+
+
 def is_enabled_for(level: int) -> bool:
     """Whether the kit's lines at ``level`` are written (to skip building a line at all)."""
     return level >= _Output.level
@@ -168,9 +211,10 @@ def _utc_timestamp() -> str:
     now = time.time()
     second = int(now)
     if second != _Second.value:
-        _Second.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _Second.text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         _Second.value = second
-    return f"{_Second.text}.{int((now - second) * 1_000_000):06d}Z"
+    # %d truncates the float as int() does; a quarter cheaper than f"{int(...):06d}".
+    return "%s%06dZ" % (_Second.text, (now - second) * 1_000_000)  # noqa: UP031
 
 
 def _json_default(value: Any) -> Any:
@@ -238,6 +282,12 @@ def _console_line(logger: Any, method_name: str, event_dict: MutableMapping[str,
         parts.append(f"{event_dict.pop('event')!s:<{_EVENT_WIDTH}}")
     if "logger" in event_dict:
         parts.append(f"[{event_dict.pop('logger')!s}]")
+    return _console_pairs(parts, event_dict)
+
+
+def _console_pairs(parts: list[str], event_dict: MutableMapping[str, Any]) -> str:
+    """The line: ``parts``, then key=value sorted by key; a string value as it is unless
+    it holds a space, quote, "=" or line break."""
     for key in sorted(event_dict):
         value = event_dict[key]
         if isinstance(value, str) and _CONSOLE_QUOTED.isdisjoint(value):
@@ -245,6 +295,27 @@ def _console_line(logger: Any, method_name: str, event_dict: MutableMapping[str,
         else:
             parts.append(f"{key}={value!r}")
     return " ".join(parts).rstrip(" ")
+
+
+#: A kit line's keys that _console_job_line leaves to _console_line: the columns it would
+#: overwrite, and what the renderer itself handles.
+_CONSOLE_SET_KEYS = _CONSOLE_GENERAL_KEYS | {"level", "logger", "timestamp"}
+_LEVEL_COLUMNS = {
+    name: f"[{name:<{_LEVEL_WIDTH}}]" for name in _LEVELS.keys() - _LEVEL_NAMES.keys()
+}
+
+
+def _console_job_line(logger: Any, event_dict: MutableMapping[str, Any], level: str) -> str | None:
+    """``_console_line`` of ``event_dict`` with ``level``, ``logger``'s name and now's
+    timestamp added, without adding them to pop them again: the columns in one string.
+    None for an event without an event or with a key it would overwrite."""
+    if "event" not in event_dict or not _CONSOLE_SET_KEYS.isdisjoint(event_dict):
+        return None
+    event = event_dict.pop("event")
+    # str.ljust: what the "<30" format does to a str, without parsing a format spec.
+    text = event.ljust(_EVENT_WIDTH) if type(event) is str else f"{event!s:<{_EVENT_WIDTH}}"
+    column = _LEVEL_COLUMNS.get(level) or f"[{level:<{_LEVEL_WIDTH}}]"
+    return _console_pairs([f"{_utc_timestamp()} {column} {text} [{logger.name!s}]"], event_dict)
 
 
 def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -262,8 +333,13 @@ def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any
         for processor in _Output.chain:
             result = processor(logger, method_name, result)
         return result
-    structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
-    event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+    _merge_context(logger, method_name, event_dict)
+    level = _LEVEL_NAMES.get(method_name, method_name)
+    if not (_Output.json or _extra_processors):
+        line = _console_job_line(logger, event_dict, level)
+        if line is not None:
+            return line
+    event_dict["level"] = level
     event_dict["logger"] = logger.name
     event_dict["timestamp"] = _utc_timestamp()
     if _extra_processors:
@@ -271,6 +347,41 @@ def _kit_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any
     if _Output.json:
         return _encode(event_dict)
     return _console_line(logger, method_name, event_dict)
+
+
+#: What ``configure_logging`` gives structlog, to recognise a logger that runs the kit's
+#: pipeline alone (and nothing a user configured since).
+_KIT_PROCESSORS: list[structlog.typing.Processor] = [_kit_line]
+# Any: log_info reads the bound logger's fields.
+_KIT_WRAPPER: Any = structlog.make_filtering_bound_logger(logging.DEBUG)
+_LAZY_PROXY = type(structlog.get_logger())
+
+
+def log_info(log: Any, event: str, **kw: Any) -> None:
+    """``log.info(event, **kw)``, for a once-per-job line: when ``log`` (a structlog logger
+    or ``structlog.get_logger()``'s proxy) runs the kit's own pipeline, straight into it,
+    without the bound logger's three layers (``info``, ``_proxy_to_logger``,
+    ``_process_event``); the same line either way. Any other configuration (a user's
+    ``structlog.configure`` after the kit's, a context bound on the logger) takes
+    ``log.info`` itself."""
+    bound = log.bind() if type(log) is _LAZY_PROXY else log  # the proxy's cached logger
+    if (
+        type(bound) is not _KIT_WRAPPER
+        or bound._context  # structlog puts these first: left to it
+        or bound._processors != _KIT_PROCESSORS
+    ):
+        bound.info(event, **kw)
+        return
+    kw["event"] = event  # the keys in _process_event's order: the keywords, then the event
+    writer = bound._logger
+    try:
+        line = _kit_line(writer, "info", kw)
+    except structlog.DropEvent:
+        return
+    if type(writer) is _LineWriter:
+        _write(line, _running_loop())  # _LineWriter.info
+    else:
+        writer.info(line)
 
 
 class _LineWriter:
@@ -371,7 +482,7 @@ def configure_logging(
     if level is None:
         level = logging.DEBUG if debug else logging.INFO
     shared: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
+        _merge_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -404,9 +515,9 @@ def configure_logging(
     # The kit's own lines: dropped below the level before any other work, rendered by the
     # same processors (_kit_line), written by _LineWriter.
     structlog.configure(
-        processors=[_kit_line],
+        processors=list(_KIT_PROCESSORS),
         logger_factory=_line_writer,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        wrapper_class=_KIT_WRAPPER,
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()

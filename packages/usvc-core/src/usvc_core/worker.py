@@ -41,7 +41,7 @@ from usvc_core.execution import (
 from usvc_core.fleet import FleetMember, show_paused
 from usvc_core.health import HealthRegistry, Status
 from usvc_core.jobs import Job, JobStatus
-from usvc_core.logging import bind_job_context, is_enabled_for
+from usvc_core.logging import bind_job_context, is_enabled_for, log_info
 from usvc_core.metrics import NullMetrics
 from usvc_core.ports import Clock, FleetAdmin, JobQueue, Metrics, ReclaimResult, WorkerRecord
 from usvc_core.resilience.retry import RetryPolicy
@@ -725,7 +725,7 @@ class Worker:
         if self._queue_failures:
             self._queue_ok()
         if is_enabled_for(INFO):  # the one per-job line: skip it cheaply when filtered
-            _log.info("job completed", runtime_ms=round(runtime_ms, 3))
+            log_info(_log, "job completed", runtime_ms=round(runtime_ms, 3))
         if job_id in self._waiters:
             self._resolve_waiters(job_id)
 
