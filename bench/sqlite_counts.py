@@ -4,9 +4,19 @@ file in this process under cProfile, next to the prototype of the same design
 (``bench/sqlite_prototype.py``) on a file filled the same way.
 
     uv run python bench/sqlite_counts.py --jobs 3000 --top 25
+    uv run python bench/sqlite_counts.py --ablate --jobs 20000 --rounds 7
 
 Counts are calls per job by layer (every thread of the process: in 3.12 cProfile sees
 them all) and the CPU time per job of each side without the profiler.
+
+``--ablate`` prices the promises the kit keeps and the prototype does not: the ``sqlite``
+case's worker process (``bench/sqlite_drain.py``'s, JSON INFO line per job to /dev/null)
+with none, one or all three of the INFO line, the worker's metrics and the job's log
+context switched off (monkeypatched in the worker process, see ``sqlite_drain._ablate``),
+and the prototype, each in a fresh process on a freshly filled file, in alternating order
+round after round. Per variant: the worker process's CPU per job (all threads, from its
+first claim to the drain's end, from /proc), its drain rate (jobs over the rows' first
+start to last finish), medians of the rounds, and each one's ratio to the prototype's.
 """
 
 from __future__ import annotations
@@ -15,9 +25,13 @@ import argparse
 import asyncio
 import collections
 import cProfile
+import json
 import os
 import pstats
+import shutil
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +45,7 @@ import sqlite_drain  # noqa: E402
 from counts import layer_of  # noqa: E402
 from sqlite_prototype import drain_prototype  # noqa: E402
 
-__all__ = ["profile_kit"]
+__all__ = ["VARIANTS", "ablate", "profile_kit"]
 
 _LAYERS = (
     ("sqlite adapter", "usvc_sqlite/"),
@@ -125,11 +139,116 @@ def profile_kit(jobs: int, top: int) -> dict[str, Any]:
     }
 
 
+#: ``--ablate``'s variants: what each worker process runs without (sqlite_drain.ABLATIONS);
+#: None is the prototype.
+VARIANTS: dict[str, frozenset[str] | None] = {
+    "kit": frozenset(),
+    "no INFO line": frozenset({"info line"}),
+    "no metrics": frozenset({"metrics"}),
+    "no log context": frozenset({"log context"}),
+    "none of the three": frozenset(sqlite_drain.ABLATIONS),
+    "prototype": None,
+}
+
+
+def _prototype_child(path: Path, jobs: int) -> None:
+    """The prototype's drain in this (fresh) process: prints its CPU seconds, all threads."""
+    cpu = time.process_time()
+    done = asyncio.run(drain_prototype(path, sqlite_drain.SERVICE, jobs, "full"))
+    print(json.dumps({"completed": done, "cpu_seconds": time.process_time() - cpu}))
+
+
+def _prototype(path: Path, jobs: int) -> tuple[float, float]:
+    """jobs/s and CPU µs per job of the prototype, in a fresh process on ``path``."""
+    _fill(path, jobs)
+    child = subprocess.run(
+        [sys.executable, __file__, "--prototype-child", str(path), "--jobs", str(jobs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(child.stdout.splitlines()[-1])
+    if report["completed"] != jobs or sqlite_drain._counts(path) != {"Completed": jobs}:
+        raise RuntimeError(f"the prototype completed {report['completed']} of {jobs} jobs")
+    return jobs / sqlite_drain._drain_seconds(path), report["cpu_seconds"] / jobs * 1e6
+
+
+def _variant(path: Path, jobs: int, parts: frozenset[str] | None) -> tuple[float, float]:
+    """jobs/s and CPU µs per job (all threads) of one variant on a fresh file."""
+    if parts is None:
+        return _prototype(path, jobs)
+    rate, _, cpu = sqlite_drain.end_to_end(path, jobs, "full", 10, ablate=parts)
+    if cpu is None:
+        raise RuntimeError("no /proc: the worker's CPU time cannot be read")
+    return rate, sum(cpu)
+
+
+def ablate(jobs: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Per variant: medians over ``rounds`` alternating rounds of CPU µs per job and jobs/s,
+    their ratios to the prototype's medians, and every sample."""
+    samples: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="usvc-bench-sqlite-ablate-") as tmp:
+        for n in range(rounds):
+            order = list(VARIANTS) if n % 2 == 0 else list(reversed(VARIANTS))
+            for i, variant in enumerate(order):
+                directory = Path(tmp) / f"r{n}-v{i}"  # a fresh file per drain
+                directory.mkdir()
+                samples[variant].append(_variant(directory / "drain.db", jobs, VARIANTS[variant]))
+                shutil.rmtree(directory)
+    proto_cpu = statistics.median(cpu for _, cpu in samples["prototype"])
+    proto_rate = statistics.median(rate for rate, _ in samples["prototype"])
+    report: dict[str, dict[str, Any]] = {}
+    for variant, rows in samples.items():
+        cpu = statistics.median(c for _, c in rows)
+        rate = statistics.median(r for r, _ in rows)
+        report[variant] = {
+            "cpu_us_per_job": cpu,
+            "jobs_per_second": rate,
+            "cpu_ratio": cpu / proto_cpu,
+            "rate_ratio": rate / proto_rate,
+            "samples": rows,
+        }
+    return report
+
+
+def _print_ablation(report: dict[str, dict[str, Any]], jobs: int, rounds: int) -> None:
+    kit = report["kit"]
+    print(
+        f"{jobs} no-op jobs, durable, MAX_CONCURRENT_JOBS=10, medians of {rounds} rounds "
+        f"(load average now {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"{'variant':18} {'CPU µs/job':>10} {'/ proto':>8} {'kit - this':>10}"
+        f" {'jobs/s':>8} {'/ proto':>8}"
+    )
+    for variant, row in report.items():
+        saved = kit["cpu_us_per_job"] - row["cpu_us_per_job"]
+        print(
+            f"{variant:18} {row['cpu_us_per_job']:10.1f} {row['cpu_ratio']:8.2f} "
+            f"{'' if variant == 'kit' else f'{saved:10.1f}':>10} "
+            f"{row['jobs_per_second']:8.0f} {row['rate_ratio']:8.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--ablate", action="store_true", help="price each promise (see above)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of --ablate")
+    parser.add_argument("--json", action="store_true", help="--ablate's figures as JSON")
+    parser.add_argument("--prototype-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prototype_child is not None:
+        _prototype_child(args.prototype_child, args.jobs)
+        return
+    if args.ablate:
+        ablation = ablate(args.jobs, args.rounds)
+        if args.json:
+            print(json.dumps(ablation))
+        else:
+            _print_ablation(ablation, args.jobs, args.rounds)
+        return
     report = profile_kit(args.jobs, args.top)
     print(
         f"kit: {report['kit_cpu_us_per_job']:.0f} µs CPU per job (all threads); prototype: "
