@@ -25,7 +25,7 @@ def _run(*args: str) -> Any:
 @pytest.mark.timeout(360)
 def test_sqlite_ablation_reports_every_variant() -> None:
     """Each variant drains every job in its own worker process and reports CPU and rate."""
-    report = _run("bench/sqlite_counts.py", "--ablate", "--jobs", "200", "--rounds", "1", "--json")
+    report = _run("bench/sqlite_counts.py", "--ablate", "--jobs", "1000", "--rounds", "1", "--json")
     assert list(report) == [
         "kit",
         "no INFO line",
@@ -37,7 +37,7 @@ def test_sqlite_ablation_reports_every_variant() -> None:
     for row in report.values():
         assert len(row["samples"]) == 1
         assert row["jobs_per_second"] > 0 and row["rate_ratio"] > 0
-        assert row["cpu_us_per_job"] >= 0  # /proc counts in clock ticks: a tiny drain may read 0
+        assert row["cpu_us_per_job"] > 0
     assert report["prototype"]["rate_ratio"] == 1.0
 
 
