@@ -2,11 +2,17 @@
 directly (no socket, no uvicorn, no h11: those are the same on both sides), thread CPU per
 call, the minimum and the median of ``--rounds`` rounds of ``--calls`` calls each.
 
-    uv run python bench/devjob_asgi.py                         # kit and floor
+    uv run python bench/devjob_asgi.py                         # kit, kit at WARNING, floor
     uv run python bench/devjob_asgi.py kit --profile 40        # and the kit's costliest functions
+    uv run python bench/devjob_asgi.py --repeat 5 --callgrind 400   # alternating; instructions
 
 The kit is the bench service (``bench/service``) in dev mode, default logging (its INFO
-"job completed" console line per job goes to /dev/null); each kind runs in its own process.
+"job completed" console line per job goes to /dev/null); ``kit-warning`` is the same at
+WARNING (no line: the price of that promise); each kind runs in its own process, and
+``--repeat`` runs each kind that many times in alternating order (the medians of the
+processes' minimums and medians). ``--callgrind N`` adds instructions per request from
+``valgrind --tool=callgrind``: a process making N calls minus one making none, both after
+the same warm-up, divided by N (deterministic, unlike CPU time on a shared machine).
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import gc
 import json
 import os
 import pstats
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -68,31 +76,56 @@ async def _call(app: ASGIApp) -> int:
     return int(sent[0]["status"])
 
 
-async def _kit_app() -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
+KINDS = ("bare", "kit", "kit-warning")
+_WARMUP = 200
+
+
+async def _kit_app(level: int | None = None) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
     os.environ.update(
         MICROSERVICE_NAME="bench", DEV_MODE="True", HTTP_HOST="127.0.0.1", HTTP_PORT="0"
     )
     os.chdir(BENCH / "service")
+    import usvc_core.app as app_module
     from usvc_core import Application
     from usvc_http.routes import build_api
+
+    if level is not None:
+        # The kit offers no log-level setting: the app's own configure_logging call, at
+        # ``level`` (WARNING drops the INFO "job completed" line), patched in this process.
+        import functools
+
+        configured = functools.partial(app_module.configure_logging, level=level)
+        setattr(app_module, "configure_logging", configured)  # noqa: B010
 
     app = Application()
     await app.start()
     return build_api(app.surface_context()), app.stop
 
 
+async def _app(kind: str) -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
+    import logging
+
+    if kind != "bare":
+        return await _kit_app(logging.WARNING if kind == "kit-warning" else None)
+    from bare_fastapi import build_api
+
+    async def stop() -> None:
+        return None
+
+    return build_api(), stop
+
+
+async def _calls_only(kind: str, calls: int) -> None:
+    """The warm-up, then ``calls`` calls: what ``--callgrind`` counts (minus ``calls=0``)."""
+    api, stop = await _app(kind)
+    for _ in range(_WARMUP + calls):
+        assert await _call(api) == 200
+    await stop()
+
+
 async def _measure(kind: str, rounds: int, calls: int, profile: int) -> dict[str, Any]:
-    if kind == "kit":
-        api, stop = await _kit_app()
-    else:
-        from bare_fastapi import build_api
-
-        api = build_api()
-
-        async def stop() -> None:
-            return None
-
-    for _ in range(200):  # warm-up
+    api, stop = await _app(kind)
+    for _ in range(_WARMUP):
         assert await _call(api) == 200
     per_call = []
     gc.collect()
@@ -128,29 +161,105 @@ async def _measure(kind: str, rounds: int, calls: int, profile: int) -> dict[str
     }
 
 
+def _instructions(kind: str, calls: int) -> float:
+    """Instructions per call of ``kind``'s ASGI app under callgrind: ``calls`` calls minus
+    none, the same warm-up and start-up in both processes."""
+    collected = []
+    with tempfile.TemporaryDirectory(prefix="usvc-bench-devjob-cg-") as tmp:
+        for n in (calls, 0):
+            valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/{n}.cg"]
+            run = subprocess.run(
+                [*valgrind, sys.executable, __file__, kind, "--calls-only", str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            found = re.search(r"Collected : (\d+)", run.stderr)
+            if found is None:
+                raise RuntimeError(f"no counts from callgrind: {run.stderr[-500:]}")
+            collected.append(int(found.group(1)))
+    return (collected[0] - collected[1]) / calls
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """Every kind in its own process, ``--repeat`` times in alternating order; a summary."""
+    reports: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    for n in range(args.repeat):
+        for kind in KINDS if n % 2 == 0 else tuple(reversed(KINDS)):
+            command = [sys.executable, __file__, kind, "--rounds", str(args.rounds),
+                       "--calls", str(args.calls), "--profile", str(args.profile)]  # fmt: skip
+            command.append("--json")
+            child = subprocess.run(command, check=True, capture_output=True, text=True)
+            report = json.loads(child.stdout.splitlines()[-1])
+            reports[kind].append(report)
+            if not args.json:
+                print(_line(kind, report, args.rounds, args.calls))
+                for line in report["top"]:
+                    print("  " + line)
+    summary: dict[str, dict[str, float]] = {}
+    for kind, rows in reports.items():
+        summary[kind] = {
+            "min_us": statistics.median(r["min_us"] for r in rows),
+            "median_us": statistics.median(r["median_us"] for r in rows),
+        }
+    if args.callgrind:
+        for kind in KINDS:
+            summary[kind]["instructions"] = _instructions(kind, args.callgrind)
+    if args.json:
+        print(json.dumps({"load_average": os.getloadavg()[0], "kinds": summary}))
+        return
+    bare = summary["bare"]
+    print(
+        f"\nmedians of {args.repeat} processes per kind (load average now "
+        f"{os.getloadavg()[0]:.1f}); ratios to bare FastAPI's app"
+    )
+    for kind, row in summary.items():
+        print(
+            f"{kind:12} min {row['min_us']:6.1f} µs ({row['min_us'] / bare['min_us']:.2f}x)"
+            f"  median {row['median_us']:6.1f} µs ({row['median_us'] / bare['median_us']:.2f}x)"
+            + (
+                f"  {row['instructions'] / 1000:6.1f}k instructions"
+                f" ({row['instructions'] / bare['instructions']:.2f}x)"
+                if "instructions" in row
+                else ""
+            )
+        )
+
+
+def _line(kind: str, report: dict[str, Any], rounds: int, calls: int) -> str:
+    return (
+        f"{kind}: ASGI app CPU per call: min {report['min_us']:.1f} µs, "
+        f"median {report['median_us']:.1f} µs ({rounds} rounds of {calls})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("kind", nargs="?", choices=["kit", "bare"])
+    parser.add_argument("kind", nargs="?", choices=KINDS)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--calls", type=int, default=250)
     parser.add_argument("--profile", type=int, default=0, help="show the N costliest functions")
+    parser.add_argument("--repeat", type=int, default=1, help="processes per kind, alternating")
+    parser.add_argument("--callgrind", type=int, default=0, help="instructions per call, N calls")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--calls-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kind is None:
-        for kind in ("bare", "kit"):
-            command = [sys.executable, __file__, kind, "--rounds", str(args.rounds),
-                       "--calls", str(args.calls), "--profile", str(args.profile)]  # fmt: skip
-            subprocess.run(command, check=True)
+        _compare(args)
         return
     out = sys.stdout
-    if args.kind == "kit":
+    if args.kind != "bare":
         # The service logs to stdout (its INFO line per job is part of the cost): to nowhere.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the process's whole life
+    if args.calls_only is not None:
+        asyncio.run(_calls_only(args.kind, args.calls_only))
+        return
     report = asyncio.run(_measure(args.kind, args.rounds, args.calls, args.profile))
     sys.stdout = out
-    print(
-        f"{args.kind}: ASGI app CPU per call: min {report['min_us']:.1f} µs, "
-        f"median {report['median_us']:.1f} µs ({args.rounds} rounds of {args.calls})"
-    )
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(_line(args.kind, report, args.rounds, args.calls))
     for line in report["top"]:
         print("  " + line)
 

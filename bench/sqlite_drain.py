@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import cpu_model
 from noop_job import enqueue_noops, noop
@@ -210,7 +211,13 @@ def _cpu_seconds(pid: int) -> tuple[float, float] | None:
 
 
 def end_to_end(
-    path: Path, jobs: int, durability: str, concurrency: int, *, depth: int = 0
+    path: Path,
+    jobs: int,
+    durability: str,
+    concurrency: int,
+    *,
+    depth: int = 0,
+    ablate: frozenset[str] = frozenset(),
 ) -> tuple[float, int, tuple[float, ...] | None]:
     """Drain ``jobs`` no-op jobs through one worker process.
 
@@ -220,6 +227,9 @@ def end_to_end(
 
     With ``depth`` above ``jobs`` the file holds ``depth`` Ready jobs and the worker is
     stopped once ``jobs`` of them are Completed; the rate is over the jobs it completed.
+
+    ``ablate`` names parts of the kit the worker process runs without (``ABLATIONS``; for
+    ``bench/sqlite_counts.py --ablate``); empty, it is the ``sqlite`` case's worker.
     """
     asyncio.run(_fill(path, jobs, durability))
     deep = depth > jobs
@@ -236,6 +246,7 @@ def end_to_end(
         "LOG_CONSOLE_JSON": "True",
         "DEV_MODE": "False",
         "BENCH_STATS_FILE": str(stats_file),
+        "BENCH_ABLATE": ",".join(sorted(ablate)),
     }
     errors = path.with_suffix(".stderr")
     with errors.open("wb") as err:
@@ -417,8 +428,44 @@ def depth_rates(
             "deep_jobs_per_second": deep, "ratio": deep / shallow}  # fmt: skip
 
 
+#: What ``end_to_end(ablate=...)`` can take out of the worker process. The kit offers no
+#: switch for these, so ``_ablate`` monkeypatches them (bench only, never the ``sqlite`` case).
+ABLATIONS = ("info line", "metrics", "log context")
+
+
+def _ablate(parts: set[str]) -> None:
+    """Switch ``parts`` (of ``ABLATIONS``) off in this process, before the app starts."""
+    import functools
+    import logging
+
+    import usvc_core.app as app_module
+    import usvc_core.worker as worker_module
+    from usvc_core.metrics import NullMetrics
+
+    if unknown := parts - set(ABLATIONS):
+        raise ValueError(f"unknown ablation(s): {sorted(unknown)}")
+    if "info line" in parts:
+        # The app's own configure_logging call, at WARNING: the "job completed" line is off.
+        configured = functools.partial(app_module.configure_logging, level=logging.WARNING)
+        setattr(app_module, "configure_logging", configured)  # noqa: B010
+    if "metrics" in parts:
+        # The worker's adapter only (per-job calls); the app's periodic ones stay.
+        init = worker_module.Worker.__init__
+
+        def null_metrics_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.metrics = NullMetrics()
+
+        setattr(worker_module.Worker, "__init__", null_metrics_init)  # noqa: B010
+    if "log context" in parts:
+        # The worker module's own reference to the binder (as bench/counts.py does).
+        setattr(worker_module, "bind_job_context", lambda *_args: None)  # noqa: B010
+
+
 def _serve() -> None:
     """The worker process: one no-op action, everything else from the environment."""
+    if parts := os.environ.get("BENCH_ABLATE"):
+        _ablate(set(parts.split(",")))
     app = Application()
     app.add_action(noop)
     try:
