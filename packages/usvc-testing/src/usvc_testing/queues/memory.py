@@ -65,16 +65,14 @@ _default = json.JSONEncoder().default  # TypeError: "Object of type X is not JSO
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-def _json_copy(payload: dict[str, Any]) -> Any:
-    """``json.loads(json.dumps(payload, allow_nan=False))``."""
-    if _c_make_encoder is None:  # a Python without the _json accelerator
-        return json.loads(json.dumps(payload, allow_nan=False))
-    # A new encoder per call, as json.dumps makes: its markers (the circular-reference
-    # check) may keep entries after an error.
-    encode = _c_make_encoder(
+def _encoder() -> Callable[[Any, int], list[str]] | None:
+    """The C encoder json.dumps(..., allow_nan=False) runs (None without the accelerator)."""
+    if _c_make_encoder is None:
+        return None
+    encoder: Callable[[Any, int], list[str]] = _c_make_encoder(
         {}, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
     )
-    return _scan("".join(encode(payload, 0)), 0)[0]
+    return encoder
 
 
 # run_at itself, not its timestamp: one clock's datetimes compare as they are, and
@@ -166,6 +164,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             else self._clock.now
         )
         self._prefix = id_prefix
+        # One encoder per queue, not one per call as json.dumps makes (see _json_copy).
+        self._encode = _encoder()
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._jobs: dict[str, Job] = {}
@@ -298,7 +298,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         # A JSON round trip: the stored payload is exactly what a real store would keep.
         # The encoder takes a dict only: another mapping is copied into one first.
         given = r.payload
-        payload = _json_copy(given if type(given) is dict else dict(given))
+        payload = self._json_copy(given if type(given) is dict else dict(given))
         action = payload.get("action")
         now = self._now()
         job_id = f"{self._prefix}{next(self._ids)}"
@@ -324,6 +324,20 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             self._unique[(r.microservice, r.unique_key)] = job_id
         self._push_ready(job, now)
         return job
+
+    def _json_copy(self, payload: dict[str, Any]) -> Any:
+        """``json.loads(json.dumps(payload, allow_nan=False))``: the same value or error."""
+        encode = self._encode
+        if encode is None:  # a Python without the _json accelerator
+            return json.loads(json.dumps(payload, allow_nan=False))
+        try:
+            text = "".join(encode(payload, 0))
+        except BaseException:
+            # The encoder's markers (its circular-reference check) are empty again after
+            # an encoding that succeeds, but may keep entries after one that fails.
+            self._encode = _encoder()
+            raise
+        return _scan(text, 0)[0]
 
     def _push_ready(self, job: Job, now: datetime | None = None) -> None:
         """Queue a Ready job: due now (``now``: the clock's reading, when the caller has
