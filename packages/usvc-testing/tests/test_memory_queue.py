@@ -115,3 +115,16 @@ async def test_enqueue_stores_what_a_json_round_trip_keeps(payload: dict[str, An
     assert job.payload == expected
     stored = await queue.get(job.id)
     assert stored is not None and stored.payload == expected
+
+
+async def test_a_payload_refused_once_is_stored_once_fixed() -> None:
+    """The queue keeps its JSON encoder between enqueues: an encoding that fails (it may
+    leave the refused dict in the encoder's circular-reference markers) must not make the
+    same dict, fixed, look circular the next time."""
+    queue = InMemoryQueue(FakeClock())
+    payload: dict[str, Any] = {"action": "a", "inner": {"x": 1}, "bad": {1, 2}}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        await queue.enqueue(EnqueueRequest(payload=payload, microservice=SERVICE))
+    payload["bad"] = [1, 2]
+    job = await queue.enqueue(EnqueueRequest(payload=payload, microservice=SERVICE))
+    assert job.payload == {"action": "a", "inner": {"x": 1}, "bad": [1, 2]}

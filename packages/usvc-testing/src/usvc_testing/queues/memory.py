@@ -51,6 +51,9 @@ DEFAULT_ATTEMPT_HISTORY = 20
 _READY, _ASSIGNED, _PROCESSING = JobStatus.READY, JobStatus.ASSIGNED, JobStatus.PROCESSING
 _COMPLETED, _FAILED = JobStatus.COMPLETED, JobStatus.FAILED
 _NO_LIMIT = float("inf")
+# What _owned accepts: a tuple passed as one argument (CPython 3.12 does not specialise a
+# call into a function taking *args, and complete calls _owned once per job).
+_UNSTARTED, _RUNNING = (_ASSIGNED,), (_PROCESSING,)
 
 # The enqueue's JSON round trip, json.loads(json.dumps(payload, allow_nan=False)), with the
 # C encoder and scanner called directly: json.dumps with an option builds a JSONEncoder
@@ -62,24 +65,24 @@ _default = json.JSONEncoder().default  # TypeError: "Object of type X is not JSO
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-def _json_copy(payload: dict[str, Any]) -> Any:
-    """``json.loads(json.dumps(payload, allow_nan=False))``."""
-    if _c_make_encoder is None:  # a Python without the _json accelerator
-        return json.loads(json.dumps(payload, allow_nan=False))
-    # A new encoder per call, as json.dumps makes: its markers (the circular-reference
-    # check) may keep entries after an error.
-    encode = _c_make_encoder(
+def _encoder() -> Callable[[Any, int], list[str]] | None:
+    """The C encoder json.dumps(..., allow_nan=False) runs (None without the accelerator)."""
+    if _c_make_encoder is None:
+        return None
+    encoder: Callable[[Any, int], list[str]] = _c_make_encoder(
         {}, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
     )
-    return _scan("".join(encode(payload, 0)), 0)[0]
+    return encoder
 
 
-_Entry = tuple[int, float, int, int, str]
+# run_at itself, not its timestamp: one clock's datetimes compare as they are, and
+# .timestamp() per push cost more than the comparisons.
+_Entry = tuple[int, datetime, int, int, str]
 
 
 class _Due:
-    """One service's due jobs in claim order, as entries ``(-priority, run_at as a
-    timestamp, order, seq, id)``: ``order`` (creation order) breaks ties like a store's
+    """One service's due jobs in claim order, as entries ``(-priority, run_at, order,
+    seq, id)``: ``order`` (creation order) breaks ties like a store's
     job id, ``seq`` marks the live entry of a job pushed more than once.
 
     Most entries arrive in claim order already (one priority, enqueued now): those join a
@@ -128,6 +131,7 @@ class _Terms:
     expires: datetime
     start: bool  # Processing at once (claim_and_start), else Assigned
     tag: str
+    leased: set[str]  # the service's leased ids, looked up once per claim, not per job
 
 
 class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
@@ -160,6 +164,8 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             else self._clock.now
         )
         self._prefix = id_prefix
+        # One encoder per queue, not one per call as json.dumps makes (see _json_copy).
+        self._encode = _encoder()
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._jobs: dict[str, Job] = {}
@@ -290,7 +296,9 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         if r.max_attempts < 1 or r.unique_key is not None or r.idempotency_key is not None:
             self._check_keys(r)  # nothing to check for the common request
         # A JSON round trip: the stored payload is exactly what a real store would keep.
-        payload = _json_copy(dict(r.payload))
+        # The encoder takes a dict only: another mapping is copied into one first.
+        given = r.payload
+        payload = self._json_copy(given if type(given) is dict else dict(given))
         action = payload.get("action")
         now = self._now()
         job_id = f"{self._prefix}{next(self._ids)}"
@@ -317,6 +325,20 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         self._push_ready(job, now)
         return job
 
+    def _json_copy(self, payload: dict[str, Any]) -> Any:
+        """``json.loads(json.dumps(payload, allow_nan=False))``: the same value or error."""
+        encode = self._encode
+        if encode is None:  # a Python without the _json accelerator
+            return json.loads(json.dumps(payload, allow_nan=False))
+        try:
+            text = "".join(encode(payload, 0))
+        except BaseException:
+            # The encoder's markers (its circular-reference check) are empty again after
+            # an encoding that succeeds, but may keep entries after one that fails.
+            self._encode = _encoder()
+            raise
+        return _scan(text, 0)[0]
+
     def _push_ready(self, job: Job, now: datetime | None = None) -> None:
         """Queue a Ready job: due now (``now``: the clock's reading, when the caller has
         one), or in the delayed heap."""
@@ -327,7 +349,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             due = self._due.get(job.microservice)
             if due is None:
                 due = self._due[job.microservice] = _Due()
-            due.push((-job.priority, job.run_at.timestamp(), self._order[job.id], seq, job.id))
+            due.push((-job.priority, job.run_at, self._order[job.id], seq, job.id))
         else:
             heapq.heappush(
                 self._delayed.setdefault(job.microservice, []), (job.run_at, seq, job.id)
@@ -354,13 +376,17 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             run_at, seq, job_id = heapq.heappop(delayed)
             job = self._jobs.get(job_id)
             if job is not None:
-                due.push((-job.priority, run_at.timestamp(), self._order[job_id], seq, job_id))
+                due.push((-job.priority, run_at, self._order[job_id], seq, job_id))
+        leased = self._leased.get(microservice)
+        if leased is None:
+            leased = self._leased[microservice] = set()
         terms = _Terms(
             worker_id,
             now,
             now + timedelta(seconds=lease_seconds),
             start,
             f"{self._token_prefix}{next(self._tokens)}:",
+            leased,
         )
         paused = self._paused.get(microservice)
         if paused:  # a paused action is held back like one at a limit of 0
@@ -440,17 +466,14 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             job.status = _PROCESSING
             job.attempts += 1
             job.started_at = now
-            self._open_attempt(job.id, confirmed=False)
+            self._open_attempt(job.id, False)
         else:
             job.status = _ASSIGNED
         job.lease_owner = terms.worker_id
         job.lease_token = terms.tag + job.id
         job.lease_expires_at = terms.expires
         job.updated_at = now
-        leased = self._leased.get(job.microservice)
-        if leased is None:
-            leased = self._leased[job.microservice] = set()
-        leased.add(job.id)
+        terms.leased.add(job.id)
         return job.snapshot()
 
     def _unlease(self, job: Job) -> None:
@@ -459,21 +482,21 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         if leased is not None:
             leased.discard(job.id)
 
-    def _owned(self, job: Job, *expected: JobStatus) -> Job:
+    def _owned(self, job: Job, expected: tuple[JobStatus, ...]) -> Job:
         stored = self._jobs.get(job.id)
         if stored is None or stored.lease_token != job.lease_token or stored.status not in expected:
             raise _lease_lost(job, stored)
         return stored
 
     async def mark_processing(self, job: Job, lease_seconds: float) -> Job:
-        stored = self._owned(job, _ASSIGNED)
+        stored = self._owned(job, _UNSTARTED)
         now = self._clock.now()
         stored.status = _PROCESSING
         stored.attempts += 1
         stored.started_at = now
         stored.lease_expires_at = now + timedelta(seconds=lease_seconds)
         stored.updated_at = now
-        self._open_attempt(stored.id, confirmed=True)
+        self._open_attempt(stored.id, True)
         return stored.snapshot()
 
     async def extend_leases(self, jobs: Sequence[Job], lease_seconds: float) -> LeaseRenewal:
@@ -509,7 +532,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
             self._confirmed.discard(stored.id)
 
     async def complete(self, job: Job, results: Any, runtime_ms: float) -> None:
-        stored = self._owned(job, _PROCESSING)
+        stored = self._owned(job, _RUNNING)
         # Kept by reference: the worker only hands over JSON-ready values (see json_ready).
         stored.results = results
         if stored.error_code is not None:  # from an earlier attempt
@@ -519,7 +542,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
     async def fail(
         self, job: Job, error_code: str, error_message: str, runtime_ms: float | None
     ) -> None:
-        stored = self._owned(job, _PROCESSING)
+        stored = self._owned(job, _RUNNING)
         stored.error_code, stored.error_message = error_code, error_message
         self._finish(stored, _FAILED, runtime_ms)
 
@@ -531,7 +554,7 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         delay_seconds: float,
         runtime_ms: float | None,
     ) -> JobStatus:
-        stored = self._owned(job, _PROCESSING)
+        stored = self._owned(job, _RUNNING)
         stored.error_code, stored.error_message = error_code, error_message
         if stored.attempts >= stored.max_attempts:
             self._finish(stored, _FAILED, runtime_ms)
@@ -761,11 +784,13 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
 
     # --- store: attempt history, lookup, session revocations ----------------------------------
 
-    def _open_attempt(self, job_id: str, *, confirmed: bool) -> None:
+    def _open_attempt(self, job_id: str, confirmed: bool) -> None:
+        """Positional: the claim calls it per job, and a call naming an argument is not
+        specialised."""
         self._attempt_no[job_id] = self._attempt_no.get(job_id, 0) + 1
         if confirmed:
             self._confirmed.add(job_id)
-        else:
+        elif self._confirmed:  # nothing to drop from an empty set, the drain's case
             self._confirmed.discard(job_id)
 
     def _close_attempt(self, stored: Job, outcome: AttemptOutcome, *, error: bool = True) -> None:
@@ -796,11 +821,12 @@ class InMemoryQueue(QueueBase, JobQueue, QueueAdmin, FleetAdmin):
         return current_attempt(job, self._attempt_no.get(job.id, 0))
 
     def _with_history(self, job: Job) -> Job:
-        attempts = list(self._history.get(job.id, ()))
-        if job.started_at is not None:
-            attempts.append(self._current_attempt(job))
+        earlier = self._history.get(job.id, ())
+        attempts = (
+            (*earlier, self._current_attempt(job)) if job.started_at is not None else (*earlier,)
+        )
         shown = job.snapshot()
-        shown.attempt_history = tuple(attempts[-self.attempt_history :])
+        shown.attempt_history = attempts[-self.attempt_history :]
         return shown
 
     async def find_jobs(self, microservice: str, key: str) -> Sequence[Job]:
