@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import pstats
-import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+
+from procs import callgrind_instructions  # noqa: E402
 
 __all__ = ["main"]
 
@@ -167,17 +168,8 @@ def _instructions(kind: str, calls: int) -> float:
     collected = []
     with tempfile.TemporaryDirectory(prefix="usvc-bench-devjob-cg-") as tmp:
         for n in (calls, 0):
-            valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/{n}.cg"]
-            run = subprocess.run(
-                [*valgrind, sys.executable, __file__, kind, "--calls-only", str(n)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            found = re.search(r"Collected : (\d+)", run.stderr)
-            if found is None:
-                raise RuntimeError(f"no counts from callgrind: {run.stderr[-500:]}")
-            collected.append(int(found.group(1)))
+            argv = [sys.executable, __file__, kind, "--calls-only", str(n)]
+            collected.append(callgrind_instructions(argv, f"{tmp}/{n}.cg"))
     return (collected[0] - collected[1]) / calls
 
 

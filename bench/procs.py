@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,10 +18,25 @@ from typing import Self
 
 from harness import child_env
 
-__all__ = ["ServerProcess", "free_port", "proc_status_kb"]
+__all__ = ["ServerProcess", "callgrind_instructions", "free_port", "proc_status_kb"]
 
 # Settings a developer's shell may export; the cases set what they need explicitly.
 _OWN_PREFIXES = ("MICROSERVICE", "QUEUE_", "DEV_", "HTTP_", "ORACLE_", "MONGODB_", "LOG_", "BENCH_")
+
+
+def callgrind_instructions(argv: list[str], out_file: str) -> int:
+    """Instructions ``argv`` ran under callgrind (every thread), its profile written to
+    ``out_file``; an error with callgrind's last words when it printed no count."""
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", run.stderr)
+    if found is None:
+        raise RuntimeError(f"no counts from callgrind: {run.stderr[-500:]}")
+    return int(found.group(1))
 
 
 def free_port() -> int:

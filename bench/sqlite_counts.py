@@ -34,7 +34,6 @@ import cProfile
 import json
 import os
 import pstats
-import re
 import shutil
 import sqlite3
 import statistics
@@ -50,6 +49,7 @@ sys.path.insert(0, str(BENCH))
 
 import sqlite_drain  # noqa: E402
 from counts import layer_of  # noqa: E402
+from procs import callgrind_instructions  # noqa: E402
 from sqlite_prototype import drain_prototype  # noqa: E402
 
 __all__ = ["VARIANTS", "ablate", "profile_kit"]
@@ -70,11 +70,8 @@ def _layer(filename: str, func: str) -> str:
     return layer_of(filename)
 
 
-async def _kit(path: Path, jobs: int, profiler: cProfile.Profile | None) -> float:
-    """Drain ``path`` with the kit's worker in this process; returns CPU seconds."""
-    from usvc_core import Application
-    from usvc_core.logging import configure_logging
-
+def _worker_settings(path: Path, **overrides: str) -> None:
+    """The ``sqlite`` case's worker settings for a drain of ``path`` in this process."""
     os.environ.update(
         MICROSERVICE_NAME=sqlite_drain.SERVICE,
         QUEUE_URL=f"sqlite:///{path}",
@@ -83,6 +80,15 @@ async def _kit(path: Path, jobs: int, profiler: cProfile.Profile | None) -> floa
         HTTP_ENABLED="False",
         DEV_MODE="False",
     )
+    os.environ.update(overrides)
+
+
+async def _kit(path: Path, jobs: int, profiler: cProfile.Profile | None) -> float:
+    """Drain ``path`` with the kit's worker in this process; returns CPU seconds."""
+    from usvc_core import Application
+    from usvc_core.logging import configure_logging
+
+    _worker_settings(path)
     configure_logging(json=True, stream=open(os.devnull, "w"))  # noqa: SIM115, ASYNC230
     app = Application(configure_logging=False)
     app.add_action(sqlite_drain.noop)
@@ -199,15 +205,7 @@ def _kit_child(path: Path, jobs: int, parts: frozenset[str]) -> None:
     from usvc_core.worker import QUEUE_CHECK
 
     count = sqlite_drain._COUNT_COMPLETED
-    os.environ.update(
-        MICROSERVICE_NAME=sqlite_drain.SERVICE,
-        QUEUE_URL=f"sqlite:///{path}?durability=full",
-        MAX_CONCURRENT_JOBS="10",
-        POLLING_INTERVAL_SECONDS="0.5",
-        HTTP_ENABLED="False",
-        LOG_CONSOLE_JSON="True",
-        DEV_MODE="False",
-    )
+    _worker_settings(path, QUEUE_URL=f"sqlite:///{path}?durability=full", LOG_CONSOLE_JSON="True")
     if parts:
         sqlite_drain._ablate(set(parts))
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the process's whole life
@@ -244,19 +242,11 @@ def _instructions(directory: Path, jobs: int, parts: frozenset[str] | None) -> f
             if parts is None
             else ["--kit-child", str(path), "--parts", ",".join(sorted(parts))]
         )
-        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={directory}/{n}.cg"]
-        run = subprocess.run(
-            [*valgrind, sys.executable, __file__, *child, "--jobs", str(n)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        found = re.search(r"Collected : (\d+)", run.stderr)
-        if found is None:
-            raise RuntimeError(f"no counts from callgrind: {run.stderr[-500:]}")
+        argv = [sys.executable, __file__, *child, "--jobs", str(n)]
+        instructions = callgrind_instructions(argv, f"{directory}/{n}.cg")
         if sqlite_drain._counts(path) != ({"Completed": n} if n else {}):
             raise RuntimeError(f"the drain under callgrind left {sqlite_drain._counts(path)}")
-        counts.append(int(found.group(1)))
+        counts.append(instructions)
     return (counts[0] - counts[1]) / jobs
 
 
