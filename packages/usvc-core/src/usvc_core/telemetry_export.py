@@ -257,16 +257,21 @@ def export_telemetry(
     return telemetry
 
 
+def _exporter(telemetry: Telemetry, kind: Any, endpoint: str, headers: Any) -> _AbortableExporter:
+    """An OTLP exporter of ``kind`` (spans or logs) for ``endpoint``, made abortable and
+    registered with ``telemetry`` (which stops it)."""
+    inner = kind(endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers)
+    exporter = _AbortableExporter(inner)
+    telemetry._exporters.append(exporter)
+    return exporter
+
+
 def _setup_traces(telemetry: Telemetry, resource: Any, endpoint: str, headers: Any) -> None:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    inner = OTLPSpanExporter(
-        endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers
-    )
-    exporter = _AbortableExporter(inner)
-    telemetry._exporters.append(exporter)
+    exporter = _exporter(telemetry, OTLPSpanExporter, endpoint, headers)
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(exporter))  # type: ignore[arg-type]
     telemetry.tracer_provider = provider
@@ -277,11 +282,7 @@ def _setup_logs(telemetry: Telemetry, resource: Any, endpoint: str, headers: Any
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    inner = OTLPLogExporter(
-        endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers
-    )
-    exporter = _AbortableExporter(inner)
-    telemetry._exporters.append(exporter)
+    exporter = _exporter(telemetry, OTLPLogExporter, endpoint, headers)
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))  # type: ignore[arg-type]
     telemetry.logger_provider = provider

@@ -58,10 +58,9 @@ class _JobCounters(Collector):
         self.errors = 0
         self.claimed = 0
         self.retried: dict[str, int] = {}
-        self.durations: dict[tuple[str, str], _Durations] = {}
-        # The same children by outcome, then action: found per job without building and
-        # hashing a key tuple.
-        self.by_outcome: dict[str, dict[str, _Durations]] = {}
+        # The duration children by outcome, then action: found per job without building
+        # and hashing a key tuple.
+        self.durations: dict[str, dict[str, _Durations]] = {}
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("jobs_processed", "Total jobs completed", value=self.processed)
@@ -81,12 +80,13 @@ class _JobCounters(Collector):
         durations = HistogramMetricFamily(
             "job_duration_seconds", _DURATION_HELP, labels=["action", "outcome"]
         )
-        for (action, outcome), child in list(self.durations.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip(_BOUNDS, list(child.counts), strict=True):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            durations.add_metric([action, outcome], buckets, sum_value=child.total)
+        for outcome, children in list(self.durations.items()):
+            for action, child in list(children.items()):
+                cumulative, buckets = 0, []
+                for bound, count in zip(_BOUNDS, list(child.counts), strict=True):
+                    cumulative += count
+                    buckets.append((bound, cumulative))
+                durations.add_metric([action, outcome], buckets, sum_value=child.total)
         yield durations
 
     def describe(self) -> Iterator[Metric]:
@@ -181,12 +181,12 @@ class PrometheusMetrics:
             jobs.retried[action] = jobs.retried.get(action, 0) + 1
         elif outcome == "failed":
             jobs.errors += 1
-        children = jobs.by_outcome.get(outcome)
+        children = jobs.durations.get(outcome)
         if children is None:
-            children = jobs.by_outcome[outcome] = {}
+            children = jobs.durations[outcome] = {}
         child = children.get(action)
         if child is None:
-            child = children[action] = jobs.durations[(action, outcome)] = _Durations()
+            child = children[action] = _Durations()
         # bisect_left: a duration equal to a bound counts in that bound's bucket (le).
         if duration_seconds <= _FIRST_BOUND:
             child.counts[0] += 1
